@@ -1,0 +1,3 @@
+module github.com/go-ldapauth/ldapauth
+
+go 1.26.8
