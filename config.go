@@ -1,0 +1,632 @@
+package ldapauth
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// Defaults applied by [LoadConfig] and by [New] to zero fields.
+const (
+	// DefaultSearchBase is django-python3-ldap's LDAP_AUTH_SEARCH_BASE default.
+	DefaultSearchBase = "ou=people,dc=example,dc=com"
+	// DefaultObjectClass is django-python3-ldap's LDAP_AUTH_OBJECT_CLASS default.
+	DefaultObjectClass = "inetOrgPerson"
+	// DefaultConnectTimeout bounds establishing a connection (TCP and TLS)
+	// when LDAP_AUTH_CONNECT_TIMEOUT is unset. The Python original waits
+	// forever by default; ldapauth does not.
+	DefaultConnectTimeout = 10 * time.Second
+	// DefaultReceiveTimeout bounds the wait for each LDAP response when
+	// LDAP_AUTH_RECEIVE_TIMEOUT is unset.
+	DefaultReceiveTimeout = 10 * time.Second
+)
+
+// DefaultUserFields returns django-python3-ldap's LDAP_AUTH_USER_FIELDS
+// default: username=uid, first_name=givenName, last_name=sn, email=mail.
+func DefaultUserFields() map[string]string {
+	return map[string]string{
+		"username":   "uid",
+		"first_name": "givenName",
+		"last_name":  "sn",
+		"email":      "mail",
+	}
+}
+
+// Config configures an [Authenticator]. It is plain data: build it in code,
+// or read it from the environment with [ConfigFromEnv]. Each field names the
+// environment variable it is read from. [New] validates and copies it, so a
+// Config may be reused or changed after New returns without effect on the
+// Authenticator.
+type Config struct {
+	// URLs lists the directory servers, ldap:// or ldaps://, tried in order.
+	// LDAP_AUTH_URL (several URLs separated by spaces or commas).
+	URLs []string
+
+	// UseTLS upgrades ldap:// connections with StartTLS before any bind. A
+	// failed upgrade is an error, never a fall-back to plain text.
+	// LDAP_AUTH_USE_TLS.
+	UseTLS bool
+
+	// SearchBase is where users are searched for (subtree).
+	// LDAP_AUTH_SEARCH_BASE, default [DefaultSearchBase].
+	SearchBase string
+
+	// ObjectClass is the object class of user entries.
+	// LDAP_AUTH_OBJECT_CLASS, default [DefaultObjectClass].
+	ObjectClass string
+
+	// UserFields maps user fields to the directory attributes that hold
+	// them. The "username" field is required: its attribute identifies the
+	// user in the search filter. LDAP_AUTH_USER_FIELDS, default
+	// [DefaultUserFields].
+	UserFields map[string]string
+
+	// ActiveDirectoryDomain is the domain the Active Directory formatters add
+	// (DOMAIN\user or user@domain). LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN.
+	ActiveDirectoryDomain string
+
+	// ConnectTimeout bounds connecting (TCP plus TLS or StartTLS).
+	// LDAP_AUTH_CONNECT_TIMEOUT in whole seconds, default
+	// [DefaultConnectTimeout].
+	ConnectTimeout time.Duration
+
+	// ReceiveTimeout bounds the wait for each response from the server.
+	// LDAP_AUTH_RECEIVE_TIMEOUT in whole seconds, default
+	// [DefaultReceiveTimeout].
+	ReceiveTimeout time.Duration
+
+	// FormatUsername turns the typed username into the bind name.
+	// LDAP_AUTH_FORMAT_USERNAME, default [OpenLDAPFormatter].
+	FormatUsername UsernameFormatter
+
+	// SearchFilters builds the filters that find the user's entry.
+	// LDAP_AUTH_FORMAT_SEARCH_FILTERS, default [DefaultFilters].
+	SearchFilters SearchFilterBuilder
+
+	// SyncRelations runs after every successful login.
+	// LDAP_AUTH_SYNC_USER_RELATIONS, default [NoRelations].
+	SyncRelations RelationSyncer
+
+	// OrganisationID is the organisation every user logging in joins, used
+	// by [SyncUserGroups]. LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID.
+	OrganisationID string
+
+	// SyncedGroups lists the DNs of the groups copied into the store, used
+	// by [SyncUserGroups]. LDAP_SYNCED_GROUPS (separated by colons).
+	SyncedGroups []string
+
+	// LoginGroup is the DN of the group whose members alone may log in,
+	// used by [LoginGroupFilters]. LDAP_LOGIN_GROUP.
+	LoginGroup string
+
+	// SyncUsername and SyncPassword are the account the directory sync job
+	// binds as. A DN is used verbatim; anything else goes through
+	// FormatUsername. LDAP_SYNC_USER_USERNAME, LDAP_SYNC_USER_PASSWORD.
+	SyncUsername string
+	SyncPassword string
+
+	// ConnectionUsername and ConnectionPassword are a service account that
+	// runs the login search after the user's own bind has checked the
+	// password. Empty: the search runs as the user. Used verbatim (a DN or
+	// whatever the server accepts as a bind name).
+	// LDAP_AUTH_CONNECTION_USERNAME, LDAP_AUTH_CONNECTION_PASSWORD.
+	ConnectionUsername string
+	ConnectionPassword string
+
+	// TLSCAFile is a PEM bundle of the certificate authorities to trust in
+	// place of the system pool. LDAP_AUTH_TLS_CA_FILE.
+	TLSCAFile string
+
+	// InsecureSkipVerify turns off certificate verification. Dangerous:
+	// anyone on the network path can then read every password. For tests
+	// only. LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY.
+	InsecureSkipVerify bool
+
+	// TLSConfig, when set in code, is used as the base TLS configuration
+	// (cloned; ServerName is filled in per server when empty). It cannot be
+	// set from the environment.
+	TLSConfig *tls.Config
+
+	// Store receives users, groups, memberships and the organisation join.
+	// Nil: users are authenticated but not stored; the group syncer then
+	// cannot be used.
+	Store UserStore
+
+	// Logger receives debug and warning records; nil discards them.
+	// Passwords are never logged.
+	Logger *slog.Logger
+}
+
+// Environment variable names read by [LoadConfig].
+const (
+	EnvURL                = "LDAP_AUTH_URL"
+	EnvUseTLS             = "LDAP_AUTH_USE_TLS"
+	EnvSearchBase         = "LDAP_AUTH_SEARCH_BASE"
+	EnvObjectClass        = "LDAP_AUTH_OBJECT_CLASS"
+	EnvUserFields         = "LDAP_AUTH_USER_FIELDS"
+	EnvADDomain           = "LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN"
+	EnvConnectTimeout     = "LDAP_AUTH_CONNECT_TIMEOUT"
+	EnvReceiveTimeout     = "LDAP_AUTH_RECEIVE_TIMEOUT"
+	EnvFormatUsername     = "LDAP_AUTH_FORMAT_USERNAME"
+	EnvOrganisationID     = "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID"
+	EnvSyncRelations      = "LDAP_AUTH_SYNC_USER_RELATIONS"
+	EnvSearchFilters      = "LDAP_AUTH_FORMAT_SEARCH_FILTERS"
+	EnvSyncedGroups       = "LDAP_SYNCED_GROUPS"
+	EnvLoginGroup         = "LDAP_LOGIN_GROUP"
+	EnvSyncUsername       = "LDAP_SYNC_USER_USERNAME"
+	EnvSyncPassword       = "LDAP_SYNC_USER_PASSWORD"
+	EnvConnectionUsername = "LDAP_AUTH_CONNECTION_USERNAME"
+	EnvConnectionPassword = "LDAP_AUTH_CONNECTION_PASSWORD"
+	EnvTLSCAFile          = "LDAP_AUTH_TLS_CA_FILE"
+	EnvInsecureSkipVerify = "LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY"
+)
+
+// ConfigError reports one bad configuration value. It never holds the value
+// of a secret. It matches [ErrConfig] with errors.Is.
+type ConfigError struct {
+	// Variables names the environment variables involved, the first being
+	// the one at fault (two or more for a mistake across variables).
+	Variables []string
+	// Problem says what is wrong.
+	Problem string
+	// Err is the underlying cause, if any.
+	Err error
+}
+
+func (e *ConfigError) Error() string {
+	return "ldapauth: " + strings.Join(e.Variables, ", ") + ": " + e.Problem
+}
+
+// Unwrap returns the cause.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Is reports whether target is [ErrConfig].
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+
+func configErr(problem string, vars ...string) *ConfigError {
+	return &ConfigError{Variables: vars, Problem: problem}
+}
+
+// ConfigFromEnv reads the configuration from the process environment. See
+// [LoadConfig].
+func ConfigFromEnv() (*Config, error) {
+	return LoadConfig(os.LookupEnv)
+}
+
+// LoadConfig reads the configuration through lookup (os.LookupEnv, or a map
+// in tests), applies the documented defaults and validates the result.
+//
+// Every bad variable is reported: the error joins one [*ConfigError] per
+// problem. When LDAP_AUTH_URL is unset the error matches [ErrNotConfigured],
+// so a backend can run with LDAP turned off. Secret values never appear in
+// errors.
+func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
+	get := func(name string) string {
+		v, _ := lookup(name)
+		return unquote(strings.TrimSpace(v))
+	}
+	secret := func(name string) string {
+		v, _ := lookup(name) // passwords are taken verbatim
+		return v
+	}
+	var errs []error
+	cfg := &Config{
+		SearchBase:            DefaultSearchBase,
+		ObjectClass:           DefaultObjectClass,
+		UserFields:            DefaultUserFields(),
+		ConnectTimeout:        DefaultConnectTimeout,
+		ReceiveTimeout:        DefaultReceiveTimeout,
+		ActiveDirectoryDomain: get(EnvADDomain),
+		OrganisationID:        get(EnvOrganisationID),
+		LoginGroup:            get(EnvLoginGroup),
+		SyncUsername:          get(EnvSyncUsername),
+		SyncPassword:          secret(EnvSyncPassword),
+		ConnectionUsername:    get(EnvConnectionUsername),
+		ConnectionPassword:    secret(EnvConnectionPassword),
+		TLSCAFile:             get(EnvTLSCAFile),
+	}
+
+	if v := get(EnvURL); v == "" {
+		errs = append(errs, &ConfigError{Variables: []string{EnvURL}, Problem: "not set: LDAP login is off", Err: ErrNotConfigured})
+	} else {
+		cfg.URLs = splitURLs(v)
+	}
+	if v := get(EnvSearchBase); v != "" {
+		cfg.SearchBase = v
+	}
+	if v := get(EnvObjectClass); v != "" {
+		cfg.ObjectClass = v
+	}
+	if v := get(EnvUserFields); v != "" {
+		fields, err := parseUserFields(v)
+		if err != nil {
+			errs = append(errs, &ConfigError{Variables: []string{EnvUserFields}, Problem: err.Error()})
+		} else {
+			cfg.UserFields = fields
+		}
+	}
+	for _, b := range []struct {
+		name string
+		dst  *bool
+	}{{EnvUseTLS, &cfg.UseTLS}, {EnvInsecureSkipVerify, &cfg.InsecureSkipVerify}} {
+		if v := get(b.name); v != "" {
+			val, err := parseBool(v)
+			if err != nil {
+				errs = append(errs, &ConfigError{Variables: []string{b.name}, Problem: err.Error()})
+			}
+			*b.dst = val
+		}
+	}
+	for _, t := range []struct {
+		name string
+		dst  *time.Duration
+	}{{EnvConnectTimeout, &cfg.ConnectTimeout}, {EnvReceiveTimeout, &cfg.ReceiveTimeout}} {
+		if v := get(t.name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				errs = append(errs, &ConfigError{Variables: []string{t.name}, Problem: fmt.Sprintf("%q is not a positive whole number of seconds", v)})
+				continue
+			}
+			*t.dst = time.Duration(n) * time.Second
+		}
+	}
+	if v := get(EnvSyncedGroups); v != "" {
+		for _, item := range strings.Split(v, ":") {
+			if item = strings.TrimSpace(item); item != "" {
+				cfg.SyncedGroups = append(cfg.SyncedGroups, item)
+			}
+		}
+	}
+
+	if v := get(EnvFormatUsername); v != "" {
+		f, err := lookupCallable(EnvFormatUsername, v, usernameFormatters)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		cfg.FormatUsername = f
+	}
+	if v := get(EnvSearchFilters); v != "" {
+		f, err := lookupCallable(EnvSearchFilters, v, filterBuilders)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		cfg.SearchFilters = f
+	}
+	if v := get(EnvSyncRelations); v != "" {
+		f, err := lookupCallable(EnvSyncRelations, v, relationSyncers)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		cfg.SyncRelations = f
+	}
+
+	// Value and cross-variable checks, skipping any that involve a variable
+	// already reported.
+	reported := map[string]bool{}
+	for _, e := range errs {
+		var ce *ConfigError
+		if errors.As(e, &ce) {
+			reported[ce.Variables[0]] = true
+		}
+	}
+	for _, e := range cfg.validate() {
+		if !slices.ContainsFunc(e.Variables, func(v string) bool { return reported[v] }) {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return cfg, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+// Validate reports every problem with c, one [*ConfigError] per problem,
+// joined. It applies to configurations built in code and to those read from
+// the environment alike; [New] calls it.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.URLs) == 0 {
+		errs = append(errs, &ConfigError{Variables: []string{EnvURL}, Problem: "no server URL", Err: ErrNotConfigured})
+	}
+	for _, e := range c.validate() {
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}
+
+// validate checks everything but the presence of URLs.
+func (c *Config) validate() []*ConfigError {
+	var errs []*ConfigError
+	add := func(problem string, vars ...string) { errs = append(errs, configErr(problem, vars...)) }
+
+	for _, u := range c.URLs {
+		if err := checkURL(u); err != nil {
+			add(err.Error(), EnvURL)
+		}
+	}
+	if c.SearchBase != "" {
+		if _, err := ldap.ParseDN(c.SearchBase); err != nil {
+			add(fmt.Sprintf("%q is not a DN: %v", c.SearchBase, err), EnvSearchBase)
+		}
+	}
+	if c.UserFields != nil {
+		if attr := c.UserFields["username"]; attr == "" {
+			add("no username field: it names the attribute users log in with (for example username=uid)", EnvUserFields)
+		}
+	}
+	if c.ConnectTimeout < 0 {
+		add("negative", EnvConnectTimeout)
+	}
+	if c.ReceiveTimeout < 0 {
+		add("negative", EnvReceiveTimeout)
+	}
+
+	formatter := c.FormatUsername
+	switch formatter.(type) {
+	case ActiveDirectoryPrincipalFormatter, *ActiveDirectoryPrincipalFormatter:
+		if c.ActiveDirectoryDomain == "" {
+			add("the principal formatter needs a domain (user@domain)", EnvADDomain, EnvFormatUsername)
+		}
+	}
+
+	loginFilters := false
+	switch c.SearchFilters.(type) {
+	case LoginGroupFilters, *LoginGroupFilters:
+		loginFilters = true
+	}
+	isDefaultFilters := false
+	switch c.SearchFilters.(type) {
+	case nil, DefaultFilters, *DefaultFilters:
+		isDefaultFilters = true
+	}
+	if c.LoginGroup != "" {
+		if _, err := ldap.ParseDN(c.LoginGroup); err != nil {
+			add(fmt.Sprintf("%q is not a DN: %v", c.LoginGroup, err), EnvLoginGroup)
+		} else if isDefaultFilters {
+			add("set, but the search filters ignore it: set LDAP_AUTH_FORMAT_SEARCH_FILTERS to flagsmith_ldap.ldap.login_group_search_filter", EnvLoginGroup, EnvSearchFilters)
+		}
+	}
+	_ = loginFilters // the login-group filter without a group adds no filter, as in Flagsmith
+
+	groupSyncer := false
+	switch c.SyncRelations.(type) {
+	case SyncUserGroups, *SyncUserGroups:
+		groupSyncer = true
+	}
+	_, noRelations := c.SyncRelations.(NoRelations)
+	isDefaultSyncer := c.SyncRelations == nil || noRelations
+	for i, g := range c.SyncedGroups {
+		if _, err := ldap.ParseDN(strings.TrimSpace(g)); err != nil || strings.TrimSpace(g) == "" {
+			add(fmt.Sprintf("item %d, %q, is not a DN", i+1, g), EnvSyncedGroups)
+		}
+	}
+	if groupSyncer && c.OrganisationID == "" {
+		add("not set, but the group syncer adds every user to it", EnvOrganisationID, EnvSyncRelations)
+	}
+	if isDefaultSyncer && len(c.SyncedGroups) > 0 {
+		add("set, but the relation syncer ignores it: set LDAP_AUTH_SYNC_USER_RELATIONS to flagsmith_ldap.ldap.sync_user_groups", EnvSyncedGroups, EnvSyncRelations)
+	}
+	if isDefaultSyncer && c.OrganisationID != "" {
+		add("set, but the relation syncer ignores it: set LDAP_AUTH_SYNC_USER_RELATIONS to flagsmith_ldap.ldap.sync_user_groups", EnvOrganisationID, EnvSyncRelations)
+	}
+
+	if (c.ConnectionUsername == "") != (c.ConnectionPassword == "") {
+		if c.ConnectionUsername == "" {
+			add("not set, but a service-account password is", EnvConnectionUsername, EnvConnectionPassword)
+		} else {
+			add("not set, but a service-account username is", EnvConnectionPassword, EnvConnectionUsername)
+		}
+	}
+	if (c.SyncUsername == "") != (c.SyncPassword == "") {
+		if c.SyncUsername == "" {
+			add("not set, but a sync password is", EnvSyncUsername, EnvSyncPassword)
+		} else {
+			add("not set, but a sync username is", EnvSyncPassword, EnvSyncUsername)
+		}
+	}
+	if c.TLSCAFile != "" {
+		if _, err := loadCAFile(c.TLSCAFile); err != nil {
+			add(err.Error(), EnvTLSCAFile)
+		} else if c.InsecureSkipVerify {
+			add("a CA file is set but verification is turned off", EnvInsecureSkipVerify, EnvTLSCAFile)
+		} else if !c.usesTLS() {
+			add("set, but no connection uses TLS: use ldaps:// or LDAP_AUTH_USE_TLS=true", EnvTLSCAFile, EnvURL, EnvUseTLS)
+		}
+	}
+	if c.UseTLS {
+		for _, u := range c.URLs {
+			if strings.HasPrefix(strings.ToLower(u), "ldaps://") {
+				add(fmt.Sprintf("StartTLS cannot run on %s, which is TLS already", u), EnvUseTLS, EnvURL)
+			}
+		}
+	}
+	return errs
+}
+
+func (c *Config) usesTLS() bool {
+	if c.UseTLS {
+		return true
+	}
+	for _, u := range c.URLs {
+		if strings.HasPrefix(strings.ToLower(u), "ldaps://") {
+			return true
+		}
+	}
+	return false
+}
+
+// unquote removes one pair of matching surrounding quotes, which an env
+// file passed through docker --env-file keeps (the Flagsmith docs quote some
+// values). Secrets are never unquoted.
+func unquote(v string) string {
+	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+		return strings.TrimSpace(v[1 : len(v)-1])
+	}
+	return v
+}
+
+// splitURLs splits LDAP_AUTH_URL on white space and commas.
+func splitURLs(v string) []string {
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
+}
+
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", raw)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "ldap", "ldaps":
+	default:
+		return fmt.Errorf("%q: the scheme must be ldap:// or ldaps://", raw)
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("%q has no host", raw)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q has a bad port", raw)
+		}
+	}
+	return nil
+}
+
+// parseUserFields parses "field=attribute,field=attribute".
+func parseUserFields(v string) (map[string]string, error) {
+	fields := map[string]string{}
+	for _, pair := range strings.Split(v, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		field, attr, ok := strings.Cut(pair, "=")
+		field, attr = strings.TrimSpace(field), strings.TrimSpace(attr)
+		if !ok || field == "" || attr == "" {
+			return nil, fmt.Errorf("%q is not field=attribute", pair)
+		}
+		if _, dup := fields[field]; dup {
+			return nil, fmt.Errorf("field %q is mapped twice", field)
+		}
+		fields[field] = attr
+	}
+	if fields["username"] == "" {
+		return nil, errors.New("no username field: it names the attribute users log in with (for example username=uid)")
+	}
+	return fields, nil
+}
+
+// parseBool accepts the spellings django-environ takes as true, and their
+// opposites; anything else is an error rather than a silent false.
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "true", "on", "ok", "y", "yes", "1", "t":
+		return true, nil
+	case "false", "off", "n", "no", "0", "f":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not a boolean (true/false, yes/no, on/off, 1/0)", v)
+}
+
+func loadCAFile(path string) (*x509.CertPool, error) {
+	pemData, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+// callable maps the names an env file may hold to a constructor.
+type callable[T any] struct {
+	names []string
+	make  func() T
+}
+
+func lookupCallable[T any](variable, name string, table []callable[T]) (T, error) {
+	var accepted []string
+	for _, c := range table {
+		if slices.Contains(c.names, name) {
+			return c.make(), nil
+		}
+		accepted = append(accepted, c.names...)
+	}
+	var zero T
+	return zero, configErr(fmt.Sprintf("unknown callable %q; accepted: %s", name, strings.Join(accepted, ", ")), variable)
+}
+
+var usernameFormatters = []callable[UsernameFormatter]{
+	{[]string{"django_python3_ldap.utils.format_username_openldap", "openldap"}, func() UsernameFormatter { return OpenLDAPFormatter{} }},
+	{[]string{"django_python3_ldap.utils.format_username_active_directory", "active_directory"}, func() UsernameFormatter { return ActiveDirectoryFormatter{} }},
+	{[]string{"django_python3_ldap.utils.format_username_active_directory_principal", "active_directory_principal"}, func() UsernameFormatter { return ActiveDirectoryPrincipalFormatter{} }},
+}
+
+var filterBuilders = []callable[SearchFilterBuilder]{
+	{[]string{"django_python3_ldap.utils.format_search_filters", "default"}, func() SearchFilterBuilder { return DefaultFilters{} }},
+	{[]string{"flagsmith_ldap.ldap.login_group_search_filter", "custom_auth.ldap.login_group_search_filter", "flagsmith.ldap.login_group_search_filter", "login_group"}, func() SearchFilterBuilder { return LoginGroupFilters{} }},
+}
+
+var relationSyncers = []callable[RelationSyncer]{
+	{[]string{"django_python3_ldap.utils.sync_user_relations", "none"}, func() RelationSyncer { return NoRelations{} }},
+	{[]string{"flagsmith_ldap.ldap.sync_user_groups", "custom_auth.ldap.sync_user_groups", "flagsmith.ldap.sync_user_groups", "sync_user_groups"}, func() RelationSyncer { return SyncUserGroups{} }},
+}
+
+// withDefaults returns a copy of c with zero fields set to their defaults.
+func (c *Config) withDefaults() Config {
+	cp := *c
+	cp.URLs = slices.Clone(c.URLs)
+	cp.SyncedGroups = slices.Clone(c.SyncedGroups)
+	if cp.SearchBase == "" {
+		cp.SearchBase = DefaultSearchBase
+	}
+	if cp.ObjectClass == "" {
+		cp.ObjectClass = DefaultObjectClass
+	}
+	if c.UserFields == nil {
+		cp.UserFields = DefaultUserFields()
+	} else {
+		cp.UserFields = make(map[string]string, len(c.UserFields))
+		for k, v := range c.UserFields {
+			cp.UserFields[k] = v
+		}
+	}
+	if cp.ConnectTimeout == 0 {
+		cp.ConnectTimeout = DefaultConnectTimeout
+	}
+	if cp.ReceiveTimeout == 0 {
+		cp.ReceiveTimeout = DefaultReceiveTimeout
+	}
+	if cp.FormatUsername == nil {
+		cp.FormatUsername = OpenLDAPFormatter{}
+	}
+	if cp.SearchFilters == nil {
+		cp.SearchFilters = DefaultFilters{}
+	}
+	if cp.SyncRelations == nil {
+		cp.SyncRelations = NoRelations{}
+	}
+	if cp.Logger == nil {
+		cp.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cp
+}
+
+// usernameAttribute is the attribute that holds the username.
+func (c *Config) usernameAttribute() string {
+	if a := c.UserFields["username"]; a != "" {
+		return a
+	}
+	return "uid"
+}

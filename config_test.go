@@ -1,0 +1,356 @@
+package ldapauth_test
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/go-ldapauth/ldapauth"
+)
+
+// env returns a lookup function over m, as LoadConfig takes.
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// readEnvFile reads KEY=VALUE lines the way docker --env-file does: no
+// quote removal, comments and blank lines skipped.
+func readEnvFile(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	m := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		require.True(t, ok, line)
+		m[k] = v
+	}
+	require.NoError(t, sc.Err())
+	return m
+}
+
+// configErrors returns the ConfigErrors joined in err, keyed by the first
+// variable each names.
+func configErrors(t *testing.T, err error) map[string]*ldapauth.ConfigError {
+	t.Helper()
+	out := map[string]*ldapauth.ConfigError{}
+	var walk func(error)
+	walk = func(e error) {
+		var ce *ldapauth.ConfigError
+		if errors.As(e, &ce) && ce == e {
+			out[ce.Variables[0]] = ce
+			return
+		}
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, c := range j.Unwrap() {
+				walk(c)
+			}
+		}
+	}
+	walk(err)
+	return out
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	cfg, err := ldapauth.LoadConfig(env(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1:389"}))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ldap://127.0.0.1:389"}, cfg.URLs)
+	assert.False(t, cfg.UseTLS)
+	assert.Equal(t, "ou=people,dc=example,dc=com", cfg.SearchBase)
+	assert.Equal(t, "inetOrgPerson", cfg.ObjectClass)
+	assert.Equal(t, map[string]string{"username": "uid", "first_name": "givenName", "last_name": "sn", "email": "mail"}, cfg.UserFields)
+	assert.Equal(t, ldapauth.DefaultConnectTimeout, cfg.ConnectTimeout)
+	assert.Equal(t, ldapauth.DefaultReceiveTimeout, cfg.ReceiveTimeout)
+	assert.Nil(t, cfg.FormatUsername, "nil means the OpenLDAP formatter")
+	assert.Nil(t, cfg.SearchFilters, "nil means the default filters")
+	assert.Nil(t, cfg.SyncRelations, "nil means no relations")
+	assert.Empty(t, cfg.SyncedGroups)
+	assert.Empty(t, cfg.LoginGroup)
+	assert.Empty(t, cfg.OrganisationID)
+	assert.False(t, cfg.InsecureSkipVerify)
+}
+
+func TestLoadConfigEveryVariable(t *testing.T) {
+	caFile := writeCA(t)
+	cfg, err := ldapauth.LoadConfig(env(map[string]string{
+		"LDAP_AUTH_URL":                          " ldap://127.0.0.1:3890, ldap://127.0.0.2:3891  ldap://[::1]:3892 ",
+		"LDAP_AUTH_USE_TLS":                      "yes",
+		"LDAP_AUTH_SEARCH_BASE":                  "ou=staff,dc=corp,dc=test",
+		"LDAP_AUTH_OBJECT_CLASS":                 "person",
+		"LDAP_AUTH_USER_FIELDS":                  " username = cn , email=mail,first_name=givenName ",
+		"LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN":      "CORP",
+		"LDAP_AUTH_CONNECT_TIMEOUT":              "3",
+		"LDAP_AUTH_RECEIVE_TIMEOUT":              "7",
+		"LDAP_AUTH_FORMAT_USERNAME":              "django_python3_ldap.utils.format_username_active_directory",
+		"LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID": "42",
+		"LDAP_AUTH_SYNC_USER_RELATIONS":          "flagsmith_ldap.ldap.sync_user_groups",
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS":        "flagsmith_ldap.ldap.login_group_search_filter",
+		"LDAP_SYNCED_GROUPS":                     " cn=a,ou=groups,dc=corp,dc=test : :cn=b,ou=groups,dc=corp,dc=test",
+		"LDAP_LOGIN_GROUP":                       "cn=login,ou=groups,dc=corp,dc=test",
+		"LDAP_SYNC_USER_USERNAME":                "cn=sync,dc=corp,dc=test",
+		"LDAP_SYNC_USER_PASSWORD":                " sync secret ",
+		"LDAP_AUTH_CONNECTION_USERNAME":          "cn=svc,dc=corp,dc=test",
+		"LDAP_AUTH_CONNECTION_PASSWORD":          "svc secret",
+		"LDAP_AUTH_TLS_CA_FILE":                  caFile,
+		"LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY":     "false",
+	}))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ldap://127.0.0.1:3890", "ldap://127.0.0.2:3891", "ldap://[::1]:3892"}, cfg.URLs)
+	assert.True(t, cfg.UseTLS)
+	assert.Equal(t, "ou=staff,dc=corp,dc=test", cfg.SearchBase)
+	assert.Equal(t, "person", cfg.ObjectClass)
+	assert.Equal(t, map[string]string{"username": "cn", "email": "mail", "first_name": "givenName"}, cfg.UserFields)
+	assert.Equal(t, "CORP", cfg.ActiveDirectoryDomain)
+	assert.Equal(t, 3*time.Second, cfg.ConnectTimeout)
+	assert.Equal(t, 7*time.Second, cfg.ReceiveTimeout)
+	assert.Equal(t, ldapauth.ActiveDirectoryFormatter{}, cfg.FormatUsername)
+	assert.Equal(t, "42", cfg.OrganisationID)
+	assert.Equal(t, ldapauth.SyncUserGroups{}, cfg.SyncRelations)
+	assert.Equal(t, ldapauth.LoginGroupFilters{}, cfg.SearchFilters)
+	assert.Equal(t, []string{"cn=a,ou=groups,dc=corp,dc=test", "cn=b,ou=groups,dc=corp,dc=test"}, cfg.SyncedGroups)
+	assert.Equal(t, "cn=login,ou=groups,dc=corp,dc=test", cfg.LoginGroup)
+	assert.Equal(t, "cn=sync,dc=corp,dc=test", cfg.SyncUsername)
+	assert.Equal(t, " sync secret ", cfg.SyncPassword, "passwords are taken verbatim")
+	assert.Equal(t, "cn=svc,dc=corp,dc=test", cfg.ConnectionUsername)
+	assert.Equal(t, "svc secret", cfg.ConnectionPassword)
+	assert.Equal(t, caFile, cfg.TLSCAFile)
+	assert.False(t, cfg.InsecureSkipVerify)
+}
+
+func TestLoadConfigCallableNames(t *testing.T) {
+	base := map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1"}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	formatters := map[string]ldapauth.UsernameFormatter{
+		"django_python3_ldap.utils.format_username_openldap": ldapauth.OpenLDAPFormatter{},
+		"openldap": ldapauth.OpenLDAPFormatter{},
+		"django_python3_ldap.utils.format_username_active_directory": ldapauth.ActiveDirectoryFormatter{},
+		"active_directory": ldapauth.ActiveDirectoryFormatter{},
+		"django_python3_ldap.utils.format_username_active_directory_principal": ldapauth.ActiveDirectoryPrincipalFormatter{},
+		"active_directory_principal": ldapauth.ActiveDirectoryPrincipalFormatter{},
+	}
+	for name, want := range formatters {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := ldapauth.LoadConfig(env(with(map[string]string{"LDAP_AUTH_FORMAT_USERNAME": name, "LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN": "corp.test"})))
+			require.NoError(t, err)
+			assert.Equal(t, want, cfg.FormatUsername)
+		})
+	}
+	filters := map[string]ldapauth.SearchFilterBuilder{
+		"django_python3_ldap.utils.format_search_filters": ldapauth.DefaultFilters{},
+		"default": ldapauth.DefaultFilters{},
+		"custom_auth.ldap.login_group_search_filter":    ldapauth.LoginGroupFilters{},
+		"flagsmith_ldap.ldap.login_group_search_filter": ldapauth.LoginGroupFilters{},
+		"flagsmith.ldap.login_group_search_filter":      ldapauth.LoginGroupFilters{},
+		"login_group": ldapauth.LoginGroupFilters{},
+	}
+	for name, want := range filters {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := ldapauth.LoadConfig(env(with(map[string]string{"LDAP_AUTH_FORMAT_SEARCH_FILTERS": name})))
+			require.NoError(t, err)
+			assert.Equal(t, want, cfg.SearchFilters)
+		})
+	}
+	syncers := map[string]ldapauth.RelationSyncer{
+		"django_python3_ldap.utils.sync_user_relations": ldapauth.NoRelations{},
+		"none":                                 ldapauth.NoRelations{},
+		"custom_auth.ldap.sync_user_groups":    ldapauth.SyncUserGroups{},
+		"flagsmith_ldap.ldap.sync_user_groups": ldapauth.SyncUserGroups{},
+		"flagsmith.ldap.sync_user_groups":      ldapauth.SyncUserGroups{},
+		"sync_user_groups":                     ldapauth.SyncUserGroups{},
+	}
+	for name, want := range syncers {
+		t.Run(name, func(t *testing.T) {
+			extra := map[string]string{"LDAP_AUTH_SYNC_USER_RELATIONS": name}
+			if want == (ldapauth.SyncUserGroups{}) {
+				extra["LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID"] = "1"
+			}
+			cfg, err := ldapauth.LoadConfig(env(with(extra)))
+			require.NoError(t, err)
+			assert.Equal(t, want, cfg.SyncRelations)
+		})
+	}
+}
+
+// The docs' example values, as an env file, load unchanged for both images.
+func TestLoadConfigFlagsmithEnvFiles(t *testing.T) {
+	for _, file := range []string{"flagsmith-api-ee.env", "flagsmith-private-cloud.env"} {
+		t.Run(file, func(t *testing.T) {
+			cfg, err := ldapauth.LoadConfig(env(readEnvFile(t, filepath.Join("testdata", file))))
+			require.NoError(t, err)
+			assert.Equal(t, []string{"ldap://localhost:389"}, cfg.URLs)
+			assert.False(t, cfg.UseTLS)
+			assert.Equal(t, map[string]string{"username": "uid", "email": "email"}, cfg.UserFields)
+			assert.Equal(t, 60*time.Second, cfg.ConnectTimeout)
+			assert.Equal(t, 60*time.Second, cfg.ReceiveTimeout)
+			assert.Equal(t, ldapauth.OpenLDAPFormatter{}, cfg.FormatUsername)
+			assert.Equal(t, ldapauth.SyncUserGroups{}, cfg.SyncRelations)
+			assert.Equal(t, ldapauth.LoginGroupFilters{}, cfg.SearchFilters)
+			assert.Equal(t, "1", cfg.OrganisationID)
+			assert.Equal(t, []string{
+				"CN=Readers,CN=Roles,CN=webapp01,dc=admin,dc=com",
+				"CN=Marvel,CN=Roles,CN=webapp01,dc=admin,dc=com",
+			}, cfg.SyncedGroups)
+			assert.Equal(t, "CN=Readers,CN=Roles,CN=webapp01,dc=admin,dc=com", cfg.LoginGroup)
+			assert.Equal(t, "john", cfg.SyncUsername)
+			assert.Equal(t, "password", cfg.SyncPassword)
+		})
+	}
+	t.Run("active directory section, quoted", func(t *testing.T) {
+		cfg, err := ldapauth.LoadConfig(env(readEnvFile(t, filepath.Join("testdata", "flagsmith-active-directory.env"))))
+		require.NoError(t, err)
+		assert.Equal(t, ldapauth.ActiveDirectoryPrincipalFormatter{}, cfg.FormatUsername)
+		assert.Equal(t, "domain.com", cfg.ActiveDirectoryDomain)
+		assert.Equal(t, "user", cfg.ObjectClass)
+		assert.Equal(t, "sAMAccountName", cfg.UserFields["username"])
+	})
+}
+
+func TestLoadConfigNotConfigured(t *testing.T) {
+	_, err := ldapauth.LoadConfig(env(map[string]string{}))
+	require.ErrorIs(t, err, ldapauth.ErrNotConfigured)
+	require.ErrorIs(t, err, ldapauth.ErrConfig)
+}
+
+// Every bad variable is reported in the one error, never only the first,
+// and no secret is echoed.
+func TestLoadConfigReportsEveryBadVariable(t *testing.T) {
+	const secret = "hunter2-do-not-print"
+	_, err := ldapauth.LoadConfig(env(map[string]string{
+		"LDAP_AUTH_URL":                      "http://127.0.0.1",
+		"LDAP_AUTH_USE_TLS":                  "perhaps",
+		"LDAP_AUTH_SEARCH_BASE":              "not a dn",
+		"LDAP_AUTH_USER_FIELDS":              "email=mail,first_name",
+		"LDAP_AUTH_CONNECT_TIMEOUT":          "soon",
+		"LDAP_AUTH_RECEIVE_TIMEOUT":          "-1",
+		"LDAP_AUTH_FORMAT_USERNAME":          "myapp.format_username",
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS":    "myapp.filters",
+		"LDAP_AUTH_SYNC_USER_RELATIONS":      "myapp.sync",
+		"LDAP_SYNCED_GROUPS":                 "cn=ok,dc=x:garbage",
+		"LDAP_AUTH_TLS_CA_FILE":              filepath.Join(t.TempDir(), "missing.pem"),
+		"LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY": "maybe",
+		"LDAP_AUTH_CONNECTION_PASSWORD":      secret,
+		"LDAP_SYNC_USER_PASSWORD":            secret,
+	}))
+	require.Error(t, err)
+	require.ErrorIs(t, err, ldapauth.ErrConfig)
+	assert.NotContains(t, err.Error(), secret)
+	got := configErrors(t, err)
+	for _, v := range []string{
+		"LDAP_AUTH_URL", "LDAP_AUTH_USE_TLS", "LDAP_AUTH_SEARCH_BASE", "LDAP_AUTH_USER_FIELDS",
+		"LDAP_AUTH_CONNECT_TIMEOUT", "LDAP_AUTH_RECEIVE_TIMEOUT", "LDAP_AUTH_FORMAT_USERNAME",
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "LDAP_AUTH_SYNC_USER_RELATIONS", "LDAP_SYNCED_GROUPS",
+		"LDAP_AUTH_TLS_CA_FILE", "LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY",
+		"LDAP_AUTH_CONNECTION_USERNAME", "LDAP_SYNC_USER_USERNAME",
+	} {
+		assert.Contains(t, got, v, "the error must name %s", v)
+	}
+	assert.Contains(t, got["LDAP_AUTH_FORMAT_USERNAME"].Problem, "django_python3_ldap.utils.format_username_openldap", "an unknown callable lists the accepted names")
+	assert.Contains(t, got["LDAP_SYNCED_GROUPS"].Problem, "item 2")
+}
+
+func TestLoadConfigCrossVariableMistakes(t *testing.T) {
+	url := map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1"}
+	tests := []struct {
+		name  string
+		env   map[string]string
+		names []string // the variables the one error must name
+	}{
+		{"login group without its filter", map[string]string{"LDAP_LOGIN_GROUP": "cn=g,dc=x"},
+			[]string{"LDAP_LOGIN_GROUP", "LDAP_AUTH_FORMAT_SEARCH_FILTERS"}},
+		{"group syncer without organisation", map[string]string{"LDAP_AUTH_SYNC_USER_RELATIONS": "flagsmith_ldap.ldap.sync_user_groups"},
+			[]string{"LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID", "LDAP_AUTH_SYNC_USER_RELATIONS"}},
+		{"synced groups without the group syncer", map[string]string{"LDAP_SYNCED_GROUPS": "cn=g,dc=x"},
+			[]string{"LDAP_SYNCED_GROUPS", "LDAP_AUTH_SYNC_USER_RELATIONS"}},
+		{"organisation without the group syncer", map[string]string{"LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID": "1"},
+			[]string{"LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID", "LDAP_AUTH_SYNC_USER_RELATIONS"}},
+		{"principal formatter without domain", map[string]string{"LDAP_AUTH_FORMAT_USERNAME": "django_python3_ldap.utils.format_username_active_directory_principal"},
+			[]string{"LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN", "LDAP_AUTH_FORMAT_USERNAME"}},
+		{"service username without password", map[string]string{"LDAP_AUTH_CONNECTION_USERNAME": "cn=svc,dc=x"},
+			[]string{"LDAP_AUTH_CONNECTION_PASSWORD", "LDAP_AUTH_CONNECTION_USERNAME"}},
+		{"sync password without username", map[string]string{"LDAP_SYNC_USER_PASSWORD": "x"},
+			[]string{"LDAP_SYNC_USER_USERNAME", "LDAP_SYNC_USER_PASSWORD"}},
+		{"StartTLS on ldaps", map[string]string{"LDAP_AUTH_URL": "ldaps://127.0.0.1", "LDAP_AUTH_USE_TLS": "true"},
+			[]string{"LDAP_AUTH_USE_TLS", "LDAP_AUTH_URL"}},
+		{"CA file without TLS", map[string]string{"LDAP_AUTH_TLS_CA_FILE": "CAFILE"},
+			[]string{"LDAP_AUTH_TLS_CA_FILE", "LDAP_AUTH_URL", "LDAP_AUTH_USE_TLS"}},
+		{"CA file with verification off", map[string]string{"LDAP_AUTH_URL": "ldaps://127.0.0.1", "LDAP_AUTH_TLS_CA_FILE": "CAFILE", "LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY": "true"},
+			[]string{"LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY", "LDAP_AUTH_TLS_CA_FILE"}},
+	}
+	caFile := writeCA(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := map[string]string{}
+			for k, v := range url {
+				m[k] = v
+			}
+			for k, v := range tt.env {
+				if v == "CAFILE" {
+					v = caFile
+				}
+				m[k] = v
+			}
+			_, err := ldapauth.LoadConfig(env(m))
+			require.ErrorIs(t, err, ldapauth.ErrConfig)
+			got := configErrors(t, err)
+			require.Len(t, got, 1, "one error: %v", err)
+			ce := got[tt.names[0]]
+			require.NotNil(t, ce, "error names %s first: %v", tt.names[0], err)
+			assert.Equal(t, tt.names, ce.Variables)
+		})
+	}
+}
+
+// The login-group filter without a group is what an existing Flagsmith
+// env file may hold: it loads, and adds no filter.
+func TestLoadConfigLoginFilterWithoutGroup(t *testing.T) {
+	cfg, err := ldapauth.LoadConfig(env(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1", "LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter"}))
+	require.NoError(t, err)
+	assert.Equal(t, ldapauth.LoginGroupFilters{}, cfg.SearchFilters)
+}
+
+func TestValidateCodeBuiltConfig(t *testing.T) {
+	cfg := &ldapauth.Config{
+		URLs:          []string{"ldap://127.0.0.1", "ftp://127.0.0.1"},
+		LoginGroup:    "cn=g,dc=x",
+		SyncRelations: ldapauth.SyncUserGroups{},
+	}
+	err := cfg.Validate()
+	require.ErrorIs(t, err, ldapauth.ErrConfig)
+	got := configErrors(t, err)
+	assert.Contains(t, got, "LDAP_AUTH_URL")
+	assert.Contains(t, got, "LDAP_LOGIN_GROUP")
+	assert.Contains(t, got, "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID")
+
+	_, err = ldapauth.New(cfg)
+	require.ErrorIs(t, err, ldapauth.ErrConfig, "New validates too")
+
+	_, err = ldapauth.New(&ldapauth.Config{})
+	require.ErrorIs(t, err, ldapauth.ErrNotConfigured)
+}
+
+func TestNewGroupSyncerNeedsStore(t *testing.T) {
+	_, err := ldapauth.New(&ldapauth.Config{URLs: []string{"ldap://127.0.0.1"}, SyncRelations: ldapauth.SyncUserGroups{}, OrganisationID: "1"})
+	require.ErrorIs(t, err, ldapauth.ErrConfig)
+}

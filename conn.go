@@ -1,0 +1,232 @@
+package ldapauth
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// conn is one LDAP connection used by one call at a time. Every operation
+// takes the caller's ctx: cancelling it expires the socket, which aborts the
+// operation in flight and marks the connection broken.
+type conn struct {
+	l      *ldap.Conn
+	raw    net.Conn
+	url    string
+	broken bool
+}
+
+// server is a parsed LDAP_AUTH_URL entry.
+type server struct {
+	url     string
+	address string // host:port
+	host    string
+	ldaps   bool
+}
+
+func parseServers(urls []string) ([]server, error) {
+	servers := make([]server, 0, len(urls))
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, err
+		}
+		s := server{url: raw, host: u.Hostname(), ldaps: strings.EqualFold(u.Scheme, "ldaps")}
+		port := u.Port()
+		if port == "" {
+			port = "389"
+			if s.ldaps {
+				port = "636"
+			}
+		}
+		s.address = net.JoinHostPort(s.host, port)
+		servers = append(servers, s)
+	}
+	return servers, nil
+}
+
+// dial connects to the servers in order and returns the first connection
+// that is ready for a bind (TLS established where configured). It returns
+// an error matching ErrUnavailable when every server failed.
+func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
+	var errs []error
+	for _, s := range a.servers {
+		c, err := a.dialServer(ctx, s)
+		if err == nil {
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctxError(ctx)
+		}
+		var tlsErr *TLSError
+		if errors.As(err, &tlsErr) {
+			// A certificate problem is a configuration fault, not an outage:
+			// report it rather than hiding it behind the next server.
+			return nil, err
+		}
+		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: server unreachable", slog.String("url", s.url), slog.String("error", err.Error()))
+		errs = append(errs, fmt.Errorf("%s: %w", s.url, err))
+	}
+	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+}
+
+func (a *Authenticator) dialServer(ctx context.Context, s server) (*conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, a.cfg.ConnectTimeout)
+	defer cancel()
+	d := net.Dialer{}
+	raw, err := d.DialContext(dctx, "tcp", s.address)
+	if err != nil {
+		return nil, err
+	}
+	tlsConf := a.tlsConfigFor(s.host)
+	if s.ldaps {
+		tc := tls.Client(raw, tlsConf)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			raw.Close()
+			return nil, tlsFailure(s.url, err)
+		}
+		raw = tc
+	}
+	l := ldap.NewConn(raw, s.ldaps)
+	l.Start()
+	l.SetTimeout(a.cfg.ReceiveTimeout)
+	c := &conn{l: l, raw: raw, url: s.url}
+	if a.cfg.UseTLS {
+		// The handshake inside StartTLS has no context of its own: bound it
+		// by the socket deadline, then clear the deadline.
+		deadline, _ := dctx.Deadline()
+		_ = raw.SetDeadline(deadline)
+		stop := context.AfterFunc(dctx, c.expire)
+		err := l.StartTLS(tlsConf)
+		stopped := stop()
+		_ = raw.SetDeadline(time.Time{})
+		if err != nil || !stopped {
+			c.close()
+			if ctx.Err() != nil {
+				return nil, ctxError(ctx)
+			}
+			if err == nil {
+				err = context.DeadlineExceeded
+			}
+			var ldapErr *ldap.Error
+			if errors.As(err, &ldapErr) && ldapErr.ResultCode != ldap.ErrorNetwork {
+				return nil, &TLSError{URL: s.url, Err: fmt.Errorf("StartTLS refused: %w", err)}
+			}
+			if strings.Contains(err.Error(), "TLS handshake failed") {
+				return nil, tlsFailure(s.url, err)
+			}
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// tlsFailure tells certificate problems (a configuration fault) from a
+// connection that died during the handshake.
+func tlsFailure(url string, err error) error {
+	var certErr *tls.CertificateVerificationError
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	msg := err.Error()
+	if errors.As(err, &certErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostErr) ||
+		strings.Contains(msg, "certificate") || strings.Contains(msg, "x509") {
+		return &TLSError{URL: url, Err: err}
+	}
+	return err
+}
+
+func (a *Authenticator) tlsConfigFor(host string) *tls.Config {
+	tc := a.tlsBase.Clone()
+	if tc.ServerName == "" {
+		tc.ServerName = host
+	}
+	return tc
+}
+
+// expire makes every blocked read or write on the socket fail at once.
+func (c *conn) expire() { _ = c.raw.SetDeadline(time.Unix(1, 0)) }
+
+// do runs op, aborting it when ctx ends.
+func (c *conn) do(ctx context.Context, op func() error) error {
+	if err := ctx.Err(); err != nil {
+		c.broken = true
+		return ctxError(ctx)
+	}
+	stop := context.AfterFunc(ctx, c.expire)
+	err := op()
+	if !stop() {
+		c.broken = true
+		return ctxError(ctx)
+	}
+	if err != nil && isNetworkError(err) {
+		c.broken = true
+	}
+	return err
+}
+
+func (c *conn) bind(ctx context.Context, name, password string) error {
+	return c.do(ctx, func() error {
+		_, err := c.l.SimpleBind(&ldap.SimpleBindRequest{Username: name, Password: password})
+		return err
+	})
+}
+
+// Search implements [Directory] on the connection.
+func (c *conn) Search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+	var res *ldap.SearchResult
+	err := c.do(ctx, func() error {
+		var err error
+		res, err = c.l.Search(req)
+		return err
+	})
+	return res, err
+}
+
+func (c *conn) close() {
+	if c.l != nil {
+		_ = c.l.Close()
+	}
+}
+
+// isNetworkError reports whether err means the connection is unusable or
+// the server is unavailable.
+func isNetworkError(err error) bool {
+	var ldapErr *ldap.Error
+	if errors.As(err, &ldapErr) {
+		switch ldapErr.ResultCode {
+		case ldap.ErrorNetwork, ldap.LDAPResultBusy, ldap.LDAPResultUnavailable, ldap.LDAPResultServerDown,
+			ldap.LDAPResultTimeout, ldap.LDAPResultConnectError:
+			return true
+		}
+		return false
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr)
+}
+
+// classifyNetwork wraps err with ErrUnavailable when it is a network or
+// availability problem.
+func classifyNetwork(err error) error {
+	if err != nil && isNetworkError(err) && !errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+// ctxError returns ctx's error; a deadline also matches ErrUnavailable.
+func ctxError(ctx context.Context) error {
+	err := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return fmt.Errorf("ldapauth: %w", err)
+}

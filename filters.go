@@ -1,0 +1,114 @@
+package ldapauth
+
+import (
+	"sort"
+	"strings"
+)
+
+// SearchFilterBuilder returns the filters that find a user's entry. It
+// mirrors LDAP_AUTH_FORMAT_SEARCH_FILTERS. The Authenticator ANDs them into
+// one filter; as in django-python3-ldap, the object-class filter is the
+// builder's to add ([DefaultFilters] does).
+//
+// lookup maps directory attributes to the raw values to match, for example
+// {"uid": "jdoe"}; a builder must escape them with [EscapeFilterValue]. cfg
+// is the Authenticator's own configuration with defaults applied; it must
+// not be modified. Implementations must be safe for concurrent use.
+type SearchFilterBuilder interface {
+	SearchFilters(cfg *Config, lookup map[string]string) ([]string, error)
+}
+
+// SearchFilterBuilderFunc adapts a function to [SearchFilterBuilder].
+type SearchFilterBuilderFunc func(cfg *Config, lookup map[string]string) ([]string, error)
+
+// SearchFilters calls f.
+func (f SearchFilterBuilderFunc) SearchFilters(cfg *Config, lookup map[string]string) ([]string, error) {
+	return f(cfg, lookup)
+}
+
+var (
+	_ SearchFilterBuilder = SearchFilterBuilderFunc(nil)
+	_ SearchFilterBuilder = DefaultFilters{}
+	_ SearchFilterBuilder = LoginGroupFilters{}
+)
+
+// DefaultFilters returns one equality filter per lookup attribute, values
+// escaped per RFC 4515, then (objectClass=<Config.ObjectClass>). It is
+// django_python3_ldap.utils.format_search_filters and the default.
+type DefaultFilters struct{}
+
+// SearchFilters implements [SearchFilterBuilder].
+func (DefaultFilters) SearchFilters(cfg *Config, lookup map[string]string) ([]string, error) {
+	attrs := make([]string, 0, len(lookup))
+	for a := range lookup {
+		attrs = append(attrs, a)
+	}
+	sort.Strings(attrs) // a stable filter for a given lookup
+	filters := make([]string, 0, len(attrs))
+	for _, a := range attrs {
+		filters = append(filters, "("+a+"="+EscapeFilterValue(lookup[a])+")")
+	}
+	filters = append(filters, "(objectClass="+EscapeFilterValue(cfg.ObjectClass)+")")
+	return filters, nil
+}
+
+// String returns the Python name of the builder.
+func (DefaultFilters) String() string { return "django_python3_ldap.utils.format_search_filters" }
+
+// LoginGroupFilters adds (memberOf=<Config.LoginGroup>) to [DefaultFilters],
+// so that only members of the login group are found and may log in. Without
+// a login group it adds nothing, as Flagsmith's function does. It is
+// flagsmith_ldap.ldap.login_group_search_filter (custom_auth.ldap.* in the
+// flagsmith-api-ee image).
+type LoginGroupFilters struct{}
+
+// SearchFilters implements [SearchFilterBuilder].
+func (LoginGroupFilters) SearchFilters(cfg *Config, lookup map[string]string) ([]string, error) {
+	filters, _ := DefaultFilters{}.SearchFilters(cfg, lookup)
+	if cfg.LoginGroup != "" {
+		filters = append(filters, "(memberOf="+EscapeFilterValue(cfg.LoginGroup)+")")
+	}
+	return filters, nil
+}
+
+// String returns the Python name of the builder.
+func (LoginGroupFilters) String() string { return "flagsmith_ldap.ldap.login_group_search_filter" }
+
+// EscapeFilterValue escapes s for use as an assertion value in a search
+// filter, per RFC 4515: the bytes *, (, ), \ and NUL become \2a, \28, \29,
+// \5c and \00. UTF-8 is kept as it is (the filter is sent as UTF-8 octets),
+// unlike django-python3-ldap, which leaves * unescaped.
+func EscapeFilterValue(s string) string {
+	if !strings.ContainsAny(s, "*()\\\x00") {
+		return s
+	}
+	const hex = "0123456789abcdef"
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '*', '(', ')', '\\', 0:
+			b.WriteByte('\\')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xf])
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// userFilter builds the complete login search filter.
+func userFilter(cfg *Config, builder SearchFilterBuilder, lookup map[string]string) (string, error) {
+	filters, err := builder.SearchFilters(cfg, lookup)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString("(&")
+	for _, f := range filters {
+		b.WriteString(f)
+	}
+	b.WriteString(")")
+	return b.String(), nil
+}

@@ -1,0 +1,78 @@
+package ldapauth_test
+
+import (
+	"testing"
+	"unicode/utf8"
+
+	"github.com/go-ldap/ldap/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/go-ldapauth/ldapauth"
+)
+
+func TestEscapeFilterValue(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"jdoe", "jdoe"},
+		{"*", `\2a`},
+		{"*)(uid=*", `\2a\29\28uid=\2a`},
+		{"admin)(|(uid=*", `admin\29\28|\28uid=\2a`},
+		{`a\b`, `a\5cb`},
+		{"a\x00b", `a\00b`},
+		{"smith, john", "smith, john"},
+		{"a=b+c", "a=b+c"},
+		{"jürgen", "jürgen"},
+		{"日本", "日本"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			assert.Equal(t, tt.want, ldapauth.EscapeFilterValue(tt.in))
+		})
+	}
+}
+
+func TestDefaultFilters(t *testing.T) {
+	cfg := &ldapauth.Config{ObjectClass: "inetOrgPerson"}
+	got, err := ldapauth.DefaultFilters{}.SearchFilters(cfg, map[string]string{"uid": "*)(uid=*"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{`(uid=\2a\29\28uid=\2a)`, "(objectClass=inetOrgPerson)"}, got)
+}
+
+func TestLoginGroupFilters(t *testing.T) {
+	cfg := &ldapauth.Config{ObjectClass: "user", LoginGroup: `CN=Readers (EU),CN=Roles,dc=admin,dc=com`}
+	got, err := ldapauth.LoginGroupFilters{}.SearchFilters(cfg, map[string]string{"sAMAccountName": "jdoe"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"(sAMAccountName=jdoe)", "(objectClass=user)", `(memberOf=CN=Readers \28EU\29,CN=Roles,dc=admin,dc=com)`}, got)
+
+	cfg.LoginGroup = ""
+	got, err = ldapauth.LoginGroupFilters{}.SearchFilters(cfg, map[string]string{"uid": "jdoe"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"(uid=jdoe)", "(objectClass=user)"}, got, "without a login group it adds nothing, as Flagsmith's function")
+}
+
+func TestSearchFilterBuilderFunc(t *testing.T) {
+	b := ldapauth.SearchFilterBuilderFunc(func(cfg *ldapauth.Config, lookup map[string]string) ([]string, error) {
+		return []string{"(mail=" + ldapauth.EscapeFilterValue(lookup["uid"]) + ")"}, nil
+	})
+	got, err := b.SearchFilters(&ldapauth.Config{}, map[string]string{"uid": "a*"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{`(mail=a\2a)`}, got)
+}
+
+// Whatever is typed, the escaped filter compiles to one equality assertion
+// whose value is exactly the typed bytes: no wildcard, no injected clause.
+func FuzzEscapeFilterValue(f *testing.F) {
+	for _, s := range []string{"jdoe", "*", "*)(uid=*", "admin)(|(uid=*", `\`, "\x00", "jürgen", "日本語", "(", ")"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			return // Authenticate refuses these before any I/O
+		}
+		packet, err := ldap.CompileFilter("(uid=" + ldapauth.EscapeFilterValue(s) + ")")
+		require.NoError(t, err)
+		require.Equal(t, ldap.FilterEqualityMatch, int(packet.Tag), "an escaped value must never become a substring or presence filter")
+		require.Len(t, packet.Children, 2)
+		assert.Equal(t, s, packet.Children[1].Data.String())
+	})
+}

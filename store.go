@@ -1,0 +1,251 @@
+package ldapauth
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// UserStore is where ldapauth writes the users and groups it learns from the
+// directory: the caller's own user database. ldapauth never deletes anything
+// it did not write: every user it saves is directory-managed, and only those
+// are ever removed by the sync job.
+//
+// Contract:
+//   - Usernames are keys compared case-insensitively ([strings.EqualFold]);
+//     group DNs are keys compared as parsed DNs, case-insensitively. The
+//     Authenticator always passes the directory's spelling.
+//   - Every method is idempotent: saving an existing user updates it,
+//     deleting a missing user or group, adding an existing membership and
+//     removing a missing one all succeed and change nothing.
+//   - Methods are called concurrently (one Authenticator serves many logins
+//     at once) and must be safe for concurrent use.
+//   - A method that returns an error must have changed nothing, or have made
+//     a change that a retry completes.
+type UserStore interface {
+	// SaveUser creates or updates the directory-managed user u.Username,
+	// overwriting its mapped fields (u.Fields). A new user gets no usable
+	// local password.
+	SaveUser(ctx context.Context, u *User) error
+	// DeleteUser removes a directory-managed user with its memberships.
+	DeleteUser(ctx context.Context, username string) error
+	// JoinOrganisation adds the user to the organisation.
+	JoinOrganisation(ctx context.Context, username, organisationID string) error
+	// SaveGroup creates the group g or updates its name.
+	SaveGroup(ctx context.Context, g Group) error
+	// DeleteGroup removes a group with its memberships.
+	DeleteGroup(ctx context.Context, dn string) error
+	// SetMember adds (member true) or removes (false) a user from a group.
+	// Adding to a group that does not exist is an error.
+	SetMember(ctx context.Context, groupDN, username string, member bool) error
+	// Snapshot returns the directory-managed users, the groups and their
+	// members, for the sync job to compare with the directory.
+	Snapshot(ctx context.Context) (*Snapshot, error)
+}
+
+// Group is a directory group as held by the store. The DN is its identity;
+// the name is the value of the DN's first RDN (CN=Readers,CN=Roles,... gives
+// Readers).
+type Group struct {
+	DN   string `json:"dn"`
+	Name string `json:"name"`
+}
+
+// Snapshot is a store's view of what ldapauth manages.
+type Snapshot struct {
+	// Users are the directory-managed usernames.
+	Users []string
+	// Groups with their members' usernames.
+	Groups []GroupMembers
+}
+
+// GroupMembers is a group and the usernames of its members.
+type GroupMembers struct {
+	Group
+	Members []string
+}
+
+// GroupName returns the value of the first RDN of dn, the name a group gets
+// in the store, or dn itself when it does not parse.
+func GroupName(dn string) string {
+	parsed, err := ldap.ParseDN(dn)
+	if err != nil || len(parsed.RDNs) == 0 || len(parsed.RDNs[0].Attributes) == 0 {
+		return dn
+	}
+	return parsed.RDNs[0].Attributes[0].Value
+}
+
+// normDN returns a key for dn that is equal for DNs that are equal as parsed
+// DNs compared case-insensitively.
+func normDN(dn string) string {
+	parsed, err := ldap.ParseDN(dn)
+	if err != nil {
+		return strings.ToLower(strings.TrimSpace(dn))
+	}
+	var b strings.Builder
+	for i, rdn := range parsed.RDNs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		attrs := make([]string, len(rdn.Attributes))
+		for j, a := range rdn.Attributes {
+			attrs[j] = strings.ToLower(a.Type) + "=" + EscapeDNValue(strings.ToLower(a.Value))
+		}
+		slices.Sort(attrs)
+		b.WriteString(strings.Join(attrs, "+"))
+	}
+	return b.String()
+}
+
+func normUser(name string) string { return strings.ToLower(name) }
+
+// MemStore is an in-memory [UserStore], safe for concurrent use. It is meant
+// for tests, the user's own included, and for trying ldapauth out.
+type MemStore struct {
+	mu      sync.Mutex
+	users   map[string]*User             // by normUser
+	orgs    map[string]map[string]bool   // normUser -> organisation IDs
+	groups  map[string]Group             // by normDN
+	members map[string]map[string]string // normDN -> normUser -> username
+}
+
+var _ UserStore = (*MemStore)(nil)
+
+// NewMemStore returns an empty store.
+func NewMemStore() *MemStore {
+	return &MemStore{
+		users:   map[string]*User{},
+		orgs:    map[string]map[string]bool{},
+		groups:  map[string]Group{},
+		members: map[string]map[string]string{},
+	}
+}
+
+// SaveUser implements [UserStore].
+func (s *MemStore) SaveUser(_ context.Context, u *User) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.users[normUser(u.Username)] = u.clone()
+	return nil
+}
+
+// DeleteUser implements [UserStore].
+func (s *MemStore) DeleteUser(_ context.Context, username string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := normUser(username)
+	delete(s.users, key)
+	delete(s.orgs, key)
+	for _, m := range s.members {
+		delete(m, key)
+	}
+	return nil
+}
+
+// JoinOrganisation implements [UserStore].
+func (s *MemStore) JoinOrganisation(_ context.Context, username, organisationID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := normUser(username)
+	if s.orgs[key] == nil {
+		s.orgs[key] = map[string]bool{}
+	}
+	s.orgs[key][organisationID] = true
+	return nil
+}
+
+// SaveGroup implements [UserStore].
+func (s *MemStore) SaveGroup(_ context.Context, g Group) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := normDN(g.DN)
+	s.groups[key] = g
+	if s.members[key] == nil {
+		s.members[key] = map[string]string{}
+	}
+	return nil
+}
+
+// DeleteGroup implements [UserStore].
+func (s *MemStore) DeleteGroup(_ context.Context, dn string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := normDN(dn)
+	delete(s.groups, key)
+	delete(s.members, key)
+	return nil
+}
+
+// SetMember implements [UserStore].
+func (s *MemStore) SetMember(_ context.Context, groupDN, username string, member bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.members[normDN(groupDN)]
+	if !ok {
+		if !member {
+			return nil
+		}
+		return &StoreError{Op: "add member", Err: errNoSuchGroup}
+	}
+	if member {
+		m[normUser(username)] = username
+	} else {
+		delete(m, normUser(username))
+	}
+	return nil
+}
+
+// Snapshot implements [UserStore].
+func (s *MemStore) Snapshot(_ context.Context) (*Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := &Snapshot{}
+	for _, u := range s.users {
+		snap.Users = append(snap.Users, u.Username)
+	}
+	slices.Sort(snap.Users)
+	for key, g := range s.groups {
+		gm := GroupMembers{Group: g, Members: slices.Sorted(maps.Values(s.members[key]))}
+		snap.Groups = append(snap.Groups, gm)
+	}
+	slices.SortFunc(snap.Groups, func(a, b GroupMembers) int { return strings.Compare(a.DN, b.DN) })
+	return snap, nil
+}
+
+// User returns a copy of the stored user, or nil.
+func (s *MemStore) User(username string) *User {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, ok := s.users[normUser(username)]; ok {
+		return u.clone()
+	}
+	return nil
+}
+
+// Organisations returns the organisations the user joined, sorted.
+func (s *MemStore) Organisations(username string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.orgs[normUser(username)]))
+}
+
+// Members returns the usernames in the group, sorted, and whether the group
+// exists.
+func (s *MemStore) Members(groupDN string) ([]string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.members[normDN(groupDN)]
+	return slices.Sorted(maps.Values(m)), ok
+}
+
+// GroupOf returns the stored group with the DN, and whether it exists.
+func (s *MemStore) GroupOf(dn string) (Group, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.groups[normDN(dn)]
+	return g, ok
+}
