@@ -29,14 +29,20 @@
 // Users read their own entry and the groups; userPassword is writable by
 // its owner and usable by anonymous binds only. The default password policy
 // locks an account after three wrong passwords (until an administrator
-// unlocks it: Server.Unlock) and honours pwdReset (Server.ForcePasswordReset);
-// note that a test which sends three wrong passwords for alice locks her for
-// the rest of that server's life.
+// unlocks it: Server.Unlock) and honours pwdReset (Server.ForcePasswordReset).
+// Two consequences for tests: three wrong passwords for alice lock her for
+// the rest of that server's life (LockoutUser is there for lockout tests),
+// and a password set by the admin with a plain modify or the password
+// modify operation must be changed by its user before anything but a bind
+// succeeds (Server.SetPassword clears that; users added with
+// Server.AddUser are not affected).
 //
 // Start skips the test when slapd is not installed ("apt-get install slapd
 // ldap-utils"); with LDAPAUTH_REQUIRE_SLAPD=1 in the environment, as CI
 // sets it, it fails the test instead. The distribution's own slapd service
-// and port 389 are never used.
+// and port 389 are never used. Where an AppArmor profile confines
+// /usr/sbin/slapd (Ubuntu), it must allow the temporary directory, or slapd
+// cannot read its configuration there (Start reports slapd's own words).
 //
 // A Server is safe for concurrent use by multiple goroutines, except that
 // Stop and Restart must not run concurrently with each other.
@@ -759,6 +765,24 @@ func (s *Server) RemoveMember(tb testing.TB, group, memberDN string) {
 	req := ldap.NewModifyRequest(GroupDN(group), nil)
 	req.Delete("member", []string{memberDN})
 	s.modify(tb, "remove member from", GroupDN(group), func(c *ldap.Conn) error { return c.Modify(req) })
+}
+
+// SetPassword sets the password of dn as an administrator would, and then
+// clears the pwdReset flag that the policy (pwdMustChange) sets on every
+// password change by someone other than the user: the user can log in with
+// password normally. Use ForcePasswordReset to keep the flag.
+func (s *Server) SetPassword(tb testing.TB, dn, password string) {
+	tb.Helper()
+	set := ldap.NewModifyRequest(dn, nil)
+	set.Replace("userPassword", []string{password})
+	clear := ldap.NewModifyRequest(dn, nil)
+	clear.Replace("pwdReset", nil)
+	s.modify(tb, "set the password of", dn, func(c *ldap.Conn) error {
+		if err := c.Modify(set); err != nil {
+			return err
+		}
+		return c.Modify(clear)
+	})
 }
 
 // ForcePasswordReset sets pwdReset TRUE on dn: its next bind succeeds, with

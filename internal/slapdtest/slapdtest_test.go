@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -189,10 +190,18 @@ func TestOverlaysLive(t *testing.T) {
 
 	dn := srv.AddUser(t, "frank", "frank-password", "ldapusers", "marvel")
 	assert.ElementsMatch(t, []string{slapdtest.GroupDN("ldapusers"), slapdtest.GroupDN("marvel")}, memberOf("frank"))
-	assert.NoError(t, srv.Dial(t).Bind(dn, "frank-password"), "a user added by the admin binds")
+	frank := srv.Dial(t)
+	err, ctrl := policyBind(t, frank, dn, "frank-password")
+	require.NoError(t, err, "a user added by the admin binds")
+	if ctrl != nil {
+		assert.Equal(t, int8(-1), ctrl.Error, "and need not change the password first")
+	}
+	res, err := search(frank, slapdtest.PeopleDN, "(uid=frank)", "memberOf")
+	require.NoError(t, err, "and runs the login search as himself")
+	require.Len(t, res.Entries, 1)
 
 	srv.DeleteUser(t, "frank")
-	res, err := search(svc, slapdtest.GroupsDN, "(member="+ldap.EscapeFilter(dn)+")", "cn")
+	res, err = search(svc, slapdtest.GroupsDN, "(member="+ldap.EscapeFilter(dn)+")", "cn")
 	require.NoError(t, err)
 	assert.Empty(t, res.Entries, "refint removed the deleted user from its groups")
 }
@@ -315,6 +324,19 @@ func TestPasswordPolicy(t *testing.T) {
 			assert.Equal(t, int8(-1), ctrl.Error, "no policy error after the change")
 		}
 	})
+
+	t.Run("SetPassword needs no change", func(t *testing.T) {
+		dn := slapdtest.UserDN("bob")
+		srv.SetPassword(t, dn, "bob-new-password")
+		conn := srv.Dial(t)
+		err, ctrl := policyBind(t, conn, dn, "bob-new-password")
+		require.NoError(t, err)
+		if ctrl != nil {
+			assert.Equal(t, int8(-1), ctrl.Error)
+		}
+		_, err = search(conn, slapdtest.PeopleDN, "(uid=bob)")
+		assert.NoError(t, err)
+	})
 }
 
 func TestSizeLimitAndPaging(t *testing.T) {
@@ -410,4 +432,17 @@ func TestStop(t *testing.T) {
 	}
 	assert.Error(t, err, "nothing listens after Stop")
 	srv.Stop() // a second Stop (as the test cleanup does) is harmless
+}
+
+// BenchmarkStart measures a server's start, bulk load included, and its
+// stop: go test -run=^$ -bench=Start -benchtime=1x ./internal/slapdtest/
+func BenchmarkStart(b *testing.B) {
+	for _, n := range []int{0, 5_000, 100_000} {
+		b.Run("users="+strconv.Itoa(n), func(b *testing.B) {
+			for b.Loop() {
+				srv := slapdtest.StartWith(b, slapdtest.Options{GeneratedUsers: n, GeneratedUserGroups: []string{"ldapusers"}, LogLevel: "0"})
+				srv.Stop()
+			}
+		})
+	}
 }
