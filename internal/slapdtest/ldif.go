@@ -74,22 +74,28 @@ func parseLDIF(r io.Reader) ([]*entry, error) {
 
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	inComment := false // a folded line continues a comment too
 	for sc.Scan() {
 		lineNo++
 		l := strings.TrimSuffix(sc.Text(), "\r")
 		switch {
 		case l == "":
+			inComment = false
 			if err := flush(); err != nil {
 				return nil, err
 			}
 		case strings.HasPrefix(l, "#"):
-			// A comment; a folded comment line continues the comment.
+			inComment = true
 		case strings.HasPrefix(l, " "):
+			if inComment {
+				continue
+			}
 			if len(lines) == 0 {
-				continue // continuation of a comment
+				return nil, fmt.Errorf("line %d: continuation without a line to continue", lineNo)
 			}
 			lines[len(lines)-1] += l[1:]
 		default:
+			inComment = false
 			lines = append(lines, l)
 		}
 	}
