@@ -140,13 +140,20 @@ func Generate(users, groups int) Directory {
 	return d
 }
 
-// Validate reports every problem of d that would make GLAuth misbehave, joined
-// with errors.Join: a missing or non-lower-case BaseDN, empty or duplicate
-// names (GLAuth compares names case-insensitively), empty passwords, unknown
-// group names, cycles of nested groups, and an unknown service account.
+// ErrInvalidDirectory is wrapped by every error of Directory.Validate.
+var ErrInvalidDirectory = errors.New("invalid directory")
+
+// Validate reports every problem of d that would make GLAuth misbehave, one
+// error each, joined with errors.Join and each wrapping ErrInvalidDirectory:
+// a missing or non-lower-case BaseDN, empty or duplicate names (GLAuth
+// compares names case-insensitively), empty passwords, unknown group names,
+// cycles of nested groups, and an unknown service account. NewServer and
+// SetDirectory call it.
 func (d Directory) Validate() error {
 	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("ldaptest: "+format, args...)) }
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("ldaptest: %w: "+format, append([]any{ErrInvalidDirectory}, args...)...))
+	}
 
 	switch {
 	case d.BaseDN == "":
