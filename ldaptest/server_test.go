@@ -86,7 +86,7 @@ func TestBind(t *testing.T) {
 	for _, u := range DemoDirectory().Users {
 		t.Run(u.Name, func(t *testing.T) {
 			names := []string{
-				s.UserDN(u.Name),                            // as the server reports it
+				s.UserDN(u.Name), // as the server reports it
 				"uid=" + ldap.EscapeDN(u.Name) + "," + base, // ldapauth's default formatter with the base as search base
 				strings.ToUpper("uid=" + u.Name + "," + base),
 			}
