@@ -1,0 +1,216 @@
+// Package faultproxy is a TCP proxy on 127.0.0.1 that injects the network
+// faults a directory server cannot be asked to produce: a server that
+// accepts and never answers, a connection reset part-way through a
+// response, slow packets, and connections dropped all at once.
+package faultproxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Mode says what the proxy does with new connections.
+type Mode int32
+
+const (
+	// Pass forwards traffic both ways (subject to CutAfter and SetDelay).
+	Pass Mode = iota
+	// Blackhole accepts connections and never answers nor forwards.
+	Blackhole
+	// Refuse closes each connection as soon as it is accepted.
+	Refuse
+)
+
+// Proxy forwards 127.0.0.1:<port> to a target address.
+type Proxy struct {
+	ln       net.Listener
+	target   string
+	mode     atomic.Int32
+	cutAfter atomic.Int64 // bytes server→client before a reset; 0: never
+	delay    atomic.Int64 // per chunk, nanoseconds
+	accepted atomic.Int64
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+	done  chan struct{}
+	once  sync.Once
+}
+
+// New starts a proxy to target (host:port) on 127.0.0.1 with a free port.
+func New(target string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
+	p.wg.Add(1)
+	go p.serve()
+	return p, nil
+}
+
+// Start is New for tests: it fails tb on error and closes the proxy when
+// the test ends.
+func Start(tb testing.TB, target string) *Proxy {
+	tb.Helper()
+	p, err := New(target)
+	if err != nil {
+		tb.Fatalf("faultproxy: %v", err)
+	}
+	tb.Cleanup(p.Close)
+	return p
+}
+
+// Addr returns the proxy's host:port.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// URL returns ldap://<Addr>.
+func (p *Proxy) URL() string { return "ldap://" + p.Addr() }
+
+// SetMode sets what happens to connections accepted from now on; Blackhole
+// and Refuse also apply to connections already open at their next chunk.
+func (p *Proxy) SetMode(m Mode) { p.mode.Store(int32(m)) }
+
+// CutAfter makes every connection reset once n bytes have gone from the
+// server to the client, counted per connection; 0 turns it off.
+func (p *Proxy) CutAfter(n int64) { p.cutAfter.Store(n) }
+
+// SetDelay delays every chunk forwarded, either way, by d.
+func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
+
+// Accepted returns how many connections the proxy has accepted.
+func (p *Proxy) Accepted() int64 { return p.accepted.Load() }
+
+// CloseConnections drops every open connection, as a server restart or an
+// idle timeout on the server would. The proxy keeps listening.
+func (p *Proxy) CloseConnections() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// Close stops the proxy, drops every connection and waits for its
+// goroutines to end.
+func (p *Proxy) Close() {
+	p.once.Do(func() {
+		close(p.done)
+		p.ln.Close()
+		p.CloseConnections()
+		p.wg.Wait()
+	})
+}
+
+func (p *Proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.done:
+		c.Close()
+		return false
+	default:
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+	c.Close()
+}
+
+func (p *Proxy) serve() {
+	defer p.wg.Done()
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.accepted.Add(1)
+		if !p.track(client) {
+			continue
+		}
+		p.wg.Add(1)
+		go p.handle(client)
+	}
+}
+
+func (p *Proxy) handle(client net.Conn) {
+	defer p.wg.Done()
+	defer p.untrack(client)
+	switch Mode(p.mode.Load()) {
+	case Refuse:
+		return
+	case Blackhole:
+		_, _ = io.Copy(io.Discard, client) // until the client or Close ends it
+		return
+	}
+	server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	if err != nil {
+		return
+	}
+	if !p.track(server) {
+		return
+	}
+	defer p.untrack(server)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); p.pipe(server, client, false); server.Close() }()
+	go func() { defer wg.Done(); p.pipe(client, server, true); client.Close() }()
+	wg.Wait()
+}
+
+// pipe copies src to dst chunk by chunk, applying the faults.
+func (p *Proxy) pipe(dst, src net.Conn, toClient bool) {
+	buf := make([]byte, 32*1024)
+	var sent int64
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if d := time.Duration(p.delay.Load()); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-p.done:
+					return
+				}
+			}
+			if Mode(p.mode.Load()) != Pass {
+				return
+			}
+			chunk := buf[:n]
+			if limit := p.cutAfter.Load(); toClient && limit > 0 && sent+int64(n) >= limit {
+				chunk = chunk[:max(0, limit-sent)]
+				_, _ = dst.Write(chunk)
+				reset(dst)
+				reset(src)
+				return
+			}
+			if _, werr := dst.Write(chunk); werr != nil {
+				return
+			}
+			sent += int64(n)
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				reset(dst)
+			}
+			return
+		}
+	}
+}
+
+// reset closes c with a TCP RST rather than a FIN.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
+}

@@ -1,0 +1,90 @@
+package faultproxy_test
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/go-ldapauth/ldapauth/internal/faultproxy"
+)
+
+// echo starts a server that sends back what it reads.
+func echo(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func roundTrip(t *testing.T, addr string, msg string) (string, error) {
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(2*time.Second)))
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return "", err
+	}
+	buf := make([]byte, len(msg))
+	n, err := io.ReadFull(c, buf)
+	return string(buf[:n]), err
+}
+
+func TestPass(t *testing.T) {
+	p := faultproxy.Start(t, echo(t))
+	got, err := roundTrip(t, p.Addr(), "hello")
+	require.NoError(t, err)
+	assert.Equal(t, "hello", got)
+	assert.Equal(t, int64(1), p.Accepted())
+}
+
+func TestBlackholeNeverAnswers(t *testing.T) {
+	p := faultproxy.Start(t, echo(t))
+	p.SetMode(faultproxy.Blackhole)
+	_, err := roundTrip(t, p.Addr(), "hello")
+	var ne net.Error
+	require.ErrorAs(t, err, &ne)
+	assert.True(t, ne.Timeout())
+}
+
+func TestCutAfter(t *testing.T) {
+	p := faultproxy.Start(t, echo(t))
+	p.CutAfter(3)
+	got, err := roundTrip(t, p.Addr(), "hello")
+	require.Error(t, err)
+	assert.Equal(t, "hel", got)
+}
+
+func TestCloseConnections(t *testing.T) {
+	p := faultproxy.Start(t, echo(t))
+	c, err := net.Dial("tcp", p.Addr())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("x"))
+	require.NoError(t, err)
+	buf := make([]byte, 1)
+	_, err = io.ReadFull(c, buf)
+	require.NoError(t, err)
+	p.CloseConnections()
+	require.NoError(t, c.SetDeadline(time.Now().Add(2*time.Second)))
+	_, err = c.Read(buf)
+	require.Error(t, err)
+	assert.False(t, isTimeout(err), "the connection was closed, not left hanging")
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
