@@ -136,6 +136,7 @@ func (d *DC) writeConf() error {
 	logging = file
 	log level = 1
 	idmap_ldb:use rfc2307 = yes
+	ldb:nosync = true
 	tls enabled = yes
 	tls certfile = %[5]s/cert.pem
 	tls keyfile = %[5]s/key.pem

@@ -91,6 +91,8 @@ const BigGroupSize = 1600
 // LockFile is the machine-wide lock Start holds while a DC runs.
 const LockFile = "/tmp/ldapauth-sambatest.lock"
 
+const tempPrefix = "ldapauth-sambatest-"
+
 // RequireEnv names the environment variable that, set to 1, turns a missing
 // Samba into a test failure instead of a skip.
 const RequireEnv = "LDAPAUTH_REQUIRE_SAMBA"
@@ -202,7 +204,13 @@ func Launch(ctx context.Context) (*DC, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "sambatest-")
+	// Holding the lock, any directory left by an earlier DC is stale (its
+	// test binary crashed before Stop).
+	stale, _ := filepath.Glob(filepath.Join(os.TempDir(), tempPrefix+"*"))
+	for _, s := range stale {
+		os.RemoveAll(s)
+	}
+	dir, err := os.MkdirTemp("", tempPrefix)
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("sambatest: %w", err)

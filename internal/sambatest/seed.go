@@ -4,7 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf16"
@@ -124,7 +128,7 @@ func (d *DC) seed() error {
 	if err := d.addPSO(c, "sambatest-lockout", 3, 42*24*time.Hour, d.UserDN(UserIvan), d.UserDN(UserLockable)); err != nil {
 		return err
 	}
-	if err := d.addPSO(c, "sambatest-expiry", 0, time.Second, d.UserDN(UserHeidi)); err != nil {
+	if err := d.agePassword(UserHeidi, 60*24*time.Hour); err != nil {
 		return err
 	}
 	return d.lockIvan()
@@ -235,6 +239,44 @@ func (d *DC) addPSO(c *ldap.Conn, name string, lockoutThreshold int, maxAge time
 		return fmt.Errorf("sambatest: add password settings %s: %w", name, err)
 	}
 	return nil
+}
+
+// agePasswordScript sets pwdLastSet on the raw domain partition, below
+// Samba's ldb modules: over LDAP only 0 and -1 are accepted.
+const agePasswordScript = `
+import sys, ldb
+db = ldb.Ldb(sys.argv[1], options=["modules:"])
+m = ldb.Message()
+m.dn = ldb.Dn(db, sys.argv[2])
+m["pwdLastSet"] = ldb.MessageElement(sys.argv[3], ldb.FLAG_MOD_REPLACE, "pwdLastSet")
+db.modify(m)
+`
+
+// agePassword makes sam's password older than the domain's maximum password
+// age (42 days, the provision default), so it has expired. A PSO cannot do
+// it: Samba treats a maximum age under one day as "never expires".
+func (d *DC) agePassword(sam string, age time.Duration) error {
+	partition := filepath.Join(d.Dir, "private", "sam.ldb.d", strings.ToUpper(d.BaseDN)+".ldb")
+	cmd := exec.Command(python(), "-c", agePasswordScript, partition, d.UserDN(sam),
+		strconv.FormatInt(FileTime(time.Now().Add(-age)), 10))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("sambatest: age the password of %s: %w\n%s", sam, err, out)
+	}
+	return nil
+}
+
+// python returns the interpreter samba-tool runs with, the one that has
+// Samba's ldb bindings (python3 in PATH may be another one, e.g. pyenv's).
+func python() string {
+	if path, err := exec.LookPath("samba-tool"); err == nil {
+		if b, err := os.ReadFile(path); err == nil {
+			line, _, _ := strings.Cut(string(b), "\n")
+			if f := strings.Fields(strings.TrimPrefix(line, "#!")); len(f) > 0 && strings.HasPrefix(line, "#!") {
+				return f[0]
+			}
+		}
+	}
+	return "python3"
 }
 
 // lockIvan makes three bad simple binds as ivan so the lockout PSO locks him.
