@@ -66,7 +66,7 @@ const (
 	UserErin       = "erin"      // account expired (accountExpires in the past)
 	UserFrank      = "frank"     // must change password at next logon (pwdLastSet=0)
 	UserGrace      = "grace"     // primary group is readers (primaryGroupID), not Domain Users
-	UserHeidi      = "heidi"     // password expired (a PSO with a one-second maximum password age)
+	UserHeidi      = "heidi"     // password expired (pwdLastSet 60 days ago, domain maximum age 42 days)
 	UserIvan       = "ivan"      // locked out (a PSO with lockout threshold 3, then 3 bad binds)
 	UserZoe        = "zoë"       // non-ASCII sAMAccountName (UTF-8 "zo\u00eb"); given name Zoë
 	UserLockable   = "lockable"  // has the lockout PSO but is not locked; for lockout tests
