@@ -153,11 +153,23 @@ var ErrUnavailable = errors.New("sambatest: samba is not available")
 // Shared when more than one test needs a DC.
 func Start(tb testing.TB) *DC {
 	tb.Helper()
-	d, err := Launch(context.Background())
+	d, err := launchDefault()
 	handleLaunchError(tb, err)
 	tb.Cleanup(d.Stop)
 	return d
 }
+
+// launchDefault launches with LaunchTimeout, which bounds the wait for
+// another test binary's DC as well.
+func launchDefault() (*DC, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), LaunchTimeout)
+	defer cancel()
+	return Launch(ctx)
+}
+
+// LaunchTimeout bounds Start and Shared.Get, including the wait for
+// LockFile while another test binary runs its DC.
+const LaunchTimeout = 5 * time.Minute
 
 func handleLaunchError(tb testing.TB, err error) {
 	tb.Helper()
@@ -183,7 +195,7 @@ type Shared struct {
 // tb as Start does, every time it is called if the start failed.
 func (s *Shared) Get(tb testing.TB) *DC {
 	tb.Helper()
-	s.once.Do(func() { s.dc, s.err = Launch(context.Background()) })
+	s.once.Do(func() { s.dc, s.err = launchDefault() })
 	handleLaunchError(tb, s.err)
 	return s.dc
 }
