@@ -246,11 +246,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	}
 	defer c.close()
 
-	if err := c.bind(ctx, bindName, password); err != nil {
+	if _, err := c.bind(ctx, bindName, password); err != nil {
 		return nil, a.bindError(err, username, bindName)
 	}
 	if a.cfg.ConnectionUsername != "" {
-		if err := c.bind(ctx, a.cfg.ConnectionUsername, a.cfg.ConnectionPassword); err != nil {
+		if _, err := c.bind(ctx, a.cfg.ConnectionUsername, a.cfg.ConnectionPassword); err != nil {
 			if isNetworkError(err) || errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) {
 				return nil, classifyNetwork(err)
 			}
