@@ -216,6 +216,7 @@ func New(cfg *Config) (*Authenticator, error) {
 		addAttr(c.UserFields[field])
 	}
 	addAttr("memberOf")
+	addAttr("primaryGroupID") // Active Directory's primary group, not in memberOf
 	for _, p := range []any{c.SearchFilters, c.SyncRelations} {
 		if r, ok := p.(AttributeRequester); ok {
 			for _, attr := range r.RequestedAttributes(&a.cfg) {
@@ -278,6 +279,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	entry, err := a.findUser(ctx, c, username, a.cfg.SearchFilters)
 	if err != nil {
 		return nil, err
+	}
+	if entry == nil {
+		if entry, err = a.admitLoginGroup(ctx, c, username); err != nil {
+			return nil, err
+		}
 	}
 	if entry == nil {
 		return nil, a.notFound(ctx, c, username, bindName)

@@ -3,7 +3,6 @@ package ldapauth
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/go-ldap/ldap/v3"
@@ -67,8 +66,11 @@ func (NoRelations) String() string { return "django_python3_ldap.utils.sync_user
 //
 // Membership is read from the user's memberOf; for a user entry without
 // memberOf (directories without the memberOf overlay), from the group's
-// member, uniqueMember (user DN) or memberUid (username) values. DNs are
-// compared parsed and case-insensitively.
+// member, uniqueMember (user DN) or memberUid (username) values, read to
+// the end of Active Directory's ranges. DNs are compared parsed and
+// case-insensitively. With [Config.NestedGroups] membership through groups
+// of groups counts too; a group that is the user's Active Directory primary
+// group (primaryGroupID) always counts.
 type SyncUserGroups struct{}
 
 // String returns the Python name of the syncer.
@@ -84,7 +86,7 @@ func (SyncUserGroups) SyncRelations(ctx context.Context, cfg *Config, u *User, d
 		return &StoreError{Op: "join organisation", Err: err}
 	}
 	for _, groupDN := range cfg.SyncedGroups {
-		member, err := isMember(ctx, u, groupDN, dir)
+		member, err := memberOfGroup(ctx, cfg, u, groupDN, dir)
 		if err != nil {
 			return err
 		}
@@ -108,23 +110,16 @@ func isMember(ctx context.Context, u *User, groupDN string, dir Directory) (bool
 	if dir == nil {
 		return false, nil
 	}
-	res, err := dir.Search(ctx, ldap.NewSearchRequest(groupDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
-		1, 0, false, "(objectClass=*)", []string{"member", "uniqueMember", "memberUid"}, nil))
+	dns, uids, err := ReadGroupMembers(ctx, dir, groupDN)
 	if err != nil {
-		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-			return false, nil
-		}
-		return false, fmt.Errorf("ldapauth: read members of %s: %w", groupDN, classifyNetwork(err))
+		return false, err
 	}
-	for _, e := range res.Entries {
-		if containsDN(e.GetEqualFoldAttributeValues("member"), u.DN) ||
-			containsDN(e.GetEqualFoldAttributeValues("uniqueMember"), u.DN) {
+	if containsDN(dns, u.DN) {
+		return true, nil
+	}
+	for _, uid := range uids {
+		if strings.EqualFold(uid, u.Username) {
 			return true, nil
-		}
-		for _, uid := range e.GetEqualFoldAttributeValues("memberUid") {
-			if strings.EqualFold(uid, u.Username) {
-				return true, nil
-			}
 		}
 	}
 	return false, nil
