@@ -41,6 +41,7 @@
 //     sync password is ErrServiceAccount.
 //   - Directories without memberOf: membership from the group entries
 //     (member, uniqueMember, memberUid), as the login's fallback does.
-//   - Nested groups (nested-parent holds nested-child, which holds carol),
-//     once nested-group support is decided.
+//   - Nested groups with LDAP_AUTH_NESTED_GROUPS=walk (nested-parent holds
+//     nested-child, which holds carol): carol counts as a member of
+//     nested-parent; the login side is in nested_test.go.
 package openldap

@@ -13,10 +13,9 @@ import (
 )
 
 // What slapd 2.5's ppolicy overlay answers (default policy: pwdLockout,
-// pwdMaxFailure 3, pwdMustChange), for the account-state work that will
-// turn these into typed errors. ldapauth sends no password policy request
-// control today, so it sees only the result codes; with the control
-// (1.3.6.1.4.1.42.2.27.8.5.1) the bind response also carries:
+// pwdMaxFailure 3, pwdMustChange), which ldapauth turns into typed account
+// states. ldapauth sends the password policy request control
+// (1.3.6.1.4.1.42.2.27.8.5.1) on the user's bind; the bind response carries:
 //
 //	case                               bind result            control error        search after the bind
 //	wrong password, not yet locked     49, no diagnostic      -1 (none)            -
@@ -57,15 +56,20 @@ func TestLockout(t *testing.T) {
 			for i := range slapdtest.MaxFailures {
 				_, err := login(a, uid, "wrong-password")
 				require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials, "wrong password %d", i+1)
+				require.NotErrorIs(t, err, ldapauth.ErrAccountLocked, "wrong password %d: not locked yet", i+1)
 			}
 			waitLocked(t, srv, dn)
 
 			// Locked: the right password is refused with the same 49 as a
-			// wrong one. Telling them apart needs the policy control
-			// ("Account locked"), which is the account-state work's job.
+			// wrong one; the policy control ("Account locked") tells them
+			// apart.
 			u, err := login(a, uid, slapdtest.Password(uid))
 			assert.Nil(t, u)
 			require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
+			require.ErrorIs(t, err, ldapauth.ErrAccountLocked)
+			var acct *ldapauth.AccountError
+			require.ErrorAs(t, err, &acct)
+			assert.Equal(t, "accountLocked", acct.Code)
 			assert.NotErrorIs(t, err, ldapauth.ErrServiceAccount)
 			var lerr *ldap.Error
 			require.ErrorAs(t, err, &lerr)
@@ -80,48 +84,70 @@ func TestLockout(t *testing.T) {
 }
 
 // TestMustChangePassword runs on its own server: it sets pwdReset on
-// ResetUser. After an administrator's reset the user's bind succeeds and
-// every other operation is refused until the password is changed.
-//
-// KNOWN GAPS, pinned here so that the account-state work has to flip them
-// (it should make both refuse the login with an error matching
-// ErrInvalidCredentials, typed as "must change password"):
-//   - searching as the user, the refused search comes back as a generic
-//     search error wrapping 50, matching no ldapauth sentinel;
-//   - searching as the service account, nothing is refused: the user logs
-//     in with the password the administrator set, never changing it.
-//
-// Both follow from ldapauth not asking for the password policy control on
-// the user's bind; django-python3-ldap behaves the same.
+// ResetUser. After an administrator's reset the user's bind succeeds, with
+// the policy control's changeAfterReset, and every other operation is
+// refused until the password is changed. ldapauth refuses the login on the
+// control, whoever runs the search: the user or the service account (which
+// would otherwise let the user in with the administrator's password).
 func TestMustChangePassword(t *testing.T) {
 	srv := slapdtest.Start(t)
 	uid := slapdtest.ResetUser
 	dn := slapdtest.UserDN(uid)
 
-	t.Run("as the user", func(t *testing.T) {
-		srv.ForcePasswordReset(t, dn)
-		a, store := newAuth(t, flagsmithEnv(srv.URL))
-		u, err := login(a, uid, slapdtest.Password(uid))
-		assert.Nil(t, u)
-		require.Error(t, err, "the login is refused")
-		var lerr *ldap.Error
-		require.ErrorAs(t, err, &lerr, "the directory's answer is kept")
-		assert.Equal(t, uint16(ldap.LDAPResultInsufficientAccessRights), lerr.ResultCode)
-		for _, sentinel := range []error{ldapauth.ErrServiceAccount, ldapauth.ErrUnavailable, ldapauth.ErrConfig, ldapauth.ErrNotPermitted} {
-			assert.NotErrorIs(t, err, sentinel)
-		}
-		// KNOWN GAP: should match ErrInvalidCredentials.
-		assert.NotErrorIs(t, err, ldapauth.ErrInvalidCredentials, "known gap: if this fails, the gap is closed; update this test")
-		assert.Nil(t, store.User(uid))
-	})
+	for _, mode := range modes() {
+		t.Run(mode.name, func(t *testing.T) {
+			srv.ForcePasswordReset(t, dn)
+			a, store := newAuth(t, flagsmithEnv(srv.URL, mode.extra...))
+			u, err := login(a, uid, slapdtest.Password(uid))
+			assert.Nil(t, u)
+			require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials, "a naive caller sees a failed login")
+			require.ErrorIs(t, err, ldapauth.ErrPasswordMustChange)
+			var acct *ldapauth.AccountError
+			require.ErrorAs(t, err, &acct)
+			assert.Equal(t, "changeAfterReset", acct.Code)
+			for _, sentinel := range []error{ldapauth.ErrServiceAccount, ldapauth.ErrUnavailable, ldapauth.ErrConfig, ldapauth.ErrNotPermitted, ldapauth.ErrAccountLocked} {
+				assert.NotErrorIs(t, err, sentinel)
+			}
+			assert.Nil(t, store.User(uid))
+		})
+	}
+}
 
-	t.Run("as the service account", func(t *testing.T) {
-		srv.ForcePasswordReset(t, dn)
-		a, _ := newAuth(t, flagsmithEnv(srv.URL, serviceAccount...))
-		_, err := login(a, uid, slapdtest.Password(uid))
-		// KNOWN GAP: should be refused.
-		assert.NoError(t, err, "known gap: if this fails, the gap is closed; update this test")
-	})
+// TestGraceLogins runs on its own server: a policy of its own for one new
+// user, whose password expired, with two grace logins. Each grace login
+// succeeds and says how many are left; then the expired password is
+// refused as such.
+func TestGraceLogins(t *testing.T) {
+	srv := slapdtest.Start(t)
+	const policyDN = "cn=grace,ou=policies," + slapdtest.BaseDN
+	admin := srv.Admin(t)
+	add := ldap.NewAddRequest(policyDN, nil)
+	add.Attribute("objectClass", []string{"pwdPolicy", "device"})
+	add.Attribute("cn", []string{"grace"})
+	add.Attribute("pwdAttribute", []string{"userPassword"})
+	add.Attribute("pwdMaxAge", []string{"1"})
+	add.Attribute("pwdGraceAuthNLimit", []string{"2"})
+	require.NoError(t, admin.Add(add))
+	uid, dn := addTempUser(t, srv)
+	relax := ldap.NewControlString("1.3.6.1.4.1.4203.666.5.12", true, "") // Relax Rules: pwdChangedTime is read-only
+	set := ldap.NewModifyRequest(dn, []ldap.Control{relax})
+	set.Replace("pwdPolicySubentry", []string{policyDN})
+	set.Replace("pwdChangedTime", []string{time.Now().Add(-time.Hour).UTC().Format("20060102150405Z")})
+	require.NoError(t, admin.Modify(set))
+
+	a, _ := newAuth(t, flagsmithEnv(srv.URL))
+	for _, left := range []int{1, 0} {
+		u, err := login(a, uid, slapdtest.Password(uid))
+		require.NoError(t, err, "a grace login")
+		require.NotNil(t, u.PasswordWarning)
+		assert.Equal(t, left, u.PasswordWarning.GraceLogins)
+	}
+	_, err := login(a, uid, slapdtest.Password(uid))
+	require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
+	require.ErrorIs(t, err, ldapauth.ErrPasswordExpired)
+	var acct *ldapauth.AccountError
+	require.ErrorAs(t, err, &acct)
+	assert.Equal(t, "passwordExpired", acct.Code)
 }
 
 // TestPasswordPolicyAnswers pins the server's answers in the table above

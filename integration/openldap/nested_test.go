@@ -1,4 +1,4 @@
-package ldapauth_test
+package openldap_test
 
 import (
 	"context"
@@ -106,4 +106,8 @@ func TestNestedGroupsWalkDepthBound(t *testing.T) {
 			}
 		})
 	}
+}
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
