@@ -141,3 +141,31 @@ func benchLogin(b *testing.B, ctx context.Context, c Contender, t *Target, worke
 	b.ReportMetric(float64(percentile(all, 0.99).Nanoseconds()), "p99-ns")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "logins/s")
 }
+
+// BenchmarkSyncFloor is the floor of the sync at scale: a raw paged search
+// of every generated user as the service account, with its wall time and
+// the peak heap (peak-heap-B). Once ldapauth's batch sync is in, it is
+// measured beside this on the same servers.
+func BenchmarkSyncFloor(b *testing.B) {
+	for _, sc := range []struct {
+		server string
+		users  int
+	}{{"glauth", 10_000}, {"slapd", 10_000}, {"slapd", 100_000}} {
+		b.Run(fmt.Sprintf("server=%s/users=%d", sc.server, sc.users), func(b *testing.B) {
+			t, stop, err := StartScaleTarget(sc.server, sc.users)
+			require.NoError(b, err)
+			defer stop()
+			var peak uint64
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				var n int
+				_, p, err := PeakHeap(func() (err error) { n, err = PagedSearch(t, 500); return err })
+				require.NoError(b, err)
+				require.GreaterOrEqual(b, n, sc.users)
+				peak = max(peak, p)
+			}
+			b.ReportMetric(float64(peak), "peak-heap-B")
+		})
+	}
+}

@@ -109,7 +109,7 @@ func StartServers() (*Servers, error) {
 	}
 	s.closers = append(s.closers, func() { os.RemoveAll(dir) })
 
-	gl, err := startGLAuthChild(dir)
+	gl, err := startGLAuthChild(dir, "demo")
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -228,15 +228,16 @@ func ServeIfChild() {
 	os.Exit(0)
 }
 
-// startGLAuthChild runs this executable again as the demo directory's
-// server. GLAuth's own log lines (refused binds) are discarded.
-func startGLAuthChild(dir string) (*glauthInfo, error) {
+// startGLAuthChild runs this executable again as the test directory's
+// server: what is "demo" or a number of generated users. GLAuth's own log
+// lines (refused binds) are discarded.
+func startGLAuthChild(dir, what string) (*glauthInfo, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), serveEnv+"=demo")
+	cmd.Env = append(os.Environ(), serveEnv+"="+what)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
