@@ -479,3 +479,19 @@ func queryStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([
 	}
 	return out, rows.Err()
 }
+
+// Redact returns dsn with any password replaced by "xxxxx", for logs.
+func Redact(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" && u.Scheme != "file" {
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
+	}
+	if strings.Contains(dsn, "password") { // a key=value DSN: keep nothing that may be secret
+		return "(a DSN with a password)"
+	}
+	return dsn
+}
