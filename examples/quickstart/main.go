@@ -27,6 +27,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/go-ldapauth/ldapauth"
+	"github.com/go-ldapauth/ldapauth/examples/internal/demo"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
 )
 
@@ -41,23 +42,19 @@ func main() {
 }
 
 func run(user, password string) error {
-	cfg, err := ldapauth.ConfigFromEnv()
-	demo := errors.Is(err, ldapauth.ErrNotConfigured) && os.Getenv(ldapauth.EnvURL) == ""
-	if demo {
-		srv, err := ldaptest.NewServer(ldaptest.DemoDirectory())
-		if err != nil {
-			return err
-		}
+	cfg, srv, err := demo.Setup()
+	if err != nil {
+		return err
+	}
+	if srv != nil {
 		defer srv.Close()
-		cfg = demoConfig(srv)
+		printDemo(srv)
 		if user == "" {
 			user = "alice"
 		}
 		if password == "" {
-			password = demoPassword(user)
+			password, _ = demo.Password(user)
 		}
-	} else if err != nil {
-		return err
 	} else {
 		if user == "" {
 			return errors.New("-user is required with a real directory")
@@ -112,40 +109,15 @@ func run(user, password string) error {
 	return nil
 }
 
-// demoConfig configures the demo directory as a Flagsmith deployment would
-// be: login group ldapusers, synced groups readers and marvel.
-func demoConfig(srv *ldaptest.Server) *ldapauth.Config {
-	vars := srv.Env()
-	vars[ldapauth.EnvFormatUsername] = "django_python3_ldap.utils.format_username_openldap"
-	vars[ldapauth.EnvSearchFilters] = "flagsmith_ldap.ldap.login_group_search_filter"
-	vars[ldapauth.EnvLoginGroup] = srv.GroupDN("ldapusers")
-	vars[ldapauth.EnvSyncRelations] = "flagsmith_ldap.ldap.sync_user_groups"
-	vars[ldapauth.EnvOrganisationID] = "1"
-	vars[ldapauth.EnvSyncedGroups] = srv.GroupDN("readers") + ":" + srv.GroupDN("marvel")
-	cfg, err := ldapauth.LoadConfig(func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
-	if err != nil {
-		panic(err) // the demo configuration is fixed: a failure is a bug
-	}
+// printDemo tells what the demo directory holds.
+func printDemo(srv *ldaptest.Server) {
 	fmt.Println("No LDAP_AUTH_URL: using the embedded demo directory at", srv.URL())
 	fmt.Println("Demo users (password <name>-password):")
-	for _, u := range ldaptest.DemoDirectory().Users {
-		if u.Name == "svc" {
-			continue
-		}
-		fmt.Printf("  %-10s groups: %s\n", u.Name, strings.Join(u.Groups, ", "))
+	for _, a := range demo.Accounts() {
+		fmt.Printf("  %-10s groups: %s\n", a.Name, strings.Join(a.Groups, ", "))
 	}
-	fmt.Println("Login group: ldapusers; synced groups: readers, marvel")
+	fmt.Printf("Login group: %s; synced groups: %s\n", demo.LoginGroup, strings.Join(demo.SyncedGroups, ", "))
 	fmt.Println()
-	return cfg
-}
-
-func demoPassword(user string) string {
-	for _, u := range ldaptest.DemoDirectory().Users {
-		if u.Name == user {
-			return u.Password
-		}
-	}
-	return user + "-password"
 }
 
 // readPassword asks for the password without echo on a terminal, or reads

@@ -1,0 +1,124 @@
+// Package demo configures the example programs for the embedded demo
+// directory (ldaptest.DemoDirectory) when LDAP_AUTH_URL is unset: the
+// directory set up as a Flagsmith deployment would be, with the login group
+// ldapusers and the synced groups readers and marvel.
+package demo
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+
+	"github.com/go-ldapauth/ldapauth"
+	"github.com/go-ldapauth/ldapauth/ldaptest"
+)
+
+// Group names of the demo configuration.
+const (
+	LoginGroup     = "ldapusers"
+	OrganisationID = "1"
+)
+
+// SyncedGroups are the demo's LDAP_SYNCED_GROUPS, by name.
+var SyncedGroups = []string{"readers", "marvel"}
+
+// Account is a demo user as shown to a person trying the examples.
+type Account struct {
+	Name     string
+	Password string
+	FullName string
+	Groups   []string
+	// CanLogIn is false for users outside the login group.
+	CanLogIn bool
+	// Disabled marks an inactive account (it can still log in: the demo
+	// configuration does not filter on accountStatus).
+	Disabled bool
+}
+
+// Accounts lists the demo users, the service account left out.
+func Accounts() []Account {
+	d := ldaptest.DemoDirectory()
+	var out []Account
+	for _, u := range d.Users {
+		if u.Name == d.ServiceAccount {
+			continue
+		}
+		out = append(out, Account{
+			Name:     u.Name,
+			Password: u.Password,
+			FullName: u.GivenName + " " + u.SN,
+			Groups:   slices.Clone(u.Groups),
+			CanLogIn: slices.Contains(u.Groups, LoginGroup),
+			Disabled: u.Disabled,
+		})
+	}
+	return out
+}
+
+// Password returns the demo password of user, and false for a name that is
+// not a demo user.
+func Password(user string) (string, bool) {
+	for _, a := range Accounts() {
+		if a.Name == user {
+			return a.Password, true
+		}
+	}
+	return "", false
+}
+
+// Env returns the environment of the demo configuration for srv: the
+// server's own variables plus the Flagsmith functions, the login group, the
+// organisation and the synced groups. The map is new on each call.
+func Env(srv *ldaptest.Server) map[string]string {
+	vars := srv.Env()
+	vars[ldapauth.EnvFormatUsername] = "django_python3_ldap.utils.format_username_openldap"
+	vars[ldapauth.EnvSearchFilters] = "flagsmith_ldap.ldap.login_group_search_filter"
+	vars[ldapauth.EnvLoginGroup] = srv.GroupDN(LoginGroup)
+	vars[ldapauth.EnvSyncRelations] = "flagsmith_ldap.ldap.sync_user_groups"
+	vars[ldapauth.EnvOrganisationID] = OrganisationID
+	groups := ""
+	for i, g := range SyncedGroups {
+		if i > 0 {
+			groups += ":"
+		}
+		groups += srv.GroupDN(g)
+	}
+	vars[ldapauth.EnvSyncedGroups] = groups
+	return vars
+}
+
+// Config returns the demo configuration for srv, read from [Env] by
+// ldapauth.LoadConfig as a deployment's environment would be.
+func Config(srv *ldaptest.Server) (*ldapauth.Config, error) {
+	vars := Env(srv)
+	cfg, err := ldapauth.LoadConfig(func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	if err != nil {
+		return nil, fmt.Errorf("demo configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// Setup reads the configuration from the environment. When LDAP_AUTH_URL is
+// unset it starts the demo directory instead and returns its configuration
+// and server (the caller closes it); otherwise the server is nil. A bad
+// environment is an error.
+func Setup() (*ldapauth.Config, *ldaptest.Server, error) {
+	cfg, err := ldapauth.ConfigFromEnv()
+	if err == nil {
+		return cfg, nil, nil
+	}
+	if !errors.Is(err, ldapauth.ErrNotConfigured) || os.Getenv(ldapauth.EnvURL) != "" {
+		return nil, nil, err
+	}
+	srv, err := ldaptest.NewServer(ldaptest.DemoDirectory())
+	if err != nil {
+		return nil, nil, fmt.Errorf("start the demo directory: %w", err)
+	}
+	cfg, err = Config(srv)
+	if err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	return cfg, srv, nil
+}

@@ -1,0 +1,300 @@
+// Package pgtest runs a PostgreSQL server on 127.0.0.1 for tests: Debian's
+// postgresql package (initdb and postgres from /usr/lib/postgresql/*/bin),
+// in a temporary directory, on a free port, stopped and removed when the
+// test ends.
+//
+// Without PostgreSQL installed, Start skips the test and says how to
+// install it (apt-get install postgresql); with LDAPAUTH_REQUIRE_POSTGRES=1
+// in the environment, as CI sets it, it fails the test instead.
+//
+// PostgreSQL refuses to run as root. Run as root (CI, containers), the
+// server runs as the postgres OS user that the Debian package creates, and
+// its directory is owned by that user.
+package pgtest
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
+)
+
+// RequireEnv turns a missing PostgreSQL from a skipped test into a failed
+// one when set to 1. CI sets it.
+const RequireEnv = "LDAPAUTH_REQUIRE_POSTGRES"
+
+// ErrNotInstalled means initdb and postgres were not found.
+var ErrNotInstalled = errors.New("pgtest: PostgreSQL is not installed (apt-get install postgresql)")
+
+const superuser = "ldapauth"
+
+// Server is a running PostgreSQL server.
+type Server struct {
+	// Dir holds the data directory and the socket; removed by Stop.
+	Dir  string
+	Port int
+
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *syncBuffer
+	dbs  atomic.Int64
+	once sync.Once
+}
+
+// Start starts a server for the test, or skips it (fails it under
+// LDAPAUTH_REQUIRE_POSTGRES=1) when PostgreSQL is not installed. The server
+// stops when the test ends.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	s, err := New()
+	if errors.Is(err, ErrNotInstalled) {
+		if os.Getenv(RequireEnv) == "1" {
+			tb.Fatalf("%v; %s=1 requires it", err, RequireEnv)
+		}
+		tb.Skipf("%v; CI sets %s=1 to fail instead of skipping", err, RequireEnv)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("postgres log:\n%s", s.log.String())
+		}
+		s.Stop()
+	})
+	return s
+}
+
+// binDir returns the newest /usr/lib/postgresql/N/bin with initdb and
+// postgres, or the directory of pg_config --bindir.
+func binDir() (string, error) {
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(dirs, func(a, b string) int {
+		va, _ := strconv.Atoi(filepath.Base(filepath.Dir(a)))
+		vb, _ := strconv.Atoi(filepath.Base(filepath.Dir(b)))
+		return vb - va
+	})
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		dirs = append(dirs, strings.TrimSpace(string(out)))
+	}
+	for _, d := range dirs {
+		if isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "postgres")) {
+			return d, nil
+		}
+	}
+	return "", ErrNotInstalled
+}
+
+func isExec(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+// credential returns the postgres OS user's credential when running as
+// root, and nil otherwise.
+func credential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: running as root, and PostgreSQL refuses root: need the postgres OS user (apt-get install postgresql creates it): %w", err)
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// New starts a server without a testing.TB; the caller must call Stop.
+func New() (*Server, error) {
+	bin, err := binDir()
+	if err != nil {
+		return nil, err
+	}
+	cred, err := credential()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "pgtest-")
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: %w", err)
+	}
+	s := &Server{Dir: dir, log: &syncBuffer{}, done: make(chan struct{})}
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("pgtest: %w", err)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", superuser, "-A", "trust",
+		"-E", "UTF8", "--no-locale", "--no-sync")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := initdb.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
+	}
+
+	for attempt := 0; ; attempt++ {
+		err := s.launch(bin, data, cred)
+		if err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, errAddrInUse) || attempt == 4 {
+			s.Stop()
+			return nil, err
+		}
+		s.done = make(chan struct{})
+	}
+}
+
+var errAddrInUse = errors.New("pgtest: port in use")
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pgtest: finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+const startTimeout = 30 * time.Second
+
+func (s *Server) launch(bin, data string, cred *syscall.Credential) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.Port = port
+	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data,
+		"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-k", s.Dir,
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=100")
+	cmd.Stdout, cmd.Stderr = s.log, s.log
+	// SIGKILL the server when the test binary dies without stopping it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	started := make(chan error, 1)
+	done := s.done
+	go func() {
+		// The parent-death signal fires when the starting thread ends: keep
+		// this goroutine on its thread until the server has exited.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		close(done)
+	}()
+	if err := <-started; err != nil {
+		close(done)
+		return fmt.Errorf("pgtest: starting postgres: %w", err)
+	}
+	s.cmd = cmd
+
+	deadline := time.Now().Add(startTimeout)
+	for {
+		select {
+		case <-done:
+			if strings.Contains(s.log.String(), "already in use") {
+				return errAddrInUse
+			}
+			return fmt.Errorf("pgtest: postgres exited at start:\n%s", s.log.String())
+		default:
+		}
+		if s.ready() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pgtest: postgres did not answer within %v:\n%s", startTimeout, s.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (s *Server) ready() bool {
+	db, err := sql.Open("pgx", s.DSN("postgres"))
+	if err != nil {
+		return false
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return db.PingContext(ctx) == nil
+}
+
+// DSN returns the URL of the database on the server.
+func (s *Server) DSN(database string) string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", superuser, s.Port, database)
+}
+
+// NewDatabase creates an empty database for the test and returns its URL.
+// Tests sharing one server each get their own database.
+func (s *Server) NewDatabase(tb testing.TB) string {
+	tb.Helper()
+	name := fmt.Sprintf("test_%d", s.dbs.Add(1))
+	db, err := sql.Open("pgx", s.DSN("postgres"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(tb.Context(), "CREATE DATABASE "+name); err != nil {
+		tb.Fatalf("pgtest: create database: %v", err)
+	}
+	return s.DSN(name)
+}
+
+// Stop stops the server (a fast shutdown, then SIGKILL after ten seconds)
+// and removes Dir. It may be called more than once.
+func (s *Server) Stop() {
+	s.once.Do(func() {
+		if s.cmd != nil && s.cmd.Process != nil {
+			_ = s.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
+			select {
+			case <-s.done:
+			case <-time.After(10 * time.Second):
+				_ = s.cmd.Process.Kill()
+				<-s.done
+			}
+		}
+		os.RemoveAll(s.Dir)
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's output and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

@@ -1,0 +1,497 @@
+// Package sqlstore is an ldapauth.UserStore on database/sql: the users,
+// their mapped fields, the synced groups, the memberships and the
+// organisation join, in SQLite (the pure-Go modernc.org/sqlite driver, no
+// cgo) or PostgreSQL (github.com/jackc/pgx/v5).
+//
+// The login server and the sync job of the examples share it. Open creates
+// or upgrades the schema (embedded, versioned in the schema_version table);
+// every write runs in one transaction; every method is an idempotent upsert
+// or delete; a Store is safe for concurrent use, by goroutines and by
+// processes sharing the database.
+//
+//	store, err := sqlstore.OpenDSN(ctx, "ldapauth.db")                         // SQLite file
+//	store, err := sqlstore.OpenDSN(ctx, "postgres://app@127.0.0.1:5432/app")   // PostgreSQL
+package sqlstore
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
+	_ "modernc.org/sqlite"             // the "sqlite" driver
+
+	"github.com/go-ldapauth/ldapauth"
+)
+
+// Driver names accepted by Open.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "pgx"
+)
+
+// Errors returned by the Store, matched with errors.Is.
+var (
+	// ErrNoSuchUser means the store holds no user by that name: returned by
+	// User, and by SetMember and JoinOrganisation for a user never saved.
+	ErrNoSuchUser = errors.New("sqlstore: no such user")
+	// ErrNoSuchGroup means SetMember was asked to add a member to a group
+	// the store does not hold.
+	ErrNoSuchGroup = errors.New("sqlstore: no such group")
+)
+
+// Store is an [ldapauth.UserStore] in a SQL database. It is safe for
+// concurrent use by multiple goroutines.
+type Store struct {
+	db      *sql.DB
+	dialect dialect
+	now     func() time.Time
+}
+
+var _ ldapauth.UserStore = (*Store)(nil)
+
+// Account is a user as the store holds it, for showing to the user.
+type Account struct {
+	Username string
+	DN       string
+	// Fields are the mapped fields of the last login.
+	Fields map[string]string
+	// Organisations are the organisation IDs joined, sorted.
+	Organisations []string
+	// Groups are the synced groups the user is a member of, by name.
+	Groups []ldapauth.Group
+	// Created is the first login, Updated the last one.
+	Created, Updated time.Time
+}
+
+// OpenDSN opens a PostgreSQL database for a postgres:// or postgresql://
+// URL, and a SQLite database file otherwise (a path or a file: URI).
+func OpenDSN(ctx context.Context, dsn string) (*Store, error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return Open(ctx, DriverPostgres, dsn)
+	}
+	return Open(ctx, DriverSQLite, dsn)
+}
+
+// Open opens the database with the driver ([DriverSQLite] or
+// [DriverPostgres]) and creates or upgrades its schema. For SQLite, dsn is a
+// file path or file: URI; Open adds the settings the store relies on
+// (foreign keys, WAL, a busy timeout, write transactions that lock at BEGIN).
+func Open(ctx context.Context, driver, dsn string) (*Store, error) {
+	var d dialect
+	switch driver {
+	case DriverSQLite:
+		d = sqliteDialect
+		var err error
+		if dsn, err = sqliteDSN(dsn); err != nil {
+			return nil, err
+		}
+	case DriverPostgres:
+		d = postgresDialect
+	default:
+		return nil, fmt.Errorf("sqlstore: unknown driver %q (want %q or %q)", driver, DriverSQLite, DriverPostgres)
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: %w", err)
+	}
+	if driver == DriverSQLite && strings.Contains(dsn, ":memory:") {
+		db.SetMaxOpenConns(1) // each connection would get its own empty database
+	}
+	s := &Store{db: db, dialect: d, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// sqliteDSN turns a path or file: URI into a URI with the store's settings,
+// keeping any the caller gave.
+func sqliteDSN(dsn string) (string, error) {
+	if dsn == "" {
+		return "", errors.New("sqlstore: empty SQLite file name")
+	}
+	path, query, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return "", fmt.Errorf("sqlstore: SQLite DSN %q: %w", dsn, err)
+	}
+	for k, v := range map[string]string{
+		"_foreign_keys": "1",
+		"_busy_timeout": "10000",
+		"_txlock":       "immediate", // a writer locks at BEGIN: no deadlock upgrading a read lock
+		"_journal_mode": "WAL",
+		"_synchronous":  "NORMAL",
+	} {
+		if path == ":memory:" && k == "_journal_mode" {
+			continue
+		}
+		if !q.Has(k) {
+			q.Set(k, v)
+		}
+	}
+	return "file:" + path + "?" + q.Encode(), nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// DB returns the database, for queries of the caller's own.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlstore: %w", err)
+	}
+	return nil
+}
+
+// userKey and dnKey are the case-insensitive keys of usernames and DNs.
+func userKey(name string) string { return strings.ToLower(name) }
+
+// dnKey returns a key equal for DNs that are equal as parsed DNs compared
+// case-insensitively (the contract of ldapauth.UserStore).
+func dnKey(dn string) string {
+	parsed, err := ldap.ParseDN(dn)
+	if err != nil {
+		return strings.ToLower(strings.TrimSpace(dn))
+	}
+	var b strings.Builder
+	for i, rdn := range parsed.RDNs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		attrs := make([]string, len(rdn.Attributes))
+		for j, a := range rdn.Attributes {
+			attrs[j] = strings.ToLower(a.Type) + "=" + ldapauth.EscapeDNValue(strings.ToLower(a.Value))
+		}
+		slices.Sort(attrs)
+		b.WriteString(strings.Join(attrs, "+"))
+	}
+	return b.String()
+}
+
+// inTx runs fn in a transaction, committed when fn returns nil.
+func (s *Store) inTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlstore: %s: %w", op, err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		if errors.Is(err, ErrNoSuchUser) || errors.Is(err, ErrNoSuchGroup) {
+			return err
+		}
+		return fmt.Errorf("sqlstore: %s: %w", op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlstore: %s: commit: %w", op, err)
+	}
+	return nil
+}
+
+func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	return tx.ExecContext(ctx, s.dialect.rebind(query), args...)
+}
+
+// SaveUser implements [ldapauth.UserStore]: it creates or updates the user
+// and replaces its mapped fields.
+func (s *Store) SaveUser(ctx context.Context, u *ldapauth.User) error {
+	key, now := userKey(u.Username), s.now()
+	return s.inTx(ctx, "save user", func(tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, `INSERT INTO ldap_users (username_key, username, dn, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (username_key) DO UPDATE SET username = excluded.username, dn = excluded.dn, updated_at = excluded.updated_at`,
+			key, u.Username, u.DN, now, now); err != nil {
+			return err
+		}
+		if _, err := s.exec(ctx, tx, `DELETE FROM ldap_user_fields WHERE username_key = ?`, key); err != nil {
+			return err
+		}
+		for _, field := range slices.Sorted(maps.Keys(u.Fields)) {
+			if _, err := s.exec(ctx, tx, `INSERT INTO ldap_user_fields (username_key, field, value) VALUES (?, ?, ?)`,
+				key, field, u.Fields[field]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DeleteUser implements [ldapauth.UserStore]: it removes the user with its
+// fields, memberships and organisation joins.
+func (s *Store) DeleteUser(ctx context.Context, username string) error {
+	key := userKey(username)
+	return s.inTx(ctx, "delete user", func(tx *sql.Tx) error {
+		for _, q := range []string{
+			`DELETE FROM ldap_user_fields WHERE username_key = ?`,
+			`DELETE FROM ldap_group_members WHERE username_key = ?`,
+			`DELETE FROM organisation_members WHERE username_key = ?`,
+			`DELETE FROM ldap_users WHERE username_key = ?`,
+		} {
+			if _, err := s.exec(ctx, tx, q, key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// userExists reports whether the store holds the user, inside tx.
+func (s *Store) userExists(ctx context.Context, tx *sql.Tx, key string) (bool, error) {
+	var one int
+	err := tx.QueryRowContext(ctx, s.dialect.rebind(`SELECT 1 FROM ldap_users WHERE username_key = ?`), key).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// JoinOrganisation implements [ldapauth.UserStore]. Joining twice changes
+// nothing. The user must have been saved ([ErrNoSuchUser]).
+func (s *Store) JoinOrganisation(ctx context.Context, username, organisationID string) error {
+	key := userKey(username)
+	return s.inTx(ctx, "join organisation", func(tx *sql.Tx) error {
+		ok, err := s.userExists(ctx, tx, key)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: %q", ErrNoSuchUser, username)
+		}
+		_, err = s.exec(ctx, tx, `INSERT INTO organisation_members (organisation_id, username_key, joined_at)
+			VALUES (?, ?, ?) ON CONFLICT (organisation_id, username_key) DO NOTHING`, organisationID, key, s.now())
+		return err
+	})
+}
+
+// SaveGroup implements [ldapauth.UserStore]: it creates the group or
+// updates its DN spelling and name.
+func (s *Store) SaveGroup(ctx context.Context, g ldapauth.Group) error {
+	now := s.now()
+	return s.inTx(ctx, "save group", func(tx *sql.Tx) error {
+		_, err := s.exec(ctx, tx, `INSERT INTO ldap_groups (dn_key, dn, name, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (dn_key) DO UPDATE SET dn = excluded.dn, name = excluded.name, updated_at = excluded.updated_at`,
+			dnKey(g.DN), g.DN, g.Name, now, now)
+		return err
+	})
+}
+
+// DeleteGroup implements [ldapauth.UserStore]: it removes the group with
+// its memberships.
+func (s *Store) DeleteGroup(ctx context.Context, dn string) error {
+	key := dnKey(dn)
+	return s.inTx(ctx, "delete group", func(tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, `DELETE FROM ldap_group_members WHERE dn_key = ?`, key); err != nil {
+			return err
+		}
+		_, err := s.exec(ctx, tx, `DELETE FROM ldap_groups WHERE dn_key = ?`, key)
+		return err
+	})
+}
+
+// SetMember implements [ldapauth.UserStore]. Adding to a group the store
+// does not hold is [ErrNoSuchGroup]; adding a user never saved is
+// [ErrNoSuchUser]. Removing never fails for a missing group or user.
+func (s *Store) SetMember(ctx context.Context, groupDN, username string, member bool) error {
+	gkey, ukey := dnKey(groupDN), userKey(username)
+	if !member {
+		return s.inTx(ctx, "remove member", func(tx *sql.Tx) error {
+			_, err := s.exec(ctx, tx, `DELETE FROM ldap_group_members WHERE dn_key = ? AND username_key = ?`, gkey, ukey)
+			return err
+		})
+	}
+	return s.inTx(ctx, "add member", func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, s.dialect.rebind(`SELECT 1 FROM ldap_groups WHERE dn_key = ?`), gkey).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: %s", ErrNoSuchGroup, groupDN)
+		}
+		if err != nil {
+			return err
+		}
+		ok, err := s.userExists(ctx, tx, ukey)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: %q", ErrNoSuchUser, username)
+		}
+		_, err = s.exec(ctx, tx, `INSERT INTO ldap_group_members (dn_key, username_key, username)
+			VALUES (?, ?, ?) ON CONFLICT (dn_key, username_key) DO NOTHING`, gkey, ukey, username)
+		return err
+	})
+}
+
+// Snapshot implements [ldapauth.UserStore]: the users, and the groups with
+// their members, sorted, read in one transaction.
+func (s *Store) Snapshot(ctx context.Context) (*ldapauth.Snapshot, error) {
+	snap := &ldapauth.Snapshot{}
+	err := s.inTx(ctx, "snapshot", func(tx *sql.Tx) error {
+		users, err := queryStrings(ctx, tx, `SELECT username FROM ldap_users ORDER BY username_key`)
+		if err != nil {
+			return err
+		}
+		snap.Users = users
+
+		rows, err := tx.QueryContext(ctx, `SELECT g.dn_key, g.dn, g.name, m.username
+			FROM ldap_groups g LEFT JOIN ldap_group_members m ON m.dn_key = g.dn_key
+			ORDER BY g.dn_key, m.username_key`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		lastKey := ""
+		for rows.Next() {
+			var key, dn, name string
+			var member sql.NullString
+			if err := rows.Scan(&key, &dn, &name, &member); err != nil {
+				return err
+			}
+			if len(snap.Groups) == 0 || key != lastKey {
+				lastKey = key
+				snap.Groups = append(snap.Groups, ldapauth.GroupMembers{Group: ldapauth.Group{DN: dn, Name: name}})
+			}
+			if member.Valid {
+				g := &snap.Groups[len(snap.Groups)-1]
+				g.Members = append(g.Members, member.String)
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
+// User returns the stored user, or an error matching [ErrNoSuchUser].
+func (s *Store) User(ctx context.Context, username string) (*Account, error) {
+	key := userKey(username)
+	a := &Account{Fields: map[string]string{}}
+	err := s.inTx(ctx, "read user", func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, s.dialect.rebind(`SELECT username, dn, created_at, updated_at FROM ldap_users WHERE username_key = ?`), key).
+			Scan(&a.Username, &a.DN, &a.Created, &a.Updated)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: %q", ErrNoSuchUser, username)
+		}
+		if err != nil {
+			return err
+		}
+		if a.Fields, err = s.fields(ctx, tx, key); err != nil {
+			return err
+		}
+		if a.Organisations, err = queryStrings(ctx, tx, s.dialect.rebind(
+			`SELECT organisation_id FROM organisation_members WHERE username_key = ? ORDER BY organisation_id`), key); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, s.dialect.rebind(`SELECT g.dn, g.name FROM ldap_groups g
+			JOIN ldap_group_members m ON m.dn_key = g.dn_key WHERE m.username_key = ?`), key)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var g ldapauth.Group
+			if err := rows.Scan(&g.DN, &g.Name); err != nil {
+				return err
+			}
+			a.Groups = append(a.Groups, g)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(a.Groups, func(x, y ldapauth.Group) int {
+		return cmp.Or(strings.Compare(strings.ToLower(x.Name), strings.ToLower(y.Name)), strings.Compare(x.DN, y.DN))
+	})
+	return a, nil
+}
+
+// UserFields returns the mapped fields of the user, and false when the
+// store holds no such user (storetest.Reader).
+func (s *Store) UserFields(ctx context.Context, username string) (map[string]string, bool, error) {
+	a, err := s.User(ctx, username)
+	if errors.Is(err, ErrNoSuchUser) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return a.Fields, true, nil
+}
+
+// Organisations returns the organisation IDs the user joined, sorted
+// (storetest.Reader). A user the store does not hold has none.
+func (s *Store) Organisations(ctx context.Context, username string) ([]string, error) {
+	a, err := s.User(ctx, username)
+	if errors.Is(err, ErrNoSuchUser) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a.Organisations, nil
+}
+
+func (s *Store) fields(ctx context.Context, tx *sql.Tx, key string) (map[string]string, error) {
+	rows, err := tx.QueryContext(ctx, s.dialect.rebind(`SELECT field, value FROM ldap_user_fields WHERE username_key = ?`), key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	fields := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		fields[k] = v
+	}
+	return fields, rows.Err()
+}
+
+func queryStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// Redact returns dsn with any password replaced by "xxxxx", for logs.
+func Redact(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" && u.Scheme != "file" {
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
+	}
+	if strings.Contains(dsn, "password") { // a key=value DSN: keep nothing that may be secret
+		return "(a DSN with a password)"
+	}
+	return dsn
+}

@@ -1,0 +1,205 @@
+package sqlstore_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/go-ldapauth/ldapauth"
+	"github.com/go-ldapauth/ldapauth/examples/internal/pgtest"
+	"github.com/go-ldapauth/ldapauth/examples/sqlstore"
+	"github.com/go-ldapauth/ldapauth/storetest"
+)
+
+// pg is the PostgreSQL server shared by the tests of this binary, nil
+// when pgErr says why there is none.
+var (
+	pg    *pgtest.Server
+	pgErr error
+)
+
+func TestMain(m *testing.M) {
+	pg, pgErr = pgtest.New()
+	code := m.Run()
+	if pg != nil {
+		pg.Stop()
+	}
+	os.Exit(code)
+}
+
+// backend makes empty databases of one kind.
+type backend struct {
+	name  string
+	newDB func(t *testing.T) (driver, dsn string)
+}
+
+func (b backend) open(t *testing.T) *sqlstore.Store {
+	t.Helper()
+	driver, dsn := b.newDB(t)
+	return open(t, driver, dsn)
+}
+
+var backends = []backend{
+	{"SQLite", func(t *testing.T) (string, string) {
+		return sqlstore.DriverSQLite, filepath.Join(t.TempDir(), "test.db")
+	}},
+	{"PostgreSQL", func(t *testing.T) (string, string) {
+		t.Helper()
+		switch {
+		case errors.Is(pgErr, pgtest.ErrNotInstalled) && os.Getenv(pgtest.RequireEnv) != "1":
+			t.Skipf("%v; CI sets %s=1 to fail instead of skipping", pgErr, pgtest.RequireEnv)
+		case pgErr != nil:
+			t.Fatal(pgErr)
+		}
+		return sqlstore.DriverPostgres, pg.NewDatabase(t)
+	}},
+}
+
+func open(t *testing.T, driver, dsn string) *sqlstore.Store {
+	t.Helper()
+	s, err := sqlstore.Open(t.Context(), driver, dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestContract runs the UserStore contract suite on SQLite and PostgreSQL.
+func TestContract(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) ldapauth.UserStore {
+				return b.open(t)
+			})
+		})
+	}
+}
+
+func TestSchema(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			driver, dsn := b.newDB(t)
+			s := open(t, driver, dsn)
+			require.NoError(t, s.SaveUser(t.Context(), &ldapauth.User{Username: "alice", DN: "uid=alice,dc=example,dc=com"}))
+
+			var version int
+			require.NoError(t, s.DB().QueryRowContext(t.Context(), `SELECT MAX(version) FROM schema_version`).Scan(&version))
+			assert.Equal(t, sqlstore.SchemaVersion(), version)
+			require.NoError(t, s.Close())
+
+			again := open(t, driver, dsn) // the schema is there: nothing is applied twice, nothing lost
+			snap, err := again.Snapshot(t.Context())
+			require.NoError(t, err)
+			assert.Equal(t, []string{"alice"}, snap.Users)
+			var rows int
+			require.NoError(t, again.DB().QueryRowContext(t.Context(), `SELECT COUNT(*) FROM schema_version`).Scan(&rows))
+			assert.Equal(t, sqlstore.SchemaVersion(), rows)
+
+			_, err = again.DB().ExecContext(t.Context(), `INSERT INTO schema_version (version, name, applied_at) VALUES (999, 'future', CURRENT_TIMESTAMP)`)
+			require.NoError(t, err)
+			_, err = sqlstore.Open(t.Context(), driver, dsn)
+			assert.ErrorContains(t, err, "newer than this program's", "a database from a newer program is not used")
+		})
+	}
+}
+
+// TestOpenConcurrently opens one new database from several stores at once,
+// as a login server and a sync job starting together do: the schema is
+// created once and every store works.
+func TestOpenConcurrently(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			driver, dsn := b.newDB(t)
+			const n = 4
+			stores := make([]*sqlstore.Store, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					stores[i], errs[i] = sqlstore.Open(context.Background(), driver, dsn)
+				})
+			}
+			wg.Wait()
+			for i := range n {
+				require.NoError(t, errs[i])
+				t.Cleanup(func() { stores[i].Close() })
+				require.NoError(t, stores[i].SaveGroup(t.Context(), ldapauth.Group{DN: storetest.ReadersDN, Name: "readers"}))
+			}
+			snap, err := stores[0].Snapshot(t.Context())
+			require.NoError(t, err)
+			assert.Len(t, snap.Groups, 1)
+		})
+	}
+}
+
+func TestUser(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			s := b.open(t)
+			_, err := s.User(ctx, "alice")
+			require.ErrorIs(t, err, sqlstore.ErrNoSuchUser)
+
+			u := &ldapauth.User{Username: "alice", DN: "uid=alice,ou=people,dc=example,dc=com",
+				Fields: map[string]string{"username": "alice", "first_name": "Alice", "email": "alice@example.com"}}
+			require.NoError(t, s.SaveUser(ctx, u))
+			require.NoError(t, s.JoinOrganisation(ctx, "alice", "1"))
+			for _, dn := range []string{storetest.ReadersDN, storetest.MarvelDN} {
+				require.NoError(t, s.SaveGroup(ctx, ldapauth.Group{DN: dn, Name: ldapauth.GroupName(dn)}))
+			}
+			require.NoError(t, s.SetMember(ctx, storetest.ReadersDN, "alice", true))
+
+			a, err := s.User(ctx, "ALICE")
+			require.NoError(t, err)
+			assert.Equal(t, "alice", a.Username)
+			assert.Equal(t, u.DN, a.DN)
+			assert.Equal(t, u.Fields, a.Fields)
+			assert.Equal(t, []string{"1"}, a.Organisations)
+			assert.Equal(t, []ldapauth.Group{{DN: storetest.ReadersDN, Name: "readers"}}, a.Groups)
+			assert.False(t, a.Created.IsZero())
+			assert.False(t, a.Updated.Before(a.Created))
+
+			var password string
+			require.NoError(t, s.DB().QueryRowContext(ctx, `SELECT password FROM ldap_users`).Scan(&password))
+			assert.Equal(t, "!", password, "a directory user has no usable local password")
+		})
+	}
+}
+
+func TestErrors(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			s := b.open(t)
+			require.NoError(t, s.SaveGroup(ctx, ldapauth.Group{DN: storetest.ReadersDN, Name: "readers"}))
+			assert.ErrorIs(t, s.SetMember(ctx, storetest.MarvelDN, "alice", true), sqlstore.ErrNoSuchGroup)
+			assert.ErrorIs(t, s.SetMember(ctx, storetest.ReadersDN, "nobody", true), sqlstore.ErrNoSuchUser,
+				"a membership needs a saved user")
+			assert.ErrorIs(t, s.JoinOrganisation(ctx, "nobody", "1"), sqlstore.ErrNoSuchUser)
+
+			cancelled, cancel := context.WithCancel(ctx)
+			cancel()
+			assert.ErrorIs(t, s.SaveUser(cancelled, &ldapauth.User{Username: "alice"}), context.Canceled)
+		})
+	}
+}
+
+func TestOpenBadDriver(t *testing.T) {
+	_, err := sqlstore.Open(t.Context(), "mysql", "x")
+	assert.ErrorContains(t, err, "unknown driver")
+	_, err = sqlstore.Open(t.Context(), sqlstore.DriverSQLite, "")
+	assert.Error(t, err)
+}
+
+func TestMemorySQLite(t *testing.T) {
+	s := open(t, sqlstore.DriverSQLite, ":memory:")
+	require.NoError(t, s.SaveUser(t.Context(), &ldapauth.User{Username: "alice"}))
+	snap, err := s.Snapshot(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, []string{"alice"}, snap.Users)
+}

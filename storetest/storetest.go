@@ -1,0 +1,353 @@
+// Package storetest checks that an ldapauth.UserStore keeps the contract
+// written on the interface: case-insensitive usernames, group DNs compared
+// as parsed DNs, idempotent methods, safety for concurrent use, and a failed
+// call that changes nothing. Run it from a test of your own store:
+//
+//	func TestStoreContract(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) ldapauth.UserStore {
+//			return newEmptyStore(t)
+//		})
+//	}
+//
+// The suite observes a store through Snapshot. A store that also implements
+// [Reader] gets the checks of the mapped fields and the organisation join
+// too; for one that does not, those subtests skip and say why.
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/go-ldapauth/ldapauth"
+)
+
+// Reader is implemented by stores whose users the suite can read beyond
+// Snapshot.
+type Reader interface {
+	// UserFields returns the mapped fields saved for username (compared
+	// case-insensitively), and false when the store has no such user.
+	UserFields(ctx context.Context, username string) (map[string]string, bool, error)
+	// Organisations returns the organisation IDs username joined, in any
+	// order.
+	Organisations(ctx context.Context, username string) ([]string, error)
+}
+
+// DNs of the groups the suite uses.
+const (
+	ReadersDN = "cn=readers,ou=groups,dc=example,dc=com"
+	MarvelDN  = "cn=marvel,ou=groups,dc=example,dc=com"
+)
+
+// Run runs the contract suite, each subtest on a new, empty store made by
+// newStore (which registers its own cleanup with t).
+func Run(t *testing.T, newStore func(t *testing.T) ldapauth.UserStore) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s ldapauth.UserStore)
+	}{
+		{"EmptySnapshot", testEmptySnapshot},
+		{"SaveUser", testSaveUser},
+		{"UsernameCaseInsensitive", testUsernameCase},
+		{"SaveUserOverwritesFields", testOverwriteFields},
+		{"SaveUserCopiesFields", testCopiesFields},
+		{"DeleteUser", testDeleteUser},
+		{"JoinOrganisation", testJoinOrganisation},
+		{"SaveGroup", testSaveGroup},
+		{"GroupDNParsedCaseInsensitive", testGroupDN},
+		{"DeleteGroup", testDeleteGroup},
+		{"SetMember", testSetMember},
+		{"SetMemberMissingGroup", testSetMemberMissingGroup},
+		{"Concurrent", testConcurrent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.fn(t, newStore(t))
+		})
+	}
+}
+
+func user(name string, fields map[string]string) *ldapauth.User {
+	f := map[string]string{"username": name}
+	for k, v := range fields {
+		f[k] = v
+	}
+	return &ldapauth.User{DN: "uid=" + name + ",ou=people,dc=example,dc=com", Username: name, Fields: f}
+}
+
+func group(dn string) ldapauth.Group { return ldapauth.Group{DN: dn, Name: ldapauth.GroupName(dn)} }
+
+func snapshot(t *testing.T, s ldapauth.UserStore) *ldapauth.Snapshot {
+	t.Helper()
+	snap, err := s.Snapshot(t.Context())
+	require.NoError(t, err)
+	require.NotNil(t, snap)
+	return snap
+}
+
+// members returns the members of the group dn in snap (compared
+// case-insensitively), and whether the group is there.
+func members(snap *ldapauth.Snapshot, dn string) ([]string, bool) {
+	for _, g := range snap.Groups {
+		if strings.EqualFold(g.DN, dn) {
+			return g.Members, true
+		}
+	}
+	return nil, false
+}
+
+// lower returns names in lower case: which spelling a store keeps of a
+// name given in two is not part of the contract.
+func lower(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = strings.ToLower(n)
+	}
+	return out
+}
+
+func reader(t *testing.T, s ldapauth.UserStore) Reader {
+	t.Helper()
+	r, ok := s.(Reader)
+	if !ok {
+		t.Skipf("%T does not implement storetest.Reader: its fields and organisations cannot be checked", s)
+	}
+	return r
+}
+
+func testEmptySnapshot(t *testing.T, s ldapauth.UserStore) {
+	snap := snapshot(t, s)
+	assert.Empty(t, snap.Users)
+	assert.Empty(t, snap.Groups)
+}
+
+func testSaveUser(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	require.NoError(t, s.SaveUser(ctx, user("alice", map[string]string{"email": "alice@example.com"})))
+	require.NoError(t, s.SaveUser(ctx, user("jürgen", nil)))
+	require.NoError(t, s.SaveUser(ctx, user("alice", nil)), "saving an existing user updates it")
+	assert.ElementsMatch(t, []string{"alice", "jürgen"}, snapshot(t, s).Users)
+}
+
+func testUsernameCase(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	require.NoError(t, s.SaveUser(ctx, user("Alice", nil)))
+	require.NoError(t, s.SaveUser(ctx, user("ALICE", nil)))
+	require.NoError(t, s.SaveUser(ctx, user("Jürgen", nil)))
+	require.NoError(t, s.SaveUser(ctx, user("JÜRGEN", nil)))
+	users := snapshot(t, s).Users
+	require.Len(t, users, 2, "one user per name whatever the case: %q", users)
+
+	require.NoError(t, s.DeleteUser(ctx, "alice"))
+	require.NoError(t, s.DeleteUser(ctx, "jürgen"))
+	assert.Empty(t, snapshot(t, s).Users, "deleting by another case removes the user")
+}
+
+func testOverwriteFields(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	require.NoError(t, s.SaveUser(ctx, user("alice", map[string]string{"email": "old@example.com", "first_name": "Alice"})))
+	require.NoError(t, s.SaveUser(ctx, user("alice", map[string]string{"email": "new@example.com", "last_name": "Liddell"})))
+	r := reader(t, s)
+	fields, ok, err := r.UserFields(ctx, "ALICE")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, map[string]string{"username": "alice", "email": "new@example.com", "last_name": "Liddell"}, fields,
+		"the mapped fields are the last login's, a field gone from the directory included")
+
+	_, ok, err = r.UserFields(ctx, "nobody")
+	require.NoError(t, err)
+	assert.False(t, ok)
+}
+
+func testCopiesFields(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	u := user("alice", map[string]string{"email": "alice@example.com"})
+	require.NoError(t, s.SaveUser(ctx, u))
+	u.Fields["email"] = "changed@example.com"
+	fields, ok, err := reader(t, s).UserFields(ctx, "alice")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, "alice@example.com", fields["email"], "the store must not keep the caller's map")
+}
+
+func testDeleteUser(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	require.NoError(t, s.SaveUser(ctx, user("alice", nil)))
+	require.NoError(t, s.SaveUser(ctx, user("bob", nil)))
+	require.NoError(t, s.SaveGroup(ctx, group(ReadersDN)))
+	require.NoError(t, s.SetMember(ctx, ReadersDN, "alice", true))
+	require.NoError(t, s.SetMember(ctx, ReadersDN, "bob", true))
+	require.NoError(t, s.JoinOrganisation(ctx, "alice", "1"))
+
+	require.NoError(t, s.DeleteUser(ctx, "alice"))
+	snap := snapshot(t, s)
+	assert.Equal(t, []string{"bob"}, snap.Users)
+	m, ok := members(snap, ReadersDN)
+	require.True(t, ok, "the group stays")
+	assert.Equal(t, []string{"bob"}, m, "the user's memberships go with it")
+	if r, ok := s.(Reader); ok {
+		orgs, err := r.Organisations(ctx, "alice")
+		require.NoError(t, err)
+		assert.Empty(t, orgs, "the organisation join goes with the user")
+	}
+
+	require.NoError(t, s.DeleteUser(ctx, "alice"), "deleting a missing user succeeds")
+	require.NoError(t, s.DeleteUser(ctx, "never-saved"))
+	assert.Equal(t, []string{"bob"}, snapshot(t, s).Users)
+}
+
+func testJoinOrganisation(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	require.NoError(t, s.SaveUser(ctx, user("alice", nil)))
+	require.NoError(t, s.JoinOrganisation(ctx, "alice", "1"))
+	require.NoError(t, s.JoinOrganisation(ctx, "alice", "1"), "a returning user joins again harmlessly")
+	require.NoError(t, s.JoinOrganisation(ctx, "Alice", "1"))
+	require.NoError(t, s.JoinOrganisation(ctx, "alice", "2"))
+	orgs, err := reader(t, s).Organisations(ctx, "alice")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"1", "2"}, orgs)
+}
+
+func testSaveGroup(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	require.NoError(t, s.SaveGroup(ctx, group(ReadersDN)))
+	require.NoError(t, s.SaveGroup(ctx, group(ReadersDN)), "saving an existing group succeeds")
+	require.NoError(t, s.SaveGroup(ctx, ldapauth.Group{DN: MarvelDN, Name: "old name"}))
+	require.NoError(t, s.SaveGroup(ctx, group(MarvelDN)), "and updates its name")
+	snap := snapshot(t, s)
+	require.Len(t, snap.Groups, 2)
+	names := map[string]string{}
+	for _, g := range snap.Groups {
+		names[strings.ToLower(g.DN)] = g.Name
+		assert.Empty(t, g.Members)
+	}
+	assert.Equal(t, map[string]string{ReadersDN: "readers", MarvelDN: "marvel"}, names)
+}
+
+func testGroupDN(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	require.NoError(t, s.SaveUser(ctx, user("alice", nil)))
+	require.NoError(t, s.SaveGroup(ctx, ldapauth.Group{DN: "CN=Readers,OU=Groups,DC=example,DC=com", Name: "Readers"}))
+	require.NoError(t, s.SaveGroup(ctx, ldapauth.Group{DN: "cn=readers, ou=groups, dc=example, dc=com", Name: "readers"}))
+	require.NoError(t, s.SetMember(ctx, "cn=READERS,ou=groups,dc=EXAMPLE,dc=com", "alice", true))
+	snap := snapshot(t, s)
+	require.Len(t, snap.Groups, 1, "DNs equal when parsed are one group: %+v", snap.Groups)
+	assert.Equal(t, []string{"alice"}, snap.Groups[0].Members)
+
+	require.NoError(t, s.DeleteGroup(ctx, "cn=readers , ou=groups,dc=example,dc=com"))
+	assert.Empty(t, snapshot(t, s).Groups)
+}
+
+func testDeleteGroup(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	require.NoError(t, s.SaveUser(ctx, user("alice", nil)))
+	require.NoError(t, s.SaveGroup(ctx, group(ReadersDN)))
+	require.NoError(t, s.SaveGroup(ctx, group(MarvelDN)))
+	require.NoError(t, s.SetMember(ctx, ReadersDN, "alice", true))
+	require.NoError(t, s.SetMember(ctx, MarvelDN, "alice", true))
+
+	require.NoError(t, s.DeleteGroup(ctx, ReadersDN))
+	snap := snapshot(t, s)
+	require.Len(t, snap.Groups, 1)
+	assert.Equal(t, "marvel", snap.Groups[0].Name)
+	assert.Equal(t, []string{"alice"}, snap.Groups[0].Members)
+	assert.Equal(t, []string{"alice"}, snap.Users, "deleting a group keeps its members")
+
+	require.NoError(t, s.DeleteGroup(ctx, ReadersDN), "deleting a missing group succeeds")
+	require.NoError(t, s.SaveGroup(ctx, group(ReadersDN)))
+	m, ok := members(snapshot(t, s), ReadersDN)
+	require.True(t, ok)
+	assert.Empty(t, m, "a group saved again starts without the old members")
+}
+
+func testSetMember(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	for _, name := range []string{"alice", "bob"} {
+		require.NoError(t, s.SaveUser(ctx, user(name, nil)))
+	}
+	require.NoError(t, s.SaveGroup(ctx, group(ReadersDN)))
+	require.NoError(t, s.SetMember(ctx, ReadersDN, "alice", true))
+	require.NoError(t, s.SetMember(ctx, ReadersDN, "alice", true), "adding an existing membership succeeds")
+	require.NoError(t, s.SetMember(ctx, ReadersDN, "ALICE", true))
+	require.NoError(t, s.SetMember(ctx, ReadersDN, "bob", true))
+	m, _ := members(snapshot(t, s), ReadersDN)
+	assert.ElementsMatch(t, []string{"alice", "bob"}, lower(m), "one membership per user whatever the case")
+
+	require.NoError(t, s.SetMember(ctx, ReadersDN, "Bob", false))
+	require.NoError(t, s.SetMember(ctx, ReadersDN, "bob", false), "removing a missing membership succeeds")
+	m, _ = members(snapshot(t, s), ReadersDN)
+	require.Len(t, m, 1)
+	assert.True(t, strings.EqualFold("alice", m[0]))
+
+	require.NoError(t, s.SetMember(ctx, MarvelDN, "alice", false), "removing from a missing group succeeds")
+	_, ok := members(snapshot(t, s), MarvelDN)
+	assert.False(t, ok, "and does not create the group")
+}
+
+func testSetMemberMissingGroup(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	require.NoError(t, s.SaveUser(ctx, user("alice", nil)))
+	before := snapshot(t, s)
+	assert.Error(t, s.SetMember(ctx, MarvelDN, "alice", true), "adding to a group that does not exist is an error")
+	assert.Equal(t, before, snapshot(t, s), "the failed call changed nothing")
+}
+
+// testConcurrent runs the calls of many logins at once, as one Authenticator
+// serving many users does, and of the same user twice at once.
+func testConcurrent(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	require.NoError(t, s.SaveGroup(ctx, group(ReadersDN)))
+	const users, rounds = 8, 3
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*users*rounds)
+	login := func(name string, i int) {
+		defer wg.Done()
+		err := func() error {
+			if err := s.SaveUser(ctx, user(name, map[string]string{"email": fmt.Sprintf("%s-%d@example.com", name, i)})); err != nil {
+				return err
+			}
+			if err := s.JoinOrganisation(ctx, name, "1"); err != nil {
+				return err
+			}
+			if err := s.SaveGroup(ctx, group(ReadersDN)); err != nil {
+				return err
+			}
+			if err := s.SetMember(ctx, ReadersDN, name, true); err != nil {
+				return err
+			}
+			_, err := s.Snapshot(ctx)
+			return err
+		}()
+		if err != nil {
+			errs <- fmt.Errorf("%s round %d: %w", name, i, err)
+		}
+	}
+	for i := range rounds {
+		for u := range users {
+			wg.Add(2) // the same user twice at once
+			go login(fmt.Sprintf("user%d", u), i)
+			go login(fmt.Sprintf("user%d", u), i)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.NoError(t, err)
+	}
+
+	snap := snapshot(t, s)
+	assert.Len(t, snap.Users, users)
+	m, ok := members(snap, ReadersDN)
+	require.True(t, ok)
+	assert.Len(t, m, users)
+	if r, ok := s.(Reader); ok {
+		orgs, err := r.Organisations(ctx, "user0")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"1"}, orgs)
+	}
+}
