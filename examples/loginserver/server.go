@@ -105,7 +105,21 @@ type failure struct {
 }
 
 func classify(err error) failure {
+	// The account states come first: each also matches ErrInvalidCredentials.
+	// Directories report them only once the password was right (a locked
+	// account is the exception on Active Directory), so they reveal nothing
+	// to someone guessing passwords that the directory does not already say.
 	switch {
+	case errors.Is(err, ldapauth.ErrPasswordExpired):
+		return failure{http.StatusUnauthorized, "password_expired", "Your password has expired. Change it, then sign in again."}
+	case errors.Is(err, ldapauth.ErrPasswordMustChange):
+		return failure{http.StatusUnauthorized, "password_must_change", "You must change your password before you can sign in."}
+	case errors.Is(err, ldapauth.ErrAccountLocked):
+		return failure{http.StatusUnauthorized, "account_locked", "Your account is locked after too many failed sign-ins. Try again later or ask an administrator."}
+	case errors.Is(err, ldapauth.ErrAccountDisabled), errors.Is(err, ldapauth.ErrAccountExpired):
+		return failure{http.StatusUnauthorized, "account_disabled", "Your account is disabled or has expired. Ask an administrator."}
+	case errors.Is(err, ldapauth.ErrLogonNotPermitted):
+		return failure{http.StatusUnauthorized, "logon_not_permitted", "Your account may not sign in at this time or from this computer."}
 	case errors.Is(err, ldapauth.ErrInvalidCredentials): // ErrUnknownUser matches it too
 		return failure{http.StatusUnauthorized, "invalid_credentials", "Wrong username or password."}
 	case errors.Is(err, ldapauth.ErrNotPermitted):

@@ -374,3 +374,31 @@ func TestConcurrentLogins(t *testing.T) {
 	require.NoError(t, err)
 	assert.ElementsMatch(t, users, snap.Users)
 }
+
+// Each account state the directory reports gets its own message; they all
+// still match ErrInvalidCredentials, so the order of the cases matters.
+func TestClassifyAccountStates(t *testing.T) {
+	loginErr := func(kind error, code string) error {
+		return &ldapauth.LoginError{Kind: ldapauth.ErrInvalidCredentials, Username: "x",
+			Err: &ldapauth.AccountError{Kind: kind, Code: code}}
+	}
+	tests := []struct {
+		err  error
+		code string
+	}{
+		{loginErr(ldapauth.ErrPasswordExpired, "532"), "password_expired"},
+		{loginErr(ldapauth.ErrPasswordMustChange, "773"), "password_must_change"},
+		{loginErr(ldapauth.ErrAccountLocked, "775"), "account_locked"},
+		{loginErr(ldapauth.ErrAccountDisabled, "533"), "account_disabled"},
+		{loginErr(ldapauth.ErrAccountExpired, "701"), "account_disabled"},
+		{loginErr(ldapauth.ErrLogonNotPermitted, "530"), "logon_not_permitted"},
+		{&ldapauth.LoginError{Kind: ldapauth.ErrInvalidCredentials}, "invalid_credentials"},
+		{&ldapauth.LoginError{Kind: ldapauth.ErrUnknownUser}, "invalid_credentials"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code, func(t *testing.T) {
+			require.ErrorIs(t, tt.err, ldapauth.ErrInvalidCredentials)
+			assert.Equal(t, tt.code, classify(tt.err).Code)
+		})
+	}
+}
