@@ -3,7 +3,6 @@ package ldapauth
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/go-ldap/ldap/v3"
@@ -205,7 +204,10 @@ func readGroupEntry(ctx context.Context, dir Directory, groupDN string, members 
 		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
 			return nil, groupGone, nil
 		}
-		return nil, 0, fmt.Errorf("ldapauth: read members of %s: %w", groupDN, classifyNetwork(err))
+		if ctx.Err() != nil {
+			return nil, 0, ctxError(ctx)
+		}
+		return nil, 0, &chained{"ldapauth: read members of " + groupDN, classifyTransport(err)}
 	}
 	if len(res.Entries) == 0 {
 		return nil, groupUnconfirmed, nil
