@@ -159,6 +159,24 @@ type Config struct {
 	ConnectionUsername string
 	ConnectionPassword string
 
+	// NestedGroups says whether membership of the login group and of the
+	// synced groups counts through groups of groups, and how it is found:
+	// [NestedGroupsOff] (the default, direct membership only, as Flagsmith
+	// does), [NestedGroupsActiveDirectory] (Active Directory's
+	// LDAP_MATCHING_RULE_IN_CHAIN, 1.2.840.113556.1.4.1941, resolved by the
+	// server) or [NestedGroupsWalk] (any server: ldapauth follows the
+	// groups that hold the user's groups, at most [MaxNestingDepth] levels,
+	// each group once). LDAP_AUTH_NESTED_GROUPS.
+	NestedGroups NestedGroups
+
+	// ExcludeDisabled adds (!(userAccountControl:1.2.840.113556.1.4.803:=2))
+	// to the built-in search filters, so that disabled Active Directory
+	// accounts are not found: they cannot log in and the sync job treats
+	// them as removed. Active Directory only: on a directory without
+	// userAccountControl the filter matches nobody.
+	// LDAP_AUTH_EXCLUDE_DISABLED.
+	ExcludeDisabled bool
+
 	// TLSCAFile is a PEM bundle of the certificate authorities to trust in
 	// place of the system pool. LDAP_AUTH_TLS_CA_FILE.
 	TLSCAFile string
@@ -207,6 +225,8 @@ const (
 	EnvConnectionPassword = "LDAP_AUTH_CONNECTION_PASSWORD"
 	EnvTLSCAFile          = "LDAP_AUTH_TLS_CA_FILE"
 	EnvInsecureSkipVerify = "LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY"
+	EnvNestedGroups       = "LDAP_AUTH_NESTED_GROUPS"
+	EnvExcludeDisabled    = "LDAP_AUTH_EXCLUDE_DISABLED"
 )
 
 // ConfigError reports one bad configuration value. It never holds the value
@@ -296,7 +316,7 @@ func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
 	for _, b := range []struct {
 		name string
 		dst  *bool
-	}{{EnvUseTLS, &cfg.UseTLS}, {EnvInsecureSkipVerify, &cfg.InsecureSkipVerify}} {
+	}{{EnvUseTLS, &cfg.UseTLS}, {EnvInsecureSkipVerify, &cfg.InsecureSkipVerify}, {EnvExcludeDisabled, &cfg.ExcludeDisabled}} {
 		if v := get(b.name); v != "" {
 			val, err := parseBool(v)
 			if err != nil {
@@ -343,6 +363,14 @@ func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
 				cfg.SyncedGroups = append(cfg.SyncedGroups, item)
 			}
 		}
+	}
+
+	if v := get(EnvNestedGroups); v != "" {
+		n, err := ParseNestedGroups(v)
+		if err != nil {
+			errs = append(errs, &ConfigError{Variables: []string{EnvNestedGroups}, Problem: err.Error()})
+		}
+		cfg.NestedGroups = n
 	}
 
 	if v := get(EnvFormatUsername); v != "" {
@@ -460,6 +488,16 @@ func (c *Config) validate() []*ConfigError {
 		}
 	}
 	_ = loginFilters // the login-group filter without a group adds no filter, as in Flagsmith
+
+	if !c.NestedGroups.valid() {
+		add(fmt.Sprintf("%q is not one of off, active_directory, walk", string(c.NestedGroups)), EnvNestedGroups)
+	}
+	if c.NestedGroups != NestedGroupsOff && c.NestedGroups.valid() && c.LoginGroup == "" && len(c.SyncedGroups) == 0 {
+		add("set, but there is neither a login group nor a synced group to resolve", EnvNestedGroups, EnvLoginGroup, EnvSyncedGroups)
+	}
+	if c.ExcludeDisabled && !isDefaultFilters && !loginFilters {
+		add("set, but the search filter builder is not a built-in one, which alone add the filter", EnvExcludeDisabled, EnvSearchFilters)
+	}
 
 	groupSyncer := false
 	switch c.SyncRelations.(type) {

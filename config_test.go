@@ -81,6 +81,44 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Empty(t, cfg.LoginGroup)
 	assert.Empty(t, cfg.OrganisationID)
 	assert.False(t, cfg.InsecureSkipVerify)
+	assert.Equal(t, ldapauth.NestedGroupsOff, cfg.NestedGroups)
+	assert.False(t, cfg.ExcludeDisabled)
+}
+
+func TestLoadConfigNestedGroups(t *testing.T) {
+	tests := []struct {
+		value string
+		want  ldapauth.NestedGroups
+		ok    bool
+	}{
+		{"", ldapauth.NestedGroupsOff, true},
+		{"off", ldapauth.NestedGroupsOff, true},
+		{"OFF", ldapauth.NestedGroupsOff, true},
+		{"active_directory", ldapauth.NestedGroupsActiveDirectory, true},
+		{"Active_Directory", ldapauth.NestedGroupsActiveDirectory, true},
+		{`"walk"`, ldapauth.NestedGroupsWalk, true},
+		{"true", ldapauth.NestedGroupsOff, false},
+		{"in_chain", ldapauth.NestedGroupsOff, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			cfg, err := ldapauth.LoadConfig(env(map[string]string{
+				"LDAP_AUTH_URL":                   "ldap://127.0.0.1",
+				"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "login_group",
+				"LDAP_LOGIN_GROUP":                "cn=g,dc=x",
+				"LDAP_AUTH_NESTED_GROUPS":         tt.value,
+			}))
+			if !tt.ok {
+				require.ErrorIs(t, err, ldapauth.ErrConfig)
+				got := configErrors(t, err)
+				require.Len(t, got, 1, "%v", err)
+				assert.Contains(t, got, "LDAP_AUTH_NESTED_GROUPS")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, cfg.NestedGroups)
+		})
+	}
 }
 
 func TestLoadConfigEveryVariable(t *testing.T) {
@@ -108,6 +146,8 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 		"LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY":     "false",
 		"LDAP_SYNC_PAGE_SIZE":                    "200",
 		"LDAP_SYNC_MAX_REMOVAL_PERCENT":          "25",
+		"LDAP_AUTH_NESTED_GROUPS":                " Walk ",
+		"LDAP_AUTH_EXCLUDE_DISABLED":             "yes",
 	}))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ldap://127.0.0.1:3890", "ldap://127.0.0.2:3891", "ldap://[::1]:3892"}, cfg.URLs)
@@ -130,6 +170,8 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 	assert.Equal(t, "svc secret", cfg.ConnectionPassword)
 	assert.Equal(t, caFile, cfg.TLSCAFile)
 	assert.False(t, cfg.InsecureSkipVerify)
+	assert.Equal(t, ldapauth.NestedGroupsWalk, cfg.NestedGroups)
+	assert.True(t, cfg.ExcludeDisabled)
 	assert.Equal(t, 200, cfg.SyncPageSize)
 	assert.Equal(t, 25, cfg.SyncMaxRemovalPercent)
 }
@@ -287,6 +329,8 @@ func TestLoadConfigReportsEveryBadVariable(t *testing.T) {
 		"LDAP_SYNC_USER_PASSWORD":            secret,
 		"LDAP_SYNC_PAGE_SIZE":                "-5",
 		"LDAP_SYNC_MAX_REMOVAL_PERCENT":      "0",
+		"LDAP_AUTH_NESTED_GROUPS":            "deep",
+		"LDAP_AUTH_EXCLUDE_DISABLED":         "sometimes",
 	}))
 	require.Error(t, err)
 	require.ErrorIs(t, err, ldapauth.ErrConfig)
@@ -299,6 +343,7 @@ func TestLoadConfigReportsEveryBadVariable(t *testing.T) {
 		"LDAP_AUTH_TLS_CA_FILE", "LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY",
 		"LDAP_AUTH_CONNECTION_USERNAME", "LDAP_SYNC_USER_USERNAME",
 		"LDAP_SYNC_PAGE_SIZE", "LDAP_SYNC_MAX_REMOVAL_PERCENT",
+		"LDAP_AUTH_NESTED_GROUPS", "LDAP_AUTH_EXCLUDE_DISABLED",
 	} {
 		assert.Contains(t, got, v, "the error must name %s", v)
 	}
@@ -333,6 +378,8 @@ func TestLoadConfigCrossVariableMistakes(t *testing.T) {
 			[]string{"LDAP_AUTH_TLS_CA_FILE", "LDAP_AUTH_URL", "LDAP_AUTH_USE_TLS"}},
 		{"CA file with verification off", map[string]string{"LDAP_AUTH_URL": "ldaps://127.0.0.1", "LDAP_AUTH_TLS_CA_FILE": "CAFILE", "LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY": "true"},
 			[]string{"LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY", "LDAP_AUTH_TLS_CA_FILE"}},
+		{"nested groups without a group", map[string]string{"LDAP_AUTH_NESTED_GROUPS": "active_directory"},
+			[]string{"LDAP_AUTH_NESTED_GROUPS", "LDAP_LOGIN_GROUP", "LDAP_SYNCED_GROUPS"}},
 	}
 	caFile := writeCA(t)
 	for _, tt := range tests {
@@ -388,6 +435,15 @@ func TestValidateCodeBuiltConfig(t *testing.T) {
 
 	_, err = ldapauth.New(&ldapauth.Config{})
 	require.ErrorIs(t, err, ldapauth.ErrNotConfigured)
+
+	err = (&ldapauth.Config{URLs: []string{"ldap://127.0.0.1"}, NestedGroups: "deep", LoginGroup: "cn=g,dc=x", SearchFilters: ldapauth.LoginGroupFilters{}}).Validate()
+	assert.Contains(t, configErrors(t, err), "LDAP_AUTH_NESTED_GROUPS", "a code-built value is checked too")
+
+	custom := ldapauth.SearchFilterBuilderFunc(func(*ldapauth.Config, map[string]string) ([]string, error) { return nil, nil })
+	err = (&ldapauth.Config{URLs: []string{"ldap://127.0.0.1"}, ExcludeDisabled: true, SearchFilters: custom}).Validate()
+	got = configErrors(t, err)
+	require.Contains(t, got, "LDAP_AUTH_EXCLUDE_DISABLED", "only the built-in builders add the filter")
+	assert.Equal(t, []string{"LDAP_AUTH_EXCLUDE_DISABLED", "LDAP_AUTH_FORMAT_SEARCH_FILTERS"}, got["LDAP_AUTH_EXCLUDE_DISABLED"].Variables)
 }
 
 func TestNewGroupSyncerNeedsStore(t *testing.T) {

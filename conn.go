@@ -173,11 +173,19 @@ func (c *conn) do(ctx context.Context, op func() error) error {
 	return err
 }
 
-func (c *conn) bind(ctx context.Context, name, password string) error {
-	return c.do(ctx, func() error {
-		_, err := c.l.SimpleBind(&ldap.SimpleBindRequest{Username: name, Password: password})
+// bind binds as name with password, sending controls with the request, and
+// returns the response controls, which a server also sends on a refused
+// bind (the password policy control says why).
+func (c *conn) bind(ctx context.Context, name, password string, controls ...ldap.Control) ([]ldap.Control, error) {
+	var resp []ldap.Control
+	err := c.do(ctx, func() error {
+		res, err := c.l.SimpleBind(&ldap.SimpleBindRequest{Username: name, Password: password, Controls: controls})
+		if res != nil {
+			resp = res.Controls
+		}
 		return err
 	})
+	return resp, err
 }
 
 // Search implements [Directory] on the connection.

@@ -37,7 +37,8 @@ var (
 )
 
 // DefaultFilters returns one equality filter per lookup attribute, values
-// escaped per RFC 4515, then (objectClass=<Config.ObjectClass>). It is
+// escaped per RFC 4515, then (objectClass=<Config.ObjectClass>), then, with
+// [Config.ExcludeDisabled], [FilterEnabledAD]. It is
 // django_python3_ldap.utils.format_search_filters and the default.
 type DefaultFilters struct{}
 
@@ -53,6 +54,9 @@ func (DefaultFilters) SearchFilters(cfg *Config, lookup map[string]string) ([]st
 		filters = append(filters, "("+a+"="+EscapeFilterValue(lookup[a])+")")
 	}
 	filters = append(filters, "(objectClass="+EscapeFilterValue(cfg.ObjectClass)+")")
+	if cfg.ExcludeDisabled {
+		filters = append(filters, FilterEnabledAD)
+	}
 	return filters, nil
 }
 
@@ -60,7 +64,11 @@ func (DefaultFilters) SearchFilters(cfg *Config, lookup map[string]string) ([]st
 func (DefaultFilters) String() string { return "django_python3_ldap.utils.format_search_filters" }
 
 // LoginGroupFilters adds (memberOf=<Config.LoginGroup>) to [DefaultFilters],
-// so that only members of the login group are found and may log in. Without
+// so that only members of the login group are found and may log in. With
+// [Config.NestedGroups] set to [NestedGroupsActiveDirectory] the filter is
+// (memberOf:1.2.840.113556.1.4.1941:=<group>), which also finds members of
+// groups in the group; for the other nesting and for Active Directory
+// primary groups the Authenticator checks a user the filter leaves out. Without
 // a login group it adds nothing, as Flagsmith's function does. It is
 // flagsmith_ldap.ldap.login_group_search_filter (custom_auth.ldap.* in the
 // flagsmith-api-ee image).
@@ -70,7 +78,7 @@ type LoginGroupFilters struct{}
 func (LoginGroupFilters) SearchFilters(cfg *Config, lookup map[string]string) ([]string, error) {
 	filters, _ := DefaultFilters{}.SearchFilters(cfg, lookup)
 	if cfg.LoginGroup != "" {
-		filters = append(filters, "(memberOf="+EscapeFilterValue(cfg.LoginGroup)+")")
+		filters = append(filters, memberOfFilter(cfg.NestedGroups, cfg.LoginGroup))
 	}
 	return filters, nil
 }

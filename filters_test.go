@@ -1,6 +1,7 @@
 package ldapauth_test
 
 import (
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -48,6 +49,36 @@ func TestLoginGroupFilters(t *testing.T) {
 	got, err = ldapauth.LoginGroupFilters{}.SearchFilters(cfg, map[string]string{"uid": "jdoe"})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"(uid=jdoe)", "(objectClass=user)"}, got, "without a login group it adds nothing, as Flagsmith's function")
+}
+
+func TestFiltersNestedAndDisabled(t *testing.T) {
+	const group = `CN=Readers (EU),CN=Users,DC=corp,DC=test`
+	tests := []struct {
+		name    string
+		nested  ldapauth.NestedGroups
+		exclude bool
+		builder ldapauth.SearchFilterBuilder
+		want    []string
+	}{
+		{"login group, in chain", ldapauth.NestedGroupsActiveDirectory, false, ldapauth.LoginGroupFilters{},
+			[]string{"(sAMAccountName=jdoe)", "(objectClass=user)", `(memberOf:1.2.840.113556.1.4.1941:=CN=Readers \28EU\29,CN=Users,DC=corp,DC=test)`}},
+		{"login group, walk keeps the plain filter", ldapauth.NestedGroupsWalk, false, ldapauth.LoginGroupFilters{},
+			[]string{"(sAMAccountName=jdoe)", "(objectClass=user)", `(memberOf=CN=Readers \28EU\29,CN=Users,DC=corp,DC=test)`}},
+		{"login group, disabled excluded", ldapauth.NestedGroupsActiveDirectory, true, ldapauth.LoginGroupFilters{},
+			[]string{"(sAMAccountName=jdoe)", "(objectClass=user)", ldapauth.FilterEnabledAD, `(memberOf:1.2.840.113556.1.4.1941:=CN=Readers \28EU\29,CN=Users,DC=corp,DC=test)`}},
+		{"default, disabled excluded", ldapauth.NestedGroupsOff, true, ldapauth.DefaultFilters{},
+			[]string{"(sAMAccountName=jdoe)", "(objectClass=user)", "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &ldapauth.Config{ObjectClass: "user", LoginGroup: group, NestedGroups: tt.nested, ExcludeDisabled: tt.exclude}
+			got, err := tt.builder.SearchFilters(cfg, map[string]string{"sAMAccountName": "jdoe"})
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+			_, err = ldap.CompileFilter("(&" + strings.Join(got, "") + ")")
+			assert.NoError(t, err, "the filter compiles")
+		})
+	}
 }
 
 func TestSearchFilterBuilderFunc(t *testing.T) {

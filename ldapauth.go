@@ -133,6 +133,10 @@ type User struct {
 	Groups []string `json:"groups,omitempty"`
 	// Attributes holds every attribute read, by the server's spelling.
 	Attributes map[string][]string `json:"attributes,omitempty"`
+	// PasswordWarning is set when the directory's password policy warned
+	// that the password expires soon or has expired and this login used a
+	// grace login.
+	PasswordWarning *PasswordWarning `json:"password_warning,omitempty"`
 
 	hasMemberOf bool
 }
@@ -144,6 +148,10 @@ func (u *User) clone() *User {
 		cp.Fields[k] = v
 	}
 	cp.Groups = slices.Clone(u.Groups)
+	if u.PasswordWarning != nil {
+		w := *u.PasswordWarning
+		cp.PasswordWarning = &w
+	}
 	cp.Attributes = make(map[string][]string, len(u.Attributes))
 	for k, v := range u.Attributes {
 		cp.Attributes[k] = slices.Clone(v)
@@ -208,6 +216,7 @@ func New(cfg *Config) (*Authenticator, error) {
 		addAttr(c.UserFields[field])
 	}
 	addAttr("memberOf")
+	addAttr("primaryGroupID") // Active Directory's primary group, not in memberOf
 	for _, p := range []any{c.SearchFilters, c.SyncRelations} {
 		if r, ok := p.(AttributeRequester); ok {
 			for _, attr := range r.RequestedAttributes(&a.cfg) {
@@ -229,6 +238,9 @@ func (a *Authenticator) Close() error { return nil }
 // (ErrUnknownUser also matches it) or ErrNotPermitted. An unreachable or
 // slow directory returns an error matching ErrUnavailable; a cancelled ctx
 // returns ctx's error. Store and syncer errors are returned wrapped.
+// When the directory names the account's state (disabled, locked, expired,
+// password expired or to be changed), the error also matches the state's
+// error, such as [ErrAccountLocked], and holds an [*AccountError].
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string) (*User, error) {
 	log := a.cfg.Logger
 	if !validCredentialText(username) || !validCredentialText(password) {
@@ -246,11 +258,17 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	}
 	defer c.close()
 
-	if err := c.bind(ctx, bindName, password); err != nil {
-		return nil, a.bindError(err, username, bindName)
+	ctrls, err := c.bind(ctx, bindName, password, ldap.NewControlBeheraPasswordPolicy())
+	if err != nil {
+		return nil, a.bindError(withPolicy(err, ctrls), username, bindName)
+	}
+	warning, acct := afterGoodBind(ctrls)
+	if acct != nil {
+		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
+			Formatter: formatterName(a.cfg.FormatUsername), Reason: "the password policy refused the login", Err: acct}
 	}
 	if a.cfg.ConnectionUsername != "" {
-		if err := c.bind(ctx, a.cfg.ConnectionUsername, a.cfg.ConnectionPassword); err != nil {
+		if _, err := c.bind(ctx, a.cfg.ConnectionUsername, a.cfg.ConnectionPassword); err != nil {
 			if isNetworkError(err) || errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) {
 				return nil, classifyNetwork(err)
 			}
@@ -263,9 +281,15 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		return nil, err
 	}
 	if entry == nil {
+		if entry, err = a.admitLoginGroup(ctx, c, username); err != nil {
+			return nil, err
+		}
+	}
+	if entry == nil {
 		return nil, a.notFound(ctx, c, username, bindName)
 	}
 	u := a.userFromEntry(entry)
+	u.PasswordWarning = warning
 	if u.Username == "" {
 		return nil, fmt.Errorf("ldapauth: entry %s has no %s attribute, the username field (%s)", u.DN, a.cfg.usernameAttribute(), EnvUserFields)
 	}
@@ -350,8 +374,7 @@ func (a *Authenticator) bindError(err error, username, bindName string) error {
 		return err
 	}
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
-		return &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
-			Formatter: formatterName(a.cfg.FormatUsername), Reason: "the directory refused the bind", Err: err}
+		return a.refusedBind(err, username, bindName)
 	}
 	if isNetworkError(err) {
 		return classifyNetwork(err)

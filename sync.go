@@ -321,6 +321,10 @@ func (e *RemovalGuardError) Is(target error) bool { return target == ErrRemovalG
 //     synced groups they joined, by the same rule as the login syncer
 //     (memberOf, or where an entry has none, the group's own entry, read
 //     once per group);
+//     with nested groups (LDAP_AUTH_NESTED_GROUPS) or an Active Directory
+//     primary group, a removal is first confirmed as a login would check
+//     it, so the sync never removes what the next login would put back;
+//     memberships held only through nesting are added at the next login;
 //   - updates the mapped fields of users still there and runs the
 //     organisation join, as a login would;
 //   - with CreateUsers, creates users that never logged in.
@@ -430,10 +434,17 @@ type storeUser struct {
 	present  bool        // the directory returned it
 }
 
+// confirmRemoval is a membership removal to confirm: the user (DN,
+// username, memberOf and primaryGroupID only) and the synced group.
+type confirmRemoval struct {
+	group int
+	user  *User
+}
+
 // pendingUser is an entry without memberOf, whose memberships wait for the
 // group entries.
 type pendingUser struct {
-	username, dn string
+	username, dn, primaryGroupID string
 }
 
 type syncRun struct {
@@ -452,7 +463,12 @@ type syncRun struct {
 	matched   []int // scratch: synced groups of the current entry
 
 	saves []*User // users to create or update, in that order of the report
-	prog  SyncProgress
+
+	// confirm holds memberships the direct rule would remove but a login
+	// might keep (nested groups, an Active Directory primary group): they
+	// are checked as a login checks them before being planned.
+	confirm []confirmRemoval
+	prog    SyncProgress
 
 	report *SyncReport
 }
@@ -550,7 +566,7 @@ func (r *syncRun) read(ctx context.Context) error {
 		return r.abort(SyncBind, err)
 	}
 	defer c.close()
-	if err := c.bind(ctx, bindName, a.cfg.SyncPassword); err != nil {
+	if _, err := c.bind(ctx, bindName, a.cfg.SyncPassword); err != nil {
 		if isNetworkError(err) || errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 			return r.abort(SyncBind, classifyNetwork(err))
 		}
@@ -614,12 +630,37 @@ func (r *syncRun) read(ctx context.Context) error {
 	}
 	for _, p := range r.pending {
 		for i, g := range r.groups {
-			if member, known := memberByRule(false, false, g.entry, p.dn, p.username); known {
+			member, known := memberByRule(false, false, g.entry, p.dn, p.username)
+			switch {
+			case !known:
+			case !member && r.indirect(p.primaryGroupID) && r.isCurrent(i, p.username):
+				r.confirm = append(r.confirm, confirmRemoval{group: i, user: r.confirmUser(p.dn, p.username, p.primaryGroupID, false, nil)})
+			default:
 				r.member(i, p.username, member)
 			}
 		}
 	}
 	r.pending = nil
+
+	// Removals a login might not make: ask as a login asks (a bounded
+	// number of queries: one set per planned removal, never per user).
+	for _, cr := range r.confirm {
+		g := r.groups[cr.group]
+		if g.read && g.state == groupGone {
+			continue // removed with the group
+		}
+		member, err := indirectMember(ctx, &a.cfg, cr.user, g.dn, c)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = ctxError(ctx)
+			}
+			return r.abort(SyncReadGroups, err)
+		}
+		if !member {
+			r.member(cr.group, cr.user.Username, false)
+		}
+	}
+	r.confirm = nil
 	return nil
 }
 
@@ -652,7 +693,8 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 }
 
 // syncAttributes are the attributes the sync reads: the username, the
-// mapped fields and memberOf.
+// mapped fields, memberOf, and primaryGroupID (Active Directory's primary
+// group, which a login counts as a membership).
 func (a *Authenticator) syncAttributes() []string {
 	attrs := []string{a.cfg.usernameAttribute()}
 	for _, field := range slices.Sorted(maps.Keys(a.cfg.UserFields)) {
@@ -660,7 +702,7 @@ func (a *Authenticator) syncAttributes() []string {
 			attrs = append(attrs, attr)
 		}
 	}
-	return append(attrs, "memberOf")
+	return append(attrs, "memberOf", "primaryGroupID")
 }
 
 // pagedSearch runs req page by page (RFC 2696, pageSize entries a page) on
@@ -759,14 +801,42 @@ func (r *syncRun) entry(e *ldap.Entry) {
 			r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
 		}
 	}
+	pgid := e.GetEqualFoldAttributeValue("primaryGroupID")
 	if !hasMemberOf {
-		r.pending = append(r.pending, pendingUser{username: username, dn: e.DN})
+		r.pending = append(r.pending, pendingUser{username: username, dn: e.DN, primaryGroupID: pgid})
 		return
 	}
 	for i := range r.groups {
 		member, _ := memberByRule(true, slices.Contains(r.matched, i), nil, e.DN, username)
+		if !member && r.indirect(pgid) && r.isCurrent(i, username) {
+			r.confirm = append(r.confirm, confirmRemoval{group: i, user: r.confirmUser(e.DN, username, pgid, true, e.GetEqualFoldAttributeValues("memberOf"))})
+			continue
+		}
 		r.member(i, username, member)
 	}
+}
+
+// indirect reports whether a login could count a membership that the
+// direct rule does not: nested groups are on, or the entry has an Active
+// Directory primary group.
+func (r *syncRun) indirect(primaryGroupID string) bool {
+	return r.a.cfg.NestedGroups != NestedGroupsOff || primaryGroupID != ""
+}
+
+// isCurrent reports whether the store has the user in synced group i.
+func (r *syncRun) isCurrent(i int, username string) bool {
+	_, ok := r.groups[i].members[normUser(username)]
+	return ok
+}
+
+// confirmUser builds the little of a User that the login's indirect
+// membership checks read.
+func (r *syncRun) confirmUser(dn, username, pgid string, hasMemberOf bool, memberOf []string) *User {
+	u := &User{DN: dn, Username: username, Groups: memberOf, hasMemberOf: hasMemberOf, Attributes: map[string][]string{}}
+	if pgid != "" {
+		u.Attributes["primaryGroupID"] = []string{pgid}
+	}
+	return u
 }
 
 // sameFields reports whether the entry's mapped fields equal stored, as a

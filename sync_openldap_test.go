@@ -193,3 +193,29 @@ func TestSyncOpenLDAPInterruptedPagedRead(t *testing.T) {
 		assert.Equal(t, before, snapshot(t, store))
 	})
 }
+
+// With nested groups a login counts carol in nested-parent (through
+// nested-child); the sync, whose direct rule says otherwise, must confirm
+// as a login does and keep her there.
+func TestSyncOpenLDAPNestedGroupsKept(t *testing.T) {
+	srv := slapdtest.Start(t)
+	store := ldapauth.NewMemStore()
+	parent := slapdtest.GroupDN("nested-parent")
+	a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, map[string]string{
+		"LDAP_SYNCED_GROUPS":      parent,
+		"LDAP_AUTH_NESTED_GROUPS": "walk",
+	}), store)
+	login(t, a, "carol")
+	members, _ := store.Members(parent)
+	require.Equal(t, []string{"carol"}, members, "the login counts the nested membership")
+
+	rep := runSync(t, a, ldapauth.SyncOptions{})
+	assert.Zero(t, rep.Counts.Changes(), "%s", rep)
+	members, _ = store.Members(parent)
+	assert.Equal(t, []string{"carol"}, members)
+
+	srv.AddMember(t, "nested-child", slapdtest.UserDN("alice")) // a groupOfNames keeps one member
+	srv.RemoveMember(t, "nested-child", slapdtest.UserDN("carol"))
+	rep = runSync(t, a, ldapauth.SyncOptions{})
+	assert.Equal(t, []ldapauth.Membership{{GroupDN: parent, Username: "carol"}}, rep.MembershipsRemoved, "out of the child, out of the parent")
+}

@@ -66,8 +66,11 @@ func (NoRelations) String() string { return "django_python3_ldap.utils.sync_user
 //
 // Membership is read from the user's memberOf; for a user entry without
 // memberOf (directories without the memberOf overlay), from the group's
-// member, uniqueMember (user DN) or memberUid (username) values. DNs are
-// compared parsed and case-insensitively.
+// member, uniqueMember (user DN) or memberUid (username) values, read to
+// the end of Active Directory's ranges. DNs are compared parsed and
+// case-insensitively. With [Config.NestedGroups] membership through groups
+// of groups counts too; a group that is the user's Active Directory primary
+// group (primaryGroupID) always counts.
 type SyncUserGroups struct{}
 
 // String returns the Python name of the syncer.
@@ -83,7 +86,7 @@ func (SyncUserGroups) SyncRelations(ctx context.Context, cfg *Config, u *User, d
 		return &StoreError{Op: "join organisation", Err: err}
 	}
 	for _, groupDN := range cfg.SyncedGroups {
-		member, err := isMember(ctx, u, groupDN, dir)
+		member, err := memberOfGroup(ctx, cfg, u, groupDN, dir)
 		if err != nil {
 			return err
 		}
@@ -99,15 +102,17 @@ func (SyncUserGroups) SyncRelations(ctx context.Context, cfg *Config, u *User, d
 	return nil
 }
 
-// isMember reports whether u belongs to the group groupDN, by [memberByRule]:
-// the group's entry is read only when u's entry has no memberOf.
+// isMember reports whether u belongs to the group groupDN directly, by
+// [memberByRule]: the group's entry is read (to the end of Active
+// Directory's ranges) only when u's entry has no memberOf.
 func isMember(ctx context.Context, u *User, groupDN string, dir Directory) (bool, error) {
 	var g *groupEntry
 	if !u.hasMemberOf && dir != nil {
-		var err error
-		if g, _, err = readGroupEntry(ctx, dir, groupDN, true); err != nil {
+		dns, uids, err := ReadGroupMembers(ctx, dir, groupDN)
+		if err != nil {
 			return false, err
 		}
+		g = &groupEntry{dns: dns, uids: uids}
 	}
 	member, _ := memberByRule(u.hasMemberOf, u.hasMemberOf && containsDN(u.Groups, groupDN), g, u.DN, u.Username)
 	return member, nil
@@ -213,6 +218,17 @@ func readGroupEntry(ctx context.Context, dir Directory, groupDN string, members 
 		return nil, groupUnconfirmed, nil
 	}
 	e := res.Entries[0]
+	for _, a := range e.Attributes {
+		if strings.Contains(a.Name, ";") {
+			// Active Directory sent part of a large group (member;range=0-1499):
+			// read the rest as the login path does.
+			dns, uids, err := ReadGroupMembers(ctx, dir, groupDN)
+			if err != nil {
+				return nil, 0, err
+			}
+			return &groupEntry{dns: dns, uids: uids}, groupFound, nil
+		}
+	}
 	g := &groupEntry{uids: e.GetEqualFoldAttributeValues("memberUid")}
 	g.dns = append(e.GetEqualFoldAttributeValues("member"), e.GetEqualFoldAttributeValues("uniqueMember")...)
 	return g, groupFound, nil

@@ -31,11 +31,13 @@
 // locks an account after three wrong passwords (until an administrator
 // unlocks it: Server.Unlock) and honours pwdReset (Server.ForcePasswordReset).
 // Two consequences for tests: three wrong passwords for alice lock her for
-// the rest of that server's life (LockoutUser is there for lockout tests),
-// and a password set by the admin with a plain modify or the password
-// modify operation must be changed by its user before anything but a bind
-// succeeds (Server.SetPassword clears that; users added with
-// Server.AddUser are not affected).
+// the rest of that server's life (LockoutUser is there for lockout tests;
+// slapd answers the third wrong password before the lock it stores is seen
+// by the next bind, so a test waits for pwdAccountLockedTime on the entry
+// before binding again), and a password set by the admin with a plain
+// modify or the password modify operation must be changed by its user
+// before anything but a bind succeeds (Server.SetPassword clears that;
+// users added with Server.AddUser are not affected).
 //
 // Start skips the test when slapd is not installed ("apt-get install slapd
 // ldap-utils"); with LDAPAUTH_REQUIRE_SLAPD=1 in the environment, as CI

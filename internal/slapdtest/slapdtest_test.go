@@ -285,6 +285,15 @@ func TestPasswordPolicy(t *testing.T) {
 			err, _ := policyBind(t, srv.Dial(t), dn, "wrong")
 			require.Equal(t, uint16(ldap.LDAPResultInvalidCredentials), resultCode(t, err), "wrong password %d", i+1)
 		}
+		// slapd answers the MaxFailures-th wrong password before the lock
+		// it writes is visible to the next bind: under load the right
+		// password could still get in. Wait for the stored lock.
+		admin := srv.Admin(t)
+		require.Eventually(t, func() bool {
+			res, err := admin.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+				1, 0, false, "(pwdAccountLockedTime=*)", []string{"pwdAccountLockedTime"}, nil))
+			return err == nil && len(res.Entries) == 1
+		}, 30*time.Second, 5*time.Millisecond, "slapd never stored the lock")
 		err, ctrl := policyBind(t, srv.Dial(t), dn, slapdtest.Password(slapdtest.LockoutUser))
 		assert.Equal(t, uint16(ldap.LDAPResultInvalidCredentials), resultCode(t, err), "the right password is refused too")
 		require.NotNil(t, ctrl, "password policy response control")

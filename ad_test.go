@@ -1,0 +1,174 @@
+package ldapauth
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/go-ldap/ldap/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// bindErr is an invalidCredentials error as go-ldap returns it, with the
+// server's diagnostic message.
+func bindErr(diagnostic string) error {
+	return ldap.NewError(ldap.LDAPResultInvalidCredentials, errors.New(diagnostic))
+}
+
+func TestADBindCode(t *testing.T) {
+	tests := []struct {
+		name, diagnostic string
+		code             string
+		ok               bool
+	}{
+		// Samba 4.17, exactly as internal/sambatest records it.
+		{"samba 52e", "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data 52e, v1db1", "52e", true},
+		{"samba 533", "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data 533, v1db1", "533", true},
+		{"samba 775", "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data 775, v1db1", "775", true},
+		// Windows Server 2008 R2 ... 2022, as administrators post them.
+		{"ad 2008 525", "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data 525, v1db1", "525", true},
+		{"ad 2012 52e", "80090308: LdapErr: DSID-0C0903C5, comment: AcceptSecurityContext error, data 52e, v2580", "52e", true},
+		{"ad 2016 530", "80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data 530, v2580", "530", true},
+		{"ad 531", "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data 531, v1db1", "531", true},
+		{"ad 532", "80090308: LdapErr: DSID-0C09042F, comment: AcceptSecurityContext error, data 532, v2580", "532", true},
+		{"ad 701", "80090308: LdapErr: DSID-0C090447, comment: AcceptSecurityContext error, data 701, v3839", "701", true},
+		{"ad 2019 773", "80090308: LdapErr: DSID-0C09041C, comment: AcceptSecurityContext error, data 773, v4563", "773", true},
+		{"ad 2022 775", "80090308: LdapErr: DSID-0C090439, comment: AcceptSecurityContext error, data 775, v4f7c", "775", true},
+		{"upper-case hex", "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data 52E, v1db1", "52e", true},
+		{"trailing NUL-free end", "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data 775", "775", true},
+		{"openldap", "", "", false},
+		{"other server", "Invalid credentials", "", false},
+		{"not a code", "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data xyz, v1db1", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, ok := ADBindCode(bindErr(tt.diagnostic))
+			assert.Equal(t, tt.ok, ok)
+			assert.Equal(t, tt.code, code)
+			wrapped, ok := ADBindCode(fmt.Errorf("bind: %w", bindErr(tt.diagnostic)))
+			assert.Equal(t, tt.ok, ok, "found through wrapping")
+			assert.Equal(t, tt.code, wrapped)
+		})
+	}
+	t.Run("other result code", func(t *testing.T) {
+		_, ok := ADBindCode(ldap.NewError(ldap.LDAPResultUnwillingToPerform,
+			errors.New("80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data 533, v1db1")))
+		assert.False(t, ok)
+	})
+	t.Run("not an LDAP error", func(t *testing.T) {
+		_, ok := ADBindCode(errors.New("AcceptSecurityContext error, data 533, v1db1"))
+		assert.False(t, ok)
+	})
+}
+
+func FuzzADBindCode(f *testing.F) {
+	f.Add("80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data 52e, v1db1")
+	f.Add("AcceptSecurityContext error, data ")
+	f.Fuzz(func(t *testing.T, diagnostic string) {
+		code, ok := ADBindCode(bindErr(diagnostic))
+		if ok {
+			require.NotEmpty(t, code)
+			require.LessOrEqual(t, len(code), 8)
+		} else {
+			require.Empty(t, code)
+		}
+	})
+}
+
+func TestRefusedBind(t *testing.T) {
+	a, err := New(&Config{URLs: []string{"ldap://127.0.0.1:1"}, FormatUsername: ActiveDirectoryFormatter{}, ActiveDirectoryDomain: "CORP"})
+	require.NoError(t, err)
+	diag := func(code string) error {
+		return bindErr("80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data " + code + ", v1db1")
+	}
+	policy := func(code int8) error {
+		ctrl := ldap.NewControlBeheraPasswordPolicy()
+		ctrl.Error = code
+		return withPolicy(bindErr(""), []ldap.Control{ctrl})
+	}
+	tests := []struct {
+		name  string
+		err   error
+		kind  error // the account state, nil for none
+		code  string
+		isNot []error
+	}{
+		{"52e wrong password", diag("52e"), nil, "", []error{ErrUnknownUser, ErrAccountLocked}},
+		{"525 unknown user", diag("525"), ErrUnknownUser, "", nil},
+		{"530 logon hours", diag("530"), ErrLogonNotPermitted, "530", nil},
+		{"531 workstation", diag("531"), ErrLogonNotPermitted, "531", nil},
+		{"532 password expired", diag("532"), ErrPasswordExpired, "532", []error{ErrPasswordMustChange}},
+		{"533 disabled", diag("533"), ErrAccountDisabled, "533", []error{ErrUnknownUser}},
+		{"701 account expired", diag("701"), ErrAccountExpired, "701", []error{ErrPasswordExpired}},
+		{"773 must change", diag("773"), ErrPasswordMustChange, "773", nil},
+		{"775 locked", diag("775"), ErrAccountLocked, "775", []error{ErrAccountDisabled}},
+		{"unmapped code", diag("568"), nil, "", nil},
+		{"no diagnostic", bindErr(""), nil, "", nil},
+		{"ppolicy locked", policy(ldap.BeheraAccountLocked), ErrAccountLocked, "accountLocked", nil},
+		{"ppolicy expired", policy(ldap.BeheraPasswordExpired), ErrPasswordExpired, "passwordExpired", nil},
+		{"ppolicy change after reset", policy(ldap.BeheraChangeAfterReset), ErrPasswordMustChange, "changeAfterReset", nil},
+		{"ppolicy other error", policy(ldap.BeheraPasswordTooShort), nil, "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := a.bindError(tt.err, "jdoe", `CORP\jdoe`)
+			require.ErrorIs(t, err, ErrInvalidCredentials, "a naive caller sees a failed login")
+			var lerr *LoginError
+			require.ErrorAs(t, err, &lerr)
+			assert.Equal(t, `CORP\jdoe`, lerr.BindName)
+			assert.True(t, ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials), "the directory's error is still reachable")
+			var acct *AccountError
+			switch {
+			case tt.kind == nil:
+				assert.False(t, errors.As(err, &acct))
+				assert.Equal(t, ErrInvalidCredentials, lerr.Kind)
+			case tt.kind == ErrUnknownUser:
+				assert.ErrorIs(t, err, ErrUnknownUser)
+				assert.False(t, errors.As(err, &acct))
+			default:
+				assert.ErrorIs(t, err, tt.kind)
+				require.ErrorAs(t, err, &acct)
+				assert.Equal(t, tt.code, acct.Code)
+				assert.ErrorIs(t, acct, ErrInvalidCredentials, "the account error alone matches too")
+			}
+			for _, not := range tt.isNot {
+				assert.NotErrorIs(t, err, not)
+			}
+		})
+	}
+}
+
+func TestAfterGoodBind(t *testing.T) {
+	ctrl := func(errCode int8, expire, grace int64) []ldap.Control {
+		c := ldap.NewControlBeheraPasswordPolicy()
+		c.Error, c.Expire, c.Grace = errCode, expire, grace
+		return []ldap.Control{c}
+	}
+	tests := []struct {
+		name    string
+		ctrls   []ldap.Control
+		warning *PasswordWarning
+		kind    error
+	}{
+		{"no control", nil, nil, nil},
+		{"empty control", ctrl(-1, -1, -1), nil, nil},
+		{"change after reset", ctrl(ldap.BeheraChangeAfterReset, -1, -1), nil, ErrPasswordMustChange},
+		{"expires soon", ctrl(-1, 3600, -1), &PasswordWarning{ExpiresIn: 3600e9, GraceLogins: -1}, nil},
+		{"grace logins", ctrl(-1, -1, 2), &PasswordWarning{GraceLogins: 2}, nil},
+		{"last grace login", ctrl(-1, -1, 0), &PasswordWarning{GraceLogins: 0}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, acct := afterGoodBind(tt.ctrls)
+			assert.Equal(t, tt.warning, w)
+			if tt.kind == nil {
+				assert.Nil(t, acct)
+			} else {
+				require.NotNil(t, acct)
+				assert.ErrorIs(t, acct, tt.kind)
+				assert.ErrorIs(t, acct, ErrInvalidCredentials)
+			}
+		})
+	}
+}

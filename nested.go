@@ -1,0 +1,315 @@
+package ldapauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// NestedGroups says how group membership counts through groups of groups
+// (LDAP_AUTH_NESTED_GROUPS). The zero value is [NestedGroupsOff].
+type NestedGroups string
+
+// The values of LDAP_AUTH_NESTED_GROUPS.
+const (
+	// NestedGroupsOff counts direct membership only (memberOf, or the
+	// group's member values), as Flagsmith does. The default; the variable
+	// may also say "off".
+	NestedGroupsOff NestedGroups = ""
+	// NestedGroupsActiveDirectory lets Active Directory resolve nesting with
+	// LDAP_MATCHING_RULE_IN_CHAIN ([OIDMatchingRuleInChain]): the login
+	// group filter becomes (memberOf:1.2.840.113556.1.4.1941:=<group>) and
+	// each synced group costs one base search on the user's entry.
+	NestedGroupsActiveDirectory NestedGroups = "active_directory"
+	// NestedGroupsWalk works on any server: ldapauth searches for the
+	// groups that hold the user's groups ((member=<dn>) or
+	// (uniqueMember=<dn>) under the group's domain), one search per level,
+	// at most [MaxNestingDepth] levels, each group visited once, so a cycle
+	// of groups ends.
+	NestedGroupsWalk NestedGroups = "walk"
+)
+
+// MaxNestingDepth bounds [NestedGroupsWalk]: a group more levels above the
+// user than this does not count.
+const MaxNestingDepth = 10
+
+// OIDMatchingRuleInChain is Active Directory's LDAP_MATCHING_RULE_IN_CHAIN,
+// the matching rule that follows member links transitively.
+const OIDMatchingRuleInChain = "1.2.840.113556.1.4.1941"
+
+// FilterEnabledAD matches Active Directory accounts whose userAccountControl
+// lacks the ACCOUNTDISABLE bit (2), using LDAP_MATCHING_RULE_BIT_AND
+// (1.2.840.113556.1.4.803). [Config.ExcludeDisabled] adds it to the
+// built-in search filters.
+const FilterEnabledAD = "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"
+
+// ParseNestedGroups parses a value of LDAP_AUTH_NESTED_GROUPS: off (or
+// empty), active_directory, or walk, in any case.
+func ParseNestedGroups(v string) (NestedGroups, error) {
+	switch n := NestedGroups(strings.ToLower(strings.TrimSpace(v))); n {
+	case "off", "":
+		return NestedGroupsOff, nil
+	case NestedGroupsActiveDirectory, NestedGroupsWalk:
+		return n, nil
+	}
+	return NestedGroupsOff, fmt.Errorf("%q is not one of off, active_directory, walk", v)
+}
+
+func (n NestedGroups) valid() bool {
+	switch n {
+	case NestedGroupsOff, NestedGroupsActiveDirectory, NestedGroupsWalk:
+		return true
+	}
+	return false
+}
+
+// memberOfFilter is the filter matching members of groupDN.
+func memberOfFilter(n NestedGroups, groupDN string) string {
+	if n == NestedGroupsActiveDirectory {
+		return "(memberOf:" + OIDMatchingRuleInChain + ":=" + EscapeFilterValue(groupDN) + ")"
+	}
+	return "(memberOf=" + EscapeFilterValue(groupDN) + ")"
+}
+
+// memberOfGroup reports whether u belongs to groupDN: directly (isMember),
+// through nested groups as cfg.NestedGroups says, or because groupDN is u's
+// Active Directory primary group.
+func memberOfGroup(ctx context.Context, cfg *Config, u *User, groupDN string, dir Directory) (bool, error) {
+	member, err := isMember(ctx, u, groupDN, dir)
+	if err != nil || member {
+		return member, err
+	}
+	return indirectMember(ctx, cfg, u, groupDN, dir)
+}
+
+// indirectMember reports whether u belongs to groupDN other than directly.
+func indirectMember(ctx context.Context, cfg *Config, u *User, groupDN string, dir Directory) (bool, error) {
+	if dir == nil {
+		return false, nil
+	}
+	var member bool
+	var err error
+	switch cfg.NestedGroups {
+	case NestedGroupsActiveDirectory:
+		member, err = inChainMember(ctx, u, groupDN, dir)
+	case NestedGroupsWalk:
+		member, err = walkMember(ctx, u, groupDN, dir)
+	}
+	if err != nil || member {
+		return member, err
+	}
+	return primaryGroupMember(ctx, u, groupDN, dir)
+}
+
+// inChainMember asks Active Directory whether u's entry is a member of
+// groupDN at any depth.
+func inChainMember(ctx context.Context, u *User, groupDN string, dir Directory) (bool, error) {
+	res, err := dir.Search(ctx, ldap.NewSearchRequest(u.DN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
+		memberOfFilter(NestedGroupsActiveDirectory, groupDN), []string{"1.1"}, nil))
+	if err != nil {
+		return false, fmt.Errorf("ldapauth: nested membership of %s in %s: %w", u.DN, groupDN, classifyNetwork(err))
+	}
+	return len(res.Entries) > 0, nil
+}
+
+// walkMember follows the groups holding u's groups upwards, level by level,
+// until it meets groupDN, runs out of groups, or reaches MaxNestingDepth.
+func walkMember(ctx context.Context, u *User, groupDN string, dir Directory) (bool, error) {
+	base := domainOf(groupDN)
+	var frontier []string
+	if u.hasMemberOf {
+		frontier = u.Groups
+	} else {
+		var err error
+		if frontier, err = groupsHolding(ctx, dir, base, []string{u.DN}, u.Username); err != nil {
+			return false, err
+		}
+	}
+	var seen []string
+	for depth := 1; ; depth++ {
+		var next []string
+		for _, g := range frontier {
+			if containsDN([]string{g}, groupDN) {
+				return true, nil
+			}
+			if !containsDN(seen, g) && !containsDN(next, g) {
+				next = append(next, g)
+			}
+		}
+		if len(next) == 0 || depth >= MaxNestingDepth {
+			return false, nil
+		}
+		seen = append(seen, next...)
+		var err error
+		if frontier, err = groupsHolding(ctx, dir, base, next, ""); err != nil {
+			return false, err
+		}
+	}
+}
+
+// groupsHolding returns the DNs of the groups under base that list one of
+// dns as a member (member or uniqueMember), or uid as a memberUid.
+// Continuation references are skipped, never chased.
+func groupsHolding(ctx context.Context, dir Directory, base string, dns []string, uid string) ([]string, error) {
+	const chunk = 50 // terms per filter
+	var out []string
+	for start := 0; start < len(dns) || (start == 0 && uid != ""); start += chunk {
+		var f strings.Builder
+		f.WriteString("(|")
+		for _, dn := range dns[start:min(start+chunk, len(dns))] {
+			v := EscapeFilterValue(dn)
+			f.WriteString("(member=" + v + ")(uniqueMember=" + v + ")")
+		}
+		if start == 0 && uid != "" {
+			f.WriteString("(memberUid=" + EscapeFilterValue(uid) + ")")
+		}
+		f.WriteString(")")
+		res, err := dir.Search(ctx, ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+			f.String(), []string{"1.1"}, nil))
+		if err != nil {
+			return nil, fmt.Errorf("ldapauth: groups holding %s: %w", dns[start:min(start+chunk, len(dns))], classifyNetwork(err))
+		}
+		for _, e := range res.Entries {
+			out = append(out, e.DN)
+		}
+	}
+	return out, nil
+}
+
+// domainOf returns the trailing domain components (DC=...) of dn, the naming
+// context a group walk searches; dn's parent when it has none.
+func domainOf(dn string) string {
+	parsed, err := ldap.ParseDN(dn)
+	if err != nil || len(parsed.RDNs) == 0 {
+		return dn
+	}
+	i := len(parsed.RDNs)
+	for i > 0 && isDCRDN(parsed.RDNs[i-1]) {
+		i--
+	}
+	if i == len(parsed.RDNs) {
+		i = 1 // no DC components: the parent
+	}
+	return (&ldap.DN{RDNs: parsed.RDNs[i:]}).String()
+}
+
+func isDCRDN(r *ldap.RelativeDN) bool {
+	return len(r.Attributes) == 1 && strings.EqualFold(r.Attributes[0].Type, "dc")
+}
+
+// primaryGroupMember reports whether groupDN is u's Active Directory
+// primary group: AD lists a user's primary group (usually Domain Users) in
+// neither the user's memberOf nor the group's member, but the user's
+// primaryGroupID equals the group's primaryGroupToken (its RID), both in
+// the same domain.
+func primaryGroupMember(ctx context.Context, u *User, groupDN string, dir Directory) (bool, error) {
+	pgid := attributeValue(u.Attributes, "primaryGroupID")
+	if pgid == "" {
+		return false, nil
+	}
+	res, err := dir.Search(ctx, ldap.NewSearchRequest(groupDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
+		"(objectClass=*)", []string{"primaryGroupToken"}, nil))
+	if err != nil {
+		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+			return false, nil
+		}
+		return false, fmt.Errorf("ldapauth: primary group token of %s: %w", groupDN, classifyNetwork(err))
+	}
+	for _, e := range res.Entries {
+		if e.GetEqualFoldAttributeValue("primaryGroupToken") == pgid && containsDN([]string{domainOf(u.DN)}, domainOf(groupDN)) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func attributeValue(attrs map[string][]string, name string) string {
+	for k, v := range attrs {
+		if strings.EqualFold(k, name) && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// admitLoginGroup runs when the login search with [LoginGroupFilters] found
+// nobody. It finds the user without the login-group term and returns the
+// entry when the user belongs to the login group in a way the memberOf
+// filter cannot see: through nested groups (NestedGroupsWalk) or as the
+// user's Active Directory primary group. Otherwise it returns nil.
+func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username string) (*ldap.Entry, error) {
+	switch a.cfg.SearchFilters.(type) {
+	case LoginGroupFilters, *LoginGroupFilters:
+	default:
+		return nil, nil
+	}
+	if a.cfg.LoginGroup == "" {
+		return nil, nil
+	}
+	entry, err := a.findUser(ctx, c, username, DefaultFilters{})
+	if err != nil || entry == nil {
+		return nil, err
+	}
+	u := a.userFromEntry(entry)
+	if a.cfg.NestedGroups == NestedGroupsOff && attributeValue(u.Attributes, "primaryGroupID") == "" {
+		return nil, nil
+	}
+	member, err := indirectMember(ctx, &a.cfg, u, a.cfg.LoginGroup, c)
+	if err != nil || !member {
+		return nil, err
+	}
+	return entry, nil
+}
+
+// rangeOption matches the range option of an attribute description in an
+// answer, as in member;range=0-1499 or member;range=1500-*.
+var rangeOption = regexp.MustCompile(`(?i);range=(\d+)-(\d+|\*)`)
+
+// errRange reports a ranged answer that does not advance.
+var errRange = errors.New("the server's ranged answer does not advance")
+
+// ReadGroupMembers reads the group entry groupDN and returns its member and
+// uniqueMember values (DNs) and its memberUid values (usernames), all of
+// them: where Active Directory answers with at most 1500 values at a time
+// (member;range=0-1499), it reads the following ranges to the end. A group
+// that does not exist has no members and no error.
+func ReadGroupMembers(ctx context.Context, dir Directory, groupDN string) (dns, uids []string, err error) {
+	attrs := []string{"member", "uniqueMember", "memberUid"}
+	for rounds := 0; len(attrs) > 0; rounds++ {
+		res, err := dir.Search(ctx, ldap.NewSearchRequest(groupDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+			1, 0, false, "(objectClass=*)", attrs, nil))
+		if err != nil {
+			if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+				return nil, nil, nil
+			}
+			return nil, nil, fmt.Errorf("ldapauth: read members of %s: %w", groupDN, classifyNetwork(err))
+		}
+		attrs = nil
+		for _, e := range res.Entries {
+			for _, a := range e.Attributes {
+				name, _, _ := strings.Cut(a.Name, ";")
+				if strings.EqualFold(name, "memberUid") {
+					uids = append(uids, a.Values...)
+				} else {
+					dns = append(dns, a.Values...)
+				}
+				m := rangeOption.FindStringSubmatch(a.Name)
+				if m == nil || m[2] == "*" {
+					continue
+				}
+				lo, _ := strconv.Atoi(m[1])
+				hi, err := strconv.Atoi(m[2])
+				if err != nil || hi < lo || len(a.Values) == 0 || rounds > 1<<16 {
+					return nil, nil, fmt.Errorf("ldapauth: read members of %s: %w: %s", groupDN, errRange, a.Name)
+				}
+				attrs = append(attrs, name+";range="+strconv.Itoa(hi+1)+"-*")
+			}
+		}
+	}
+	return dns, uids, nil
+}

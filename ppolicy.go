@@ -1,0 +1,99 @@
+package ldapauth
+
+import (
+	"errors"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// The user's bind carries the password policy request control
+// (draft-behera-ldap-password-policy, OID 1.3.6.1.4.1.42.2.27.8.5.1), not
+// critical, so servers without a password policy (Active Directory among
+// them) ignore it. OpenLDAP's ppolicy overlay answers with a response
+// control saying why a bind was refused (accountLocked, passwordExpired),
+// that the password must be changed although the bind succeeded
+// (changeAfterReset: every other operation is then refused), or how long a
+// good password has left (timeBeforeExpiration, graceAuthNsRemaining).
+
+// PasswordWarning is what the directory's password policy said about a
+// password that still logged the user in.
+type PasswordWarning struct {
+	// ExpiresIn is the time left before the password expires; zero when the
+	// directory did not say.
+	ExpiresIn time.Duration `json:"expires_in,omitempty"`
+	// GraceLogins is the number of logins left with the expired password
+	// (this login was one of them); -1 when the directory did not say.
+	GraceLogins int `json:"grace_logins"`
+}
+
+// policyBindError is a refused bind with the password policy response
+// control the server sent with it.
+type policyBindError struct {
+	err  error
+	ctrl *ldap.ControlBeheraPasswordPolicy
+}
+
+func (e *policyBindError) Error() string { return e.err.Error() }
+func (e *policyBindError) Unwrap() error { return e.err }
+
+// withPolicy attaches the password policy response control among ctrls, if
+// any, to a refused bind's err.
+func withPolicy(err error, ctrls []ldap.Control) error {
+	if ctrl := policyControl(ctrls); ctrl != nil && ctrl.Error >= 0 {
+		return &policyBindError{err: err, ctrl: ctrl}
+	}
+	return err
+}
+
+func policyControl(ctrls []ldap.Control) *ldap.ControlBeheraPasswordPolicy {
+	ctrl, _ := ldap.FindControl(ctrls, ldap.ControlTypeBeheraPasswordPolicy).(*ldap.ControlBeheraPasswordPolicy)
+	return ctrl
+}
+
+// policyStates maps the password policy errors a bind can give.
+var policyStates = map[int8]struct {
+	kind error
+	code string
+}{
+	ldap.BeheraPasswordExpired:  {ErrPasswordExpired, "passwordExpired"},
+	ldap.BeheraAccountLocked:    {ErrAccountLocked, "accountLocked"},
+	ldap.BeheraChangeAfterReset: {ErrPasswordMustChange, "changeAfterReset"},
+}
+
+// policyAccountError returns the account state of a refused bind carrying
+// a password policy control, or nil.
+func policyAccountError(err error) *AccountError {
+	var perr *policyBindError
+	if !errors.As(err, &perr) {
+		return nil
+	}
+	if s, ok := policyStates[perr.ctrl.Error]; ok {
+		return &AccountError{Kind: s.kind, Code: s.code, Err: perr.err}
+	}
+	return nil
+}
+
+// afterGoodBind reads the password policy control of a successful bind: an
+// account state that refuses the login anyway (changeAfterReset), or a
+// warning for the user, or neither.
+func afterGoodBind(ctrls []ldap.Control) (*PasswordWarning, *AccountError) {
+	ctrl := policyControl(ctrls)
+	if ctrl == nil {
+		return nil, nil
+	}
+	if s, ok := policyStates[ctrl.Error]; ok {
+		return nil, &AccountError{Kind: s.kind, Code: s.code}
+	}
+	if ctrl.Expire < 0 && ctrl.Grace < 0 {
+		return nil, nil
+	}
+	w := &PasswordWarning{GraceLogins: -1}
+	if ctrl.Expire >= 0 {
+		w.ExpiresIn = time.Duration(ctrl.Expire) * time.Second
+	}
+	if ctrl.Grace >= 0 {
+		w.GraceLogins = int(ctrl.Grace)
+	}
+	return w, nil
+}
