@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"slices"
@@ -29,6 +30,26 @@ const (
 	// DefaultReceiveTimeout bounds the wait for each LDAP response when
 	// LDAP_AUTH_RECEIVE_TIMEOUT is unset.
 	DefaultReceiveTimeout = 10 * time.Second
+	// DefaultSyncPageSize is the page size of the sync's paged search when
+	// LDAP_SYNC_PAGE_SIZE is unset: at most OpenLDAP's default size limit
+	// (500) and half of Active Directory's MaxPageSize (1000), so it works
+	// with both unchanged.
+	DefaultSyncPageSize = 500
+	// DefaultSyncMaxRemovalPercent is the removal guard's share when
+	// LDAP_SYNC_MAX_REMOVAL_PERCENT is unset: a sync that would remove more
+	// than 10% of the directory-managed users (and more than
+	// SyncRemovalAllowance of them) refuses unless forced.
+	DefaultSyncMaxRemovalPercent = 10
+	// SyncRemovalAllowance is how many users a sync may always remove,
+	// whatever the share: in a directory of twenty people, two leavers are
+	// already 10%, and a guard that trips on ordinary turnover teaches
+	// operators to always force it. A run that goes wrong on a small
+	// directory removes at most this many users, who are re-created at
+	// their next login.
+	SyncRemovalAllowance = 5
+	// NoPaging as Config.SyncPageSize makes the sync read without the paged
+	// results control, for servers that refuse it (LDAP_SYNC_PAGE_SIZE=0).
+	NoPaging = -1
 )
 
 // DefaultUserFields returns django-python3-ldap's LDAP_AUTH_USER_FIELDS
@@ -115,6 +136,21 @@ type Config struct {
 	SyncUsername string
 	SyncPassword string
 
+	// SyncPageSize is the page size of the sync's paged search (RFC 2696).
+	// Zero means [DefaultSyncPageSize]; [NoPaging] reads everything in one
+	// unpaged search, for servers that refuse paging (the sync account then
+	// needs a size limit above the number of users). LDAP_SYNC_PAGE_SIZE,
+	// where 0 means NoPaging.
+	SyncPageSize int
+
+	// SyncMaxRemovalPercent is the removal guard: a sync that would remove
+	// more than this share of the directory-managed users, and more than
+	// [SyncRemovalAllowance] of them, refuses unless forced. 1 to 100 (100
+	// turns the share check off; a directory that returns no user at all
+	// is still refused). Zero means [DefaultSyncMaxRemovalPercent].
+	// LDAP_SYNC_MAX_REMOVAL_PERCENT.
+	SyncMaxRemovalPercent int
+
 	// ConnectionUsername and ConnectionPassword are a service account that
 	// runs the login search after the user's own bind has checked the
 	// password. Empty: the search runs as the user. Used verbatim (a DN or
@@ -183,6 +219,8 @@ const (
 	EnvLoginGroup         = "LDAP_LOGIN_GROUP"
 	EnvSyncUsername       = "LDAP_SYNC_USER_USERNAME"
 	EnvSyncPassword       = "LDAP_SYNC_USER_PASSWORD"
+	EnvSyncPageSize       = "LDAP_SYNC_PAGE_SIZE"
+	EnvSyncMaxRemoval     = "LDAP_SYNC_MAX_REMOVAL_PERCENT"
 	EnvConnectionUsername = "LDAP_AUTH_CONNECTION_USERNAME"
 	EnvConnectionPassword = "LDAP_AUTH_CONNECTION_PASSWORD"
 	EnvTLSCAFile          = "LDAP_AUTH_TLS_CA_FILE"
@@ -300,6 +338,25 @@ func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
 			*t.dst = time.Duration(n) * time.Second
 		}
 	}
+	if v := get(EnvSyncPageSize); v != "" {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n < 0:
+			errs = append(errs, configErr(fmt.Sprintf("%q is not a whole number of entries (0 turns paging off)", v), EnvSyncPageSize))
+		case n == 0:
+			cfg.SyncPageSize = NoPaging
+		default:
+			cfg.SyncPageSize = n
+		}
+	}
+	if v := get(EnvSyncMaxRemoval); v != "" {
+		n, err := strconv.Atoi(strings.TrimSuffix(v, "%"))
+		if err != nil || n < 1 || n > 100 {
+			errs = append(errs, configErr(fmt.Sprintf("%q is not a whole percentage from 1 to 100", v), EnvSyncMaxRemoval))
+		} else {
+			cfg.SyncMaxRemovalPercent = n
+		}
+	}
 	if v := get(EnvSyncedGroups); v != "" {
 		for _, item := range strings.Split(v, ":") {
 			if item = strings.TrimSpace(item); item != "" {
@@ -397,6 +454,12 @@ func (c *Config) validate() []*ConfigError {
 	}
 	if c.ReceiveTimeout < 0 {
 		add("negative", EnvReceiveTimeout)
+	}
+	if c.SyncPageSize < NoPaging || c.SyncPageSize > math.MaxInt32 {
+		add(fmt.Sprintf("page size %d out of range (NoPaging, 0 for the default, or a positive size)", c.SyncPageSize), EnvSyncPageSize)
+	}
+	if c.SyncMaxRemovalPercent < 0 || c.SyncMaxRemovalPercent > 100 {
+		add(fmt.Sprintf("%d is not a percentage from 1 to 100 (0 for the default)", c.SyncMaxRemovalPercent), EnvSyncMaxRemoval)
 	}
 
 	formatter := c.FormatUsername
@@ -645,6 +708,12 @@ func (c *Config) withDefaults() Config {
 	}
 	if cp.ReceiveTimeout == 0 {
 		cp.ReceiveTimeout = DefaultReceiveTimeout
+	}
+	if cp.SyncPageSize == 0 {
+		cp.SyncPageSize = DefaultSyncPageSize
+	}
+	if cp.SyncMaxRemovalPercent == 0 {
+		cp.SyncMaxRemovalPercent = DefaultSyncMaxRemovalPercent
 	}
 	if cp.FormatUsername == nil {
 		cp.FormatUsername = OpenLDAPFormatter{}

@@ -144,6 +144,8 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 		"LDAP_AUTH_CONNECTION_PASSWORD":          "svc secret",
 		"LDAP_AUTH_TLS_CA_FILE":                  caFile,
 		"LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY":     "false",
+		"LDAP_SYNC_PAGE_SIZE":                    "200",
+		"LDAP_SYNC_MAX_REMOVAL_PERCENT":          "25",
 		"LDAP_AUTH_NESTED_GROUPS":                " Walk ",
 		"LDAP_AUTH_EXCLUDE_DISABLED":             "yes",
 	}))
@@ -170,6 +172,37 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 	assert.False(t, cfg.InsecureSkipVerify)
 	assert.Equal(t, ldapauth.NestedGroupsWalk, cfg.NestedGroups)
 	assert.True(t, cfg.ExcludeDisabled)
+	assert.Equal(t, 200, cfg.SyncPageSize)
+	assert.Equal(t, 25, cfg.SyncMaxRemovalPercent)
+}
+
+func TestLoadConfigSyncSettings(t *testing.T) {
+	tests := []struct {
+		name, pageSize, percent string
+		wantPage, wantPercent   int
+	}{
+		{"unset: the defaults apply in New", "", "", 0, 0},
+		{"paging off", "0", "", ldapauth.NoPaging, 0},
+		{"a page size", "1000", "", 1000, 0},
+		{"a share", "", "50", 0, 50},
+		{"a share with a percent sign", "", "5%", 0, 5},
+		{"the share check off", "", "100", 0, 100},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1"}
+			if tt.pageSize != "" {
+				m["LDAP_SYNC_PAGE_SIZE"] = tt.pageSize
+			}
+			if tt.percent != "" {
+				m["LDAP_SYNC_MAX_REMOVAL_PERCENT"] = tt.percent
+			}
+			cfg, err := ldapauth.LoadConfig(env(m))
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantPage, cfg.SyncPageSize)
+			assert.Equal(t, tt.wantPercent, cfg.SyncMaxRemovalPercent)
+		})
+	}
 }
 
 func TestLoadConfigCallableNames(t *testing.T) {
@@ -294,6 +327,8 @@ func TestLoadConfigReportsEveryBadVariable(t *testing.T) {
 		"LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY": "maybe",
 		"LDAP_AUTH_CONNECTION_PASSWORD":      secret,
 		"LDAP_SYNC_USER_PASSWORD":            secret,
+		"LDAP_SYNC_PAGE_SIZE":                "-5",
+		"LDAP_SYNC_MAX_REMOVAL_PERCENT":      "0",
 		"LDAP_AUTH_NESTED_GROUPS":            "deep",
 		"LDAP_AUTH_EXCLUDE_DISABLED":         "sometimes",
 	}))
@@ -307,6 +342,7 @@ func TestLoadConfigReportsEveryBadVariable(t *testing.T) {
 		"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "LDAP_AUTH_SYNC_USER_RELATIONS", "LDAP_SYNCED_GROUPS",
 		"LDAP_AUTH_TLS_CA_FILE", "LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY",
 		"LDAP_AUTH_CONNECTION_USERNAME", "LDAP_SYNC_USER_USERNAME",
+		"LDAP_SYNC_PAGE_SIZE", "LDAP_SYNC_MAX_REMOVAL_PERCENT",
 		"LDAP_AUTH_NESTED_GROUPS", "LDAP_AUTH_EXCLUDE_DISABLED",
 	} {
 		assert.Contains(t, got, v, "the error must name %s", v)
@@ -379,13 +415,17 @@ func TestLoadConfigLoginFilterWithoutGroup(t *testing.T) {
 
 func TestValidateCodeBuiltConfig(t *testing.T) {
 	cfg := &ldapauth.Config{
-		URLs:          []string{"ldap://127.0.0.1", "ftp://127.0.0.1"},
-		LoginGroup:    "cn=g,dc=x",
-		SyncRelations: ldapauth.SyncUserGroups{},
+		URLs:                  []string{"ldap://127.0.0.1", "ftp://127.0.0.1"},
+		LoginGroup:            "cn=g,dc=x",
+		SyncRelations:         ldapauth.SyncUserGroups{},
+		SyncPageSize:          -2,
+		SyncMaxRemovalPercent: 101,
 	}
 	err := cfg.Validate()
 	require.ErrorIs(t, err, ldapauth.ErrConfig)
 	got := configErrors(t, err)
+	assert.Contains(t, got, "LDAP_SYNC_PAGE_SIZE")
+	assert.Contains(t, got, "LDAP_SYNC_MAX_REMOVAL_PERCENT")
 	assert.Contains(t, got, "LDAP_AUTH_URL")
 	assert.Contains(t, got, "LDAP_LOGIN_GROUP")
 	assert.Contains(t, got, "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID")

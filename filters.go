@@ -11,7 +11,11 @@ import (
 // builder's to add ([DefaultFilters] does).
 //
 // lookup maps directory attributes to the raw values to match, for example
-// {"uid": "jdoe"}; a builder must escape them with [EscapeFilterValue]. cfg
+// {"uid": "jdoe"}; a builder must escape them with [EscapeFilterValue]. An
+// empty lookup means "every user": [Authenticator.Sync] reads the whole
+// directory view with it, so a builder must then return the filters that
+// admit exactly the users who may log in (DefaultFilters gives the
+// object-class filter alone, LoginGroupFilters adds the login group). cfg
 // is the Authenticator's own configuration with defaults applied; it must
 // not be modified. Implementations must be safe for concurrent use.
 type SearchFilterBuilder interface {

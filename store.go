@@ -59,8 +59,26 @@ type Group struct {
 type Snapshot struct {
 	// Users are the directory-managed usernames.
 	Users []string
+	// Details optionally holds what the store knows of the users in Users,
+	// keyed by username as in Users. With it, [Authenticator.Sync] writes
+	// and reports only users whose fields or DN changed and organisation
+	// joins that are missing, so a second sync is a no-op. A store that
+	// leaves it nil has SaveUser and JoinOrganisation called for every user
+	// on every sync (both are idempotent), each user reported as updated.
+	Details map[string]StoredUser
 	// Groups with their members' usernames.
 	Groups []GroupMembers
+}
+
+// StoredUser is what a store holds of a directory-managed user, for the
+// sync to compare with the directory.
+type StoredUser struct {
+	// DN is the user's entry as last saved.
+	DN string
+	// Fields are the mapped fields as last saved.
+	Fields map[string]string
+	// Organisations are the organisation IDs the user joined.
+	Organisations []string
 }
 
 // GroupMembers is a group and the usernames of its members.
@@ -203,9 +221,10 @@ func (s *MemStore) SetMember(_ context.Context, groupDN, username string, member
 func (s *MemStore) Snapshot(_ context.Context) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snap := &Snapshot{}
-	for _, u := range s.users {
+	snap := &Snapshot{Details: make(map[string]StoredUser, len(s.users))}
+	for key, u := range s.users {
 		snap.Users = append(snap.Users, u.Username)
+		snap.Details[u.Username] = StoredUser{DN: u.DN, Fields: maps.Clone(u.Fields), Organisations: slices.Sorted(maps.Keys(s.orgs[key]))}
 	}
 	slices.Sort(snap.Users)
 	for key, g := range s.groups {

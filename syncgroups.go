@@ -102,27 +102,136 @@ func (SyncUserGroups) SyncRelations(ctx context.Context, cfg *Config, u *User, d
 	return nil
 }
 
-// isMember reports whether u belongs to the group groupDN.
+// isMember reports whether u belongs to the group groupDN directly, by
+// [memberByRule]: the group's entry is read (to the end of Active
+// Directory's ranges) only when u's entry has no memberOf.
 func isMember(ctx context.Context, u *User, groupDN string, dir Directory) (bool, error) {
-	if u.hasMemberOf {
-		return containsDN(u.Groups, groupDN), nil
+	var g *groupEntry
+	if !u.hasMemberOf && dir != nil {
+		dns, uids, err := ReadGroupMembers(ctx, dir, groupDN)
+		if err != nil {
+			return false, err
+		}
+		g = &groupEntry{dns: dns, uids: uids}
 	}
-	if dir == nil {
-		return false, nil
+	member, _ := memberByRule(u.hasMemberOf, u.hasMemberOf && containsDN(u.Groups, groupDN), g, u.DN, u.Username)
+	return member, nil
+}
+
+// memberByRule is the one membership rule of ldapauth, shared by the login
+// syncer ([SyncUserGroups]) and the batch sync ([Authenticator.Sync]):
+//   - a user entry that carries memberOf is a member exactly when memberOf
+//     lists the group (inMemberOf, DNs compared parsed, case-insensitively);
+//   - an entry without memberOf (a directory without the memberOf overlay)
+//     is a member when the group's own entry g lists the user's DN in
+//     member or uniqueMember, or the username in memberUid.
+//
+// known is false when neither source can tell: no memberOf and no group
+// entry (g nil). The login syncer counts that as "not a member"; the batch
+// sync then leaves the membership as it is.
+func memberByRule(hasMemberOf, inMemberOf bool, g *groupEntry, userDN, username string) (member, known bool) {
+	if hasMemberOf {
+		return inMemberOf, true
 	}
-	dns, uids, err := ReadGroupMembers(ctx, dir, groupDN)
-	if err != nil {
-		return false, err
+	if g == nil {
+		return false, false
 	}
-	if containsDN(dns, u.DN) {
-		return true, nil
+	return g.lists(userDN, username), true
+}
+
+// groupState is what a base search on a group DN says about the group.
+type groupState int
+
+const (
+	// groupFound: the entry was returned.
+	groupFound groupState = iota
+	// groupGone: the server answered noSuchObject (32), the definitive
+	// answer of a real directory for a DN that does not exist.
+	groupGone
+	// groupUnconfirmed: success without an entry. GLAuth answers so for a
+	// missing DN, and any server may when an ACL hides the entry: not a
+	// reason to remove anything.
+	groupUnconfirmed
+)
+
+// groupEntry holds a group entry's member values.
+type groupEntry struct {
+	dns  []string // member and uniqueMember values (user DNs)
+	uids []string // memberUid values (usernames)
+
+	// Built by index for the batch sync, where many users are checked
+	// against one entry.
+	dnKeys  map[string]struct{}
+	uidKeys map[string]struct{}
+}
+
+// lists reports whether the entry names the user by DN or by username.
+func (g *groupEntry) lists(userDN, username string) bool {
+	if g.dnKeys != nil {
+		_, byDN := g.dnKeys[normDN(userDN)]
+		_, byUID := g.uidKeys[strings.ToLower(username)]
+		return byDN || byUID
 	}
-	for _, uid := range uids {
-		if strings.EqualFold(uid, u.Username) {
-			return true, nil
+	if containsDN(g.dns, userDN) {
+		return true
+	}
+	for _, uid := range g.uids {
+		if strings.EqualFold(uid, username) {
+			return true
 		}
 	}
-	return false, nil
+	return false
+}
+
+// index prepares the entry for many lookups.
+func (g *groupEntry) index() {
+	g.dnKeys = make(map[string]struct{}, len(g.dns))
+	for _, dn := range g.dns {
+		g.dnKeys[normDN(dn)] = struct{}{}
+	}
+	g.uidKeys = make(map[string]struct{}, len(g.uids))
+	for _, uid := range g.uids {
+		g.uidKeys[strings.ToLower(uid)] = struct{}{}
+	}
+}
+
+// readGroupEntry reads the group's entry with a base search: with its
+// member values when members is true, with no attribute otherwise. The
+// entry is nil unless the state is groupFound.
+func readGroupEntry(ctx context.Context, dir Directory, groupDN string, members bool) (*groupEntry, groupState, error) {
+	attrs := []string{"1.1"} // RFC 4511: no attributes
+	if members {
+		attrs = []string{"member", "uniqueMember", "memberUid"}
+	}
+	res, err := dir.Search(ctx, ldap.NewSearchRequest(groupDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+		1, 0, false, "(objectClass=*)", attrs, nil))
+	if err != nil {
+		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+			return nil, groupGone, nil
+		}
+		if ctx.Err() != nil {
+			return nil, 0, ctxError(ctx)
+		}
+		return nil, 0, &chained{"ldapauth: read members of " + groupDN, classifyTransport(err)}
+	}
+	if len(res.Entries) == 0 {
+		return nil, groupUnconfirmed, nil
+	}
+	e := res.Entries[0]
+	for _, a := range e.Attributes {
+		if strings.Contains(a.Name, ";") {
+			// Active Directory sent part of a large group (member;range=0-1499):
+			// read the rest as the login path does.
+			dns, uids, err := ReadGroupMembers(ctx, dir, groupDN)
+			if err != nil {
+				return nil, 0, err
+			}
+			return &groupEntry{dns: dns, uids: uids}, groupFound, nil
+		}
+	}
+	g := &groupEntry{uids: e.GetEqualFoldAttributeValues("memberUid")}
+	g.dns = append(e.GetEqualFoldAttributeValues("member"), e.GetEqualFoldAttributeValues("uniqueMember")...)
+	return g, groupFound, nil
 }
 
 // containsDN reports whether dns holds dn, compared as parsed DNs,

@@ -1,0 +1,1041 @@
+package ldapauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// Errors of [Authenticator.Sync], matched with errors.Is.
+var (
+	// ErrSyncAborted means the sync stopped before writing anything: the
+	// sync account could not bind, a search failed, hit a size or time
+	// limit or was answered with referrals only, the connection was lost,
+	// or ctx ended during the read. The error is a [*SyncAbortError] that
+	// also matches its cause (ErrUnavailable, ErrServiceAccount,
+	// context.Canceled, ...).
+	ErrSyncAborted = errors.New("ldapauth: sync aborted, nothing written")
+	// ErrRemovalGuard means the sync refused to remove as many users as it
+	// planned (see [Config.SyncMaxRemovalPercent]) and wrote nothing. The
+	// error is a [*RemovalGuardError]; the report returned with it is the
+	// plan. Check it, then run again with [SyncOptions.Force].
+	ErrRemovalGuard = errors.New("ldapauth: sync refused: too many users to remove")
+)
+
+// SyncOptions changes what one [Authenticator.Sync] run does.
+type SyncOptions struct {
+	// DryRun reads the directory and the store, plans every change and
+	// returns the plan without writing anything.
+	DryRun bool
+	// Force removes users even when the removal guard would refuse.
+	Force bool
+	// CreateUsers also creates, with their organisation join and
+	// memberships, the users the directory returns that never logged in.
+	// Off by default: users normally arrive in the store at their first
+	// login, as with Flagsmith.
+	CreateUsers bool
+	// Progress, when set, is called from the goroutine running Sync after
+	// each page of users, each group entry read, and every few hundred
+	// changes written. It must return quickly.
+	Progress func(SyncProgress)
+}
+
+// SyncPhase names a stage of a sync run.
+type SyncPhase string
+
+// The stages of a sync run, in order.
+const (
+	SyncReadStore  SyncPhase = "read store"
+	SyncBind       SyncPhase = "bind"
+	SyncReadUsers  SyncPhase = "read users"
+	SyncReadGroups SyncPhase = "read groups"
+	SyncApply      SyncPhase = "apply"
+	SyncDone       SyncPhase = "done"
+)
+
+// SyncProgress says how far a sync run has come.
+type SyncProgress struct {
+	Phase SyncPhase `json:"phase"`
+	// Pages is the number of pages of users read so far.
+	Pages int `json:"pages"`
+	// Users is the number of user entries read so far.
+	Users int `json:"users"`
+	// Groups is the number of group entries read so far.
+	Groups int `json:"groups"`
+	// Done and Total count the store writes of the apply phase.
+	Done  int `json:"done"`
+	Total int `json:"total"`
+}
+
+// Membership is one user in one group.
+type Membership struct {
+	GroupDN  string `json:"group_dn"`
+	Username string `json:"username"`
+}
+
+// GroupNote is a group the sync left alone, and why.
+type GroupNote struct {
+	DN     string `json:"dn"`
+	Reason string `json:"reason"`
+}
+
+// SkippedEntry is a directory entry the sync could not use, and why.
+type SkippedEntry struct {
+	DN     string `json:"dn"`
+	Reason string `json:"reason"`
+}
+
+// SyncCounts are the lengths of a [SyncReport]'s lists.
+type SyncCounts struct {
+	UsersRemoved       int `json:"users_removed"`
+	UsersUpdated       int `json:"users_updated"`
+	UsersCreated       int `json:"users_created"`
+	OrganisationJoins  int `json:"organisation_joins"`
+	GroupsCreated      int `json:"groups_created"`
+	GroupsRemoved      int `json:"groups_removed"`
+	GroupsLeftAlone    int `json:"groups_left_alone"`
+	MembershipsAdded   int `json:"memberships_added"`
+	MembershipsRemoved int `json:"memberships_removed"`
+	Skipped            int `json:"skipped"`
+}
+
+// Changes is the number of store writes the counts stand for.
+func (c SyncCounts) Changes() int {
+	return c.UsersRemoved + c.UsersUpdated + c.UsersCreated + c.OrganisationJoins + c.GroupsCreated +
+		c.GroupsRemoved + c.MembershipsAdded + c.MembershipsRemoved
+}
+
+// SyncReport lists every change of a sync run: made, or planned when the
+// run was a dry run or was refused. Lists are sorted; usernames are the
+// directory's spelling (the store's for removed users). Print it with
+// String or WriteText; encode it with encoding/json.
+type SyncReport struct {
+	// DryRun is set when nothing was meant to be written.
+	DryRun bool `json:"dry_run"`
+	// Forced is set when the run was forced past the removal guard.
+	Forced bool `json:"forced"`
+	// Applied is set when every change listed was written.
+	Applied bool `json:"applied"`
+
+	// Pages and DirectoryUsers say what was read: pages of the user search
+	// and user entries with a username. StoreUsers is the number of
+	// directory-managed users the store held before the run.
+	Pages          int `json:"pages"`
+	DirectoryUsers int `json:"directory_users"`
+	StoreUsers     int `json:"store_users"`
+
+	// UsersRemoved are directory-managed users the directory no longer
+	// returns (the login search would not find them).
+	UsersRemoved []string `json:"users_removed"`
+	// UsersUpdated are users whose mapped fields or DN changed.
+	UsersUpdated []string `json:"users_updated"`
+	// UsersCreated are directory users new to the store (CreateUsers).
+	UsersCreated []string `json:"users_created"`
+	// OrganisationJoins are users joined to Config.OrganisationID.
+	OrganisationJoins []string `json:"organisation_joins"`
+	// GroupsCreated are synced groups created because a user is a member.
+	GroupsCreated []Group `json:"groups_created"`
+	// GroupsRemoved are synced groups the directory reports gone
+	// (noSuchObject), removed with their memberships.
+	GroupsRemoved []Group `json:"groups_removed"`
+	// GroupsLeftAlone are store groups the sync did not touch: not in
+	// LDAP_SYNCED_GROUPS, or not confirmed gone.
+	GroupsLeftAlone []GroupNote `json:"groups_left_alone"`
+	// MembershipsAdded and MembershipsRemoved are changes of the synced
+	// groups' members (those of removed users and groups not included).
+	MembershipsAdded   []Membership `json:"memberships_added"`
+	MembershipsRemoved []Membership `json:"memberships_removed"`
+	// Skipped are directory entries the sync could not use.
+	Skipped []SkippedEntry `json:"skipped"`
+
+	Counts SyncCounts `json:"counts"`
+}
+
+// String returns the report as WriteText writes it.
+func (r *SyncReport) String() string {
+	var b strings.Builder
+	_ = r.WriteText(&b)
+	return b.String()
+}
+
+// WriteText writes the report for people: a summary line, then one line per
+// change.
+func (r *SyncReport) WriteText(w io.Writer) error {
+	var b strings.Builder
+	mode := "applied"
+	switch {
+	case r.DryRun:
+		mode = "dry run, nothing written"
+	case !r.Applied:
+		mode = "not applied"
+	}
+	forced := ""
+	if r.Forced {
+		forced = ", forced"
+	}
+	fmt.Fprintf(&b, "ldapauth sync (%s%s): %d directory users in %d pages, %d directory-managed users in the store, %d changes\n",
+		mode, forced, r.DirectoryUsers, r.Pages, r.StoreUsers, r.Counts.Changes())
+	list := func(title string, items []string) {
+		if len(items) == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "%s (%d):\n", title, len(items))
+		for _, it := range items {
+			fmt.Fprintf(&b, "  %s\n", it)
+		}
+	}
+	groups := func(gs []Group) []string {
+		out := make([]string, len(gs))
+		for i, g := range gs {
+			out[i] = g.DN
+		}
+		return out
+	}
+	members := func(ms []Membership) []string {
+		out := make([]string, len(ms))
+		for i, m := range ms {
+			out[i] = m.Username + " in " + m.GroupDN
+		}
+		return out
+	}
+	notes := func(ns []GroupNote) []string {
+		out := make([]string, len(ns))
+		for i, n := range ns {
+			out[i] = n.DN + ": " + n.Reason
+		}
+		return out
+	}
+	skipped := func(ss []SkippedEntry) []string {
+		out := make([]string, len(ss))
+		for i, s := range ss {
+			out[i] = s.DN + ": " + s.Reason
+		}
+		return out
+	}
+	list("users removed", r.UsersRemoved)
+	list("users updated", r.UsersUpdated)
+	list("users created", r.UsersCreated)
+	list("organisation joins", r.OrganisationJoins)
+	list("groups created", groups(r.GroupsCreated))
+	list("groups removed", groups(r.GroupsRemoved))
+	list("memberships added", members(r.MembershipsAdded))
+	list("memberships removed", members(r.MembershipsRemoved))
+	list("groups left alone", notes(r.GroupsLeftAlone))
+	list("entries skipped", skipped(r.Skipped))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (r *SyncReport) count() {
+	r.Counts = SyncCounts{
+		UsersRemoved: len(r.UsersRemoved), UsersUpdated: len(r.UsersUpdated), UsersCreated: len(r.UsersCreated),
+		OrganisationJoins: len(r.OrganisationJoins), GroupsCreated: len(r.GroupsCreated), GroupsRemoved: len(r.GroupsRemoved),
+		GroupsLeftAlone: len(r.GroupsLeftAlone), MembershipsAdded: len(r.MembershipsAdded),
+		MembershipsRemoved: len(r.MembershipsRemoved), Skipped: len(r.Skipped),
+	}
+}
+
+// SyncAbortError reports a sync that stopped before writing anything. It
+// matches [ErrSyncAborted] and, through Unwrap, its cause.
+type SyncAbortError struct {
+	// Phase is where the run stopped.
+	Phase SyncPhase
+	// Page is the page of users being read (1-based) in SyncReadUsers.
+	Page int
+	// Hint says what may fix it, when something might.
+	Hint string
+	// Variables names the settings the hint is about.
+	Variables []string
+	// Err is the cause.
+	Err error
+}
+
+func (e *SyncAbortError) Error() string {
+	var b strings.Builder
+	b.WriteString(ErrSyncAborted.Error())
+	b.WriteString(": ")
+	b.WriteString(string(e.Phase))
+	if e.Page > 0 {
+		fmt.Fprintf(&b, ", page %d", e.Page)
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(strings.TrimPrefix(e.Err.Error(), "ldapauth: "))
+	}
+	if e.Hint != "" {
+		b.WriteString(" (")
+		b.WriteString(e.Hint)
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// Is reports whether target is ErrSyncAborted.
+func (e *SyncAbortError) Is(target error) bool { return target == ErrSyncAborted }
+
+// Unwrap returns the cause.
+func (e *SyncAbortError) Unwrap() error { return e.Err }
+
+// RemovalGuardError reports a sync refused by the removal guard. It matches
+// [ErrRemovalGuard].
+type RemovalGuardError struct {
+	// Remove is how many users the sync would remove, of Managed
+	// directory-managed users in the store.
+	Remove, Managed int
+	// LimitPercent is Config.SyncMaxRemovalPercent.
+	LimitPercent int
+	// EmptyDirectory is set when the directory returned no user at all.
+	EmptyDirectory bool
+}
+
+func (e *RemovalGuardError) Error() string {
+	if e.EmptyDirectory {
+		return fmt.Sprintf("%s: the directory returned no user, the sync would remove all %d directory-managed users; check the search base and filters, then force", ErrRemovalGuard, e.Remove)
+	}
+	return fmt.Sprintf("%s: %d of %d directory-managed users (%.1f%%), above %s=%d and the allowance of %d; check the plan, then force",
+		ErrRemovalGuard, e.Remove, e.Managed, 100*float64(e.Remove)/float64(max(e.Managed, 1)), EnvSyncMaxRemoval, e.LimitPercent, SyncRemovalAllowance)
+}
+
+// Is reports whether target is ErrRemovalGuard.
+func (e *RemovalGuardError) Is(target error) bool { return target == ErrRemovalGuard }
+
+// Sync is Flagsmith's sync_ldap_users_and_groups command: it brings the
+// store in step with the directory. It binds as the sync account
+// (LDAP_SYNC_USER_USERNAME: a DN verbatim, a plain name through the
+// username formatter), reads every user the login search would accept
+// (object class and search filters, the login group included) with a paged
+// search, and then:
+//
+//   - removes the directory-managed users the directory no longer returns;
+//   - removes the synced groups whose DN the directory reports gone
+//     (noSuchObject); a group that merely returns no entry, or that is no
+//     longer in LDAP_SYNCED_GROUPS, is left alone and reported;
+//   - removes users from the synced groups they left and adds them to the
+//     synced groups they joined, by the same rule as the login syncer
+//     (memberOf, or where an entry has none, the group's own entry, read
+//     once per group);
+//     with nested groups (LDAP_AUTH_NESTED_GROUPS) or an Active Directory
+//     primary group, a removal is first confirmed as a login would check
+//     it, so the sync never removes what the next login would put back;
+//     memberships held only through nesting are added at the next login;
+//   - updates the mapped fields of users still there and runs the
+//     organisation join, as a login would;
+//   - with CreateUsers, creates users that never logged in.
+//
+// Nothing is written until the whole directory view has been read: any
+// search error, size or time limit, referral-only answer, lost connection
+// or end of ctx during the read returns a [*SyncAbortError] (ErrSyncAborted)
+// and no report. A run that would remove too many users returns the plan
+// with a [*RemovalGuardError] (ErrRemovalGuard) and writes nothing, unless
+// opts.Force. A dry run returns the plan and writes nothing. Missing
+// settings return the joined [*ConfigError]s, one per variable. If a store
+// write fails or ctx ends while applying, the report (Applied false) lists
+// the whole plan and the error wraps the cause; every store method is
+// idempotent, so the next run completes the work.
+//
+// Memory: entries are handled one page at a time; the run keeps the
+// store's snapshot, the usernames seen, the planned changes and, for
+// entries without memberOf, their usernames and DNs. With paging off
+// (NoPaging) the directory sends every entry in one response, which go-ldap
+// holds in full.
+//
+// Sync may run concurrently with logins; it does not run concurrently with
+// itself usefully (two runs would plan the same changes).
+func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (*SyncReport, error) {
+	if err := a.syncConfigError(); err != nil {
+		return nil, err
+	}
+	r := a.newSyncRun(opts)
+	if err := r.loadStore(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.read(ctx); err != nil {
+		return nil, err
+	}
+	r.plan()
+	rep := r.report
+	log := a.cfg.Logger
+	if err := r.guard(); err != nil {
+		log.LogAttrs(ctx, slog.LevelWarn, "ldapauth: sync refused by the removal guard",
+			slog.Int("remove", len(rep.UsersRemoved)), slog.Int("managed", rep.StoreUsers))
+		return rep, err
+	}
+	if opts.DryRun {
+		r.progress(SyncDone)
+		log.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync dry run planned", slog.Int("changes", rep.Counts.Changes()))
+		return rep, nil
+	}
+	if err := r.apply(ctx); err != nil {
+		return rep, err
+	}
+	rep.Applied = true
+	r.progress(SyncDone)
+	log.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync applied",
+		slog.Int("pages", rep.Pages), slog.Int("users", rep.DirectoryUsers), slog.Int("changes", rep.Counts.Changes()),
+		slog.Int("users_removed", rep.Counts.UsersRemoved), slog.Int("groups_removed", rep.Counts.GroupsRemoved),
+		slog.Int("memberships_added", rep.Counts.MembershipsAdded), slog.Int("memberships_removed", rep.Counts.MembershipsRemoved))
+	return rep, nil
+}
+
+// syncConfigError reports, one error per variable, the settings the
+// Flagsmith docs require for the sync command that are unset.
+func (a *Authenticator) syncConfigError() error {
+	c := &a.cfg
+	var errs []error
+	missing := func(variable, why string) {
+		errs = append(errs, configErr("not set: the sync job needs it ("+why+")", variable))
+	}
+	if c.SyncUsername == "" {
+		missing(EnvSyncUsername, "the account it binds as")
+	}
+	if c.SyncPassword == "" {
+		missing(EnvSyncPassword, "the sync account's password")
+	}
+	if len(c.SyncedGroups) == 0 {
+		missing(EnvSyncedGroups, "the groups it keeps in step")
+	}
+	switch c.SyncRelations.(type) {
+	case SyncUserGroups, *SyncUserGroups:
+	default:
+		missing(EnvSyncRelations, "set it to flagsmith_ldap.ldap.sync_user_groups")
+	}
+	if c.OrganisationID == "" {
+		missing(EnvOrganisationID, "the organisation users join")
+	}
+	if len(errs) == 0 && c.Store == nil {
+		errs = append(errs, configErr("the sync writes into Config.Store, which is nil", EnvSyncRelations))
+	}
+	return errors.Join(errs...)
+}
+
+// syncedGroup is one DN of LDAP_SYNCED_GROUPS during a run.
+type syncedGroup struct {
+	dn      string              // as configured
+	inStore bool                // the store holds it
+	group   Group               // the store's group, when inStore
+	members map[string]struct{} // the store's members, by normUser
+	seen    bool                // some user's memberOf lists it
+	read    bool                // its entry was read
+	state   groupState
+	entry   *groupEntry
+}
+
+// storeUser is a directory-managed user of the store during a run.
+type storeUser struct {
+	username string
+	details  *StoredUser // nil when the store gives none
+	present  bool        // the directory returned it
+}
+
+// confirmRemoval is a membership removal to confirm: the user (DN,
+// username, memberOf and primaryGroupID only) and the synced group.
+type confirmRemoval struct {
+	group int
+	user  *User
+}
+
+// pendingUser is an entry without memberOf, whose memberships wait for the
+// group entries.
+type pendingUser struct {
+	username, dn, primaryGroupID string
+}
+
+type syncRun struct {
+	a    *Authenticator
+	opts SyncOptions
+
+	groups   []*syncedGroup
+	groupIdx map[string]int // normDN -> index in groups
+	dnCache  map[string]int // raw memberOf value -> index, -1 for other groups
+	users    map[string]*storeUser
+	others   []Group // store groups outside LDAP_SYNCED_GROUPS
+
+	seen      map[string]struct{} // normUser of every directory username
+	ambiguous map[string]bool
+	pending   []pendingUser
+	matched   []int // scratch: synced groups of the current entry
+
+	saves []*User // users to create or update, in that order of the report
+
+	// confirm holds memberships the direct rule would remove but a login
+	// might keep (nested groups, an Active Directory primary group): they
+	// are checked as a login checks them before being planned.
+	confirm []confirmRemoval
+	prog    SyncProgress
+
+	report *SyncReport
+}
+
+func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
+	r := &syncRun{
+		a: a, opts: opts,
+		groupIdx:  map[string]int{},
+		dnCache:   map[string]int{},
+		users:     map[string]*storeUser{},
+		seen:      map[string]struct{}{},
+		ambiguous: map[string]bool{},
+		report:    &SyncReport{DryRun: opts.DryRun, Forced: opts.Force},
+	}
+	for _, dn := range a.cfg.SyncedGroups {
+		key := normDN(dn)
+		if _, dup := r.groupIdx[key]; dup {
+			continue
+		}
+		r.groupIdx[key] = len(r.groups)
+		r.groups = append(r.groups, &syncedGroup{dn: dn, members: map[string]struct{}{}})
+	}
+	return r
+}
+
+func (r *syncRun) progress(phase SyncPhase) {
+	r.prog.Phase = phase
+	if r.opts.Progress != nil {
+		r.opts.Progress(r.prog)
+	}
+}
+
+func (r *syncRun) abort(phase SyncPhase, err error) error {
+	return &SyncAbortError{Phase: phase, Err: err}
+}
+
+// loadStore takes the store's snapshot.
+func (r *syncRun) loadStore(ctx context.Context) error {
+	snap, err := r.a.cfg.Store.Snapshot(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return r.abort(SyncReadStore, ctxError(ctx))
+		}
+		return r.abort(SyncReadStore, &StoreError{Op: "snapshot", Err: err})
+	}
+	details := make(map[string]*StoredUser, len(snap.Details))
+	for name, d := range snap.Details {
+		details[normUser(name)] = &d
+	}
+	for _, name := range snap.Users {
+		key := normUser(name)
+		r.users[key] = &storeUser{username: name, details: details[key]}
+	}
+	r.report.StoreUsers = len(r.users)
+	for _, g := range snap.Groups {
+		i, ok := r.groupIdx[normDN(g.DN)]
+		if !ok {
+			r.others = append(r.others, g.Group)
+			continue
+		}
+		sg := r.groups[i]
+		sg.inStore, sg.group = true, g.Group
+		for _, m := range g.Members {
+			sg.members[normUser(m)] = struct{}{}
+		}
+	}
+	return nil
+}
+
+// syncBindName is the name the sync account binds as.
+func (a *Authenticator) syncBindName() (string, error) {
+	name := a.cfg.SyncUsername
+	if strings.Contains(name, "=") {
+		if dn, err := ldap.ParseDN(name); err == nil && len(dn.RDNs) > 0 {
+			return name, nil
+		}
+	}
+	bindName, err := a.cfg.FormatUsername.FormatUsername(&a.cfg, name)
+	if err != nil {
+		return "", fmt.Errorf("ldapauth: username formatter %s for %s: %w", formatterName(a.cfg.FormatUsername), EnvSyncUsername, err)
+	}
+	return bindName, nil
+}
+
+// read is the read phase: bind, page through the users, read the group
+// entries needed. It writes nothing.
+func (r *syncRun) read(ctx context.Context) error {
+	a := r.a
+	bindName, err := a.syncBindName()
+	if err != nil {
+		return r.abort(SyncBind, err)
+	}
+	c, err := a.dial(ctx)
+	if err != nil {
+		return r.abort(SyncBind, err)
+	}
+	defer c.close()
+	if _, err := c.bind(ctx, bindName, a.cfg.SyncPassword); err != nil {
+		if isNetworkError(err) || errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+			return r.abort(SyncBind, classifyNetwork(err))
+		}
+		return r.abort(SyncBind, fmt.Errorf("%w: bind as %q (%s): %w", ErrServiceAccount, bindName, EnvSyncUsername, err))
+	}
+	r.progress(SyncReadUsers)
+
+	filter, err := userFilter(&a.cfg, a.cfg.SearchFilters, map[string]string{})
+	if err != nil {
+		return r.abort(SyncReadUsers, fmt.Errorf("ldapauth: search filter builder %s with an empty lookup: %w", formatterName(a.cfg.SearchFilters), err))
+	}
+	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		0, 0, false, filter, a.syncAttributes(), nil)
+	referrals := 0
+	err = pagedSearch(ctx, c, req, a.cfg.SyncPageSize, func(page *ldap.SearchResult) error {
+		referrals += len(page.Referrals)
+		for _, e := range page.Entries {
+			r.entry(e)
+		}
+		r.prog.Pages++
+		r.prog.Users += len(page.Entries)
+		a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync read a page of users",
+			slog.Int("pages", r.prog.Pages), slog.Int("users", r.prog.Users))
+		r.progress(SyncReadUsers)
+		return ctx.Err()
+	})
+	if err != nil {
+		return r.readError(ctx, err)
+	}
+	r.report.Pages = r.prog.Pages
+	r.report.DirectoryUsers = len(r.seen)
+	if r.prog.Users == 0 && referrals > 0 {
+		return &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("the directory answered %s with %d referrals and no entry", a.cfg.SearchBase, referrals),
+			Hint: "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds", Variables: []string{EnvSearchBase}}
+	}
+
+	// Group entries: all of them when some entry has no memberOf (its
+	// memberships come from them); otherwise only those in the store that
+	// no memberOf mentioned, to learn whether they are gone.
+	needMembers := len(r.pending) > 0
+	for _, g := range r.groups {
+		if !needMembers && (g.seen || !g.inStore) {
+			continue
+		}
+		entry, state, err := readGroupEntry(ctx, c, g.dn, needMembers)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = ctxError(ctx)
+			}
+			return r.abort(SyncReadGroups, err)
+		}
+		if entry != nil {
+			entry.index()
+		}
+		g.read, g.state, g.entry = true, state, entry
+		r.prog.Groups++
+		r.progress(SyncReadGroups)
+	}
+	if err := ctx.Err(); err != nil {
+		return r.abort(SyncReadGroups, ctxError(ctx))
+	}
+	for _, p := range r.pending {
+		for i, g := range r.groups {
+			member, known := memberByRule(false, false, g.entry, p.dn, p.username)
+			switch {
+			case !known:
+			case !member && r.indirect(p.primaryGroupID) && r.isCurrent(i, p.username):
+				r.confirm = append(r.confirm, confirmRemoval{group: i, user: r.confirmUser(p.dn, p.username, p.primaryGroupID, false, nil)})
+			default:
+				r.member(i, p.username, member)
+			}
+		}
+	}
+	r.pending = nil
+
+	// Removals a login might not make: ask as a login asks (a bounded
+	// number of queries: one set per planned removal, never per user).
+	for _, cr := range r.confirm {
+		g := r.groups[cr.group]
+		if g.read && g.state == groupGone {
+			continue // removed with the group
+		}
+		member, err := indirectMember(ctx, &a.cfg, cr.user, g.dn, c)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = ctxError(ctx)
+			}
+			return r.abort(SyncReadGroups, err)
+		}
+		if !member {
+			r.member(cr.group, cr.user.Username, false)
+		}
+	}
+	r.confirm = nil
+	return nil
+}
+
+// readError turns an error of the paged read into a SyncAbortError with a
+// hint where a setting can fix it.
+func (r *syncRun) readError(ctx context.Context, err error) error {
+	e := &SyncAbortError{Phase: SyncReadUsers, Page: r.prog.Pages + 1, Err: err}
+	paging := r.a.cfg.SyncPageSize > 0
+	switch {
+	case ctx.Err() != nil:
+		e.Err = ctxError(ctx)
+	case isTransportError(err):
+		e.Err = classifyTransport(err)
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
+		e.Hint = "the sync account's size limit cut the result: raise its limit (OpenLDAP: size.prtotal for paged searches) or page with LDAP_SYNC_PAGE_SIZE"
+		e.Variables = []string{EnvSyncPageSize}
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultTimeLimitExceeded):
+		e.Hint = "the sync account's time limit cut the result: raise it, or use smaller pages (LDAP_SYNC_PAGE_SIZE)"
+		e.Variables = []string{EnvSyncPageSize}
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultReferral):
+		e.Hint = "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds"
+		e.Variables = []string{EnvSearchBase}
+	case paging && (ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded) ||
+		ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) ||
+		ldap.IsErrorWithCode(err, ldap.LDAPResultUnwillingToPerform)):
+		e.Hint = "the server refused the paged search: set LDAP_SYNC_PAGE_SIZE=0 to read without paging"
+		e.Variables = []string{EnvSyncPageSize}
+	}
+	return e
+}
+
+// syncAttributes are the attributes the sync reads: the username, the
+// mapped fields, memberOf, and primaryGroupID (Active Directory's primary
+// group, which a login counts as a membership).
+func (a *Authenticator) syncAttributes() []string {
+	attrs := []string{a.cfg.usernameAttribute()}
+	for _, field := range slices.Sorted(maps.Keys(a.cfg.UserFields)) {
+		if attr := a.cfg.UserFields[field]; !slices.ContainsFunc(attrs, func(s string) bool { return strings.EqualFold(s, attr) }) {
+			attrs = append(attrs, attr)
+		}
+	}
+	return append(attrs, "memberOf", "primaryGroupID")
+}
+
+// pagedSearch runs req page by page (RFC 2696, pageSize entries a page) on
+// c, handing each page to each and holding no more than one. A pageSize of
+// NoPaging (or less than 1) runs one unpaged search. It stops at the first
+// error, of the server or of each.
+func pagedSearch(ctx context.Context, c *conn, req *ldap.SearchRequest, pageSize int, each func(*ldap.SearchResult) error) error {
+	base := req.Controls
+	var paging *ldap.ControlPaging
+	if pageSize > 0 {
+		paging = ldap.NewControlPaging(uint32(pageSize))
+		req.Controls = append(slices.Clip(base), paging)
+	}
+	for {
+		res, err := c.Search(ctx, req)
+		if err != nil {
+			return err
+		}
+		if err := each(res); err != nil {
+			return err
+		}
+		if paging == nil {
+			return nil
+		}
+		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
+		if !ok || len(ctrl.Cookie) == 0 {
+			// No control: the server ignored the (non-critical) request and
+			// sent everything; an empty cookie: that was the last page.
+			return nil
+		}
+		paging.SetCookie(ctrl.Cookie)
+	}
+}
+
+// memberOfIndex returns the index of the synced group the memberOf value
+// names, or -1.
+func (r *syncRun) memberOfIndex(v string) int {
+	if i, ok := r.dnCache[v]; ok {
+		return i
+	}
+	i, ok := r.groupIdx[normDN(v)]
+	if !ok {
+		i = -1
+	}
+	r.dnCache[v] = i
+	return i
+}
+
+// entry handles one user entry of the read.
+func (r *syncRun) entry(e *ldap.Entry) {
+	cfg := &r.a.cfg
+	username := e.GetEqualFoldAttributeValue(cfg.usernameAttribute())
+	if username == "" {
+		r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: e.DN, Reason: "no " + cfg.usernameAttribute() + " attribute (the username field)"})
+		return
+	}
+	key := normUser(username)
+	if _, dup := r.seen[key]; dup {
+		r.ambiguous[key] = true
+		r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: e.DN,
+			Reason: fmt.Sprintf("username %q is on more than one entry: the user is kept, nothing else changes for it", username)})
+		return
+	}
+	r.seen[key] = struct{}{}
+
+	r.matched = r.matched[:0]
+	hasMemberOf := false
+	for _, attr := range e.Attributes {
+		if !strings.EqualFold(attr.Name, "memberOf") {
+			continue
+		}
+		hasMemberOf = true
+		for _, v := range attr.Values {
+			if i := r.memberOfIndex(v); i >= 0 {
+				r.groups[i].seen = true
+				r.matched = append(r.matched, i)
+			}
+		}
+	}
+
+	su := r.users[key]
+	if su == nil && !r.opts.CreateUsers {
+		return
+	}
+	if su == nil {
+		r.saves = append(r.saves, r.user(e, username))
+		r.report.UsersCreated = append(r.report.UsersCreated, username)
+		r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
+	} else {
+		su.present = true
+		if su.details == nil || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields) {
+			r.saves = append(r.saves, r.user(e, username))
+			r.report.UsersUpdated = append(r.report.UsersUpdated, username)
+		}
+		if su.details == nil || !slices.Contains(su.details.Organisations, cfg.OrganisationID) {
+			r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
+		}
+	}
+	pgid := e.GetEqualFoldAttributeValue("primaryGroupID")
+	if !hasMemberOf {
+		r.pending = append(r.pending, pendingUser{username: username, dn: e.DN, primaryGroupID: pgid})
+		return
+	}
+	for i := range r.groups {
+		member, _ := memberByRule(true, slices.Contains(r.matched, i), nil, e.DN, username)
+		if !member && r.indirect(pgid) && r.isCurrent(i, username) {
+			r.confirm = append(r.confirm, confirmRemoval{group: i, user: r.confirmUser(e.DN, username, pgid, true, e.GetEqualFoldAttributeValues("memberOf"))})
+			continue
+		}
+		r.member(i, username, member)
+	}
+}
+
+// indirect reports whether a login could count a membership that the
+// direct rule does not: nested groups are on, or the entry has an Active
+// Directory primary group.
+func (r *syncRun) indirect(primaryGroupID string) bool {
+	return r.a.cfg.NestedGroups != NestedGroupsOff || primaryGroupID != ""
+}
+
+// isCurrent reports whether the store has the user in synced group i.
+func (r *syncRun) isCurrent(i int, username string) bool {
+	_, ok := r.groups[i].members[normUser(username)]
+	return ok
+}
+
+// confirmUser builds the little of a User that the login's indirect
+// membership checks read.
+func (r *syncRun) confirmUser(dn, username, pgid string, hasMemberOf bool, memberOf []string) *User {
+	u := &User{DN: dn, Username: username, Groups: memberOf, hasMemberOf: hasMemberOf, Attributes: map[string][]string{}}
+	if pgid != "" {
+		u.Attributes["primaryGroupID"] = []string{pgid}
+	}
+	return u
+}
+
+// sameFields reports whether the entry's mapped fields equal stored, as a
+// login would map them (a field is present when its attribute has a value).
+func (r *syncRun) sameFields(e *ldap.Entry, stored map[string]string) bool {
+	n := 0
+	for field, attr := range r.a.cfg.UserFields {
+		v := e.GetEqualFoldAttributeValue(attr)
+		if v == "" {
+			continue
+		}
+		n++
+		if old, ok := stored[field]; !ok || old != v {
+			return false
+		}
+	}
+	return n == len(stored)
+}
+
+// user maps the entry as a login does, without the attributes the sync
+// does not read.
+func (r *syncRun) user(e *ldap.Entry, username string) *User {
+	u := &User{DN: e.DN, Username: username, Fields: make(map[string]string, len(r.a.cfg.UserFields))}
+	for field, attr := range r.a.cfg.UserFields {
+		if v := e.GetEqualFoldAttributeValue(attr); v != "" {
+			u.Fields[field] = v
+		}
+	}
+	return u
+}
+
+// member plans the membership of the user in synced group i.
+func (r *syncRun) member(i int, username string, member bool) {
+	g := r.groups[i]
+	_, current := g.members[normUser(username)]
+	switch {
+	case member && !current:
+		r.report.MembershipsAdded = append(r.report.MembershipsAdded, Membership{GroupDN: g.dn, Username: username})
+	case !member && current:
+		r.report.MembershipsRemoved = append(r.report.MembershipsRemoved, Membership{GroupDN: g.dn, Username: username})
+	}
+}
+
+// plan completes the report from what was read.
+func (r *syncRun) plan() {
+	rep := r.report
+	for _, su := range r.users {
+		if !su.present {
+			rep.UsersRemoved = append(rep.UsersRemoved, su.username)
+		}
+	}
+	gone := map[string]bool{}
+	for _, g := range r.groups {
+		switch {
+		case !g.read || g.state == groupFound:
+		case g.state == groupGone:
+			gone[g.dn] = true
+			if g.inStore {
+				rep.GroupsRemoved = append(rep.GroupsRemoved, g.group)
+			}
+		case g.state == groupUnconfirmed && g.inStore:
+			rep.GroupsLeftAlone = append(rep.GroupsLeftAlone, GroupNote{DN: g.group.DN,
+				Reason: "the directory returned neither the entry nor noSuchObject (an ACL, or a server such as GLAuth): not confirmed gone"})
+		}
+	}
+	for _, g := range r.others {
+		rep.GroupsLeftAlone = append(rep.GroupsLeftAlone, GroupNote{DN: g.DN, Reason: "not in " + EnvSyncedGroups})
+	}
+	keep := func(m Membership) bool { return !gone[m.GroupDN] && !r.ambiguous[normUser(m.Username)] }
+	rep.MembershipsAdded = slices.DeleteFunc(rep.MembershipsAdded, func(m Membership) bool { return !keep(m) })
+	rep.MembershipsRemoved = slices.DeleteFunc(rep.MembershipsRemoved, func(m Membership) bool { return !keep(m) })
+	if len(r.ambiguous) > 0 {
+		notAmbiguous := func(name string) bool { return r.ambiguous[normUser(name)] }
+		rep.UsersUpdated = slices.DeleteFunc(rep.UsersUpdated, notAmbiguous)
+		rep.UsersCreated = slices.DeleteFunc(rep.UsersCreated, notAmbiguous)
+		rep.OrganisationJoins = slices.DeleteFunc(rep.OrganisationJoins, notAmbiguous)
+		r.saves = slices.DeleteFunc(r.saves, func(u *User) bool { return r.ambiguous[normUser(u.Username)] })
+	}
+	for _, g := range r.groups {
+		if g.inStore || gone[g.dn] {
+			continue
+		}
+		if slices.ContainsFunc(rep.MembershipsAdded, func(m Membership) bool { return m.GroupDN == g.dn }) {
+			rep.GroupsCreated = append(rep.GroupsCreated, Group{DN: g.dn, Name: GroupName(g.dn)})
+		}
+	}
+
+	slices.Sort(rep.UsersRemoved)
+	slices.Sort(rep.UsersUpdated)
+	slices.Sort(rep.UsersCreated)
+	slices.Sort(rep.OrganisationJoins)
+	byDN := func(a, b Group) int { return strings.Compare(a.DN, b.DN) }
+	slices.SortFunc(rep.GroupsCreated, byDN)
+	slices.SortFunc(rep.GroupsRemoved, byDN)
+	slices.SortFunc(rep.GroupsLeftAlone, func(a, b GroupNote) int { return strings.Compare(a.DN, b.DN) })
+	byMember := func(a, b Membership) int {
+		if c := strings.Compare(a.GroupDN, b.GroupDN); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Username, b.Username)
+	}
+	slices.SortFunc(rep.MembershipsAdded, byMember)
+	slices.SortFunc(rep.MembershipsRemoved, byMember)
+	rep.count()
+}
+
+// guard applies the removal guard.
+func (r *syncRun) guard() error {
+	rep := r.report
+	remove, managed := len(rep.UsersRemoved), rep.StoreUsers
+	if remove == 0 || r.opts.Force {
+		return nil
+	}
+	limit := r.a.cfg.SyncMaxRemovalPercent
+	if rep.DirectoryUsers == 0 {
+		return &RemovalGuardError{Remove: remove, Managed: managed, LimitPercent: limit, EmptyDirectory: true}
+	}
+	if remove > SyncRemovalAllowance && remove*100 > limit*managed {
+		return &RemovalGuardError{Remove: remove, Managed: managed, LimitPercent: limit}
+	}
+	return nil
+}
+
+// apply writes the plan: additions first, removals last, so that a run
+// stopped part-way has removed as little as possible.
+func (r *syncRun) apply(ctx context.Context) error {
+	store := r.a.cfg.Store
+	rep := r.report
+	orgID := r.a.cfg.OrganisationID
+	type write struct {
+		op string
+		do func() error
+	}
+	var writes []write
+	for _, g := range rep.GroupsCreated {
+		writes = append(writes, write{"save group", func() error { return store.SaveGroup(ctx, g) }})
+	}
+	for _, u := range r.saves {
+		writes = append(writes, write{"save user", func() error { return store.SaveUser(ctx, u) }})
+	}
+	for _, name := range rep.OrganisationJoins {
+		writes = append(writes, write{"join organisation", func() error { return store.JoinOrganisation(ctx, name, orgID) }})
+	}
+	for _, m := range rep.MembershipsAdded {
+		writes = append(writes, write{"set member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, true) }})
+	}
+	for _, m := range rep.MembershipsRemoved {
+		writes = append(writes, write{"remove member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, false) }})
+	}
+	for _, g := range rep.GroupsRemoved {
+		writes = append(writes, write{"delete group", func() error { return store.DeleteGroup(ctx, g.DN) }})
+	}
+	for _, name := range rep.UsersRemoved {
+		writes = append(writes, write{"delete user", func() error { return store.DeleteUser(ctx, name) }})
+	}
+	r.prog.Total = len(writes)
+	r.progress(SyncApply)
+	for i, w := range writes {
+		if ctx.Err() != nil {
+			return &chained{fmt.Sprintf("ldapauth: sync stopped after %d of %d changes", i, len(writes)), ctx.Err()}
+		}
+		if err := w.do(); err != nil {
+			return &chained{fmt.Sprintf("ldapauth: sync stopped after %d of %d changes", i, len(writes)), &StoreError{Op: w.op, Err: err}}
+		}
+		r.prog.Done = i + 1
+		if r.prog.Done%500 == 0 {
+			r.progress(SyncApply)
+		}
+	}
+	return nil
+}
+
+// chained is an error that adds context to err without repeating the
+// "ldapauth: " prefix of err's message.
+type chained struct {
+	msg string
+	err error
+}
+
+func (e *chained) Error() string {
+	return e.msg + ": " + strings.TrimPrefix(e.err.Error(), "ldapauth: ")
+}
+
+func (e *chained) Unwrap() error { return e.err }
+
+// isTransportError reports whether err is a failure of the connection
+// rather than an answer of the server: a network error, or an error that
+// is no LDAP result at all (go-ldap reports a connection reset during a
+// response as a plain error, "unable to read LDAP response packet").
+func isTransportError(err error) bool {
+	var ldapErr *ldap.Error
+	return isNetworkError(err) || !errors.As(err, &ldapErr)
+}
+
+// classifyTransport wraps err with ErrUnavailable when it is a transport
+// failure.
+func classifyTransport(err error) error {
+	if err != nil && isTransportError(err) && !errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}

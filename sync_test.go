@@ -1,0 +1,488 @@
+package ldapauth_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/go-ldapauth/ldapauth"
+	"github.com/go-ldapauth/ldapauth/internal/faultproxy"
+	"github.com/go-ldapauth/ldapauth/ldaptest"
+)
+
+// syncVars are the variables of a Flagsmith deployment that runs the sync
+// job against srv: the group syncer with readers and marvel, bound as the
+// directory's service account by plain name (through the formatter).
+func syncVars(srv *ldaptest.Server, extra map[string]string) map[string]string {
+	vars := srv.Env()
+	vars["LDAP_AUTH_SYNC_USER_RELATIONS"] = "flagsmith_ldap.ldap.sync_user_groups"
+	vars["LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID"] = "1"
+	vars["LDAP_SYNCED_GROUPS"] = srv.GroupDN("readers") + ":" + srv.GroupDN("marvel")
+	vars["LDAP_SYNC_USER_USERNAME"] = "svc"
+	vars["LDAP_SYNC_USER_PASSWORD"] = ldaptest.GeneratedPassword("svc")
+	for k, v := range extra {
+		if v == "" {
+			delete(vars, k)
+			continue
+		}
+		vars[k] = v
+	}
+	return vars
+}
+
+// syncAuth returns an Authenticator configured by vars that writes into
+// store.
+func syncAuth(t testing.TB, vars map[string]string, store ldapauth.UserStore, edit ...func(*ldapauth.Config)) *ldapauth.Authenticator {
+	t.Helper()
+	cfg, err := ldapauth.LoadConfig(env(vars))
+	require.NoError(t, err)
+	cfg.Store = store
+	for _, e := range edit {
+		e(cfg)
+	}
+	a, err := ldapauth.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// login logs the users in (their password is "<name>-password"), so that
+// the store holds them as a Flagsmith deployment would.
+func login(t *testing.T, a *ldapauth.Authenticator, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		_, err := a.Authenticate(context.Background(), name, name+"-password")
+		require.NoError(t, err, name)
+	}
+}
+
+// editUser changes the user name of d.
+func editUser(t *testing.T, d *ldaptest.Directory, name string, edit func(*ldaptest.User)) {
+	t.Helper()
+	for i := range d.Users {
+		if d.Users[i].Name == name {
+			edit(&d.Users[i])
+			return
+		}
+	}
+	t.Fatalf("no user %s", name)
+}
+
+// dropUsers removes the named users from d.
+func dropUsers(d *ldaptest.Directory, names ...string) {
+	d.Users = slices.DeleteFunc(d.Users, func(u ldaptest.User) bool { return slices.Contains(names, u.Name) })
+}
+
+func snapshot(t *testing.T, s ldapauth.UserStore) *ldapauth.Snapshot {
+	t.Helper()
+	snap, err := s.Snapshot(context.Background())
+	require.NoError(t, err)
+	return snap
+}
+
+func runSync(t *testing.T, a *ldapauth.Authenticator, opts ldapauth.SyncOptions) *ldapauth.SyncReport {
+	t.Helper()
+	rep, err := a.Sync(context.Background(), opts)
+	require.NoError(t, err)
+	require.NotNil(t, rep)
+	return rep
+}
+
+// demoSync starts the demo directory, logs alice, bob, carol and jürgen in
+// and returns the server, the store and an Authenticator for the sync.
+func demoSync(t *testing.T, extra map[string]string) (*ldaptest.Server, *ldapauth.MemStore, *ldapauth.Authenticator) {
+	t.Helper()
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	store := ldapauth.NewMemStore()
+	a := syncAuth(t, syncVars(srv, extra), store)
+	login(t, a, "alice", "bob", "carol", "jürgen")
+	return srv, store, a
+}
+
+func TestSyncSteadyStateIsNoOp(t *testing.T) {
+	_, store, a := demoSync(t, nil)
+	before := snapshot(t, store)
+	rep := runSync(t, a, ldapauth.SyncOptions{})
+	assert.Zero(t, rep.Counts.Changes(), "logins already did everything: %s", rep)
+	assert.True(t, rep.Applied)
+	assert.Equal(t, 1, rep.Pages)
+	assert.Equal(t, 7, rep.DirectoryUsers, "every posixAccount, svc and those who never logged in included")
+	assert.Equal(t, 4, rep.StoreUsers)
+	assert.Equal(t, before, snapshot(t, store))
+	assert.Nil(t, store.User("mallory"), "users who never logged in are not created by default")
+}
+
+// The directory changes between two syncs: a user removed, a user's
+// fields changed, one user joins a synced group and another leaves it.
+func TestSyncDirectoryChanges(t *testing.T) {
+	srv, store, a := demoSync(t, nil)
+	readers, marvel := srv.GroupDN("readers"), srv.GroupDN("marvel")
+
+	d := ldaptest.DemoDirectory()
+	dropUsers(&d, "jürgen")
+	editUser(t, &d, "alice", func(u *ldaptest.User) { u.SN = "Hargreaves"; u.Groups = append(u.Groups, "marvel") })
+	editUser(t, &d, "bob", func(u *ldaptest.User) { u.Groups = []string{"readers"} })
+	require.NoError(t, srv.SetDirectory(d))
+
+	rep := runSync(t, a, ldapauth.SyncOptions{})
+	assert.Equal(t, []string{"jürgen"}, rep.UsersRemoved)
+	assert.Equal(t, []string{"alice"}, rep.UsersUpdated)
+	assert.Equal(t, []ldapauth.Membership{{GroupDN: marvel, Username: "alice"}}, rep.MembershipsAdded)
+	assert.Equal(t, []ldapauth.Membership{{GroupDN: marvel, Username: "bob"}}, rep.MembershipsRemoved)
+	assert.Empty(t, rep.GroupsRemoved)
+	assert.Empty(t, rep.UsersCreated)
+	assert.Equal(t, ldapauth.SyncCounts{UsersRemoved: 1, UsersUpdated: 1, MembershipsAdded: 1, MembershipsRemoved: 1}, rep.Counts)
+
+	assert.Nil(t, store.User("jürgen"))
+	assert.Equal(t, "Hargreaves", store.User("alice").Fields["last_name"], "fields refreshed as a login would")
+	members, _ := store.Members(marvel)
+	assert.Equal(t, []string{"alice", "carol"}, members)
+	members, _ = store.Members(readers)
+	assert.Equal(t, []string{"alice", "bob"}, members)
+
+	again := runSync(t, a, ldapauth.SyncOptions{})
+	assert.Zero(t, again.Counts.Changes(), "a second run changes nothing: %s", again)
+}
+
+func TestSyncUserLeftLoginGroup(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	store := ldapauth.NewMemStore()
+	a := syncAuth(t, syncVars(srv, map[string]string{
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter",
+		"LDAP_LOGIN_GROUP":                srv.GroupDN("ldapusers"),
+	}), store)
+	login(t, a, "alice", "carol", "jürgen")
+
+	rep := runSync(t, a, ldapauth.SyncOptions{})
+	assert.Zero(t, rep.Counts.Changes(), "%s", rep)
+	assert.Equal(t, 5, rep.DirectoryUsers, "the login group's members only: alice, carol, jürgen, dave(ops, mallory")
+
+	d := ldaptest.DemoDirectory()
+	editUser(t, &d, "carol", func(u *ldaptest.User) { u.Groups = []string{"marvel"} })
+	require.NoError(t, srv.SetDirectory(d))
+	rep = runSync(t, a, ldapauth.SyncOptions{})
+	assert.Equal(t, []string{"carol"}, rep.UsersRemoved, "outside the login group, the login search no longer finds her")
+	assert.Nil(t, store.User("carol"))
+	assert.NotNil(t, store.User("alice"))
+}
+
+// GLAuth answers a base search on a missing group with success and no
+// entry, which is not a definitive "gone": the group stays, reported, while
+// memberships still follow memberOf.
+func TestSyncGroupGoneFromGLAuthIsLeftAlone(t *testing.T) {
+	srv, store, a := demoSync(t, nil)
+	marvel := srv.GroupDN("marvel")
+	d := ldaptest.DemoDirectory()
+	d.Groups = slices.DeleteFunc(d.Groups, func(g ldaptest.Group) bool { return g.Name == "marvel" })
+	for i := range d.Users {
+		d.Users[i].Groups = slices.DeleteFunc(d.Users[i].Groups, func(g string) bool { return g == "marvel" })
+	}
+	require.NoError(t, srv.SetDirectory(d))
+
+	rep := runSync(t, a, ldapauth.SyncOptions{})
+	assert.Empty(t, rep.GroupsRemoved)
+	require.Len(t, rep.GroupsLeftAlone, 1)
+	assert.Equal(t, marvel, rep.GroupsLeftAlone[0].DN)
+	assert.Contains(t, rep.GroupsLeftAlone[0].Reason, "not confirmed gone")
+	_, ok := store.GroupOf(marvel)
+	assert.True(t, ok, "the group is kept")
+	assert.Equal(t, []ldapauth.Membership{{GroupDN: marvel, Username: "bob"}, {GroupDN: marvel, Username: "carol"}}, rep.MembershipsRemoved,
+		"memberOf no longer lists it")
+}
+
+func TestSyncGroupDroppedFromSyncedGroupsIsLeftAlone(t *testing.T) {
+	srv, store, _ := demoSync(t, nil)
+	marvel := srv.GroupDN("marvel")
+	a := syncAuth(t, syncVars(srv, map[string]string{"LDAP_SYNCED_GROUPS": srv.GroupDN("readers")}), store)
+	d := ldaptest.DemoDirectory()
+	editUser(t, &d, "bob", func(u *ldaptest.User) { u.Groups = []string{"readers"} })
+	require.NoError(t, srv.SetDirectory(d))
+
+	rep := runSync(t, a, ldapauth.SyncOptions{})
+	assert.Equal(t, []ldapauth.GroupNote{{DN: marvel, Reason: "not in LDAP_SYNCED_GROUPS"}}, rep.GroupsLeftAlone)
+	assert.Zero(t, rep.Counts.Changes(), "%s", rep)
+	members, ok := store.Members(marvel)
+	require.True(t, ok)
+	assert.Equal(t, []string{"bob", "carol"}, members, "its members are not touched either")
+}
+
+func TestSyncCreateUsers(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	store := ldapauth.NewMemStore()
+	a := syncAuth(t, syncVars(srv, nil), store)
+	rep := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
+	assert.Equal(t, []string{"alice", "bob", "carol", "dave(ops", "jürgen", "mallory", "svc"}, rep.UsersCreated)
+	assert.Equal(t, rep.UsersCreated, rep.OrganisationJoins)
+	assert.Equal(t, []ldapauth.Group{{DN: srv.GroupDN("marvel"), Name: "marvel"}, {DN: srv.GroupDN("readers"), Name: "readers"}}, rep.GroupsCreated)
+	assert.Len(t, rep.MembershipsAdded, 4)
+	assert.Equal(t, []string{"1"}, store.Organisations("mallory"))
+	members, _ := store.Members(srv.GroupDN("readers"))
+	assert.Equal(t, []string{"alice", "bob"}, members)
+	assert.Equal(t, "Liddell", store.User("alice").Fields["last_name"])
+
+	again := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
+	assert.Zero(t, again.Counts.Changes(), "%s", again)
+}
+
+// GLAuth ignores the page size (everything comes in the first page), so a
+// page size below the user count must still read everyone; real paging is
+// tested against OpenLDAP.
+func TestSyncPageSizeBelowUserCount(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.Generate(50, 5))
+	store := ldapauth.NewMemStore()
+	a := syncAuth(t, syncVars(srv, map[string]string{
+		"LDAP_SYNCED_GROUPS":  srv.GroupDN("group0001") + ":" + srv.GroupDN("group0002"),
+		"LDAP_SYNC_PAGE_SIZE": "7",
+	}), store)
+	rep := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
+	assert.Equal(t, 51, rep.DirectoryUsers)
+	assert.Len(t, rep.UsersCreated, 51)
+	assert.Len(t, snapshot(t, store).Users, 51)
+}
+
+// The guard refuses a sync that would remove more than the share, writing
+// nothing and returning the plan; Force applies it.
+func TestSyncRemovalGuard(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.Generate(40, 4))
+	store := ldapauth.NewMemStore()
+	a := syncAuth(t, syncVars(srv, map[string]string{"LDAP_SYNCED_GROUPS": srv.GroupDN("group0001")}), store)
+	runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
+	before := snapshot(t, store)
+	require.Len(t, before.Users, 41)
+
+	d := ldaptest.Generate(40, 4)
+	var gone []string
+	for i := range 10 {
+		gone = append(gone, d.Users[i].Name)
+	}
+	dropUsers(&d, gone...)
+	require.NoError(t, srv.SetDirectory(d))
+
+	rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{})
+	require.ErrorIs(t, err, ldapauth.ErrRemovalGuard)
+	assert.NotErrorIs(t, err, ldapauth.ErrSyncAborted)
+	var gerr *ldapauth.RemovalGuardError
+	require.ErrorAs(t, err, &gerr)
+	assert.Equal(t, ldapauth.RemovalGuardError{Remove: 10, Managed: 41, LimitPercent: ldapauth.DefaultSyncMaxRemovalPercent}, *gerr)
+	require.NotNil(t, rep, "the plan comes with the refusal")
+	assert.Equal(t, gone, rep.UsersRemoved)
+	assert.False(t, rep.Applied)
+	assert.Equal(t, before, snapshot(t, store), "nothing written")
+
+	t.Run("a higher share lets it through", func(t *testing.T) {
+		lenient := syncAuth(t, syncVars(srv, map[string]string{"LDAP_SYNCED_GROUPS": srv.GroupDN("group0001"), "LDAP_SYNC_MAX_REMOVAL_PERCENT": "30"}), store)
+		rep, err := lenient.Sync(context.Background(), ldapauth.SyncOptions{DryRun: true})
+		require.NoError(t, err)
+		assert.Len(t, rep.UsersRemoved, 10)
+	})
+
+	rep = runSync(t, a, ldapauth.SyncOptions{Force: true})
+	assert.True(t, rep.Forced)
+	assert.Equal(t, gone, rep.UsersRemoved)
+	assert.Len(t, snapshot(t, store).Users, 31)
+}
+
+// A directory that returns no user at all is refused however few users
+// the store holds: a wrong filter or an emptied login group looks like this.
+func TestSyncRemovalGuardEmptyDirectory(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	store := ldapauth.NewMemStore()
+	a := syncAuth(t, syncVars(srv, map[string]string{
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter",
+		"LDAP_LOGIN_GROUP":                srv.GroupDN("ldapusers"),
+	}), store)
+	login(t, a, "alice", "carol")
+	d := ldaptest.DemoDirectory()
+	for i := range d.Users {
+		d.Users[i].Groups = slices.DeleteFunc(d.Users[i].Groups, func(g string) bool { return g == "ldapusers" })
+	}
+	require.NoError(t, srv.SetDirectory(d))
+
+	rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{})
+	var gerr *ldapauth.RemovalGuardError
+	require.ErrorAs(t, err, &gerr)
+	assert.True(t, gerr.EmptyDirectory)
+	assert.Equal(t, 2, gerr.Remove)
+	assert.Equal(t, 0, rep.DirectoryUsers)
+	assert.Len(t, snapshot(t, store).Users, 2)
+
+	rep = runSync(t, a, ldapauth.SyncOptions{Force: true})
+	assert.Equal(t, []string{"alice", "carol"}, rep.UsersRemoved)
+}
+
+func TestSyncDryRunWritesNothing(t *testing.T) {
+	srv, store, a := demoSync(t, nil)
+	d := ldaptest.DemoDirectory()
+	dropUsers(&d, "carol")
+	editUser(t, &d, "alice", func(u *ldaptest.User) { u.Mail = "alice@example.org"; u.Groups = append(u.Groups, "marvel") })
+	require.NoError(t, srv.SetDirectory(d))
+	before := snapshot(t, store)
+
+	plan := runSync(t, a, ldapauth.SyncOptions{DryRun: true, CreateUsers: true})
+	assert.True(t, plan.DryRun)
+	assert.False(t, plan.Applied)
+	assert.Equal(t, before, snapshot(t, store), "nothing written")
+	assert.Equal(t, []string{"carol"}, plan.UsersRemoved)
+	assert.Equal(t, []string{"alice"}, plan.UsersUpdated)
+	assert.Equal(t, []string{"dave(ops", "mallory", "svc"}, plan.UsersCreated)
+	assert.Contains(t, plan.String(), "dry run, nothing written")
+
+	done := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
+	plan.DryRun, plan.Applied = false, true
+	assert.Equal(t, plan, done, "the dry run's plan is what the real run does")
+}
+
+// A connection cut in the middle of the read removes nothing.
+func TestSyncConnectionCutMidRead(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.Generate(300, 10))
+	proxy := faultproxy.Start(t, strings.TrimPrefix(srv.URL(), "ldap://"))
+	store := ldapauth.NewMemStore()
+	vars := syncVars(srv, map[string]string{"LDAP_AUTH_URL": proxy.URL(), "LDAP_SYNCED_GROUPS": srv.GroupDN("group0001"), "LDAP_SYNC_PAGE_SIZE": "50"})
+	a := syncAuth(t, vars, store)
+	runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
+	before := snapshot(t, store)
+
+	d := ldaptest.Generate(300, 10)
+	dropUsers(&d, d.Users[0].Name, d.Users[1].Name)
+	require.NoError(t, srv.SetDirectory(d))
+	proxy.CutAfter(20_000) // the bind answer and part of the entries
+	rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{Force: true})
+	require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
+	require.ErrorIs(t, err, ldapauth.ErrUnavailable)
+	var aerr *ldapauth.SyncAbortError
+	require.ErrorAs(t, err, &aerr)
+	assert.Equal(t, ldapauth.SyncReadUsers, aerr.Phase)
+	assert.Nil(t, rep)
+	assert.Equal(t, before, snapshot(t, store), "nothing removed, even forced")
+
+	proxy.CutAfter(0)
+	rep = runSync(t, a, ldapauth.SyncOptions{})
+	assert.Len(t, rep.UsersRemoved, 2, "a complete read does remove them")
+}
+
+// Cancelling ctx while the read is in flight removes nothing.
+func TestSyncCancelledMidRead(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	proxy := faultproxy.Start(t, strings.TrimPrefix(srv.URL(), "ldap://"))
+	store := ldapauth.NewMemStore()
+	a := syncAuth(t, syncVars(srv, map[string]string{"LDAP_AUTH_URL": proxy.URL()}), store, func(c *ldapauth.Config) { c.ReceiveTimeout = time.Hour })
+	login(t, a, "alice", "bob", "carol")
+	d := ldaptest.DemoDirectory()
+	dropUsers(&d, "alice", "bob", "carol")
+	require.NoError(t, srv.SetDirectory(d))
+	before := snapshot(t, store)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var once sync.Once
+	rep, err := a.Sync(ctx, ldapauth.SyncOptions{Force: true, Progress: func(p ldapauth.SyncProgress) {
+		if p.Phase == ldapauth.SyncReadUsers && p.Pages == 0 {
+			// Bound; the search is about to go out: hold it in the proxy
+			// and cancel while the client waits for the answer.
+			once.Do(func() {
+				proxy.SetDelay(time.Hour)
+				time.AfterFunc(50*time.Millisecond, cancel)
+			})
+		}
+	}})
+	require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Nil(t, rep)
+	assert.Equal(t, before, snapshot(t, store))
+}
+
+func TestSyncMissingVariables(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	vars := srv.Env() // login only: none of the sync's variables
+	a := syncAuth(t, vars, ldapauth.NewMemStore())
+	_, err := a.Sync(context.Background(), ldapauth.SyncOptions{})
+	require.ErrorIs(t, err, ldapauth.ErrConfig)
+	got := configErrors(t, err)
+	for _, v := range []string{"LDAP_SYNC_USER_USERNAME", "LDAP_SYNC_USER_PASSWORD", "LDAP_SYNCED_GROUPS",
+		"LDAP_AUTH_SYNC_USER_RELATIONS", "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID"} {
+		assert.Contains(t, got, v, "the error names %s", v)
+	}
+	assert.Len(t, got, 5)
+
+	a = syncAuth(t, syncVars(srv, map[string]string{"LDAP_SYNCED_GROUPS": ""}), ldapauth.NewMemStore())
+	_, err = a.Sync(context.Background(), ldapauth.SyncOptions{})
+	got = configErrors(t, err)
+	assert.Equal(t, []string{"LDAP_SYNCED_GROUPS"}, slices.Collect(maps.Keys(got)))
+}
+
+func TestSyncAccount(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	t.Run("a DN is used verbatim", func(t *testing.T) {
+		a := syncAuth(t, syncVars(srv, map[string]string{"LDAP_SYNC_USER_USERNAME": srv.UserDN("svc")}), ldapauth.NewMemStore())
+		runSync(t, a, ldapauth.SyncOptions{})
+	})
+	t.Run("a refused bind is the service account's fault", func(t *testing.T) {
+		const secret = "not-svc-password"
+		a := syncAuth(t, syncVars(srv, map[string]string{"LDAP_SYNC_USER_PASSWORD": secret}), ldapauth.NewMemStore())
+		_, err := a.Sync(context.Background(), ldapauth.SyncOptions{})
+		require.ErrorIs(t, err, ldapauth.ErrServiceAccount)
+		require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
+		assert.NotErrorIs(t, err, ldapauth.ErrInvalidCredentials)
+		assert.NotContains(t, err.Error(), secret)
+		assert.Equal(t, 1, strings.Count(err.Error(), "ldapauth:"), "prefixed once: %v", err)
+	})
+	t.Run("an unreachable directory", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		url := "ldap://" + ln.Addr().String()
+		require.NoError(t, ln.Close())
+		a := syncAuth(t, syncVars(srv, map[string]string{"LDAP_AUTH_URL": url}), ldapauth.NewMemStore())
+		_, err = a.Sync(context.Background(), ldapauth.SyncOptions{})
+		require.ErrorIs(t, err, ldapauth.ErrUnavailable)
+		require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
+	})
+}
+
+func TestSyncReportAndProgress(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	var logs bytes.Buffer
+	store := ldapauth.NewMemStore()
+	a := syncAuth(t, syncVars(srv, nil), store, func(c *ldapauth.Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	})
+	login(t, a, "alice", "bob")
+	d := ldaptest.DemoDirectory()
+	dropUsers(&d, "bob")
+	require.NoError(t, srv.SetDirectory(d))
+
+	var phases []ldapauth.SyncPhase
+	var last ldapauth.SyncProgress
+	rep := runSync(t, a, ldapauth.SyncOptions{Progress: func(p ldapauth.SyncProgress) {
+		if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
+			phases = append(phases, p.Phase)
+		}
+		last = p
+	}})
+	assert.Equal(t, []ldapauth.SyncPhase{ldapauth.SyncReadUsers, ldapauth.SyncApply, ldapauth.SyncDone}, phases)
+	assert.Equal(t, ldapauth.SyncProgress{Phase: ldapauth.SyncDone, Pages: 1, Users: 6, Done: 1, Total: 1}, last)
+	assert.Contains(t, logs.String(), `"msg":"ldapauth: sync read a page of users","pages":1,"users":6`)
+	assert.NotContains(t, logs.String(), "svc-password")
+
+	text := rep.String()
+	assert.Contains(t, text, "ldapauth sync (applied): 6 directory users in 1 pages, 2 directory-managed users in the store, 1 changes\n")
+	assert.Contains(t, text, "users removed (1):\n  bob\n")
+
+	raw, err := json.Marshal(rep)
+	require.NoError(t, err)
+	var back ldapauth.SyncReport
+	require.NoError(t, json.Unmarshal(raw, &back))
+	assert.Equal(t, *rep, back)
+	assert.Contains(t, string(raw), `"users_removed":["bob"]`)
+	assert.Contains(t, string(raw), `"counts":{"users_removed":1,`)
+}
