@@ -50,6 +50,22 @@ const (
 	// NoPaging as Config.SyncPageSize makes the sync read without the paged
 	// results control, for servers that refuse it (LDAP_SYNC_PAGE_SIZE=0).
 	NoPaging = -1
+	// DefaultPoolSize is how many idle connections of each kind (user
+	// binds; service-account searches) an Authenticator keeps open when
+	// LDAP_AUTH_POOL_SIZE is unset. A login holds a connection for two
+	// round trips, so eight serve thousands of logins a second on a LAN,
+	// far more than a sign-in page sees, while staying well under any
+	// server's connection limits.
+	DefaultPoolSize = 8
+	// DefaultPoolIdleTimeout is how long an idle pooled connection is kept
+	// when LDAP_AUTH_POOL_IDLE_TIMEOUT is unset: below Active Directory's
+	// 900 s MaxConnIdleTime and below the idle timeouts of common load
+	// balancers and NAT gateways (Azure 240 s, AWS NLB 350 s), which drop
+	// connections without telling either end.
+	DefaultPoolIdleTimeout = 180 * time.Second
+	// NoPool, as Config.PoolSize, turns pooling off: every login dials its
+	// own connections and closes them (LDAP_AUTH_POOL_SIZE=0).
+	NoPool = -1
 )
 
 // DefaultUserFields returns django-python3-ldap's LDAP_AUTH_USER_FIELDS
@@ -105,6 +121,19 @@ type Config struct {
 	// LDAP_AUTH_RECEIVE_TIMEOUT in whole seconds, default
 	// [DefaultReceiveTimeout].
 	ReceiveTimeout time.Duration
+
+	// PoolSize is how many idle connections of each kind are kept open for
+	// later logins: connections the users bind on, and, with a service
+	// account, connections bound as it for the searches. Logins beyond it
+	// at the same moment dial extra connections, closed after use; nobody
+	// waits for a pooled one. 0 means [DefaultPoolSize]; [NoPool] dials per
+	// login. LDAP_AUTH_POOL_SIZE (0 turns pooling off).
+	PoolSize int
+
+	// PoolIdleTimeout is how long a pooled connection may sit idle before
+	// it is closed instead of used. LDAP_AUTH_POOL_IDLE_TIMEOUT in whole
+	// seconds, default [DefaultPoolIdleTimeout].
+	PoolIdleTimeout time.Duration
 
 	// FormatUsername turns the typed username into the bind name.
 	// LDAP_AUTH_FORMAT_USERNAME, default [OpenLDAPFormatter].
@@ -211,6 +240,8 @@ const (
 	EnvADDomain           = "LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN"
 	EnvConnectTimeout     = "LDAP_AUTH_CONNECT_TIMEOUT"
 	EnvReceiveTimeout     = "LDAP_AUTH_RECEIVE_TIMEOUT"
+	EnvPoolSize           = "LDAP_AUTH_POOL_SIZE"
+	EnvPoolIdleTimeout    = "LDAP_AUTH_POOL_IDLE_TIMEOUT"
 	EnvFormatUsername     = "LDAP_AUTH_FORMAT_USERNAME"
 	EnvOrganisationID     = "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID"
 	EnvSyncRelations      = "LDAP_AUTH_SYNC_USER_RELATIONS"
@@ -284,6 +315,8 @@ func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
 		UserFields:            DefaultUserFields(),
 		ConnectTimeout:        DefaultConnectTimeout,
 		ReceiveTimeout:        DefaultReceiveTimeout,
+		PoolSize:              DefaultPoolSize,
+		PoolIdleTimeout:       DefaultPoolIdleTimeout,
 		ActiveDirectoryDomain: get(EnvADDomain),
 		OrganisationID:        get(EnvOrganisationID),
 		LoginGroup:            get(EnvLoginGroup),
@@ -328,7 +361,7 @@ func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
 	for _, t := range []struct {
 		name string
 		dst  *time.Duration
-	}{{EnvConnectTimeout, &cfg.ConnectTimeout}, {EnvReceiveTimeout, &cfg.ReceiveTimeout}} {
+	}{{EnvConnectTimeout, &cfg.ConnectTimeout}, {EnvReceiveTimeout, &cfg.ReceiveTimeout}, {EnvPoolIdleTimeout, &cfg.PoolIdleTimeout}} {
 		if v := get(t.name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
@@ -355,6 +388,17 @@ func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
 			errs = append(errs, configErr(fmt.Sprintf("%q is not a whole percentage from 1 to 100", v), EnvSyncMaxRemoval))
 		} else {
 			cfg.SyncMaxRemovalPercent = n
+		}
+	}
+	if v := get(EnvPoolSize); v != "" {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n < 0:
+			errs = append(errs, &ConfigError{Variables: []string{EnvPoolSize}, Problem: fmt.Sprintf("%q is not a whole number of connections (0 turns pooling off)", v)})
+		case n == 0:
+			cfg.PoolSize = NoPool
+		default:
+			cfg.PoolSize = n
 		}
 	}
 	if v := get(EnvSyncedGroups); v != "" {
@@ -460,6 +504,12 @@ func (c *Config) validate() []*ConfigError {
 	}
 	if c.SyncMaxRemovalPercent < 0 || c.SyncMaxRemovalPercent > 100 {
 		add(fmt.Sprintf("%d is not a percentage from 1 to 100 (0 for the default)", c.SyncMaxRemovalPercent), EnvSyncMaxRemoval)
+	}
+	if c.PoolSize < NoPool {
+		add(fmt.Sprintf("%d: use a positive size, 0 for the default or NoPool", c.PoolSize), EnvPoolSize)
+	}
+	if c.PoolIdleTimeout < 0 {
+		add("negative", EnvPoolIdleTimeout)
 	}
 
 	formatter := c.FormatUsername
@@ -714,6 +764,12 @@ func (c *Config) withDefaults() Config {
 	}
 	if cp.SyncMaxRemovalPercent == 0 {
 		cp.SyncMaxRemovalPercent = DefaultSyncMaxRemovalPercent
+	}
+	if cp.PoolSize == 0 {
+		cp.PoolSize = DefaultPoolSize
+	}
+	if cp.PoolIdleTimeout == 0 {
+		cp.PoolIdleTimeout = DefaultPoolIdleTimeout
 	}
 	if cp.FormatUsername == nil {
 		cp.FormatUsername = OpenLDAPFormatter{}

@@ -74,6 +74,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Equal(t, map[string]string{"username": "uid", "first_name": "givenName", "last_name": "sn", "email": "mail"}, cfg.UserFields)
 	assert.Equal(t, ldapauth.DefaultConnectTimeout, cfg.ConnectTimeout)
 	assert.Equal(t, ldapauth.DefaultReceiveTimeout, cfg.ReceiveTimeout)
+	assert.Equal(t, 8, cfg.PoolSize)
+	assert.Equal(t, 180*time.Second, cfg.PoolIdleTimeout, "below Active Directory's 900 s")
 	assert.Nil(t, cfg.FormatUsername, "nil means the OpenLDAP formatter")
 	assert.Nil(t, cfg.SearchFilters, "nil means the default filters")
 	assert.Nil(t, cfg.SyncRelations, "nil means no relations")
@@ -132,6 +134,8 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 		"LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN":      "CORP",
 		"LDAP_AUTH_CONNECT_TIMEOUT":              "3",
 		"LDAP_AUTH_RECEIVE_TIMEOUT":              "7",
+		"LDAP_AUTH_POOL_SIZE":                    "3",
+		"LDAP_AUTH_POOL_IDLE_TIMEOUT":            "60",
 		"LDAP_AUTH_FORMAT_USERNAME":              "django_python3_ldap.utils.format_username_active_directory",
 		"LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID": "42",
 		"LDAP_AUTH_SYNC_USER_RELATIONS":          "flagsmith_ldap.ldap.sync_user_groups",
@@ -158,6 +162,8 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 	assert.Equal(t, "CORP", cfg.ActiveDirectoryDomain)
 	assert.Equal(t, 3*time.Second, cfg.ConnectTimeout)
 	assert.Equal(t, 7*time.Second, cfg.ReceiveTimeout)
+	assert.Equal(t, 3, cfg.PoolSize)
+	assert.Equal(t, 60*time.Second, cfg.PoolIdleTimeout)
 	assert.Equal(t, ldapauth.ActiveDirectoryFormatter{}, cfg.FormatUsername)
 	assert.Equal(t, "42", cfg.OrganisationID)
 	assert.Equal(t, ldapauth.SyncUserGroups{}, cfg.SyncRelations)
@@ -319,6 +325,8 @@ func TestLoadConfigReportsEveryBadVariable(t *testing.T) {
 		"LDAP_AUTH_USER_FIELDS":              "email=mail,first_name",
 		"LDAP_AUTH_CONNECT_TIMEOUT":          "soon",
 		"LDAP_AUTH_RECEIVE_TIMEOUT":          "-1",
+		"LDAP_AUTH_POOL_SIZE":                "-2",
+		"LDAP_AUTH_POOL_IDLE_TIMEOUT":        "5m",
 		"LDAP_AUTH_FORMAT_USERNAME":          "myapp.format_username",
 		"LDAP_AUTH_FORMAT_SEARCH_FILTERS":    "myapp.filters",
 		"LDAP_AUTH_SYNC_USER_RELATIONS":      "myapp.sync",
@@ -339,7 +347,7 @@ func TestLoadConfigReportsEveryBadVariable(t *testing.T) {
 	for _, v := range []string{
 		"LDAP_AUTH_URL", "LDAP_AUTH_USE_TLS", "LDAP_AUTH_SEARCH_BASE", "LDAP_AUTH_USER_FIELDS",
 		"LDAP_AUTH_CONNECT_TIMEOUT", "LDAP_AUTH_RECEIVE_TIMEOUT", "LDAP_AUTH_FORMAT_USERNAME",
-		"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "LDAP_AUTH_SYNC_USER_RELATIONS", "LDAP_SYNCED_GROUPS",
+		"LDAP_AUTH_POOL_SIZE", "LDAP_AUTH_POOL_IDLE_TIMEOUT", "LDAP_AUTH_FORMAT_SEARCH_FILTERS", "LDAP_AUTH_SYNC_USER_RELATIONS", "LDAP_SYNCED_GROUPS",
 		"LDAP_AUTH_TLS_CA_FILE", "LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY",
 		"LDAP_AUTH_CONNECTION_USERNAME", "LDAP_SYNC_USER_USERNAME",
 		"LDAP_SYNC_PAGE_SIZE", "LDAP_SYNC_MAX_REMOVAL_PERCENT",
@@ -444,6 +452,72 @@ func TestValidateCodeBuiltConfig(t *testing.T) {
 	got = configErrors(t, err)
 	require.Contains(t, got, "LDAP_AUTH_EXCLUDE_DISABLED", "only the built-in builders add the filter")
 	assert.Equal(t, []string{"LDAP_AUTH_EXCLUDE_DISABLED", "LDAP_AUTH_FORMAT_SEARCH_FILTERS"}, got["LDAP_AUTH_EXCLUDE_DISABLED"].Variables)
+}
+
+func TestLoadConfigPool(t *testing.T) {
+	tests := []struct {
+		name, size, idle string
+		wantSize         int
+		wantIdle         time.Duration
+		bad              []string
+	}{
+		{name: "unset", wantSize: ldapauth.DefaultPoolSize, wantIdle: ldapauth.DefaultPoolIdleTimeout},
+		{name: "zero turns pooling off", size: "0", wantSize: ldapauth.NoPool, wantIdle: ldapauth.DefaultPoolIdleTimeout},
+		{name: "set", size: "32", idle: "600", wantSize: 32, wantIdle: 600 * time.Second},
+		{name: "quoted", size: `"4"`, idle: "'30'", wantSize: 4, wantIdle: 30 * time.Second},
+		{name: "negative size", size: "-1", bad: []string{"LDAP_AUTH_POOL_SIZE"}},
+		{name: "not a number", size: "eight", idle: "1.5", bad: []string{"LDAP_AUTH_POOL_SIZE", "LDAP_AUTH_POOL_IDLE_TIMEOUT"}},
+		{name: "zero idle timeout", idle: "0", bad: []string{"LDAP_AUTH_POOL_IDLE_TIMEOUT"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vars := map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1"}
+			if tt.size != "" {
+				vars["LDAP_AUTH_POOL_SIZE"] = tt.size
+			}
+			if tt.idle != "" {
+				vars["LDAP_AUTH_POOL_IDLE_TIMEOUT"] = tt.idle
+			}
+			cfg, err := ldapauth.LoadConfig(env(vars))
+			if len(tt.bad) > 0 {
+				require.ErrorIs(t, err, ldapauth.ErrConfig)
+				got := configErrors(t, err)
+				assert.Len(t, got, len(tt.bad))
+				for _, v := range tt.bad {
+					assert.Contains(t, got, v)
+				}
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantSize, cfg.PoolSize)
+			assert.Equal(t, tt.wantIdle, cfg.PoolIdleTimeout)
+		})
+	}
+}
+
+func TestValidatePool(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  ldapauth.Config
+		bad  string
+	}{
+		{name: "zero values mean the defaults", cfg: ldapauth.Config{}},
+		{name: "no pool", cfg: ldapauth.Config{PoolSize: ldapauth.NoPool}},
+		{name: "below NoPool", cfg: ldapauth.Config{PoolSize: -5}, bad: "LDAP_AUTH_POOL_SIZE"},
+		{name: "negative idle timeout", cfg: ldapauth.Config{PoolIdleTimeout: -time.Second}, bad: "LDAP_AUTH_POOL_IDLE_TIMEOUT"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.URLs = []string{"ldap://127.0.0.1"}
+			err := cfg.Validate()
+			if tt.bad == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ldapauth.ErrConfig)
+			assert.Contains(t, configErrors(t, err), tt.bad)
+		})
+	}
 }
 
 func TestNewGroupSyncerNeedsStore(t *testing.T) {

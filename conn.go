@@ -20,9 +20,22 @@ import (
 // operation in flight and marks the connection broken.
 type conn struct {
 	l      *ldap.Conn
-	raw    net.Conn
+	raw    net.Conn // what deadlines are set on: the TLS or the TCP connection
+	wire   *wireConn
 	url    string
+	server int     // index into Authenticator.servers
+	health *health // the server's back-off state
+	now    func() time.Time
+
+	// broken: a network or protocol error, or a cancelled operation; the
+	// connection is closed rather than pooled.
 	broken bool
+	// lost: the last operation failed because the connection closed or was
+	// reset before a single byte of its answer arrived.
+	lost bool
+	// reused: taken from the pool rather than dialled for this call.
+	reused    bool
+	idleSince time.Time
 }
 
 // server is a parsed LDAP_AUTH_URL entry.
@@ -54,14 +67,18 @@ func parseServers(urls []string) ([]server, error) {
 	return servers, nil
 }
 
-// dial connects to the servers in order and returns the first connection
-// that is ready for a bind (TLS established where configured). It returns
-// an error matching ErrUnavailable when every server failed.
+// dial connects to the servers in order, those in back-off last, and
+// returns the first connection that is ready for a bind (TLS established
+// where configured). It returns an error matching ErrUnavailable when every
+// server failed. The connection is the caller's alone, never pooled: the
+// caller closes it.
 func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
 	var errs []error
-	for _, s := range a.servers {
+	for _, i := range a.order() {
+		s := a.servers[i]
 		c, err := a.dialServer(ctx, s)
 		if err == nil {
+			c.server, c.health, c.now = i, &a.health[i], a.now
 			return c, nil
 		}
 		if ctx.Err() != nil {
@@ -73,6 +90,7 @@ func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
 			// report it rather than hiding it behind the next server.
 			return nil, err
 		}
+		a.health[i].down(a.now())
 		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: server unreachable", slog.String("url", s.url), slog.String("error", err.Error()))
 		errs = append(errs, fmt.Errorf("%s: %w", s.url, err))
 	}
@@ -83,10 +101,12 @@ func (a *Authenticator) dialServer(ctx context.Context, s server) (*conn, error)
 	dctx, cancel := context.WithTimeout(ctx, a.cfg.ConnectTimeout)
 	defer cancel()
 	d := net.Dialer{}
-	raw, err := d.DialContext(dctx, "tcp", s.address)
+	tcp, err := d.DialContext(dctx, "tcp", s.address)
 	if err != nil {
 		return nil, err
 	}
+	wire := &wireConn{Conn: tcp}
+	var raw net.Conn = wire
 	tlsConf := a.tlsConfigFor(s.host)
 	if s.ldaps {
 		tc := tls.Client(raw, tlsConf)
@@ -99,7 +119,7 @@ func (a *Authenticator) dialServer(ctx context.Context, s server) (*conn, error)
 	l := ldap.NewConn(raw, s.ldaps)
 	l.Start()
 	l.SetTimeout(a.cfg.ReceiveTimeout)
-	c := &conn{l: l, raw: raw, url: s.url}
+	c := &conn{l: l, raw: raw, wire: wire, url: s.url}
 	if a.cfg.UseTLS {
 		// The handshake inside StartTLS has no context of its own: bound it
 		// by the socket deadline, then clear the deadline.
@@ -155,20 +175,64 @@ func (a *Authenticator) tlsConfigFor(host string) *tls.Config {
 // expire makes every blocked read or write on the socket fail at once.
 func (c *conn) expire() { _ = c.raw.SetDeadline(time.Unix(1, 0)) }
 
-// do runs op, aborting it when ctx ends.
+// dead reports whether the connection is known to be closed.
+func (c *conn) dead() bool { return c.wire.failed.Load() || c.l.IsClosing() }
+
+// do runs op, aborting it when ctx ends. It marks the connection broken on
+// any network error, records whether the connection was lost before any
+// byte of the answer (see [Authenticator.session]), and keeps the server's
+// back-off state: an answer clears it, a failure extends it, except for a
+// pooled connection found dead before answering, which says nothing about
+// the server.
 func (c *conn) do(ctx context.Context, op func() error) error {
+	c.lost = false
 	if err := ctx.Err(); err != nil {
 		c.broken = true
 		return ctxError(ctx)
 	}
+	before := c.wire.read.Load()
 	stop := context.AfterFunc(ctx, c.expire)
 	err := op()
 	if !stop() {
 		c.broken = true
 		return ctxError(ctx)
 	}
-	if err != nil && isNetworkError(err) {
-		c.broken = true
+	if err == nil {
+		c.health.up()
+		return nil
+	}
+	dead := c.dead()
+	var ldapErr *ldap.Error
+	if errors.As(err, &ldapErr) && ldapErr.ResultCode != ldap.ErrorNetwork {
+		// The server answered (invalid credentials, busy...), or go-ldap
+		// found a fault in what it sent.
+		switch {
+		case isNetworkError(err): // busy, unavailable
+			c.broken = true
+			c.health.down(c.now())
+		case dead || ldapErr.ResultCode == ldap.ErrorUnexpectedMessage || ldapErr.ResultCode == ldap.ErrorUnexpectedResponse:
+			c.broken = true
+		default:
+			c.health.up()
+		}
+		return err
+	}
+	c.broken = true
+	if !dead {
+		// A receive timeout, or a fault go-ldap gives no code: the
+		// server may still be working on the request.
+		if isNetworkError(err) {
+			c.health.down(c.now())
+		}
+		return err
+	}
+	c.lost = c.wire.read.Load() == before
+	if !(c.lost && c.reused) {
+		c.health.down(c.now())
+	}
+	if !isNetworkError(err) {
+		// go-ldap reports a failed write as a plain error.
+		err = ldap.NewError(ldap.ErrorNetwork, err)
 	}
 	return err
 }

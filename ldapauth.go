@@ -9,15 +9,46 @@
 // same login flow:
 //
 //  1. an empty password or username is refused before any network I/O;
-//  2. connect, with StartTLS when configured (certificates verified);
+//  2. connect, with StartTLS when configured (certificates verified), or
+//     take a pooled connection;
 //  3. bind as the user, the bind name made by the username formatter;
-//  4. rebind as the service account, if one is configured;
-//  5. search for the user's entry with the configured filters: no entry
+//  4. search for the user's entry with the configured filters: no entry
 //     refuses the login (this is how the login group works), more than one
-//     is an error;
-//  6. save the user into the [UserStore] under the directory's spelling of
+//     is an error. With a service account configured, the search runs as
+//     it, on a second connection, at the same time as the user's bind;
+//     without, it runs as the user after the bind;
+//  5. save the user into the [UserStore] under the directory's spelling of
 //     the username, with the mapped fields;
-//  7. run the relation syncer (for example [SyncUserGroups]).
+//  6. run the relation syncer (for example [SyncUserGroups]).
+//
+// # Connections
+//
+// The servers of LDAP_AUTH_URL are tried in order. A server that fails
+// (refused, timed out, reset, busy) is skipped for a back-off period, 1 s
+// doubling to 30 s, while another may answer; when all are in back-off they
+// are tried anyway, so a login is never refused without trying. With every
+// server down a login returns [ErrUnavailable] after at most one connect
+// timeout per server (plus one receive timeout for a server that accepts
+// connections but never answers).
+//
+// Connections are pooled (LDAP_AUTH_POOL_SIZE idle ones of each kind, each
+// kept at most LDAP_AUTH_POOL_IDLE_TIMEOUT): users bind on one kind, and
+// every login binds again, so a connection bound as one user never acts
+// for another; with a service account, its searches run on connections that
+// stay bound as it. A connection that hits a network or protocol error, or
+// whose call was cancelled, is closed, never pooled.
+//
+// A pooled connection the server has dropped is detected and replaced
+// without failing the login. The rule: the first operation of a login on a
+// connection (the user's bind, or the service account's search) is run
+// again, once, on a newly dialled connection, only when its connection was
+// closed or reset before a single byte of the answer arrived. It is never
+// run again after any answer, after a receive timeout (the server may be
+// working on it), or after ctx ended. A server that closed a connection
+// before reading the bind never saw it, so a lockout policy counts it once;
+// the one case it may count twice is a server that read the bind and then
+// died before sending a byte of its answer, and even then the bind is sent
+// at most twice.
 //
 // Errors are matched with errors.Is against [ErrInvalidCredentials],
 // [ErrNotPermitted], [ErrUnavailable], [ErrConfig] and the others below.
@@ -30,8 +61,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 )
@@ -164,8 +198,16 @@ func (u *User) clone() *User {
 type Authenticator struct {
 	cfg     Config
 	servers []server
+	health  []health // per server, as servers
+	now     func() time.Time
 	tlsBase *tls.Config
 	attrs   []string // attributes the login search asks for
+
+	users   *pool // connections users bind on
+	service *pool // connections bound as the service account
+	closed  atomic.Bool
+
+	serialService bool // tests: the service account's search after the user's bind, on one connection
 }
 
 // New validates cfg and returns an Authenticator using a copy of it.
@@ -187,7 +229,9 @@ func New(cfg *Config) (*Authenticator, error) {
 	if err != nil {
 		return nil, configErr(err.Error(), EnvURL)
 	}
-	a := &Authenticator{cfg: c, servers: servers}
+	a := &Authenticator{cfg: c, servers: servers, health: make([]health, len(servers)), now: time.Now}
+	a.users = &pool{a: a, size: c.PoolSize}
+	a.service = &pool{a: a, size: c.PoolSize}
 
 	a.tlsBase = &tls.Config{MinVersion: tls.VersionTLS12}
 	if c.TLSConfig != nil {
@@ -227,9 +271,18 @@ func New(cfg *Config) (*Authenticator, error) {
 	return a, nil
 }
 
-// Close releases the Authenticator's resources. Authenticate must not be
-// called after Close.
-func (a *Authenticator) Close() error { return nil }
+// errClosed is returned by Authenticate after Close.
+var errClosed = fmt.Errorf("ldapauth: authenticator closed: %w", net.ErrClosed)
+
+// Close closes every pooled connection; connections of logins in flight
+// are closed as those logins end. Authenticate returns an error matching
+// net.ErrClosed after Close. Close may be called more than once.
+func (a *Authenticator) Close() error {
+	a.closed.Store(true)
+	a.users.close()
+	a.service.close()
+	return nil
+}
 
 // Authenticate logs the user in with the password, as described in the
 // package documentation, and returns the user as the directory holds it.
@@ -252,34 +305,71 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		return nil, fmt.Errorf("ldapauth: username formatter %s: %w", formatterName(a.cfg.FormatUsername), err)
 	}
 
-	c, err := a.dial(ctx)
-	if err != nil {
-		return nil, err
+	if a.closed.Load() {
+		return nil, errClosed
 	}
-	defer c.close()
+	// The user's bind carries the password policy request control; the
+	// answer's controls say why a bind failed, or that a good one must not
+	// log in (changeAfterReset).
+	var ctrls []ldap.Control
+	bind := func(c *conn) error {
+		var err error
+		ctrls, err = c.bind(ctx, bindName, password, ldap.NewControlBeheraPasswordPolicy())
+		return err
+	}
 
-	ctrls, err := c.bind(ctx, bindName, password, ldap.NewControlBeheraPasswordPolicy())
-	if err != nil {
-		return nil, a.bindError(withPolicy(err, ctrls), username, bindName)
-	}
-	warning, acct := afterGoodBind(ctrls)
-	if acct != nil {
-		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
-			Formatter: formatterName(a.cfg.FormatUsername), Reason: "the password policy refused the login", Err: acct}
-	}
-	if a.cfg.ConnectionUsername != "" {
-		if _, err := c.bind(ctx, a.cfg.ConnectionUsername, a.cfg.ConnectionPassword); err != nil {
-			if isNetworkError(err) || errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) {
-				return nil, classifyNetwork(err)
+	var c *conn // the connection the search, notFound and the syncer use
+	var entry *ldap.Entry
+	switch {
+	case a.cfg.ConnectionUsername != "" && !a.serialService:
+		// The user's bind and the service account's search at the same
+		// time, on two connections: one round trip rather than two. The
+		// search's result is used only once the bind has succeeded.
+		var serr error
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c, serr = a.session(ctx, a.service, a.serviceBind(ctx), func(c *conn) error {
+				var err error
+				entry, err = a.findUser(ctx, c, username, a.cfg.SearchFilters)
+				return err
+			})
+		}()
+		uc, berr := a.session(ctx, a.users, nil, bind)
+		a.users.put(uc)
+		<-done
+		defer a.service.put(c)
+		if berr != nil {
+			return nil, a.bindError(withPolicy(berr, ctrls), username, bindName)
+		}
+		if err := a.policyRefusal(ctrls, username, bindName); err != nil {
+			return nil, err
+		}
+		if serr != nil {
+			return nil, serr
+		}
+	default:
+		uc, err := a.session(ctx, a.users, nil, bind)
+		if err != nil {
+			a.users.put(uc)
+			return nil, a.bindError(withPolicy(err, ctrls), username, bindName)
+		}
+		if err := a.policyRefusal(ctrls, username, bindName); err != nil {
+			a.users.put(uc)
+			return nil, err
+		}
+		c = uc
+		defer a.users.put(c)
+		if a.cfg.ConnectionUsername != "" { // serialService
+			if err := a.serviceBind(ctx)(c); err != nil {
+				return nil, err
 			}
-			return nil, fmt.Errorf("%w: bind as %q: %w", ErrServiceAccount, a.cfg.ConnectionUsername, err)
+		}
+		if entry, err = a.findUser(ctx, c, username, a.cfg.SearchFilters); err != nil {
+			return nil, err
 		}
 	}
 
-	entry, err := a.findUser(ctx, c, username, a.cfg.SearchFilters)
-	if err != nil {
-		return nil, err
-	}
 	if entry == nil {
 		if entry, err = a.admitLoginGroup(ctx, c, username); err != nil {
 			return nil, err
@@ -289,7 +379,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		return nil, a.notFound(ctx, c, username, bindName)
 	}
 	u := a.userFromEntry(entry)
-	u.PasswordWarning = warning
+	u.PasswordWarning, _ = afterGoodBind(ctrls)
 	if u.Username == "" {
 		return nil, fmt.Errorf("ldapauth: entry %s has no %s attribute, the username field (%s)", u.DN, a.cfg.usernameAttribute(), EnvUserFields)
 	}
@@ -304,6 +394,59 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		return nil, fmt.Errorf("ldapauth: relation syncer %s: %w", formatterName(a.cfg.SyncRelations), classifyNetwork(err))
 	}
 	return u, nil
+}
+
+// session runs first, the first operation of a login, on a connection from
+// p, or on a new one that setup (if not nil) prepares. It returns the
+// connection, which the caller puts back into p, and first's error. When
+// the connection was lost before a single byte of first's answer arrived,
+// first runs once more on a newly dialled connection: the retry rule of the
+// package documentation.
+func (a *Authenticator) session(ctx context.Context, p *pool, setup, first func(*conn) error) (*conn, error) {
+	for attempt := 0; ; attempt++ {
+		var c *conn
+		if attempt == 0 {
+			c = p.get()
+		}
+		if c == nil {
+			var err error
+			if c, err = a.dial(ctx); err != nil {
+				return nil, err
+			}
+			if setup != nil {
+				if err := setup(c); err != nil {
+					c.close()
+					if c.lost && attempt == 0 {
+						continue
+					}
+					return nil, err
+				}
+			}
+		}
+		err := first(c)
+		if err != nil && c.lost && attempt == 0 {
+			a.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "ldapauth: connection lost before answering, redialling",
+				slog.String("url", c.url), slog.Bool("pooled", c.reused))
+			c.close()
+			continue
+		}
+		return c, err
+	}
+}
+
+// serviceBind returns the setup of a service-account connection: a bind as
+// the service account, whose refusal is ErrServiceAccount.
+func (a *Authenticator) serviceBind(ctx context.Context) func(*conn) error {
+	return func(c *conn) error {
+		_, err := c.bind(ctx, a.cfg.ConnectionUsername, a.cfg.ConnectionPassword)
+		if err == nil {
+			return nil
+		}
+		if isNetworkError(err) || errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) {
+			return classifyNetwork(err)
+		}
+		return fmt.Errorf("%w: bind as %q: %w", ErrServiceAccount, a.cfg.ConnectionUsername, err)
+	}
 }
 
 // findUser runs the login search and returns the one matching entry, or nil.
@@ -367,6 +510,17 @@ func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindNam
 		}
 	}
 	return &LoginError{Kind: ErrNotPermitted, Username: username, Reason: "the search filters exclude the user (login group)"}
+}
+
+// policyRefusal reads the password policy control of a successful bind and
+// returns the refusal it carries (a password that must be changed first),
+// or nil.
+func (a *Authenticator) policyRefusal(ctrls []ldap.Control, username, bindName string) error {
+	if _, acct := afterGoodBind(ctrls); acct != nil {
+		return &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
+			Formatter: formatterName(a.cfg.FormatUsername), Reason: "the password policy refused the login", Err: acct}
+	}
+	return nil
 }
 
 func (a *Authenticator) bindError(err error, username, bindName string) error {

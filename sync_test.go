@@ -62,8 +62,9 @@ func syncAuth(t testing.TB, vars map[string]string, store ldapauth.UserStore, ed
 func login(t *testing.T, a *ldapauth.Authenticator, names ...string) {
 	t.Helper()
 	for _, name := range names {
-		_, err := a.Authenticate(context.Background(), name, name+"-password")
+		u, err := a.Authenticate(safetyNet(t), name, name+"-password")
 		require.NoError(t, err, name)
+		require.Equal(t, name, u.Username)
 	}
 }
 

@@ -1,7 +1,9 @@
 // Package faultproxy is a TCP proxy on 127.0.0.1 that injects the network
 // faults a directory server cannot be asked to produce: a server that
 // accepts and never answers, a connection reset part-way through a
-// response, slow packets, and connections dropped all at once.
+// response, a response held back while the client waits, slow packets,
+// connections dropped all at once, and connections the server forgot
+// without telling the client.
 package faultproxy
 
 import (
@@ -35,6 +37,11 @@ type Proxy struct {
 	delay    atomic.Int64 // per chunk, nanoseconds
 	accepted atomic.Int64
 
+	stallAfter  atomic.Int64 // bytes server→client before holding the rest; <0: never
+	stalled     atomic.Int64 // chunks held back so far
+	serverBytes atomic.Int64 // bytes forwarded server→client, all connections
+	forgetGen   atomic.Int64 // connections opened before the latest Forget are forgotten
+
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
@@ -49,6 +56,7 @@ func New(target string) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
+	p.stallAfter.Store(-1)
 	p.wg.Add(1)
 	go p.serve()
 	return p, nil
@@ -82,6 +90,29 @@ func (p *Proxy) CutAfter(n int64) { p.cutAfter.Store(n) }
 
 // SetDelay delays every chunk forwarded, either way, by d.
 func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
+
+// StallAfter makes every connection hold back what the server sends once
+// n bytes have gone from the server to the client, counted per
+// connection: the client waits for an answer the server has given. The
+// held connections stay open until the client closes them, the proxy
+// closes, or StallAfter(-1) lets the rest through. A negative n (the
+// default) turns it off; 0 holds back the first answer.
+func (p *Proxy) StallAfter(n int64) { p.stallAfter.Store(n) }
+
+// Stalled returns how many times a connection has started holding back
+// the server's bytes: a test waits for it to know a request is in flight
+// and answered on the server's side.
+func (p *Proxy) Stalled() int64 { return p.stalled.Load() }
+
+// ServerBytes returns how many bytes have gone from the server to clients.
+func (p *Proxy) ServerBytes() int64 { return p.serverBytes.Load() }
+
+// Forget makes the server forget every open connection without telling
+// the client, as when a server closed an idle connection and a firewall
+// ate the FIN: nothing happens until the client sends, then its bytes are
+// never delivered and the client gets a reset. Connections opened after
+// Forget are not affected.
+func (p *Proxy) Forget() { p.forgetGen.Add(1) }
 
 // Accepted returns how many connections the proxy has accepted.
 func (p *Proxy) Accepted() int64 { return p.accepted.Load() }
@@ -161,19 +192,27 @@ func (p *Proxy) handle(client net.Conn) {
 		return
 	}
 	defer p.untrack(server)
+	gen := p.forgetGen.Load()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); p.pipe(server, client, false); server.Close() }()
-	go func() { defer wg.Done(); p.pipe(client, server, true); client.Close() }()
+	go func() { defer wg.Done(); p.pipe(server, client, false, gen); server.Close() }()
+	go func() { defer wg.Done(); p.pipe(client, server, true, gen); client.Close() }()
 	wg.Wait()
 }
 
 // pipe copies src to dst chunk by chunk, applying the faults.
-func (p *Proxy) pipe(dst, src net.Conn, toClient bool) {
+func (p *Proxy) pipe(dst, src net.Conn, toClient bool, gen int64) {
 	buf := make([]byte, 32*1024)
 	var sent int64
 	for {
 		n, err := src.Read(buf)
+		if n > 0 && !toClient && p.forgetGen.Load() != gen {
+			// The server forgot this connection: its kernel answers with
+			// a reset and the bytes are never delivered.
+			reset(src)
+			dst.Close()
+			return
+		}
 		if n > 0 {
 			if d := time.Duration(p.delay.Load()); d > 0 {
 				select {
@@ -186,7 +225,20 @@ func (p *Proxy) pipe(dst, src net.Conn, toClient bool) {
 				return
 			}
 			chunk := buf[:n]
-			if limit := p.cutAfter.Load(); toClient && limit > 0 && sent+int64(n) >= limit {
+			if stall := p.stallAfter.Load(); toClient && stall >= 0 && sent+int64(n) > stall {
+				head := chunk[:max(0, stall-sent)]
+				if _, werr := dst.Write(head); werr != nil {
+					return
+				}
+				sent += int64(len(head))
+				p.serverBytes.Add(int64(len(head)))
+				chunk = chunk[len(head):]
+				p.stalled.Add(1)
+				if !p.hold(dst, src) {
+					return
+				}
+			}
+			if limit := p.cutAfter.Load(); toClient && limit > 0 && sent+int64(len(chunk)) >= limit {
 				chunk = chunk[:max(0, limit-sent)]
 				_, _ = dst.Write(chunk)
 				reset(dst)
@@ -196,13 +248,41 @@ func (p *Proxy) pipe(dst, src net.Conn, toClient bool) {
 			if _, werr := dst.Write(chunk); werr != nil {
 				return
 			}
-			sent += int64(n)
+			sent += int64(len(chunk))
+			if toClient {
+				p.serverBytes.Add(int64(len(chunk)))
+			}
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				reset(dst)
 			}
 			return
+		}
+	}
+}
+
+// hold waits until stalling is turned off (true), or either side of the
+// connection or the proxy is closed (false).
+func (p *Proxy) hold(client, server net.Conn) bool {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.done:
+			return false
+		case <-tick.C:
+		}
+		if p.stallAfter.Load() < 0 {
+			return true
+		}
+		// A zero-length write fails only on a closed socket: closed by
+		// CloseConnections, or by the other pipe when the client left.
+		if _, err := client.Write(nil); err != nil {
+			return false
+		}
+		if _, err := server.Write(nil); err != nil {
+			return false
 		}
 	}
 }

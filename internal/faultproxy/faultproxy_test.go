@@ -88,3 +88,51 @@ func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
+
+func TestStallAfterHoldsTheAnswer(t *testing.T) {
+	p := faultproxy.Start(t, echo(t))
+	p.StallAfter(2)
+	c, err := net.Dial("tcp", p.Addr())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("hello"))
+	require.NoError(t, err)
+	buf := make([]byte, 5)
+	_, err = io.ReadFull(c, buf[:2])
+	require.NoError(t, err)
+	assert.Equal(t, "he", string(buf[:2]), "the first bytes pass")
+	require.Eventually(t, func() bool { return p.Stalled() == 1 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+	_, err = c.Read(buf)
+	assert.True(t, isTimeout(err), "the rest is held: %v", err)
+
+	p.StallAfter(-1)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.ReadFull(c, buf[:3])
+	require.NoError(t, err)
+	assert.Equal(t, "llo", string(buf[:3]), "released when stalling is turned off")
+	assert.Equal(t, int64(5), p.ServerBytes())
+}
+
+func TestForgetResetsOnNextSend(t *testing.T) {
+	p := faultproxy.Start(t, echo(t))
+	c, err := net.Dial("tcp", p.Addr())
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = c.Write([]byte("a"))
+	require.NoError(t, err)
+	_, err = io.ReadFull(c, make([]byte, 1))
+	require.NoError(t, err)
+
+	p.Forget()
+	_, err = c.Write([]byte("b")) // the kernel accepts it; the reset follows
+	require.NoError(t, err)
+	_, err = c.Read(make([]byte, 1))
+	require.Error(t, err)
+	assert.False(t, isTimeout(err), "a reset, not silence: %v", err)
+
+	got, err := roundTrip(t, p.Addr(), "new")
+	require.NoError(t, err, "new connections are not forgotten")
+	assert.Equal(t, "new", got)
+}

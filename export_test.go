@@ -1,0 +1,13 @@
+package ldapauth
+
+import "time"
+
+// SetClock replaces the clock the back-off and the pool's idle timeout
+// read, so tests move time instead of sleeping.
+func SetClock(a *Authenticator, now func() time.Time) { a.now = now }
+
+// SetSerialServiceAccount makes logins with a service account run the
+// user's bind, the service account's bind and the search one after the
+// other on one connection, as django-python3-ldap does, for the benchmark
+// that measures what running them at the same time saves.
+func SetSerialServiceAccount(a *Authenticator, on bool) { a.serialService = on }

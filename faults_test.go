@@ -1,0 +1,317 @@
+package ldapauth_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/go-ldapauth/ldapauth"
+	"github.com/go-ldapauth/ldapauth/internal/faultproxy"
+	"github.com/go-ldapauth/ldapauth/ldaptest"
+)
+
+// bindAnswerSize measures how many bytes the directory sends in answer to
+// a bind, so a proxy can hold back what follows: the search's answer.
+func bindAnswerSize(t *testing.T, srv *ldaptest.Server) int64 {
+	t.Helper()
+	p := faultproxy.Start(t, hostPort(srv.URL()))
+	l, err := ldap.DialURL(p.URL())
+	require.NoError(t, err)
+	defer l.Close()
+	require.NoError(t, l.Bind(srv.UserDN("alice"), "alice-password"))
+	n := p.ServerBytes()
+	require.Positive(t, n)
+	return n
+}
+
+// whenStalled calls f once the proxy holds back an answer: the request is
+// in flight, answered on the server's side, and the client waits.
+func whenStalled(p *faultproxy.Proxy, f func()) {
+	go func() {
+		deadline := time.Now().Add(time.Minute)
+		for p.Stalled() == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		f()
+	}()
+}
+
+// Cancelling ctx aborts the bind or the search in flight: the call returns
+// ctx's error, the connection is dropped, and the next login works.
+func TestCancellationMidOperation(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	bindSize := bindAnswerSize(t, srv)
+	for _, mode := range accountModes {
+		for _, step := range []struct {
+			name  string
+			stall int64
+		}{{"mid-bind", 0}, {"mid-search", bindSize}} {
+			t.Run(mode.name+"/"+step.name, func(t *testing.T) {
+				p := faultproxy.Start(t, hostPort(srv.URL()))
+				a, _ := poolAuth(t, srv, []string{p.URL()}, append(mode.opts(srv), func(c *ldapauth.Config) {
+					c.ReceiveTimeout = time.Hour // only ctx can end the call
+				})...)
+				// On new connections the bind answers pass (the user's and
+				// the service account's are the same size) and the search's
+				// answer is held.
+				p.StallAfter(step.stall)
+				before := p.Accepted()
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				whenStalled(p, cancel)
+				_, err := a.Authenticate(ctx, "alice", "alice-password")
+				require.ErrorIs(t, err, context.Canceled)
+				assert.NotErrorIs(t, err, ldapauth.ErrInvalidCredentials)
+				assert.NotErrorIs(t, err, ldapauth.ErrUnavailable)
+				assert.Positive(t, p.Stalled(), "cancelled while the answer was held")
+
+				p.StallAfter(-1)
+				login(t, a, "bob")
+				assert.Greater(t, p.Accepted(), before, "the cancelled connection was not reused")
+			})
+		}
+	}
+	t.Run("deadline mid-search", func(t *testing.T) {
+		p := faultproxy.Start(t, hostPort(srv.URL()))
+		a, _ := poolAuth(t, srv, []string{p.URL()}, func(c *ldapauth.Config) { c.ReceiveTimeout = time.Hour })
+		p.StallAfter(bindSize)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_, err := a.Authenticate(ctx, "alice", "alice-password")
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.ErrorIs(t, err, ldapauth.ErrUnavailable)
+		assert.Positive(t, p.Stalled())
+	})
+}
+
+// The directory killed in the middle of a login: where the connection died
+// before any answer to the login's first operation, that operation is sent
+// once more on a new connection; after an answer, the call fails with
+// ErrUnavailable. Either way the next login works and a wrong password is
+// never accepted.
+func TestKillServerMidLogin(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	bindSize := bindAnswerSize(t, srv)
+	for _, tt := range []struct {
+		name     string
+		mode     int   // index into accountModes
+		stall    int64 // bytes let through before the kill
+		password string
+		want     error // nil: the login succeeds
+	}{
+		{"user/mid-bind, right password: bind sent again", 0, 0, "alice-password", nil},
+		{"user/mid-bind, wrong password: bind sent again", 0, 0, "wrong", ldapauth.ErrInvalidCredentials},
+		{"user/mid-search: the bind was answered, not sent again", 0, bindSize, "alice-password", ldapauth.ErrUnavailable},
+		{"service/mid-bind and mid-search: both sent again", 1, 0, "alice-password", nil},
+		{"service/mid-bind, wrong password", 1, 0, "wrong", ldapauth.ErrInvalidCredentials},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			mode := accountModes[tt.mode]
+			p := faultproxy.Start(t, hostPort(srv.URL()))
+			a, _ := poolAuth(t, srv, []string{p.URL()}, append(mode.opts(srv), func(c *ldapauth.Config) { c.ReceiveTimeout = time.Hour })...)
+			p.StallAfter(tt.stall)
+			whenStalled(p, func() {
+				p.CloseConnections() // first, so the held answer is never delivered
+				p.StallAfter(-1)
+			})
+			ctx := safetyNet(t)
+			u, err := a.Authenticate(ctx, "alice", tt.password)
+			if tt.want == nil {
+				require.NoError(t, err)
+				assert.Equal(t, "alice", u.Username)
+			} else {
+				require.ErrorIs(t, err, tt.want)
+			}
+			require.NoError(t, ctx.Err())
+			login(t, a, "bob")
+		})
+	}
+}
+
+// A reset part-way through an answer fails the call (the request reached
+// the server) and is not retried; the broken connection is not pooled.
+func TestResetMidAnswer(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	for _, mode := range accountModes {
+		t.Run(mode.name, func(t *testing.T) {
+			p := faultproxy.Start(t, hostPort(srv.URL()))
+			a, _ := poolAuth(t, srv, []string{p.URL()}, mode.opts(srv)...)
+			p.CutAfter(3)
+			_, err := a.Authenticate(safetyNet(t), "alice", "alice-password")
+			require.ErrorIs(t, err, ldapauth.ErrUnavailable)
+			assert.Equal(t, mode.conns, p.Accepted(), "not retried")
+			p.CutAfter(0)
+			login(t, a, "alice")
+		})
+	}
+}
+
+// Close closes every pooled connection, leaves no goroutine behind, and
+// later calls fail.
+func TestCloseReleasesEverything(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	p := faultproxy.Start(t, hostPort(srv.URL()))
+	ignore := goleak.IgnoreCurrent()
+	a, _ := poolAuth(t, srv, []string{p.URL()}, withService(srv))
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			name := []string{"alice", "bob", "carol"}[i%3]
+			_, err := a.Authenticate(context.Background(), name, name+"-password")
+			assert.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	require.NoError(t, a.Close())
+	require.NoError(t, a.Close(), "twice is fine")
+	// The directory's accept loops start in the background and end with it.
+	goleak.VerifyNone(t, ignore, goleak.IgnoreAnyFunction("github.com/glauth/ldap.(*Server).Serve.func1"))
+	_, err := a.Authenticate(context.Background(), "alice", "alice-password")
+	require.ErrorIs(t, err, net.ErrClosed)
+}
+
+// stormLogins is how many logins TestFaultStorm runs: 10,000 take about
+// 30 s under -race on two cores, most of it waiting out timeouts; -short
+// runs a tenth.
+const stormLogins = 10_000
+
+// Logins from many goroutines while a chaos goroutine injects every fault
+// the proxies know into two servers: every call returns (bounded by the
+// library's timeouts, not the callers' ctx), a wrong password is never
+// accepted, a right one is only ever accepted or unavailable, a login
+// returns the user asked for, and no goroutine is left behind.
+func TestFaultStorm(t *testing.T) {
+	n := stormLogins
+	if testing.Short() {
+		n /= 10
+	}
+	ignore := goleak.IgnoreCurrent()
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	p1 := faultproxy.Start(t, hostPort(srv.URL()))
+	p2 := faultproxy.Start(t, hostPort(srv.URL()))
+	short := func(c *ldapauth.Config) {
+		c.ConnectTimeout, c.ReceiveTimeout, c.PoolSize = 150*time.Millisecond, 150*time.Millisecond, 4
+	}
+	authUser, _ := poolAuth(t, srv, []string{p1.URL(), p2.URL()}, short)
+	authService, _ := poolAuth(t, srv, []string{p1.URL(), p2.URL()}, short, withService(srv))
+	for _, a := range []*ldapauth.Authenticator{authUser, authService} {
+		ldapauth.SetClock(a, time.Now) // real back-off
+	}
+
+	stop := make(chan struct{})
+	chaosDone := make(chan struct{})
+	go func() {
+		defer close(chaosDone)
+		rng := rand.New(rand.NewPCG(1, 2))
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(rng.IntN(10)) * time.Millisecond):
+			}
+			p := []*faultproxy.Proxy{p1, p2}[rng.IntN(2)]
+			p.SetMode(faultproxy.Pass)
+			p.CutAfter(0)
+			p.SetDelay(0)
+			p.StallAfter(-1)
+			switch r := rng.IntN(100); {
+			case r < 55: // healthy
+			case r < 63:
+				p.SetMode(faultproxy.Refuse)
+			case r < 68:
+				p.SetMode(faultproxy.Blackhole)
+			case r < 76:
+				p.CutAfter(int64(1 + rng.IntN(60)))
+			case r < 84:
+				p.CloseConnections()
+			case r < 92:
+				p.Forget()
+			case r < 97:
+				p.SetDelay(time.Duration(rng.IntN(3000)) * time.Microsecond)
+			default:
+				p.StallAfter(int64(rng.IntN(40)))
+			}
+		}
+	}()
+
+	users := []string{"alice", "bob", "carol", "jürgen"}
+	var next, ok, unavailable, cancelled atomic.Int64
+	errs := make(chan error, 100)
+	report := func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				a := []*ldapauth.Authenticator{authUser, authService}[rng.IntN(2)]
+				name := users[rng.IntN(len(users))]
+				password, right := name+"-password", true
+				if rng.IntN(4) == 0 {
+					password, right = users[rng.IntN(len(users))]+"x", false
+				}
+				net, netCancel := context.WithTimeout(context.Background(), 30*time.Second) // the safety net
+				ctx, cancel := net, context.CancelFunc(func() {})
+				if rng.IntN(20) == 0 { // a caller that gives up part-way
+					ctx, cancel = context.WithTimeout(net, time.Duration(rng.IntN(2000))*time.Microsecond)
+				}
+				u, err := a.Authenticate(ctx, name, password)
+				cancel()
+				netErr := net.Err()
+				netCancel()
+				switch {
+				case netErr != nil:
+					report(fmt.Errorf("login %d (%s) was ended by the safety net: %v", i, name, err))
+				case err == nil && !right:
+					report(fmt.Errorf("login %d: %s logged in with a wrong password", i, name))
+				case err == nil && u.Username != name:
+					report(fmt.Errorf("login %d: asked for %s, got %s", i, name, u.Username))
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+					cancelled.Add(1)
+				case errors.Is(err, ldapauth.ErrUnavailable):
+					unavailable.Add(1)
+				case !right && errors.Is(err, ldapauth.ErrInvalidCredentials):
+				default:
+					report(fmt.Errorf("login %d (%s, right password %v): unexpected error: %w", i, name, right, err))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-chaosDone
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("%d logins: %d succeeded, %d unavailable, %d ended by the caller's ctx", n, ok.Load(), unavailable.Load(), cancelled.Load())
+	assert.Positive(t, ok.Load(), "some logins succeed between faults")
+
+	authUser.Close()
+	authService.Close()
+	p1.Close()
+	p2.Close()
+	srv.Close()
+	goleak.VerifyNone(t, ignore)
+}

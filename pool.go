@@ -1,0 +1,193 @@
+package ldapauth
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Back-off of a server that failed: skipped for backoffMin after its first
+// failure, doubling with each failure in a row up to backoffMax. Any answer
+// from the server ends it.
+const (
+	backoffMin = time.Second
+	backoffMax = 30 * time.Second
+)
+
+// health is the back-off state of one server.
+type health struct {
+	failures atomic.Int32 // failures in a row; read without the lock on the fast path
+	mu       sync.Mutex
+	until    time.Time // skipped until then
+}
+
+// down records a failure at now.
+func (h *health) down(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.failures.Add(1)
+	d := backoffMax
+	if n <= 5 { // 1, 2, 4, 8, 16 s, then the cap
+		d = min(backoffMin<<(n-1), backoffMax)
+	}
+	h.until = now.Add(d)
+}
+
+// up records an answer: the server is healthy again.
+func (h *health) up() {
+	if h.failures.Load() == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failures.Store(0)
+	h.until = time.Time{}
+}
+
+// available reports whether the server is out of back-off at now.
+func (h *health) available(now time.Time) bool {
+	if h.failures.Load() == 0 {
+		return true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !now.Before(h.until)
+}
+
+// order returns the indexes of the servers in the order a dial tries them:
+// those out of back-off in configuration order, then those in back-off, in
+// configuration order too. A server in back-off is skipped while another
+// may answer, but a login is never refused without trying one.
+func (a *Authenticator) order() []int {
+	now := a.now()
+	ord := make([]int, 0, len(a.servers))
+	for i := range a.servers {
+		if a.health[i].available(now) {
+			ord = append(ord, i)
+		}
+	}
+	for i := range a.servers {
+		if !a.health[i].available(now) {
+			ord = append(ord, i)
+		}
+	}
+	return ord
+}
+
+// preferred returns the first server out of back-off, or -1 when all are
+// in back-off.
+func (a *Authenticator) preferred() int {
+	now := a.now()
+	for i := range a.servers {
+		if a.health[i].available(now) {
+			return i
+		}
+	}
+	return -1
+}
+
+// pool keeps idle connections of one kind for later logins: at most size,
+// each for at most idleTimeout, the most recently used first. It never
+// makes a caller wait: with none idle, the caller dials.
+type pool struct {
+	a    *Authenticator
+	size int // <= 0: no pooling
+
+	mu     sync.Mutex
+	idle   []*conn
+	closed bool
+}
+
+// get returns an idle connection that still looks usable, or nil. It
+// closes the ones that do not: found closed by the server, idle too long,
+// or to a server after a preferred one that is back from back-off (so the
+// logins return to the first server of LDAP_AUTH_URL).
+func (p *pool) get() *conn {
+	if p.size <= 0 {
+		return nil
+	}
+	now := p.a.now()
+	pref := p.a.preferred()
+	var stale []*conn
+	var found *conn
+	p.mu.Lock()
+	for len(p.idle) > 0 && found == nil {
+		c := p.idle[len(p.idle)-1]
+		p.idle[len(p.idle)-1] = nil
+		p.idle = p.idle[:len(p.idle)-1]
+		if c.dead() || now.Sub(c.idleSince) >= p.a.cfg.PoolIdleTimeout || (pref >= 0 && c.server > pref) {
+			stale = append(stale, c)
+			continue
+		}
+		found = c
+	}
+	p.mu.Unlock()
+	for _, c := range stale {
+		c.close()
+	}
+	if found != nil {
+		found.reused = true
+	}
+	return found
+}
+
+// put returns c to the pool, or closes it when it is broken, the pool is
+// full or closed, or pooling is off. put(nil) does nothing.
+func (p *pool) put(c *conn) {
+	if c == nil {
+		return
+	}
+	if c.broken || c.dead() || p.size <= 0 {
+		c.close()
+		return
+	}
+	c.idleSince = p.a.now()
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= p.size {
+		p.mu.Unlock()
+		c.close()
+		return
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// close closes every idle connection; connections in use are closed when
+// they are put back.
+func (p *pool) close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.closed = true
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.close()
+	}
+}
+
+// wireConn is the TCP connection under TLS and LDAP. It records whether any
+// read or write failed and how many bytes have arrived, which is how a
+// connection that died before answering is told from one that answered.
+type wireConn struct {
+	net.Conn
+	read   atomic.Int64
+	failed atomic.Bool
+}
+
+func (w *wireConn) Read(b []byte) (int, error) {
+	n, err := w.Conn.Read(b)
+	w.read.Add(int64(n))
+	if err != nil {
+		w.failed.Store(true)
+	}
+	return n, err
+}
+
+func (w *wireConn) Write(b []byte) (int, error) {
+	n, err := w.Conn.Write(b)
+	if err != nil {
+		w.failed.Store(true)
+	}
+	return n, err
+}
