@@ -151,6 +151,92 @@ func adSnapshot(t *testing.T, s *ldapauth.MemStore) *ldapauth.Snapshot {
 	return snap
 }
 
+// The sync job on the README recipe (domain root, object class user,
+// sAMAccountName), with a login group, nested groups resolved by the DC
+// (LDAP_AUTH_NESTED_GROUPS=active_directory) and a primary group:
+//
+//   - u1 is a direct member of the login group and of team;
+//   - u2's primary group is the login group (so neither u2's memberOf nor
+//     the group's member lists it), and u2 is in team;
+//   - u3 is in child, which is in parent and in the login group: a member of
+//     both through nesting only.
+//
+// A steady state changes nothing (the sync counts the primary group and the
+// nesting as a login does); then a removed user, a left group and a joined
+// group are carried over, and nothing else moves.
+func TestSyncAD(t *testing.T) {
+	d := dc.Get(t)
+	o := newADObjects(t, d)
+	u1, u2, u3 := o.user("syncu1"), o.user("syncu2"), o.user("syncu3")
+	child := o.group("syncchild", d.UserDN(u3))
+	parent := o.group("syncparent", child)
+	team := o.group("syncteam", d.UserDN(u1), d.UserDN(u2))
+	loginGroup := o.group("synclogin", d.UserDN(u1), d.UserDN(u2), child)
+	o.primaryGroup(u2, loginGroup)
+
+	a, store := newAuth(t, d, syncEnv(d, []string{team, parent, loginGroup}, map[string]string{
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter",
+		"LDAP_LOGIN_GROUP":                loginGroup,
+		"LDAP_AUTH_NESTED_GROUPS":         "active_directory",
+		"LDAP_AUTH_EXCLUDE_DISABLED":      "true",
+	}))
+	for _, u := range []string{u1, u2, u3} {
+		_, err := a.Authenticate(context.Background(), u, syncPassword)
+		require.NoError(t, err, u)
+	}
+	members := func(g string) []string {
+		m, _ := store.Members(g)
+		return m
+	}
+	require.Equal(t, []string{u1, u2}, members(team))
+	require.Equal(t, []string{u3}, members(parent), "nested")
+	require.Equal(t, []string{u1, u2, u3}, members(loginGroup), "direct, primary group, nested")
+
+	t.Run("steady state", func(t *testing.T) {
+		rep := adSync(t, a, ldapauth.SyncOptions{})
+		assert.Zero(t, rep.Counts.Changes(), "the primary group and the nesting count as at login: %s", rep)
+		assert.Equal(t, 3, rep.StoreUsers)
+		assert.Equal(t, []string{u1, u2, u3}, members(loginGroup))
+	})
+
+	t.Run("removed user, left group, joined group", func(t *testing.T) {
+		o.delete(d.UserDN(u1))
+		o.member(team, d.UserDN(u2), false)
+		o.member(team, d.UserDN(u3), true)
+		rep := adSync(t, a, ldapauth.SyncOptions{})
+		assert.Equal(t, []string{u1}, rep.UsersRemoved)
+		assert.Equal(t, []ldapauth.Membership{{GroupDN: team, Username: u2}}, rep.MembershipsRemoved)
+		assert.Equal(t, []ldapauth.Membership{{GroupDN: team, Username: u3}}, rep.MembershipsAdded)
+		assert.Empty(t, rep.GroupsRemoved)
+		assert.True(t, rep.Applied)
+
+		assert.Nil(t, store.User(u1))
+		assert.Equal(t, []string{u3}, members(team))
+		assert.Equal(t, []string{u3}, members(parent))
+		assert.Equal(t, []string{u2, u3}, members(loginGroup), "u1 went with its user")
+
+		again := adSync(t, a, ldapauth.SyncOptions{})
+		assert.Zero(t, again.Counts.Changes(), "a second run changes nothing: %s", again)
+	})
+
+	t.Run("left the nested group", func(t *testing.T) {
+		o.member(parent, child, false)
+		rep := adSync(t, a, ldapauth.SyncOptions{})
+		assert.Equal(t, []ldapauth.Membership{{GroupDN: parent, Username: u3}}, rep.MembershipsRemoved, "confirmed with the in-chain rule")
+		assert.Empty(t, rep.UsersRemoved, "still in the login group through child")
+	})
+
+	t.Run("disabled counts as removed", func(t *testing.T) {
+		req := ldap.NewModifyRequest(d.UserDN(u3), nil)
+		req.Replace("userAccountControl", []string{"514"})
+		require.NoError(t, o.admin.Modify(req))
+		rep := adSync(t, a, ldapauth.SyncOptions{})
+		assert.Equal(t, []string{u3}, rep.UsersRemoved, "LDAP_AUTH_EXCLUDE_DISABLED leaves it out of the sync's search")
+		snap := adSnapshot(t, store)
+		assert.Equal(t, []string{u2}, snap.Users)
+	})
+}
+
 // Domain Users is everyone's primary group and nobody's memberOf: as the
 // login group (the natural "any domain user" choice) the login admits its
 // members through primaryGroupID, and the sync must find them the same way.
@@ -170,4 +256,122 @@ func TestSyncADPrimaryGroupAsLoginGroup(t *testing.T) {
 	rep := adSync(t, a, ldapauth.SyncOptions{})
 	assert.Zero(t, rep.Counts.Changes(), "%s", rep)
 	assert.NotNil(t, store.User(u))
+}
+
+// Which accounts the recipe's (objectClass=user) search reads, and so what
+// CreateUsers would create: the DC's computer account (DC1$, objectCategory
+// Computer: computer is a subclass of user) and Samba's dns-dc1 service
+// account are enabled user objects, so LDAP_AUTH_EXCLUDE_DISABLED keeps
+// them; a login group leaves them out. Without CreateUsers the sync only
+// touches users the store holds, so they never arrive there.
+func TestSyncADComputerAccounts(t *testing.T) {
+	d := dc.Get(t)
+	o := newADObjects(t, d)
+	u := o.user("syncpc")
+	loginGroup := o.group("syncpclogin", d.UserDN(u))
+	created := func(extra map[string]string) []string {
+		a, _ := newAuth(t, d, syncEnv(d, []string{loginGroup}, extra))
+		rep := adSync(t, a, ldapauth.SyncOptions{DryRun: true, CreateUsers: true})
+		return rep.UsersCreated
+	}
+	t.Run("recipe alone", func(t *testing.T) {
+		got := created(nil)
+		assert.Contains(t, got, "DC1$", "the computer account matches (objectClass=user)")
+		assert.Contains(t, got, "krbtgt")
+		assert.Contains(t, got, u)
+	})
+	t.Run("exclude disabled", func(t *testing.T) {
+		got := created(map[string]string{"LDAP_AUTH_EXCLUDE_DISABLED": "true"})
+		assert.Contains(t, got, "DC1$", "a computer account is enabled")
+		assert.Contains(t, got, "dns-dc1")
+		assert.NotContains(t, got, "krbtgt")
+		assert.NotContains(t, got, "Guest")
+	})
+	t.Run("login group", func(t *testing.T) {
+		got := created(map[string]string{
+			"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter",
+			"LDAP_LOGIN_GROUP":                loginGroup,
+		})
+		assert.Equal(t, []string{u}, got)
+	})
+	t.Run("without CreateUsers", func(t *testing.T) {
+		a, store := newAuth(t, d, syncEnv(d, []string{loginGroup}, nil))
+		_, err := a.Authenticate(context.Background(), u, syncPassword)
+		require.NoError(t, err)
+		rep := adSync(t, a, ldapauth.SyncOptions{})
+		assert.Zero(t, rep.Counts.Changes(), "%s", rep)
+		assert.Greater(t, rep.DirectoryUsers, sambatest.BigGroupSize, "every user object was read, in pages")
+		assert.Equal(t, []string{u}, adSnapshot(t, store).Users, "only the user who logged in")
+	})
+}
+
+// The domain root answers with entries and continuation references (to
+// CN=Configuration and the DNS zones); the sync ignores the references, as
+// the steady-state runs above show. An answer of references alone means
+// the users are elsewhere: the sync aborts and removes nothing, forced or
+// not. Samba answers a base outside its partitions with noSuchObject
+// (Windows AD: a referral result, code 10); that aborts too.
+func TestSyncADReferrals(t *testing.T) {
+	d := dc.Get(t)
+	o := newADObjects(t, d)
+	u := o.user("syncref")
+	a, store := newAuth(t, d, syncEnv(d, []string{d.GroupDN(sambatest.GroupReaders)}, nil))
+	_, err := a.Authenticate(context.Background(), u, syncPassword)
+	require.NoError(t, err)
+	before := adSnapshot(t, store)
+
+	res, err := o.admin.Search(ldap.NewSearchRequest("CN=Configuration,"+d.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		"(objectClass=user)", []string{"1.1"}, nil))
+	require.NoError(t, err)
+	require.Empty(t, res.Entries)
+	require.NotEmpty(t, res.Referrals, "CN=Configuration answers with a reference to CN=Schema only")
+
+	tests := []struct {
+		name     string
+		changes  map[string]string
+		variable string
+		code     uint16 // 0: a referral-only answer
+	}{
+		{"references only: a base holding none of the users", map[string]string{"LDAP_AUTH_SEARCH_BASE": "CN=Configuration," + d.BaseDN}, "LDAP_AUTH_SEARCH_BASE", 0},
+		{"references only: an object class no entry has", map[string]string{"LDAP_AUTH_OBJECT_CLASS": "inetOrgPerson"}, "LDAP_AUTH_SEARCH_BASE", 0},
+		{"a base outside the partitions (Samba: noSuchObject)", map[string]string{"LDAP_AUTH_SEARCH_BASE": "DC=elsewhere,DC=test"}, "", ldap.LDAPResultNoSuchObject},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vars := syncEnv(d, []string{d.GroupDN(sambatest.GroupReaders)}, nil)
+			for k, v := range tt.changes {
+				vars[k] = v
+			}
+			a := authWithStore(t, d, vars, store)
+			rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{Force: true})
+			require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
+			assert.Nil(t, rep)
+			var aerr *ldapauth.SyncAbortError
+			require.ErrorAs(t, err, &aerr)
+			assert.Equal(t, ldapauth.SyncReadUsers, aerr.Phase)
+			if tt.code != 0 {
+				assert.True(t, ldap.IsErrorWithCode(err, tt.code), "%v", err)
+			} else {
+				assert.Equal(t, []string{tt.variable}, aerr.Variables, "%v", err)
+				assert.Contains(t, err.Error(), "referrals")
+			}
+			assert.Equal(t, before, adSnapshot(t, store), "nothing removed, even forced")
+		})
+	}
+}
+
+// authWithStore is newAuth writing into an existing store.
+func authWithStore(t *testing.T, d *sambatest.DC, changes map[string]string, store *ldapauth.MemStore) *ldapauth.Authenticator {
+	t.Helper()
+	vars := adEnv(d)
+	for k, v := range changes {
+		vars[k] = v
+	}
+	cfg, err := ldapauth.LoadConfig(lookup(vars))
+	require.NoError(t, err)
+	cfg.Store = store
+	a, err := ldapauth.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close() })
+	return a
 }
