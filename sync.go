@@ -596,6 +596,9 @@ func (r *syncRun) read(ctx context.Context) error {
 	if err != nil {
 		return r.readError(ctx, err)
 	}
+	if err := r.admitMissing(ctx, c); err != nil {
+		return err
+	}
 	r.report.Pages = r.prog.Pages
 	r.report.DirectoryUsers = len(r.seen)
 	if r.prog.Users == 0 && referrals > 0 {
@@ -661,6 +664,43 @@ func (r *syncRun) read(ctx context.Context) error {
 		}
 	}
 	r.confirm = nil
+	return nil
+}
+
+// admitMissing gives each directory-managed user the paged read did not
+// return the second look a login gives: with the login-group filter
+// (LoginGroupFilters and LDAP_LOGIN_GROUP), a login also admits a user the
+// memberOf term leaves out who belongs to the login group as the Active
+// Directory primary group or through nesting (LDAP_AUTH_NESTED_GROUPS=walk),
+// so the sync must not remove such a user. It costs one search (and the
+// membership check) per user the read missed, never per user read.
+func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
+	a := r.a
+	switch a.cfg.SearchFilters.(type) {
+	case LoginGroupFilters, *LoginGroupFilters:
+	default:
+		return nil
+	}
+	if a.cfg.LoginGroup == "" {
+		return nil
+	}
+	for _, key := range slices.Sorted(maps.Keys(r.users)) {
+		su := r.users[key]
+		if su.present {
+			continue
+		}
+		entry, err := a.admitLoginGroup(ctx, c, su.username)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = ctxError(ctx)
+			}
+			return r.abort(SyncReadUsers, err)
+		}
+		if entry != nil {
+			r.entry(entry)
+			r.prog.Users++
+		}
+	}
 	return nil
 }
 

@@ -4,11 +4,18 @@
 // skips with the reason; CI sets LDAPAUTH_REQUIRE_SAMBA=1 so that a missing
 // Samba fails instead.
 //
-// Samba differs from Windows AD in three ways these tests work around and
+// Samba differs from Windows AD in four ways these tests work around and
 // say so where it matters: it refuses a simple bind as the bare
 // sAMAccountName ("alice", data 52e) that Windows accepts; it answers 52e,
-// not 525, for an unknown user; and it returns every value of a plain
-// "member" read, where Windows stops at 1500 (member;range=0-1499).
+// not 525, for an unknown user; it returns every value of a plain
+// "member" read, where Windows stops at 1500 (member;range=0-1499); and it
+// answers a search base outside its partitions with noSuchObject, where
+// Windows answers a referral result (code 10), so the sync's referral
+// tests use the answers Samba does give: references only (CN=Configuration,
+// or the domain root with a filter no entry matches).
+//
+// The sync job's tests (sync_test.go) create their own users and groups and
+// delete them at the end, since the DC is shared.
 package ad_test
 
 import (

@@ -15,33 +15,34 @@
 //	sudo apt-get install slapd ldap-utils
 //	LDAPAUTH_REQUIRE_SLAPD=1 go test -race ./integration/openldap/
 //
-// # TODO for the sync job (LDAP_SYNC_USER_USERNAME / sync_ldap_users_and_groups)
+// # The sync job (sync_test.go)
 //
-// The sync job does not exist yet. When it lands, it must add here, against
-// this server:
+// Authenticator.Sync (Flagsmith's sync_ldap_users_and_groups), each test on
+// its own server:
 //
-//   - Paging: 5,000 generated users (Options.GeneratedUsers) all seen when
-//     the sync account is ServiceDN (no size limit, paged results).
-//   - Size limit: the sync account LimitedServiceDN hits sizeLimitExceeded
-//     (500) even when paging; the sync aborts and removes nothing.
-//   - Paging refused: NoPagingServiceDN answers adminLimitExceeded to the
-//     paged results control; the paging off switch makes the sync succeed,
-//     and without it the sync aborts and removes nothing.
-//   - Users removed from the directory (DeleteUser) are removed from the
-//     store; users the store does not hold as directory-managed are not.
-//   - A user who leaves the login group (RemoveMember ldapusers) counts as
-//     removed; one who leaves a synced group (readers, marvel) is removed
-//     from that group only; one who joins (AddMember) is added.
-//   - A synced group deleted from the directory is removed from the store;
-//     a group dropped from LDAP_SYNCED_GROUPS is left alone and reported.
-//   - A search error mid-sync (Restart, or Stop, during the sync) aborts
-//     with ErrUnavailable and removes nothing.
-//   - LDAP_SYNC_USER_USERNAME given as a DN (cn=svc,...) is used verbatim;
-//     given as a plain name it goes through the username formatter; a wrong
-//     sync password is ErrServiceAccount.
-//   - Directories without memberOf: membership from the group entries
-//     (member, uniqueMember, memberUid), as the login's fallback does.
-//   - Nested groups with LDAP_AUTH_NESTED_GROUPS=walk (nested-parent holds
-//     nested-child, which holds carol): carol counts as a member of
-//     nested-parent; the login side is in nested_test.go.
+//   - TestSyncPaging: 5,000 generated users read in pages of 400 and 1,000
+//     (below and above slapd's default size limit of 500) by ServiceDN, all
+//     seen, the second run a no-op; LimitedServiceDN hits sizeLimitExceeded
+//     whatever the page size (the limit caps a paged search's total too) and
+//     unpaged, and NoPagingServiceDN gets adminLimitExceeded when paging:
+//     each aborts naming LDAP_SYNC_PAGE_SIZE and removes nothing, even
+//     forced; with paging off NoPagingServiceDN reads everything at once.
+//   - TestSyncDirectoryChanges: a deleted user is removed, one who never
+//     logged in is not touched; a user who leaves or joins a synced group
+//     follows; a deleted synced group (noSuchObject) is removed; a group
+//     dropped from LDAP_SYNCED_GROUPS is left alone and reported.
+//   - TestSyncLeftLoginGroup: leaving the login group counts as removed.
+//   - TestSyncNestedLoginGroup, TestSyncNestedGroupsKept: with
+//     LDAP_AUTH_NESTED_GROUPS=walk the sync keeps what a login would count
+//     through nesting (login group and synced group), and drops it once the
+//     nesting is gone.
+//   - TestSyncEntryWithoutMemberOf: memberships of an entry without
+//     memberOf come from the group entries, each read once.
+//   - TestSyncAccount: LDAP_SYNC_USER_USERNAME as a DN verbatim, as a plain
+//     name through the formatter; a wrong password is ErrServiceAccount.
+//   - TestSyncServerRestartMidway: slapd restarted during the paged read:
+//     ErrUnavailable, nothing removed; the next run completes.
+//
+// The root package keeps the interrupted-read cases that need a fault
+// proxy or a cancelled context (sync_openldap_test.go).
 package openldap
