@@ -12,8 +12,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-ldapauth/ldapauth"
+	"github.com/go-ldapauth/ldapauth/examples/internal/demo"
 	"github.com/go-ldapauth/ldapauth/examples/internal/pgtest"
 	"github.com/go-ldapauth/ldapauth/examples/sqlstore"
+	"github.com/go-ldapauth/ldapauth/ldaptest"
 	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
@@ -202,4 +204,105 @@ func TestMemorySQLite(t *testing.T) {
 	snap, err := s.Snapshot(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, []string{"alice"}, snap.Users)
+}
+
+// counting is a store that counts the writes made through it.
+type counting struct {
+	*sqlstore.Store
+	mu     sync.Mutex
+	writes []string
+}
+
+func (c *counting) wrote(op string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes = append(c.writes, op)
+}
+
+func (c *counting) SaveUser(ctx context.Context, u *ldapauth.User) error {
+	c.wrote("save user " + u.Username)
+	return c.Store.SaveUser(ctx, u)
+}
+
+func (c *counting) DeleteUser(ctx context.Context, username string) error {
+	c.wrote("delete user " + username)
+	return c.Store.DeleteUser(ctx, username)
+}
+
+func (c *counting) JoinOrganisation(ctx context.Context, username, org string) error {
+	c.wrote("join " + username)
+	return c.Store.JoinOrganisation(ctx, username, org)
+}
+
+func (c *counting) SaveGroup(ctx context.Context, g ldapauth.Group) error {
+	c.wrote("save group " + g.DN)
+	return c.Store.SaveGroup(ctx, g)
+}
+
+func (c *counting) DeleteGroup(ctx context.Context, dn string) error {
+	c.wrote("delete group " + dn)
+	return c.Store.DeleteGroup(ctx, dn)
+}
+
+func (c *counting) SetMember(ctx context.Context, groupDN, username string, member bool) error {
+	c.wrote("set member " + username)
+	return c.Store.SetMember(ctx, groupDN, username, member)
+}
+
+func (c *counting) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.writes
+	c.writes = nil
+	return w
+}
+
+// TestSyncTwice runs the sync job twice over the SQL store: the first run
+// creates the demo users, the second finds nothing to do and writes
+// nothing, because Snapshot.Details tells the sync what is already there.
+// A change in the directory is then the only write of the next run.
+func TestSyncTwice(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+			cfg, err := demo.Config(srv)
+			require.NoError(t, err)
+			store := &counting{Store: b.open(t)}
+			cfg.Store = store
+			a, err := ldapauth.New(cfg)
+			require.NoError(t, err)
+			t.Cleanup(func() { a.Close() })
+
+			first, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+			require.NoError(t, err)
+			require.NotEmpty(t, first.UsersCreated)
+			require.NotEmpty(t, store.take())
+			snap, err := store.Snapshot(ctx)
+			require.NoError(t, err)
+			require.NotNil(t, snap.Details, "the SQL store fills Snapshot.Details")
+
+			second, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+			require.NoError(t, err)
+			assert.Zero(t, second.Counts.Changes(), "nothing to do:\n%s", second)
+			assert.Empty(t, second.UsersUpdated)
+			assert.Empty(t, store.take(), "nothing written")
+
+			d := ldaptest.DemoDirectory()
+			for i := range d.Users {
+				if d.Users[i].Name == "carol" {
+					d.Users[i].Mail = "carol.danvers@example.com"
+				}
+			}
+			require.NoError(t, srv.SetDirectory(d))
+			third, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+			require.NoError(t, err)
+			assert.Equal(t, []string{"carol"}, third.UsersUpdated)
+			assert.Equal(t, 1, third.Counts.Changes(), "%s", third)
+			assert.Equal(t, []string{"save user carol"}, store.take())
+			acct, err := store.User(ctx, "carol")
+			require.NoError(t, err)
+			assert.Equal(t, "carol.danvers@example.com", acct.Fields["email"])
+		})
+	}
 }
