@@ -76,6 +76,9 @@ func (p *progress) line(sp ldapauth.SyncProgress) string {
 	spinner := string(`|/-\`[p.spin%4])
 	switch sp.Phase {
 	case ldapauth.SyncReadUsers:
+		if sp.Pages == 0 {
+			return spinner + " reading users"
+		}
 		return fmt.Sprintf("%s reading users: %d read, %s", spinner, sp.Users, plural(sp.Pages, "page"))
 	case ldapauth.SyncReadGroups:
 		return fmt.Sprintf("%s reading group entries: %d read, after %d users", spinner, sp.Groups, sp.Users)
