@@ -306,3 +306,137 @@ func TestSyncTwice(t *testing.T) {
 		})
 	}
 }
+
+// barrier is a store (its own connections, as another process's) whose
+// first write waits until every run sharing the barrier has taken its
+// snapshot: the runs then plan the same changes and write them at once.
+type barrier struct {
+	*counting
+	arrived *sync.WaitGroup
+	all     <-chan struct{}
+	ctx     context.Context
+	snap    sync.Once
+}
+
+func (b *barrier) Snapshot(ctx context.Context) (*ldapauth.Snapshot, error) {
+	snap, err := b.counting.Snapshot(ctx)
+	b.snap.Do(b.arrived.Done)
+	return snap, err
+}
+
+func (b *barrier) wait() {
+	select {
+	case <-b.all:
+	case <-b.ctx.Done():
+	}
+}
+
+func (b *barrier) SaveUser(ctx context.Context, u *ldapauth.User) error {
+	b.wait()
+	return b.counting.SaveUser(ctx, u)
+}
+
+func (b *barrier) DeleteUser(ctx context.Context, username string) error {
+	b.wait()
+	return b.counting.DeleteUser(ctx, username)
+}
+
+func (b *barrier) JoinOrganisation(ctx context.Context, username, org string) error {
+	b.wait()
+	return b.counting.JoinOrganisation(ctx, username, org)
+}
+
+func (b *barrier) SaveGroup(ctx context.Context, g ldapauth.Group) error {
+	b.wait()
+	return b.counting.SaveGroup(ctx, g)
+}
+
+func (b *barrier) DeleteGroup(ctx context.Context, dn string) error {
+	b.wait()
+	return b.counting.DeleteGroup(ctx, dn)
+}
+
+func (b *barrier) SetMember(ctx context.Context, groupDN, username string, member bool) error {
+	b.wait()
+	return b.counting.SetMember(ctx, groupDN, username, member)
+}
+
+// TestConcurrentSyncs runs two syncs at once over one database, each with
+// its own connections as two processes would, held so that both plan
+// before either writes: both write the same changes, interleaved. Both
+// succeed, a third run has nothing to do, and the database is as one run
+// leaves it.
+func TestConcurrentSyncs(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+			driver, dsn := b.newDB(t)
+			syncer := func(store ldapauth.UserStore) *ldapauth.Authenticator {
+				cfg, err := demo.Config(srv)
+				require.NoError(t, err)
+				cfg.Store = store
+				a, err := ldapauth.New(cfg)
+				require.NoError(t, err)
+				t.Cleanup(func() { a.Close() })
+				return a
+			}
+			_, err := syncer(open(t, driver, dsn)).Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+			require.NoError(t, err)
+
+			d := ldaptest.DemoDirectory()
+			for i := range d.Users {
+				switch d.Users[i].Name {
+				case "carol":
+					d.Users[i].Mail = "carol.danvers@example.com"
+				case "alice":
+					d.Users[i].Groups = []string{"ldapusers", "marvel"}
+				case "jürgen":
+					d.Users[i].Groups = nil // out of the login group
+				case "bob":
+					d.Users[i].Groups = append(d.Users[i].Groups, "ldapusers") // new to the login group
+				}
+			}
+			require.NoError(t, srv.SetDirectory(d))
+
+			var arrived sync.WaitGroup
+			arrived.Add(2)
+			all := make(chan struct{})
+			go func() { arrived.Wait(); close(all) }()
+			reports := make([]*ldapauth.SyncReport, 2)
+			errs := make([]error, 2)
+			var wg sync.WaitGroup
+			for i := range 2 {
+				store := &barrier{counting: &counting{Store: open(t, driver, dsn)}, arrived: &arrived, all: all, ctx: ctx}
+				a := syncer(store)
+				wg.Go(func() { reports[i], errs[i] = a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true}) })
+			}
+			wg.Wait()
+			for i := range 2 {
+				require.NoError(t, errs[i], "run %d", i)
+				assert.True(t, reports[i].Applied)
+			}
+			assert.Equal(t, reports[0].Counts, reports[1].Counts, "both planned the same changes")
+			assert.Equal(t, []string{"jürgen"}, reports[0].UsersRemoved)
+			assert.Equal(t, []string{"bob"}, reports[0].UsersCreated)
+
+			store := open(t, driver, dsn)
+			third, err := syncer(store).Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+			require.NoError(t, err)
+			assert.Zero(t, third.Counts.Changes(), "a third run has nothing to do:\n%s", third)
+
+			snap, err := store.Snapshot(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, []string{"alice", "bob", "carol", "dave(ops", "mallory"}, snap.Users)
+			assert.Equal(t, "carol.danvers@example.com", snap.Details["carol"].Fields["email"])
+			for _, name := range snap.Users {
+				assert.Equal(t, []string{demo.OrganisationID}, snap.Details[name].Organisations, name)
+			}
+			groups := map[string][]string{}
+			for _, g := range snap.Groups {
+				groups[g.Name] = g.Members
+			}
+			assert.Equal(t, map[string][]string{"marvel": {"alice", "bob", "carol"}, "readers": {"bob"}}, groups)
+		})
+	}
+}
