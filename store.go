@@ -2,6 +2,7 @@ package ldapauth
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -26,6 +27,14 @@ import (
 //     at once) and must be safe for concurrent use.
 //   - A method that returns an error must have changed nothing, or have made
 //     a change that a retry completes.
+//   - A user is saved before it joins an organisation or is added to a
+//     group: the Authenticator calls SaveUser first, at a login and in
+//     [Authenticator.Sync] (CreateUsers included). A store may therefore
+//     refuse JoinOrganisation and SetMember(..., true) for a user it does
+//     not hold, as a foreign key would (MemStore and examples/sqlstore
+//     do); one that accepts them must not make the user directory-managed
+//     by it (Snapshot.Users lists saved users only). Removing a membership
+//     of a user it does not hold succeeds.
 type UserStore interface {
 	// SaveUser creates or updates the directory-managed user u.Username,
 	// overwriting its mapped fields (u.Fields). A new user gets no usable
@@ -33,14 +42,16 @@ type UserStore interface {
 	SaveUser(ctx context.Context, u *User) error
 	// DeleteUser removes a directory-managed user with its memberships.
 	DeleteUser(ctx context.Context, username string) error
-	// JoinOrganisation adds the user to the organisation.
+	// JoinOrganisation adds the saved user to the organisation. It may
+	// refuse a user the store does not hold.
 	JoinOrganisation(ctx context.Context, username, organisationID string) error
 	// SaveGroup creates the group g or updates its name.
 	SaveGroup(ctx context.Context, g Group) error
 	// DeleteGroup removes a group with its memberships.
 	DeleteGroup(ctx context.Context, dn string) error
 	// SetMember adds (member true) or removes (false) a user from a group.
-	// Adding to a group that does not exist is an error.
+	// Adding to a group that does not exist is an error; adding a user the
+	// store does not hold may be one.
 	SetMember(ctx context.Context, groupDN, username string, member bool) error
 	// Snapshot returns the directory-managed users, the groups and their
 	// members, for the sync job to compare with the directory.
@@ -121,6 +132,9 @@ func normDN(dn string) string {
 
 func normUser(name string) string { return strings.ToLower(name) }
 
+// errNoSuchUser is MemStore's refusal to join or add a user never saved.
+var errNoSuchUser = errors.New("no such user: save the user first")
+
 // MemStore is an in-memory [UserStore], safe for concurrent use. It is meant
 // for tests, the user's own included, and for trying ldapauth out.
 type MemStore struct {
@@ -164,11 +178,15 @@ func (s *MemStore) DeleteUser(_ context.Context, username string) error {
 	return nil
 }
 
-// JoinOrganisation implements [UserStore].
+// JoinOrganisation implements [UserStore]. It refuses a user never saved,
+// as a database with a foreign key would.
 func (s *MemStore) JoinOrganisation(_ context.Context, username, organisationID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := normUser(username)
+	if _, ok := s.users[key]; !ok {
+		return &StoreError{Op: "join organisation", Err: errNoSuchUser}
+	}
 	if s.orgs[key] == nil {
 		s.orgs[key] = map[string]bool{}
 	}
@@ -198,7 +216,8 @@ func (s *MemStore) DeleteGroup(_ context.Context, dn string) error {
 	return nil
 }
 
-// SetMember implements [UserStore].
+// SetMember implements [UserStore]. Adding refuses a group or a user never
+// saved, as a database with foreign keys would.
 func (s *MemStore) SetMember(_ context.Context, groupDN, username string, member bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -208,6 +227,9 @@ func (s *MemStore) SetMember(_ context.Context, groupDN, username string, member
 			return nil
 		}
 		return &StoreError{Op: "add member", Err: errNoSuchGroup}
+	}
+	if _, saved := s.users[normUser(username)]; member && !saved {
+		return &StoreError{Op: "add member", Err: errNoSuchUser}
 	}
 	if member {
 		m[normUser(username)] = username

@@ -9,7 +9,8 @@ import (
 )
 
 // RelationSyncer runs after every successful login, with the user as read
-// from the directory. It mirrors LDAP_AUTH_SYNC_USER_RELATIONS.
+// from the directory and already saved in the store. It mirrors
+// LDAP_AUTH_SYNC_USER_RELATIONS.
 //
 // cfg is the Authenticator's own configuration with defaults applied (its
 // Store is where relations go); it must not be modified. dir searches the

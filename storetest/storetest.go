@@ -11,7 +11,9 @@
 //
 // The suite observes a store through Snapshot. A store that also implements
 // [Reader] gets the checks of the mapped fields and the organisation join
-// too; for one that does not, those subtests skip and say why.
+// too; for one that does not, those subtests skip and say why. A store that
+// fills Snapshot.Details has them checked against what was saved; for one
+// that leaves them nil, that subtest skips and says why.
 package storetest
 
 import (
@@ -63,6 +65,8 @@ func Run(t *testing.T, newStore func(t *testing.T) ldapauth.UserStore) {
 		{"DeleteGroup", testDeleteGroup},
 		{"SetMember", testSetMember},
 		{"SetMemberMissingGroup", testSetMemberMissingGroup},
+		{"UnsavedUser", testUnsavedUser},
+		{"SnapshotDetails", testSnapshotDetails},
 		{"Concurrent", testConcurrent},
 	}
 	for _, tt := range tests {
@@ -295,6 +299,86 @@ func testSetMemberMissingGroup(t *testing.T, s ldapauth.UserStore) {
 	before := snapshot(t, s)
 	assert.Error(t, s.SetMember(ctx, MarvelDN, "alice", true), "adding to a group that does not exist is an error")
 	assert.Equal(t, before, snapshot(t, s), "the failed call changed nothing")
+}
+
+// testUnsavedUser holds a store to the part of the contract about users it
+// does not hold: it may refuse to join or add them (the Authenticator always
+// saves a user first) but must then change nothing, and either way such a
+// user does not become directory-managed. Removing their membership
+// succeeds.
+func testUnsavedUser(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	require.NoError(t, s.SaveUser(ctx, user("alice", nil)))
+	require.NoError(t, s.SaveGroup(ctx, group(ReadersDN)))
+	before := snapshot(t, s)
+
+	if err := s.JoinOrganisation(ctx, "nobody", "1"); err != nil {
+		assert.Equal(t, before, snapshot(t, s), "a refused join changed nothing")
+	}
+	if err := s.SetMember(ctx, ReadersDN, "nobody", true); err != nil {
+		assert.Equal(t, before, snapshot(t, s), "a refused membership changed nothing")
+	}
+	assert.Equal(t, []string{"alice"}, snapshot(t, s).Users, "joining or adding does not save a user")
+	require.NoError(t, s.SetMember(ctx, ReadersDN, "nobody", false), "removing a membership of a user never saved succeeds")
+
+	require.NoError(t, s.SaveUser(ctx, user("Nobody", nil)))
+	require.NoError(t, s.JoinOrganisation(ctx, "NOBODY", "1"), "once saved, the user joins, by any case")
+	require.NoError(t, s.SetMember(ctx, ReadersDN, "nobody", true), "and is added")
+	m, _ := members(snapshot(t, s), ReadersDN)
+	assert.Equal(t, []string{"nobody"}, lower(m))
+}
+
+// testSnapshotDetails checks Snapshot.Details against what was saved: the
+// sync compares them with the directory to write only real changes, so a
+// wrong detail is a change written on every run, or one never written.
+func testSnapshotDetails(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	alice := user("Alice", map[string]string{"email": "alice@example.com", "first_name": "Alice"})
+	require.NoError(t, s.SaveUser(ctx, alice))
+	require.NoError(t, s.JoinOrganisation(ctx, "alice", "1"))
+	require.NoError(t, s.JoinOrganisation(ctx, "alice", "2"))
+	bob := &ldapauth.User{DN: "uid=bob,ou=people,dc=example,dc=com", Username: "bob"} // no fields, no organisation
+	require.NoError(t, s.SaveUser(ctx, bob))
+	require.NoError(t, s.SaveUser(ctx, user("carol", nil)))
+	require.NoError(t, s.DeleteUser(ctx, "carol"))
+
+	snap := snapshot(t, s)
+	if snap.Details == nil {
+		t.Skipf("%T leaves Snapshot.Details nil: nothing to check, and Sync re-saves every user on every run", s)
+	}
+	require.Len(t, snap.Details, len(snap.Users), "one detail per user, no more: %v", snap.Details)
+	for _, name := range snap.Users {
+		_, ok := snap.Details[name]
+		assert.True(t, ok, "Details is keyed by the username as in Users: no entry for %q", name)
+	}
+	a, b := detail(t, snap, "alice"), detail(t, snap, "bob")
+	assert.Equal(t, alice.DN, a.DN)
+	assert.Equal(t, alice.Fields, a.Fields)
+	assert.ElementsMatch(t, []string{"1", "2"}, a.Organisations)
+	assert.Equal(t, bob.DN, b.DN)
+	assert.Empty(t, b.Fields)
+	assert.Empty(t, b.Organisations)
+
+	moved := user("alice", map[string]string{"email": "new@example.com"})
+	moved.DN = "uid=alice,ou=moved,dc=example,dc=com"
+	require.NoError(t, s.SaveUser(ctx, moved))
+	a = detail(t, snapshot(t, s), "alice")
+	assert.Equal(t, moved.DN, a.DN, "the DN is the last saved")
+	assert.Equal(t, moved.Fields, a.Fields, "the fields are the last saved, a field gone included")
+	assert.ElementsMatch(t, []string{"1", "2"}, a.Organisations, "saving a user keeps its organisations")
+}
+
+// detail returns the details of the user name (compared
+// case-insensitively) in snap.
+func detail(t *testing.T, snap *ldapauth.Snapshot, name string) ldapauth.StoredUser {
+	t.Helper()
+	for k, d := range snap.Details {
+		if strings.EqualFold(k, name) {
+			return d
+		}
+	}
+	t.Fatalf("no details for %s in %v", name, snap.Details)
+	return ldapauth.StoredUser{}
 }
 
 // testConcurrent runs the calls of many logins at once, as one Authenticator

@@ -334,17 +334,16 @@ func (s *Store) SetMember(ctx context.Context, groupDN, username string, member 
 	})
 }
 
-// Snapshot implements [ldapauth.UserStore]: the users, and the groups with
-// their members, sorted, read in one transaction.
+// Snapshot implements [ldapauth.UserStore]: the users with their details
+// (DN, mapped fields, organisations, so that a sync writes only what
+// changed), and the groups with their members, sorted, read in one
+// transaction.
 func (s *Store) Snapshot(ctx context.Context) (*ldapauth.Snapshot, error) {
 	snap := &ldapauth.Snapshot{}
 	err := s.inTx(ctx, "snapshot", func(tx *sql.Tx) error {
-		users, err := queryStrings(ctx, tx, `SELECT username FROM ldap_users ORDER BY username_key`)
-		if err != nil {
+		if err := s.snapshotUsers(ctx, tx, snap); err != nil {
 			return err
 		}
-		snap.Users = users
-
 		rows, err := tx.QueryContext(ctx, `SELECT g.dn_key, g.dn, g.name, m.username
 			FROM ldap_groups g LEFT JOIN ldap_group_members m ON m.dn_key = g.dn_key
 			ORDER BY g.dn_key, m.username_key`)
@@ -374,6 +373,73 @@ func (s *Store) Snapshot(ctx context.Context) (*ldapauth.Snapshot, error) {
 		return nil, err
 	}
 	return snap, nil
+}
+
+// snapshotUsers reads the users and their details into snap: three
+// queries, whatever the number of users.
+func (s *Store) snapshotUsers(ctx context.Context, tx *sql.Tx, snap *ldapauth.Snapshot) error {
+	byKey := map[string]*ldapauth.StoredUser{}
+	keys := []string{}
+	rows, err := tx.QueryContext(ctx, `SELECT username_key, username, dn FROM ldap_users ORDER BY username_key`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key, name, dn string
+		if err := rows.Scan(&key, &name, &dn); err != nil {
+			return err
+		}
+		snap.Users = append(snap.Users, name)
+		keys = append(keys, key)
+		byKey[key] = &ldapauth.StoredUser{DN: dn, Fields: map[string]string{}}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows.Close()
+
+	fields, err := tx.QueryContext(ctx, `SELECT username_key, field, value FROM ldap_user_fields`)
+	if err != nil {
+		return err
+	}
+	defer fields.Close()
+	for fields.Next() {
+		var key, field, value string
+		if err := fields.Scan(&key, &field, &value); err != nil {
+			return err
+		}
+		if u := byKey[key]; u != nil {
+			u.Fields[field] = value
+		}
+	}
+	if err := fields.Err(); err != nil {
+		return err
+	}
+	fields.Close()
+
+	orgs, err := tx.QueryContext(ctx, `SELECT username_key, organisation_id FROM organisation_members ORDER BY organisation_id`)
+	if err != nil {
+		return err
+	}
+	defer orgs.Close()
+	for orgs.Next() {
+		var key, org string
+		if err := orgs.Scan(&key, &org); err != nil {
+			return err
+		}
+		if u := byKey[key]; u != nil {
+			u.Organisations = append(u.Organisations, org)
+		}
+	}
+	if err := orgs.Err(); err != nil {
+		return err
+	}
+	snap.Details = make(map[string]ldapauth.StoredUser, len(keys))
+	for i, key := range keys {
+		snap.Details[snap.Users[i]] = *byKey[key]
+	}
+	return nil
 }
 
 // User returns the stored user, or an error matching [ErrNoSuchUser].

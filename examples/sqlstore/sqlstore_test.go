@@ -12,8 +12,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-ldapauth/ldapauth"
+	"github.com/go-ldapauth/ldapauth/examples/internal/demo"
 	"github.com/go-ldapauth/ldapauth/examples/internal/pgtest"
 	"github.com/go-ldapauth/ldapauth/examples/sqlstore"
+	"github.com/go-ldapauth/ldapauth/ldaptest"
 	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
@@ -202,4 +204,239 @@ func TestMemorySQLite(t *testing.T) {
 	snap, err := s.Snapshot(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, []string{"alice"}, snap.Users)
+}
+
+// counting is a store that counts the writes made through it.
+type counting struct {
+	*sqlstore.Store
+	mu     sync.Mutex
+	writes []string
+}
+
+func (c *counting) wrote(op string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writes = append(c.writes, op)
+}
+
+func (c *counting) SaveUser(ctx context.Context, u *ldapauth.User) error {
+	c.wrote("save user " + u.Username)
+	return c.Store.SaveUser(ctx, u)
+}
+
+func (c *counting) DeleteUser(ctx context.Context, username string) error {
+	c.wrote("delete user " + username)
+	return c.Store.DeleteUser(ctx, username)
+}
+
+func (c *counting) JoinOrganisation(ctx context.Context, username, org string) error {
+	c.wrote("join " + username)
+	return c.Store.JoinOrganisation(ctx, username, org)
+}
+
+func (c *counting) SaveGroup(ctx context.Context, g ldapauth.Group) error {
+	c.wrote("save group " + g.DN)
+	return c.Store.SaveGroup(ctx, g)
+}
+
+func (c *counting) DeleteGroup(ctx context.Context, dn string) error {
+	c.wrote("delete group " + dn)
+	return c.Store.DeleteGroup(ctx, dn)
+}
+
+func (c *counting) SetMember(ctx context.Context, groupDN, username string, member bool) error {
+	c.wrote("set member " + username)
+	return c.Store.SetMember(ctx, groupDN, username, member)
+}
+
+func (c *counting) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.writes
+	c.writes = nil
+	return w
+}
+
+// TestSyncTwice runs the sync job twice over the SQL store: the first run
+// creates the demo users, the second finds nothing to do and writes
+// nothing, because Snapshot.Details tells the sync what is already there.
+// A change in the directory is then the only write of the next run.
+func TestSyncTwice(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+			cfg, err := demo.Config(srv)
+			require.NoError(t, err)
+			store := &counting{Store: b.open(t)}
+			cfg.Store = store
+			a, err := ldapauth.New(cfg)
+			require.NoError(t, err)
+			t.Cleanup(func() { a.Close() })
+
+			first, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+			require.NoError(t, err)
+			require.NotEmpty(t, first.UsersCreated)
+			require.NotEmpty(t, store.take())
+			snap, err := store.Snapshot(ctx)
+			require.NoError(t, err)
+			require.NotNil(t, snap.Details, "the SQL store fills Snapshot.Details")
+
+			second, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+			require.NoError(t, err)
+			assert.Zero(t, second.Counts.Changes(), "nothing to do:\n%s", second)
+			assert.Empty(t, second.UsersUpdated)
+			assert.Empty(t, store.take(), "nothing written")
+
+			d := ldaptest.DemoDirectory()
+			for i := range d.Users {
+				if d.Users[i].Name == "carol" {
+					d.Users[i].Mail = "carol.danvers@example.com"
+				}
+			}
+			require.NoError(t, srv.SetDirectory(d))
+			third, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+			require.NoError(t, err)
+			assert.Equal(t, []string{"carol"}, third.UsersUpdated)
+			assert.Equal(t, 1, third.Counts.Changes(), "%s", third)
+			assert.Equal(t, []string{"save user carol"}, store.take())
+			acct, err := store.User(ctx, "carol")
+			require.NoError(t, err)
+			assert.Equal(t, "carol.danvers@example.com", acct.Fields["email"])
+		})
+	}
+}
+
+// barrier is a store (its own connections, as another process's) whose
+// first write waits until every run sharing the barrier has taken its
+// snapshot: the runs then plan the same changes and write them at once.
+type barrier struct {
+	*counting
+	arrived *sync.WaitGroup
+	all     <-chan struct{}
+	ctx     context.Context
+	snap    sync.Once
+}
+
+func (b *barrier) Snapshot(ctx context.Context) (*ldapauth.Snapshot, error) {
+	snap, err := b.counting.Snapshot(ctx)
+	b.snap.Do(b.arrived.Done)
+	return snap, err
+}
+
+func (b *barrier) wait() {
+	select {
+	case <-b.all:
+	case <-b.ctx.Done():
+	}
+}
+
+func (b *barrier) SaveUser(ctx context.Context, u *ldapauth.User) error {
+	b.wait()
+	return b.counting.SaveUser(ctx, u)
+}
+
+func (b *barrier) DeleteUser(ctx context.Context, username string) error {
+	b.wait()
+	return b.counting.DeleteUser(ctx, username)
+}
+
+func (b *barrier) JoinOrganisation(ctx context.Context, username, org string) error {
+	b.wait()
+	return b.counting.JoinOrganisation(ctx, username, org)
+}
+
+func (b *barrier) SaveGroup(ctx context.Context, g ldapauth.Group) error {
+	b.wait()
+	return b.counting.SaveGroup(ctx, g)
+}
+
+func (b *barrier) DeleteGroup(ctx context.Context, dn string) error {
+	b.wait()
+	return b.counting.DeleteGroup(ctx, dn)
+}
+
+func (b *barrier) SetMember(ctx context.Context, groupDN, username string, member bool) error {
+	b.wait()
+	return b.counting.SetMember(ctx, groupDN, username, member)
+}
+
+// TestConcurrentSyncs runs two syncs at once over one database, each with
+// its own connections as two processes would, held so that both plan
+// before either writes: both write the same changes, interleaved. Both
+// succeed, a third run has nothing to do, and the database is as one run
+// leaves it.
+func TestConcurrentSyncs(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+			driver, dsn := b.newDB(t)
+			syncer := func(store ldapauth.UserStore) *ldapauth.Authenticator {
+				cfg, err := demo.Config(srv)
+				require.NoError(t, err)
+				cfg.Store = store
+				a, err := ldapauth.New(cfg)
+				require.NoError(t, err)
+				t.Cleanup(func() { a.Close() })
+				return a
+			}
+			_, err := syncer(open(t, driver, dsn)).Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+			require.NoError(t, err)
+
+			d := ldaptest.DemoDirectory()
+			for i := range d.Users {
+				switch d.Users[i].Name {
+				case "carol":
+					d.Users[i].Mail = "carol.danvers@example.com"
+				case "alice":
+					d.Users[i].Groups = []string{"ldapusers", "marvel"}
+				case "jürgen":
+					d.Users[i].Groups = nil // out of the login group
+				case "bob":
+					d.Users[i].Groups = append(d.Users[i].Groups, "ldapusers") // new to the login group
+				}
+			}
+			require.NoError(t, srv.SetDirectory(d))
+
+			var arrived sync.WaitGroup
+			arrived.Add(2)
+			all := make(chan struct{})
+			go func() { arrived.Wait(); close(all) }()
+			reports := make([]*ldapauth.SyncReport, 2)
+			errs := make([]error, 2)
+			var wg sync.WaitGroup
+			for i := range 2 {
+				store := &barrier{counting: &counting{Store: open(t, driver, dsn)}, arrived: &arrived, all: all, ctx: ctx}
+				a := syncer(store)
+				wg.Go(func() { reports[i], errs[i] = a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true}) })
+			}
+			wg.Wait()
+			for i := range 2 {
+				require.NoError(t, errs[i], "run %d", i)
+				assert.True(t, reports[i].Applied)
+			}
+			assert.Equal(t, reports[0].Counts, reports[1].Counts, "both planned the same changes")
+			assert.Equal(t, []string{"jürgen"}, reports[0].UsersRemoved)
+			assert.Equal(t, []string{"bob"}, reports[0].UsersCreated)
+
+			store := open(t, driver, dsn)
+			third, err := syncer(store).Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+			require.NoError(t, err)
+			assert.Zero(t, third.Counts.Changes(), "a third run has nothing to do:\n%s", third)
+
+			snap, err := store.Snapshot(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, []string{"alice", "bob", "carol", "dave(ops", "mallory"}, snap.Users)
+			assert.Equal(t, "carol.danvers@example.com", snap.Details["carol"].Fields["email"])
+			for _, name := range snap.Users {
+				assert.Equal(t, []string{demo.OrganisationID}, snap.Details[name].Organisations, name)
+			}
+			groups := map[string][]string{}
+			for _, g := range snap.Groups {
+				groups[g.Name] = g.Members
+			}
+			assert.Equal(t, map[string][]string{"marvel": {"alice", "bob", "carol"}, "readers": {"bob"}}, groups)
+		})
+	}
 }

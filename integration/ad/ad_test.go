@@ -412,6 +412,7 @@ func TestLargeGroup(t *testing.T) {
 			store := ldapauth.NewMemStore()
 			cfg := &ldapauth.Config{Store: store, OrganisationID: "1", SyncedGroups: []string{d.GroupDN(sambatest.GroupBig)}}
 			u := &ldapauth.User{DN: last, Username: name}
+			require.NoError(t, store.SaveUser(context.Background(), u), "a login saves the user before the syncer runs")
 			require.NoError(t, ldapauth.SyncUserGroups{}.SyncRelations(context.Background(), cfg, u, &rangeLimit{dir: conn, step: step}))
 			got2, _ := store.Members(d.GroupDN(sambatest.GroupBig))
 			assert.Equal(t, []string{name}, got2)

@@ -69,9 +69,17 @@ func Password(user string) (string, bool) {
 
 // Env returns the environment of the demo configuration for srv: the
 // server's own variables plus the Flagsmith functions, the login group, the
-// organisation and the synced groups. The map is new on each call.
+// organisation, the synced groups and the sync account (the demo
+// directory's service account). The map is new on each call.
 func Env(srv *ldaptest.Server) map[string]string {
 	vars := srv.Env()
+	d := ldaptest.DemoDirectory()
+	for _, u := range d.Users {
+		if u.Name == d.ServiceAccount {
+			vars[ldapauth.EnvSyncUsername] = u.Name
+			vars[ldapauth.EnvSyncPassword] = u.Password
+		}
+	}
 	vars[ldapauth.EnvFormatUsername] = "django_python3_ldap.utils.format_username_openldap"
 	vars[ldapauth.EnvSearchFilters] = "flagsmith_ldap.ldap.login_group_search_filter"
 	vars[ldapauth.EnvLoginGroup] = srv.GroupDN(LoginGroup)
@@ -104,11 +112,17 @@ func Config(srv *ldaptest.Server) (*ldapauth.Config, error) {
 // and server (the caller closes it); otherwise the server is nil. A bad
 // environment is an error.
 func Setup() (*ldapauth.Config, *ldaptest.Server, error) {
-	cfg, err := ldapauth.ConfigFromEnv()
+	return SetupEnv(os.LookupEnv)
+}
+
+// SetupEnv is Setup with the environment read through lookup (as
+// os.LookupEnv), for programs tested with an environment of their own.
+func SetupEnv(lookup func(string) (string, bool)) (*ldapauth.Config, *ldaptest.Server, error) {
+	cfg, err := ldapauth.LoadConfig(lookup)
 	if err == nil {
 		return cfg, nil, nil
 	}
-	if !errors.Is(err, ldapauth.ErrNotConfigured) || os.Getenv(ldapauth.EnvURL) != "" {
+	if url, _ := lookup(ldapauth.EnvURL); !errors.Is(err, ldapauth.ErrNotConfigured) || url != "" {
 		return nil, nil, err
 	}
 	srv, err := ldaptest.NewServer(ldaptest.DemoDirectory())
