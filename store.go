@@ -108,9 +108,11 @@ func GroupName(dn string) string {
 	return parsed.RDNs[0].Attributes[0].Value
 }
 
-// normDN returns a key for dn that is equal for DNs that are equal as parsed
-// DNs compared case-insensitively.
-func normDN(dn string) string {
+// DNKey returns a key for dn that is equal for DNs that are equal as parsed
+// DNs compared case-insensitively, as the [UserStore] contract compares group
+// DNs: a store can index groups by it. A dn that does not parse is folded to
+// lower case as it is.
+func DNKey(dn string) string {
 	parsed, err := ldap.ParseDN(dn)
 	if err != nil {
 		return strings.ToLower(strings.TrimSpace(dn))
@@ -141,8 +143,8 @@ type MemStore struct {
 	mu      sync.Mutex
 	users   map[string]*User             // by normUser
 	orgs    map[string]map[string]bool   // normUser -> organisation IDs
-	groups  map[string]Group             // by normDN
-	members map[string]map[string]string // normDN -> normUser -> username
+	groups  map[string]Group             // by DNKey
+	members map[string]map[string]string // DNKey -> normUser -> username
 }
 
 var _ UserStore = (*MemStore)(nil)
@@ -185,7 +187,7 @@ func (s *MemStore) JoinOrganisation(_ context.Context, username, organisationID 
 	defer s.mu.Unlock()
 	key := normUser(username)
 	if _, ok := s.users[key]; !ok {
-		return &StoreError{Op: "join organisation", Err: errNoSuchUser}
+		return errNoSuchUser
 	}
 	if s.orgs[key] == nil {
 		s.orgs[key] = map[string]bool{}
@@ -198,7 +200,7 @@ func (s *MemStore) JoinOrganisation(_ context.Context, username, organisationID 
 func (s *MemStore) SaveGroup(_ context.Context, g Group) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := normDN(g.DN)
+	key := DNKey(g.DN)
 	s.groups[key] = g
 	if s.members[key] == nil {
 		s.members[key] = map[string]string{}
@@ -210,7 +212,7 @@ func (s *MemStore) SaveGroup(_ context.Context, g Group) error {
 func (s *MemStore) DeleteGroup(_ context.Context, dn string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := normDN(dn)
+	key := DNKey(dn)
 	delete(s.groups, key)
 	delete(s.members, key)
 	return nil
@@ -221,15 +223,15 @@ func (s *MemStore) DeleteGroup(_ context.Context, dn string) error {
 func (s *MemStore) SetMember(_ context.Context, groupDN, username string, member bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, ok := s.members[normDN(groupDN)]
+	m, ok := s.members[DNKey(groupDN)]
 	if !ok {
 		if !member {
 			return nil
 		}
-		return &StoreError{Op: "add member", Err: errNoSuchGroup}
+		return errNoSuchGroup
 	}
 	if _, saved := s.users[normUser(username)]; member && !saved {
-		return &StoreError{Op: "add member", Err: errNoSuchUser}
+		return errNoSuchUser
 	}
 	if member {
 		m[normUser(username)] = username
@@ -279,7 +281,7 @@ func (s *MemStore) Organisations(username string) []string {
 func (s *MemStore) Members(groupDN string) ([]string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, ok := s.members[normDN(groupDN)]
+	m, ok := s.members[DNKey(groupDN)]
 	return slices.Sorted(maps.Values(m)), ok
 }
 
@@ -287,6 +289,6 @@ func (s *MemStore) Members(groupDN string) ([]string, bool) {
 func (s *MemStore) GroupOf(dn string) (Group, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g, ok := s.groups[normDN(dn)]
+	g, ok := s.groups[DNKey(dn)]
 	return g, ok
 }

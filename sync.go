@@ -349,8 +349,11 @@ func (e *RemovalGuardError) Is(target error) bool { return target == ErrRemovalG
 // Sync may run concurrently with logins; it does not run concurrently with
 // itself usefully (two runs would plan the same changes).
 func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (*SyncReport, error) {
-	if err := a.syncConfigError(); err != nil {
+	if err := a.cfg.ValidateSync(); err != nil {
 		return nil, err
+	}
+	if a.cfg.Store == nil {
+		return nil, configErr("the sync writes into Config.Store, which is nil", EnvSyncRelations)
 	}
 	r := a.newSyncRun(opts)
 	if err := r.loadStore(ctx); err != nil {
@@ -384,10 +387,13 @@ func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (*SyncReport
 	return rep, nil
 }
 
-// syncConfigError reports, one error per variable, the settings the
-// Flagsmith docs require for the sync command that are unset.
-func (a *Authenticator) syncConfigError() error {
-	c := &a.cfg
+// ValidateSync reports, one [*ConfigError] per variable, joined, the
+// settings the Flagsmith docs require for the sync job that are unset:
+// LDAP_SYNC_USER_USERNAME, LDAP_SYNC_USER_PASSWORD, LDAP_SYNCED_GROUPS,
+// LDAP_AUTH_SYNC_USER_RELATIONS (the group syncer) and
+// LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID. [Authenticator.Sync] calls it; a
+// sync command may call it first, before opening its database.
+func (c *Config) ValidateSync() error {
 	var errs []error
 	missing := func(variable, why string) {
 		errs = append(errs, configErr("not set: the sync job needs it ("+why+")", variable))
@@ -408,9 +414,6 @@ func (a *Authenticator) syncConfigError() error {
 	}
 	if c.OrganisationID == "" {
 		missing(EnvOrganisationID, "the organisation users join")
-	}
-	if len(errs) == 0 && c.Store == nil {
-		errs = append(errs, configErr("the sync writes into Config.Store, which is nil", EnvSyncRelations))
 	}
 	return errors.Join(errs...)
 }
@@ -452,7 +455,7 @@ type syncRun struct {
 	opts SyncOptions
 
 	groups   []*syncedGroup
-	groupIdx map[string]int // normDN -> index in groups
+	groupIdx map[string]int // DNKey -> index in groups
 	dnCache  map[string]int // raw memberOf value -> index, -1 for other groups
 	users    map[string]*storeUser
 	others   []Group // store groups outside LDAP_SYNCED_GROUPS
@@ -484,7 +487,7 @@ func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
 		report:    &SyncReport{DryRun: opts.DryRun, Forced: opts.Force},
 	}
 	for _, dn := range a.cfg.SyncedGroups {
-		key := normDN(dn)
+		key := DNKey(dn)
 		if _, dup := r.groupIdx[key]; dup {
 			continue
 		}
@@ -524,7 +527,7 @@ func (r *syncRun) loadStore(ctx context.Context) error {
 	}
 	r.report.StoreUsers = len(r.users)
 	for _, g := range snap.Groups {
-		i, ok := r.groupIdx[normDN(g.DN)]
+		i, ok := r.groupIdx[DNKey(g.DN)]
 		if !ok {
 			r.others = append(r.others, g.Group)
 			continue
@@ -783,7 +786,7 @@ func (r *syncRun) memberOfIndex(v string) int {
 	if i, ok := r.dnCache[v]; ok {
 		return i
 	}
-	i, ok := r.groupIdx[normDN(v)]
+	i, ok := r.groupIdx[DNKey(v)]
 	if !ok {
 		i = -1
 	}

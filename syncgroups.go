@@ -169,7 +169,7 @@ type groupEntry struct {
 // lists reports whether the entry names the user by DN or by username.
 func (g *groupEntry) lists(userDN, username string) bool {
 	if g.dnKeys != nil {
-		_, byDN := g.dnKeys[normDN(userDN)]
+		_, byDN := g.dnKeys[DNKey(userDN)]
 		_, byUID := g.uidKeys[strings.ToLower(username)]
 		return byDN || byUID
 	}
@@ -188,7 +188,7 @@ func (g *groupEntry) lists(userDN, username string) bool {
 func (g *groupEntry) index() {
 	g.dnKeys = make(map[string]struct{}, len(g.dns))
 	for _, dn := range g.dns {
-		g.dnKeys[normDN(dn)] = struct{}{}
+		g.dnKeys[DNKey(dn)] = struct{}{}
 	}
 	g.uidKeys = make(map[string]struct{}, len(g.uids))
 	for _, uid := range g.uids {

@@ -25,7 +25,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-ldap/ldap/v3"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
 	_ "modernc.org/sqlite"             // the "sqlite" driver
 
@@ -156,30 +155,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// userKey and dnKey are the case-insensitive keys of usernames and DNs.
+// userKey is the case-insensitive key of usernames (ldapauth.DNKey is that
+// of group DNs).
 func userKey(name string) string { return strings.ToLower(name) }
-
-// dnKey returns a key equal for DNs that are equal as parsed DNs compared
-// case-insensitively (the contract of ldapauth.UserStore).
-func dnKey(dn string) string {
-	parsed, err := ldap.ParseDN(dn)
-	if err != nil {
-		return strings.ToLower(strings.TrimSpace(dn))
-	}
-	var b strings.Builder
-	for i, rdn := range parsed.RDNs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		attrs := make([]string, len(rdn.Attributes))
-		for j, a := range rdn.Attributes {
-			attrs[j] = strings.ToLower(a.Type) + "=" + ldapauth.EscapeDNValue(strings.ToLower(a.Value))
-		}
-		slices.Sort(attrs)
-		b.WriteString(strings.Join(attrs, "+"))
-	}
-	return b.String()
-}
 
 // inTx runs fn in a transaction, committed when fn returns nil.
 func (s *Store) inTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
@@ -283,7 +261,7 @@ func (s *Store) SaveGroup(ctx context.Context, g ldapauth.Group) error {
 		_, err := s.exec(ctx, tx, `INSERT INTO ldap_groups (dn_key, dn, name, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (dn_key) DO UPDATE SET dn = excluded.dn, name = excluded.name, updated_at = excluded.updated_at`,
-			dnKey(g.DN), g.DN, g.Name, now, now)
+			ldapauth.DNKey(g.DN), g.DN, g.Name, now, now)
 		return err
 	})
 }
@@ -291,7 +269,7 @@ func (s *Store) SaveGroup(ctx context.Context, g ldapauth.Group) error {
 // DeleteGroup implements [ldapauth.UserStore]: it removes the group with
 // its memberships.
 func (s *Store) DeleteGroup(ctx context.Context, dn string) error {
-	key := dnKey(dn)
+	key := ldapauth.DNKey(dn)
 	return s.inTx(ctx, "delete group", func(tx *sql.Tx) error {
 		if _, err := s.exec(ctx, tx, `DELETE FROM ldap_group_members WHERE dn_key = ?`, key); err != nil {
 			return err
@@ -305,7 +283,7 @@ func (s *Store) DeleteGroup(ctx context.Context, dn string) error {
 // does not hold is [ErrNoSuchGroup]; adding a user never saved is
 // [ErrNoSuchUser]. Removing never fails for a missing group or user.
 func (s *Store) SetMember(ctx context.Context, groupDN, username string, member bool) error {
-	gkey, ukey := dnKey(groupDN), userKey(username)
+	gkey, ukey := ldapauth.DNKey(groupDN), userKey(username)
 	if !member {
 		return s.inTx(ctx, "remove member", func(tx *sql.Tx) error {
 			_, err := s.exec(ctx, tx, `DELETE FROM ldap_group_members WHERE dn_key = ? AND username_key = ?`, gkey, ukey)

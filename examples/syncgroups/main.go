@@ -130,6 +130,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		defer dir.Close()
 		fmt.Fprintf(stderr, "syncgroups: LDAP_AUTH_URL is not set: syncing the embedded demo directory (%s)\n", dir.URL())
 	}
+	if err := cfg.ValidateSync(); err != nil { // before the database is opened, let alone created
+		return fail(exitCode(err), err)
+	}
 	store, err := sqlstore.OpenDSN(ctx, o.db)
 	if err != nil {
 		return fail(exitFailure, err)
