@@ -2,6 +2,7 @@ package ldapauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -1081,4 +1082,29 @@ func classifyTransport(err error) error {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
+}
+
+// MarshalJSON encodes the report with empty lists as [], never null, so that
+// consumers of the JSON need no nil checks.
+func (r SyncReport) MarshalJSON() ([]byte, error) {
+	type plain SyncReport // without this method
+	p := plain(r)
+	p.UsersRemoved = orEmpty(p.UsersRemoved)
+	p.UsersUpdated = orEmpty(p.UsersUpdated)
+	p.UsersCreated = orEmpty(p.UsersCreated)
+	p.OrganisationJoins = orEmpty(p.OrganisationJoins)
+	p.GroupsCreated = orEmpty(p.GroupsCreated)
+	p.GroupsRemoved = orEmpty(p.GroupsRemoved)
+	p.GroupsLeftAlone = orEmpty(p.GroupsLeftAlone)
+	p.MembershipsAdded = orEmpty(p.MembershipsAdded)
+	p.MembershipsRemoved = orEmpty(p.MembershipsRemoved)
+	p.Skipped = orEmpty(p.Skipped)
+	return json.Marshal(p)
+}
+
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
