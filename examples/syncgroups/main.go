@@ -184,7 +184,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.Is(err, ldapauth.ErrRemovalGuard):
 		return exitGuard
-	case errors.Is(err, ldapauth.ErrConfig):
+	case errors.Is(err, ldapauth.ErrConfig), errors.Is(err, ldapauth.ErrNotConfigured):
 		return exitUsage
 	default:
 		return exitFailure

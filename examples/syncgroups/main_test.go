@@ -240,6 +240,8 @@ func TestFailures(t *testing.T) {
 		{"wrong sync password", with(map[string]string{"LDAP_SYNC_USER_PASSWORD": "wrong"}), nil, exitFailure, "sync aborted, nothing written: bind"},
 		{"directory down", with(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1:1"}), nil, exitFailure, "sync aborted, nothing written"},
 		{"database unusable", good, []string{"-db", t.TempDir()}, exitFailure, "sqlstore"},
+		{"URL forgotten: no demo in its place", map[string]string{"LDAP_SYNCED_GROUPS": "cn=a,dc=x"}, nil, exitUsage, "LDAP_AUTH_URL not set, but LDAP_SYNCED_GROUPS is"},
+		{"demo never writes into DATABASE_URL", map[string]string{"DATABASE_URL": "postgres://app@127.0.0.1:1/app"}, nil, exitUsage, "unset DATABASE_URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
@@ -107,6 +108,15 @@ func Config(srv *ldaptest.Server) (*ldapauth.Config, error) {
 	return cfg, nil
 }
 
+// configVariables are the LDAP variables whose presence without
+// LDAP_AUTH_URL means a real configuration with the URL missing.
+var configVariables = []string{
+	ldapauth.EnvUseTLS, ldapauth.EnvSearchBase, ldapauth.EnvObjectClass, ldapauth.EnvUserFields,
+	ldapauth.EnvADDomain, ldapauth.EnvFormatUsername, ldapauth.EnvSearchFilters, ldapauth.EnvSyncRelations,
+	ldapauth.EnvOrganisationID, ldapauth.EnvSyncedGroups, ldapauth.EnvLoginGroup, ldapauth.EnvSyncUsername,
+	ldapauth.EnvSyncPassword, ldapauth.EnvConnectionUsername, ldapauth.EnvConnectionPassword, ldapauth.EnvTLSCAFile,
+}
+
 // Setup reads the configuration from the environment. When LDAP_AUTH_URL is
 // unset it starts the demo directory instead and returns its configuration
 // and server (the caller closes it); otherwise the server is nil. A bad
@@ -117,6 +127,11 @@ func Setup() (*ldapauth.Config, *ldaptest.Server, error) {
 
 // SetupEnv is Setup with the environment read through lookup (as
 // os.LookupEnv), for programs tested with an environment of their own.
+//
+// The demo directory's passwords are public, so demo mode refuses to start
+// when LDAP_AUTH_URL is unset but other LDAP variables are set (a forgotten
+// URL), or when DATABASE_URL names a database: demo users must never reach
+// a real database. A -db flag naming a file is the caller's explicit choice.
 func SetupEnv(lookup func(string) (string, bool)) (*ldapauth.Config, *ldaptest.Server, error) {
 	cfg, err := ldapauth.LoadConfig(lookup)
 	if err == nil {
@@ -124,6 +139,23 @@ func SetupEnv(lookup func(string) (string, bool)) (*ldapauth.Config, *ldaptest.S
 	}
 	if url, _ := lookup(ldapauth.EnvURL); !errors.Is(err, ldapauth.ErrNotConfigured) || url != "" {
 		return nil, nil, err
+	}
+	// LDAP_AUTH_URL is unset. If the rest of an LDAP configuration is there,
+	// the URL was forgotten (or the env file not exported): refuse, rather
+	// than serve a directory whose passwords are public in its place.
+	var set []string
+	for _, name := range configVariables {
+		if v, ok := lookup(name); ok && v != "" {
+			set = append(set, name)
+		}
+	}
+	if len(set) > 0 {
+		return nil, nil, fmt.Errorf("%w: %s not set, but %s %s: set it, or unset them to run the demo directory",
+			ldapauth.ErrNotConfigured, ldapauth.EnvURL, strings.Join(set, ", "), map[bool]string{true: "is", false: "are"}[len(set) == 1])
+	}
+	if v, ok := lookup("DATABASE_URL"); ok && v != "" {
+		return nil, nil, fmt.Errorf("%w: %s not set, so this would be the demo directory, whose passwords are public; it does not write into DATABASE_URL: set %s, or unset DATABASE_URL",
+			ldapauth.ErrNotConfigured, ldapauth.EnvURL, ldapauth.EnvURL)
 	}
 	srv, err := ldaptest.NewServer(ldaptest.DemoDirectory())
 	if err != nil {
