@@ -267,6 +267,10 @@ type ScaleResult struct {
 	PeakRatio float64
 	// Allocs is the median number of heap allocations of one run.
 	Allocs float64
+	// CPU is the median CPU time of this process (the client) in one run;
+	// CPURatio the median of the per-round ratios to the paged search.
+	CPU      time.Duration
+	CPURatio float64
 	// RestingHeap is the live heap before the runs: mostly the MemStore
 	// of the steady case, which stands in for the application's database.
 	RestingHeap uint64
@@ -286,6 +290,7 @@ const HeapGCPercent = 10
 func MeasureSyncScale(ctx context.Context, server string, s *SyncScale, rounds int, progress io.Writer) ([]*ScaleResult, error) {
 	type run struct {
 		wall   time.Duration
+		cpu    time.Duration
 		allocs uint64
 	}
 	runs := map[SyncCase][]run{}
@@ -299,13 +304,15 @@ func MeasureSyncScale(ctx context.Context, server string, s *SyncScale, rounds i
 			runtime.GC()
 			runtime.ReadMemStats(&ms)
 			before := ms.Mallocs
+			cpu := cpuTime()
 			start := time.Now()
 			if err := s.Run(ctx, c); err != nil {
 				return nil, fmt.Errorf("%s/%d %s: %w", server, s.users, c, err)
 			}
 			wall := time.Since(start)
+			cpu = cpuTime() - cpu
 			runtime.ReadMemStats(&ms)
-			runs[c] = append(runs[c], run{wall, ms.Mallocs - before})
+			runs[c] = append(runs[c], run{wall, cpu, ms.Mallocs - before})
 			if progress != nil {
 				fmt.Fprintf(progress, "%s/%d round %d %s: %v\n", server, s.users, r+1, c, wall.Round(time.Millisecond))
 			}
@@ -331,12 +338,18 @@ func MeasureSyncScale(ctx context.Context, server string, s *SyncScale, rounds i
 	var out []*ScaleResult
 	for _, c := range SyncCases {
 		res := &ScaleResult{Server: server, Users: s.users, Case: c, PeakHeap: peaks[c], RestingHeap: resting}
-		var walls, ratios, allocs []float64
+		var walls, ratios, cpus, cpuRatios, allocs []float64
 		for i, x := range runs[c] {
 			walls = append(walls, float64(x.wall))
 			ratios = append(ratios, float64(x.wall)/float64(floor[i].wall))
+			cpus = append(cpus, float64(x.cpu))
+			if floor[i].cpu > 0 {
+				cpuRatios = append(cpuRatios, float64(x.cpu)/float64(floor[i].cpu))
+			}
 			allocs = append(allocs, float64(x.allocs))
 		}
+		res.CPU = time.Duration(median(cpus))
+		res.CPURatio = median(cpuRatios)
 		res.Wall = time.Duration(median(walls))
 		res.WallRatio = median(ratios)
 		res.Allocs = median(allocs)
@@ -350,16 +363,17 @@ func MeasureSyncScale(ctx context.Context, server string, s *SyncScale, rounds i
 
 // ScaleTable writes the sync-at-scale results as a Markdown table.
 func ScaleTable(w io.Writer, results []*ScaleResult) {
-	fmt.Fprintln(w, "| server | users | case | wall time | × paged search | peak heap | × paged search | allocs | × paged search | resting heap |")
-	fmt.Fprintln(w, "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintln(w, "| server | users | case | wall time | × paged search | client CPU | × paged search | peak heap | × paged search | allocs | × paged search | resting heap |")
+	fmt.Fprintln(w, "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	floor := map[string]float64{}
 	for _, r := range results {
 		key := fmt.Sprint(r.Server, r.Users)
 		if r.Case == PagedSearchCase {
 			floor[key] = r.Allocs
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %.2f | %s | %.2f | %.2f M | %.2f | %s |\n",
-			r.Server, r.Users, r.Case, r.Wall.Round(time.Millisecond), r.WallRatio, mib(r.PeakHeap), r.PeakRatio,
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %.2f | %s | %.2f | %s | %.2f | %.2f M | %.2f | %s |\n",
+			r.Server, r.Users, r.Case, r.Wall.Round(time.Millisecond), r.WallRatio,
+			r.CPU.Round(time.Millisecond), r.CPURatio, mib(r.PeakHeap), r.PeakRatio,
 			r.Allocs/1e6, r.Allocs/floor[key], mib(r.RestingHeap))
 	}
 }
