@@ -2,9 +2,13 @@ package benchmarks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,11 +16,15 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
 )
 
 func TestMain(m *testing.M) {
 	ServeIfChild()
-	os.Exit(m.Run())
+	code := m.Run()
+	stopScaleTargets()
+	os.Exit(code)
 }
 
 // startServers starts the servers for one test or benchmark.
@@ -63,12 +71,30 @@ func TestCorrectness(t *testing.T) {
 }
 
 func TestParseLDAPAuthVariant(t *testing.T) {
-	v, err := ParseLDAPAuthVariant("ldapauth-pool:LDAP_AUTH_POOL_SIZE=8,svc")
+	v, err := ParseLDAPAuthVariant("ldapauth-pool2:LDAP_AUTH_POOL_SIZE=2,svc")
 	require.NoError(t, err)
-	assert.Equal(t, LDAPAuthVariant{Name: "ldapauth-pool", Service: true, Env: map[string]string{"LDAP_AUTH_POOL_SIZE": "8"}}, v)
-	for _, bad := range []string{"", ":svc", "x:POOL=8", "x:LDAP_AUTH_POOL_SIZE"} {
+	assert.Equal(t, LDAPAuthVariant{Name: "ldapauth-pool2", Service: true, Env: map[string]string{"LDAP_AUTH_POOL_SIZE": "2"}}, v)
+	for _, bad := range []string{
+		"", ":svc", "x:POOL=8", "x:LDAP_AUTH_POOL_SIZE",
+		"x:LDAP_AUTH_POOLSIZE=0",                 // a typo ldapauth would ignore
+		"x:LDAP_AUTH_POOL_SIZE=lots",             // a value LoadConfig refuses
+		"x:LDAP_AUTH_URL=ldap://h",               // set by the target
+		"x:LDAP_AUTH_CONNECTION_USERNAME=cn=svc", // svc says that
+	} {
 		_, err := ParseLDAPAuthVariant(bad)
 		assert.Error(t, err, bad)
+	}
+}
+
+// TestDefaultVariantsConfigure checks that each default variant is what
+// its name says: pooled or not, with a service account or not.
+func TestDefaultVariantsConfigure(t *testing.T) {
+	target := &Target{URL: "ldap://127.0.0.1:389", SearchBase: "dc=example,dc=com", ObjectClass: "posixAccount"}
+	for _, v := range DefaultLDAPAuthVariants() {
+		cfg, err := v.config(target.Env())
+		require.NoError(t, err, v.Name)
+		assert.Equal(t, !strings.Contains(v.Name, "nopool"), cfg.PoolSize > 0, "%s: PoolSize %d", v.Name, cfg.PoolSize)
+		assert.Equal(t, strings.Contains(v.Name, "svc"), v.Service, v.Name)
 	}
 }
 
@@ -142,29 +168,86 @@ func benchLogin(b *testing.B, ctx context.Context, c Contender, t *Target, worke
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "logins/s")
 }
 
-// BenchmarkSyncFloor is the floor of the sync at scale: a raw paged search
-// of every generated user as the service account, with its wall time and
-// the peak heap (peak-heap-B). Once ldapauth's batch sync is in, it is
-// measured beside this on the same servers.
-func BenchmarkSyncFloor(b *testing.B) {
-	for _, sc := range []struct {
-		server string
-		users  int
-	}{{"glauth", 10_000}, {"slapd", 10_000}, {"slapd", 100_000}} {
+// The sync at scale, for benchstat: the same entries, server and page
+// size (ScalePageSize) in each of
+//
+//	BenchmarkPagedSearch  the floor: a raw paged search of every user
+//	BenchmarkSync         ldapauth's no-op sync, the store already in step
+//	BenchmarkFirstSync    ldapauth's sync with CreateUsers into an empty store
+//
+// go test -run '^$' -bench 'PagedSearch|Sync' -count 6 | tee sync.txt
+// benchstat -col .name -row /server,/users sync.txt
+//
+// peak-heap-B is the highest heap (live and unswept objects) seen during
+// one extra, untimed run above the live heap before it, with GOGC at
+// HeapGCPercent; the steady case's MemStore is live throughout. Each server is started once per
+// test binary (slapd bulk-loads 100,000 users in a minute or so).
+func BenchmarkPagedSearch(b *testing.B) { benchSyncCase(b, PagedSearchCase) }
+
+func BenchmarkSync(b *testing.B) { benchSyncCase(b, SteadySync) }
+
+func BenchmarkFirstSync(b *testing.B) { benchSyncCase(b, FirstSync) }
+
+// scaleSizes are the servers and sizes of the sync at scale. GLAuth
+// builds every entry on each search, so it is measured at 10,000 only.
+var scaleSizes = []struct {
+	server string
+	users  int
+}{{"glauth", 10_000}, {"slapd", 10_000}, {"slapd", 100_000}}
+
+var (
+	scaleMu      sync.Mutex
+	scaleTargets = map[string]*SyncScale{}
+	scaleStops   []func()
+)
+
+// scaleTarget starts server with users generated users the first time
+// it is asked for, and keeps it for the rest of the test binary.
+func scaleTarget(b *testing.B, server string, users int) *SyncScale {
+	scaleMu.Lock()
+	defer scaleMu.Unlock()
+	key := fmt.Sprint(server, users)
+	if s, ok := scaleTargets[key]; ok {
+		return s
+	}
+	t, stop, err := StartScaleTarget(server, users)
+	if err != nil && server == "slapd" && errors.Is(err, slapdtest.ErrNotInstalled) {
+		b.Skip(err)
+	}
+	require.NoError(b, err)
+	scaleStops = append(scaleStops, stop)
+	s, err := PrepareSyncScale(context.Background(), t, users)
+	require.NoError(b, err)
+	scaleStops = append(scaleStops, s.Close)
+	scaleTargets[key] = s
+	return s
+}
+
+func stopScaleTargets() {
+	for i := len(scaleStops) - 1; i >= 0; i-- {
+		scaleStops[i]()
+	}
+}
+
+func benchSyncCase(b *testing.B, c SyncCase) {
+	ctx := context.Background()
+	for _, sc := range scaleSizes {
 		b.Run(fmt.Sprintf("server=%s/users=%d", sc.server, sc.users), func(b *testing.B) {
-			t, stop, err := StartScaleTarget(sc.server, sc.users)
-			require.NoError(b, err)
-			defer stop()
-			var peak uint64
+			s := scaleTarget(b, sc.server, sc.users)
 			b.ReportAllocs()
-			b.ResetTimer()
 			for b.Loop() {
-				var n int
-				_, p, err := PeakHeap(func() (err error) { n, err = PagedSearch(t, 500); return err })
-				require.NoError(b, err)
-				require.GreaterOrEqual(b, n, sc.users)
-				peak = max(peak, p)
+				b.StopTimer()
+				runtime.GC()
+				b.StartTimer()
+				require.NoError(b, s.Run(ctx, c))
 			}
+			// One more run, untimed, for the peak heap (see HeapGCPercent).
+			b.StopTimer()
+			old := debug.SetGCPercent(HeapGCPercent)
+			defer debug.SetGCPercent(old)
+			runtime.GC()
+			_, peak, err := PeakHeap(func() error { return s.Run(ctx, c) })
+			require.NoError(b, err)
 			b.ReportMetric(float64(peak), "peak-heap-B")
 		})
 	}

@@ -80,19 +80,41 @@ type LDAPAuthVariant struct {
 }
 
 // DefaultLDAPAuthVariants are the ldapauth configurations measured by
-// default: the default configuration, and the login search run as a
-// service account. Both dial per login, the only way ldapauth connects
-// today; once connection pooling is configurable, a pooled variant is one
-// more entry here (or one -ldapauth flag of cmd/ldapbench).
+// default: the default configuration (pooled, LDAP_AUTH_POOL_SIZE unset),
+// the login search run as a service account (pooled too; its search runs
+// beside the user's bind), and both with pooling turned off
+// (LDAP_AUTH_POOL_SIZE=0: dial per login).
 func DefaultLDAPAuthVariants() []LDAPAuthVariant {
+	nopool := func() map[string]string { return map[string]string{ldapauth.EnvPoolSize: "0"} }
 	return []LDAPAuthVariant{
 		{Name: "ldapauth"},
 		{Name: "ldapauth-svc", Service: true},
+		{Name: "ldapauth-nopool", Env: nopool()},
+		{Name: "ldapauth-svc-nopool", Service: true, Env: nopool()},
 	}
 }
 
+// targetVariables are set by the target (or by svc): a variant that set
+// them would no longer measure the target it is labelled with.
+var targetVariables = []string{
+	ldapauth.EnvURL, ldapauth.EnvSearchBase, ldapauth.EnvObjectClass, ldapauth.EnvUseTLS, ldapauth.EnvTLSCAFile,
+	ldapauth.EnvConnectionUsername, ldapauth.EnvConnectionPassword,
+}
+
+// ldapauthReads returns the environment variables LoadConfig reads, found
+// by watching it read an empty environment (it looks up every variable it
+// knows, set or not). A variant may only set these: a variable ldapauth
+// ignores would label a contender with a setting it does not have.
+var ldapauthReads = sync.OnceValue(func() map[string]bool {
+	read := map[string]bool{}
+	_, _ = ldapauth.LoadConfig(func(k string) (string, bool) { read[k] = true; return "", false })
+	return read
+})
+
 // ParseLDAPAuthVariant parses "name:KEY=VALUE,KEY=VALUE" (the Env of the
-// variant); a bare "svc" among the pairs sets Service.
+// variant); a bare "svc" among the pairs sets Service. It refuses a
+// variable that ldapauth's LoadConfig does not read, one the target sets
+// (use svc for the service account), and a value LoadConfig refuses.
 func ParseLDAPAuthVariant(s string) (LDAPAuthVariant, error) {
 	name, rest, _ := strings.Cut(s, ":")
 	v := LDAPAuthVariant{Name: name, Env: map[string]string{}}
@@ -106,11 +128,44 @@ func ParseLDAPAuthVariant(s string) (LDAPAuthVariant, error) {
 			v.Service = true
 		case !ok || !strings.HasPrefix(k, "LDAP_"):
 			return v, fmt.Errorf("benchmarks: ldapauth variant %q: %q is not svc or LDAP_...=VALUE", s, pair)
+		case !ldapauthReads()[k]:
+			return v, fmt.Errorf("benchmarks: ldapauth variant %q: ldapauth does not read %s (LoadConfig reads %s)",
+				s, k, strings.Join(slices.Sorted(maps.Keys(ldapauthReads())), ", "))
+		case slices.Contains(targetVariables, k):
+			return v, fmt.Errorf("benchmarks: ldapauth variant %q: %s is set by the target (svc sets the service account)", s, k)
 		default:
 			v.Env[k] = val
 		}
 	}
+	// The values must load: check them against a placeholder target.
+	if _, err := v.config(map[string]string{ldapauth.EnvURL: "ldap://127.0.0.1:389"}); err != nil {
+		return v, fmt.Errorf("benchmarks: ldapauth variant %q: %w", s, err)
+	}
 	return v, nil
+}
+
+// config loads v's configuration over the target's variables env. Every
+// variable of v must be read by LoadConfig, or the contender would be
+// labelled with a setting it does not have.
+func (v LDAPAuthVariant) config(env map[string]string) (*ldapauth.Config, error) {
+	env = maps.Clone(env)
+	for k, val := range v.Env {
+		if slices.Contains(targetVariables, k) {
+			return nil, fmt.Errorf("%s is set by the target", k)
+		}
+		env[k] = val
+	}
+	read := map[string]bool{}
+	cfg, err := ldapauth.LoadConfig(func(k string) (string, bool) { read[k] = true; val, ok := env[k]; return val, ok })
+	if err != nil {
+		return nil, err
+	}
+	for k := range v.Env {
+		if !read[k] {
+			return nil, fmt.Errorf("ldapauth does not read %s", k)
+		}
+	}
+	return cfg, nil
 }
 
 // Contenders returns the contenders: the ldapauth variants, the floor, raw
@@ -153,13 +208,32 @@ func (t *Target) Env() map[string]string {
 }
 
 func ldapauthContender(v LDAPAuthVariant) Contender {
-	setup := "ldapauth: LoadConfig from the environment; dial (+TLS), bind as the user"
-	if v.Service {
-		setup += ", bind svc"
+	// The setup line says what the configuration does, read back from the
+	// loaded Config rather than from the variant's name.
+	setup := "ldapauth: LoadConfig from the environment"
+	cfg, err := v.config(map[string]string{ldapauth.EnvURL: "ldap://127.0.0.1:389"})
+	pooled := err == nil && cfg.PoolSize > 0
+	if pooled {
+		setup += fmt.Sprintf(", pool of %d idle connections per kind", cfg.PoolSize)
+	} else {
+		setup += ", no pool"
 	}
-	setup += ", subtree search, close"
+	switch {
+	case pooled && v.Service:
+		setup += "; pooled: bind as the user on one connection while the svc connection (bound once) searches"
+	case pooled:
+		setup += "; pooled connection: bind as the user, subtree search"
+	case v.Service:
+		setup += "; dial (+TLS) twice: bind as the user on one while the other binds svc and searches; close"
+	default:
+		setup += "; dial (+TLS), bind as the user, subtree search, close"
+	}
 	if len(v.Env) > 0 {
-		setup += "; " + strings.Join(slices.Sorted(maps.Keys(v.Env)), ", ") + " set"
+		var kv []string
+		for _, k := range slices.Sorted(maps.Keys(v.Env)) {
+			kv = append(kv, k+"="+v.Env[k])
+		}
+		setup += " (" + strings.Join(kv, ", ") + ")"
 	}
 	return Contender{Name: v.Name, Setup: setup, Open: func(t *Target) (*Session, error) {
 		env := t.Env()
@@ -167,10 +241,9 @@ func ldapauthContender(v LDAPAuthVariant) Contender {
 			env[ldapauth.EnvConnectionUsername] = t.ServiceDN
 			env[ldapauth.EnvConnectionPassword] = t.ServicePassword
 		}
-		maps.Copy(env, v.Env)
-		cfg, err := ldapauth.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		cfg, err := v.config(env)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("benchmarks: ldapauth variant %s: %w", v.Name, err)
 		}
 		a, err := ldapauth.New(cfg)
 		if err != nil {

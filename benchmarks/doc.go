@@ -22,8 +22,14 @@
 //     drift falls on all of them alike, and [Table] prints logins per
 //     second, p50 and p99 latency, allocations and bytes per login, each
 //     with its ratio to the floor.
+//   - The sync at scale: [StartScaleTarget] starts a server with generated
+//     users, [SyncScale] runs ldapauth's Sync (steady and first run) and
+//     the raw [PagedSearch] of the same entries, and [MeasureSyncScale]
+//     interleaves them and reports wall time, client CPU, peak heap and
+//     allocations, each with its ratio to the paged search.
 //
-// The Go benchmark functions in this package (BenchmarkLogin) give the same
-// contenders to go test -bench and benchstat; cmd/ldapbench prints the
-// interleaved table. See README.md for the figures and how to reproduce them.
+// The Go benchmark functions in this package (BenchmarkLogin;
+// BenchmarkPagedSearch, BenchmarkSync and BenchmarkFirstSync) give the same
+// measurements to go test -bench and benchstat; cmd/ldapbench prints the
+// interleaved tables (-scale for the sync). See README.md for the figures and how to reproduce them.
 package benchmarks

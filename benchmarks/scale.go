@@ -1,17 +1,27 @@
 package benchmarks
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
 )
+
+// ScalePageSize is the page size of both the sync and the raw paged
+// search at scale: ldapauth's default.
+const ScalePageSize = ldapauth.DefaultSyncPageSize
 
 // StartScaleTarget starts server ("slapd" or "glauth") with users generated
 // users and returns its plain target, whose service account may read them
@@ -21,7 +31,7 @@ import (
 func StartScaleTarget(server string, users int) (*Target, func(), error) {
 	switch server {
 	case "slapd":
-		sl, err := slapdtest.New(slapdtest.Options{GeneratedUsers: users, LogLevel: "0"})
+		sl, err := slapdtest.New(slapdtest.Options{GeneratedUsers: users, GeneratedUserGroups: []string{"readers"}, LogLevel: "0"})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -32,6 +42,7 @@ func StartScaleTarget(server string, users int) (*Target, func(), error) {
 		}
 		t.BaseDN, t.SearchBase, t.ObjectClass = slapdtest.BaseDN, slapdtest.PeopleDN, "inetOrgPerson"
 		t.ServiceDN, t.ServicePassword = slapdtest.ServiceDN, slapdtest.ServicePassword
+		t.syncedGroups = []string{slapdtest.GroupDN("readers"), slapdtest.GroupDN("marvel")}
 		return t, sl.Stop, nil
 	case "glauth":
 		dir, err := os.MkdirTemp("", "ldapbench-")
@@ -51,6 +62,9 @@ func StartScaleTarget(server string, users int) (*Target, func(), error) {
 		}
 		t.BaseDN, t.SearchBase, t.ObjectClass = "dc=example,dc=com", "dc=example,dc=com", "posixAccount"
 		t.ServiceDN, t.ServicePassword = "uid=svc,cn=svcaccts,ou=users,dc=example,dc=com", "svc-password"
+		for i := range min(10, max(1, users/10)) {
+			t.syncedGroups = append(t.syncedGroups, fmt.Sprintf("cn=group%04d,ou=groups,dc=example,dc=com", i))
+		}
 		return t, stop, nil
 	}
 	return nil, nil, fmt.Errorf("benchmarks: unknown server %q", server)
@@ -87,12 +101,114 @@ func PagedSearch(t *Target, pageSize uint32) (int, error) {
 	}
 }
 
+// NewSyncer returns an Authenticator that syncs t's users into store, as
+// the Flagsmith sync command is configured: the service account binds,
+// LDAP_SYNC_PAGE_SIZE is ScalePageSize, the synced groups are t's.
+func NewSyncer(t *Target, store ldapauth.UserStore) (*ldapauth.Authenticator, error) {
+	env := map[string]string{
+		ldapauth.EnvURL:            t.URL,
+		ldapauth.EnvSearchBase:     t.SearchBase,
+		ldapauth.EnvObjectClass:    t.ObjectClass,
+		ldapauth.EnvSyncRelations:  "flagsmith_ldap.ldap.sync_user_groups",
+		ldapauth.EnvOrganisationID: "1",
+		ldapauth.EnvSyncedGroups:   strings.Join(t.syncedGroups, ":"),
+		ldapauth.EnvSyncUsername:   t.ServiceDN,
+		ldapauth.EnvSyncPassword:   t.ServicePassword,
+		ldapauth.EnvSyncPageSize:   strconv.Itoa(ScalePageSize),
+	}
+	cfg, err := ldapauth.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		return nil, err
+	}
+	cfg.Store = store
+	return ldapauth.New(cfg)
+}
+
+// SyncCase is one way of running the sync at scale.
+type SyncCase string
+
+const (
+	// PagedSearchCase is the floor: PagedSearch of the same entries.
+	PagedSearchCase SyncCase = "paged-search"
+	// SteadySync is a no-op sync: the store already in step (filled by one
+	// sync with CreateUsers beforehand), as a scheduled job mostly runs.
+	SteadySync SyncCase = "sync"
+	// FirstSync is a sync with CreateUsers into an empty MemStore: every
+	// user, join and membership written.
+	FirstSync SyncCase = "first-sync"
+)
+
+// SyncCases are the cases measured, the floor first.
+var SyncCases = []SyncCase{PagedSearchCase, SteadySync, FirstSync}
+
+// SyncScale runs the cases of the sync at scale against t, which holds at
+// least users users. Prepare once (it fills the steady store), then call
+// Run for each case; the cases may be interleaved.
+type SyncScale struct {
+	t      *Target
+	users  int
+	steady *ldapauth.Authenticator
+}
+
+// PrepareSyncScale fills a MemStore with one sync, for the steady case.
+func PrepareSyncScale(ctx context.Context, t *Target, users int) (*SyncScale, error) {
+	a, err := NewSyncer(t, ldapauth.NewMemStore())
+	if err != nil {
+		return nil, err
+	}
+	rep, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	if rep.DirectoryUsers < users {
+		a.Close()
+		return nil, fmt.Errorf("benchmarks: the sync read %d users of %d", rep.DirectoryUsers, users)
+	}
+	return &SyncScale{t: t, users: users, steady: a}, nil
+}
+
+// Close releases the steady Authenticator.
+func (s *SyncScale) Close() { s.steady.Close() }
+
+// Run runs one case once and checks it did all its work.
+func (s *SyncScale) Run(ctx context.Context, c SyncCase) error {
+	switch c {
+	case PagedSearchCase:
+		n, err := PagedSearch(s.t, ScalePageSize)
+		if err == nil && n < s.users {
+			err = fmt.Errorf("benchmarks: the paged search read %d entries of %d", n, s.users)
+		}
+		return err
+	case SteadySync:
+		rep, err := s.steady.Sync(ctx, ldapauth.SyncOptions{})
+		if err == nil && (rep.DirectoryUsers < s.users || rep.Counts.Changes() != 0) {
+			err = fmt.Errorf("benchmarks: not a steady-state sync: %d users, %d changes", rep.DirectoryUsers, rep.Counts.Changes())
+		}
+		return err
+	case FirstSync:
+		a, err := NewSyncer(s.t, ldapauth.NewMemStore())
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		rep, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+		if err == nil && (rep.DirectoryUsers < s.users || rep.Counts.UsersCreated < s.users) {
+			err = fmt.Errorf("benchmarks: first sync: %d users read, %d created", rep.DirectoryUsers, rep.Counts.UsersCreated)
+		}
+		return err
+	}
+	return fmt.Errorf("benchmarks: unknown sync case %q", c)
+}
+
 // heapMetric is the bytes of live and not yet swept heap objects, kept up
 // to date by the runtime between collections.
 const heapMetric = "/memory/classes/heap/objects:bytes"
 
 // PeakHeap runs f and returns its wall time and the peak of the heap while
-// it ran, above the heap when it started, sampled every millisecond.
+// it ran, above the heap when it started, sampled every millisecond. Run a
+// garbage collection first (runtime.GC, untimed) for the base to be the
+// live heap rather than the last cycle's garbage.
 func PeakHeap(f func() error) (wall time.Duration, peak uint64, err error) {
 	sample := []metrics.Sample{{Name: heapMetric}}
 	read := func() uint64 {
@@ -134,3 +250,132 @@ func PeakHeap(f func() error) (wall time.Duration, peak uint64, err error) {
 	high = max(high, read())
 	return wall, high - base, err
 }
+
+// ScaleResult is one case of the sync at scale, over every round.
+type ScaleResult struct {
+	Server string
+	Users  int
+	Case   SyncCase
+	// Wall is the median wall time; WallRatio the median of the per-round
+	// ratios to the paged search of the same round.
+	Wall      time.Duration
+	WallRatio float64
+	// PeakHeap is the peak heap of one run in the heap pass (HeapGCPercent)
+	// above the live heap before it; PeakRatio its ratio to the paged
+	// search's.
+	PeakHeap  uint64
+	PeakRatio float64
+	// Allocs is the median number of heap allocations of one run.
+	Allocs float64
+	// CPU is the median CPU time of this process (the client) in one run;
+	// CPURatio the median of the per-round ratios to the paged search.
+	CPU      time.Duration
+	CPURatio float64
+	// RestingHeap is the live heap before the runs: mostly the MemStore
+	// of the steady case, which stands in for the application's database.
+	RestingHeap uint64
+}
+
+// HeapGCPercent is the GOGC of the heap pass. With the default (100) the
+// collector lets garbage grow to the size of the live heap before it
+// collects, so a run's peak would mostly say how big the MemStore kept
+// for the steady case is; at 10 the peak is within 10% of the live heap
+// of what the run itself holds.
+const HeapGCPercent = 10
+
+// MeasureSyncScale runs every case of SyncCases rounds times on s, the
+// order rotated from round to round, each run after an untimed garbage
+// collection (wall time and allocations, at the process's GOGC); then
+// once more each with GOGC at HeapGCPercent for the peak heap.
+func MeasureSyncScale(ctx context.Context, server string, s *SyncScale, rounds int, progress io.Writer) ([]*ScaleResult, error) {
+	type run struct {
+		wall   time.Duration
+		cpu    time.Duration
+		allocs uint64
+	}
+	runs := map[SyncCase][]run{}
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	resting := ms.HeapAlloc
+	for r := range rounds {
+		for i := range SyncCases {
+			c := SyncCases[(i+r)%len(SyncCases)]
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			before := ms.Mallocs
+			cpu := cpuTime()
+			start := time.Now()
+			if err := s.Run(ctx, c); err != nil {
+				return nil, fmt.Errorf("%s/%d %s: %w", server, s.users, c, err)
+			}
+			wall := time.Since(start)
+			cpu = cpuTime() - cpu
+			runtime.ReadMemStats(&ms)
+			runs[c] = append(runs[c], run{wall, cpu, ms.Mallocs - before})
+			if progress != nil {
+				fmt.Fprintf(progress, "%s/%d round %d %s: %v\n", server, s.users, r+1, c, wall.Round(time.Millisecond))
+			}
+		}
+	}
+	peaks := map[SyncCase]uint64{}
+	old := debug.SetGCPercent(HeapGCPercent)
+	for _, c := range SyncCases {
+		runtime.GC()
+		_, peak, err := PeakHeap(func() error { return s.Run(ctx, c) })
+		if err != nil {
+			debug.SetGCPercent(old)
+			return nil, fmt.Errorf("%s/%d %s: %w", server, s.users, c, err)
+		}
+		peaks[c] = peak
+		if progress != nil {
+			fmt.Fprintf(progress, "%s/%d heap pass %s: peak heap %s\n", server, s.users, c, mib(peak))
+		}
+	}
+	debug.SetGCPercent(old)
+
+	floor := runs[PagedSearchCase]
+	var out []*ScaleResult
+	for _, c := range SyncCases {
+		res := &ScaleResult{Server: server, Users: s.users, Case: c, PeakHeap: peaks[c], RestingHeap: resting}
+		var walls, ratios, cpus, cpuRatios, allocs []float64
+		for i, x := range runs[c] {
+			walls = append(walls, float64(x.wall))
+			ratios = append(ratios, float64(x.wall)/float64(floor[i].wall))
+			cpus = append(cpus, float64(x.cpu))
+			if floor[i].cpu > 0 {
+				cpuRatios = append(cpuRatios, float64(x.cpu)/float64(floor[i].cpu))
+			}
+			allocs = append(allocs, float64(x.allocs))
+		}
+		res.CPU = time.Duration(median(cpus))
+		res.CPURatio = median(cpuRatios)
+		res.Wall = time.Duration(median(walls))
+		res.WallRatio = median(ratios)
+		res.Allocs = median(allocs)
+		if f := peaks[PagedSearchCase]; f > 0 {
+			res.PeakRatio = float64(res.PeakHeap) / float64(f)
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// ScaleTable writes the sync-at-scale results as a Markdown table.
+func ScaleTable(w io.Writer, results []*ScaleResult) {
+	fmt.Fprintln(w, "| server | users | case | wall time | × paged search | client CPU | × paged search | peak heap | × paged search | allocs | × paged search | resting heap |")
+	fmt.Fprintln(w, "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	floor := map[string]float64{}
+	for _, r := range results {
+		key := fmt.Sprint(r.Server, r.Users)
+		if r.Case == PagedSearchCase {
+			floor[key] = r.Allocs
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %.2f | %s | %.2f | %s | %.2f | %.2f M | %.2f | %s |\n",
+			r.Server, r.Users, r.Case, r.Wall.Round(time.Millisecond), r.WallRatio,
+			r.CPU.Round(time.Millisecond), r.CPURatio, mib(r.PeakHeap), r.PeakRatio,
+			r.Allocs/1e6, r.Allocs/floor[key], mib(r.RestingHeap))
+	}
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -68,6 +68,9 @@ type Target struct {
 	// ServiceDN and ServicePassword are a service account that may search
 	// every user.
 	ServiceDN, ServicePassword string
+
+	// syncedGroups are the group DNs the sync at scale keeps in step.
+	syncedGroups []string
 }
 
 // Name is "server/mode".

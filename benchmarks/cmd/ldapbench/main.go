@@ -11,8 +11,14 @@
 //
 // A real slapd is used when installed (apt-get install slapd ldap-utils).
 // Extra ldapauth configurations are measured with -ldapauth, for example
-// -ldapauth 'ldapauth-pool:LDAP_AUTH_POOL_SIZE=8' (repeatable; add ",svc"
-// for the service account).
+// -ldapauth 'ldapauth-pool2:LDAP_AUTH_POOL_SIZE=2' (repeatable; add ",svc"
+// for the service account; only variables ldapauth's LoadConfig reads are
+// accepted, and not those the target sets).
+//
+// The sync at scale (ldapauth's Sync against a raw paged search of the same
+// entries, same server and page size) runs with -scale, for example
+//
+//	go run ./cmd/ldapbench -logins=false -scale slapd:10000,slapd:100000,glauth:10000 -scale-rounds 3
 package main
 
 import (
@@ -20,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -52,12 +59,68 @@ func main() {
 	modes := flag.String("modes", "plain,starttls,ldaps", "transports, comma-separated")
 	only := flag.String("contenders", "", "contenders to measure, comma-separated (default all; the floor is always measured)")
 	flag.Var(&extra, "ldapauth", "an extra ldapauth variant, name:LDAP_...=VALUE,...[,svc] (repeatable)")
+	logins := flag.Bool("logins", true, "measure the logins")
+	scale := flag.String("scale", "", "sync at scale: server:users pairs, comma-separated (e.g. slapd:10000,slapd:100000,glauth:10000)")
+	scaleRounds := flag.Int("scale-rounds", 3, "interleaved rounds of the sync at scale")
 	flag.Parse()
 
-	if err := run(*rounds, *duration, *workers, *servers, *modes, *only, extra); err != nil {
-		fmt.Fprintln(os.Stderr, "ldapbench:", err)
-		os.Exit(1)
+	printMachine()
+	fmt.Printf("Command: go run ./cmd/ldapbench %s\n\n", strings.Join(os.Args[1:], " "))
+	if *logins {
+		if err := run(*rounds, *duration, *workers, *servers, *modes, *only, extra); err != nil {
+			fmt.Fprintln(os.Stderr, "ldapbench:", err)
+			os.Exit(1)
+		}
 	}
+	if *scale != "" {
+		if err := runScale(*scale, *scaleRounds); err != nil {
+			fmt.Fprintln(os.Stderr, "ldapbench:", err)
+			os.Exit(1)
+		}
+	}
+	printLoad("at the end")
+}
+
+// runScale measures the sync at scale on each server:users pair of list.
+func runScale(list string, rounds int) error {
+	type size struct {
+		server string
+		users  int
+	}
+	var sizes []size
+	for f := range strings.SplitSeq(list, ",") {
+		server, n, ok := strings.Cut(strings.TrimSpace(f), ":")
+		users, err := strconv.Atoi(n)
+		if !ok || err != nil || users < 1 || (server != "slapd" && server != "glauth") {
+			return fmt.Errorf("-scale: %q is not slapd:N or glauth:N", f)
+		}
+		sizes = append(sizes, size{server, users})
+	}
+	ctx := context.Background()
+	var results []*benchmarks.ScaleResult
+	for _, sz := range sizes {
+		fmt.Fprintf(os.Stderr, "starting %s with %d users\n", sz.server, sz.users)
+		t, stop, err := benchmarks.StartScaleTarget(sz.server, sz.users)
+		if err != nil {
+			return err
+		}
+		s, err := benchmarks.PrepareSyncScale(ctx, t, sz.users)
+		if err != nil {
+			stop()
+			return err
+		}
+		rs, err := benchmarks.MeasureSyncScale(ctx, sz.server, s, rounds, os.Stderr)
+		s.Close()
+		stop()
+		if err != nil {
+			return err
+		}
+		results = append(results, rs...)
+	}
+	fmt.Printf("## Sync at scale (%d interleaved rounds; page size %d; ratios to the raw paged search of the same rounds)\n\n", rounds, benchmarks.ScalePageSize)
+	benchmarks.ScaleTable(os.Stdout, results)
+	fmt.Println()
+	return nil
 }
 
 func run(rounds int, duration time.Duration, workerList, serverList, modeList, only string, extra variants) error {
@@ -89,8 +152,6 @@ func run(rounds int, duration time.Duration, workerList, serverList, modeList, o
 
 	all := benchmarks.Contenders(append(benchmarks.DefaultLDAPAuthVariants(), extra...))
 	ctx := context.Background()
-	printMachine()
-	fmt.Printf("Command: go run ./cmd/ldapbench %s\n\n", strings.Join(os.Args[1:], " "))
 
 	fmt.Println("## Contenders")
 	fmt.Println()
@@ -149,6 +210,7 @@ func run(rounds int, duration time.Duration, workerList, serverList, modeList, o
 	}
 	fmt.Printf("## Logins (%d interleaved rounds of %v per contender; ratios to the floor of the same rounds)\n\n", rounds, duration)
 	benchmarks.Table(os.Stdout, results)
+	fmt.Println()
 	return nil
 }
 
@@ -163,6 +225,40 @@ func printMachine() {
 			}
 		}
 	}
-	fmt.Printf("Machine: %s, %d CPUs (GOMAXPROCS %d), %s %s/%s\n",
-		model, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	mem := "unknown memory"
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				if kb, err := strconv.Atoi(f[1]); err == nil {
+					mem = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+				}
+			}
+		}
+	}
+	kernel := "unknown kernel"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	slapd := "no slapd"
+	for _, exe := range []string{"slapd", "/usr/sbin/slapd"} {
+		if out, err := exec.Command(exe, "-VV").CombinedOutput(); err == nil || len(out) > 0 {
+			if _, v, ok := strings.Cut(string(out), "slapd "); ok {
+				slapd = "OpenLDAP slapd " + strings.Fields(v)[0]
+				break
+			}
+		}
+	}
+	fmt.Printf("Machine: %s, %d CPUs (GOMAXPROCS %d), %s, %s, %s %s/%s, %s\n",
+		model, runtime.NumCPU(), runtime.GOMAXPROCS(0), mem, kernel, runtime.Version(), runtime.GOOS, runtime.GOARCH, slapd)
+	printLoad("at the start")
+}
+
+// printLoad prints the load average, which says how quiet the machine was.
+func printLoad(when string) {
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) >= 3 {
+			fmt.Printf("Load average %s: %s %s %s (1, 5, 15 min)\n", when, f[0], f[1], f[2])
+		}
+	}
 }

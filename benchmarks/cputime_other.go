@@ -1,0 +1,8 @@
+//go:build !unix
+
+package benchmarks
+
+import "time"
+
+// cpuTime is not measured here: the CPU column reads 0.
+func cpuTime() time.Duration { return 0 }
