@@ -501,7 +501,7 @@ func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindNam
 	u := a.userFromEntry(entry)
 	if a.cfg.LoginGroup != "" && !u.hasMemberOf {
 		// No memberOf on this directory: the login group's own entry says.
-		member, err := isMember(ctx, u, a.cfg.LoginGroup, c)
+		member, _, err := isMember(ctx, u, a.cfg.LoginGroup, c)
 		if err != nil {
 			return err
 		}

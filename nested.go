@@ -2,10 +2,7 @@ package ldapauth
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/go-ldap/ldap/v3"
@@ -79,12 +76,19 @@ func memberOfFilter(n NestedGroups, groupDN string) string {
 // memberOfGroup reports whether u belongs to groupDN: directly (isMember),
 // through nested groups as cfg.NestedGroups says, or because groupDN is u's
 // Active Directory primary group.
-func memberOfGroup(ctx context.Context, cfg *Config, u *User, groupDN string, dir Directory) (bool, error) {
-	member, err := isMember(ctx, u, groupDN, dir)
+//
+// known is false when the direct check could not tell (see [isMember]) and
+// no other way makes u a member.
+func memberOfGroup(ctx context.Context, cfg *Config, u *User, groupDN string, dir Directory) (member, known bool, err error) {
+	member, known, err = isMember(ctx, u, groupDN, dir)
 	if err != nil || member {
-		return member, err
+		return member, known, err
 	}
-	return indirectMember(ctx, cfg, u, groupDN, dir)
+	indirect, err := indirectMember(ctx, cfg, u, groupDN, dir)
+	if err != nil || indirect {
+		return indirect, indirect, err
+	}
+	return false, known, nil
 }
 
 // indirectMember reports whether u belongs to groupDN other than directly.
@@ -266,50 +270,13 @@ func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username s
 	return entry, nil
 }
 
-// rangeOption matches the range option of an attribute description in an
-// answer, as in member;range=0-1499 or member;range=1500-*.
-var rangeOption = regexp.MustCompile(`(?i);range=(\d+)-(\d+|\*)`)
-
-// errRange reports a ranged answer that does not advance.
-var errRange = errors.New("the server's ranged answer does not advance")
-
 // ReadGroupMembers reads the group entry groupDN and returns its member and
 // uniqueMember values (DNs) and its memberUid values (usernames), all of
 // them: where Active Directory answers with at most 1500 values at a time
 // (member;range=0-1499), it reads the following ranges to the end. A group
-// that does not exist has no members and no error.
+// the directory does not return (noSuchObject, or no entry) has no members
+// and no error.
 func ReadGroupMembers(ctx context.Context, dir Directory, groupDN string) (dns, uids []string, err error) {
-	attrs := []string{"member", "uniqueMember", "memberUid"}
-	for rounds := 0; len(attrs) > 0; rounds++ {
-		res, err := dir.Search(ctx, ldap.NewSearchRequest(groupDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
-			1, 0, false, "(objectClass=*)", attrs, nil))
-		if err != nil {
-			if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-				return nil, nil, nil
-			}
-			return nil, nil, fmt.Errorf("ldapauth: read members of %s: %w", groupDN, classifyNetwork(err))
-		}
-		attrs = nil
-		for _, e := range res.Entries {
-			for _, a := range e.Attributes {
-				name, _, _ := strings.Cut(a.Name, ";")
-				if strings.EqualFold(name, "memberUid") {
-					uids = append(uids, a.Values...)
-				} else {
-					dns = append(dns, a.Values...)
-				}
-				m := rangeOption.FindStringSubmatch(a.Name)
-				if m == nil || m[2] == "*" {
-					continue
-				}
-				lo, _ := strconv.Atoi(m[1])
-				hi, err := strconv.Atoi(m[2])
-				if err != nil || hi < lo || len(a.Values) == 0 || rounds > 1<<16 {
-					return nil, nil, fmt.Errorf("ldapauth: read members of %s: %w: %s", groupDN, errRange, a.Name)
-				}
-				attrs = append(attrs, name+";range="+strconv.Itoa(hi+1)+"-*")
-			}
-		}
-	}
-	return dns, uids, nil
+	dns, uids, _, err = readGroup(ctx, dir, groupDN)
+	return dns, uids, err
 }

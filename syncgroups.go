@@ -3,6 +3,9 @@ package ldapauth
 import (
 	"context"
 	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/go-ldap/ldap/v3"
@@ -68,8 +71,10 @@ func (NoRelations) String() string { return "django_python3_ldap.utils.sync_user
 // Membership is read from the user's memberOf; for a user entry without
 // memberOf (directories without the memberOf overlay), from the group's
 // member, uniqueMember (user DN) or memberUid (username) values, read to
-// the end of Active Directory's ranges. DNs are compared parsed and
-// case-insensitively. With [Config.NestedGroups] membership through groups
+// the end of Active Directory's ranges; a group entry the directory does
+// not return (noSuchObject, or an empty answer from an ACL or GLAuth)
+// confirms nothing, and the user's membership of it is left as it is. DNs
+// are compared parsed and case-insensitively. With [Config.NestedGroups] membership through groups
 // of groups counts too; a group that is the user's Active Directory primary
 // group (primaryGroupID) always counts.
 type SyncUserGroups struct{}
@@ -87,9 +92,14 @@ func (SyncUserGroups) SyncRelations(ctx context.Context, cfg *Config, u *User, d
 		return &StoreError{Op: "join organisation", Err: err}
 	}
 	for _, groupDN := range cfg.SyncedGroups {
-		member, err := memberOfGroup(ctx, cfg, u, groupDN, dir)
+		member, known, err := memberOfGroup(ctx, cfg, u, groupDN, dir)
 		if err != nil {
 			return err
+		}
+		if !known {
+			// The directory neither listed nor confirmed the group (no
+			// memberOf, and its entry not returned): leave it as it is.
+			continue
 		}
 		if member {
 			if err := store.SaveGroup(ctx, Group{DN: groupDN, Name: GroupName(groupDN)}); err != nil {
@@ -105,18 +115,23 @@ func (SyncUserGroups) SyncRelations(ctx context.Context, cfg *Config, u *User, d
 
 // isMember reports whether u belongs to the group groupDN directly, by
 // [memberByRule]: the group's entry is read (to the end of Active
-// Directory's ranges) only when u's entry has no memberOf.
-func isMember(ctx context.Context, u *User, groupDN string, dir Directory) (bool, error) {
+// Directory's ranges) only when u's entry has no memberOf. known is false
+// when neither source can tell: no memberOf, and the group's entry was not
+// returned (noSuchObject, or an empty answer).
+func isMember(ctx context.Context, u *User, groupDN string, dir Directory) (member, known bool, err error) {
 	var g *groupEntry
 	if !u.hasMemberOf && dir != nil {
-		dns, uids, err := ReadGroupMembers(ctx, dir, groupDN)
+		dns, uids, state, err := readGroup(ctx, dir, groupDN)
 		if err != nil {
-			return false, err
+			return false, false, err
+		}
+		if state != groupFound {
+			return false, false, nil
 		}
 		g = &groupEntry{dns: dns, uids: uids}
 	}
-	member, _ := memberByRule(u.hasMemberOf, u.hasMemberOf && containsDN(u.Groups, groupDN), g, u.DN, u.Username)
-	return member, nil
+	member, known = memberByRule(u.hasMemberOf, u.hasMemberOf && containsDN(u.Groups, groupDN), g, u.DN, u.Username)
+	return member, known, nil
 }
 
 // memberByRule is the one membership rule of ldapauth, shared by the login
@@ -128,8 +143,8 @@ func isMember(ctx context.Context, u *User, groupDN string, dir Directory) (bool
 //     member or uniqueMember, or the username in memberUid.
 //
 // known is false when neither source can tell: no memberOf and no group
-// entry (g nil). The login syncer counts that as "not a member"; the batch
-// sync then leaves the membership as it is.
+// entry (g nil). The login syncer and the batch sync then both leave the
+// membership as it is.
 func memberByRule(hasMemberOf, inMemberOf bool, g *groupEntry, userDN, username string) (member, known bool) {
 	if hasMemberOf {
 		return inMemberOf, true
@@ -196,43 +211,99 @@ func (g *groupEntry) index() {
 	}
 }
 
+// memberAttrs are the attributes of a group entry that list its members.
+var memberAttrs = []string{"member", "uniqueMember", "memberUid"}
+
 // readGroupEntry reads the group's entry with a base search: with its
-// member values when members is true, with no attribute otherwise. The
-// entry is nil unless the state is groupFound.
+// member values when members is true (see [readGroup]), with no attribute
+// otherwise. The entry is nil unless the state is groupFound.
 func readGroupEntry(ctx context.Context, dir Directory, groupDN string, members bool) (*groupEntry, groupState, error) {
-	attrs := []string{"1.1"} // RFC 4511: no attributes
 	if members {
-		attrs = []string{"member", "uniqueMember", "memberUid"}
+		dns, uids, state, err := readGroup(ctx, dir, groupDN)
+		if err != nil || state != groupFound {
+			return nil, state, err
+		}
+		return &groupEntry{dns: dns, uids: uids}, groupFound, nil
 	}
-	res, err := dir.Search(ctx, ldap.NewSearchRequest(groupDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
-		1, 0, false, "(objectClass=*)", attrs, nil))
+	res, err := dir.Search(ctx, groupSearch(groupDN, []string{"1.1"})) // RFC 4511: no attributes
 	if err != nil {
-		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-			return nil, groupGone, nil
-		}
-		if ctx.Err() != nil {
-			return nil, 0, ctxError(ctx)
-		}
-		return nil, 0, &chained{"ldapauth: read members of " + groupDN, classifyTransport(err)}
+		state, err := groupSearchError(ctx, groupDN, err)
+		return nil, state, err
 	}
 	if len(res.Entries) == 0 {
 		return nil, groupUnconfirmed, nil
 	}
-	e := res.Entries[0]
-	for _, a := range e.Attributes {
-		if strings.Contains(a.Name, ";") {
-			// Active Directory sent part of a large group (member;range=0-1499):
-			// read the rest as the login path does.
-			dns, uids, err := ReadGroupMembers(ctx, dir, groupDN)
-			if err != nil {
-				return nil, 0, err
+	return &groupEntry{}, groupFound, nil
+}
+
+// groupSearch is the base search of a group entry for attrs.
+func groupSearch(groupDN string, attrs []string) *ldap.SearchRequest {
+	return ldap.NewSearchRequest(groupDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+		1, 0, false, "(objectClass=*)", attrs, nil)
+}
+
+// groupSearchError reads the error of a group's base search: noSuchObject
+// is groupGone, anything else an error.
+func groupSearchError(ctx context.Context, groupDN string, err error) (groupState, error) {
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+		return groupGone, nil
+	}
+	if ctx.Err() != nil {
+		return 0, ctxError(ctx)
+	}
+	return 0, &chained{"ldapauth: read members of " + groupDN, classifyTransport(err)}
+}
+
+// rangeOption matches the range option of an attribute description in an
+// answer, as in member;range=0-1499 or member;range=1500-*.
+var rangeOption = regexp.MustCompile(`(?i);range=(\d+)-(\d+|\*)`)
+
+// errRange reports a ranged answer that does not advance.
+var errRange = errors.New("the server's ranged answer does not advance")
+
+// readGroup reads the group entry groupDN with a base search and returns
+// its member and uniqueMember values (DNs), its memberUid values
+// (usernames), and what the answer says about the group. Where Active
+// Directory answers with at most 1500 values at a time
+// (member;range=0-1499), it reads the following ranges to the end,
+// continuing from the answer already received. The values are nil unless
+// the state is groupFound.
+func readGroup(ctx context.Context, dir Directory, groupDN string) (members, uids []string, state groupState, err error) {
+	attrs := memberAttrs
+	for rounds := 0; len(attrs) > 0; rounds++ {
+		res, err := dir.Search(ctx, groupSearch(groupDN, attrs))
+		if err != nil {
+			state, err := groupSearchError(ctx, groupDN, err)
+			return nil, nil, state, err
+		}
+		if len(res.Entries) == 0 {
+			// An empty answer: GLAuth's for a missing DN, or an ACL hiding
+			// the entry (or, past the first round, the entry gone meanwhile).
+			return nil, nil, groupUnconfirmed, nil
+		}
+		attrs = nil
+		for _, e := range res.Entries {
+			for _, a := range e.Attributes {
+				name, _, _ := strings.Cut(a.Name, ";")
+				if strings.EqualFold(name, "memberUid") {
+					uids = append(uids, a.Values...)
+				} else {
+					members = append(members, a.Values...)
+				}
+				m := rangeOption.FindStringSubmatch(a.Name)
+				if m == nil || m[2] == "*" {
+					continue
+				}
+				lo, _ := strconv.Atoi(m[1])
+				hi, err := strconv.Atoi(m[2])
+				if err != nil || hi < lo || len(a.Values) == 0 || rounds > 1<<16 {
+					return nil, nil, 0, fmt.Errorf("ldapauth: read members of %s: %w: %s", groupDN, errRange, a.Name)
+				}
+				attrs = append(attrs, name+";range="+strconv.Itoa(hi+1)+"-*")
 			}
-			return &groupEntry{dns: dns, uids: uids}, groupFound, nil
 		}
 	}
-	g := &groupEntry{uids: e.GetEqualFoldAttributeValues("memberUid")}
-	g.dns = append(e.GetEqualFoldAttributeValues("member"), e.GetEqualFoldAttributeValues("uniqueMember")...)
-	return g, groupFound, nil
+	return members, uids, groupFound, nil
 }
 
 // containsDN reports whether dns holds dn, compared as parsed DNs,

@@ -1,9 +1,13 @@
 package ldapauth
 
 import (
+	"context"
+	"slices"
 	"testing"
 
+	"github.com/go-ldap/ldap/v3"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // The one membership rule, as the login syncer and the batch sync use it.
@@ -39,4 +43,64 @@ func TestMemberByRule(t *testing.T) {
 			assert.Equal(t, tt.known, known, "%s (indexed %v)", tt.name, indexed)
 		}
 	}
+}
+
+// searchFunc answers a Directory's searches with a function: a server
+// answer no test server gives on demand (an empty answer to a base search
+// of a group a user entry without memberOf names, from an ACL).
+type searchFunc func(req *ldap.SearchRequest) (*ldap.SearchResult, error)
+
+func (f searchFunc) Search(_ context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+	return f(req)
+}
+
+// A login removes a membership only when the group's entry confirms the
+// user is not a member; an entry the directory does not return (an ACL,
+// GLAuth) leaves it as it is, as the batch sync does.
+func TestSyncUserGroupsUnconfirmedGroupKeepsMembership(t *testing.T) {
+	ctx := context.Background()
+	const listed, hidden = "cn=listed,ou=groups,dc=example,dc=com", "cn=hidden,ou=groups,dc=example,dc=com"
+	u := &User{DN: "uid=alice,ou=people,dc=example,dc=com", Username: "alice", Fields: map[string]string{"username": "alice"}}
+	store := NewMemStore()
+	require.NoError(t, store.SaveUser(ctx, u))
+	for _, g := range []string{listed, hidden} {
+		require.NoError(t, store.SaveGroup(ctx, Group{DN: g, Name: GroupName(g)}))
+		require.NoError(t, store.SetMember(ctx, g, "alice", true))
+	}
+	dir := searchFunc(func(req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+		if req.BaseDN == listed {
+			e := ldap.NewEntry(listed, map[string][]string{"member": {"uid=bob,ou=people,dc=example,dc=com"}})
+			return &ldap.SearchResult{Entries: []*ldap.Entry{e}}, nil
+		}
+		return &ldap.SearchResult{}, nil // success, no entry
+	})
+	cfg := &Config{OrganisationID: "1", SyncedGroups: []string{listed, hidden}, Store: store}
+	require.NoError(t, SyncUserGroups{}.SyncRelations(ctx, cfg, u, dir))
+
+	members, _ := store.Members(listed)
+	assert.Empty(t, members, "the entry confirms alice left")
+	members, _ = store.Members(hidden)
+	assert.Equal(t, []string{"alice"}, members, "an unconfirmed group is left alone")
+}
+
+// A ranged group read continues from the first answer: it never asks for
+// the first range twice.
+func TestReadGroupRangesContinue(t *testing.T) {
+	const dn = "cn=big,ou=groups,dc=example,dc=com"
+	var asked [][]string
+	dir := searchFunc(func(req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+		asked = append(asked, req.Attributes)
+		e := &ldap.Entry{DN: dn}
+		if slices.Contains(req.Attributes, "member") {
+			e.Attributes = []*ldap.EntryAttribute{{Name: "member;range=0-1", Values: []string{"uid=a,dc=x", "uid=b,dc=x"}}}
+		} else {
+			e.Attributes = []*ldap.EntryAttribute{{Name: "member;range=2-*", Values: []string{"uid=c,dc=x"}}}
+		}
+		return &ldap.SearchResult{Entries: []*ldap.Entry{e}}, nil
+	})
+	g, state, err := readGroupEntry(context.Background(), dir, dn, true)
+	require.NoError(t, err)
+	assert.Equal(t, groupFound, state)
+	assert.Equal(t, []string{"uid=a,dc=x", "uid=b,dc=x", "uid=c,dc=x"}, g.dns)
+	assert.Equal(t, [][]string{{"member", "uniqueMember", "memberUid"}, {"member;range=2-*"}}, asked)
 }
