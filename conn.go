@@ -36,6 +36,17 @@ type conn struct {
 	// reused: taken from the pool rather than dialled for this call.
 	reused    bool
 	idleSince time.Time
+	// as is the identity of the last successful bind, which errors name.
+	as identity
+}
+
+// identity is who a connection is bound as.
+type identity struct {
+	name string // the bind name
+	// variable names the setting of a service or sync account
+	// (EnvConnectionUsername, EnvSyncUsername); empty for the user logging
+	// in.
+	variable string
 }
 
 // server is a parsed LDAP_AUTH_URL entry.

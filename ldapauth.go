@@ -88,7 +88,8 @@ var (
 	// answer in time, or answered busy or unavailable.
 	ErrUnavailable = errors.New("ldapauth: directory unavailable")
 	// ErrServiceAccount means the service account (or the sync account)
-	// could not bind. It is a configuration fault, never reported as the
+	// could not bind, or may not see the search base (then in a
+	// [*ConfigError]). It is a configuration fault, never reported as the
 	// user's invalid credentials.
 	ErrServiceAccount = errors.New("ldapauth: service account bind refused")
 	// ErrConfig matches every configuration error ([*ConfigError]).
@@ -290,7 +291,10 @@ func (a *Authenticator) Close() error {
 // A refused login returns a [*LoginError] matching ErrInvalidCredentials
 // (ErrUnknownUser also matches it) or ErrNotPermitted. An unreachable or
 // slow directory returns an error matching ErrUnavailable; a cancelled ctx
-// returns ctx's error. Store and syncer errors are returned wrapped.
+// returns ctx's error. A search base that does not exist, or that the
+// identity searching may not see, returns a [*ConfigError] (ErrConfig) that
+// also matches ErrServiceAccount when the service account searched. Store
+// and syncer errors are returned wrapped.
 // When the directory names the account's state (disabled, locked, expired,
 // password expired or to be changed), the error also matches the state's
 // error, such as [ErrAccountLocked], and holds an [*AccountError].
@@ -315,6 +319,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	bind := func(c *conn) error {
 		var err error
 		ctrls, err = c.bind(ctx, bindName, password, ldap.NewControlBeheraPasswordPolicy())
+		if err == nil {
+			c.as = identity{name: bindName}
+		}
 		return err
 	}
 
@@ -440,6 +447,7 @@ func (a *Authenticator) serviceBind(ctx context.Context) func(*conn) error {
 	return func(c *conn) error {
 		_, err := c.bind(ctx, a.cfg.ConnectionUsername, a.cfg.ConnectionPassword)
 		if err == nil {
+			c.as = identity{name: a.cfg.ConnectionUsername, variable: EnvConnectionUsername}
 			return nil
 		}
 		if isNetworkError(err) || errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) {
@@ -464,7 +472,7 @@ func (a *Authenticator) findUser(ctx context.Context, c *conn, username string, 
 			return nil, fmt.Errorf("%w: %s", ErrAmbiguousUser, filter)
 		}
 		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-			return nil, nil
+			return nil, a.searchBaseError(c.as, err)
 		}
 		if isNetworkError(err) || ctx.Err() != nil {
 			return nil, classifyNetwork(err)
@@ -479,6 +487,22 @@ func (a *Authenticator) findUser(ctx context.Context, c *conn, username string, 
 	default:
 		return nil, fmt.Errorf("%w: %s", ErrAmbiguousUser, filter)
 	}
+}
+
+// searchBaseError reports a login search answered noSuchObject (32) after a
+// good bind: the search base does not exist, or the identity that searched
+// may not see it (OpenLDAP answers so rather than disclose an entry). It is
+// a configuration fault, never the user's invalid credentials; when a
+// service or sync account searched, it also matches ErrServiceAccount.
+func (a *Authenticator) searchBaseError(as identity, err error) error {
+	if as.variable == "" {
+		return &ConfigError{Variables: []string{EnvSearchBase, EnvConnectionUsername}, Err: err,
+			Problem: fmt.Sprintf("the login search as the user (bind name %q) was answered noSuchObject: %s does not exist, or users may not read it; fix the search base, grant users read access, or set a service account that may read it",
+				as.name, a.cfg.SearchBase)}
+	}
+	return &ConfigError{Variables: []string{EnvSearchBase, as.variable}, Err: fmt.Errorf("%w: %w", ErrServiceAccount, err),
+		Problem: fmt.Sprintf("the search as %q was answered noSuchObject: %s does not exist, or that account may not read it",
+			as.name, a.cfg.SearchBase)}
 }
 
 // notFound explains a login search that found nothing after a good bind:

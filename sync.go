@@ -576,6 +576,7 @@ func (r *syncRun) read(ctx context.Context) error {
 		}
 		return r.abort(SyncBind, fmt.Errorf("%w: bind as %q (%s): %w", ErrServiceAccount, bindName, EnvSyncUsername, err))
 	}
+	c.as = identity{name: bindName, variable: EnvSyncUsername}
 	r.progress(SyncReadUsers)
 
 	filter, err := userFilter(&a.cfg, a.cfg.SearchFilters, map[string]string{})
@@ -724,6 +725,9 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultTimeLimitExceeded):
 		e.Hint = "the sync account's time limit cut the result: raise it, or use smaller pages (LDAP_SYNC_PAGE_SIZE)"
 		e.Variables = []string{EnvSyncPageSize}
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
+		e.Hint = "the search base does not exist, or the sync account may not read it: check LDAP_AUTH_SEARCH_BASE and the account's access"
+		e.Variables = []string{EnvSearchBase, EnvSyncUsername}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultReferral):
 		e.Hint = "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds"
 		e.Variables = []string{EnvSearchBase}
