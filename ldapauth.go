@@ -8,7 +8,8 @@
 // ([UsernameFormatter], [SearchFilterBuilder], [RelationSyncer]), and the
 // same login flow:
 //
-//  1. an empty password or username is refused before any network I/O;
+//  1. an empty password or username, or an empty bind name made by the
+//     username formatter, is refused before any network I/O;
 //  2. connect, with StartTLS when configured (certificates verified), or
 //     take a pooled connection;
 //  3. bind as the user, the bind name made by the username formatter;
@@ -307,6 +308,13 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	bindName, err := a.cfg.FormatUsername.FormatUsername(&a.cfg, username)
 	if err != nil {
 		return nil, fmt.Errorf("ldapauth: username formatter %s: %w", formatterName(a.cfg.FormatUsername), err)
+	}
+	if !validCredentialText(bindName) {
+		// An empty bind name with a password is an unauthenticated or
+		// anonymous bind on some servers: never send it.
+		log.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login refused before contacting the directory: bad bind name", slog.String("username", username))
+		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName, Formatter: formatterName(a.cfg.FormatUsername),
+			Reason: "the username formatter made an empty or malformed bind name"}
 	}
 
 	if a.closed.Load() {

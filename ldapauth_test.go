@@ -173,6 +173,27 @@ func TestAuthenticateRefusesBeforeAnyIO(t *testing.T) {
 	assert.Equal(t, int64(1), ln.accepted.Load(), "only the last attempt connected")
 }
 
+// A formatter that makes an empty or malformed bind name is refused before
+// any I/O: an empty name with a password is an unauthenticated bind on some
+// servers.
+func TestAuthenticateRefusesBadBindNameBeforeAnyIO(t *testing.T) {
+	ln := listenCounting(t)
+	for _, bindName := range []string{"", "uid=a\x00b,dc=example,dc=com", "\xff"} {
+		t.Run(fmt.Sprintf("%q", bindName), func(t *testing.T) {
+			a, err := ldapauth.New(&ldapauth.Config{URLs: []string{ln.URL()}, ReceiveTimeout: 100 * time.Millisecond,
+				FormatUsername: ldapauth.UsernameFormatterFunc(func(*ldapauth.Config, string) (string, error) { return bindName, nil })})
+			require.NoError(t, err)
+			t.Cleanup(func() { a.Close() })
+			_, err = a.Authenticate(context.Background(), "alice", "alice-password")
+			require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
+			var lerr *ldapauth.LoginError
+			require.ErrorAs(t, err, &lerr)
+			assert.Contains(t, lerr.Formatter, "UsernameFormatterFunc", "the error names the formatter")
+		})
+	}
+	assert.Zero(t, ln.accepted.Load(), "no connection was made")
+}
+
 func TestAuthenticateInjectionNeverLogsIn(t *testing.T) {
 	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
 	a, _, store := authFor(t, srv, map[string]string{

@@ -554,6 +554,9 @@ func (a *Authenticator) syncBindName() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("ldapauth: username formatter %s for %s: %w", formatterName(a.cfg.FormatUsername), EnvSyncUsername, err)
 	}
+	if !validCredentialText(bindName) {
+		return "", fmt.Errorf("%w: the username formatter %s made an empty or malformed bind name from %s", ErrServiceAccount, formatterName(a.cfg.FormatUsername), EnvSyncUsername)
+	}
 	return bindName, nil
 }
 
