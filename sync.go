@@ -609,6 +609,13 @@ func (r *syncRun) read(ctx context.Context) error {
 	}
 	r.report.Pages = r.prog.Pages
 	r.report.DirectoryUsers = len(r.seen)
+	// The referral-only check follows admitMissing on purpose. A user it
+	// admits was found under the same base by the search a login runs, so
+	// the references did not mean "the users are elsewhere": with Active
+	// Directory's domain root as the base and Domain Users (everyone's
+	// primary group, nobody's memberOf) as the login group, the paged read
+	// is references alone while every user may log in. Aborting there would
+	// make that setup unsyncable; a sync that admits nobody still aborts.
 	if r.prog.Users == 0 && referrals > 0 {
 		return &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("the directory answered %s with %d referrals and no entry", a.cfg.SearchBase, referrals),
 			Hint: "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds", Variables: []string{EnvSearchBase}}
