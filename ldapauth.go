@@ -205,6 +205,9 @@ type Authenticator struct {
 	tlsBase *tls.Config
 	attrs   []string // attributes the login search asks for
 
+	synced     []groupRef // Config.SyncedGroups, parsed
+	loginGroup groupRef   // Config.LoginGroup, parsed; dn empty without one
+
 	users   *pool // connections users bind on
 	service *pool // connections bound as the service account
 	closed  atomic.Bool
@@ -231,7 +234,11 @@ func New(cfg *Config) (*Authenticator, error) {
 	if err != nil {
 		return nil, configErr(err.Error(), EnvURL)
 	}
-	a := &Authenticator{cfg: c, servers: servers, health: make([]health, len(servers)), now: time.Now}
+	a := &Authenticator{cfg: c, servers: servers, health: make([]health, len(servers)), now: time.Now,
+		synced: groupRefs(c.SyncedGroups)}
+	if c.LoginGroup != "" {
+		a.loginGroup = newGroupRef(c.LoginGroup)
+	}
 	a.users = &pool{a: a, size: c.PoolSize}
 	a.service = &pool{a: a, size: c.PoolSize}
 
@@ -405,7 +412,14 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 			return nil, &StoreError{Op: "save user", Err: err}
 		}
 	}
-	if err := a.cfg.SyncRelations.SyncRelations(ctx, &a.cfg, u, c); err != nil {
+	switch a.cfg.SyncRelations.(type) {
+	case SyncUserGroups, *SyncUserGroups:
+		// The built-in group syncer, over the groups parsed in New.
+		err = syncGroups(ctx, &a.cfg, a.synced, newMemberCheck(&a.cfg, u, c))
+	default:
+		err = a.cfg.SyncRelations.SyncRelations(ctx, &a.cfg, u, c)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("ldapauth: relation syncer %s: %w", formatterName(a.cfg.SyncRelations), classifyNetwork(err))
 	}
 	return u, nil
@@ -531,9 +545,9 @@ func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindNam
 		return lerr
 	}
 	u := a.userFromEntry(entry)
-	if a.cfg.LoginGroup != "" && !u.hasMemberOf {
+	if a.loginGroup.dn != "" && !u.hasMemberOf {
 		// No memberOf on this directory: the login group's own entry says.
-		member, _, err := isMember(ctx, u, a.cfg.LoginGroup, c)
+		member, _, err := newMemberCheck(&a.cfg, u, c).direct(ctx, a.loginGroup)
 		if err != nil {
 			return err
 		}

@@ -73,41 +73,23 @@ func memberOfFilter(n NestedGroups, groupDN string) string {
 	return "(memberOf=" + EscapeFilterValue(groupDN) + ")"
 }
 
-// memberOfGroup reports whether u belongs to groupDN: directly (isMember),
-// through nested groups as cfg.NestedGroups says, or because groupDN is u's
-// Active Directory primary group.
-//
-// known is false when the direct check could not tell (see [isMember]) and
-// no other way makes u a member.
-func memberOfGroup(ctx context.Context, cfg *Config, u *User, groupDN string, dir Directory) (member, known bool, err error) {
-	member, known, err = isMember(ctx, u, groupDN, dir)
-	if err != nil || member {
-		return member, known, err
-	}
-	indirect, err := indirectMember(ctx, cfg, u, groupDN, dir)
-	if err != nil || indirect {
-		return indirect, indirect, err
-	}
-	return false, known, nil
-}
-
-// indirectMember reports whether u belongs to groupDN other than directly.
-func indirectMember(ctx context.Context, cfg *Config, u *User, groupDN string, dir Directory) (bool, error) {
-	if dir == nil {
+// indirect reports whether the user belongs to g other than directly.
+func (m *memberCheck) indirect(ctx context.Context, g groupRef) (bool, error) {
+	if m.dir == nil {
 		return false, nil
 	}
 	var member bool
 	var err error
-	switch cfg.NestedGroups {
+	switch m.cfg.NestedGroups {
 	case NestedGroupsActiveDirectory:
-		member, err = inChainMember(ctx, u, groupDN, dir)
+		member, err = inChainMember(ctx, m.u, g.dn, m.dir)
 	case NestedGroupsWalk:
-		member, err = walkMember(ctx, u, groupDN, dir)
+		member, err = walkMember(ctx, m.u, g.dn, m.dir)
 	}
 	if err != nil || member {
 		return member, err
 	}
-	return primaryGroupMember(ctx, u, groupDN, dir)
+	return m.primaryGroup(ctx, g)
 }
 
 // inChainMember asks Active Directory whether u's entry is a member of
@@ -206,26 +188,25 @@ func isDCRDN(r *ldap.RelativeDN) bool {
 	return len(r.Attributes) == 1 && strings.EqualFold(r.Attributes[0].Type, "dc")
 }
 
-// primaryGroupMember reports whether groupDN is u's Active Directory
-// primary group: AD lists a user's primary group (usually Domain Users) in
-// neither the user's memberOf nor the group's member, but the user's
-// primaryGroupID equals the group's primaryGroupToken (its RID), both in
-// the same domain.
-func primaryGroupMember(ctx context.Context, u *User, groupDN string, dir Directory) (bool, error) {
-	pgid := attributeValue(u.Attributes, "primaryGroupID")
-	if pgid == "" {
+// primaryGroup reports whether g is the user's Active Directory primary
+// group: AD lists a user's primary group (usually Domain Users) in neither
+// the user's memberOf nor the group's member, but the user's primaryGroupID
+// equals the group's primaryGroupToken (its RID), both in the same domain.
+func (m *memberCheck) primaryGroup(ctx context.Context, g groupRef) (bool, error) {
+	pgid := attributeValue(m.u.Attributes, "primaryGroupID")
+	if pgid == "" || g.domain != m.domain {
 		return false, nil
 	}
-	res, err := dir.Search(ctx, ldap.NewSearchRequest(groupDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
+	res, err := m.dir.Search(ctx, ldap.NewSearchRequest(g.dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
 		"(objectClass=*)", []string{"primaryGroupToken"}, nil))
 	if err != nil {
 		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
 			return false, nil
 		}
-		return false, fmt.Errorf("ldapauth: primary group token of %s: %w", groupDN, classifyNetwork(err))
+		return false, fmt.Errorf("ldapauth: primary group token of %s: %w", g.dn, classifyNetwork(err))
 	}
 	for _, e := range res.Entries {
-		if e.GetEqualFoldAttributeValue("primaryGroupToken") == pgid && containsDN([]string{domainOf(u.DN)}, domainOf(groupDN)) {
+		if e.GetEqualFoldAttributeValue("primaryGroupToken") == pgid {
 			return true, nil
 		}
 	}
@@ -252,7 +233,7 @@ func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username s
 	default:
 		return nil, nil
 	}
-	if a.cfg.LoginGroup == "" {
+	if a.loginGroup.dn == "" {
 		return nil, nil
 	}
 	entry, err := a.findUser(ctx, c, username, DefaultFilters{})
@@ -263,7 +244,7 @@ func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username s
 	if a.cfg.NestedGroups == NestedGroupsOff && attributeValue(u.Attributes, "primaryGroupID") == "" {
 		return nil, nil
 	}
-	member, err := indirectMember(ctx, &a.cfg, u, a.cfg.LoginGroup, c)
+	member, err := newMemberCheck(&a.cfg, u, c).indirect(ctx, a.loginGroup)
 	if err != nil || !member {
 		return nil, err
 	}

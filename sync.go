@@ -421,6 +421,7 @@ func (c *Config) ValidateSync() error {
 
 // syncedGroup is one DN of LDAP_SYNCED_GROUPS during a run.
 type syncedGroup struct {
+	ref     groupRef
 	dn      string              // as configured
 	inStore bool                // the store holds it
 	group   Group               // the store's group, when inStore
@@ -487,13 +488,12 @@ func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
 		ambiguous: map[string]bool{},
 		report:    &SyncReport{DryRun: opts.DryRun, Forced: opts.Force},
 	}
-	for _, dn := range a.cfg.SyncedGroups {
-		key := DNKey(dn)
-		if _, dup := r.groupIdx[key]; dup {
+	for _, ref := range a.synced {
+		if _, dup := r.groupIdx[ref.key]; dup {
 			continue
 		}
-		r.groupIdx[key] = len(r.groups)
-		r.groups = append(r.groups, &syncedGroup{dn: dn, members: map[string]struct{}{}})
+		r.groupIdx[ref.key] = len(r.groups)
+		r.groups = append(r.groups, &syncedGroup{ref: ref, dn: ref.dn, members: map[string]struct{}{}})
 	}
 	return r
 }
@@ -667,7 +667,7 @@ func (r *syncRun) read(ctx context.Context) error {
 		if g.read && g.state == groupGone {
 			continue // removed with the group
 		}
-		member, err := indirectMember(ctx, &a.cfg, cr.user, g.dn, c)
+		member, err := newMemberCheck(&a.cfg, cr.user, c).indirect(ctx, g.ref)
 		if err != nil {
 			if ctx.Err() != nil {
 				err = ctxError(ctx)
@@ -978,7 +978,7 @@ func (r *syncRun) plan() {
 			continue
 		}
 		if slices.ContainsFunc(rep.MembershipsAdded, func(m Membership) bool { return m.GroupDN == g.dn }) {
-			rep.GroupsCreated = append(rep.GroupsCreated, Group{DN: g.dn, Name: GroupName(g.dn)})
+			rep.GroupsCreated = append(rep.GroupsCreated, Group{DN: g.dn, Name: g.ref.name})
 		}
 	}
 

@@ -84,15 +84,22 @@ func (SyncUserGroups) String() string { return "flagsmith_ldap.ldap.sync_user_gr
 
 // SyncRelations implements [RelationSyncer].
 func (SyncUserGroups) SyncRelations(ctx context.Context, cfg *Config, u *User, dir Directory) error {
+	return syncGroups(ctx, cfg, groupRefs(cfg.SyncedGroups), newMemberCheck(cfg, u, dir))
+}
+
+// syncGroups is [SyncUserGroups] over groups parsed beforehand, which an
+// Authenticator does once, in New.
+func syncGroups(ctx context.Context, cfg *Config, groups []groupRef, m *memberCheck) error {
 	store := cfg.Store
 	if store == nil {
 		return configErr("the group syncer needs Config.Store", EnvSyncRelations)
 	}
-	if err := store.JoinOrganisation(ctx, u.Username, cfg.OrganisationID); err != nil {
+	username := m.u.Username
+	if err := store.JoinOrganisation(ctx, username, cfg.OrganisationID); err != nil {
 		return &StoreError{Op: "join organisation", Err: err}
 	}
-	for _, groupDN := range cfg.SyncedGroups {
-		member, known, err := memberOfGroup(ctx, cfg, u, groupDN, dir)
+	for _, g := range groups {
+		member, known, err := m.member(ctx, g)
 		if err != nil {
 			return err
 		}
@@ -102,35 +109,96 @@ func (SyncUserGroups) SyncRelations(ctx context.Context, cfg *Config, u *User, d
 			continue
 		}
 		if member {
-			if err := store.SaveGroup(ctx, Group{DN: groupDN, Name: GroupName(groupDN)}); err != nil {
+			if err := store.SaveGroup(ctx, Group{DN: g.dn, Name: g.name}); err != nil {
 				return &StoreError{Op: "save group", Err: err}
 			}
 		}
-		if err := store.SetMember(ctx, groupDN, u.Username, member); err != nil {
+		if err := store.SetMember(ctx, g.dn, username, member); err != nil {
 			return &StoreError{Op: "set member", Err: err}
 		}
 	}
 	return nil
 }
 
-// isMember reports whether u belongs to the group groupDN directly, by
+// groupRef is a configured group DN (LDAP_SYNCED_GROUPS, LDAP_LOGIN_GROUP)
+// with what the membership checks derive from it, parsed once.
+type groupRef struct {
+	dn     string // as configured
+	key    string // DNKey(dn)
+	name   string // GroupName(dn)
+	domain string // DNKey(domainOf(dn))
+}
+
+func newGroupRef(dn string) groupRef {
+	return groupRef{dn: dn, key: DNKey(dn), name: GroupName(dn), domain: DNKey(domainOf(dn))}
+}
+
+func groupRefs(dns []string) []groupRef {
+	refs := make([]groupRef, len(dns))
+	for i, dn := range dns {
+		refs[i] = newGroupRef(dn)
+	}
+	return refs
+}
+
+// memberCheck answers whether one user belongs to groups. It builds what
+// every group's check shares once: the user's memberOf values as DN keys,
+// and the DN key of the user's domain.
+type memberCheck struct {
+	cfg      *Config
+	u        *User
+	dir      Directory // nil: no group entry is read
+	memberOf map[string]struct{}
+	domain   string // DNKey(domainOf(u.DN))
+}
+
+func newMemberCheck(cfg *Config, u *User, dir Directory) *memberCheck {
+	m := &memberCheck{cfg: cfg, u: u, dir: dir, domain: DNKey(domainOf(u.DN))}
+	if u.hasMemberOf {
+		m.memberOf = make(map[string]struct{}, len(u.Groups))
+		for _, g := range u.Groups {
+			m.memberOf[DNKey(g)] = struct{}{}
+		}
+	}
+	return m
+}
+
+// member reports whether the user belongs to g: directly, through nested
+// groups as cfg.NestedGroups says, or because g is the user's Active
+// Directory primary group. known is false when the direct check could not
+// tell (see direct) and no other way makes the user a member.
+func (m *memberCheck) member(ctx context.Context, g groupRef) (member, known bool, err error) {
+	member, known, err = m.direct(ctx, g)
+	if err != nil || member {
+		return member, known, err
+	}
+	indirect, err := m.indirect(ctx, g)
+	if err != nil || indirect {
+		return indirect, indirect, err
+	}
+	return false, known, nil
+}
+
+// direct reports whether the user belongs to g directly, by
 // [memberByRule]: the group's entry is read (to the end of Active
-// Directory's ranges) only when u's entry has no memberOf. known is false
-// when neither source can tell: no memberOf, and the group's entry was not
-// returned (noSuchObject, or an empty answer).
-func isMember(ctx context.Context, u *User, groupDN string, dir Directory) (member, known bool, err error) {
-	var g *groupEntry
-	if !u.hasMemberOf && dir != nil {
-		dns, uids, state, err := readGroup(ctx, dir, groupDN)
+// Directory's ranges) only when the user's entry has no memberOf. known is
+// false when neither source can tell: no memberOf, and the group's entry
+// was not returned (noSuchObject, or an empty answer).
+func (m *memberCheck) direct(ctx context.Context, g groupRef) (member, known bool, err error) {
+	u := m.u
+	var entry *groupEntry
+	if !u.hasMemberOf && m.dir != nil {
+		dns, uids, state, err := readGroup(ctx, m.dir, g.dn)
 		if err != nil {
 			return false, false, err
 		}
 		if state != groupFound {
 			return false, false, nil
 		}
-		g = &groupEntry{dns: dns, uids: uids}
+		entry = &groupEntry{dns: dns, uids: uids}
 	}
-	member, known = memberByRule(u.hasMemberOf, u.hasMemberOf && containsDN(u.Groups, groupDN), g, u.DN, u.Username)
+	_, inMemberOf := m.memberOf[g.key]
+	member, known = memberByRule(u.hasMemberOf, inMemberOf, entry, u.DN, u.Username)
 	return member, known, nil
 }
 
