@@ -392,15 +392,21 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		}
 	}
 
+	var check *memberCheck // the admitted user's, when admitLoginGroup made one
 	if entry == nil {
-		if entry, err = a.admitLoginGroup(ctx, c, username); err != nil {
+		if entry, check, err = a.admitLoginGroup(ctx, c, username); err != nil {
 			return nil, err
 		}
 	}
 	if entry == nil {
 		return nil, a.notFound(ctx, c, username, bindName)
 	}
-	u := a.userFromEntry(entry)
+	var u *User
+	if check != nil {
+		u = check.u
+	} else {
+		u = a.userFromEntry(entry)
+	}
 	u.PasswordWarning, _ = afterGoodBind(ctrls)
 	if u.Username == "" {
 		return nil, fmt.Errorf("ldapauth: entry %s has no %s attribute, the username field (%s)", u.DN, a.cfg.usernameAttribute(), EnvUserFields)
@@ -415,7 +421,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	switch a.cfg.SyncRelations.(type) {
 	case SyncUserGroups, *SyncUserGroups:
 		// The built-in group syncer, over the groups parsed in New.
-		err = syncGroups(ctx, &a.cfg, a.synced, newMemberCheck(&a.cfg, u, c))
+		if check == nil {
+			check = newMemberCheck(&a.cfg, u, c)
+		}
+		err = syncGroups(ctx, &a.cfg, a.synced, check)
 	default:
 		err = a.cfg.SyncRelations.SyncRelations(ctx, &a.cfg, u, c)
 	}

@@ -84,7 +84,9 @@ func (m *memberCheck) indirect(ctx context.Context, g groupRef) (bool, error) {
 	case NestedGroupsActiveDirectory:
 		member, err = inChainMember(ctx, m.u, g.dn, m.dir)
 	case NestedGroupsWalk:
-		member, err = walkMember(ctx, m.u, g.dn, m.dir)
+		var above map[string]struct{}
+		above, err = m.groupsAbove(ctx, g)
+		_, member = above[g.key]
 	}
 	if err != nil || member {
 		return member, err
@@ -103,39 +105,52 @@ func inChainMember(ctx context.Context, u *User, groupDN string, dir Directory) 
 	return len(res.Entries) > 0, nil
 }
 
-// walkMember follows the groups holding u's groups upwards, level by level,
-// until it meets groupDN, runs out of groups, or reaches MaxNestingDepth.
-func walkMember(ctx context.Context, u *User, groupDN string, dir Directory) (bool, error) {
-	base := domainOf(groupDN)
+// groupsAbove returns the DN keys of the groups above the user under g's
+// base (its domain): the user's groups, the groups holding them, and so on
+// upwards, one search per level, at most MaxNestingDepth levels, each group
+// visited once (so a cycle ends). It walks once per base and user, however
+// many groups are then looked up in the result.
+func (m *memberCheck) groupsAbove(ctx context.Context, g groupRef) (map[string]struct{}, error) {
+	if above, ok := m.ancestors[g.domain]; ok {
+		return above, nil
+	}
+	u := m.u
 	var frontier []string
 	if u.hasMemberOf {
 		frontier = u.Groups
 	} else {
 		var err error
-		if frontier, err = groupsHolding(ctx, dir, base, []string{u.DN}, u.Username); err != nil {
-			return false, err
+		if frontier, err = groupsHolding(ctx, m.dir, g.base, []string{u.DN}, u.Username); err != nil {
+			return nil, err
 		}
 	}
-	var seen []string
+	above := map[string]struct{}{}
 	for depth := 1; ; depth++ {
 		var next []string
-		for _, g := range frontier {
-			if containsDN([]string{g}, groupDN) {
-				return true, nil
-			}
-			if !containsDN(seen, g) && !containsDN(next, g) {
-				next = append(next, g)
+		for _, dn := range frontier {
+			if k := DNKey(dn); !has(above, k) {
+				above[k] = struct{}{}
+				next = append(next, dn)
 			}
 		}
 		if len(next) == 0 || depth >= MaxNestingDepth {
-			return false, nil
+			break
 		}
-		seen = append(seen, next...)
 		var err error
-		if frontier, err = groupsHolding(ctx, dir, base, next, ""); err != nil {
-			return false, err
+		if frontier, err = groupsHolding(ctx, m.dir, g.base, next, ""); err != nil {
+			return nil, err
 		}
 	}
+	if m.ancestors == nil {
+		m.ancestors = map[string]map[string]struct{}{}
+	}
+	m.ancestors[g.domain] = above
+	return above, nil
+}
+
+func has(set map[string]struct{}, key string) bool {
+	_, ok := set[key]
+	return ok
 }
 
 // groupsHolding returns the DNs of the groups under base that list one of
@@ -226,29 +241,31 @@ func attributeValue(attrs map[string][]string, name string) string {
 // nobody. It finds the user without the login-group term and returns the
 // entry when the user belongs to the login group in a way the memberOf
 // filter cannot see: through nested groups (NestedGroupsWalk) or as the
-// user's Active Directory primary group. Otherwise it returns nil.
-func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username string) (*ldap.Entry, error) {
+// user's Active Directory primary group, with the membership check that
+// said so (whose walk the synced groups reuse). Otherwise it returns nil.
+func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username string) (*ldap.Entry, *memberCheck, error) {
 	switch a.cfg.SearchFilters.(type) {
 	case LoginGroupFilters, *LoginGroupFilters:
 	default:
-		return nil, nil
+		return nil, nil, nil
 	}
 	if a.loginGroup.dn == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	entry, err := a.findUser(ctx, c, username, DefaultFilters{})
 	if err != nil || entry == nil {
-		return nil, err
+		return nil, nil, err
 	}
 	u := a.userFromEntry(entry)
 	if a.cfg.NestedGroups == NestedGroupsOff && attributeValue(u.Attributes, "primaryGroupID") == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
-	member, err := newMemberCheck(&a.cfg, u, c).indirect(ctx, a.loginGroup)
+	check := newMemberCheck(&a.cfg, u, c)
+	member, err := check.indirect(ctx, a.loginGroup)
 	if err != nil || !member {
-		return nil, err
+		return nil, nil, err
 	}
-	return entry, nil
+	return entry, check, nil
 }
 
 // ReadGroupMembers reads the group entry groupDN and returns its member and

@@ -704,7 +704,7 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 		if su.present {
 			continue
 		}
-		entry, err := a.admitLoginGroup(ctx, c, su.username)
+		entry, _, err := a.admitLoginGroup(ctx, c, su.username)
 		if err != nil {
 			if ctx.Err() != nil {
 				err = ctxError(ctx)

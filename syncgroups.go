@@ -126,11 +126,13 @@ type groupRef struct {
 	dn     string // as configured
 	key    string // DNKey(dn)
 	name   string // GroupName(dn)
-	domain string // DNKey(domainOf(dn))
+	base   string // domainOf(dn), where a walk looks for the groups above
+	domain string // DNKey(base)
 }
 
 func newGroupRef(dn string) groupRef {
-	return groupRef{dn: dn, key: DNKey(dn), name: GroupName(dn), domain: DNKey(domainOf(dn))}
+	base := domainOf(dn)
+	return groupRef{dn: dn, key: DNKey(dn), name: GroupName(dn), base: base, domain: DNKey(base)}
 }
 
 func groupRefs(dns []string) []groupRef {
@@ -143,13 +145,18 @@ func groupRefs(dns []string) []groupRef {
 
 // memberCheck answers whether one user belongs to groups. It builds what
 // every group's check shares once: the user's memberOf values as DN keys,
-// and the DN key of the user's domain.
+// the DN key of the user's domain, and for [NestedGroupsWalk] the groups
+// above the user.
 type memberCheck struct {
 	cfg      *Config
 	u        *User
 	dir      Directory // nil: no group entry is read
 	memberOf map[string]struct{}
 	domain   string // DNKey(domainOf(u.DN))
+
+	// ancestors holds, by the DN key of a walk's base, the DN keys of the
+	// groups above the user there (NestedGroupsWalk), each walked once.
+	ancestors map[string]map[string]struct{}
 }
 
 func newMemberCheck(cfg *Config, u *User, dir Directory) *memberCheck {

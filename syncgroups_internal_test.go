@@ -104,3 +104,32 @@ func TestReadGroupRangesContinue(t *testing.T) {
 	assert.Equal(t, []string{"uid=a,dc=x", "uid=b,dc=x", "uid=c,dc=x"}, g.dns)
 	assert.Equal(t, [][]string{{"member", "uniqueMember", "memberUid"}, {"member;range=2-*"}}, asked)
 }
+
+// NestedGroupsWalk walks the groups above the user once per login, however
+// many synced groups are then looked up: one search per level.
+func TestWalkOncePerLogin(t *testing.T) {
+	ctx := context.Background()
+	const a, b = "cn=a,ou=groups,dc=example,dc=com", "cn=b,ou=groups,dc=example,dc=com" // the user is in a; a is in b
+	synced := []string{b, "cn=c,ou=groups,dc=example,dc=com", "cn=d,ou=groups,dc=example,dc=com"}
+	var searches int
+	dir := searchFunc(func(req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+		searches++
+		if req.Filter == "(|(member="+a+")(uniqueMember="+a+"))" {
+			return &ldap.SearchResult{Entries: []*ldap.Entry{{DN: b}}}, nil
+		}
+		return &ldap.SearchResult{}, nil
+	})
+	store := NewMemStore()
+	u := &User{DN: "uid=alice,ou=people,dc=example,dc=com", Username: "alice", Groups: []string{a}, hasMemberOf: true}
+	require.NoError(t, store.SaveUser(ctx, u))
+	cfg := &Config{OrganisationID: "1", SyncedGroups: synced, Store: store, NestedGroups: NestedGroupsWalk}
+	require.NoError(t, SyncUserGroups{}.SyncRelations(ctx, cfg, u, dir))
+
+	members, _ := store.Members(b)
+	assert.Equal(t, []string{"alice"}, members, "b through a")
+	for _, g := range synced[1:] {
+		_, ok := store.Members(g)
+		assert.False(t, ok, "%s not created", g)
+	}
+	assert.Equal(t, 2, searches, "the groups holding a, then those holding b")
+}
