@@ -65,6 +65,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -207,6 +208,9 @@ type Authenticator struct {
 
 	synced     []groupRef // Config.SyncedGroups, parsed
 	loginGroup groupRef   // Config.LoginGroup, parsed; dn empty without one
+	// groupTokens caches the primaryGroupToken of configured groups, by
+	// DN key: a group's RID never changes.
+	groupTokens sync.Map
 
 	users   *pool // connections users bind on
 	service *pool // connections bound as the service account
@@ -422,7 +426,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	case SyncUserGroups, *SyncUserGroups:
 		// The built-in group syncer, over the groups parsed in New.
 		if check == nil {
-			check = newMemberCheck(&a.cfg, u, c)
+			check = a.newMemberCheck(u, c)
 		}
 		err = syncGroups(ctx, &a.cfg, a.synced, check)
 	default:
@@ -556,7 +560,7 @@ func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindNam
 	u := a.userFromEntry(entry)
 	if a.loginGroup.dn != "" && !u.hasMemberOf {
 		// No memberOf on this directory: the login group's own entry says.
-		member, _, err := newMemberCheck(&a.cfg, u, c).direct(ctx, a.loginGroup)
+		member, _, err := a.newMemberCheck(u, c).direct(ctx, a.loginGroup)
 		if err != nil {
 			return err
 		}

@@ -212,20 +212,38 @@ func (m *memberCheck) primaryGroup(ctx context.Context, g groupRef) (bool, error
 	if pgid == "" || g.domain != m.domain {
 		return false, nil
 	}
+	token, err := m.primaryGroupToken(ctx, g)
+	return token != "" && token == pgid, err
+}
+
+// primaryGroupToken returns g's primaryGroupToken, "" when the directory
+// gives none. A group's token is its RID, which never changes, so a found
+// one is kept in m.tokens (the Authenticator's, when there is one) and read
+// once per Authenticator rather than once per login; an absent one is
+// asked again, as the group may appear.
+func (m *memberCheck) primaryGroupToken(ctx context.Context, g groupRef) (string, error) {
+	if m.tokens != nil {
+		if token, ok := m.tokens.Load(g.key); ok {
+			return token.(string), nil
+		}
+	}
 	res, err := m.dir.Search(ctx, ldap.NewSearchRequest(g.dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
 		"(objectClass=*)", []string{"primaryGroupToken"}, nil))
 	if err != nil {
 		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-			return false, nil
+			return "", nil
 		}
-		return false, fmt.Errorf("ldapauth: primary group token of %s: %w", g.dn, classifyNetwork(err))
+		return "", fmt.Errorf("ldapauth: primary group token of %s: %w", g.dn, classifyNetwork(err))
 	}
 	for _, e := range res.Entries {
-		if e.GetEqualFoldAttributeValue("primaryGroupToken") == pgid {
-			return true, nil
+		if token := e.GetEqualFoldAttributeValue("primaryGroupToken"); token != "" {
+			if m.tokens != nil {
+				m.tokens.Store(g.key, token)
+			}
+			return token, nil
 		}
 	}
-	return false, nil
+	return "", nil
 }
 
 func attributeValue(attrs map[string][]string, name string) string {
@@ -260,7 +278,7 @@ func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username s
 	if a.cfg.NestedGroups == NestedGroupsOff && attributeValue(u.Attributes, "primaryGroupID") == "" {
 		return nil, nil, nil
 	}
-	check := newMemberCheck(&a.cfg, u, c)
+	check := a.newMemberCheck(u, c)
 	member, err := check.indirect(ctx, a.loginGroup)
 	if err != nil || !member {
 		return nil, nil, err

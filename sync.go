@@ -667,7 +667,7 @@ func (r *syncRun) read(ctx context.Context) error {
 		if g.read && g.state == groupGone {
 			continue // removed with the group
 		}
-		member, err := newMemberCheck(&a.cfg, cr.user, c).indirect(ctx, g.ref)
+		member, err := a.newMemberCheck(cr.user, c).indirect(ctx, g.ref)
 		if err != nil {
 			if ctx.Err() != nil {
 				err = ctxError(ctx)

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/go-ldap/ldap/v3"
 )
@@ -157,6 +158,17 @@ type memberCheck struct {
 	// ancestors holds, by the DN key of a walk's base, the DN keys of the
 	// groups above the user there (NestedGroupsWalk), each walked once.
 	ancestors map[string]map[string]struct{}
+	// tokens caches primary group tokens by group DN key across logins:
+	// the Authenticator's, or nil.
+	tokens *sync.Map
+}
+
+// newMemberCheck is the membership check of u on a login of a, sharing a's
+// cache of primary group tokens.
+func (a *Authenticator) newMemberCheck(u *User, dir Directory) *memberCheck {
+	m := newMemberCheck(&a.cfg, u, dir)
+	m.tokens = &a.groupTokens
+	return m
 }
 
 func newMemberCheck(cfg *Config, u *User, dir Directory) *memberCheck {

@@ -3,6 +3,8 @@ package ldapauth
 import (
 	"context"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
@@ -132,4 +134,40 @@ func TestWalkOncePerLogin(t *testing.T) {
 		assert.False(t, ok, "%s not created", g)
 	}
 	assert.Equal(t, 2, searches, "the groups holding a, then those holding b")
+}
+
+// A group's primaryGroupToken (its RID) never changes: an Authenticator
+// reads it once, not on every login, and concurrent logins share it.
+func TestPrimaryGroupTokenReadOnce(t *testing.T) {
+	const domainUsers = "cn=Domain Users,cn=Users,dc=ad,dc=test"
+	a, err := New(&Config{URLs: []string{"ldap://127.0.0.1:1"}})
+	require.NoError(t, err)
+	t.Cleanup(func() { a.Close() })
+	var searches atomic.Int32
+	dir := searchFunc(func(req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+		searches.Add(1)
+		e := ldap.NewEntry(req.BaseDN, map[string][]string{"primaryGroupToken": {"513"}})
+		return &ldap.SearchResult{Entries: []*ldap.Entry{e}}, nil
+	})
+	g := newGroupRef(domainUsers)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for _, pgid := range []string{"513", "1104"} {
+				u := &User{DN: "cn=Alice,cn=Users,dc=ad,dc=test", Username: "alice", hasMemberOf: true,
+					Attributes: map[string][]string{"primaryGroupID": {pgid}}}
+				member, err := a.newMemberCheck(u, dir).primaryGroup(context.Background(), g)
+				assert.NoError(t, err)
+				assert.Equal(t, pgid == "513", member, pgid)
+			}
+		})
+	}
+	wg.Wait()
+	assert.LessOrEqual(t, searches.Load(), int32(8), "at most one read per login racing the first")
+	before := searches.Load()
+	u := &User{DN: "cn=Bob,cn=Users,dc=ad,dc=test", Username: "bob", hasMemberOf: true, Attributes: map[string][]string{"primaryGroupID": {"513"}}}
+	member, err := a.newMemberCheck(u, dir).primaryGroup(context.Background(), g)
+	require.NoError(t, err)
+	assert.True(t, member)
+	assert.Equal(t, before, searches.Load(), "a later login reads no token")
 }
