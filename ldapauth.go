@@ -398,12 +398,14 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 
 	var check *memberCheck // the admitted user's, when admitLoginGroup made one
 	if entry == nil {
-		if entry, check, err = a.admitLoginGroup(ctx, c, username); err != nil {
+		adm, err := a.admitLoginGroup(ctx, c, username)
+		if err != nil {
 			return nil, err
 		}
-	}
-	if entry == nil {
-		return nil, a.notFound(ctx, c, username, bindName)
+		if adm.check == nil {
+			return nil, a.notFound(ctx, c, username, bindName, adm)
+		}
+		entry, check = adm.entry, adm.check
 	}
 	var u *User
 	if check != nil {
@@ -542,17 +544,23 @@ func (a *Authenticator) searchBaseError(as identity, err error) error {
 
 // notFound explains a login search that found nothing after a good bind:
 // the user exists but the filters (the login group) exclude it, or the
-// search does not find the user at all. It costs one more search, on this
-// failure path only (two on a directory without memberOf).
-func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindName string) error {
+// search does not find the user at all. It reuses the search without the
+// login-group term that admitLoginGroup ran (adm); otherwise, with filters
+// other than the default, it costs one more search, on this failure path
+// only (one more on a directory without memberOf).
+func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindName string, adm admission) error {
 	lerr := &LoginError{Kind: ErrUnknownUser, Username: username, BindName: bindName, Formatter: formatterName(a.cfg.FormatUsername),
 		Reason: fmt.Sprintf("the bind succeeded but no %s entry under %s matches", a.cfg.ObjectClass, a.cfg.SearchBase)}
-	if _, isDefault := a.cfg.SearchFilters.(DefaultFilters); isDefault {
-		return lerr
+	switch a.cfg.SearchFilters.(type) {
+	case DefaultFilters, *DefaultFilters:
+		return lerr // the search that found nothing was this one
 	}
-	entry, err := a.findUser(ctx, c, username, DefaultFilters{})
-	if err != nil {
-		return err
+	entry := adm.entry
+	if !adm.searched {
+		var err error
+		if entry, err = a.findUser(ctx, c, username, DefaultFilters{}); err != nil {
+			return err
+		}
 	}
 	if entry == nil {
 		return lerr

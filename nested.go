@@ -255,35 +255,54 @@ func attributeValue(attrs map[string][]string, name string) string {
 	return ""
 }
 
+// admission is what admitLoginGroup found.
+type admission struct {
+	// searched is set when the user was searched for without the
+	// login-group term; entry is what that search found, or nil.
+	searched bool
+	entry    *ldap.Entry
+	// check is the membership check that admitted entry, nil when the
+	// entry was not admitted.
+	check *memberCheck
+}
+
 // admitLoginGroup runs when the login search with [LoginGroupFilters] found
-// nobody. It finds the user without the login-group term and returns the
+// nobody. It finds the user without the login-group term and admits the
 // entry when the user belongs to the login group in a way the memberOf
 // filter cannot see: through nested groups (NestedGroupsWalk) or as the
-// user's Active Directory primary group, with the membership check that
-// said so (whose walk the synced groups reuse). Otherwise it returns nil.
-func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username string) (*ldap.Entry, *memberCheck, error) {
+// user's Active Directory primary group, returning the membership check
+// that said so (whose walk the synced groups reuse). An entry found but not
+// admitted is returned too, for notFound.
+func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username string) (admission, error) {
 	switch a.cfg.SearchFilters.(type) {
 	case LoginGroupFilters, *LoginGroupFilters:
 	default:
-		return nil, nil, nil
+		return admission{}, nil
 	}
 	if a.loginGroup.dn == "" {
-		return nil, nil, nil
+		return admission{}, nil
 	}
 	entry, err := a.findUser(ctx, c, username, DefaultFilters{})
-	if err != nil || entry == nil {
-		return nil, nil, err
+	if err != nil {
+		return admission{}, err
+	}
+	adm := admission{searched: true, entry: entry}
+	if entry == nil {
+		return adm, nil
 	}
 	u := a.userFromEntry(entry)
 	if a.cfg.NestedGroups == NestedGroupsOff && attributeValue(u.Attributes, "primaryGroupID") == "" {
-		return nil, nil, nil
+		return adm, nil
 	}
 	check := a.newMemberCheck(u, c)
 	member, err := check.indirect(ctx, a.loginGroup)
-	if err != nil || !member {
-		return nil, nil, err
+	if err != nil {
+		return admission{}, err
 	}
-	return entry, check, nil
+	if member {
+		adm.check = check
+	}
+	return adm, nil
 }
 
 // ReadGroupMembers reads the group entry groupDN and returns its member and

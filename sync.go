@@ -704,15 +704,15 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 		if su.present {
 			continue
 		}
-		entry, _, err := a.admitLoginGroup(ctx, c, su.username)
+		adm, err := a.admitLoginGroup(ctx, c, su.username)
 		if err != nil {
 			if ctx.Err() != nil {
 				err = ctxError(ctx)
 			}
 			return r.abort(SyncReadUsers, err)
 		}
-		if entry != nil {
-			r.entry(entry)
+		if adm.check != nil {
+			r.entry(adm.entry)
 			r.prog.Users++
 		}
 	}
