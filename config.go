@@ -520,24 +520,15 @@ func (c *Config) validate() []*ConfigError {
 		}
 	}
 
-	loginFilters := false
-	switch c.SearchFilters.(type) {
-	case LoginGroupFilters, *LoginGroupFilters:
-		loginFilters = true
-	}
-	isDefaultFilters := false
-	switch c.SearchFilters.(type) {
-	case nil, DefaultFilters, *DefaultFilters:
-		isDefaultFilters = true
-	}
 	if c.LoginGroup != "" {
 		if _, err := ldap.ParseDN(c.LoginGroup); err != nil {
 			add(fmt.Sprintf("%q is not a DN: %v", c.LoginGroup, err), EnvLoginGroup)
-		} else if isDefaultFilters {
+		} else if c.usesDefaultFilters() {
 			add("set, but the search filters ignore it: set LDAP_AUTH_FORMAT_SEARCH_FILTERS to flagsmith_ldap.ldap.login_group_search_filter", EnvLoginGroup, EnvSearchFilters)
 		}
 	}
-	_ = loginFilters // the login-group filter without a group adds no filter, as in Flagsmith
+	// The login-group filter without a group adds no filter, as in
+	// Flagsmith: not an error.
 
 	if !c.NestedGroups.valid() {
 		add(fmt.Sprintf("%q is not one of off, active_directory, walk", string(c.NestedGroups)), EnvNestedGroups)
@@ -545,17 +536,12 @@ func (c *Config) validate() []*ConfigError {
 	if c.NestedGroups != NestedGroupsOff && c.NestedGroups.valid() && c.LoginGroup == "" && len(c.SyncedGroups) == 0 {
 		add("set, but there is neither a login group nor a synced group to resolve", EnvNestedGroups, EnvLoginGroup, EnvSyncedGroups)
 	}
-	if c.ExcludeDisabled && !isDefaultFilters && !loginFilters {
+	if c.ExcludeDisabled && !c.usesDefaultFilters() && !c.usesLoginGroupFilters() {
 		add("set, but the search filter builder is not a built-in one, which alone add the filter", EnvExcludeDisabled, EnvSearchFilters)
 	}
 
-	groupSyncer := false
-	switch c.SyncRelations.(type) {
-	case SyncUserGroups, *SyncUserGroups:
-		groupSyncer = true
-	}
-	_, noRelations := c.SyncRelations.(NoRelations)
-	isDefaultSyncer := c.SyncRelations == nil || noRelations
+	groupSyncer := c.usesGroupSyncer()
+	isDefaultSyncer := c.usesNoRelations()
 	for i, g := range c.SyncedGroups {
 		if _, err := ldap.ParseDN(strings.TrimSpace(g)); err != nil || strings.TrimSpace(g) == "" {
 			add(fmt.Sprintf("item %d, %q, is not a DN", i+1, g), EnvSyncedGroups)
@@ -602,6 +588,48 @@ func (c *Config) validate() []*ConfigError {
 		}
 	}
 	return errs
+}
+
+// The built-in pieces, by value or by pointer. ldapauth tells them apart
+// with these alone.
+
+// usesDefaultFilters reports whether the search filter builder is
+// [DefaultFilters] (or unset).
+func (c *Config) usesDefaultFilters() bool {
+	switch c.SearchFilters.(type) {
+	case nil, DefaultFilters, *DefaultFilters:
+		return true
+	}
+	return false
+}
+
+// usesLoginGroupFilters reports whether the search filter builder is
+// [LoginGroupFilters].
+func (c *Config) usesLoginGroupFilters() bool {
+	switch c.SearchFilters.(type) {
+	case LoginGroupFilters, *LoginGroupFilters:
+		return true
+	}
+	return false
+}
+
+// usesGroupSyncer reports whether the relation syncer is [SyncUserGroups].
+func (c *Config) usesGroupSyncer() bool {
+	switch c.SyncRelations.(type) {
+	case SyncUserGroups, *SyncUserGroups:
+		return true
+	}
+	return false
+}
+
+// usesNoRelations reports whether the relation syncer is [NoRelations] (or
+// unset).
+func (c *Config) usesNoRelations() bool {
+	switch c.SyncRelations.(type) {
+	case nil, NoRelations, *NoRelations:
+		return true
+	}
+	return false
 }
 
 func (c *Config) usesTLS() bool {

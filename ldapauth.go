@@ -228,11 +228,8 @@ func New(cfg *Config) (*Authenticator, error) {
 		return nil, err
 	}
 	c := cfg.withDefaults()
-	switch c.SyncRelations.(type) {
-	case SyncUserGroups, *SyncUserGroups:
-		if c.Store == nil {
-			return nil, configErr("the group syncer writes groups into Config.Store, which is nil", EnvSyncRelations)
-		}
+	if c.usesGroupSyncer() && c.Store == nil {
+		return nil, configErr("the group syncer writes groups into Config.Store, which is nil", EnvSyncRelations)
 	}
 	servers, err := parseServers(c.URLs)
 	if err != nil {
@@ -424,14 +421,13 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 			return nil, &StoreError{Op: "save user", Err: err}
 		}
 	}
-	switch a.cfg.SyncRelations.(type) {
-	case SyncUserGroups, *SyncUserGroups:
+	if a.cfg.usesGroupSyncer() {
 		// The built-in group syncer, over the groups parsed in New.
 		if check == nil {
 			check = a.newMemberCheck(u, c)
 		}
 		err = syncGroups(ctx, &a.cfg, a.synced, check)
-	default:
+	} else {
 		err = a.cfg.SyncRelations.SyncRelations(ctx, &a.cfg, u, c)
 	}
 	if err != nil {
@@ -551,8 +547,7 @@ func (a *Authenticator) searchBaseError(as identity, err error) error {
 func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindName string, adm admission) error {
 	lerr := &LoginError{Kind: ErrUnknownUser, Username: username, BindName: bindName, Formatter: formatterName(a.cfg.FormatUsername),
 		Reason: fmt.Sprintf("the bind succeeded but no %s entry under %s matches", a.cfg.ObjectClass, a.cfg.SearchBase)}
-	switch a.cfg.SearchFilters.(type) {
-	case DefaultFilters, *DefaultFilters:
+	if a.cfg.usesDefaultFilters() {
 		return lerr // the search that found nothing was this one
 	}
 	entry := adm.entry

@@ -274,12 +274,7 @@ type admission struct {
 // that said so (whose walk the synced groups reuse). An entry found but not
 // admitted is returned too, for notFound.
 func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username string) (admission, error) {
-	switch a.cfg.SearchFilters.(type) {
-	case LoginGroupFilters, *LoginGroupFilters:
-	default:
-		return admission{}, nil
-	}
-	if a.loginGroup.dn == "" {
+	if !a.cfg.usesLoginGroupFilters() || a.loginGroup.dn == "" {
 		return admission{}, nil
 	}
 	entry, err := a.findUser(ctx, c, username, DefaultFilters{})

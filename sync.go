@@ -408,9 +408,7 @@ func (c *Config) ValidateSync() error {
 	if len(c.SyncedGroups) == 0 {
 		missing(EnvSyncedGroups, "the groups it keeps in step")
 	}
-	switch c.SyncRelations.(type) {
-	case SyncUserGroups, *SyncUserGroups:
-	default:
+	if !c.usesGroupSyncer() {
 		missing(EnvSyncRelations, "set it to flagsmith_ldap.ldap.sync_user_groups")
 	}
 	if c.OrganisationID == "" {
@@ -691,12 +689,7 @@ func (r *syncRun) read(ctx context.Context) error {
 // membership check) per user the read missed, never per user read.
 func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 	a := r.a
-	switch a.cfg.SearchFilters.(type) {
-	case LoginGroupFilters, *LoginGroupFilters:
-	default:
-		return nil
-	}
-	if a.cfg.LoginGroup == "" {
+	if !a.cfg.usesLoginGroupFilters() || a.loginGroup.dn == "" {
 		return nil
 	}
 	for _, key := range slices.Sorted(maps.Keys(r.users)) {
