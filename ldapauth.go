@@ -205,6 +205,9 @@ type Authenticator struct {
 	now     func() time.Time
 	tlsBase *tls.Config
 	attrs   []string // attributes the login search asks for
+	// syncAttrs are the attributes the sync reads: the username, the
+	// mapped fields, memberOf and primaryGroupID (a prefix of attrs).
+	syncAttrs []string
 
 	synced     []groupRef // Config.SyncedGroups, parsed
 	loginGroup groupRef   // Config.LoginGroup, parsed; dn empty without one
@@ -271,6 +274,7 @@ func New(cfg *Config) (*Authenticator, error) {
 	}
 	addAttr("memberOf")
 	addAttr("primaryGroupID") // Active Directory's primary group, not in memberOf
+	a.syncAttrs = slices.Clip(a.attrs)
 	for _, p := range []any{c.SearchFilters, c.SyncRelations} {
 		if r, ok := p.(AttributeRequester); ok {
 			for _, attr := range r.RequestedAttributes(&a.cfg) {

@@ -585,7 +585,7 @@ func (r *syncRun) read(ctx context.Context) error {
 		return r.abort(SyncReadUsers, fmt.Errorf("ldapauth: search filter builder %s with an empty lookup: %w", formatterName(a.cfg.SearchFilters), err))
 	}
 	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
-		0, 0, false, filter, a.syncAttributes(), nil)
+		0, 0, false, filter, a.syncAttrs, nil)
 	referrals := 0
 	err = pagedSearch(ctx, c, req, a.cfg.SyncPageSize, func(page *ldap.SearchResult) error {
 		referrals += len(page.Referrals)
@@ -741,19 +741,6 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 		e.Variables = []string{EnvSyncPageSize}
 	}
 	return e
-}
-
-// syncAttributes are the attributes the sync reads: the username, the
-// mapped fields, memberOf, and primaryGroupID (Active Directory's primary
-// group, which a login counts as a membership).
-func (a *Authenticator) syncAttributes() []string {
-	attrs := []string{a.cfg.usernameAttribute()}
-	for _, field := range slices.Sorted(maps.Keys(a.cfg.UserFields)) {
-		if attr := a.cfg.UserFields[field]; !slices.ContainsFunc(attrs, func(s string) bool { return strings.EqualFold(s, attr) }) {
-			attrs = append(attrs, attr)
-		}
-	}
-	return append(attrs, "memberOf", "primaryGroupID")
 }
 
 // pagedSearch runs req page by page (RFC 2696, pageSize entries a page) on
