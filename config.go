@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -463,24 +462,54 @@ func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
 // joined. It applies to configurations built in code and to those read from
 // the environment alike; [New] calls it.
 func (c *Config) Validate() error {
+	_, err := c.check()
+	return err
+}
+
+// parsed is what validation parses and New keeps, so that nothing is
+// parsed or read twice.
+type parsed struct {
+	servers []server       // URLs, in order
+	rootCAs *x509.CertPool // from TLSCAFile; nil without one
+}
+
+// check is Validate, returning what it parsed.
+func (c *Config) check() (parsed, error) {
 	var errs []error
 	if len(c.URLs) == 0 {
 		errs = append(errs, &ConfigError{Variables: []string{EnvURL}, Problem: "no server URL", Err: ErrNotConfigured})
 	}
-	for _, e := range c.validate() {
+	p, problems := c.parse()
+	for _, e := range problems {
 		errs = append(errs, e)
 	}
-	return errors.Join(errs...)
+	return p, errors.Join(errs...)
 }
 
 // validate checks everything but the presence of URLs.
 func (c *Config) validate() []*ConfigError {
+	_, errs := c.parse()
+	return errs
+}
+
+// parse checks everything but the presence of URLs, and returns what it
+// parsed.
+func (c *Config) parse() (parsed, []*ConfigError) {
+	var p parsed
 	var errs []*ConfigError
 	add := func(problem string, vars ...string) { errs = append(errs, configErr(problem, vars...)) }
 
+	usesTLS := c.UseTLS
 	for _, u := range c.URLs {
-		if err := checkURL(u); err != nil {
+		s, err := parseServer(u)
+		if err != nil {
 			add(err.Error(), EnvURL)
+			continue
+		}
+		p.servers = append(p.servers, s)
+		usesTLS = usesTLS || s.ldaps
+		if c.UseTLS && s.ldaps {
+			add(fmt.Sprintf("StartTLS cannot run on %s, which is TLS already", u), EnvUseTLS, EnvURL)
 		}
 	}
 	if c.SearchBase != "" {
@@ -572,22 +601,18 @@ func (c *Config) validate() []*ConfigError {
 		}
 	}
 	if c.TLSCAFile != "" {
-		if _, err := loadCAFile(c.TLSCAFile); err != nil {
-			add(err.Error(), EnvTLSCAFile)
-		} else if c.InsecureSkipVerify {
+		pool, err := loadCAFile(c.TLSCAFile)
+		switch {
+		case err != nil:
+			errs = append(errs, &ConfigError{Variables: []string{EnvTLSCAFile}, Problem: err.Error(), Err: err})
+		case c.InsecureSkipVerify:
 			add("a CA file is set but verification is turned off", EnvInsecureSkipVerify, EnvTLSCAFile)
-		} else if !c.usesTLS() {
+		case !usesTLS:
 			add("set, but no connection uses TLS: use ldaps:// or LDAP_AUTH_USE_TLS=true", EnvTLSCAFile, EnvURL, EnvUseTLS)
 		}
+		p.rootCAs = pool
 	}
-	if c.UseTLS {
-		for _, u := range c.URLs {
-			if strings.HasPrefix(strings.ToLower(u), "ldaps://") {
-				add(fmt.Sprintf("StartTLS cannot run on %s, which is TLS already", u), EnvUseTLS, EnvURL)
-			}
-		}
-	}
-	return errs
+	return p, errs
 }
 
 // The built-in pieces, by value or by pointer. ldapauth tells them apart
@@ -632,18 +657,6 @@ func (c *Config) usesNoRelations() bool {
 	return false
 }
 
-func (c *Config) usesTLS() bool {
-	if c.UseTLS {
-		return true
-	}
-	for _, u := range c.URLs {
-		if strings.HasPrefix(strings.ToLower(u), "ldaps://") {
-			return true
-		}
-	}
-	return false
-}
-
 // unquote removes one pair of matching surrounding quotes, which an env
 // file passed through docker --env-file keeps (the Flagsmith docs quote some
 // values). Secrets are never unquoted.
@@ -657,27 +670,6 @@ func unquote(v string) string {
 // splitURLs splits LDAP_AUTH_URL on white space and commas.
 func splitURLs(v string) []string {
 	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
-}
-
-func checkURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("%q is not a URL", raw)
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "ldap", "ldaps":
-	default:
-		return fmt.Errorf("%q: the scheme must be ldap:// or ldaps://", raw)
-	}
-	if u.Hostname() == "" {
-		return fmt.Errorf("%q has no host", raw)
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("%q has a bad port", raw)
-		}
-	}
-	return nil
 }
 
 // parseUserFields parses "field=attribute,field=attribute".

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,25 +58,37 @@ type server struct {
 	ldaps   bool
 }
 
-func parseServers(urls []string) ([]server, error) {
-	servers := make([]server, 0, len(urls))
-	for _, raw := range urls {
-		u, err := url.Parse(raw)
-		if err != nil {
-			return nil, err
-		}
-		s := server{url: raw, host: u.Hostname(), ldaps: strings.EqualFold(u.Scheme, "ldaps")}
-		port := u.Port()
-		if port == "" {
-			port = "389"
-			if s.ldaps {
-				port = "636"
-			}
-		}
-		s.address = net.JoinHostPort(s.host, port)
-		servers = append(servers, s)
+// parseServer parses one LDAP_AUTH_URL entry: ldap:// or ldaps://, a host,
+// and a port (389 or 636 when none is given).
+func parseServer(raw string) (server, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return server{}, fmt.Errorf("%q is not a URL", raw)
 	}
-	return servers, nil
+	s := server{url: raw, host: u.Hostname()}
+	switch strings.ToLower(u.Scheme) {
+	case "ldap":
+	case "ldaps":
+		s.ldaps = true
+	default:
+		return server{}, fmt.Errorf("%q: the scheme must be ldap:// or ldaps://", raw)
+	}
+	if s.host == "" {
+		return server{}, fmt.Errorf("%q has no host", raw)
+	}
+	port := u.Port()
+	switch {
+	case port == "" && s.ldaps:
+		port = "636"
+	case port == "":
+		port = "389"
+	default:
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return server{}, fmt.Errorf("%q has a bad port", raw)
+		}
+	}
+	s.address = net.JoinHostPort(s.host, port)
+	return s, nil
 }
 
 // dial connects to the servers in order, those in back-off last, and

@@ -227,18 +227,15 @@ func New(cfg *Config) (*Authenticator, error) {
 	if cfg == nil {
 		return nil, configErr("no configuration", EnvURL)
 	}
-	if err := cfg.Validate(); err != nil {
+	p, err := cfg.check()
+	if err != nil {
 		return nil, err
 	}
 	c := cfg.withDefaults()
 	if c.usesGroupSyncer() && c.Store == nil {
 		return nil, configErr("the group syncer writes groups into Config.Store, which is nil", EnvSyncRelations)
 	}
-	servers, err := parseServers(c.URLs)
-	if err != nil {
-		return nil, configErr(err.Error(), EnvURL)
-	}
-	a := &Authenticator{cfg: c, servers: servers, health: make([]health, len(servers)), now: time.Now,
+	a := &Authenticator{cfg: c, servers: p.servers, health: make([]health, len(p.servers)), now: time.Now,
 		synced: groupRefs(c.SyncedGroups)}
 	if c.LoginGroup != "" {
 		a.loginGroup = newGroupRef(c.LoginGroup)
@@ -250,12 +247,8 @@ func New(cfg *Config) (*Authenticator, error) {
 	if c.TLSConfig != nil {
 		a.tlsBase = c.TLSConfig.Clone()
 	}
-	if c.TLSCAFile != "" {
-		pool, err := loadCAFile(c.TLSCAFile)
-		if err != nil {
-			return nil, &ConfigError{Variables: []string{EnvTLSCAFile}, Problem: err.Error(), Err: err}
-		}
-		a.tlsBase.RootCAs = pool
+	if p.rootCAs != nil {
+		a.tlsBase.RootCAs = p.rootCAs
 	}
 	if c.InsecureSkipVerify {
 		a.tlsBase.InsecureSkipVerify = true
