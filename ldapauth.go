@@ -340,6 +340,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 
 	var c *conn // the connection the search, notFound and the syncer use
 	var entry *ldap.Entry
+	var warning *PasswordWarning
 	switch {
 	case a.cfg.ConnectionUsername != "" && !a.serialService:
 		// The user's bind and the service account's search at the same
@@ -362,7 +363,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		if berr != nil {
 			return nil, a.bindError(withPolicy(berr, ctrls), username, bindName)
 		}
-		if err := a.policyRefusal(ctrls, username, bindName); err != nil {
+		if warning, err = a.afterGoodBind(ctrls, username, bindName); err != nil {
 			return nil, err
 		}
 		if serr != nil {
@@ -374,7 +375,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 			a.users.put(uc)
 			return nil, a.bindError(withPolicy(err, ctrls), username, bindName)
 		}
-		if err := a.policyRefusal(ctrls, username, bindName); err != nil {
+		if warning, err = a.afterGoodBind(ctrls, username, bindName); err != nil {
 			a.users.put(uc)
 			return nil, err
 		}
@@ -407,7 +408,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	} else {
 		u = a.userFromEntry(entry)
 	}
-	u.PasswordWarning, _ = afterGoodBind(ctrls)
+	u.PasswordWarning = warning
 	if u.Username == "" {
 		return nil, fmt.Errorf("ldapauth: entry %s has no %s attribute, the username field (%s)", u.DN, a.cfg.usernameAttribute(), EnvUserFields)
 	}
@@ -571,15 +572,16 @@ func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindNam
 	return &LoginError{Kind: ErrNotPermitted, Username: username, Reason: "the search filters exclude the user (login group)"}
 }
 
-// policyRefusal reads the password policy control of a successful bind and
-// returns the refusal it carries (a password that must be changed first),
-// or nil.
-func (a *Authenticator) policyRefusal(ctrls []ldap.Control, username, bindName string) error {
-	if _, acct := afterGoodBind(ctrls); acct != nil {
-		return &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
+// afterGoodBind reads the password policy control of a successful bind: the
+// warning for the user it carries, or the refusal (a password that must be
+// changed first).
+func (a *Authenticator) afterGoodBind(ctrls []ldap.Control, username, bindName string) (*PasswordWarning, error) {
+	warning, acct := afterGoodBind(ctrls)
+	if acct != nil {
+		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
 			Formatter: formatterName(a.cfg.FormatUsername), Reason: "the password policy refused the login", Err: acct}
 	}
-	return nil
+	return warning, nil
 }
 
 func (a *Authenticator) bindError(err error, username, bindName string) error {

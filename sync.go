@@ -720,8 +720,10 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 	switch {
 	case ctx.Err() != nil:
 		e.Err = ctxError(ctx)
-	case isTransportError(err):
-		e.Err = classifyTransport(err)
+	case isNetworkError(err):
+		// conn.do has made a connection reset mid-answer, which go-ldap
+		// reports as a plain error, a network error.
+		e.Err = classifyNetwork(err)
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
 		e.Hint = "the sync account's size limit cut the result: raise its limit (OpenLDAP: size.prtotal for paged searches) or page with LDAP_SYNC_PAGE_SIZE"
 		e.Variables = []string{EnvSyncPageSize}
@@ -1059,24 +1061,6 @@ func (e *chained) Error() string {
 }
 
 func (e *chained) Unwrap() error { return e.err }
-
-// isTransportError reports whether err is a failure of the connection
-// rather than an answer of the server: a network error, or an error that
-// is no LDAP result at all (go-ldap reports a connection reset during a
-// response as a plain error, "unable to read LDAP response packet").
-func isTransportError(err error) bool {
-	var ldapErr *ldap.Error
-	return isNetworkError(err) || !errors.As(err, &ldapErr)
-}
-
-// classifyTransport wraps err with ErrUnavailable when it is a transport
-// failure.
-func classifyTransport(err error) error {
-	if err != nil && isTransportError(err) && !errors.Is(err, ErrUnavailable) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return err
-}
 
 // MarshalJSON encodes the report with empty lists as [], never null, so that
 // consumers of the JSON need no nil checks.

@@ -338,7 +338,7 @@ func groupSearchError(ctx context.Context, groupDN string, err error) (groupStat
 	if ctx.Err() != nil {
 		return 0, ctxError(ctx)
 	}
-	return 0, &chained{"ldapauth: read members of " + groupDN, classifyTransport(err)}
+	return 0, &chained{"ldapauth: read members of " + groupDN, classifyNetwork(err)}
 }
 
 // rangeOption matches the range option of an attribute description in an
