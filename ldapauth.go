@@ -131,7 +131,7 @@ func (e *LoginError) Error() string {
 	}
 	if e.Err != nil {
 		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
+		b.WriteString(unprefixed(e.Err))
 	}
 	return b.String()
 }
@@ -143,6 +143,27 @@ func (e *LoginError) Is(target error) bool {
 
 // Unwrap returns the directory's answer.
 func (e *LoginError) Unwrap() error { return e.Err }
+
+// chained adds context to err. Its message is "ldapauth: <context>: " and
+// err's message without its own "ldapauth: " prefix, so that however deep
+// the wrapping, the prefix appears once (messages name no operation twice).
+type chained struct {
+	msg string // with the prefix
+	err error
+}
+
+func (e *chained) Error() string { return e.msg + ": " + unprefixed(e.err) }
+
+func (e *chained) Unwrap() error { return e.err }
+
+// wrap returns err with the context format makes, prefixed "ldapauth: "
+// once (see chained).
+func wrap(err error, format string, args ...any) error {
+	return &chained{msg: "ldapauth: " + fmt.Sprintf(format, args...), err: err}
+}
+
+// unprefixed is err's message without a leading "ldapauth: ".
+func unprefixed(err error) string { return strings.TrimPrefix(err.Error(), "ldapauth: ") }
 
 // TLSError reports a TLS failure: a certificate that does not verify, or a
 // server that refuses StartTLS. ldapauth never falls back to plain text.
@@ -312,7 +333,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	}
 	bindName, err := a.cfg.FormatUsername.FormatUsername(&a.cfg, username)
 	if err != nil {
-		return nil, fmt.Errorf("ldapauth: username formatter %s: %w", formatterName(a.cfg.FormatUsername), err)
+		return nil, wrap(err, "username formatter %s", formatterName(a.cfg.FormatUsername))
 	}
 	if !validCredentialText(bindName) {
 		// An empty bind name with a password is an unauthenticated or
@@ -429,7 +450,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		err = a.cfg.SyncRelations.SyncRelations(ctx, &a.cfg, u, c)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ldapauth: relation syncer %s: %w", formatterName(a.cfg.SyncRelations), classifyNetwork(err))
+		return nil, wrap(classifyNetwork(err), "relation syncer %s", formatterName(a.cfg.SyncRelations))
 	}
 	return u, nil
 }
@@ -492,7 +513,7 @@ func (a *Authenticator) serviceBind(ctx context.Context) func(*conn) error {
 func (a *Authenticator) findUser(ctx context.Context, c *conn, username string, builder SearchFilterBuilder) (*ldap.Entry, error) {
 	filter, err := userFilter(&a.cfg, builder, map[string]string{a.cfg.usernameAttribute(): username})
 	if err != nil {
-		return nil, fmt.Errorf("ldapauth: search filter builder %s: %w", formatterName(builder), err)
+		return nil, wrap(err, "search filter builder %s", formatterName(builder))
 	}
 	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 		2, // two entries are enough to tell one from many
@@ -508,7 +529,7 @@ func (a *Authenticator) findUser(ctx context.Context, c *conn, username string, 
 		if isNetworkError(err) || ctx.Err() != nil {
 			return nil, classifyNetwork(err)
 		}
-		return nil, fmt.Errorf("ldapauth: search %s under %s: %w", filter, a.cfg.SearchBase, err)
+		return nil, wrap(err, "search %s under %s", filter, a.cfg.SearchBase)
 	}
 	switch len(res.Entries) {
 	case 0:
@@ -594,7 +615,7 @@ func (a *Authenticator) bindError(err error, username, bindName string) error {
 	if isNetworkError(err) {
 		return classifyNetwork(err)
 	}
-	return fmt.Errorf("ldapauth: bind as %q (from %s): %w", bindName, formatterName(a.cfg.FormatUsername), err)
+	return wrap(err, "bind as %q (from %s)", bindName, formatterName(a.cfg.FormatUsername))
 }
 
 // userFromEntry maps a directory entry to a User.

@@ -100,7 +100,7 @@ func inChainMember(ctx context.Context, u *User, groupDN string, dir Directory) 
 	res, err := dir.Search(ctx, ldap.NewSearchRequest(u.DN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
 		memberOfFilter(NestedGroupsActiveDirectory, groupDN), []string{"1.1"}, nil))
 	if err != nil {
-		return false, fmt.Errorf("ldapauth: nested membership of %s in %s: %w", u.DN, groupDN, classifyNetwork(err))
+		return false, wrap(classifyNetwork(err), "nested membership of %s in %s", u.DN, groupDN)
 	}
 	return len(res.Entries) > 0, nil
 }
@@ -173,7 +173,7 @@ func groupsHolding(ctx context.Context, dir Directory, base string, dns []string
 		res, err := dir.Search(ctx, ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
 			f.String(), []string{"1.1"}, nil))
 		if err != nil {
-			return nil, fmt.Errorf("ldapauth: groups holding %s: %w", dns[start:min(start+chunk, len(dns))], classifyNetwork(err))
+			return nil, wrap(classifyNetwork(err), "groups holding %s", dns[start:min(start+chunk, len(dns))])
 		}
 		for _, e := range res.Entries {
 			out = append(out, e.DN)
@@ -233,7 +233,7 @@ func (m *memberCheck) primaryGroupToken(ctx context.Context, g groupRef) (string
 		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
 			return "", nil
 		}
-		return "", fmt.Errorf("ldapauth: primary group token of %s: %w", g.dn, classifyNetwork(err))
+		return "", wrap(classifyNetwork(err), "primary group token of %s", g.dn)
 	}
 	for _, e := range res.Entries {
 		if token := e.GetEqualFoldAttributeValue("primaryGroupToken"); token != "" {

@@ -550,7 +550,7 @@ func (a *Authenticator) syncBindName() (string, error) {
 	}
 	bindName, err := a.cfg.FormatUsername.FormatUsername(&a.cfg, name)
 	if err != nil {
-		return "", fmt.Errorf("ldapauth: username formatter %s for %s: %w", formatterName(a.cfg.FormatUsername), EnvSyncUsername, err)
+		return "", wrap(err, "username formatter %s for %s", formatterName(a.cfg.FormatUsername), EnvSyncUsername)
 	}
 	if !validCredentialText(bindName) {
 		return "", fmt.Errorf("%w: the username formatter %s made an empty or malformed bind name from %s", ErrServiceAccount, formatterName(a.cfg.FormatUsername), EnvSyncUsername)
@@ -582,7 +582,7 @@ func (r *syncRun) read(ctx context.Context) error {
 
 	filter, err := userFilter(&a.cfg, a.cfg.SearchFilters, map[string]string{})
 	if err != nil {
-		return r.abort(SyncReadUsers, fmt.Errorf("ldapauth: search filter builder %s with an empty lookup: %w", formatterName(a.cfg.SearchFilters), err))
+		return r.abort(SyncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
 	}
 	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 		0, 0, false, filter, a.syncAttrs, nil)
@@ -1036,10 +1036,10 @@ func (r *syncRun) apply(ctx context.Context) error {
 	r.progress(SyncApply)
 	for i, w := range writes {
 		if ctx.Err() != nil {
-			return &chained{fmt.Sprintf("ldapauth: sync stopped after %d of %d changes", i, len(writes)), ctx.Err()}
+			return wrap(ctx.Err(), "sync stopped after %d of %d changes", i, len(writes))
 		}
 		if err := w.do(); err != nil {
-			return &chained{fmt.Sprintf("ldapauth: sync stopped after %d of %d changes", i, len(writes)), &StoreError{Op: w.op, Err: err}}
+			return wrap(&StoreError{Op: w.op, Err: err}, "sync stopped after %d of %d changes", i, len(writes))
 		}
 		r.prog.Done = i + 1
 		if r.prog.Done%500 == 0 {
@@ -1048,19 +1048,6 @@ func (r *syncRun) apply(ctx context.Context) error {
 	}
 	return nil
 }
-
-// chained is an error that adds context to err without repeating the
-// "ldapauth: " prefix of err's message.
-type chained struct {
-	msg string
-	err error
-}
-
-func (e *chained) Error() string {
-	return e.msg + ": " + strings.TrimPrefix(e.err.Error(), "ldapauth: ")
-}
-
-func (e *chained) Unwrap() error { return e.err }
 
 // MarshalJSON encodes the report with empty lists as [], never null, so that
 // consumers of the JSON need no nil checks.

@@ -338,7 +338,7 @@ func groupSearchError(ctx context.Context, groupDN string, err error) (groupStat
 	if ctx.Err() != nil {
 		return 0, ctxError(ctx)
 	}
-	return 0, &chained{"ldapauth: read members of " + groupDN, classifyNetwork(err)}
+	return 0, wrap(classifyNetwork(err), "read members of %s", groupDN)
 }
 
 // rangeOption matches the range option of an attribute description in an
@@ -417,7 +417,7 @@ type StoreError struct {
 	Err error
 }
 
-func (e *StoreError) Error() string { return "ldapauth: store: " + e.Op + ": " + e.Err.Error() }
+func (e *StoreError) Error() string { return "ldapauth: store: " + e.Op + ": " + unprefixed(e.Err) }
 
 // Unwrap returns the store's error.
 func (e *StoreError) Unwrap() error { return e.Err }
