@@ -224,8 +224,10 @@ type Config struct {
 	// cannot be used.
 	Store UserStore
 
-	// Logger receives debug and warning records; nil discards them.
-	// Passwords are never logged.
+	// Logger receives debug, info and warning records; nil discards them.
+	// An error that is returned is not also logged: warnings are for what
+	// the caller does not otherwise learn, such as a server that is down
+	// while another serves the logins. Passwords are never logged.
 	Logger *slog.Logger
 }
 

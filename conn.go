@@ -96,6 +96,12 @@ func parseServer(raw string) (server, error) {
 // where configured). It returns an error matching ErrUnavailable when every
 // server failed. The connection is the caller's alone, never pooled: the
 // caller closes it.
+//
+// Logging: each failure is logged at Debug. When every server failed, the
+// returned error says so, and nothing more is logged (an error is either
+// logged or returned, never both); when a later server answered, the
+// failures are not returned, so they are logged once at Warn: a server is
+// down while logins carry on.
 func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
 	var errs []error
 	for _, i := range a.order() {
@@ -103,6 +109,10 @@ func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
 		c, err := a.dialServer(ctx, s)
 		if err == nil {
 			c.server, c.health, c.now = i, &a.health[i], a.now
+			if len(errs) > 0 {
+				a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: failed over to another server",
+					slog.String("url", s.url), slog.String("errors", errors.Join(errs...).Error()))
+			}
 			return c, nil
 		}
 		if ctx.Err() != nil {
@@ -115,7 +125,7 @@ func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
 			return nil, err
 		}
 		a.health[i].down(a.now())
-		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: server unreachable", slog.String("url", s.url), slog.String("error", err.Error()))
+		a.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "ldapauth: server unreachable", slog.String("url", s.url), slog.String("error", err.Error()))
 		errs = append(errs, fmt.Errorf("%s: %w", s.url, err))
 	}
 	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))

@@ -367,9 +367,7 @@ func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (*SyncReport
 	rep := r.report
 	log := a.cfg.Logger
 	if err := r.guard(); err != nil {
-		log.LogAttrs(ctx, slog.LevelWarn, "ldapauth: sync refused by the removal guard",
-			slog.Int("remove", len(rep.UsersRemoved)), slog.Int("managed", rep.StoreUsers))
-		return rep, err
+		return rep, err // the caller logs it, or not
 	}
 	if opts.DryRun {
 		r.progress(SyncDone)
