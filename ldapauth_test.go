@@ -499,11 +499,9 @@ func (joinFails) JoinOrganisation(context.Context, string, string) error { retur
 
 // failingDirectory answers every search with a network error, as a
 // connection reset in the middle of the group checks would.
-type failingDirectory struct{}
-
-func (failingDirectory) Search(context.Context, *ldap.SearchRequest) (*ldap.SearchResult, error) {
+var failingDirectory = ldapauth.DirectoryFunc(func(context.Context, *ldap.SearchRequest) (*ldap.SearchResult, error) {
 	return nil, ldap.NewError(ldap.ErrorNetwork, errors.New("connection reset by peer"))
-}
+})
 
 // Errors wrapped through several layers say "ldapauth:" once.
 func TestErrorsPrefixedOnce(t *testing.T) {
@@ -520,7 +518,7 @@ func TestErrorsPrefixedOnce(t *testing.T) {
 		a := syncAuth(t, syncVars(srv, map[string]string{"LDAP_AUTH_NESTED_GROUPS": "active_directory"}), ldapauth.NewMemStore(),
 			func(c *ldapauth.Config) {
 				c.SyncRelations = ldapauth.RelationSyncerFunc(func(ctx context.Context, cfg *ldapauth.Config, u *ldapauth.User, _ ldapauth.Directory) error {
-					return ldapauth.SyncUserGroups{}.SyncRelations(ctx, cfg, u, failingDirectory{})
+					return ldapauth.SyncUserGroups{}.SyncRelations(ctx, cfg, u, failingDirectory)
 				})
 			})
 		_, err := a.Authenticate(safetyNet(t), "alice", "alice-password") // alice is in readers, not in marvel
