@@ -273,6 +273,7 @@ type ConfigError struct {
 	Err error
 }
 
+// Error names the variables and the problem.
 func (e *ConfigError) Error() string {
 	return "ldapauth: " + strings.Join(e.Variables, ", ") + ": " + e.Problem
 }

@@ -119,6 +119,8 @@ type LoginError struct {
 	Err error
 }
 
+// Error says why the login was refused, with the bind name and the
+// formatter, never the password.
 func (e *LoginError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Kind.Error())
@@ -168,10 +170,13 @@ func unprefixed(err error) string { return strings.TrimPrefix(err.Error(), "ldap
 // TLSError reports a TLS failure: a certificate that does not verify, or a
 // server that refuses StartTLS. ldapauth never falls back to plain text.
 type TLSError struct {
+	// URL is the server's, as in LDAP_AUTH_URL.
 	URL string
+	// Err is the TLS or StartTLS failure.
 	Err error
 }
 
+// Error names the server and the failure.
 func (e *TLSError) Error() string { return "ldapauth: TLS with " + e.URL + ": " + e.Err.Error() }
 
 // Unwrap returns the cause.

@@ -63,6 +63,7 @@ const (
 
 // SyncProgress says how far a sync run has come.
 type SyncProgress struct {
+	// Phase is the stage the run is in.
 	Phase SyncPhase `json:"phase"`
 	// Pages is the number of pages of users read so far.
 	Pages int `json:"pages"`
@@ -77,34 +78,51 @@ type SyncProgress struct {
 
 // Membership is one user in one group.
 type Membership struct {
-	GroupDN  string `json:"group_dn"`
+	// GroupDN is the synced group's DN, as configured.
+	GroupDN string `json:"group_dn"`
+	// Username is the user's, in the directory's spelling.
 	Username string `json:"username"`
 }
 
 // GroupNote is a group the sync left alone, and why.
 type GroupNote struct {
-	DN     string `json:"dn"`
+	// DN is the group's, as the store holds it.
+	DN string `json:"dn"`
+	// Reason says why the sync left it alone.
 	Reason string `json:"reason"`
 }
 
 // SkippedEntry is a directory entry the sync could not use, and why.
 type SkippedEntry struct {
-	DN     string `json:"dn"`
+	// DN is the entry's.
+	DN string `json:"dn"`
+	// Reason says why the sync could not use it.
 	Reason string `json:"reason"`
 }
 
-// SyncCounts are the lengths of a [SyncReport]'s lists.
+// SyncCounts are the lengths of a [SyncReport]'s lists, each field the
+// length of the list of the same name.
 type SyncCounts struct {
-	UsersRemoved       int `json:"users_removed"`
-	UsersUpdated       int `json:"users_updated"`
-	UsersCreated       int `json:"users_created"`
-	OrganisationJoins  int `json:"organisation_joins"`
-	GroupsCreated      int `json:"groups_created"`
-	GroupsRemoved      int `json:"groups_removed"`
-	GroupsLeftAlone    int `json:"groups_left_alone"`
-	MembershipsAdded   int `json:"memberships_added"`
+	// UsersRemoved is len(SyncReport.UsersRemoved).
+	UsersRemoved int `json:"users_removed"`
+	// UsersUpdated is len(SyncReport.UsersUpdated).
+	UsersUpdated int `json:"users_updated"`
+	// UsersCreated is len(SyncReport.UsersCreated).
+	UsersCreated int `json:"users_created"`
+	// OrganisationJoins is len(SyncReport.OrganisationJoins).
+	OrganisationJoins int `json:"organisation_joins"`
+	// GroupsCreated is len(SyncReport.GroupsCreated).
+	GroupsCreated int `json:"groups_created"`
+	// GroupsRemoved is len(SyncReport.GroupsRemoved).
+	GroupsRemoved int `json:"groups_removed"`
+	// GroupsLeftAlone is len(SyncReport.GroupsLeftAlone).
+	GroupsLeftAlone int `json:"groups_left_alone"`
+	// MembershipsAdded is len(SyncReport.MembershipsAdded).
+	MembershipsAdded int `json:"memberships_added"`
+	// MembershipsRemoved is len(SyncReport.MembershipsRemoved).
 	MembershipsRemoved int `json:"memberships_removed"`
-	Skipped            int `json:"skipped"`
+	// Skipped is len(SyncReport.Skipped).
+	Skipped int `json:"skipped"`
 }
 
 // Changes is the number of store writes the counts stand for.
@@ -156,6 +174,7 @@ type SyncReport struct {
 	// Skipped are directory entries the sync could not use.
 	Skipped []SkippedEntry `json:"skipped"`
 
+	// Counts are the lengths of the lists above.
 	Counts SyncCounts `json:"counts"`
 }
 
@@ -258,6 +277,7 @@ type SyncAbortError struct {
 	Err error
 }
 
+// Error names the phase, the page and the cause, with the hint.
 func (e *SyncAbortError) Error() string {
 	var b strings.Builder
 	b.WriteString(ErrSyncAborted.Error())
@@ -296,6 +316,8 @@ type RemovalGuardError struct {
 	EmptyDirectory bool
 }
 
+// Error says how many users the sync would remove, of how many, and why
+// it refused.
 func (e *RemovalGuardError) Error() string {
 	if e.EmptyDirectory {
 		return fmt.Sprintf("%s: the directory returned no user, the sync would remove all %d directory-managed users; check the search base and filters, then force", ErrRemovalGuard, e.Remove)

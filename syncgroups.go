@@ -435,10 +435,13 @@ func containsDN(dns []string, dn string) bool {
 
 // StoreError reports a failure of the [UserStore].
 type StoreError struct {
-	Op  string
+	// Op names the store operation, such as "save user" or "set member".
+	Op string
+	// Err is the store's error.
 	Err error
 }
 
+// Error names the operation and the store's error.
 func (e *StoreError) Error() string { return "ldapauth: store: " + e.Op + ": " + unprefixed(e.Err) }
 
 // Unwrap returns the store's error.
