@@ -180,9 +180,11 @@ type Config struct {
 	SyncMaxRemovalPercent int
 
 	// ConnectionUsername and ConnectionPassword are a service account that
-	// runs the login search after the user's own bind has checked the
-	// password. Empty: the search runs as the user. Used verbatim (a DN or
-	// whatever the server accepts as a bind name).
+	// runs the login search, on its own (pooled) connection, at the same
+	// time as the user's bind checks the password; the search's result is
+	// used only once that bind has succeeded. Empty: the search runs as the
+	// user, after the bind. Used verbatim (a DN or whatever the server
+	// accepts as a bind name).
 	// LDAP_AUTH_CONNECTION_USERNAME, LDAP_AUTH_CONNECTION_PASSWORD.
 	ConnectionUsername string
 	ConnectionPassword string
