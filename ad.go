@@ -54,6 +54,7 @@ type AccountError struct {
 	Err error
 }
 
+// Error names the account state and the directory's code.
 func (e *AccountError) Error() string {
 	msg := strings.TrimPrefix(e.Kind.Error(), "ldapauth: ") + " (" + e.Code + ")"
 	if e.Err != nil {

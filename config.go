@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -181,9 +180,11 @@ type Config struct {
 	SyncMaxRemovalPercent int
 
 	// ConnectionUsername and ConnectionPassword are a service account that
-	// runs the login search after the user's own bind has checked the
-	// password. Empty: the search runs as the user. Used verbatim (a DN or
-	// whatever the server accepts as a bind name).
+	// runs the login search, on its own (pooled) connection, at the same
+	// time as the user's bind checks the password; the search's result is
+	// used only once that bind has succeeded. Empty: the search runs as the
+	// user, after the bind. Used verbatim (a DN or whatever the server
+	// accepts as a bind name).
 	// LDAP_AUTH_CONNECTION_USERNAME, LDAP_AUTH_CONNECTION_PASSWORD.
 	ConnectionUsername string
 	ConnectionPassword string
@@ -225,8 +226,10 @@ type Config struct {
 	// cannot be used.
 	Store UserStore
 
-	// Logger receives debug and warning records; nil discards them.
-	// Passwords are never logged.
+	// Logger receives debug, info and warning records; nil discards them.
+	// An error that is returned is not also logged: warnings are for what
+	// the caller does not otherwise learn, such as a server that is down
+	// while another serves the logins. Passwords are never logged.
 	Logger *slog.Logger
 }
 
@@ -272,6 +275,7 @@ type ConfigError struct {
 	Err error
 }
 
+// Error names the variables and the problem.
 func (e *ConfigError) Error() string {
 	return "ldapauth: " + strings.Join(e.Variables, ", ") + ": " + e.Problem
 }
@@ -463,24 +467,54 @@ func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
 // joined. It applies to configurations built in code and to those read from
 // the environment alike; [New] calls it.
 func (c *Config) Validate() error {
+	_, err := c.check()
+	return err
+}
+
+// parsed is what validation parses and New keeps, so that nothing is
+// parsed or read twice.
+type parsed struct {
+	servers []server       // URLs, in order
+	rootCAs *x509.CertPool // from TLSCAFile; nil without one
+}
+
+// check is Validate, returning what it parsed.
+func (c *Config) check() (parsed, error) {
 	var errs []error
 	if len(c.URLs) == 0 {
 		errs = append(errs, &ConfigError{Variables: []string{EnvURL}, Problem: "no server URL", Err: ErrNotConfigured})
 	}
-	for _, e := range c.validate() {
+	p, problems := c.parse()
+	for _, e := range problems {
 		errs = append(errs, e)
 	}
-	return errors.Join(errs...)
+	return p, errors.Join(errs...)
 }
 
 // validate checks everything but the presence of URLs.
 func (c *Config) validate() []*ConfigError {
+	_, errs := c.parse()
+	return errs
+}
+
+// parse checks everything but the presence of URLs, and returns what it
+// parsed.
+func (c *Config) parse() (parsed, []*ConfigError) {
+	var p parsed
 	var errs []*ConfigError
 	add := func(problem string, vars ...string) { errs = append(errs, configErr(problem, vars...)) }
 
+	usesTLS := c.UseTLS
 	for _, u := range c.URLs {
-		if err := checkURL(u); err != nil {
+		s, err := parseServer(u)
+		if err != nil {
 			add(err.Error(), EnvURL)
+			continue
+		}
+		p.servers = append(p.servers, s)
+		usesTLS = usesTLS || s.ldaps
+		if c.UseTLS && s.ldaps {
+			add(fmt.Sprintf("StartTLS cannot run on %s, which is TLS already", u), EnvUseTLS, EnvURL)
 		}
 	}
 	if c.SearchBase != "" {
@@ -520,24 +554,15 @@ func (c *Config) validate() []*ConfigError {
 		}
 	}
 
-	loginFilters := false
-	switch c.SearchFilters.(type) {
-	case LoginGroupFilters, *LoginGroupFilters:
-		loginFilters = true
-	}
-	isDefaultFilters := false
-	switch c.SearchFilters.(type) {
-	case nil, DefaultFilters, *DefaultFilters:
-		isDefaultFilters = true
-	}
 	if c.LoginGroup != "" {
 		if _, err := ldap.ParseDN(c.LoginGroup); err != nil {
 			add(fmt.Sprintf("%q is not a DN: %v", c.LoginGroup, err), EnvLoginGroup)
-		} else if isDefaultFilters {
+		} else if c.usesDefaultFilters() {
 			add("set, but the search filters ignore it: set LDAP_AUTH_FORMAT_SEARCH_FILTERS to flagsmith_ldap.ldap.login_group_search_filter", EnvLoginGroup, EnvSearchFilters)
 		}
 	}
-	_ = loginFilters // the login-group filter without a group adds no filter, as in Flagsmith
+	// The login-group filter without a group adds no filter, as in
+	// Flagsmith: not an error.
 
 	if !c.NestedGroups.valid() {
 		add(fmt.Sprintf("%q is not one of off, active_directory, walk", string(c.NestedGroups)), EnvNestedGroups)
@@ -545,17 +570,12 @@ func (c *Config) validate() []*ConfigError {
 	if c.NestedGroups != NestedGroupsOff && c.NestedGroups.valid() && c.LoginGroup == "" && len(c.SyncedGroups) == 0 {
 		add("set, but there is neither a login group nor a synced group to resolve", EnvNestedGroups, EnvLoginGroup, EnvSyncedGroups)
 	}
-	if c.ExcludeDisabled && !isDefaultFilters && !loginFilters {
+	if c.ExcludeDisabled && !c.usesDefaultFilters() && !c.usesLoginGroupFilters() {
 		add("set, but the search filter builder is not a built-in one, which alone add the filter", EnvExcludeDisabled, EnvSearchFilters)
 	}
 
-	groupSyncer := false
-	switch c.SyncRelations.(type) {
-	case SyncUserGroups, *SyncUserGroups:
-		groupSyncer = true
-	}
-	_, noRelations := c.SyncRelations.(NoRelations)
-	isDefaultSyncer := c.SyncRelations == nil || noRelations
+	groupSyncer := c.usesGroupSyncer()
+	isDefaultSyncer := c.usesNoRelations()
 	for i, g := range c.SyncedGroups {
 		if _, err := ldap.ParseDN(strings.TrimSpace(g)); err != nil || strings.TrimSpace(g) == "" {
 			add(fmt.Sprintf("item %d, %q, is not a DN", i+1, g), EnvSyncedGroups)
@@ -586,32 +606,58 @@ func (c *Config) validate() []*ConfigError {
 		}
 	}
 	if c.TLSCAFile != "" {
-		if _, err := loadCAFile(c.TLSCAFile); err != nil {
-			add(err.Error(), EnvTLSCAFile)
-		} else if c.InsecureSkipVerify {
+		pool, err := loadCAFile(c.TLSCAFile)
+		switch {
+		case err != nil:
+			errs = append(errs, &ConfigError{Variables: []string{EnvTLSCAFile}, Problem: err.Error(), Err: err})
+		case c.InsecureSkipVerify:
 			add("a CA file is set but verification is turned off", EnvInsecureSkipVerify, EnvTLSCAFile)
-		} else if !c.usesTLS() {
+		case !usesTLS:
 			add("set, but no connection uses TLS: use ldaps:// or LDAP_AUTH_USE_TLS=true", EnvTLSCAFile, EnvURL, EnvUseTLS)
 		}
+		p.rootCAs = pool
 	}
-	if c.UseTLS {
-		for _, u := range c.URLs {
-			if strings.HasPrefix(strings.ToLower(u), "ldaps://") {
-				add(fmt.Sprintf("StartTLS cannot run on %s, which is TLS already", u), EnvUseTLS, EnvURL)
-			}
-		}
-	}
-	return errs
+	return p, errs
 }
 
-func (c *Config) usesTLS() bool {
-	if c.UseTLS {
+// The built-in pieces, by value or by pointer. ldapauth tells them apart
+// with these alone.
+
+// usesDefaultFilters reports whether the search filter builder is
+// [DefaultFilters] (or unset).
+func (c *Config) usesDefaultFilters() bool {
+	switch c.SearchFilters.(type) {
+	case nil, DefaultFilters, *DefaultFilters:
 		return true
 	}
-	for _, u := range c.URLs {
-		if strings.HasPrefix(strings.ToLower(u), "ldaps://") {
-			return true
-		}
+	return false
+}
+
+// usesLoginGroupFilters reports whether the search filter builder is
+// [LoginGroupFilters].
+func (c *Config) usesLoginGroupFilters() bool {
+	switch c.SearchFilters.(type) {
+	case LoginGroupFilters, *LoginGroupFilters:
+		return true
+	}
+	return false
+}
+
+// usesGroupSyncer reports whether the relation syncer is [SyncUserGroups].
+func (c *Config) usesGroupSyncer() bool {
+	switch c.SyncRelations.(type) {
+	case SyncUserGroups, *SyncUserGroups:
+		return true
+	}
+	return false
+}
+
+// usesNoRelations reports whether the relation syncer is [NoRelations] (or
+// unset).
+func (c *Config) usesNoRelations() bool {
+	switch c.SyncRelations.(type) {
+	case nil, NoRelations, *NoRelations:
+		return true
 	}
 	return false
 }
@@ -629,27 +675,6 @@ func unquote(v string) string {
 // splitURLs splits LDAP_AUTH_URL on white space and commas.
 func splitURLs(v string) []string {
 	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
-}
-
-func checkURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("%q is not a URL", raw)
-	}
-	switch strings.ToLower(u.Scheme) {
-	case "ldap", "ldaps":
-	default:
-		return fmt.Errorf("%q: the scheme must be ldap:// or ldaps://", raw)
-	}
-	if u.Hostname() == "" {
-		return fmt.Errorf("%q has no host", raw)
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("%q has a bad port", raw)
-		}
-	}
-	return nil
 }
 
 // parseUserFields parses "field=attribute,field=attribute".

@@ -524,3 +524,32 @@ func TestNewGroupSyncerNeedsStore(t *testing.T) {
 	_, err := ldapauth.New(&ldapauth.Config{URLs: []string{"ldap://127.0.0.1"}, SyncRelations: ldapauth.SyncUserGroups{}, OrganisationID: "1"})
 	require.ErrorIs(t, err, ldapauth.ErrConfig)
 }
+
+// The built-in pieces are the same by value and by pointer, wherever the
+// configuration is checked.
+func TestValidateBuiltinsByPointer(t *testing.T) {
+	const url, group = "ldap://127.0.0.1", "cn=g,dc=x"
+	tests := []struct {
+		name     string
+		cfg      ldapauth.Config
+		variable string // the variable at fault; "" for a valid configuration
+	}{
+		{"synced groups with NoRelations", ldapauth.Config{SyncRelations: ldapauth.NoRelations{}, SyncedGroups: []string{group}}, "LDAP_SYNCED_GROUPS"},
+		{"synced groups with *NoRelations", ldapauth.Config{SyncRelations: &ldapauth.NoRelations{}, SyncedGroups: []string{group}}, "LDAP_SYNCED_GROUPS"},
+		{"login group with *DefaultFilters", ldapauth.Config{SearchFilters: &ldapauth.DefaultFilters{}, LoginGroup: group}, "LDAP_LOGIN_GROUP"},
+		{"login group with *LoginGroupFilters", ldapauth.Config{SearchFilters: &ldapauth.LoginGroupFilters{}, LoginGroup: group}, ""},
+		{"*SyncUserGroups without an organisation", ldapauth.Config{SyncRelations: &ldapauth.SyncUserGroups{}}, "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID"},
+		{"ExcludeDisabled with *LoginGroupFilters", ldapauth.Config{SearchFilters: &ldapauth.LoginGroupFilters{}, ExcludeDisabled: true}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.URLs = []string{url}
+			err := tt.cfg.Validate()
+			if tt.variable == "" {
+				require.NoError(t, err)
+				return
+			}
+			assert.Contains(t, configErrors(t, err), tt.variable)
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +37,17 @@ type conn struct {
 	// reused: taken from the pool rather than dialled for this call.
 	reused    bool
 	idleSince time.Time
+	// as is the identity of the last successful bind, which errors name.
+	as identity
+}
+
+// identity is who a connection is bound as.
+type identity struct {
+	name string // the bind name
+	// variable names the setting of a service or sync account
+	// (EnvConnectionUsername, EnvSyncUsername); empty for the user logging
+	// in.
+	variable string
 }
 
 // server is a parsed LDAP_AUTH_URL entry.
@@ -46,25 +58,37 @@ type server struct {
 	ldaps   bool
 }
 
-func parseServers(urls []string) ([]server, error) {
-	servers := make([]server, 0, len(urls))
-	for _, raw := range urls {
-		u, err := url.Parse(raw)
-		if err != nil {
-			return nil, err
-		}
-		s := server{url: raw, host: u.Hostname(), ldaps: strings.EqualFold(u.Scheme, "ldaps")}
-		port := u.Port()
-		if port == "" {
-			port = "389"
-			if s.ldaps {
-				port = "636"
-			}
-		}
-		s.address = net.JoinHostPort(s.host, port)
-		servers = append(servers, s)
+// parseServer parses one LDAP_AUTH_URL entry: ldap:// or ldaps://, a host,
+// and a port (389 or 636 when none is given).
+func parseServer(raw string) (server, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return server{}, fmt.Errorf("%q is not a URL", raw)
 	}
-	return servers, nil
+	s := server{url: raw, host: u.Hostname()}
+	switch strings.ToLower(u.Scheme) {
+	case "ldap":
+	case "ldaps":
+		s.ldaps = true
+	default:
+		return server{}, fmt.Errorf("%q: the scheme must be ldap:// or ldaps://", raw)
+	}
+	if s.host == "" {
+		return server{}, fmt.Errorf("%q has no host", raw)
+	}
+	port := u.Port()
+	switch {
+	case port == "" && s.ldaps:
+		port = "636"
+	case port == "":
+		port = "389"
+	default:
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return server{}, fmt.Errorf("%q has a bad port", raw)
+		}
+	}
+	s.address = net.JoinHostPort(s.host, port)
+	return s, nil
 }
 
 // dial connects to the servers in order, those in back-off last, and
@@ -72,6 +96,12 @@ func parseServers(urls []string) ([]server, error) {
 // where configured). It returns an error matching ErrUnavailable when every
 // server failed. The connection is the caller's alone, never pooled: the
 // caller closes it.
+//
+// Logging: each failure is logged at Debug. When every server failed, the
+// returned error says so, and nothing more is logged (an error is either
+// logged or returned, never both); when a later server answered, the
+// failures are not returned, so they are logged once at Warn: a server is
+// down while logins carry on.
 func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
 	var errs []error
 	for _, i := range a.order() {
@@ -79,6 +109,10 @@ func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
 		c, err := a.dialServer(ctx, s)
 		if err == nil {
 			c.server, c.health, c.now = i, &a.health[i], a.now
+			if len(errs) > 0 {
+				a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: failed over to another server",
+					slog.String("url", s.url), slog.String("errors", errors.Join(errs...).Error()))
+			}
 			return c, nil
 		}
 		if ctx.Err() != nil {
@@ -91,7 +125,7 @@ func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
 			return nil, err
 		}
 		a.health[i].down(a.now())
-		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: server unreachable", slog.String("url", s.url), slog.String("error", err.Error()))
+		a.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "ldapauth: server unreachable", slog.String("url", s.url), slog.String("error", err.Error()))
 		errs = append(errs, fmt.Errorf("%s: %w", s.url, err))
 	}
 	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))

@@ -1,8 +1,10 @@
 package ldapauth_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -379,4 +381,35 @@ func TestFailoverBackoff(t *testing.T) {
 		assert.Equal(t, int64(3), first.Accepted(), "back, and used again")
 		require.NoError(t, ctx.Err())
 	})
+}
+
+// An unreachable server is logged at Warn only when another server then
+// served the login; when none did, the returned error says it all and
+// nothing is logged above Debug.
+func TestUnreachableServerLogging(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	for _, tt := range []struct {
+		name     string
+		urls     []string
+		failover bool
+	}{
+		{"failover", []string{closedURL(t), srv.URL()}, true},
+		{"all down", []string{closedURL(t), closedURL(t)}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			a, _ := poolAuth(t, srv, tt.urls, func(c *ldapauth.Config) {
+				c.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			})
+			_, err := a.Authenticate(safetyNet(t), "alice", "alice-password")
+			if tt.failover {
+				require.NoError(t, err)
+				assert.Contains(t, logs.String(), `"level":"WARN","msg":"ldapauth: failed over to another server"`)
+				assert.Equal(t, 1, strings.Count(logs.String(), "\n"), "one record: %s", logs.String())
+			} else {
+				require.ErrorIs(t, err, ldapauth.ErrUnavailable)
+				assert.Empty(t, logs.String(), "the error is returned, not logged")
+			}
+		})
+	}
 }

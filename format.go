@@ -92,7 +92,8 @@ func formatterName(f any) string {
 
 // EscapeDNValue escapes s for use as an attribute value in a DN, per RFC 4514
 // section 2.4: the characters " + , ; < > \ anywhere, a leading space or #,
-// a trailing space, and NUL (as \00). Other bytes, UTF-8 included, are kept.
+// a trailing space, and NUL (as \00); = is escaped too (RFC 4514 allows it,
+// and some servers' parsers need it). Other bytes, UTF-8 included, are kept.
 func EscapeDNValue(s string) string {
 	var b strings.Builder
 	b.Grow(len(s) + 8)

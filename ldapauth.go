@@ -8,7 +8,8 @@
 // ([UsernameFormatter], [SearchFilterBuilder], [RelationSyncer]), and the
 // same login flow:
 //
-//  1. an empty password or username is refused before any network I/O;
+//  1. an empty password or username, or an empty bind name made by the
+//     username formatter, is refused before any network I/O;
 //  2. connect, with StartTLS when configured (certificates verified), or
 //     take a pooled connection;
 //  3. bind as the user, the bind name made by the username formatter;
@@ -64,6 +65,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -88,7 +90,8 @@ var (
 	// answer in time, or answered busy or unavailable.
 	ErrUnavailable = errors.New("ldapauth: directory unavailable")
 	// ErrServiceAccount means the service account (or the sync account)
-	// could not bind. It is a configuration fault, never reported as the
+	// could not bind, or may not see the search base (then in a
+	// [*ConfigError]). It is a configuration fault, never reported as the
 	// user's invalid credentials.
 	ErrServiceAccount = errors.New("ldapauth: service account bind refused")
 	// ErrConfig matches every configuration error ([*ConfigError]).
@@ -116,6 +119,8 @@ type LoginError struct {
 	Err error
 }
 
+// Error says why the login was refused, with the bind name and the
+// formatter, never the password.
 func (e *LoginError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Kind.Error())
@@ -128,7 +133,7 @@ func (e *LoginError) Error() string {
 	}
 	if e.Err != nil {
 		b.WriteString(": ")
-		b.WriteString(e.Err.Error())
+		b.WriteString(unprefixed(e.Err))
 	}
 	return b.String()
 }
@@ -141,13 +146,37 @@ func (e *LoginError) Is(target error) bool {
 // Unwrap returns the directory's answer.
 func (e *LoginError) Unwrap() error { return e.Err }
 
+// chained adds context to err. Its message is "ldapauth: <context>: " and
+// err's message without its own "ldapauth: " prefix, so that however deep
+// the wrapping, the prefix appears once (messages name no operation twice).
+type chained struct {
+	msg string // with the prefix
+	err error
+}
+
+func (e *chained) Error() string { return e.msg + ": " + unprefixed(e.err) }
+
+func (e *chained) Unwrap() error { return e.err }
+
+// wrap returns err with the context format makes, prefixed "ldapauth: "
+// once (see chained).
+func wrap(err error, format string, args ...any) error {
+	return &chained{msg: "ldapauth: " + fmt.Sprintf(format, args...), err: err}
+}
+
+// unprefixed is err's message without a leading "ldapauth: ".
+func unprefixed(err error) string { return strings.TrimPrefix(err.Error(), "ldapauth: ") }
+
 // TLSError reports a TLS failure: a certificate that does not verify, or a
 // server that refuses StartTLS. ldapauth never falls back to plain text.
 type TLSError struct {
+	// URL is the server's, as in LDAP_AUTH_URL.
 	URL string
+	// Err is the TLS or StartTLS failure.
 	Err error
 }
 
+// Error names the server and the failure.
 func (e *TLSError) Error() string { return "ldapauth: TLS with " + e.URL + ": " + e.Err.Error() }
 
 // Unwrap returns the cause.
@@ -202,6 +231,15 @@ type Authenticator struct {
 	now     func() time.Time
 	tlsBase *tls.Config
 	attrs   []string // attributes the login search asks for
+	// syncAttrs are the attributes the sync reads: the username, the
+	// mapped fields, memberOf and primaryGroupID (a prefix of attrs).
+	syncAttrs []string
+
+	synced     []groupRef // Config.SyncedGroups, parsed
+	loginGroup groupRef   // Config.LoginGroup, parsed; dn empty without one
+	// groupTokens caches the primaryGroupToken of configured groups, by
+	// DN key: a group's RID never changes.
+	groupTokens sync.Map
 
 	users   *pool // connections users bind on
 	service *pool // connections bound as the service account
@@ -215,21 +253,19 @@ func New(cfg *Config) (*Authenticator, error) {
 	if cfg == nil {
 		return nil, configErr("no configuration", EnvURL)
 	}
-	if err := cfg.Validate(); err != nil {
+	p, err := cfg.check()
+	if err != nil {
 		return nil, err
 	}
 	c := cfg.withDefaults()
-	switch c.SyncRelations.(type) {
-	case SyncUserGroups, *SyncUserGroups:
-		if c.Store == nil {
-			return nil, configErr("the group syncer writes groups into Config.Store, which is nil", EnvSyncRelations)
-		}
+	if c.usesGroupSyncer() && c.Store == nil {
+		return nil, configErr("the group syncer writes groups into Config.Store, which is nil", EnvSyncRelations)
 	}
-	servers, err := parseServers(c.URLs)
-	if err != nil {
-		return nil, configErr(err.Error(), EnvURL)
+	a := &Authenticator{cfg: c, servers: p.servers, health: make([]health, len(p.servers)), now: time.Now,
+		synced: groupRefs(c.SyncedGroups)}
+	if c.LoginGroup != "" {
+		a.loginGroup = newGroupRef(c.LoginGroup)
 	}
-	a := &Authenticator{cfg: c, servers: servers, health: make([]health, len(servers)), now: time.Now}
 	a.users = &pool{a: a, size: c.PoolSize}
 	a.service = &pool{a: a, size: c.PoolSize}
 
@@ -237,12 +273,8 @@ func New(cfg *Config) (*Authenticator, error) {
 	if c.TLSConfig != nil {
 		a.tlsBase = c.TLSConfig.Clone()
 	}
-	if c.TLSCAFile != "" {
-		pool, err := loadCAFile(c.TLSCAFile)
-		if err != nil {
-			return nil, &ConfigError{Variables: []string{EnvTLSCAFile}, Problem: err.Error(), Err: err}
-		}
-		a.tlsBase.RootCAs = pool
+	if p.rootCAs != nil {
+		a.tlsBase.RootCAs = p.rootCAs
 	}
 	if c.InsecureSkipVerify {
 		a.tlsBase.InsecureSkipVerify = true
@@ -261,6 +293,7 @@ func New(cfg *Config) (*Authenticator, error) {
 	}
 	addAttr("memberOf")
 	addAttr("primaryGroupID") // Active Directory's primary group, not in memberOf
+	a.syncAttrs = slices.Clip(a.attrs)
 	for _, p := range []any{c.SearchFilters, c.SyncRelations} {
 		if r, ok := p.(AttributeRequester); ok {
 			for _, attr := range r.RequestedAttributes(&a.cfg) {
@@ -290,7 +323,10 @@ func (a *Authenticator) Close() error {
 // A refused login returns a [*LoginError] matching ErrInvalidCredentials
 // (ErrUnknownUser also matches it) or ErrNotPermitted. An unreachable or
 // slow directory returns an error matching ErrUnavailable; a cancelled ctx
-// returns ctx's error. Store and syncer errors are returned wrapped.
+// returns ctx's error. A search base that does not exist, or that the
+// identity searching may not see, returns a [*ConfigError] (ErrConfig) that
+// also matches ErrServiceAccount when the service account searched. Store
+// and syncer errors are returned wrapped.
 // When the directory names the account's state (disabled, locked, expired,
 // password expired or to be changed), the error also matches the state's
 // error, such as [ErrAccountLocked], and holds an [*AccountError].
@@ -302,7 +338,14 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	}
 	bindName, err := a.cfg.FormatUsername.FormatUsername(&a.cfg, username)
 	if err != nil {
-		return nil, fmt.Errorf("ldapauth: username formatter %s: %w", formatterName(a.cfg.FormatUsername), err)
+		return nil, wrap(err, "username formatter %s", formatterName(a.cfg.FormatUsername))
+	}
+	if !validCredentialText(bindName) {
+		// An empty bind name with a password is an unauthenticated or
+		// anonymous bind on some servers: never send it.
+		log.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login refused before contacting the directory: bad bind name", slog.String("username", username))
+		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName, Formatter: formatterName(a.cfg.FormatUsername),
+			Reason: "the username formatter made an empty or malformed bind name"}
 	}
 
 	if a.closed.Load() {
@@ -315,11 +358,15 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	bind := func(c *conn) error {
 		var err error
 		ctrls, err = c.bind(ctx, bindName, password, ldap.NewControlBeheraPasswordPolicy())
+		if err == nil {
+			c.as = identity{name: bindName}
+		}
 		return err
 	}
 
 	var c *conn // the connection the search, notFound and the syncer use
 	var entry *ldap.Entry
+	var warning *PasswordWarning
 	switch {
 	case a.cfg.ConnectionUsername != "" && !a.serialService:
 		// The user's bind and the service account's search at the same
@@ -342,7 +389,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		if berr != nil {
 			return nil, a.bindError(withPolicy(berr, ctrls), username, bindName)
 		}
-		if err := a.policyRefusal(ctrls, username, bindName); err != nil {
+		if warning, err = a.afterGoodBind(ctrls, username, bindName); err != nil {
 			return nil, err
 		}
 		if serr != nil {
@@ -354,7 +401,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 			a.users.put(uc)
 			return nil, a.bindError(withPolicy(err, ctrls), username, bindName)
 		}
-		if err := a.policyRefusal(ctrls, username, bindName); err != nil {
+		if warning, err = a.afterGoodBind(ctrls, username, bindName); err != nil {
 			a.users.put(uc)
 			return nil, err
 		}
@@ -370,16 +417,24 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		}
 	}
 
+	var check *memberCheck // the admitted user's, when admitLoginGroup made one
 	if entry == nil {
-		if entry, err = a.admitLoginGroup(ctx, c, username); err != nil {
+		adm, err := a.admitLoginGroup(ctx, c, username)
+		if err != nil {
 			return nil, err
 		}
+		if adm.check == nil {
+			return nil, a.notFound(ctx, c, username, bindName, adm)
+		}
+		entry, check = adm.entry, adm.check
 	}
-	if entry == nil {
-		return nil, a.notFound(ctx, c, username, bindName)
+	var u *User
+	if check != nil {
+		u = check.u
+	} else {
+		u = a.userFromEntry(entry)
 	}
-	u := a.userFromEntry(entry)
-	u.PasswordWarning, _ = afterGoodBind(ctrls)
+	u.PasswordWarning = warning
 	if u.Username == "" {
 		return nil, fmt.Errorf("ldapauth: entry %s has no %s attribute, the username field (%s)", u.DN, a.cfg.usernameAttribute(), EnvUserFields)
 	}
@@ -390,8 +445,17 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 			return nil, &StoreError{Op: "save user", Err: err}
 		}
 	}
-	if err := a.cfg.SyncRelations.SyncRelations(ctx, &a.cfg, u, c); err != nil {
-		return nil, fmt.Errorf("ldapauth: relation syncer %s: %w", formatterName(a.cfg.SyncRelations), classifyNetwork(err))
+	if a.cfg.usesGroupSyncer() {
+		// The built-in group syncer, over the groups parsed in New.
+		if check == nil {
+			check = a.newMemberCheck(u, c)
+		}
+		err = syncGroups(ctx, &a.cfg, a.synced, check)
+	} else {
+		err = a.cfg.SyncRelations.SyncRelations(ctx, &a.cfg, u, c)
+	}
+	if err != nil {
+		return nil, wrap(classifyNetwork(err), "relation syncer %s", formatterName(a.cfg.SyncRelations))
 	}
 	return u, nil
 }
@@ -440,6 +504,7 @@ func (a *Authenticator) serviceBind(ctx context.Context) func(*conn) error {
 	return func(c *conn) error {
 		_, err := c.bind(ctx, a.cfg.ConnectionUsername, a.cfg.ConnectionPassword)
 		if err == nil {
+			c.as = identity{name: a.cfg.ConnectionUsername, variable: EnvConnectionUsername}
 			return nil
 		}
 		if isNetworkError(err) || errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) {
@@ -453,7 +518,7 @@ func (a *Authenticator) serviceBind(ctx context.Context) func(*conn) error {
 func (a *Authenticator) findUser(ctx context.Context, c *conn, username string, builder SearchFilterBuilder) (*ldap.Entry, error) {
 	filter, err := userFilter(&a.cfg, builder, map[string]string{a.cfg.usernameAttribute(): username})
 	if err != nil {
-		return nil, fmt.Errorf("ldapauth: search filter builder %s: %w", formatterName(builder), err)
+		return nil, wrap(err, "search filter builder %s", formatterName(builder))
 	}
 	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 		2, // two entries are enough to tell one from many
@@ -464,12 +529,12 @@ func (a *Authenticator) findUser(ctx context.Context, c *conn, username string, 
 			return nil, fmt.Errorf("%w: %s", ErrAmbiguousUser, filter)
 		}
 		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-			return nil, nil
+			return nil, a.searchBaseError(c.as, err)
 		}
 		if isNetworkError(err) || ctx.Err() != nil {
 			return nil, classifyNetwork(err)
 		}
-		return nil, fmt.Errorf("ldapauth: search %s under %s: %w", filter, a.cfg.SearchBase, err)
+		return nil, wrap(err, "search %s under %s", filter, a.cfg.SearchBase)
 	}
 	switch len(res.Entries) {
 	case 0:
@@ -481,27 +546,48 @@ func (a *Authenticator) findUser(ctx context.Context, c *conn, username string, 
 	}
 }
 
+// searchBaseError reports a login search answered noSuchObject (32) after a
+// good bind: the search base does not exist, or the identity that searched
+// may not see it (OpenLDAP answers so rather than disclose an entry). It is
+// a configuration fault, never the user's invalid credentials; when a
+// service or sync account searched, it also matches ErrServiceAccount.
+func (a *Authenticator) searchBaseError(as identity, err error) error {
+	if as.variable == "" {
+		return &ConfigError{Variables: []string{EnvSearchBase, EnvConnectionUsername}, Err: err,
+			Problem: fmt.Sprintf("the login search as the user (bind name %q) was answered noSuchObject: %s does not exist, or users may not read it; fix the search base, grant users read access, or set a service account that may read it",
+				as.name, a.cfg.SearchBase)}
+	}
+	return &ConfigError{Variables: []string{EnvSearchBase, as.variable}, Err: fmt.Errorf("%w: %w", ErrServiceAccount, err),
+		Problem: fmt.Sprintf("the search as %q was answered noSuchObject: %s does not exist, or that account may not read it",
+			as.name, a.cfg.SearchBase)}
+}
+
 // notFound explains a login search that found nothing after a good bind:
 // the user exists but the filters (the login group) exclude it, or the
-// search does not find the user at all. It costs one more search, on this
-// failure path only (two on a directory without memberOf).
-func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindName string) error {
+// search does not find the user at all. It reuses the search without the
+// login-group term that admitLoginGroup ran (adm); otherwise, with filters
+// other than the default, it costs one more search, on this failure path
+// only (one more on a directory without memberOf).
+func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindName string, adm admission) error {
 	lerr := &LoginError{Kind: ErrUnknownUser, Username: username, BindName: bindName, Formatter: formatterName(a.cfg.FormatUsername),
 		Reason: fmt.Sprintf("the bind succeeded but no %s entry under %s matches", a.cfg.ObjectClass, a.cfg.SearchBase)}
-	if _, isDefault := a.cfg.SearchFilters.(DefaultFilters); isDefault {
-		return lerr
+	if a.cfg.usesDefaultFilters() {
+		return lerr // the search that found nothing was this one
 	}
-	entry, err := a.findUser(ctx, c, username, DefaultFilters{})
-	if err != nil {
-		return err
+	entry := adm.entry
+	if !adm.searched {
+		var err error
+		if entry, err = a.findUser(ctx, c, username, DefaultFilters{}); err != nil {
+			return err
+		}
 	}
 	if entry == nil {
 		return lerr
 	}
 	u := a.userFromEntry(entry)
-	if a.cfg.LoginGroup != "" && !u.hasMemberOf {
+	if a.loginGroup.dn != "" && !u.hasMemberOf {
 		// No memberOf on this directory: the login group's own entry says.
-		member, err := isMember(ctx, u, a.cfg.LoginGroup, c)
+		member, _, err := a.newMemberCheck(u, c).direct(ctx, a.loginGroup)
 		if err != nil {
 			return err
 		}
@@ -512,15 +598,16 @@ func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindNam
 	return &LoginError{Kind: ErrNotPermitted, Username: username, Reason: "the search filters exclude the user (login group)"}
 }
 
-// policyRefusal reads the password policy control of a successful bind and
-// returns the refusal it carries (a password that must be changed first),
-// or nil.
-func (a *Authenticator) policyRefusal(ctrls []ldap.Control, username, bindName string) error {
-	if _, acct := afterGoodBind(ctrls); acct != nil {
-		return &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
+// afterGoodBind reads the password policy control of a successful bind: the
+// warning for the user it carries, or the refusal (a password that must be
+// changed first).
+func (a *Authenticator) afterGoodBind(ctrls []ldap.Control, username, bindName string) (*PasswordWarning, error) {
+	warning, acct := afterGoodBind(ctrls)
+	if acct != nil {
+		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
 			Formatter: formatterName(a.cfg.FormatUsername), Reason: "the password policy refused the login", Err: acct}
 	}
-	return nil
+	return warning, nil
 }
 
 func (a *Authenticator) bindError(err error, username, bindName string) error {
@@ -533,7 +620,7 @@ func (a *Authenticator) bindError(err error, username, bindName string) error {
 	if isNetworkError(err) {
 		return classifyNetwork(err)
 	}
-	return fmt.Errorf("ldapauth: bind as %q (from %s): %w", bindName, formatterName(a.cfg.FormatUsername), err)
+	return wrap(err, "bind as %q (from %s)", bindName, formatterName(a.cfg.FormatUsername))
 }
 
 // userFromEntry maps a directory entry to a User.

@@ -7,11 +7,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -171,6 +173,27 @@ func TestAuthenticateRefusesBeforeAnyIO(t *testing.T) {
 	_, err = a.Authenticate(context.Background(), "alice", "x")
 	require.ErrorIs(t, err, ldapauth.ErrUnavailable)
 	assert.Equal(t, int64(1), ln.accepted.Load(), "only the last attempt connected")
+}
+
+// A formatter that makes an empty or malformed bind name is refused before
+// any I/O: an empty name with a password is an unauthenticated bind on some
+// servers.
+func TestAuthenticateRefusesBadBindNameBeforeAnyIO(t *testing.T) {
+	ln := listenCounting(t)
+	for _, bindName := range []string{"", "uid=a\x00b,dc=example,dc=com", "\xff"} {
+		t.Run(fmt.Sprintf("%q", bindName), func(t *testing.T) {
+			a, err := ldapauth.New(&ldapauth.Config{URLs: []string{ln.URL()}, ReceiveTimeout: 100 * time.Millisecond,
+				FormatUsername: ldapauth.UsernameFormatterFunc(func(*ldapauth.Config, string) (string, error) { return bindName, nil })})
+			require.NoError(t, err)
+			t.Cleanup(func() { a.Close() })
+			_, err = a.Authenticate(context.Background(), "alice", "alice-password")
+			require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
+			var lerr *ldapauth.LoginError
+			require.ErrorAs(t, err, &lerr)
+			assert.Contains(t, lerr.Formatter, "UsernameFormatterFunc", "the error names the formatter")
+		})
+	}
+	assert.Zero(t, ln.accepted.Load(), "no connection was made")
 }
 
 func TestAuthenticateInjectionNeverLogsIn(t *testing.T) {
@@ -464,5 +487,53 @@ func BenchmarkAuthenticate(b *testing.B) {
 				}
 			}
 		})
+	})
+}
+
+// joinFails is a store whose organisation join fails.
+type joinFails struct{ *ldapauth.MemStore }
+
+var errDBDown = errors.New("db down")
+
+func (joinFails) JoinOrganisation(context.Context, string, string) error { return errDBDown }
+
+// failingDirectory answers every search with a network error, as a
+// connection reset in the middle of the group checks would.
+var failingDirectory = ldapauth.DirectoryFunc(func(context.Context, *ldap.SearchRequest) (*ldap.SearchResult, error) {
+	return nil, ldap.NewError(ldap.ErrorNetwork, errors.New("connection reset by peer"))
+})
+
+// Errors wrapped through several layers say "ldapauth:" once.
+func TestErrorsPrefixedOnce(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	t.Run("a store error from the group syncer", func(t *testing.T) {
+		a := syncAuth(t, syncVars(srv, nil), joinFails{ldapauth.NewMemStore()})
+		_, err := a.Authenticate(safetyNet(t), "alice", "alice-password")
+		require.ErrorIs(t, err, errDBDown)
+		var serr *ldapauth.StoreError
+		require.ErrorAs(t, err, &serr)
+		assert.Equal(t, 1, strings.Count(err.Error(), "ldapauth:"), "prefixed once: %v", err)
+	})
+	t.Run("a network error in a nested group check", func(t *testing.T) {
+		a := syncAuth(t, syncVars(srv, map[string]string{"LDAP_AUTH_NESTED_GROUPS": "active_directory"}), ldapauth.NewMemStore(),
+			func(c *ldapauth.Config) {
+				c.SyncRelations = ldapauth.RelationSyncerFunc(func(ctx context.Context, cfg *ldapauth.Config, u *ldapauth.User, _ ldapauth.Directory) error {
+					return ldapauth.SyncUserGroups{}.SyncRelations(ctx, cfg, u, failingDirectory)
+				})
+			})
+		_, err := a.Authenticate(safetyNet(t), "alice", "alice-password") // alice is in readers, not in marvel
+		require.ErrorIs(t, err, ldapauth.ErrUnavailable)
+		assert.Equal(t, 1, strings.Count(err.Error(), "ldapauth:"), "prefixed once: %v", err)
+	})
+	t.Run("a formatter's configuration error", func(t *testing.T) {
+		a, err := ldapauth.New(&ldapauth.Config{URLs: []string{srv.URL()},
+			FormatUsername: ldapauth.UsernameFormatterFunc(func(cfg *ldapauth.Config, name string) (string, error) {
+				return ldapauth.ActiveDirectoryPrincipalFormatter{}.FormatUsername(cfg, name) // no domain: an error
+			})})
+		require.NoError(t, err)
+		t.Cleanup(func() { a.Close() })
+		_, err = a.Authenticate(safetyNet(t), "alice", "alice-password")
+		require.ErrorIs(t, err, ldapauth.ErrConfig)
+		assert.Equal(t, 1, strings.Count(err.Error(), "ldapauth:"), "prefixed once: %v", err)
 	})
 }

@@ -2,10 +2,7 @@ package ldapauth
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/go-ldap/ldap/v3"
@@ -76,34 +73,25 @@ func memberOfFilter(n NestedGroups, groupDN string) string {
 	return "(memberOf=" + EscapeFilterValue(groupDN) + ")"
 }
 
-// memberOfGroup reports whether u belongs to groupDN: directly (isMember),
-// through nested groups as cfg.NestedGroups says, or because groupDN is u's
-// Active Directory primary group.
-func memberOfGroup(ctx context.Context, cfg *Config, u *User, groupDN string, dir Directory) (bool, error) {
-	member, err := isMember(ctx, u, groupDN, dir)
-	if err != nil || member {
-		return member, err
-	}
-	return indirectMember(ctx, cfg, u, groupDN, dir)
-}
-
-// indirectMember reports whether u belongs to groupDN other than directly.
-func indirectMember(ctx context.Context, cfg *Config, u *User, groupDN string, dir Directory) (bool, error) {
-	if dir == nil {
+// indirect reports whether the user belongs to g other than directly.
+func (m *memberCheck) indirect(ctx context.Context, g groupRef) (bool, error) {
+	if m.dir == nil {
 		return false, nil
 	}
 	var member bool
 	var err error
-	switch cfg.NestedGroups {
+	switch m.cfg.NestedGroups {
 	case NestedGroupsActiveDirectory:
-		member, err = inChainMember(ctx, u, groupDN, dir)
+		member, err = inChainMember(ctx, m.u, g.dn, m.dir)
 	case NestedGroupsWalk:
-		member, err = walkMember(ctx, u, groupDN, dir)
+		var above map[string]struct{}
+		above, err = m.groupsAbove(ctx, g)
+		_, member = above[g.key]
 	}
 	if err != nil || member {
 		return member, err
 	}
-	return primaryGroupMember(ctx, u, groupDN, dir)
+	return m.primaryGroup(ctx, g)
 }
 
 // inChainMember asks Active Directory whether u's entry is a member of
@@ -112,44 +100,57 @@ func inChainMember(ctx context.Context, u *User, groupDN string, dir Directory) 
 	res, err := dir.Search(ctx, ldap.NewSearchRequest(u.DN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
 		memberOfFilter(NestedGroupsActiveDirectory, groupDN), []string{"1.1"}, nil))
 	if err != nil {
-		return false, fmt.Errorf("ldapauth: nested membership of %s in %s: %w", u.DN, groupDN, classifyNetwork(err))
+		return false, wrap(classifyNetwork(err), "nested membership of %s in %s", u.DN, groupDN)
 	}
 	return len(res.Entries) > 0, nil
 }
 
-// walkMember follows the groups holding u's groups upwards, level by level,
-// until it meets groupDN, runs out of groups, or reaches MaxNestingDepth.
-func walkMember(ctx context.Context, u *User, groupDN string, dir Directory) (bool, error) {
-	base := domainOf(groupDN)
+// groupsAbove returns the DN keys of the groups above the user under g's
+// base (its domain): the user's groups, the groups holding them, and so on
+// upwards, one search per level, at most MaxNestingDepth levels, each group
+// visited once (so a cycle ends). It walks once per base and user, however
+// many groups are then looked up in the result.
+func (m *memberCheck) groupsAbove(ctx context.Context, g groupRef) (map[string]struct{}, error) {
+	if above, ok := m.ancestors[g.domain]; ok {
+		return above, nil
+	}
+	u := m.u
 	var frontier []string
 	if u.hasMemberOf {
 		frontier = u.Groups
 	} else {
 		var err error
-		if frontier, err = groupsHolding(ctx, dir, base, []string{u.DN}, u.Username); err != nil {
-			return false, err
+		if frontier, err = groupsHolding(ctx, m.dir, g.base, []string{u.DN}, u.Username); err != nil {
+			return nil, err
 		}
 	}
-	var seen []string
+	above := map[string]struct{}{}
 	for depth := 1; ; depth++ {
 		var next []string
-		for _, g := range frontier {
-			if containsDN([]string{g}, groupDN) {
-				return true, nil
-			}
-			if !containsDN(seen, g) && !containsDN(next, g) {
-				next = append(next, g)
+		for _, dn := range frontier {
+			if k := DNKey(dn); !has(above, k) {
+				above[k] = struct{}{}
+				next = append(next, dn)
 			}
 		}
 		if len(next) == 0 || depth >= MaxNestingDepth {
-			return false, nil
+			break
 		}
-		seen = append(seen, next...)
 		var err error
-		if frontier, err = groupsHolding(ctx, dir, base, next, ""); err != nil {
-			return false, err
+		if frontier, err = groupsHolding(ctx, m.dir, g.base, next, ""); err != nil {
+			return nil, err
 		}
 	}
+	if m.ancestors == nil {
+		m.ancestors = map[string]map[string]struct{}{}
+	}
+	m.ancestors[g.domain] = above
+	return above, nil
+}
+
+func has(set map[string]struct{}, key string) bool {
+	_, ok := set[key]
+	return ok
 }
 
 // groupsHolding returns the DNs of the groups under base that list one of
@@ -172,7 +173,7 @@ func groupsHolding(ctx context.Context, dir Directory, base string, dns []string
 		res, err := dir.Search(ctx, ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
 			f.String(), []string{"1.1"}, nil))
 		if err != nil {
-			return nil, fmt.Errorf("ldapauth: groups holding %s: %w", dns[start:min(start+chunk, len(dns))], classifyNetwork(err))
+			return nil, wrap(classifyNetwork(err), "groups holding %s", dns[start:min(start+chunk, len(dns))])
 		}
 		for _, e := range res.Entries {
 			out = append(out, e.DN)
@@ -202,30 +203,47 @@ func isDCRDN(r *ldap.RelativeDN) bool {
 	return len(r.Attributes) == 1 && strings.EqualFold(r.Attributes[0].Type, "dc")
 }
 
-// primaryGroupMember reports whether groupDN is u's Active Directory
-// primary group: AD lists a user's primary group (usually Domain Users) in
-// neither the user's memberOf nor the group's member, but the user's
-// primaryGroupID equals the group's primaryGroupToken (its RID), both in
-// the same domain.
-func primaryGroupMember(ctx context.Context, u *User, groupDN string, dir Directory) (bool, error) {
-	pgid := attributeValue(u.Attributes, "primaryGroupID")
-	if pgid == "" {
+// primaryGroup reports whether g is the user's Active Directory primary
+// group: AD lists a user's primary group (usually Domain Users) in neither
+// the user's memberOf nor the group's member, but the user's primaryGroupID
+// equals the group's primaryGroupToken (its RID), both in the same domain.
+func (m *memberCheck) primaryGroup(ctx context.Context, g groupRef) (bool, error) {
+	pgid := attributeValue(m.u.Attributes, "primaryGroupID")
+	if pgid == "" || g.domain != m.domain {
 		return false, nil
 	}
-	res, err := dir.Search(ctx, ldap.NewSearchRequest(groupDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
+	token, err := m.primaryGroupToken(ctx, g)
+	return token != "" && token == pgid, err
+}
+
+// primaryGroupToken returns g's primaryGroupToken, "" when the directory
+// gives none. A group's token is its RID, which never changes, so a found
+// one is kept in m.tokens (the Authenticator's, when there is one) and read
+// once per Authenticator rather than once per login; an absent one is
+// asked again, as the group may appear.
+func (m *memberCheck) primaryGroupToken(ctx context.Context, g groupRef) (string, error) {
+	if m.tokens != nil {
+		if token, ok := m.tokens.Load(g.key); ok {
+			return token.(string), nil
+		}
+	}
+	res, err := m.dir.Search(ctx, ldap.NewSearchRequest(g.dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
 		"(objectClass=*)", []string{"primaryGroupToken"}, nil))
 	if err != nil {
 		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-			return false, nil
+			return "", nil
 		}
-		return false, fmt.Errorf("ldapauth: primary group token of %s: %w", groupDN, classifyNetwork(err))
+		return "", wrap(classifyNetwork(err), "primary group token of %s", g.dn)
 	}
 	for _, e := range res.Entries {
-		if e.GetEqualFoldAttributeValue("primaryGroupToken") == pgid && containsDN([]string{domainOf(u.DN)}, domainOf(groupDN)) {
-			return true, nil
+		if token := e.GetEqualFoldAttributeValue("primaryGroupToken"); token != "" {
+			if m.tokens != nil {
+				m.tokens.Store(g.key, token)
+			}
+			return token, nil
 		}
 	}
-	return false, nil
+	return "", nil
 }
 
 func attributeValue(attrs map[string][]string, name string) string {
@@ -237,79 +255,58 @@ func attributeValue(attrs map[string][]string, name string) string {
 	return ""
 }
 
+// admission is what admitLoginGroup found.
+type admission struct {
+	// searched is set when the user was searched for without the
+	// login-group term; entry is what that search found, or nil.
+	searched bool
+	entry    *ldap.Entry
+	// check is the membership check that admitted entry, nil when the
+	// entry was not admitted.
+	check *memberCheck
+}
+
 // admitLoginGroup runs when the login search with [LoginGroupFilters] found
-// nobody. It finds the user without the login-group term and returns the
+// nobody. It finds the user without the login-group term and admits the
 // entry when the user belongs to the login group in a way the memberOf
 // filter cannot see: through nested groups (NestedGroupsWalk) or as the
-// user's Active Directory primary group. Otherwise it returns nil.
-func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username string) (*ldap.Entry, error) {
-	switch a.cfg.SearchFilters.(type) {
-	case LoginGroupFilters, *LoginGroupFilters:
-	default:
-		return nil, nil
-	}
-	if a.cfg.LoginGroup == "" {
-		return nil, nil
+// user's Active Directory primary group, returning the membership check
+// that said so (whose walk the synced groups reuse). An entry found but not
+// admitted is returned too, for notFound.
+func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username string) (admission, error) {
+	if !a.cfg.usesLoginGroupFilters() || a.loginGroup.dn == "" {
+		return admission{}, nil
 	}
 	entry, err := a.findUser(ctx, c, username, DefaultFilters{})
-	if err != nil || entry == nil {
-		return nil, err
+	if err != nil {
+		return admission{}, err
+	}
+	adm := admission{searched: true, entry: entry}
+	if entry == nil {
+		return adm, nil
 	}
 	u := a.userFromEntry(entry)
 	if a.cfg.NestedGroups == NestedGroupsOff && attributeValue(u.Attributes, "primaryGroupID") == "" {
-		return nil, nil
+		return adm, nil
 	}
-	member, err := indirectMember(ctx, &a.cfg, u, a.cfg.LoginGroup, c)
-	if err != nil || !member {
-		return nil, err
+	check := a.newMemberCheck(u, c)
+	member, err := check.indirect(ctx, a.loginGroup)
+	if err != nil {
+		return admission{}, err
 	}
-	return entry, nil
+	if member {
+		adm.check = check
+	}
+	return adm, nil
 }
-
-// rangeOption matches the range option of an attribute description in an
-// answer, as in member;range=0-1499 or member;range=1500-*.
-var rangeOption = regexp.MustCompile(`(?i);range=(\d+)-(\d+|\*)`)
-
-// errRange reports a ranged answer that does not advance.
-var errRange = errors.New("the server's ranged answer does not advance")
 
 // ReadGroupMembers reads the group entry groupDN and returns its member and
 // uniqueMember values (DNs) and its memberUid values (usernames), all of
 // them: where Active Directory answers with at most 1500 values at a time
 // (member;range=0-1499), it reads the following ranges to the end. A group
-// that does not exist has no members and no error.
+// the directory does not return (noSuchObject, or no entry) has no members
+// and no error.
 func ReadGroupMembers(ctx context.Context, dir Directory, groupDN string) (dns, uids []string, err error) {
-	attrs := []string{"member", "uniqueMember", "memberUid"}
-	for rounds := 0; len(attrs) > 0; rounds++ {
-		res, err := dir.Search(ctx, ldap.NewSearchRequest(groupDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
-			1, 0, false, "(objectClass=*)", attrs, nil))
-		if err != nil {
-			if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-				return nil, nil, nil
-			}
-			return nil, nil, fmt.Errorf("ldapauth: read members of %s: %w", groupDN, classifyNetwork(err))
-		}
-		attrs = nil
-		for _, e := range res.Entries {
-			for _, a := range e.Attributes {
-				name, _, _ := strings.Cut(a.Name, ";")
-				if strings.EqualFold(name, "memberUid") {
-					uids = append(uids, a.Values...)
-				} else {
-					dns = append(dns, a.Values...)
-				}
-				m := rangeOption.FindStringSubmatch(a.Name)
-				if m == nil || m[2] == "*" {
-					continue
-				}
-				lo, _ := strconv.Atoi(m[1])
-				hi, err := strconv.Atoi(m[2])
-				if err != nil || hi < lo || len(a.Values) == 0 || rounds > 1<<16 {
-					return nil, nil, fmt.Errorf("ldapauth: read members of %s: %w: %s", groupDN, errRange, a.Name)
-				}
-				attrs = append(attrs, name+";range="+strconv.Itoa(hi+1)+"-*")
-			}
-		}
-	}
-	return dns, uids, nil
+	dns, uids, _, err = readGroup(ctx, dir, groupDN)
+	return dns, uids, err
 }

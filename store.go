@@ -62,7 +62,9 @@ type UserStore interface {
 // the name is the value of the DN's first RDN (CN=Readers,CN=Roles,... gives
 // Readers).
 type Group struct {
-	DN   string `json:"dn"`
+	// DN identifies the group, as configured in LDAP_SYNCED_GROUPS.
+	DN string `json:"dn"`
+	// Name is the value of the DN's first RDN.
 	Name string `json:"name"`
 }
 
@@ -95,6 +97,7 @@ type StoredUser struct {
 // GroupMembers is a group and the usernames of its members.
 type GroupMembers struct {
 	Group
+	// Members are the usernames of the group's members.
 	Members []string
 }
 

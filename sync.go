@@ -63,6 +63,7 @@ const (
 
 // SyncProgress says how far a sync run has come.
 type SyncProgress struct {
+	// Phase is the stage the run is in.
 	Phase SyncPhase `json:"phase"`
 	// Pages is the number of pages of users read so far.
 	Pages int `json:"pages"`
@@ -77,34 +78,51 @@ type SyncProgress struct {
 
 // Membership is one user in one group.
 type Membership struct {
-	GroupDN  string `json:"group_dn"`
+	// GroupDN is the synced group's DN, as configured.
+	GroupDN string `json:"group_dn"`
+	// Username is the user's, in the directory's spelling.
 	Username string `json:"username"`
 }
 
 // GroupNote is a group the sync left alone, and why.
 type GroupNote struct {
-	DN     string `json:"dn"`
+	// DN is the group's, as the store holds it.
+	DN string `json:"dn"`
+	// Reason says why the sync left it alone.
 	Reason string `json:"reason"`
 }
 
 // SkippedEntry is a directory entry the sync could not use, and why.
 type SkippedEntry struct {
-	DN     string `json:"dn"`
+	// DN is the entry's.
+	DN string `json:"dn"`
+	// Reason says why the sync could not use it.
 	Reason string `json:"reason"`
 }
 
-// SyncCounts are the lengths of a [SyncReport]'s lists.
+// SyncCounts are the lengths of a [SyncReport]'s lists, each field the
+// length of the list of the same name.
 type SyncCounts struct {
-	UsersRemoved       int `json:"users_removed"`
-	UsersUpdated       int `json:"users_updated"`
-	UsersCreated       int `json:"users_created"`
-	OrganisationJoins  int `json:"organisation_joins"`
-	GroupsCreated      int `json:"groups_created"`
-	GroupsRemoved      int `json:"groups_removed"`
-	GroupsLeftAlone    int `json:"groups_left_alone"`
-	MembershipsAdded   int `json:"memberships_added"`
+	// UsersRemoved is len(SyncReport.UsersRemoved).
+	UsersRemoved int `json:"users_removed"`
+	// UsersUpdated is len(SyncReport.UsersUpdated).
+	UsersUpdated int `json:"users_updated"`
+	// UsersCreated is len(SyncReport.UsersCreated).
+	UsersCreated int `json:"users_created"`
+	// OrganisationJoins is len(SyncReport.OrganisationJoins).
+	OrganisationJoins int `json:"organisation_joins"`
+	// GroupsCreated is len(SyncReport.GroupsCreated).
+	GroupsCreated int `json:"groups_created"`
+	// GroupsRemoved is len(SyncReport.GroupsRemoved).
+	GroupsRemoved int `json:"groups_removed"`
+	// GroupsLeftAlone is len(SyncReport.GroupsLeftAlone).
+	GroupsLeftAlone int `json:"groups_left_alone"`
+	// MembershipsAdded is len(SyncReport.MembershipsAdded).
+	MembershipsAdded int `json:"memberships_added"`
+	// MembershipsRemoved is len(SyncReport.MembershipsRemoved).
 	MembershipsRemoved int `json:"memberships_removed"`
-	Skipped            int `json:"skipped"`
+	// Skipped is len(SyncReport.Skipped).
+	Skipped int `json:"skipped"`
 }
 
 // Changes is the number of store writes the counts stand for.
@@ -156,6 +174,7 @@ type SyncReport struct {
 	// Skipped are directory entries the sync could not use.
 	Skipped []SkippedEntry `json:"skipped"`
 
+	// Counts are the lengths of the lists above.
 	Counts SyncCounts `json:"counts"`
 }
 
@@ -258,6 +277,7 @@ type SyncAbortError struct {
 	Err error
 }
 
+// Error names the phase, the page and the cause, with the hint.
 func (e *SyncAbortError) Error() string {
 	var b strings.Builder
 	b.WriteString(ErrSyncAborted.Error())
@@ -296,6 +316,8 @@ type RemovalGuardError struct {
 	EmptyDirectory bool
 }
 
+// Error says how many users the sync would remove, of how many, and why
+// it refused.
 func (e *RemovalGuardError) Error() string {
 	if e.EmptyDirectory {
 		return fmt.Sprintf("%s: the directory returned no user, the sync would remove all %d directory-managed users; check the search base and filters, then force", ErrRemovalGuard, e.Remove)
@@ -367,9 +389,7 @@ func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (*SyncReport
 	rep := r.report
 	log := a.cfg.Logger
 	if err := r.guard(); err != nil {
-		log.LogAttrs(ctx, slog.LevelWarn, "ldapauth: sync refused by the removal guard",
-			slog.Int("remove", len(rep.UsersRemoved)), slog.Int("managed", rep.StoreUsers))
-		return rep, err
+		return rep, err // the caller logs it, or not
 	}
 	if opts.DryRun {
 		r.progress(SyncDone)
@@ -408,9 +428,7 @@ func (c *Config) ValidateSync() error {
 	if len(c.SyncedGroups) == 0 {
 		missing(EnvSyncedGroups, "the groups it keeps in step")
 	}
-	switch c.SyncRelations.(type) {
-	case SyncUserGroups, *SyncUserGroups:
-	default:
+	if !c.usesGroupSyncer() {
 		missing(EnvSyncRelations, "set it to flagsmith_ldap.ldap.sync_user_groups")
 	}
 	if c.OrganisationID == "" {
@@ -421,6 +439,7 @@ func (c *Config) ValidateSync() error {
 
 // syncedGroup is one DN of LDAP_SYNCED_GROUPS during a run.
 type syncedGroup struct {
+	ref     groupRef
 	dn      string              // as configured
 	inStore bool                // the store holds it
 	group   Group               // the store's group, when inStore
@@ -487,13 +506,12 @@ func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
 		ambiguous: map[string]bool{},
 		report:    &SyncReport{DryRun: opts.DryRun, Forced: opts.Force},
 	}
-	for _, dn := range a.cfg.SyncedGroups {
-		key := DNKey(dn)
-		if _, dup := r.groupIdx[key]; dup {
+	for _, ref := range a.synced {
+		if _, dup := r.groupIdx[ref.key]; dup {
 			continue
 		}
-		r.groupIdx[key] = len(r.groups)
-		r.groups = append(r.groups, &syncedGroup{dn: dn, members: map[string]struct{}{}})
+		r.groupIdx[ref.key] = len(r.groups)
+		r.groups = append(r.groups, &syncedGroup{ref: ref, dn: ref.dn, members: map[string]struct{}{}})
 	}
 	return r
 }
@@ -552,7 +570,10 @@ func (a *Authenticator) syncBindName() (string, error) {
 	}
 	bindName, err := a.cfg.FormatUsername.FormatUsername(&a.cfg, name)
 	if err != nil {
-		return "", fmt.Errorf("ldapauth: username formatter %s for %s: %w", formatterName(a.cfg.FormatUsername), EnvSyncUsername, err)
+		return "", wrap(err, "username formatter %s for %s", formatterName(a.cfg.FormatUsername), EnvSyncUsername)
+	}
+	if !validCredentialText(bindName) {
+		return "", fmt.Errorf("%w: the username formatter %s made an empty or malformed bind name from %s", ErrServiceAccount, formatterName(a.cfg.FormatUsername), EnvSyncUsername)
 	}
 	return bindName, nil
 }
@@ -576,14 +597,15 @@ func (r *syncRun) read(ctx context.Context) error {
 		}
 		return r.abort(SyncBind, fmt.Errorf("%w: bind as %q (%s): %w", ErrServiceAccount, bindName, EnvSyncUsername, err))
 	}
+	c.as = identity{name: bindName, variable: EnvSyncUsername}
 	r.progress(SyncReadUsers)
 
 	filter, err := userFilter(&a.cfg, a.cfg.SearchFilters, map[string]string{})
 	if err != nil {
-		return r.abort(SyncReadUsers, fmt.Errorf("ldapauth: search filter builder %s with an empty lookup: %w", formatterName(a.cfg.SearchFilters), err))
+		return r.abort(SyncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
 	}
 	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
-		0, 0, false, filter, a.syncAttributes(), nil)
+		0, 0, false, filter, a.syncAttrs, nil)
 	referrals := 0
 	err = pagedSearch(ctx, c, req, a.cfg.SyncPageSize, func(page *ldap.SearchResult) error {
 		referrals += len(page.Referrals)
@@ -605,6 +627,13 @@ func (r *syncRun) read(ctx context.Context) error {
 	}
 	r.report.Pages = r.prog.Pages
 	r.report.DirectoryUsers = len(r.seen)
+	// The referral-only check follows admitMissing on purpose. A user it
+	// admits was found under the same base by the search a login runs, so
+	// the references did not mean "the users are elsewhere": with Active
+	// Directory's domain root as the base and Domain Users (everyone's
+	// primary group, nobody's memberOf) as the login group, the paged read
+	// is references alone while every user may log in. Aborting there would
+	// make that setup unsyncable; a sync that admits nobody still aborts.
 	if r.prog.Users == 0 && referrals > 0 {
 		return &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("the directory answered %s with %d referrals and no entry", a.cfg.SearchBase, referrals),
 			Hint: "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds", Variables: []string{EnvSearchBase}}
@@ -656,7 +685,7 @@ func (r *syncRun) read(ctx context.Context) error {
 		if g.read && g.state == groupGone {
 			continue // removed with the group
 		}
-		member, err := indirectMember(ctx, &a.cfg, cr.user, g.dn, c)
+		member, err := a.newMemberCheck(cr.user, c).indirect(ctx, g.ref)
 		if err != nil {
 			if ctx.Err() != nil {
 				err = ctxError(ctx)
@@ -680,12 +709,7 @@ func (r *syncRun) read(ctx context.Context) error {
 // membership check) per user the read missed, never per user read.
 func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 	a := r.a
-	switch a.cfg.SearchFilters.(type) {
-	case LoginGroupFilters, *LoginGroupFilters:
-	default:
-		return nil
-	}
-	if a.cfg.LoginGroup == "" {
+	if !a.cfg.usesLoginGroupFilters() || a.loginGroup.dn == "" {
 		return nil
 	}
 	for _, key := range slices.Sorted(maps.Keys(r.users)) {
@@ -693,15 +717,15 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 		if su.present {
 			continue
 		}
-		entry, err := a.admitLoginGroup(ctx, c, su.username)
+		adm, err := a.admitLoginGroup(ctx, c, su.username)
 		if err != nil {
 			if ctx.Err() != nil {
 				err = ctxError(ctx)
 			}
 			return r.abort(SyncReadUsers, err)
 		}
-		if entry != nil {
-			r.entry(entry)
+		if adm.check != nil {
+			r.entry(adm.entry)
 			r.prog.Users++
 		}
 	}
@@ -716,14 +740,19 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 	switch {
 	case ctx.Err() != nil:
 		e.Err = ctxError(ctx)
-	case isTransportError(err):
-		e.Err = classifyTransport(err)
+	case isNetworkError(err):
+		// conn.do has made a connection reset mid-answer, which go-ldap
+		// reports as a plain error, a network error.
+		e.Err = classifyNetwork(err)
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
 		e.Hint = "the sync account's size limit cut the result: raise its limit (OpenLDAP: size.prtotal for paged searches) or page with LDAP_SYNC_PAGE_SIZE"
 		e.Variables = []string{EnvSyncPageSize}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultTimeLimitExceeded):
 		e.Hint = "the sync account's time limit cut the result: raise it, or use smaller pages (LDAP_SYNC_PAGE_SIZE)"
 		e.Variables = []string{EnvSyncPageSize}
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
+		e.Hint = "the search base does not exist, or the sync account may not read it: check LDAP_AUTH_SEARCH_BASE and the account's access"
+		e.Variables = []string{EnvSearchBase, EnvSyncUsername}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultReferral):
 		e.Hint = "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds"
 		e.Variables = []string{EnvSearchBase}
@@ -734,19 +763,6 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 		e.Variables = []string{EnvSyncPageSize}
 	}
 	return e
-}
-
-// syncAttributes are the attributes the sync reads: the username, the
-// mapped fields, memberOf, and primaryGroupID (Active Directory's primary
-// group, which a login counts as a membership).
-func (a *Authenticator) syncAttributes() []string {
-	attrs := []string{a.cfg.usernameAttribute()}
-	for _, field := range slices.Sorted(maps.Keys(a.cfg.UserFields)) {
-		if attr := a.cfg.UserFields[field]; !slices.ContainsFunc(attrs, func(s string) bool { return strings.EqualFold(s, attr) }) {
-			attrs = append(attrs, attr)
-		}
-	}
-	return append(attrs, "memberOf", "primaryGroupID")
 }
 
 // pagedSearch runs req page by page (RFC 2696, pageSize entries a page) on
@@ -964,7 +980,7 @@ func (r *syncRun) plan() {
 			continue
 		}
 		if slices.ContainsFunc(rep.MembershipsAdded, func(m Membership) bool { return m.GroupDN == g.dn }) {
-			rep.GroupsCreated = append(rep.GroupsCreated, Group{DN: g.dn, Name: GroupName(g.dn)})
+			rep.GroupsCreated = append(rep.GroupsCreated, Group{DN: g.dn, Name: g.ref.name})
 		}
 	}
 
@@ -1040,10 +1056,10 @@ func (r *syncRun) apply(ctx context.Context) error {
 	r.progress(SyncApply)
 	for i, w := range writes {
 		if ctx.Err() != nil {
-			return &chained{fmt.Sprintf("ldapauth: sync stopped after %d of %d changes", i, len(writes)), ctx.Err()}
+			return wrap(ctx.Err(), "sync stopped after %d of %d changes", i, len(writes))
 		}
 		if err := w.do(); err != nil {
-			return &chained{fmt.Sprintf("ldapauth: sync stopped after %d of %d changes", i, len(writes)), &StoreError{Op: w.op, Err: err}}
+			return wrap(&StoreError{Op: w.op, Err: err}, "sync stopped after %d of %d changes", i, len(writes))
 		}
 		r.prog.Done = i + 1
 		if r.prog.Done%500 == 0 {
@@ -1051,37 +1067,6 @@ func (r *syncRun) apply(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// chained is an error that adds context to err without repeating the
-// "ldapauth: " prefix of err's message.
-type chained struct {
-	msg string
-	err error
-}
-
-func (e *chained) Error() string {
-	return e.msg + ": " + strings.TrimPrefix(e.err.Error(), "ldapauth: ")
-}
-
-func (e *chained) Unwrap() error { return e.err }
-
-// isTransportError reports whether err is a failure of the connection
-// rather than an answer of the server: a network error, or an error that
-// is no LDAP result at all (go-ldap reports a connection reset during a
-// response as a plain error, "unable to read LDAP response packet").
-func isTransportError(err error) bool {
-	var ldapErr *ldap.Error
-	return isNetworkError(err) || !errors.As(err, &ldapErr)
-}
-
-// classifyTransport wraps err with ErrUnavailable when it is a transport
-// failure.
-func classifyTransport(err error) error {
-	if err != nil && isTransportError(err) && !errors.Is(err, ErrUnavailable) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return err
 }
 
 // MarshalJSON encodes the report with empty lists as [], never null, so that

@@ -3,7 +3,11 @@ package ldapauth
 import (
 	"context"
 	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/go-ldap/ldap/v3"
 )
@@ -31,16 +35,38 @@ func (f RelationSyncerFunc) SyncRelations(ctx context.Context, cfg *Config, u *U
 // AttributeRequester is implemented by a [RelationSyncer] or
 // [SearchFilterBuilder] that needs attributes of the user's entry besides
 // the mapped fields and memberOf; the login search then asks for them.
+// [New] calls RequestedAttributes once, with the configuration the
+// Authenticator keeps; the list applies to every login.
 type AttributeRequester interface {
 	RequestedAttributes(cfg *Config) []string
 }
 
-// Directory searches the directory on behalf of a [RelationSyncer].
+// Directory searches the directory on behalf of a [RelationSyncer]: during
+// a login, on the login's own connection, bound as the identity that ran
+// the login search (the user, or the service account).
+//
+// The Directory a login hands to SyncRelations is valid only until
+// SyncRelations returns: the connection then goes back to the pool, to
+// serve another login. It must not be kept, nor used from a goroutine that
+// outlives the call; it runs one search at a time and is not safe for
+// concurrent use. Implementations of Directory (for tests, or to wrap one)
+// are called by one goroutine at a time.
 type Directory interface {
 	Search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error)
 }
 
+// DirectoryFunc adapts a function to [Directory].
+type DirectoryFunc func(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error)
+
+// Search calls f.
+func (f DirectoryFunc) Search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+	return f(ctx, req)
+}
+
 var (
+	_ Directory = DirectoryFunc(nil)
+	_ Directory = (*conn)(nil)
+
 	_ RelationSyncer = RelationSyncerFunc(nil)
 	_ RelationSyncer = NoRelations{}
 	_ RelationSyncer = SyncUserGroups{}
@@ -68,8 +94,10 @@ func (NoRelations) String() string { return "django_python3_ldap.utils.sync_user
 // Membership is read from the user's memberOf; for a user entry without
 // memberOf (directories without the memberOf overlay), from the group's
 // member, uniqueMember (user DN) or memberUid (username) values, read to
-// the end of Active Directory's ranges. DNs are compared parsed and
-// case-insensitively. With [Config.NestedGroups] membership through groups
+// the end of Active Directory's ranges; a group entry the directory does
+// not return (noSuchObject, or an empty answer from an ACL or GLAuth)
+// confirms nothing, and the user's membership of it is left as it is. DNs
+// are compared parsed and case-insensitively. With [Config.NestedGroups] membership through groups
 // of groups counts too; a group that is the user's Active Directory primary
 // group (primaryGroupID) always counts.
 type SyncUserGroups struct{}
@@ -79,44 +107,140 @@ func (SyncUserGroups) String() string { return "flagsmith_ldap.ldap.sync_user_gr
 
 // SyncRelations implements [RelationSyncer].
 func (SyncUserGroups) SyncRelations(ctx context.Context, cfg *Config, u *User, dir Directory) error {
+	return syncGroups(ctx, cfg, groupRefs(cfg.SyncedGroups), newMemberCheck(cfg, u, dir))
+}
+
+// syncGroups is [SyncUserGroups] over groups parsed beforehand, which an
+// Authenticator does once, in New.
+func syncGroups(ctx context.Context, cfg *Config, groups []groupRef, m *memberCheck) error {
 	store := cfg.Store
 	if store == nil {
 		return configErr("the group syncer needs Config.Store", EnvSyncRelations)
 	}
-	if err := store.JoinOrganisation(ctx, u.Username, cfg.OrganisationID); err != nil {
+	username := m.u.Username
+	if err := store.JoinOrganisation(ctx, username, cfg.OrganisationID); err != nil {
 		return &StoreError{Op: "join organisation", Err: err}
 	}
-	for _, groupDN := range cfg.SyncedGroups {
-		member, err := memberOfGroup(ctx, cfg, u, groupDN, dir)
+	for _, g := range groups {
+		member, known, err := m.member(ctx, g)
 		if err != nil {
 			return err
 		}
+		if !known {
+			// The directory neither listed nor confirmed the group (no
+			// memberOf, and its entry not returned): leave it as it is.
+			continue
+		}
 		if member {
-			if err := store.SaveGroup(ctx, Group{DN: groupDN, Name: GroupName(groupDN)}); err != nil {
+			if err := store.SaveGroup(ctx, Group{DN: g.dn, Name: g.name}); err != nil {
 				return &StoreError{Op: "save group", Err: err}
 			}
 		}
-		if err := store.SetMember(ctx, groupDN, u.Username, member); err != nil {
+		if err := store.SetMember(ctx, g.dn, username, member); err != nil {
 			return &StoreError{Op: "set member", Err: err}
 		}
 	}
 	return nil
 }
 
-// isMember reports whether u belongs to the group groupDN directly, by
-// [memberByRule]: the group's entry is read (to the end of Active
-// Directory's ranges) only when u's entry has no memberOf.
-func isMember(ctx context.Context, u *User, groupDN string, dir Directory) (bool, error) {
-	var g *groupEntry
-	if !u.hasMemberOf && dir != nil {
-		dns, uids, err := ReadGroupMembers(ctx, dir, groupDN)
-		if err != nil {
-			return false, err
-		}
-		g = &groupEntry{dns: dns, uids: uids}
+// groupRef is a configured group DN (LDAP_SYNCED_GROUPS, LDAP_LOGIN_GROUP)
+// with what the membership checks derive from it, parsed once.
+type groupRef struct {
+	dn     string // as configured
+	key    string // DNKey(dn)
+	name   string // GroupName(dn)
+	base   string // domainOf(dn), where a walk looks for the groups above
+	domain string // DNKey(base)
+}
+
+func newGroupRef(dn string) groupRef {
+	base := domainOf(dn)
+	return groupRef{dn: dn, key: DNKey(dn), name: GroupName(dn), base: base, domain: DNKey(base)}
+}
+
+func groupRefs(dns []string) []groupRef {
+	refs := make([]groupRef, len(dns))
+	for i, dn := range dns {
+		refs[i] = newGroupRef(dn)
 	}
-	member, _ := memberByRule(u.hasMemberOf, u.hasMemberOf && containsDN(u.Groups, groupDN), g, u.DN, u.Username)
-	return member, nil
+	return refs
+}
+
+// memberCheck answers whether one user belongs to groups. It builds what
+// every group's check shares once: the user's memberOf values as DN keys,
+// the DN key of the user's domain, and for [NestedGroupsWalk] the groups
+// above the user.
+type memberCheck struct {
+	cfg      *Config
+	u        *User
+	dir      Directory // nil: no group entry is read
+	memberOf map[string]struct{}
+	domain   string // DNKey(domainOf(u.DN))
+
+	// ancestors holds, by the DN key of a walk's base, the DN keys of the
+	// groups above the user there (NestedGroupsWalk), each walked once.
+	ancestors map[string]map[string]struct{}
+	// tokens caches primary group tokens by group DN key across logins:
+	// the Authenticator's, or nil.
+	tokens *sync.Map
+}
+
+// newMemberCheck is the membership check of u on a login of a, sharing a's
+// cache of primary group tokens.
+func (a *Authenticator) newMemberCheck(u *User, dir Directory) *memberCheck {
+	m := newMemberCheck(&a.cfg, u, dir)
+	m.tokens = &a.groupTokens
+	return m
+}
+
+func newMemberCheck(cfg *Config, u *User, dir Directory) *memberCheck {
+	m := &memberCheck{cfg: cfg, u: u, dir: dir, domain: DNKey(domainOf(u.DN))}
+	if u.hasMemberOf {
+		m.memberOf = make(map[string]struct{}, len(u.Groups))
+		for _, g := range u.Groups {
+			m.memberOf[DNKey(g)] = struct{}{}
+		}
+	}
+	return m
+}
+
+// member reports whether the user belongs to g: directly, through nested
+// groups as cfg.NestedGroups says, or because g is the user's Active
+// Directory primary group. known is false when the direct check could not
+// tell (see direct) and no other way makes the user a member.
+func (m *memberCheck) member(ctx context.Context, g groupRef) (member, known bool, err error) {
+	member, known, err = m.direct(ctx, g)
+	if err != nil || member {
+		return member, known, err
+	}
+	indirect, err := m.indirect(ctx, g)
+	if err != nil || indirect {
+		return indirect, indirect, err
+	}
+	return false, known, nil
+}
+
+// direct reports whether the user belongs to g directly, by
+// [memberByRule]: the group's entry is read (to the end of Active
+// Directory's ranges) only when the user's entry has no memberOf. known is
+// false when neither source can tell: no memberOf, and the group's entry
+// was not returned (noSuchObject, or an empty answer).
+func (m *memberCheck) direct(ctx context.Context, g groupRef) (member, known bool, err error) {
+	u := m.u
+	var entry *groupEntry
+	if !u.hasMemberOf && m.dir != nil {
+		dns, uids, state, err := readGroup(ctx, m.dir, g.dn)
+		if err != nil {
+			return false, false, err
+		}
+		if state != groupFound {
+			return false, false, nil
+		}
+		entry = &groupEntry{dns: dns, uids: uids}
+	}
+	_, inMemberOf := m.memberOf[g.key]
+	member, known = memberByRule(u.hasMemberOf, inMemberOf, entry, u.DN, u.Username)
+	return member, known, nil
 }
 
 // memberByRule is the one membership rule of ldapauth, shared by the login
@@ -128,8 +252,8 @@ func isMember(ctx context.Context, u *User, groupDN string, dir Directory) (bool
 //     member or uniqueMember, or the username in memberUid.
 //
 // known is false when neither source can tell: no memberOf and no group
-// entry (g nil). The login syncer counts that as "not a member"; the batch
-// sync then leaves the membership as it is.
+// entry (g nil). The login syncer and the batch sync then both leave the
+// membership as it is.
 func memberByRule(hasMemberOf, inMemberOf bool, g *groupEntry, userDN, username string) (member, known bool) {
 	if hasMemberOf {
 		return inMemberOf, true
@@ -196,43 +320,99 @@ func (g *groupEntry) index() {
 	}
 }
 
+// memberAttrs are the attributes of a group entry that list its members.
+var memberAttrs = []string{"member", "uniqueMember", "memberUid"}
+
 // readGroupEntry reads the group's entry with a base search: with its
-// member values when members is true, with no attribute otherwise. The
-// entry is nil unless the state is groupFound.
+// member values when members is true (see [readGroup]), with no attribute
+// otherwise. The entry is nil unless the state is groupFound.
 func readGroupEntry(ctx context.Context, dir Directory, groupDN string, members bool) (*groupEntry, groupState, error) {
-	attrs := []string{"1.1"} // RFC 4511: no attributes
 	if members {
-		attrs = []string{"member", "uniqueMember", "memberUid"}
+		dns, uids, state, err := readGroup(ctx, dir, groupDN)
+		if err != nil || state != groupFound {
+			return nil, state, err
+		}
+		return &groupEntry{dns: dns, uids: uids}, groupFound, nil
 	}
-	res, err := dir.Search(ctx, ldap.NewSearchRequest(groupDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
-		1, 0, false, "(objectClass=*)", attrs, nil))
+	res, err := dir.Search(ctx, groupSearch(groupDN, []string{"1.1"})) // RFC 4511: no attributes
 	if err != nil {
-		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-			return nil, groupGone, nil
-		}
-		if ctx.Err() != nil {
-			return nil, 0, ctxError(ctx)
-		}
-		return nil, 0, &chained{"ldapauth: read members of " + groupDN, classifyTransport(err)}
+		state, err := groupSearchError(ctx, groupDN, err)
+		return nil, state, err
 	}
 	if len(res.Entries) == 0 {
 		return nil, groupUnconfirmed, nil
 	}
-	e := res.Entries[0]
-	for _, a := range e.Attributes {
-		if strings.Contains(a.Name, ";") {
-			// Active Directory sent part of a large group (member;range=0-1499):
-			// read the rest as the login path does.
-			dns, uids, err := ReadGroupMembers(ctx, dir, groupDN)
-			if err != nil {
-				return nil, 0, err
+	return &groupEntry{}, groupFound, nil
+}
+
+// groupSearch is the base search of a group entry for attrs.
+func groupSearch(groupDN string, attrs []string) *ldap.SearchRequest {
+	return ldap.NewSearchRequest(groupDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+		1, 0, false, "(objectClass=*)", attrs, nil)
+}
+
+// groupSearchError reads the error of a group's base search: noSuchObject
+// is groupGone, anything else an error.
+func groupSearchError(ctx context.Context, groupDN string, err error) (groupState, error) {
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+		return groupGone, nil
+	}
+	if ctx.Err() != nil {
+		return 0, ctxError(ctx)
+	}
+	return 0, wrap(classifyNetwork(err), "read members of %s", groupDN)
+}
+
+// rangeOption matches the range option of an attribute description in an
+// answer, as in member;range=0-1499 or member;range=1500-*.
+var rangeOption = regexp.MustCompile(`(?i);range=(\d+)-(\d+|\*)`)
+
+// errRange reports a ranged answer that does not advance.
+var errRange = errors.New("the server's ranged answer does not advance")
+
+// readGroup reads the group entry groupDN with a base search and returns
+// its member and uniqueMember values (DNs), its memberUid values
+// (usernames), and what the answer says about the group. Where Active
+// Directory answers with at most 1500 values at a time
+// (member;range=0-1499), it reads the following ranges to the end,
+// continuing from the answer already received. The values are nil unless
+// the state is groupFound.
+func readGroup(ctx context.Context, dir Directory, groupDN string) (members, uids []string, state groupState, err error) {
+	attrs := memberAttrs
+	for rounds := 0; len(attrs) > 0; rounds++ {
+		res, err := dir.Search(ctx, groupSearch(groupDN, attrs))
+		if err != nil {
+			state, err := groupSearchError(ctx, groupDN, err)
+			return nil, nil, state, err
+		}
+		if len(res.Entries) == 0 {
+			// An empty answer: GLAuth's for a missing DN, or an ACL hiding
+			// the entry (or, past the first round, the entry gone meanwhile).
+			return nil, nil, groupUnconfirmed, nil
+		}
+		attrs = nil
+		for _, e := range res.Entries {
+			for _, a := range e.Attributes {
+				name, _, _ := strings.Cut(a.Name, ";")
+				if strings.EqualFold(name, "memberUid") {
+					uids = append(uids, a.Values...)
+				} else {
+					members = append(members, a.Values...)
+				}
+				m := rangeOption.FindStringSubmatch(a.Name)
+				if m == nil || m[2] == "*" {
+					continue
+				}
+				lo, _ := strconv.Atoi(m[1])
+				hi, err := strconv.Atoi(m[2])
+				if err != nil || hi < lo || len(a.Values) == 0 || rounds > 1<<16 {
+					return nil, nil, 0, fmt.Errorf("ldapauth: read members of %s: %w: %s", groupDN, errRange, a.Name)
+				}
+				attrs = append(attrs, name+";range="+strconv.Itoa(hi+1)+"-*")
 			}
-			return &groupEntry{dns: dns, uids: uids}, groupFound, nil
 		}
 	}
-	g := &groupEntry{uids: e.GetEqualFoldAttributeValues("memberUid")}
-	g.dns = append(e.GetEqualFoldAttributeValues("member"), e.GetEqualFoldAttributeValues("uniqueMember")...)
-	return g, groupFound, nil
+	return members, uids, groupFound, nil
 }
 
 // containsDN reports whether dns holds dn, compared as parsed DNs,
@@ -255,11 +435,14 @@ func containsDN(dns []string, dn string) bool {
 
 // StoreError reports a failure of the [UserStore].
 type StoreError struct {
-	Op  string
+	// Op names the store operation, such as "save user" or "set member".
+	Op string
+	// Err is the store's error.
 	Err error
 }
 
-func (e *StoreError) Error() string { return "ldapauth: store: " + e.Op + ": " + e.Err.Error() }
+// Error names the operation and the store's error.
+func (e *StoreError) Error() string { return "ldapauth: store: " + e.Op + ": " + unprefixed(e.Err) }
 
 // Unwrap returns the store's error.
 func (e *StoreError) Unwrap() error { return e.Err }
