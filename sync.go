@@ -643,6 +643,15 @@ func (r *syncRun) read(ctx context.Context) error {
 	// memberships come from them); otherwise only those in the store that
 	// no memberOf mentioned, to learn whether they are gone.
 	needMembers := len(r.pending) > 0
+	var wantDNs, wantUIDs map[string]struct{}
+	if needMembers {
+		wantDNs = make(map[string]struct{}, len(r.pending))
+		wantUIDs = make(map[string]struct{}, len(r.pending))
+		for _, p := range r.pending {
+			wantDNs[DNKey(p.dn)] = struct{}{}
+			wantUIDs[strings.ToLower(p.username)] = struct{}{}
+		}
+	}
 	for _, g := range r.groups {
 		if !needMembers && (g.seen || !g.inStore) {
 			continue
@@ -655,7 +664,7 @@ func (r *syncRun) read(ctx context.Context) error {
 			return r.abort(SyncReadGroups, err)
 		}
 		if entry != nil {
-			entry.index()
+			entry.index(wantDNs, wantUIDs)
 		}
 		g.read, g.state, g.entry = true, state, entry
 		r.prog.Groups++
