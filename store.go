@@ -326,6 +326,35 @@ func (s *MemStore) Snapshot(_ context.Context) (*Snapshot, error) {
 	return snap, nil
 }
 
+// syncSnapshotter is a store whose snapshot the sync may take without the
+// copies [UserStore.Snapshot] makes for its callers: MemStore.
+type syncSnapshotter interface {
+	// syncSnapshot is Snapshot with Users, Groups and Members in no order
+	// and each Details' Fields the store's own map, which the caller must
+	// not modify.
+	syncSnapshot() *Snapshot
+}
+
+var _ syncSnapshotter = (*MemStore)(nil)
+
+// syncSnapshot implements syncSnapshotter. The Fields maps can be shared
+// because MemStore never modifies a stored user: SaveUser stores a clone in
+// place of the old one, User returns a clone. Organisations are copied (a
+// join adds to the store's set).
+func (s *MemStore) syncSnapshot() *Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := &Snapshot{Users: make([]string, 0, len(s.users)), Details: make(map[string]StoredUser, len(s.users))}
+	for key, u := range s.users {
+		snap.Users = append(snap.Users, u.Username)
+		snap.Details[u.Username] = StoredUser{DN: u.DN, Fields: u.Fields, Organisations: slices.Collect(maps.Keys(s.orgs[key]))}
+	}
+	for key, g := range s.groups {
+		snap.Groups = append(snap.Groups, GroupMembers{Group: g, Members: slices.Collect(maps.Values(s.members[key]))})
+	}
+	return snap
+}
+
 // User returns a copy of the stored user, or nil.
 func (s *MemStore) User(username string) *User {
 	s.mu.Lock()
