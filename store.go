@@ -116,6 +116,70 @@ func GroupName(dn string) string {
 // DNs: a store can index groups by it. A dn that does not parse is folded to
 // lower case as it is.
 func DNKey(dn string) string {
+	if key, ok := plainDNKey(dn); ok {
+		return key
+	}
+	return parsedDNKey(dn)
+}
+
+// plainDNKey is DNKey of a DN made only of printable ASCII without the
+// characters that make ldap.ParseDN unescape, decode, split an RDN or
+// fail (\ " # + ; < >), and whose every RDN is type=value with a type
+// left after trimming spaces: the DNs directories send, which it folds
+// without parsing, returning dn itself when it is already in that form
+// (lower case, no space around a type or value, no = in a value). ok is
+// false for any other DN, which parsedDNKey handles.
+func plainDNKey(dn string) (key string, ok bool) {
+	same := true // key == dn so far
+	typed := false
+	start := 0 // of the current type or value
+	for i := 0; i < len(dn); i++ {
+		c := dn[i]
+		switch {
+		case c < ' ' || c > '~', c == '\\', c == '"', c == '#', c == '+', c == ';', c == '<', c == '>':
+			return "", false
+		case c >= 'A' && c <= 'Z':
+			same = false
+		case c == ' ':
+			if i == start || i+1 == len(dn) || dn[i+1] == ',' || (!typed && dn[i+1] == '=') {
+				same = false // trimmed
+			}
+		case c == '=' && !typed:
+			if strings.Trim(dn[start:i], " ") == "" {
+				return "", false // an empty type
+			}
+			typed, start = true, i+1
+		case c == '=':
+			same = false // escaped in the key
+		case c == ',':
+			if !typed {
+				return "", false // no type
+			}
+			typed, start = false, i+1
+		}
+	}
+	if !typed {
+		return "", false // empty, or no type at the end
+	}
+	if same {
+		return dn, true
+	}
+	var b strings.Builder
+	b.Grow(len(dn) + 4)
+	for i, rdn := range strings.Split(dn, ",") {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		typ, value, _ := strings.Cut(rdn, "=")
+		b.WriteString(strings.ToLower(strings.Trim(typ, " ")))
+		b.WriteByte('=')
+		b.WriteString(EscapeDNValue(strings.ToLower(strings.Trim(value, " "))))
+	}
+	return b.String(), true
+}
+
+// parsedDNKey is DNKey by ldap.ParseDN, for any DN.
+func parsedDNKey(dn string) string {
 	parsed, err := ldap.ParseDN(dn)
 	if err != nil {
 		return strings.ToLower(strings.TrimSpace(dn))
@@ -260,6 +324,35 @@ func (s *MemStore) Snapshot(_ context.Context) (*Snapshot, error) {
 	}
 	slices.SortFunc(snap.Groups, func(a, b GroupMembers) int { return strings.Compare(a.DN, b.DN) })
 	return snap, nil
+}
+
+// syncSnapshotter is a store whose snapshot the sync may take without the
+// copies [UserStore.Snapshot] makes for its callers: MemStore.
+type syncSnapshotter interface {
+	// syncSnapshot is Snapshot with Users, Groups and Members in no order
+	// and each Details' Fields the store's own map, which the caller must
+	// not modify.
+	syncSnapshot() *Snapshot
+}
+
+var _ syncSnapshotter = (*MemStore)(nil)
+
+// syncSnapshot implements syncSnapshotter. The Fields maps can be shared
+// because MemStore never modifies a stored user: SaveUser stores a clone in
+// place of the old one, User returns a clone. Organisations are copied (a
+// join adds to the store's set).
+func (s *MemStore) syncSnapshot() *Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := &Snapshot{Users: make([]string, 0, len(s.users)), Details: make(map[string]StoredUser, len(s.users))}
+	for key, u := range s.users {
+		snap.Users = append(snap.Users, u.Username)
+		snap.Details[u.Username] = StoredUser{DN: u.DN, Fields: u.Fields, Organisations: slices.Collect(maps.Keys(s.orgs[key]))}
+	}
+	for key, g := range s.groups {
+		snap.Groups = append(snap.Groups, GroupMembers{Group: g, Members: slices.Collect(maps.Values(s.members[key]))})
+	}
+	return snap
 }
 
 // User returns a copy of the stored user, or nil.

@@ -364,8 +364,10 @@ func (e *RemovalGuardError) Is(target error) bool { return target == ErrRemovalG
 // idempotent, so the next run completes the work.
 //
 // Memory: entries are handled one page at a time; the run keeps the
-// store's snapshot, the usernames seen, the planned changes and, for
-// entries without memberOf, their usernames and DNs. With paging off
+// store's snapshot, dropping a stored user's details once its entry has
+// been compared, the usernames seen that the store does not hold, the
+// planned changes and, for entries without memberOf, their usernames and
+// DNs. With paging off
 // (NoPaging) the directory sends every entry in one response, which go-ldap
 // holds in full.
 //
@@ -452,9 +454,10 @@ type syncedGroup struct {
 
 // storeUser is a directory-managed user of the store during a run.
 type storeUser struct {
-	username string
-	details  *StoredUser // nil when the store gives none
-	present  bool        // the directory returned it
+	username   string
+	details    StoredUser // what the store holds, until the entry is compared
+	hasDetails bool       // the store gave details
+	present    bool       // the directory returned it
 }
 
 // confirmRemoval is a membership removal to confirm: the user (DN,
@@ -480,7 +483,10 @@ type syncRun struct {
 	users    map[string]*storeUser
 	others   []Group // store groups outside LDAP_SYNCED_GROUPS
 
-	seen      map[string]struct{} // normUser of every directory username
+	// seen holds normUser of the directory usernames the store does not
+	// hold (those it holds are marked present); dirUsers counts both.
+	seen      map[string]struct{}
+	dirUsers  int
 	ambiguous map[string]bool
 	pending   []pendingUser
 	matched   []int // scratch: synced groups of the current entry
@@ -529,20 +535,38 @@ func (r *syncRun) abort(phase SyncPhase, err error) error {
 
 // loadStore takes the store's snapshot.
 func (r *syncRun) loadStore(ctx context.Context) error {
-	snap, err := r.a.cfg.Store.Snapshot(ctx)
+	var snap *Snapshot
+	var err error
+	if s, ok := r.a.cfg.Store.(syncSnapshotter); ok {
+		snap = s.syncSnapshot()
+	} else {
+		snap, err = r.a.cfg.Store.Snapshot(ctx)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return r.abort(SyncReadStore, ctxError(ctx))
 		}
 		return r.abort(SyncReadStore, &StoreError{Op: "snapshot", Err: err})
 	}
-	details := make(map[string]*StoredUser, len(snap.Details))
-	for name, d := range snap.Details {
-		details[normUser(name)] = &d
-	}
-	for _, name := range snap.Users {
-		key := normUser(name)
-		r.users[key] = &storeUser{username: name, details: details[key]}
+	// Details is keyed by username as in Users; a store that spells them
+	// differently is looked up by normUser, as the contract compares them.
+	var folded map[string]StoredUser
+	users := make([]storeUser, len(snap.Users))
+	r.users = make(map[string]*storeUser, len(snap.Users))
+	for i, name := range snap.Users {
+		su := &users[i]
+		su.username = name
+		su.details, su.hasDetails = snap.Details[name]
+		if !su.hasDetails && len(snap.Details) > 0 {
+			if folded == nil {
+				folded = make(map[string]StoredUser, len(snap.Details))
+				for name, d := range snap.Details {
+					folded[normUser(name)] = d
+				}
+			}
+			su.details, su.hasDetails = folded[normUser(name)]
+		}
+		r.users[normUser(name)] = su
 	}
 	r.report.StoreUsers = len(r.users)
 	for _, g := range snap.Groups {
@@ -626,7 +650,7 @@ func (r *syncRun) read(ctx context.Context) error {
 		return err
 	}
 	r.report.Pages = r.prog.Pages
-	r.report.DirectoryUsers = len(r.seen)
+	r.report.DirectoryUsers = r.dirUsers
 	// The referral-only check follows admitMissing on purpose. A user it
 	// admits was found under the same base by the search a login runs, so
 	// the references did not mean "the users are elsewhere": with Active
@@ -643,6 +667,15 @@ func (r *syncRun) read(ctx context.Context) error {
 	// memberships come from them); otherwise only those in the store that
 	// no memberOf mentioned, to learn whether they are gone.
 	needMembers := len(r.pending) > 0
+	var wantDNs, wantUIDs map[string]struct{}
+	if needMembers {
+		wantDNs = make(map[string]struct{}, len(r.pending))
+		wantUIDs = make(map[string]struct{}, len(r.pending))
+		for _, p := range r.pending {
+			wantDNs[DNKey(p.dn)] = struct{}{}
+			wantUIDs[strings.ToLower(p.username)] = struct{}{}
+		}
+	}
 	for _, g := range r.groups {
 		if !needMembers && (g.seen || !g.inStore) {
 			continue
@@ -655,7 +688,7 @@ func (r *syncRun) read(ctx context.Context) error {
 			return r.abort(SyncReadGroups, err)
 		}
 		if entry != nil {
-			entry.index()
+			entry.index(wantDNs, wantUIDs)
 		}
 		g.read, g.state, g.entry = true, state, entry
 		r.prog.Groups++
@@ -820,13 +853,23 @@ func (r *syncRun) entry(e *ldap.Entry) {
 		return
 	}
 	key := normUser(username)
-	if _, dup := r.seen[key]; dup {
+	su := r.users[key]
+	dup := su != nil && su.present
+	if su == nil {
+		_, dup = r.seen[key]
+	}
+	if dup {
 		r.ambiguous[key] = true
 		r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: e.DN,
 			Reason: fmt.Sprintf("username %q is on more than one entry: the user is kept, nothing else changes for it", username)})
 		return
 	}
-	r.seen[key] = struct{}{}
+	if su == nil {
+		r.seen[key] = struct{}{}
+	} else {
+		su.present = true
+	}
+	r.dirUsers++
 
 	r.matched = r.matched[:0]
 	hasMemberOf := false
@@ -843,7 +886,6 @@ func (r *syncRun) entry(e *ldap.Entry) {
 		}
 	}
 
-	su := r.users[key]
 	if su == nil && !r.opts.CreateUsers {
 		return
 	}
@@ -852,14 +894,15 @@ func (r *syncRun) entry(e *ldap.Entry) {
 		r.report.UsersCreated = append(r.report.UsersCreated, username)
 		r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
 	} else {
-		su.present = true
-		if su.details == nil || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields) {
+		if !su.hasDetails || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields) {
 			r.saves = append(r.saves, r.user(e, username))
 			r.report.UsersUpdated = append(r.report.UsersUpdated, username)
 		}
-		if su.details == nil || !slices.Contains(su.details.Organisations, cfg.OrganisationID) {
+		if !su.hasDetails || !slices.Contains(su.details.Organisations, cfg.OrganisationID) {
 			r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
 		}
+		// Compared: the run keeps no more of it than the username.
+		su.details = StoredUser{}
 	}
 	pgid := e.GetEqualFoldAttributeValue("primaryGroupID")
 	if !hasMemberOf {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net"
@@ -103,16 +104,51 @@ func runSync(t *testing.T, a *ldapauth.Authenticator, opts ldapauth.SyncOptions)
 // demoSync starts the demo directory, logs alice, bob, carol and jürgen in
 // and returns the server, the store and an Authenticator for the sync.
 func demoSync(t *testing.T, extra map[string]string) (*ldaptest.Server, *ldapauth.MemStore, *ldapauth.Authenticator) {
+	return demoSyncVia(t, extra, false)
+}
+
+// snapshotOnly is a MemStore seen through the UserStore interface alone,
+// as any other store: the sync takes its Snapshot, whose Details it keys by
+// the usernames in upper case (the contract compares them folded), instead
+// of MemStore's uncopied view.
+type snapshotOnly struct{ ldapauth.UserStore }
+
+func (s snapshotOnly) Snapshot(ctx context.Context) (*ldapauth.Snapshot, error) {
+	snap, err := s.UserStore.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	details := map[string]ldapauth.StoredUser{}
+	for name, d := range snap.Details {
+		details[strings.ToUpper(name)] = d
+	}
+	snap.Details = details
+	return snap, nil
+}
+
+// demoSyncVia is demoSync, the sync reading the store through
+// snapshotOnly when viaSnapshot is set.
+func demoSyncVia(t *testing.T, extra map[string]string, viaSnapshot bool) (*ldaptest.Server, *ldapauth.MemStore, *ldapauth.Authenticator) {
 	t.Helper()
 	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
 	store := ldapauth.NewMemStore()
-	a := syncAuth(t, syncVars(srv, extra), store)
+	var us ldapauth.UserStore = store
+	if viaSnapshot {
+		us = snapshotOnly{store}
+	}
+	a := syncAuth(t, syncVars(srv, extra), us)
 	login(t, a, "alice", "bob", "carol", "jürgen")
 	return srv, store, a
 }
 
 func TestSyncSteadyStateIsNoOp(t *testing.T) {
-	_, store, a := demoSync(t, nil)
+	for _, via := range []bool{false, true} {
+		t.Run(fmt.Sprintf("snapshot=%v", via), func(t *testing.T) { testSyncSteadyStateIsNoOp(t, via) })
+	}
+}
+
+func testSyncSteadyStateIsNoOp(t *testing.T, viaSnapshot bool) {
+	_, store, a := demoSyncVia(t, nil, viaSnapshot)
 	before := snapshot(t, store)
 	rep := runSync(t, a, ldapauth.SyncOptions{})
 	assert.Zero(t, rep.Counts.Changes(), "logins already did everything: %s", rep)
@@ -127,7 +163,13 @@ func TestSyncSteadyStateIsNoOp(t *testing.T) {
 // The directory changes between two syncs: a user removed, a user's
 // fields changed, one user joins a synced group and another leaves it.
 func TestSyncDirectoryChanges(t *testing.T) {
-	srv, store, a := demoSync(t, nil)
+	for _, via := range []bool{false, true} {
+		t.Run(fmt.Sprintf("snapshot=%v", via), func(t *testing.T) { testSyncDirectoryChanges(t, via) })
+	}
+}
+
+func testSyncDirectoryChanges(t *testing.T, viaSnapshot bool) {
+	srv, store, a := demoSyncVia(t, nil, viaSnapshot)
 	readers, marvel := srv.GroupDN("readers"), srv.GroupDN("marvel")
 
 	d := ldaptest.DemoDirectory()

@@ -308,16 +308,32 @@ func (g *groupEntry) lists(userDN, username string) bool {
 	return false
 }
 
-// index prepares the entry for many lookups.
-func (g *groupEntry) index() {
-	g.dnKeys = make(map[string]struct{}, len(g.dns))
-	for _, dn := range g.dns {
-		g.dnKeys[DNKey(dn)] = struct{}{}
+// index prepares the entry for many lookups of the users whose DN keys
+// (DNKey) are in wantDNs and lower-case usernames in wantUIDs, and of no
+// other: it keeps the keys of those users it lists, not the whole member
+// list, and drops the values. The batch sync, which knows beforehand which
+// users it will ask about, holds no more than that while it reads a group
+// of any size.
+func (g *groupEntry) index(wantDNs, wantUIDs map[string]struct{}) {
+	g.dnKeys = map[string]struct{}{}
+	if len(wantDNs) > 0 {
+		for _, dn := range g.dns {
+			k := DNKey(dn)
+			if _, ok := wantDNs[k]; ok {
+				g.dnKeys[k] = struct{}{}
+			}
+		}
 	}
-	g.uidKeys = make(map[string]struct{}, len(g.uids))
-	for _, uid := range g.uids {
-		g.uidKeys[strings.ToLower(uid)] = struct{}{}
+	g.uidKeys = map[string]struct{}{}
+	if len(wantUIDs) > 0 {
+		for _, uid := range g.uids {
+			k := strings.ToLower(uid)
+			if _, ok := wantUIDs[k]; ok {
+				g.uidKeys[k] = struct{}{}
+			}
+		}
 	}
+	g.dns, g.uids = nil, nil
 }
 
 // memberAttrs are the attributes of a group entry that list its members.

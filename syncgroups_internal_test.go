@@ -3,6 +3,7 @@ package ldapauth
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,7 +39,7 @@ func TestMemberByRule(t *testing.T) {
 		for _, indexed := range []bool{false, true} {
 			g := tt.group
 			if g != nil && indexed {
-				g.index()
+				g.index(map[string]struct{}{DNKey(tt.dn): {}}, map[string]struct{}{strings.ToLower(tt.username): {}})
 			}
 			member, known := memberByRule(tt.hasMemberOf, tt.inMemberOf, g, tt.dn, tt.username)
 			assert.Equal(t, tt.member, member, "%s (indexed %v)", tt.name, indexed)
