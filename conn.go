@@ -37,6 +37,8 @@ type conn struct {
 	// reused: taken from the pool rather than dialled for this call.
 	reused    bool
 	idleSince time.Time
+	// receiveTimeout bounds each operation (see do).
+	receiveTimeout time.Duration
 	// as is the identity of the last successful bind, which errors name.
 	as identity
 }
@@ -151,9 +153,15 @@ func (a *Authenticator) dialServer(ctx context.Context, s server) (*conn, error)
 		raw = tc
 	}
 	l := ldap.NewConn(raw, s.ldaps)
+	// No l.SetTimeout: go-ldap uses that timeout for two things, the wait
+	// for an answer and how long its reader waits to hand each received
+	// packet to the goroutine running the operation, after which it drops
+	// the packet without a word. A search whose goroutine is descheduled
+	// for that long (a loaded machine) then loses an entry and still ends
+	// in success: "no such user" for a right password. The receive
+	// timeout is do's own instead.
 	l.Start()
-	l.SetTimeout(a.cfg.ReceiveTimeout)
-	c := &conn{l: l, raw: raw, wire: wire, url: s.url}
+	c := &conn{l: l, raw: raw, wire: wire, url: s.url, receiveTimeout: a.cfg.ReceiveTimeout}
 	if a.cfg.UseTLS {
 		// The handshake inside StartTLS has no context of its own: bound it
 		// by the socket deadline, then clear the deadline.
@@ -212,12 +220,20 @@ func (c *conn) expire() { _ = c.raw.SetDeadline(time.Unix(1, 0)) }
 // dead reports whether the connection is known to be closed.
 func (c *conn) dead() bool { return c.wire.failed.Load() || c.l.IsClosing() }
 
-// do runs op, aborting it when ctx ends. It marks the connection broken on
-// any network error, records whether the connection was lost before any
-// byte of the answer (see [Authenticator.session]), and keeps the server's
-// back-off state: an answer clears it, a failure extends it, except for a
-// pooled connection found dead before answering, which says nothing about
-// the server.
+// errReceiveTimeout is the cause of an operation ended by the receive
+// timeout.
+var errReceiveTimeout = errors.New("no answer within the receive timeout")
+
+// do runs op, aborting it when ctx ends or when the receive timeout passes
+// without op's whole answer. It marks the connection broken on any network
+// error, records whether the connection was lost before any byte of the
+// answer (see [Authenticator.session]), and keeps the server's back-off
+// state: an answer clears it, a failure extends it, except for a pooled
+// connection found dead before answering, which says nothing about the
+// server.
+//
+// Either end expires the socket, which makes go-ldap fail op at once; the
+// connection is then broken, never reused, so a late answer reaches no one.
 func (c *conn) do(ctx context.Context, op func() error) error {
 	c.lost = false
 	if err := ctx.Err(); err != nil {
@@ -226,10 +242,22 @@ func (c *conn) do(ctx context.Context, op func() error) error {
 	}
 	before := c.wire.read.Load()
 	stop := context.AfterFunc(ctx, c.expire)
+	var timer *time.Timer
+	if c.receiveTimeout > 0 {
+		timer = time.AfterFunc(c.receiveTimeout, c.expire)
+	}
 	err := op()
+	stopped := timer == nil || timer.Stop()
 	if !stop() {
 		c.broken = true
 		return ctxError(ctx)
+	}
+	if !stopped {
+		// The server may still be working on the request: not lost, so
+		// never sent again.
+		c.broken = true
+		c.health.down(c.now())
+		return ldap.NewError(ldap.ErrorNetwork, fmt.Errorf("%s: %w (%s)", c.url, errReceiveTimeout, c.receiveTimeout))
 	}
 	if err == nil {
 		c.health.up()
@@ -253,8 +281,8 @@ func (c *conn) do(ctx context.Context, op func() error) error {
 	}
 	c.broken = true
 	if !dead {
-		// A receive timeout, or a fault go-ldap gives no code: the
-		// server may still be working on the request.
+		// A fault go-ldap gives no code: the server may still be
+		// working on the request.
 		if isNetworkError(err) {
 			c.health.down(c.now())
 		}
