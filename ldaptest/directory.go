@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -313,6 +314,11 @@ func (d Directory) glauthConfig() *config.Config {
 		for _, g := range u.Groups {
 			cu.OtherGroups = append(cu.OtherGroups, gid[strings.ToLower(g)])
 		}
+		// GLAuth's FindPosixAccounts runs append(u.OtherGroups, u.PrimaryGroup)
+		// on every search: with spare capacity, concurrent searches would
+		// write into the same backing array (a data race -race reports).
+		// Clipping makes every such append copy.
+		cu.OtherGroups = slices.Clip(cu.OtherGroups)
 		cfg.Users = append(cfg.Users, cu)
 	}
 	return cfg

@@ -656,3 +656,49 @@ func BenchmarkGenerated(b *testing.B) {
 		})
 	}
 }
+
+// Concurrent searches over users in three or more groups: GLAuth appends
+// the primary group to each user's group list on every search, which raced
+// on a shared backing array until the directory clipped those lists (the
+// race detector reports it without the clip).
+func TestConcurrentSearchesManyGroups(t *testing.T) {
+	d := DemoDirectory()
+	for i := range d.Users {
+		if d.Users[i].Name == "alice" {
+			d.Users[i].Groups = []string{"ldapusers", "readers", "marvel"}
+		}
+	}
+	s := Start(t, d)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 4 {
+		wg.Go(func() {
+			c, err := ldap.DialURL(s.URL())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			if err := c.Bind("uid=alice,"+base, "alice-password"); err != nil {
+				errs <- err
+				return
+			}
+			for range 10 {
+				entries, err := search(c, base, ldap.ScopeWholeSubtree, loginFilter("alice"), "uid", "memberOf")
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(entries) != 1 || len(entries[0].GetAttributeValues("memberOf")) != 4 {
+					errs <- fmt.Errorf("alice's entry: %v", dns(entries))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.NoError(t, err)
+	}
+}
