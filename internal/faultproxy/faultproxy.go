@@ -104,7 +104,9 @@ func (p *Proxy) StallAfter(n int64) { p.stallAfter.Store(n) }
 // and answered on the server's side.
 func (p *Proxy) Stalled() int64 { return p.stalled.Load() }
 
-// ServerBytes returns how many bytes have gone from the server to clients.
+// ServerBytes returns how many bytes have gone from the server to clients,
+// each chunk counted before it is written, so a client that has read bytes
+// finds them counted.
 func (p *Proxy) ServerBytes() int64 { return p.serverBytes.Load() }
 
 // Forget makes the server forget every open connection without telling
@@ -227,11 +229,11 @@ func (p *Proxy) pipe(dst, src net.Conn, toClient bool, gen int64) {
 			chunk := buf[:n]
 			if stall := p.stallAfter.Load(); toClient && stall >= 0 && sent+int64(n) > stall {
 				head := chunk[:max(0, stall-sent)]
+				p.serverBytes.Add(int64(len(head))) // counted before the client can read it
 				if _, werr := dst.Write(head); werr != nil {
 					return
 				}
 				sent += int64(len(head))
-				p.serverBytes.Add(int64(len(head)))
 				chunk = chunk[len(head):]
 				p.stalled.Add(1)
 				if !p.hold(dst, src) {
@@ -245,13 +247,13 @@ func (p *Proxy) pipe(dst, src net.Conn, toClient bool, gen int64) {
 				reset(src)
 				return
 			}
+			if toClient {
+				p.serverBytes.Add(int64(len(chunk))) // counted before the client can read it
+			}
 			if _, werr := dst.Write(chunk); werr != nil {
 				return
 			}
 			sent += int64(len(chunk))
-			if toClient {
-				p.serverBytes.Add(int64(len(chunk)))
-			}
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
