@@ -55,15 +55,16 @@ func withService(srv *ldaptest.Server) func(*ldapauth.Config) {
 
 // poolAuth returns an Authenticator for srv's directory at urls (which may
 // be proxies in front of it) with a fake clock, closed when the test ends.
-// TLS trusts srv's CA. The timeouts are short: the servers are on loopback.
+// TLS trusts srv's CA. The timeouts are short, the servers being on
+// loopback, yet long enough for a loaded CI machine running -race.
 func poolAuth(t testing.TB, srv *ldaptest.Server, urls []string, opts ...func(*ldapauth.Config)) (*ldapauth.Authenticator, *fakeClock) {
 	t.Helper()
 	cfg, err := ldapauth.LoadConfig(env(srv.Env()))
 	require.NoError(t, err)
 	cfg.URLs = urls
 	cfg.TLSConfig = &tls.Config{RootCAs: srv.CAPool(), MinVersion: tls.VersionTLS12}
-	cfg.ConnectTimeout = 300 * time.Millisecond
-	cfg.ReceiveTimeout = 300 * time.Millisecond
+	cfg.ConnectTimeout = time.Second
+	cfg.ReceiveTimeout = time.Second
 	for _, o := range opts {
 		o(cfg)
 	}
