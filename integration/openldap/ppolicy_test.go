@@ -188,7 +188,13 @@ func TestPasswordPolicyAnswers(t *testing.T) {
 			assert.Equal(t, int8(-1), ctrl.Error, "wrong password %d", i+1)
 		}
 		waitLocked(t, srv, dn)
-		code, ctrl, _ := bind(t, dn, slapdtest.Password(slapdtest.LockoutUser))
+		// As in TestLockout: wait for the stored lock to take effect on binds.
+		var code uint16
+		var ctrl *ldap.ControlBeheraPasswordPolicy
+		require.Eventually(t, func() bool {
+			code, ctrl, _ = bind(t, dn, slapdtest.Password(slapdtest.LockoutUser))
+			return ctrl.Error == ldap.BeheraAccountLocked
+		}, 30*time.Second, 10*time.Millisecond, "slapd never refused the locked account's bind")
 		assert.Equal(t, uint16(ldap.LDAPResultInvalidCredentials), code)
 		assert.Equal(t, int8(ldap.BeheraAccountLocked), ctrl.Error)
 	})
