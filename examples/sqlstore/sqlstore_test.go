@@ -2,7 +2,6 @@ package sqlstore_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -19,21 +18,10 @@ import (
 	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
-// pg is the PostgreSQL server shared by the tests of this binary, nil
-// when pgErr says why there is none.
-var (
-	pg    *pgtest.Server
-	pgErr error
-)
+// pg is the PostgreSQL server shared by the tests of this binary.
+var pg pgtest.Shared
 
-func TestMain(m *testing.M) {
-	pg, pgErr = pgtest.New()
-	code := m.Run()
-	if pg != nil {
-		pg.Stop()
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pg.Main(m)) }
 
 // backend makes empty databases of one kind.
 type backend struct {
@@ -52,13 +40,6 @@ var backends = []backend{
 		return sqlstore.DriverSQLite, filepath.Join(t.TempDir(), "test.db")
 	}},
 	{"PostgreSQL", func(t *testing.T) (string, string) {
-		t.Helper()
-		switch {
-		case errors.Is(pgErr, pgtest.ErrNotInstalled) && os.Getenv(pgtest.RequireEnv) != "1":
-			t.Skipf("%v; CI sets %s=1 to fail instead of skipping", pgErr, pgtest.RequireEnv)
-		case pgErr != nil:
-			t.Fatal(pgErr)
-		}
 		return sqlstore.DriverPostgres, pg.NewDatabase(t)
 	}},
 }

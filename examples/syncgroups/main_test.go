@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,21 +22,10 @@ import (
 	"github.com/go-ldapauth/ldapauth/ldaptest"
 )
 
-// pg is the PostgreSQL server shared by the tests of this binary, nil when
-// pgErr says why there is none.
-var (
-	pg    *pgtest.Server
-	pgErr error
-)
+// pg is the PostgreSQL server shared by the tests of this binary.
+var pg pgtest.Shared
 
-func TestMain(m *testing.M) {
-	pg, pgErr = pgtest.New()
-	code := m.Run()
-	if pg != nil {
-		pg.Stop()
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pg.Main(m)) }
 
 // result is what one run of the command left.
 type result struct {
@@ -289,13 +277,6 @@ type backend struct {
 var backends = []backend{
 	{"SQLite", sqliteDB},
 	{"PostgreSQL", func(t *testing.T) string {
-		t.Helper()
-		switch {
-		case errors.Is(pgErr, pgtest.ErrNotInstalled) && os.Getenv(pgtest.RequireEnv) != "1":
-			t.Skipf("%v; CI sets %s=1 to fail instead of skipping", pgErr, pgtest.RequireEnv)
-		case pgErr != nil:
-			t.Fatal(pgErr)
-		}
 		return pg.NewDatabase(t)
 	}},
 }

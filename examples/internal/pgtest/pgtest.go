@@ -82,6 +82,44 @@ func Start(tb testing.TB) *Server {
 	return s
 }
 
+// Shared is one server for a whole test binary, started lazily by Main:
+//
+//	var pg pgtest.Shared
+//
+//	func TestMain(m *testing.M) { os.Exit(pg.Main(m)) }
+//
+// Tests then take a fresh database each with pg.NewDatabase(t).
+type Shared struct {
+	srv *Server
+	err error
+}
+
+// Main starts the server, runs the tests and stops the server; it returns
+// m.Run's exit code. A missing PostgreSQL is remembered, not fatal: the
+// tests that ask for a database skip or fail then (see NewDatabase).
+func (s *Shared) Main(m *testing.M) int {
+	s.srv, s.err = New()
+	code := m.Run()
+	if s.srv != nil {
+		s.srv.Stop()
+	}
+	return code
+}
+
+// NewDatabase returns the DSN of a new, empty database on the shared
+// server. Without PostgreSQL it skips the test, or fails it under
+// LDAPAUTH_REQUIRE_POSTGRES=1, saying why.
+func (s *Shared) NewDatabase(tb testing.TB) string {
+	tb.Helper()
+	switch {
+	case errors.Is(s.err, ErrNotInstalled) && os.Getenv(RequireEnv) != "1":
+		tb.Skipf("%v; CI sets %s=1 to fail instead of skipping", s.err, RequireEnv)
+	case s.err != nil:
+		tb.Fatal(s.err)
+	}
+	return s.srv.NewDatabase(tb)
+}
+
 // binDir returns the newest /usr/lib/postgresql/N/bin with initdb and
 // postgres, or the directory of pg_config --bindir.
 func binDir() (string, error) {
