@@ -317,7 +317,11 @@ func TestSyncRemovalGuard(t *testing.T) {
 	assert.NotErrorIs(t, err, ldapauth.ErrSyncAborted)
 	var gerr *ldapauth.RemovalGuardError
 	require.ErrorAs(t, err, &gerr)
-	assert.Equal(t, ldapauth.RemovalGuardError{Remove: 10, Managed: 41, LimitPercent: ldapauth.DefaultSyncMaxRemovalPercent}, *gerr)
+	assert.Equal(t, ldapauth.RemovalGuardError{RemovalGuard: ldapauth.RemovalGuard{
+		LimitPercent: ldapauth.DefaultSyncMaxRemovalPercent, Allowance: ldapauth.SyncRemovalAllowance,
+		Users:  ldapauth.RemovalCount{Remove: 10, Total: 41, OverLimit: true},
+		Groups: ldapauth.RemovalCount{Total: 1}, Memberships: ldapauth.RemovalCount{Total: 30},
+	}}, *gerr)
 	require.NotNil(t, rep, "the plan comes with the refusal")
 	assert.Equal(t, gone, rep.UsersRemoved)
 	assert.False(t, rep.Applied)
@@ -356,7 +360,7 @@ func TestSyncRemovalGuardEmptyDirectory(t *testing.T) {
 	var gerr *ldapauth.RemovalGuardError
 	require.ErrorAs(t, err, &gerr)
 	assert.True(t, gerr.EmptyDirectory)
-	assert.Equal(t, 2, gerr.Remove)
+	assert.Equal(t, 2, gerr.Users.Remove)
 	assert.Equal(t, 0, rep.DirectoryUsers)
 	assert.Len(t, snapshot(t, store).Users, 2)
 
