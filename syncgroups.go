@@ -95,9 +95,8 @@ func (NoRelations) String() string { return "django_python3_ldap.utils.sync_user
 // memberOf (directories without the memberOf overlay), from the group's
 // member, uniqueMember (user DN) or memberUid (username) values, read to
 // the end of Active Directory's ranges; a group entry the directory does
-// not return (noSuchObject, or an empty answer from an ACL or GLAuth), or
-// returns without any member attribute (an ACL hiding them), confirms
-// nothing, and the user's membership of it is left as it is. DNs
+// not return (noSuchObject, or an empty answer from an ACL or GLAuth)
+// confirms nothing, and the user's membership of it is left as it is. DNs
 // are compared parsed and case-insensitively. With [Config.NestedGroups] membership through groups
 // of groups counts too; a group that is the user's Active Directory primary
 // group (primaryGroupID) always counts.
@@ -225,8 +224,8 @@ func (m *memberCheck) member(ctx context.Context, g groupRef) (member, known boo
 // [memberByRule]: the group's entry is read (to the end of Active
 // Directory's ranges) only when the user's entry has no memberOf. known is
 // false when neither source can tell: no memberOf, and the group's entry
-// was not returned (noSuchObject, or an empty answer) or came without any
-// member attribute.
+// was not returned (noSuchObject, or an empty answer). An entry without
+// member values lists nobody.
 func (m *memberCheck) direct(ctx context.Context, g groupRef) (member, known bool, err error) {
 	u := m.u
 	var entry *groupEntry
@@ -235,7 +234,11 @@ func (m *memberCheck) direct(ctx context.Context, g groupRef) (member, known boo
 		if err != nil {
 			return false, false, err
 		}
-		if state != groupFound {
+		// An entry without member values is an empty group to a login
+		// (an emptied posixGroup removes its members at their next
+		// login); the batch sync, which would empty the group for every
+		// member at once, keeps them (see syncRun.weigh).
+		if state != groupFound && state != groupNoMemberValues {
 			return false, false, nil
 		}
 		entry = &groupEntry{dns: dns, uids: uids}
