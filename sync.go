@@ -907,14 +907,15 @@ func (r *syncRun) weigh(ctx context.Context, c *conn, g *syncedGroup) error {
 // are kept, and reported. Errors are those of the connection or ctx.
 func proveGone(ctx context.Context, dir Directory, groupDN string) (string, error) {
 	_, err := dir.Search(ctx, groupSearch(groupDN, []string{"1.1"}))
-	var ldapErr *ldap.Error
 	switch {
 	case err == nil:
 		return "a second read did not answer it", nil
-	case !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) || !errors.As(err, &ldapErr):
+	case !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
 		_, err := groupSearchError(ctx, groupDN, err)
 		return "", err
-	case ldapErr.MatchedDN == "":
+	}
+	var ldapErr *ldap.Error
+	if !errors.As(err, &ldapErr) || ldapErr.MatchedDN == "" {
 		return "the answer names no matched DN (OpenLDAP names none for a hidden entry)", nil
 	}
 	matched := ldapErr.MatchedDN
