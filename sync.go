@@ -1,6 +1,7 @@
 package ldapauth
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -1068,17 +1069,22 @@ func (r *syncRun) memberOfIndex(v string) int {
 // entry handles one user entry of the read.
 func (r *syncRun) entry(e *ldap.Entry) {
 	cfg := &r.a.cfg
-	names := slices.DeleteFunc(slices.Clone(e.GetEqualFoldAttributeValues(cfg.usernameAttribute())), func(v string) bool { return v == "" })
-	switch len(names) {
-	case 0:
+	values := e.GetEqualFoldAttributeValues(cfg.usernameAttribute())
+	username, n := "", 0
+	for _, v := range values {
+		if v != "" {
+			username = cmp.Or(username, v)
+			n++
+		}
+	}
+	switch {
+	case n == 0:
 		r.unnamed = append(r.unnamed, e.DN) // placed after the read (placeUnnamed)
 		return
-	case 1:
-	default:
-		r.multiValued(e.DN, names)
+	case n > 1:
+		r.multiValued(e.DN, slices.DeleteFunc(slices.Clone(values), func(v string) bool { return v == "" }))
 		return
 	}
-	username := names[0]
 	key := normUser(username)
 	su := r.users[key]
 	dup := su != nil && su.present
