@@ -1,6 +1,7 @@
 package ldapauth
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -89,7 +90,8 @@ type Config struct {
 	URLs []string
 
 	// UseTLS upgrades ldap:// connections with StartTLS before any bind. A
-	// failed upgrade is an error, never a fall-back to plain text.
+	// failed upgrade is an error, never a fall-back to plain text. It does
+	// not apply to ldaps:// servers, which use TLS from the start.
 	// LDAP_AUTH_USE_TLS.
 	UseTLS bool
 
@@ -97,8 +99,9 @@ type Config struct {
 	// LDAP_AUTH_SEARCH_BASE, default [DefaultSearchBase].
 	SearchBase string
 
-	// ObjectClass is the object class of user entries.
-	// LDAP_AUTH_OBJECT_CLASS, default [DefaultObjectClass].
+	// ObjectClass is the object class of user entries: a name (a
+	// descriptor such as inetOrgPerson) or a numeric OID; anything else is
+	// refused. LDAP_AUTH_OBJECT_CLASS, default [DefaultObjectClass].
 	ObjectClass string
 
 	// UserFields maps user fields to the directory attributes that hold
@@ -147,7 +150,9 @@ type Config struct {
 	SyncRelations RelationSyncer
 
 	// OrganisationID is the organisation every user logging in joins, used
-	// by [SyncUserGroups]. LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID.
+	// by [SyncUserGroups]. LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID, which
+	// must be a positive whole number that fits in 64 bits, as Flagsmith
+	// reads it; set in code, any string.
 	OrganisationID string
 
 	// SyncedGroups lists the DNs of the groups copied into the store, used
@@ -155,7 +160,8 @@ type Config struct {
 	SyncedGroups []string
 
 	// LoginGroup is the DN of the group whose members alone may log in,
-	// used by [LoginGroupFilters]. LDAP_LOGIN_GROUP.
+	// used by [LoginGroupFilters], which refuses to run without it (the
+	// Python original would then let everyone in). LDAP_LOGIN_GROUP.
 	LoginGroup string
 
 	// SyncUsername and SyncPassword are the account the directory sync job
@@ -405,6 +411,16 @@ func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
 			cfg.PoolSize = n
 		}
 	}
+	if v := cfg.OrganisationID; v != "" {
+		// Flagsmith reads it as an integer: refuse what it would refuse,
+		// here rather than at the first login. Code may set any string.
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			errs = append(errs, configErr(fmt.Sprintf("%q is not a positive whole number that fits in 64 bits (Flagsmith reads it as an organisation's integer ID)", v), EnvOrganisationID))
+		} else {
+			cfg.OrganisationID = strconv.FormatInt(n, 10)
+		}
+	}
 	if v := get(EnvSyncedGroups); v != "" {
 		for _, item := range strings.Split(v, ":") {
 			if item = strings.TrimSpace(item); item != "" {
@@ -513,9 +529,12 @@ func (c *Config) parse() (parsed, []*ConfigError) {
 		}
 		p.servers = append(p.servers, s)
 		usesTLS = usesTLS || s.ldaps
-		if c.UseTLS && s.ldaps {
-			add(fmt.Sprintf("StartTLS cannot run on %s, which is TLS already", u), EnvUseTLS, EnvURL)
-		}
+		// UseTLS with an ldaps:// URL is redundant, not a mistake: TLS is
+		// on from the start and StartTLS is not attempted there (New
+		// notes it in the log).
+	}
+	if c.ObjectClass != "" && !validObjectClass(c.ObjectClass) {
+		add(fmt.Sprintf("%q is not an object class name (a name such as inetOrgPerson or user, or a numeric OID such as 2.5.6.6); anything else would go into every search filter", c.ObjectClass), EnvObjectClass)
 	}
 	if c.SearchBase != "" {
 		if _, err := ldap.ParseDN(c.SearchBase); err != nil {
@@ -561,8 +580,11 @@ func (c *Config) parse() (parsed, []*ConfigError) {
 			add("set, but the search filters ignore it: set LDAP_AUTH_FORMAT_SEARCH_FILTERS to flagsmith_ldap.ldap.login_group_search_filter", EnvLoginGroup, EnvSearchFilters)
 		}
 	}
-	// The login-group filter without a group adds no filter, as in
-	// Flagsmith: not an error.
+	if c.LoginGroup == "" && c.usesLoginGroupFilters() {
+		// Flagsmith then adds no filter and lets everyone in: a misspelt
+		// group variable would open the door.
+		add("not set, but the login-group filter needs it: without a group it would let every user log in", EnvLoginGroup, EnvSearchFilters)
+	}
 
 	if !c.NestedGroups.valid() {
 		add(fmt.Sprintf("%q is not one of off, active_directory, walk", string(c.NestedGroups)), EnvNestedGroups)
@@ -622,6 +644,58 @@ func (c *Config) parse() (parsed, []*ConfigError) {
 
 // The built-in pieces, by value or by pointer. ldapauth tells them apart
 // with these alone.
+
+// validObjectClass reports whether name is an object class name as RFC
+// 4512 writes one: a descriptor (a letter, then letters, digits and
+// hyphens) or a numeric OID (numbers without leading zeros, separated by
+// dots).
+func validObjectClass(name string) bool {
+	isDigit := func(r byte) bool { return r >= '0' && r <= '9' }
+	isLetter := func(r byte) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }
+	if isLetter(name[0]) {
+		for i := 1; i < len(name); i++ {
+			if !isLetter(name[i]) && !isDigit(name[i]) && name[i] != '-' {
+				return false
+			}
+		}
+		return true
+	}
+	parts := strings.Split(name, ".")
+	if len(parts) < 2 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || len(p) > 1 && p[0] == '0' {
+			return false
+		}
+		for i := 0; i < len(p); i++ {
+			if !isDigit(p[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// noteTLS logs, once, at Info, that LDAP_AUTH_USE_TLS does not apply to the
+// ldaps:// servers: a Flagsmith env file may set both, which is redundant
+// rather than wrong.
+func noteTLS(cfg *Config, servers []server) {
+	if !cfg.UseTLS {
+		return
+	}
+	var ldaps []string
+	for _, s := range servers {
+		if s.ldaps {
+			ldaps = append(ldaps, s.url)
+		}
+	}
+	if len(ldaps) > 0 {
+		cfg.Logger.LogAttrs(context.Background(), slog.LevelInfo,
+			"ldapauth: LDAP_AUTH_USE_TLS applies to ldap:// servers only: ldaps:// servers use TLS from the start, StartTLS is not attempted there",
+			slog.String("servers", strings.Join(ldaps, " ")))
+	}
+}
 
 // usesDefaultFilters reports whether the search filter builder is
 // [DefaultFilters] (or unset).

@@ -248,7 +248,11 @@ func TestLoadConfigCallableNames(t *testing.T) {
 	}
 	for name, want := range filters {
 		t.Run(name, func(t *testing.T) {
-			cfg, err := ldapauth.LoadConfig(env(with(map[string]string{"LDAP_AUTH_FORMAT_SEARCH_FILTERS": name})))
+			cfg, err := ldapauth.LoadConfig(env(with(map[string]string{"LDAP_AUTH_FORMAT_SEARCH_FILTERS": name, "LDAP_LOGIN_GROUP": "cn=g,dc=x"})))
+			if want == (ldapauth.DefaultFilters{}) {
+				require.ErrorIs(t, err, ldapauth.ErrConfig, "the default filters ignore the login group")
+				cfg, err = ldapauth.LoadConfig(env(with(map[string]string{"LDAP_AUTH_FORMAT_SEARCH_FILTERS": name})))
+			}
 			require.NoError(t, err)
 			assert.Equal(t, want, cfg.SearchFilters)
 		})
@@ -380,8 +384,8 @@ func TestLoadConfigCrossVariableMistakes(t *testing.T) {
 			[]string{"LDAP_AUTH_CONNECTION_PASSWORD", "LDAP_AUTH_CONNECTION_USERNAME"}},
 		{"sync password without username", map[string]string{"LDAP_SYNC_USER_PASSWORD": "x"},
 			[]string{"LDAP_SYNC_USER_USERNAME", "LDAP_SYNC_USER_PASSWORD"}},
-		{"StartTLS on ldaps", map[string]string{"LDAP_AUTH_URL": "ldaps://127.0.0.1", "LDAP_AUTH_USE_TLS": "true"},
-			[]string{"LDAP_AUTH_USE_TLS", "LDAP_AUTH_URL"}},
+		{"login-group filter without a group", map[string]string{"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter"},
+			[]string{"LDAP_LOGIN_GROUP", "LDAP_AUTH_FORMAT_SEARCH_FILTERS"}},
 		{"CA file without TLS", map[string]string{"LDAP_AUTH_TLS_CA_FILE": "CAFILE"},
 			[]string{"LDAP_AUTH_TLS_CA_FILE", "LDAP_AUTH_URL", "LDAP_AUTH_USE_TLS"}},
 		{"CA file with verification off", map[string]string{"LDAP_AUTH_URL": "ldaps://127.0.0.1", "LDAP_AUTH_TLS_CA_FILE": "CAFILE", "LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY": "true"},
@@ -413,12 +417,102 @@ func TestLoadConfigCrossVariableMistakes(t *testing.T) {
 	}
 }
 
-// The login-group filter without a group is what an existing Flagsmith
-// env file may hold: it loads, and adds no filter.
-func TestLoadConfigLoginFilterWithoutGroup(t *testing.T) {
-	cfg, err := ldapauth.LoadConfig(env(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1", "LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter"}))
-	require.NoError(t, err)
-	assert.Equal(t, ldapauth.LoginGroupFilters{}, cfg.SearchFilters)
+// The login-group filter without a group: the Python original adds no
+// filter and lets everyone in, so a misspelt LDAP_LOGIN_GROUP opens the
+// door. ldapauth refuses it under every name of the filter, from the
+// environment and from code.
+func TestLoginGroupFilterWithoutGroupRefused(t *testing.T) {
+	for _, name := range []string{
+		"flagsmith_ldap.ldap.login_group_search_filter", "custom_auth.ldap.login_group_search_filter",
+		"flagsmith.ldap.login_group_search_filter", "login_group",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ldapauth.LoadConfig(env(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1", "LDAP_AUTH_FORMAT_SEARCH_FILTERS": name}))
+			require.ErrorIs(t, err, ldapauth.ErrConfig)
+			got := configErrors(t, err)
+			require.Len(t, got, 1, "%v", err)
+			assert.Equal(t, []string{"LDAP_LOGIN_GROUP", "LDAP_AUTH_FORMAT_SEARCH_FILTERS"}, got["LDAP_LOGIN_GROUP"].Variables)
+		})
+	}
+	for _, f := range []ldapauth.SearchFilterBuilder{ldapauth.LoginGroupFilters{}, &ldapauth.LoginGroupFilters{}} {
+		_, err := ldapauth.New(&ldapauth.Config{URLs: []string{"ldap://127.0.0.1"}, SearchFilters: f})
+		require.ErrorIs(t, err, ldapauth.ErrConfig)
+		assert.Contains(t, configErrors(t, err), "LDAP_LOGIN_GROUP", "a code-built configuration is refused too")
+	}
+}
+
+// LDAP_AUTH_OBJECT_CLASS goes into every search filter: only a name or a
+// numeric OID is accepted (RFC 4512), so a filter fragment cannot make
+// every login "unknown user" (or widen the search).
+func TestObjectClassValidated(t *testing.T) {
+	for _, ok := range []string{"inetOrgPerson", "user", "posixAccount", "x-custom-1", "2.5.6.6", "1.3.6.1.4.1.42.2.27.4.2.1", `"person"`} {
+		cfg, err := ldapauth.LoadConfig(env(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1", "LDAP_AUTH_OBJECT_CLASS": ok}))
+		require.NoError(t, err, ok)
+		assert.Equal(t, strings.Trim(ok, `"`), cfg.ObjectClass)
+	}
+	for _, bad := range []string{"inetOrgPerson)(uid=*", "*", "user*", "(objectClass=user)", "inet OrgPerson", "-user", "1user", "2", "2..5", "2.5.", "02.5.6", "ünicode", "user;binary"} {
+		_, err := ldapauth.LoadConfig(env(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1", "LDAP_AUTH_OBJECT_CLASS": bad}))
+		require.ErrorIs(t, err, ldapauth.ErrConfig, "%q", bad)
+		got := configErrors(t, err)
+		require.Len(t, got, 1, "%q: %v", bad, err)
+		assert.Contains(t, got, "LDAP_AUTH_OBJECT_CLASS", "%q", bad)
+	}
+	err := (&ldapauth.Config{URLs: []string{"ldap://127.0.0.1"}, ObjectClass: "user)(cn=*"}).Validate()
+	assert.Contains(t, configErrors(t, err), "LDAP_AUTH_OBJECT_CLASS", "a code-built value is checked too")
+}
+
+// LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID from the environment is read as
+// Flagsmith reads it: a positive integer that fits in 64 bits. Code may
+// still set any string.
+func TestOrganisationIDFromEnvironment(t *testing.T) {
+	vars := func(id string) map[string]string {
+		return map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1", "LDAP_AUTH_SYNC_USER_RELATIONS": "flagsmith_ldap.ldap.sync_user_groups",
+			"LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID": id}
+	}
+	for id, want := range map[string]string{"1": "1", "42": "42", `"7"`: "7", "+5": "5", "007": "7", "9223372036854775807": "9223372036854775807"} {
+		cfg, err := ldapauth.LoadConfig(env(vars(id)))
+		require.NoError(t, err, id)
+		assert.Equal(t, want, cfg.OrganisationID, id)
+	}
+	for _, bad := range []string{"one", "-5", "0", "99999999999999999999", "9223372036854775808", "1.5", "1e3", "0x10", "1 2"} {
+		_, err := ldapauth.LoadConfig(env(vars(bad)))
+		require.ErrorIs(t, err, ldapauth.ErrConfig, "%q", bad)
+		got := configErrors(t, err)
+		require.Len(t, got, 1, "%q: %v", bad, err)
+		assert.Contains(t, got, "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID", "%q", bad)
+	}
+	require.NoError(t, (&ldapauth.Config{URLs: []string{"ldap://127.0.0.1"}, SyncRelations: ldapauth.SyncUserGroups{},
+		OrganisationID: "org-one", Store: ldapauth.NewMemStore()}).Validate(), "code may set any string")
+}
+
+// The env files of testdata/failclosed: each mistake that would open the
+// door or break every login is refused, naming its variables; the
+// redundant ldaps:// with LDAP_AUTH_USE_TLS=True loads unchanged.
+func TestLoadConfigFailClosedEnvFiles(t *testing.T) {
+	for file, vars := range map[string][]string{
+		"login-group-filter-without-group.env": {"LDAP_LOGIN_GROUP", "LDAP_AUTH_FORMAT_SEARCH_FILTERS"},
+		"object-class-injection.env":           {"LDAP_AUTH_OBJECT_CLASS"},
+		"organisation-id-not-integer.env":      {"LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID"},
+	} {
+		t.Run(file, func(t *testing.T) {
+			_, err := ldapauth.LoadConfig(env(readEnvFile(t, filepath.Join("testdata", "failclosed", file))))
+			require.ErrorIs(t, err, ldapauth.ErrConfig)
+			got := configErrors(t, err)
+			require.Len(t, got, 1, "%v", err)
+			require.Contains(t, got, vars[0], "%v", err)
+			assert.Equal(t, vars, got[vars[0]].Variables)
+		})
+	}
+	t.Run("ldaps-with-use-tls.env", func(t *testing.T) {
+		cfg, err := ldapauth.LoadConfig(env(readEnvFile(t, filepath.Join("testdata", "failclosed", "ldaps-with-use-tls.env"))))
+		require.NoError(t, err)
+		assert.True(t, cfg.UseTLS)
+		assert.Equal(t, []string{"ldaps://localhost:636"}, cfg.URLs)
+		cfg.Store = ldapauth.NewMemStore()
+		a, err := ldapauth.New(cfg)
+		require.NoError(t, err)
+		a.Close()
+	})
 }
 
 func TestValidateCodeBuiltConfig(t *testing.T) {
@@ -539,7 +633,8 @@ func TestValidateBuiltinsByPointer(t *testing.T) {
 		{"login group with *DefaultFilters", ldapauth.Config{SearchFilters: &ldapauth.DefaultFilters{}, LoginGroup: group}, "LDAP_LOGIN_GROUP"},
 		{"login group with *LoginGroupFilters", ldapauth.Config{SearchFilters: &ldapauth.LoginGroupFilters{}, LoginGroup: group}, ""},
 		{"*SyncUserGroups without an organisation", ldapauth.Config{SyncRelations: &ldapauth.SyncUserGroups{}}, "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID"},
-		{"ExcludeDisabled with *LoginGroupFilters", ldapauth.Config{SearchFilters: &ldapauth.LoginGroupFilters{}, ExcludeDisabled: true}, ""},
+		{"ExcludeDisabled with *LoginGroupFilters", ldapauth.Config{SearchFilters: &ldapauth.LoginGroupFilters{}, LoginGroup: group, ExcludeDisabled: true}, ""},
+		{"*LoginGroupFilters without a login group", ldapauth.Config{SearchFilters: &ldapauth.LoginGroupFilters{}}, "LDAP_LOGIN_GROUP"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -162,7 +162,7 @@ func (a *Authenticator) dialServer(ctx context.Context, s server) (*conn, error)
 	// timeout is do's own instead.
 	l.Start()
 	c := &conn{l: l, raw: raw, wire: wire, url: s.url, receiveTimeout: a.cfg.ReceiveTimeout}
-	if a.cfg.UseTLS {
+	if a.cfg.UseTLS && !s.ldaps { // an ldaps:// server is TLS already
 		// The handshake inside StartTLS has no context of its own: bound it
 		// by the socket deadline, then clear the deadline.
 		deadline, _ := dctx.Deadline()

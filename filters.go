@@ -69,7 +69,8 @@ func (DefaultFilters) String() string { return "django_python3_ldap.utils.format
 // (memberOf:1.2.840.113556.1.4.1941:=<group>), which also finds members of
 // groups in the group; for the other nesting and for Active Directory
 // primary groups the Authenticator checks a user the filter leaves out. Without
-// a login group it adds nothing, as Flagsmith's function does. It is
+// a login group it would add nothing, as Flagsmith's function does, and let
+// everyone in: [Config.Validate] (and so [New]) refuses that. It is
 // flagsmith_ldap.ldap.login_group_search_filter (custom_auth.ldap.* in the
 // flagsmith-api-ee image).
 type LoginGroupFilters struct{}

@@ -266,6 +266,7 @@ func New(cfg *Config) (*Authenticator, error) {
 	if c.LoginGroup != "" {
 		a.loginGroup = newGroupRef(c.LoginGroup)
 	}
+	noteTLS(&a.cfg, a.servers)
 	a.users = &pool{a: a, size: c.PoolSize}
 	a.service = &pool{a: a, size: c.PoolSize}
 

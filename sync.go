@@ -1,6 +1,7 @@
 package ldapauth
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/go-ldap/ldap/v3"
@@ -23,11 +25,12 @@ var (
 	// also matches its cause (ErrUnavailable, ErrServiceAccount,
 	// context.Canceled, ...).
 	ErrSyncAborted = errors.New("ldapauth: sync aborted, nothing written")
-	// ErrRemovalGuard means the sync refused to remove as many users as it
-	// planned (see [Config.SyncMaxRemovalPercent]) and wrote nothing. The
-	// error is a [*RemovalGuardError]; the report returned with it is the
-	// plan. Check it, then run again with [SyncOptions.Force].
-	ErrRemovalGuard = errors.New("ldapauth: sync refused: too many users to remove")
+	// ErrRemovalGuard means the sync refused to remove as many users,
+	// synced groups or memberships as it planned (see
+	// [Config.SyncMaxRemovalPercent]) and wrote nothing. The error is a
+	// [*RemovalGuardError]; the report returned with it is the plan. Check
+	// it, then run again with [SyncOptions.Force].
+	ErrRemovalGuard = errors.New("ldapauth: sync refused: too many removals")
 )
 
 // SyncOptions changes what one [Authenticator.Sync] run does.
@@ -35,7 +38,10 @@ type SyncOptions struct {
 	// DryRun reads the directory and the store, plans every change and
 	// returns the plan without writing anything.
 	DryRun bool
-	// Force removes users even when the removal guard would refuse.
+	// Force removes users, synced groups and memberships even when the
+	// removal guard would refuse, and makes the removals a run holds back
+	// because of entries without the username attribute (see
+	// [SyncReport.Held]).
 	Force bool
 	// CreateUsers also creates, with their organisation join and
 	// memberships, the users the directory returns that never logged in.
@@ -100,6 +106,62 @@ type SkippedEntry struct {
 	Reason string `json:"reason"`
 }
 
+// RemovalCount is one kind of removal the removal guard weighs: how many a
+// run removes, of how many the store holds.
+type RemovalCount struct {
+	Remove int `json:"remove"`
+	Total  int `json:"total"`
+	// OverLimit is set when Remove is above both the guard's share of
+	// Total and its allowance (and, for users, when the directory
+	// returned no user at all): the run is refused unless forced.
+	OverLimit bool `json:"over_limit"`
+}
+
+// String returns "remove of total", with "over the limit" when it is.
+func (c RemovalCount) String() string {
+	s := fmt.Sprintf("%d of %d", c.Remove, c.Total)
+	if c.OverLimit {
+		s += " (over the limit)"
+	}
+	return s
+}
+
+// RemovalGuard is what the removal guard weighed in a run: each kind of
+// removal against its own total in the store, each with the same share
+// (LDAP_SYNC_MAX_REMOVAL_PERCENT) and allowance ([SyncRemovalAllowance]).
+type RemovalGuard struct {
+	// LimitPercent is Config.SyncMaxRemovalPercent.
+	LimitPercent int `json:"limit_percent"`
+	// Allowance is SyncRemovalAllowance.
+	Allowance int `json:"allowance"`
+	// Users: directory-managed users removed, of those the store holds.
+	Users RemovalCount `json:"users"`
+	// Groups: synced groups removed, of the synced groups the store holds.
+	Groups RemovalCount `json:"groups"`
+	// Memberships: memberships removed from synced groups (not counting
+	// those that go with a removed user or group), of the memberships the
+	// store holds in synced groups.
+	Memberships RemovalCount `json:"memberships"`
+}
+
+// overLimit reports whether the guard refuses any kind.
+func (g RemovalGuard) overLimit() bool {
+	return g.Users.OverLimit || g.Groups.OverLimit || g.Memberships.OverLimit
+}
+
+// HeldRemovals are the removals a run planned but did not make, and why:
+// the read returned entries without the username attribute (an access rule
+// may hide it) that match no stored user by DN, so any stored user the read
+// missed may be one of them. The next complete read makes them, or
+// [SyncOptions.Force] does.
+type HeldRemovals struct {
+	// Reason says why; empty when nothing was held.
+	Reason             string       `json:"reason"`
+	UsersRemoved       []string     `json:"users_removed"`
+	GroupsRemoved      []Group      `json:"groups_removed"`
+	MembershipsRemoved []Membership `json:"memberships_removed"`
+}
+
 // SyncCounts are the lengths of a [SyncReport]'s lists, each field the
 // length of the list of the same name.
 type SyncCounts struct {
@@ -123,6 +185,8 @@ type SyncCounts struct {
 	MembershipsRemoved int `json:"memberships_removed"`
 	// Skipped is len(SyncReport.Skipped).
 	Skipped int `json:"skipped"`
+	// Held is the number of removals in SyncReport.Held, of every kind.
+	Held int `json:"held"`
 }
 
 // Changes is the number of store writes the counts stand for.
@@ -161,11 +225,12 @@ type SyncReport struct {
 	OrganisationJoins []string `json:"organisation_joins"`
 	// GroupsCreated are synced groups created because a user is a member.
 	GroupsCreated []Group `json:"groups_created"`
-	// GroupsRemoved are synced groups the directory reports gone
-	// (noSuchObject), removed with their memberships.
+	// GroupsRemoved are synced groups the directory proves gone (see
+	// [Authenticator.Sync]), removed with their memberships.
 	GroupsRemoved []Group `json:"groups_removed"`
 	// GroupsLeftAlone are store groups the sync did not touch: not in
-	// LDAP_SYNCED_GROUPS, or not confirmed gone.
+	// LDAP_SYNCED_GROUPS, not confirmed gone, or whose entry came without
+	// member values (their memberships read from it are kept).
 	GroupsLeftAlone []GroupNote `json:"groups_left_alone"`
 	// MembershipsAdded and MembershipsRemoved are changes of the synced
 	// groups' members (those of removed users and groups not included).
@@ -173,7 +238,11 @@ type SyncReport struct {
 	MembershipsRemoved []Membership `json:"memberships_removed"`
 	// Skipped are directory entries the sync could not use.
 	Skipped []SkippedEntry `json:"skipped"`
+	// Held are the removals planned but not made, and why.
+	Held HeldRemovals `json:"held"`
 
+	// RemovalGuard is what the removal guard weighed.
+	RemovalGuard RemovalGuard `json:"removal_guard"`
 	// Counts are the lengths of the lists above.
 	Counts SyncCounts `json:"counts"`
 }
@@ -202,6 +271,9 @@ func (r *SyncReport) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "ldapauth sync (%s%s): %d directory users in %d pages, %d directory-managed users in the store, %d changes\n",
 		mode, forced, r.DirectoryUsers, r.Pages, r.StoreUsers, r.Counts.Changes())
+	g := r.RemovalGuard
+	fmt.Fprintf(&b, "removal guard (%d%% of each, or %d): users %s, synced groups %s, memberships %s\n",
+		g.LimitPercent, g.Allowance, g.Users, g.Groups, g.Memberships)
 	list := func(title string, items []string) {
 		if len(items) == 0 {
 			return
@@ -249,6 +321,22 @@ func (r *SyncReport) WriteText(w io.Writer) error {
 	list("memberships removed", members(r.MembershipsRemoved))
 	list("groups left alone", notes(r.GroupsLeftAlone))
 	list("entries skipped", skipped(r.Skipped))
+	if r.Held.Reason != "" {
+		var held []string
+		for _, u := range r.Held.UsersRemoved {
+			held = append(held, "user "+u)
+		}
+		for _, g := range r.Held.GroupsRemoved {
+			held = append(held, "group "+g.DN)
+		}
+		for _, m := range members(r.Held.MembershipsRemoved) {
+			held = append(held, "membership "+m)
+		}
+		fmt.Fprintf(&b, "removals held back (%d): %s\n", len(held), r.Held.Reason)
+		for _, it := range held {
+			fmt.Fprintf(&b, "  %s\n", it)
+		}
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -259,6 +347,7 @@ func (r *SyncReport) count() {
 		OrganisationJoins: len(r.OrganisationJoins), GroupsCreated: len(r.GroupsCreated), GroupsRemoved: len(r.GroupsRemoved),
 		GroupsLeftAlone: len(r.GroupsLeftAlone), MembershipsAdded: len(r.MembershipsAdded),
 		MembershipsRemoved: len(r.MembershipsRemoved), Skipped: len(r.Skipped),
+		Held: len(r.Held.UsersRemoved) + len(r.Held.GroupsRemoved) + len(r.Held.MembershipsRemoved),
 	}
 }
 
@@ -307,23 +396,30 @@ func (e *SyncAbortError) Unwrap() error { return e.Err }
 // RemovalGuardError reports a sync refused by the removal guard. It matches
 // [ErrRemovalGuard].
 type RemovalGuardError struct {
-	// Remove is how many users the sync would remove, of Managed
-	// directory-managed users in the store.
-	Remove, Managed int
-	// LimitPercent is Config.SyncMaxRemovalPercent.
-	LimitPercent int
-	// EmptyDirectory is set when the directory returned no user at all.
+	// RemovalGuard is what the guard weighed; the kinds it refused have
+	// OverLimit set.
+	RemovalGuard
+	// EmptyDirectory is set when the directory returned no user at all
+	// while the sync would remove some.
 	EmptyDirectory bool
 }
 
-// Error says how many users the sync would remove, of how many, and why
-// it refused.
+// Error says what the sync would remove, of how many, and why it refused.
 func (e *RemovalGuardError) Error() string {
 	if e.EmptyDirectory {
-		return fmt.Sprintf("%s: the directory returned no user, the sync would remove all %d directory-managed users; check the search base and filters, then force", ErrRemovalGuard, e.Remove)
+		return fmt.Sprintf("%s: the directory returned no user, the sync would remove all %d directory-managed users; check the search base and filters, then force", ErrRemovalGuard, e.Users.Remove)
 	}
-	return fmt.Sprintf("%s: %d of %d directory-managed users (%.1f%%), above %s=%d and the allowance of %d; check the plan, then force",
-		ErrRemovalGuard, e.Remove, e.Managed, 100*float64(e.Remove)/float64(max(e.Managed, 1)), EnvSyncMaxRemoval, e.LimitPercent, SyncRemovalAllowance)
+	var over []string
+	for _, k := range []struct {
+		what string
+		c    RemovalCount
+	}{{"directory-managed users", e.Users}, {"synced groups", e.Groups}, {"memberships of synced groups", e.Memberships}} {
+		if k.c.OverLimit {
+			over = append(over, fmt.Sprintf("%d of %d %s (%.1f%%)", k.c.Remove, k.c.Total, k.what, 100*float64(k.c.Remove)/float64(max(k.c.Total, 1))))
+		}
+	}
+	return fmt.Sprintf("%s: %s, above %s=%d and the allowance of %d; check the plan, then force",
+		ErrRemovalGuard, strings.Join(over, "; "), EnvSyncMaxRemoval, e.LimitPercent, e.Allowance)
 }
 
 // Is reports whether target is ErrRemovalGuard.
@@ -337,9 +433,13 @@ func (e *RemovalGuardError) Is(target error) bool { return target == ErrRemovalG
 // search, and then:
 //
 //   - removes the directory-managed users the directory no longer returns;
-//   - removes the synced groups whose DN the directory reports gone
-//     (noSuchObject); a group that merely returns no entry, or that is no
-//     longer in LDAP_SYNCED_GROUPS, is left alone and reported;
+//   - removes the synced groups the directory proves gone: noSuchObject
+//     alone is no proof (OpenLDAP answers it for an entry an access rule
+//     hides), so the answer must name the group's parent (or another entry
+//     above it) as its matched DN, the sync account must read that entry,
+//     and a one-level search under it must return no such entry; any other
+//     answer, an empty one, or a group no longer in LDAP_SYNCED_GROUPS, is
+//     left alone and reported;
 //   - removes users from the synced groups they left and adds them to the
 //     synced groups they joined, by the same rule as the login syncer
 //     (memberOf, or where an entry has none, the group's own entry, read
@@ -352,12 +452,24 @@ func (e *RemovalGuardError) Is(target error) bool { return target == ErrRemovalG
 //     organisation join, as a login would;
 //   - with CreateUsers, creates users that never logged in.
 //
+// Entries it cannot map to one user are skipped and reported, and change
+// no user: an entry whose username attribute has several values (the
+// users they name are kept unchanged), a username on two entries, and an
+// entry without the username attribute (an access rule may hide it). Such
+// an entry is matched to a stored user by DN when the store gives details
+// (that user is kept unchanged); when one matches nobody, the run holds
+// back every removal ([SyncReport.Held]) unless opts.Force, since any
+// stored user the read missed may be that entry. A group entry read
+// without any member values (an access rule may hide them) confirms no
+// membership either way: those memberships are kept, and reported.
+//
 // Nothing is written until the whole directory view has been read: any
 // search error, size or time limit, referral-only answer, lost connection
 // or end of ctx during the read returns a [*SyncAbortError] (ErrSyncAborted)
-// and no report. A run that would remove too many users returns the plan
-// with a [*RemovalGuardError] (ErrRemovalGuard) and writes nothing, unless
-// opts.Force. A dry run returns the plan and writes nothing. Missing
+// and no report. A run that would remove too many users, synced groups or
+// memberships (each kind weighed against its own total in the store)
+// returns the plan with a [*RemovalGuardError] (ErrRemovalGuard) and writes
+// nothing, unless opts.Force. A dry run returns the plan and writes nothing. Missing
 // settings return the joined [*ConfigError]s, one per variable. If a store
 // write fails or ctx ends while applying, the report (Applied false) lists
 // the whole plan and the error wraps the cause; every store method is
@@ -450,6 +562,12 @@ type syncedGroup struct {
 	read    bool                // its entry was read
 	state   groupState
 	entry   *groupEntry
+	// gone: proven gone (proveGone), or, for a group the store does not
+	// hold, answered noSuchObject (no membership is added to it).
+	gone bool
+	// note says why a group the store holds is kept although its read
+	// confirmed nothing.
+	note string
 }
 
 // storeUser is a directory-managed user of the store during a run.
@@ -485,11 +603,18 @@ type syncRun struct {
 
 	// seen holds normUser of the directory usernames the store does not
 	// hold (those it holds are marked present); dirUsers counts both.
-	seen      map[string]struct{}
-	dirUsers  int
+	seen     map[string]struct{}
+	dirUsers int
+	// ambiguous holds normUser of the usernames the run leaves unchanged:
+	// on more than one entry, among the values of a multi-valued username
+	// attribute, or a stored user matched by DN to an entry without one.
 	ambiguous map[string]bool
-	pending   []pendingUser
-	matched   []int // scratch: synced groups of the current entry
+	// unnamed holds the DNs of the entries read without the username
+	// attribute; hold says why the run holds back its removals, if it does.
+	unnamed []string
+	hold    string
+	pending []pendingUser
+	matched []int // scratch: synced groups of the current entry
 
 	saves []*User // users to create or update, in that order of the report
 
@@ -646,6 +771,7 @@ func (r *syncRun) read(ctx context.Context) error {
 	if err != nil {
 		return r.readError(ctx, err)
 	}
+	r.placeUnnamed()
 	if err := r.admitMissing(ctx, c); err != nil {
 		return err
 	}
@@ -691,6 +817,9 @@ func (r *syncRun) read(ctx context.Context) error {
 			entry.index(wantDNs, wantUIDs)
 		}
 		g.read, g.state, g.entry = true, state, entry
+		if err := r.weigh(ctx, c, g); err != nil {
+			return r.abort(SyncReadGroups, err)
+		}
 		r.prog.Groups++
 		r.progress(SyncReadGroups)
 	}
@@ -715,7 +844,7 @@ func (r *syncRun) read(ctx context.Context) error {
 	// number of queries: one set per planned removal, never per user).
 	for _, cr := range r.confirm {
 		g := r.groups[cr.group]
-		if g.read && g.state == groupGone {
+		if g.gone {
 			continue // removed with the group
 		}
 		member, err := a.newMemberCheck(cr.user, c).indirect(ctx, g.ref)
@@ -731,6 +860,99 @@ func (r *syncRun) read(ctx context.Context) error {
 	}
 	r.confirm = nil
 	return nil
+}
+
+// weigh decides what the read of synced group g proves: gone (only with
+// proveGone's proof, for a group the store holds), or kept with a note
+// when the read confirmed nothing about a group the store holds.
+func (r *syncRun) weigh(ctx context.Context, c *conn, g *syncedGroup) error {
+	switch g.state {
+	case groupNoSuchObject:
+		if !g.inStore {
+			g.gone = true // nothing to remove; nothing is added to it either
+			return nil
+		}
+		why, err := proveGone(ctx, c, g.dn)
+		if err != nil {
+			return err
+		}
+		g.gone = why == ""
+		if !g.gone {
+			g.note = "not confirmed gone: noSuchObject, which is also the answer for an entry an access rule hides, and " + why + "; kept"
+		}
+	case groupUnconfirmed:
+		if g.inStore {
+			g.note = "not confirmed gone: the directory returned neither the entry nor noSuchObject (an access rule, or a server such as GLAuth); kept"
+		}
+	case groupNoMemberValues:
+		if g.inStore && len(g.members) > 0 {
+			g.note = fmt.Sprintf("its entry came without member, uniqueMember or memberUid values (an access rule may hide them): the %d memberships it would decide are kept", len(g.members))
+		}
+	}
+	return nil
+}
+
+// proveGone asks the directory, as the sync account, to prove that the
+// group groupDN, whose base search answered noSuchObject, is gone rather
+// than hidden by an access rule (OpenLDAP answers both with noSuchObject).
+// It returns "" when it is proven, or why it is not. The proof is three
+// answers an access rule hiding the group cannot give:
+//   - noSuchObject again, naming as its matched DN an entry above the
+//     group: the server found that entry and nothing below it on the way
+//     to the group (for an entry it hides, OpenLDAP names none);
+//   - a base search of that entry returns it: the account may read there;
+//   - a one-level search under it for the next entry on the way to the
+//     group (by its RDN) succeeds and does not return it.
+//
+// A server that names no matched DN never proves a group gone: such groups
+// are kept, and reported. Errors are those of the connection or ctx.
+func proveGone(ctx context.Context, dir Directory, groupDN string) (string, error) {
+	_, err := dir.Search(ctx, groupSearch(groupDN, []string{"1.1"}))
+	switch {
+	case err == nil:
+		return "a second read did not answer it", nil
+	case !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
+		_, err := groupSearchError(ctx, groupDN, err)
+		return "", err
+	}
+	var ldapErr *ldap.Error
+	if !errors.As(err, &ldapErr) || ldapErr.MatchedDN == "" {
+		return "the answer names no matched DN (OpenLDAP names none for a hidden entry)", nil
+	}
+	matched := ldapErr.MatchedDN
+	group, gerr := ldap.ParseDN(groupDN)
+	above, merr := ldap.ParseDN(matched)
+	if gerr != nil || merr != nil || !above.AncestorOfFold(group) {
+		return fmt.Sprintf("the matched DN %q is not above the group", matched), nil
+	}
+	next := &ldap.DN{RDNs: group.RDNs[len(group.RDNs)-len(above.RDNs)-1:]}
+	var terms strings.Builder
+	for _, av := range next.RDNs[0].Attributes {
+		fmt.Fprintf(&terms, "(%s=%s)", av.Type, ldap.EscapeFilter(av.Value))
+	}
+	reads := []struct {
+		scope  int
+		filter string
+	}{{ldap.ScopeBaseObject, "(objectClass=*)"}, {ldap.ScopeSingleLevel, "(&" + terms.String() + ")"}}
+	for i, rd := range reads {
+		res, err := dir.Search(ctx, ldap.NewSearchRequest(matched, rd.scope, ldap.NeverDerefAliases, 0, 0, false, rd.filter, []string{"1.1"}, nil))
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", ctxError(ctx)
+			}
+			if isNetworkError(err) {
+				return "", wrap(classifyNetwork(err), "read %s", matched)
+			}
+			return fmt.Sprintf("the sync account cannot read %s, the entry the answer names (%s)", matched, unprefixed(err)), nil
+		}
+		switch {
+		case i == 0 && len(res.Entries) == 0:
+			return fmt.Sprintf("the sync account is not shown %s, the entry the answer names", matched), nil
+		case i == 1 && slices.ContainsFunc(res.Entries, func(e *ldap.Entry) bool { return DNKey(e.DN) == DNKey(next.String()) }):
+			return fmt.Sprintf("a one-level search of %s returns %s", matched, next), nil
+		}
+	}
+	return "", nil
 }
 
 // admitMissing gives each directory-managed user the paged read did not
@@ -847,9 +1069,20 @@ func (r *syncRun) memberOfIndex(v string) int {
 // entry handles one user entry of the read.
 func (r *syncRun) entry(e *ldap.Entry) {
 	cfg := &r.a.cfg
-	username := e.GetEqualFoldAttributeValue(cfg.usernameAttribute())
-	if username == "" {
-		r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: e.DN, Reason: "no " + cfg.usernameAttribute() + " attribute (the username field)"})
+	values := e.GetEqualFoldAttributeValues(cfg.usernameAttribute())
+	username, n := "", 0
+	for _, v := range values {
+		if v != "" {
+			username = cmp.Or(username, v)
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		r.unnamed = append(r.unnamed, e.DN) // placed after the read (placeUnnamed)
+		return
+	case n > 1:
+		r.multiValued(e.DN, slices.DeleteFunc(slices.Clone(values), func(v string) bool { return v == "" }))
 		return
 	}
 	key := normUser(username)
@@ -917,6 +1150,65 @@ func (r *syncRun) entry(e *ldap.Entry) {
 		}
 		r.member(i, username, member)
 	}
+}
+
+// multiValued skips an entry whose username attribute has several values:
+// which of them is the user cannot be told, so it is mapped onto no user's
+// record. The stored users they name are kept, unchanged.
+func (r *syncRun) multiValued(dn string, names []string) {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		if len(n) > 64 {
+			n = n[:64] + "..."
+		}
+		quoted[i] = strconv.Quote(n)
+	}
+	r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: dn,
+		Reason: fmt.Sprintf("%d values of %s (%s): which one is the user is ambiguous, so the entry is mapped to no user; the users they name are kept unchanged",
+			len(names), r.a.cfg.usernameAttribute(), strings.Join(quoted, ", "))})
+	for _, n := range names {
+		key := normUser(n)
+		r.ambiguous[key] = true
+		if su := r.users[key]; su != nil {
+			su.present = true
+		} else {
+			r.seen[key] = struct{}{}
+		}
+	}
+}
+
+// placeUnnamed places the entries read without the username attribute (an
+// access rule may hide it): one whose DN is a stored user's keeps that
+// user, unchanged; when one matches no stored user, any user the read
+// missed may be that entry, so the run holds back its removals.
+func (r *syncRun) placeUnnamed() {
+	if len(r.unnamed) == 0 {
+		return
+	}
+	attr := r.a.cfg.usernameAttribute()
+	byDN := map[string]*storeUser{}
+	for _, su := range r.users {
+		if !su.present && su.hasDetails && su.details.DN != "" {
+			byDN[DNKey(su.details.DN)] = su
+		}
+	}
+	unmatched := 0
+	for _, dn := range r.unnamed {
+		if su := byDN[DNKey(dn)]; su != nil && !su.present {
+			su.present = true
+			r.ambiguous[normUser(su.username)] = true
+			r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: dn,
+				Reason: fmt.Sprintf("no %s attribute (the username field; an access rule may hide it): matched by DN to the stored user %q, kept unchanged", attr, su.username)})
+			continue
+		}
+		unmatched++
+		r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: dn,
+			Reason: fmt.Sprintf("no %s attribute (the username field; an access rule may hide it), and no stored user has this DN: removals are held back", attr)})
+	}
+	if unmatched > 0 {
+		r.hold = fmt.Sprintf("%d entries without the %s attribute match no stored user by DN, so any stored user the read missed may be one of them; fix the entries or the sync account's access, or force", unmatched, attr)
+	}
+	r.unnamed = nil
 }
 
 // indirect reports whether a login could count a membership that the
@@ -994,15 +1286,14 @@ func (r *syncRun) plan() {
 	gone := map[string]bool{}
 	for _, g := range r.groups {
 		switch {
-		case !g.read || g.state == groupFound:
-		case g.state == groupGone:
+		case !g.read:
+		case g.gone:
 			gone[g.dn] = true
 			if g.inStore {
 				rep.GroupsRemoved = append(rep.GroupsRemoved, g.group)
 			}
-		case g.state == groupUnconfirmed && g.inStore:
-			rep.GroupsLeftAlone = append(rep.GroupsLeftAlone, GroupNote{DN: g.group.DN,
-				Reason: "the directory returned neither the entry nor noSuchObject (an ACL, or a server such as GLAuth): not confirmed gone"})
+		case g.note != "":
+			rep.GroupsLeftAlone = append(rep.GroupsLeftAlone, GroupNote{DN: g.group.DN, Reason: g.note})
 		}
 	}
 	for _, g := range r.others {
@@ -1043,24 +1334,48 @@ func (r *syncRun) plan() {
 	}
 	slices.SortFunc(rep.MembershipsAdded, byMember)
 	slices.SortFunc(rep.MembershipsRemoved, byMember)
+	if r.hold != "" && !r.opts.Force {
+		rep.Held = HeldRemovals{Reason: r.hold, UsersRemoved: rep.UsersRemoved, GroupsRemoved: rep.GroupsRemoved, MembershipsRemoved: rep.MembershipsRemoved}
+		rep.UsersRemoved, rep.GroupsRemoved, rep.MembershipsRemoved = nil, nil, nil
+	}
+	r.weighRemovals()
 	rep.count()
 }
 
-// guard applies the removal guard.
-func (r *syncRun) guard() error {
+// weighRemovals fills the report's RemovalGuard: each kind of removal
+// against its own total in the store.
+func (r *syncRun) weighRemovals() {
 	rep := r.report
-	remove, managed := len(rep.UsersRemoved), rep.StoreUsers
-	if remove == 0 || r.opts.Force {
+	limit := r.a.cfg.SyncMaxRemovalPercent
+	count := func(remove, total int) RemovalCount {
+		return RemovalCount{Remove: remove, Total: total, OverLimit: remove > SyncRemovalAllowance && remove*100 > limit*total}
+	}
+	groups, memberships := 0, 0
+	for _, g := range r.groups {
+		if g.inStore {
+			groups++
+			memberships += len(g.members)
+		}
+	}
+	rep.RemovalGuard = RemovalGuard{
+		LimitPercent: limit,
+		Allowance:    SyncRemovalAllowance,
+		Users:        count(len(rep.UsersRemoved), rep.StoreUsers),
+		Groups:       count(len(rep.GroupsRemoved), groups),
+		Memberships:  count(len(rep.MembershipsRemoved), memberships),
+	}
+	if len(rep.UsersRemoved) > 0 && rep.DirectoryUsers == 0 {
+		rep.RemovalGuard.Users.OverLimit = true // a wrong filter or an emptied login group looks like this
+	}
+}
+
+// guard applies the removal guard to what weighRemovals weighed.
+func (r *syncRun) guard() error {
+	g := r.report.RemovalGuard
+	if r.opts.Force || !g.overLimit() {
 		return nil
 	}
-	limit := r.a.cfg.SyncMaxRemovalPercent
-	if rep.DirectoryUsers == 0 {
-		return &RemovalGuardError{Remove: remove, Managed: managed, LimitPercent: limit, EmptyDirectory: true}
-	}
-	if remove > SyncRemovalAllowance && remove*100 > limit*managed {
-		return &RemovalGuardError{Remove: remove, Managed: managed, LimitPercent: limit}
-	}
-	return nil
+	return &RemovalGuardError{RemovalGuard: g, EmptyDirectory: g.Users.Remove > 0 && r.report.DirectoryUsers == 0}
 }
 
 // apply writes the plan: additions first, removals last, so that a run
@@ -1127,6 +1442,9 @@ func (r SyncReport) MarshalJSON() ([]byte, error) {
 	p.MembershipsAdded = orEmpty(p.MembershipsAdded)
 	p.MembershipsRemoved = orEmpty(p.MembershipsRemoved)
 	p.Skipped = orEmpty(p.Skipped)
+	p.Held.UsersRemoved = orEmpty(p.Held.UsersRemoved)
+	p.Held.GroupsRemoved = orEmpty(p.Held.GroupsRemoved)
+	p.Held.MembershipsRemoved = orEmpty(p.Held.MembershipsRemoved)
 	return json.Marshal(p)
 }
 

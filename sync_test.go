@@ -317,7 +317,11 @@ func TestSyncRemovalGuard(t *testing.T) {
 	assert.NotErrorIs(t, err, ldapauth.ErrSyncAborted)
 	var gerr *ldapauth.RemovalGuardError
 	require.ErrorAs(t, err, &gerr)
-	assert.Equal(t, ldapauth.RemovalGuardError{Remove: 10, Managed: 41, LimitPercent: ldapauth.DefaultSyncMaxRemovalPercent}, *gerr)
+	assert.Equal(t, ldapauth.RemovalGuardError{RemovalGuard: ldapauth.RemovalGuard{
+		LimitPercent: ldapauth.DefaultSyncMaxRemovalPercent, Allowance: ldapauth.SyncRemovalAllowance,
+		Users:  ldapauth.RemovalCount{Remove: 10, Total: 41, OverLimit: true},
+		Groups: ldapauth.RemovalCount{Total: 1}, Memberships: ldapauth.RemovalCount{Total: 30},
+	}}, *gerr)
 	require.NotNil(t, rep, "the plan comes with the refusal")
 	assert.Equal(t, gone, rep.UsersRemoved)
 	assert.False(t, rep.Applied)
@@ -356,7 +360,7 @@ func TestSyncRemovalGuardEmptyDirectory(t *testing.T) {
 	var gerr *ldapauth.RemovalGuardError
 	require.ErrorAs(t, err, &gerr)
 	assert.True(t, gerr.EmptyDirectory)
-	assert.Equal(t, 2, gerr.Remove)
+	assert.Equal(t, 2, gerr.Users.Remove)
 	assert.Equal(t, 0, rep.DirectoryUsers)
 	assert.Len(t, snapshot(t, store).Users, 2)
 
@@ -533,4 +537,52 @@ func TestSyncReportAndProgress(t *testing.T) {
 	assert.Contains(t, string(raw), `"users_removed":["bob"]`)
 	assert.Contains(t, string(raw), `"users_created":[]`, "empty lists are [], never null")
 	assert.Contains(t, string(raw), `"counts":{"users_removed":1,`)
+}
+
+// The removal guard weighs memberships against the memberships the store
+// holds in synced groups, as users against users: users who all leave a
+// synced group at once (a group emptied by mistake) are refused, the plan
+// reported in text and JSON, and forced it goes.
+func TestSyncRemovalGuardMemberships(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.Generate(40, 4))
+	store := ldapauth.NewMemStore()
+	group := srv.GroupDN("group0001")
+	a := syncAuth(t, syncVars(srv, map[string]string{"LDAP_SYNCED_GROUPS": group}), store)
+	runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
+	before := snapshot(t, store)
+	held, _ := store.Members(group)
+
+	d := ldaptest.Generate(40, 4)
+	var left []string
+	for i := range d.Users {
+		if n := len(d.Users[i].Groups); n > 0 {
+			d.Users[i].Groups = slices.DeleteFunc(d.Users[i].Groups, func(g string) bool { return g == "group0001" })
+			if len(d.Users[i].Groups) < n {
+				left = append(left, d.Users[i].Name)
+			}
+		}
+	}
+	require.Greater(t, len(left), ldapauth.SyncRemovalAllowance, "more than the allowance leave")
+	require.NoError(t, srv.SetDirectory(d))
+
+	rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{})
+	require.ErrorIs(t, err, ldapauth.ErrRemovalGuard)
+	var gerr *ldapauth.RemovalGuardError
+	require.ErrorAs(t, err, &gerr)
+	assert.Equal(t, ldapauth.RemovalCount{Remove: len(left), Total: len(held), OverLimit: true}, gerr.Memberships)
+	assert.False(t, gerr.Users.OverLimit)
+	assert.Contains(t, err.Error(), fmt.Sprintf("%d of %d memberships of synced groups", len(left), len(held)))
+	assert.Len(t, rep.MembershipsRemoved, len(left), "the plan comes with the refusal")
+	assert.Equal(t, before, snapshot(t, store), "nothing written")
+
+	assert.Contains(t, rep.String(), fmt.Sprintf("removal guard (10%% of each, or 5): users 0 of 41, synced groups 0 of 1, memberships %d of %d (over the limit)\n", len(left), len(held)))
+	raw, err := json.Marshal(rep)
+	require.NoError(t, err)
+	assert.Contains(t, string(raw), fmt.Sprintf(`"removal_guard":{"limit_percent":10,"allowance":5,"users":{"remove":0,"total":41,"over_limit":false},"groups":{"remove":0,"total":1,"over_limit":false},"memberships":{"remove":%d,"total":%d,"over_limit":true}}`, len(left), len(held)))
+	assert.Contains(t, string(raw), `"held":{"reason":"","users_removed":[],"groups_removed":[],"memberships_removed":[]}`)
+
+	rep = runSync(t, a, ldapauth.SyncOptions{Force: true})
+	assert.Len(t, rep.MembershipsRemoved, len(left))
+	now, _ := store.Members(group)
+	assert.Len(t, now, len(held)-len(left))
 }

@@ -224,7 +224,8 @@ func (m *memberCheck) member(ctx context.Context, g groupRef) (member, known boo
 // [memberByRule]: the group's entry is read (to the end of Active
 // Directory's ranges) only when the user's entry has no memberOf. known is
 // false when neither source can tell: no memberOf, and the group's entry
-// was not returned (noSuchObject, or an empty answer).
+// was not returned (noSuchObject, or an empty answer). An entry without
+// member values lists nobody.
 func (m *memberCheck) direct(ctx context.Context, g groupRef) (member, known bool, err error) {
 	u := m.u
 	var entry *groupEntry
@@ -233,7 +234,11 @@ func (m *memberCheck) direct(ctx context.Context, g groupRef) (member, known boo
 		if err != nil {
 			return false, false, err
 		}
-		if state != groupFound {
+		// An entry without member values is an empty group to a login
+		// (an emptied posixGroup removes its members at their next
+		// login); the batch sync, which would empty the group for every
+		// member at once, keeps them (see syncRun.weigh).
+		if state != groupFound && state != groupNoMemberValues {
 			return false, false, nil
 		}
 		entry = &groupEntry{dns: dns, uids: uids}
@@ -268,15 +273,24 @@ func memberByRule(hasMemberOf, inMemberOf bool, g *groupEntry, userDN, username 
 type groupState int
 
 const (
-	// groupFound: the entry was returned.
+	// groupFound: the entry was returned (with member values, when they
+	// were asked for).
 	groupFound groupState = iota
-	// groupGone: the server answered noSuchObject (32), the definitive
-	// answer of a real directory for a DN that does not exist.
-	groupGone
+	// groupNoSuchObject: the server answered noSuchObject (32). A real
+	// directory answers so for a DN that does not exist, and OpenLDAP also
+	// for an entry an access rule hides from the reader: on its own, not
+	// a reason to remove anything (the batch sync asks for proof,
+	// proveGone).
+	groupNoSuchObject
 	// groupUnconfirmed: success without an entry. GLAuth answers so for a
 	// missing DN, and any server may when an ACL hides the entry: not a
 	// reason to remove anything.
 	groupUnconfirmed
+	// groupNoMemberValues: the entry was returned without any member,
+	// uniqueMember or memberUid attribute, as when an access rule hides
+	// them (or the group is empty, as Active Directory or a posixGroup
+	// returns it): it confirms nobody's membership either way.
+	groupNoMemberValues
 )
 
 // groupEntry holds a group entry's member values.
@@ -368,10 +382,10 @@ func groupSearch(groupDN string, attrs []string) *ldap.SearchRequest {
 }
 
 // groupSearchError reads the error of a group's base search: noSuchObject
-// is groupGone, anything else an error.
+// is groupNoSuchObject, anything else an error.
 func groupSearchError(ctx context.Context, groupDN string, err error) (groupState, error) {
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-		return groupGone, nil
+		return groupNoSuchObject, nil
 	}
 	if ctx.Err() != nil {
 		return 0, ctxError(ctx)
@@ -392,9 +406,11 @@ var errRange = errors.New("the server's ranged answer does not advance")
 // Directory answers with at most 1500 values at a time
 // (member;range=0-1499), it reads the following ranges to the end,
 // continuing from the answer already received. The values are nil unless
-// the state is groupFound.
+// the state is groupFound; an entry returned without any of the member
+// attributes is groupNoMemberValues.
 func readGroup(ctx context.Context, dir Directory, groupDN string) (members, uids []string, state groupState, err error) {
 	attrs := memberAttrs
+	listed := false
 	for rounds := 0; len(attrs) > 0; rounds++ {
 		res, err := dir.Search(ctx, groupSearch(groupDN, attrs))
 		if err != nil {
@@ -409,6 +425,7 @@ func readGroup(ctx context.Context, dir Directory, groupDN string) (members, uid
 		attrs = nil
 		for _, e := range res.Entries {
 			for _, a := range e.Attributes {
+				listed = listed || len(a.Values) > 0
 				name, _, _ := strings.Cut(a.Name, ";")
 				if strings.EqualFold(name, "memberUid") {
 					uids = append(uids, a.Values...)
@@ -427,6 +444,9 @@ func readGroup(ctx context.Context, dir Directory, groupDN string) (members, uid
 				attrs = append(attrs, name+";range="+strconv.Itoa(hi+1)+"-*")
 			}
 		}
+	}
+	if !listed {
+		return nil, nil, groupNoMemberValues, nil
 	}
 	return members, uids, groupFound, nil
 }

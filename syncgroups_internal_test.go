@@ -2,6 +2,7 @@ package ldapauth
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -84,6 +85,73 @@ func TestSyncUserGroupsUnconfirmedGroupKeepsMembership(t *testing.T) {
 	assert.Empty(t, members, "the entry confirms alice left")
 	members, _ = store.Members(hidden)
 	assert.Equal(t, []string{"alice"}, members, "an unconfirmed group is left alone")
+}
+
+// proveGone removes a group only on answers an access rule hiding it
+// cannot give: noSuchObject naming an entry above it as matched DN, that
+// entry readable, and a one-level search under it without the group.
+func TestProveGone(t *testing.T) {
+	const group, parent = "cn=team,ou=groups,dc=example,dc=com", "ou=groups,dc=example,dc=com"
+	noSuch := func(matched string) error {
+		return &ldap.Error{ResultCode: ldap.LDAPResultNoSuchObject, MatchedDN: matched, Err: errors.New("no such object")}
+	}
+	type answers struct {
+		base                   error // the group's base search
+		parentEntry, oneLevel  []*ldap.Entry
+		parentErr, oneLevelErr error
+	}
+	tests := []struct {
+		name string
+		dir  answers
+		why  string // "" for proven gone
+	}{
+		{"deleted", answers{base: noSuch(parent), parentEntry: []*ldap.Entry{{DN: parent}}}, ""},
+		{"deleted with its parent", answers{base: noSuch("dc=example,dc=com"), parentEntry: []*ldap.Entry{{DN: "dc=example,dc=com"}}}, ""},
+		{"hidden: no matched DN", answers{base: noSuch("")}, "names no matched DN"},
+		{"matched DN elsewhere", answers{base: noSuch("ou=people,dc=example,dc=com")}, "is not above the group"},
+		{"parent not readable", answers{base: noSuch(parent), parentErr: noSuch("dc=example,dc=com")}, "cannot read"},
+		{"parent not shown", answers{base: noSuch(parent)}, "is not shown"},
+		{"one-level search shows it", answers{base: noSuch(parent), parentEntry: []*ldap.Entry{{DN: parent}}, oneLevel: []*ldap.Entry{{DN: "CN=Team,OU=Groups,DC=example,DC=com"}}}, "returns"},
+		{"found on a second read", answers{}, "second read"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var filters []string
+			dir := searchFunc(func(req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+				switch {
+				case req.BaseDN == group:
+					if tt.dir.base != nil {
+						return nil, tt.dir.base
+					}
+					return &ldap.SearchResult{Entries: []*ldap.Entry{{DN: group}}}, nil
+				case req.Scope == ldap.ScopeBaseObject:
+					return &ldap.SearchResult{Entries: tt.dir.parentEntry}, tt.dir.parentErr
+				default:
+					filters = append(filters, req.Filter)
+					return &ldap.SearchResult{Entries: tt.dir.oneLevel}, tt.dir.oneLevelErr
+				}
+			})
+			why, err := proveGone(context.Background(), dir, group)
+			require.NoError(t, err)
+			if tt.why == "" {
+				assert.Empty(t, why)
+				require.Len(t, filters, 1)
+				assert.Contains(t, []string{"(&(cn=team))", "(&(ou=groups))"}, filters[0], "the next entry on the way to the group, by its RDN")
+				return
+			}
+			assert.Contains(t, why, tt.why)
+		})
+	}
+	t.Run("a dropped connection is an error", func(t *testing.T) {
+		dir := searchFunc(func(req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+			if req.BaseDN == group {
+				return nil, noSuch(parent)
+			}
+			return nil, ldap.NewError(ldap.ErrorNetwork, errors.New("connection reset"))
+		})
+		_, err := proveGone(context.Background(), dir, group)
+		require.ErrorIs(t, err, ErrUnavailable)
+	})
 }
 
 // A ranged group read continues from the first answer: it never asks for

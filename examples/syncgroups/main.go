@@ -16,7 +16,7 @@
 //	-db loginserver.db   a SQLite file, or a postgres:// URL (default: $DATABASE_URL if set);
 //	                     the login server's default, so the two programs share the database
 //	-dry-run             plan, print the plan, write nothing
-//	-force               remove users even when the removal guard refuses
+//	-force               remove even when the removal guard refuses, or removals are held back
 //	-create-users        also create the directory users that never logged in
 //	-json                print the report as JSON instead of the summary for people
 //	-quiet               no progress on stderr
@@ -84,7 +84,7 @@ func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bo
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.db, "db", defaultDB, "database: a SQLite file or a postgres:// URL (default $DATABASE_URL if set)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "plan and print the changes, write nothing")
-	fs.BoolVar(&o.force, "force", false, "remove users even when the removal guard refuses")
+	fs.BoolVar(&o.force, "force", false, "remove users, groups and memberships even when the removal guard refuses or removals are held back")
 	fs.BoolVar(&o.createUsers, "create-users", false, "also create the directory users that never logged in")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")

@@ -182,7 +182,7 @@ func TestRemovalGuard(t *testing.T) {
 	r := command(t, vars, "-db", db, "-quiet")
 	assert.Equal(t, exitGuard, r.code)
 	require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line of reason:\n%s", r.stderr)
-	assert.True(t, strings.HasPrefix(r.stderr, "syncgroups: ldapauth: sync refused: too many users to remove: the directory returned no user"), r.stderr)
+	assert.True(t, strings.HasPrefix(r.stderr, "syncgroups: ldapauth: sync refused: too many removals: the directory returned no user"), r.stderr)
 	assert.Contains(t, r.stdout, "users removed (5):", "the plan is printed for someone to check")
 	assert.Equal(t, before, snapshot(t, db), "nothing written")
 
@@ -191,6 +191,9 @@ func TestRemovalGuard(t *testing.T) {
 	rep := decode(t, r.stdout)
 	assert.False(t, rep.Applied)
 	assert.Len(t, rep.UsersRemoved, 5)
+	assert.Equal(t, ldapauth.RemovalCount{Remove: 5, Total: 5, OverLimit: true}, rep.RemovalGuard.Users, "what the guard weighed, per kind")
+	assert.Contains(t, r.stdout, `"removal_guard": {`)
+	assert.Contains(t, r.stdout, `"held": {`)
 
 	r = command(t, vars, "-db", db, "-quiet", "-force")
 	require.Equal(t, exitOK, r.code, r.stderr)

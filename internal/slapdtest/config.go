@@ -13,6 +13,9 @@ type confData struct {
 	CAFile     string
 	CertFile   string
 	KeyFile    string
+	// ACL holds access rules placed before the built-in ones
+	// (Options.ACL).
+	ACL string
 }
 
 // slapdConf is the slapd.conf of every test server. It is the classic
@@ -69,7 +72,10 @@ require authc
 
 limits dn.exact="cn=svc,ou=services,dc=example,dc=com" size=unlimited
 limits dn.exact="cn=svc-nopaging,ou=services,dc=example,dc=com" size=unlimited size.prtotal=disabled
-
+{{if .ACL}}
+# Options.ACL, before the built-in rules (the first matching "access to" wins).
+{{.ACL}}
+{{end}}
 access to attrs=userPassword
 	by self write
 	by anonymous auth

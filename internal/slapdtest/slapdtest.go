@@ -144,6 +144,13 @@ type Options struct {
 	// for the members of every groupOfNames, since slapadd runs no overlay.
 	SeedFile string
 
+	// ACL is slapd.conf access rules ("access to ... by ...") placed
+	// before the built-in ones, so they win for what they match: a test
+	// can hide an entry or an attribute from an identity, as a production
+	// directory's rules may. Rules that should leave the rest to the
+	// built-in ones end with "by * break".
+	ACL string
+
 	// LogLevel is slapd's debug level (-d), e.g. "stats" (connections and
 	// operations, the default), "stats,acl" or "0". The output is kept in
 	// memory (Server.Log) and written to the test log if the test fails.
@@ -261,7 +268,7 @@ func New(opts Options) (s *Server, err error) {
 			s = nil
 		}
 	}()
-	if err := s.writeFiles(bins); err != nil {
+	if err := s.writeFiles(bins, opts.ACL); err != nil {
 		return nil, err
 	}
 	if err := s.load(bins.slapadd, seedFile, opts); err != nil {
@@ -348,7 +355,7 @@ func defaultSeedFile() (string, error) {
 }
 
 // writeFiles writes the certificates and slapd.conf.
-func (s *Server) writeFiles(bins openLDAP) error {
+func (s *Server) writeFiles(bins openLDAP, acl string) error {
 	var err error
 	if s.ca, err = testcert.NewCA("slapdtest CA"); err != nil {
 		return fmt.Errorf("slapdtest: %w", err)
@@ -378,7 +385,7 @@ func (s *Server) writeFiles(bins openLDAP) error {
 	}
 	err = writeConf(s.confPath, confData{
 		Dir: s.Dir, ModulePath: bins.modulePath, SchemaDir: bins.schemaDir,
-		CAFile: caFile, CertFile: certFile, KeyFile: keyFile,
+		CAFile: caFile, CertFile: certFile, KeyFile: keyFile, ACL: acl,
 	})
 	if err != nil {
 		return fmt.Errorf("slapdtest: writing slapd.conf: %w", err)
