@@ -118,7 +118,6 @@ func (s *Server) seed(opts Options) error {
 // farFuture is a passwordExpirationTime that clears a must-change mark.
 const farFuture = "20991231235959Z"
 
-
 func userAdd(uid, cn, sn, givenName, mail, password string) *ldap.AddRequest {
 	r := ldap.NewAddRequest(UserDN(uid), nil)
 	r.Attribute("objectClass", []string{"top", "person", "organizationalPerson", "inetOrgPerson"})
