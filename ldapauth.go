@@ -387,7 +387,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		<-done
 		defer a.service.put(c)
 		if berr != nil {
-			return nil, a.bindError(withPolicy(berr, ctrls), username, bindName)
+			return nil, a.bindError(ctx, withPolicy(berr, ctrls), username, bindName)
 		}
 		if warning, err = a.afterGoodBind(ctrls, username, bindName); err != nil {
 			return nil, err
@@ -399,7 +399,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		uc, err := a.session(ctx, a.users, nil, bind)
 		if err != nil {
 			a.users.put(uc)
-			return nil, a.bindError(withPolicy(err, ctrls), username, bindName)
+			return nil, a.bindError(ctx, withPolicy(err, ctrls), username, bindName)
 		}
 		if warning, err = a.afterGoodBind(ctrls, username, bindName); err != nil {
 			a.users.put(uc)
@@ -610,17 +610,46 @@ func (a *Authenticator) afterGoodBind(ctrls []ldap.Control, username, bindName s
 	return warning, nil
 }
 
-func (a *Authenticator) bindError(err error, username, bindName string) error {
+// bindError classifies a failed bind of the user. A refusal is a
+// [*LoginError] matching ErrInvalidCredentials: invalidCredentials (49),
+// any result carrying a password policy account state (389 Directory
+// Server answers a locked account with constraintViolation, 19, and a
+// disabled one with unwillingToPerform, 53, both with accountLocked), and
+// the results that are about the bind name rather than the server
+// (bindNameResults: a name the server cannot parse, made from what the user
+// typed). Anything else the server answers is returned as the server's
+// error; network failures match ErrUnavailable.
+func (a *Authenticator) bindError(ctx context.Context, err error, username, bindName string) error {
 	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
-	}
-	if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
-		return a.refusedBind(err, username, bindName)
 	}
 	if isNetworkError(err) {
 		return classifyNetwork(err)
 	}
+	var lerr *ldap.Error
+	if errors.As(err, &lerr) {
+		if lerr.ResultCode == ldap.LDAPResultInvalidCredentials || policyAccountError(err) != nil {
+			return a.refusedBind(err, username, bindName)
+		}
+		if reason, ok := bindNameResults[lerr.ResultCode]; ok {
+			a.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "ldapauth: bind name refused by the directory",
+				slog.String("username", username), slog.String("bind_name", bindName),
+				slog.Int("result_code", int(lerr.ResultCode)), slog.String("result", ldap.LDAPResultCodeMap[lerr.ResultCode]))
+			return &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
+				Formatter: formatterName(a.cfg.FormatUsername), Reason: reason, Err: err}
+		}
+	}
 	return wrap(err, "bind as %q (from %s)", bindName, formatterName(a.cfg.FormatUsername))
+}
+
+// bindNameResults are the bind results that are about the bind name, not
+// the server: OpenLDAP answers invalidDNSyntax (34) to a name it cannot
+// parse as a DN (a 10,000-character username), and some servers answer
+// noSuchObject (32) to a DN under no entry they hold. The name comes from
+// what the user typed, so these are refused logins.
+var bindNameResults = map[uint16]string{
+	ldap.LDAPResultInvalidDNSyntax: "the directory cannot parse the bind name (invalid DN syntax, result 34)",
+	ldap.LDAPResultNoSuchObject:    "the directory holds no entry by the bind name (no such object, result 32)",
 }
 
 // userFromEntry maps a directory entry to a User.
