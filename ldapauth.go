@@ -241,6 +241,10 @@ type Authenticator struct {
 	// DN key: a group's RID never changes.
 	groupTokens sync.Map
 
+	// detected is the directory type read from the root DSE
+	// (Config.DirectoryType auto), nil until read.
+	detected atomic.Pointer[DirectoryType]
+
 	users   *pool // connections users bind on
 	service *pool // connections bound as the service account
 	closed  atomic.Bool
@@ -516,7 +520,11 @@ func (a *Authenticator) serviceBind(ctx context.Context) func(*conn) error {
 
 // findUser runs the login search and returns the one matching entry, or nil.
 func (a *Authenticator) findUser(ctx context.Context, c *conn, username string, builder SearchFilterBuilder) (*ldap.Entry, error) {
-	filter, err := userFilter(&a.cfg, builder, map[string]string{a.cfg.usernameAttribute(): username})
+	cfg, err := a.searchConfig(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	filter, err := userFilter(cfg, builder, map[string]string{a.cfg.usernameAttribute(): username})
 	if err != nil {
 		return nil, wrap(err, "search filter builder %s", formatterName(builder))
 	}
@@ -533,6 +541,9 @@ func (a *Authenticator) findUser(ctx context.Context, c *conn, username string, 
 		}
 		if isNetworkError(err) || ctx.Err() != nil {
 			return nil, classifyNetwork(err)
+		}
+		if cerr := inChainError(cfg, err); cerr != err {
+			return nil, cerr
 		}
 		return nil, wrap(err, "search %s under %s", filter, a.cfg.SearchBase)
 	}
