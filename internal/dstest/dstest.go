@@ -515,7 +515,9 @@ func (s *Server) configure(ldapPort, ldapsPort int) error {
 			{"passwordLockout", "on"},
 			{"passwordMaxFailure", strconv.Itoa(MaxFailures)},
 			{"passwordUnlock", "off"},
-			{"passwordMustChange", "off"}, // on after the seed (seed.go)
+			{"passwordMustChange", "on"},
+			{"passwordExp", "on"},
+			{"passwordGraceLimit", "2"},
 			{"passwordIsGlobalPolicy", "on"},
 		},
 		"cn=MemberOf Plugin,cn=plugins,cn=config": {
