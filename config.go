@@ -592,7 +592,11 @@ func (c *Config) parse() (parsed, []*ConfigError) {
 	} else if c.DirectoryType != DirectoryAuto && c.NestedGroups.valid() {
 		var cerr *ConfigError
 		if err := directoryFits(c, c.DirectoryType); errors.As(err, &cerr) {
-			add(cerr.Problem, append(cerr.Variables, EnvDirectoryType)...)
+			vars := cerr.Variables
+			if !slices.Contains(vars, EnvDirectoryType) {
+				vars = append(vars, EnvDirectoryType)
+			}
+			add(cerr.Problem, vars...)
 		}
 	}
 	if c.ExcludeDisabled && !c.usesDefaultFilters() && !c.usesLoginGroupFilters() {

@@ -198,7 +198,7 @@ func directoryFits(cfg *Config, d DirectoryType) error {
 	}
 	if cfg.ExcludeDisabled && (d == DirectoryOther || d == DirectoryAuto) && (cfg.usesDefaultFilters() || cfg.usesLoginGroupFilters()) {
 		return &ConfigError{Variables: []string{EnvExcludeDisabled, EnvDirectoryType},
-			Problem: "set, but the directory is neither Active Directory, 389 Directory Server nor OpenLDAP (from its root DSE), so ldapauth knows no attribute that marks a disabled account: set LDAP_AUTH_DIRECTORY_TYPE if it is one of them, or add your own filter with a SearchFilterBuilder"}
+			Problem: "set, but the directory is neither Active Directory, 389 Directory Server nor OpenLDAP (by LDAP_AUTH_DIRECTORY_TYPE, or by its root DSE), so ldapauth knows no attribute that marks a disabled account: set LDAP_AUTH_DIRECTORY_TYPE if it is one of them, or add your own filter with a SearchFilterBuilder"}
 	}
 	return nil
 }
