@@ -1,6 +1,7 @@
 package ds389_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/dstest"
+	"github.com/go-ldapauth/ldapauth/internal/faultproxy"
 )
 
 // nestedEnv: the login group and one synced group, with nesting as nested.
@@ -126,4 +128,39 @@ func TestNestedActiveDirectoryRefused(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestWalkCostsNothing: on 389-DS, whose memberOf lists nested groups,
+// LDAP_AUTH_NESTED_GROUPS=walk sends nothing more per login than off, even
+// for a synced group the user is not in (where a walk would search for the
+// groups above hers); forced to walk (as on a directory whose memberOf
+// lists direct groups only), the same login reads more. Measured as the
+// bytes the server sends per login, through a proxy, after a first login
+// (which also reads the root DSE, once per Authenticator).
+func TestWalkCostsNothing(t *testing.T) {
+	srv := dstest.Shared(t)
+	proxy := faultproxy.Start(t, strings.TrimPrefix(srv.URL, "ldap://"))
+	perLogin := func(nested, dirType string) int64 {
+		a, _ := newAuth(t, flagsmithEnv(proxy.URL(), ldapauth.EnvDirectoryType, dirType,
+			ldapauth.EnvSearchFilters, "login_group", ldapauth.EnvLoginGroup, dstest.GroupDN("nested-parent"),
+			ldapauth.EnvSyncRelations, "sync_user_groups", ldapauth.EnvOrganisationID, "1",
+			ldapauth.EnvSyncedGroups, dstest.GroupDN("nested-parent")+":"+dstest.GroupDN("staff"),
+			ldapauth.EnvNestedGroups, nested))
+		_, err := login(a, "carol", dstest.Password("carol"))
+		require.NoError(t, err)
+		before := proxy.ServerBytes()
+		const logins = 5
+		for range logins {
+			u, err := login(a, "carol", dstest.Password("carol"))
+			require.NoError(t, err)
+			assert.Contains(t, u.Groups, dstest.GroupDN("nested-parent"))
+		}
+		return (proxy.ServerBytes() - before) / logins
+	}
+	off := perLogin("off", "auto")
+	walk := perLogin("walk", "auto")
+	forced := perLogin("walk", "other")
+	t.Logf("server bytes per login: off %d, walk %d, walk forced %d", off, walk, forced)
+	assert.Equal(t, off, walk, "walk reads nothing more where memberOf lists nested groups")
+	assert.Greater(t, forced, off, "the walk this saves")
 }
