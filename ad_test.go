@@ -175,7 +175,7 @@ func TestAfterGoodBind(t *testing.T) {
 }
 
 // TestBindResults: a bind refused for the account (389-DS's 19 and 53 with
-// the password policy's accountLocked) or for the bind name (34, 32) is a
+// the password policy's accountLocked) or for the bind name (34) is a
 // refused login; other answers are the server's errors.
 func TestBindResults(t *testing.T) {
 	a, err := New(&Config{URLs: []string{"ldap://127.0.0.1:1"}})
@@ -198,7 +198,7 @@ func TestBindResults(t *testing.T) {
 			true, ErrAccountDisabled, []error{ErrAccountLocked, ErrUnavailable}},
 		{"49 + accountLocked", locked(ldap.LDAPResultInvalidCredentials, ""), true, ErrAccountLocked, nil},
 		{"34 invalid DN syntax", ldap.NewError(ldap.LDAPResultInvalidDNSyntax, errors.New("invalid DN")), true, nil, []error{ErrUnavailable}},
-		{"32 no such object", ldap.NewError(ldap.LDAPResultNoSuchObject, errors.New("")), true, nil, nil},
+		{"32 no such object", ldap.NewError(ldap.LDAPResultNoSuchObject, errors.New("")), false, nil, nil},
 		{"19 without the control", ldap.NewError(ldap.LDAPResultConstraintViolation, errors.New("")), false, nil, []error{ErrUnavailable}},
 		{"53 without the control", ldap.NewError(ldap.LDAPResultUnwillingToPerform, errors.New("")), false, nil, []error{ErrUnavailable}},
 		{"80 other", ldap.NewError(ldap.LDAPResultOther, errors.New("")), false, nil, []error{ErrUnavailable}},

@@ -655,12 +655,12 @@ func (a *Authenticator) bindError(ctx context.Context, err error, username, bind
 
 // bindNameResults are the bind results that are about the bind name, not
 // the server: OpenLDAP answers invalidDNSyntax (34) to a name it cannot
-// parse as a DN (a 10,000-character username), and some servers answer
-// noSuchObject (32) to a DN under no entry they hold. The name comes from
-// what the user typed, so these are refused logins.
+// parse as a DN (a 10,000-character username). The name comes from what
+// the user typed, so this is a refused login. (noSuchObject, 32, is left
+// the server's: a bind DN under a suffix the server does not hold is as
+// likely a wrong search base as a wrong username.)
 var bindNameResults = map[uint16]string{
 	ldap.LDAPResultInvalidDNSyntax: "the directory cannot parse the bind name (invalid DN syntax, result 34)",
-	ldap.LDAPResultNoSuchObject:    "the directory holds no entry by the bind name (no such object, result 32)",
 }
 
 // userFromEntry maps a directory entry to a User.
