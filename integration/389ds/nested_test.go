@@ -1,6 +1,7 @@
 package ds389_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -109,6 +110,19 @@ func TestNestedActiveDirectoryRefused(t *testing.T) {
 			return v, ok
 		})
 		assertConfig(t, err)
+	})
+	t.Run("sync", func(t *testing.T) {
+		for _, dirType := range []string{"auto", "other"} { // root DSE; answer 12
+			t.Run(dirType, func(t *testing.T) {
+				a, _ := newAuth(t, nestedEnv(srv, "active_directory", "nested-parent", "nested-parent",
+					ldapauth.EnvDirectoryType, dirType,
+					ldapauth.EnvSyncUsername, dstest.ServiceDN, ldapauth.EnvSyncPassword, dstest.ServicePassword))
+				rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{Force: true})
+				assert.Nil(t, rep)
+				require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
+				assertConfig(t, err)
+			})
+		}
 	})
 	t.Run("answer 12", func(t *testing.T) {
 		// The login group's in-chain filter, then a synced group's in-chain
