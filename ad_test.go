@@ -1,6 +1,7 @@
 package ldapauth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -112,7 +113,7 @@ func TestRefusedBind(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := a.bindError(tt.err, "jdoe", `CORP\jdoe`)
+			err := a.bindError(context.Background(), tt.err, "jdoe", `CORP\jdoe`)
 			require.ErrorIs(t, err, ErrInvalidCredentials, "a naive caller sees a failed login")
 			var lerr *LoginError
 			require.ErrorAs(t, err, &lerr)
@@ -171,4 +172,64 @@ func TestAfterGoodBind(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBindResults: a bind refused for the account (389-DS's 19 and 53 with
+// the password policy's accountLocked) or for the bind name (34) is a
+// refused login; other answers are the server's errors.
+func TestBindResults(t *testing.T) {
+	a, err := New(&Config{URLs: []string{"ldap://127.0.0.1:1"}})
+	require.NoError(t, err)
+	locked := func(code uint16, msg string) error {
+		ctrl := ldap.NewControlBeheraPasswordPolicy()
+		ctrl.Error = ldap.BeheraAccountLocked
+		return withPolicy(ldap.NewError(code, errors.New(msg)), []ldap.Control{ctrl})
+	}
+	tests := []struct {
+		name    string
+		err     error
+		refused bool  // matches ErrInvalidCredentials
+		kind    error // account state, nil for none
+		not     []error
+	}{
+		{"389-DS lockout (19 + accountLocked)", locked(ldap.LDAPResultConstraintViolation, "Exceed password retry limit. Please try later."),
+			true, ErrAccountLocked, []error{ErrAccountDisabled, ErrUnavailable}},
+		{"389-DS nsAccountLock (53 + accountLocked)", locked(ldap.LDAPResultUnwillingToPerform, "Account inactivated. Contact system administrator."),
+			true, ErrAccountDisabled, []error{ErrAccountLocked, ErrUnavailable}},
+		{"49 + accountLocked", locked(ldap.LDAPResultInvalidCredentials, ""), true, ErrAccountLocked, nil},
+		{"34 invalid DN syntax", ldap.NewError(ldap.LDAPResultInvalidDNSyntax, errors.New("invalid DN")), true, nil, []error{ErrUnavailable}},
+		{"32 no such object", ldap.NewError(ldap.LDAPResultNoSuchObject, errors.New("")), false, nil, nil},
+		{"19 without the control", ldap.NewError(ldap.LDAPResultConstraintViolation, errors.New("")), false, nil, []error{ErrUnavailable}},
+		{"53 without the control", ldap.NewError(ldap.LDAPResultUnwillingToPerform, errors.New("")), false, nil, []error{ErrUnavailable}},
+		{"80 other", ldap.NewError(ldap.LDAPResultOther, errors.New("")), false, nil, []error{ErrUnavailable}},
+		{"51 busy", ldap.NewError(ldap.LDAPResultBusy, errors.New("")), false, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := a.bindError(context.Background(), tt.err, "jdoe", "uid=jdoe,ou=people,dc=example,dc=com")
+			require.Error(t, err)
+			var lerr *ldap.Error
+			require.ErrorAs(t, err, &lerr, "the directory's answer stays reachable")
+			if !tt.refused {
+				assert.NotErrorIs(t, err, ErrInvalidCredentials)
+				var login *LoginError
+				assert.False(t, errors.As(err, &login))
+			} else {
+				assert.ErrorIs(t, err, ErrInvalidCredentials)
+				var login *LoginError
+				require.ErrorAs(t, err, &login)
+				assert.Equal(t, "uid=jdoe,ou=people,dc=example,dc=com", login.BindName)
+			}
+			if tt.kind != nil {
+				assert.ErrorIs(t, err, tt.kind)
+				var acct *AccountError
+				require.ErrorAs(t, err, &acct)
+				assert.Equal(t, "accountLocked", acct.Code)
+			}
+			for _, not := range tt.not {
+				assert.NotErrorIs(t, err, not)
+			}
+		})
+	}
+	assert.ErrorIs(t, a.bindError(context.Background(), ldap.NewError(ldap.LDAPResultBusy, errors.New("")), "jdoe", "x"), ErrUnavailable)
 }

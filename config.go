@@ -205,13 +205,21 @@ type Config struct {
 	// each group once). LDAP_AUTH_NESTED_GROUPS.
 	NestedGroups NestedGroups
 
-	// ExcludeDisabled adds (!(userAccountControl:1.2.840.113556.1.4.803:=2))
-	// to the built-in search filters, so that disabled Active Directory
+	// ExcludeDisabled adds the directory's filter for enabled accounts
+	// ([FilterEnabled]) to the built-in search filters, so that disabled
 	// accounts are not found: they cannot log in and the sync job treats
-	// them as removed. Active Directory only: on a directory without
-	// userAccountControl the filter matches nobody.
+	// them as removed. Active Directory: the userAccountControl
+	// ACCOUNTDISABLE bit; 389 Directory Server and FreeIPA: nsAccountLock;
+	// OpenLDAP: the ppolicy's permanent lock (pwdAccountLockedTime
+	// 000001010000Z). The directory type comes from DirectoryType.
 	// LDAP_AUTH_EXCLUDE_DISABLED.
 	ExcludeDisabled bool
+
+	// DirectoryType is the kind of directory server; the default,
+	// [DirectoryAuto], reads it from the root DSE when the configuration
+	// depends on it (ExcludeDisabled, NestedGroups).
+	// LDAP_AUTH_DIRECTORY_TYPE.
+	DirectoryType DirectoryType
 
 	// TLSCAFile is a PEM bundle of the certificate authorities to trust in
 	// place of the system pool. LDAP_AUTH_TLS_CA_FILE.
@@ -267,6 +275,7 @@ const (
 	EnvInsecureSkipVerify = "LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY"
 	EnvNestedGroups       = "LDAP_AUTH_NESTED_GROUPS"
 	EnvExcludeDisabled    = "LDAP_AUTH_EXCLUDE_DISABLED"
+	EnvDirectoryType      = "LDAP_AUTH_DIRECTORY_TYPE"
 )
 
 // ConfigError reports one bad configuration value. It never holds the value
@@ -427,6 +436,14 @@ func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
 				cfg.SyncedGroups = append(cfg.SyncedGroups, item)
 			}
 		}
+	}
+
+	if v := get(EnvDirectoryType); v != "" {
+		d, err := ParseDirectoryType(v)
+		if err != nil {
+			errs = append(errs, &ConfigError{Variables: []string{EnvDirectoryType}, Problem: err.Error()})
+		}
+		cfg.DirectoryType = d
 	}
 
 	if v := get(EnvNestedGroups); v != "" {
@@ -591,6 +608,18 @@ func (c *Config) parse() (parsed, []*ConfigError) {
 	}
 	if c.NestedGroups != NestedGroupsOff && c.NestedGroups.valid() && c.LoginGroup == "" && len(c.SyncedGroups) == 0 {
 		add("set, but there is neither a login group nor a synced group to resolve", EnvNestedGroups, EnvLoginGroup, EnvSyncedGroups)
+	}
+	if !c.DirectoryType.valid() {
+		add(fmt.Sprintf("%q is not one of auto, active_directory, 389ds, openldap, other", string(c.DirectoryType)), EnvDirectoryType)
+	} else if c.DirectoryType != DirectoryAuto && c.NestedGroups.valid() {
+		var cerr *ConfigError
+		if err := directoryFits(c, c.DirectoryType); errors.As(err, &cerr) {
+			vars := cerr.Variables
+			if !slices.Contains(vars, EnvDirectoryType) {
+				vars = append(vars, EnvDirectoryType)
+			}
+			add(cerr.Problem, vars...)
+		}
 	}
 	if c.ExcludeDisabled && !c.usesDefaultFilters() && !c.usesLoginGroupFilters() {
 		add("set, but the search filter builder is not a built-in one, which alone add the filter", EnvExcludeDisabled, EnvSearchFilters)

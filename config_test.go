@@ -648,3 +648,49 @@ func TestValidateBuiltinsByPointer(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadConfigDirectoryType(t *testing.T) {
+	tests := []struct {
+		value, nested, exclude string
+		want                   ldapauth.DirectoryType
+		bad                    []string // the variables the error names, first the one at fault
+	}{
+		{value: "", want: ldapauth.DirectoryAuto},
+		{value: "auto", want: ldapauth.DirectoryAuto},
+		{value: "389DS", want: ldapauth.Directory389},
+		{value: "openldap", want: ldapauth.DirectoryOpenLDAP},
+		{value: "active_directory", nested: "active_directory", want: ldapauth.DirectoryActiveDirectory},
+		{value: "other", want: ldapauth.DirectoryOther},
+		{value: "freeipa", bad: []string{"LDAP_AUTH_DIRECTORY_TYPE"}},
+		// What the directory cannot do is named before any login.
+		{value: "389ds", nested: "active_directory", bad: []string{"LDAP_AUTH_NESTED_GROUPS", "LDAP_AUTH_DIRECTORY_TYPE"}},
+		{value: "openldap", nested: "active_directory", bad: []string{"LDAP_AUTH_NESTED_GROUPS", "LDAP_AUTH_DIRECTORY_TYPE"}},
+		{value: "other", exclude: "true", bad: []string{"LDAP_AUTH_EXCLUDE_DISABLED", "LDAP_AUTH_DIRECTORY_TYPE"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value+"/"+tt.nested+"/"+tt.exclude, func(t *testing.T) {
+			vars := map[string]string{
+				"LDAP_AUTH_URL":                   "ldap://127.0.0.1",
+				"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "login_group",
+				"LDAP_LOGIN_GROUP":                "cn=g,dc=x",
+				"LDAP_AUTH_DIRECTORY_TYPE":        tt.value,
+			}
+			if tt.nested != "" {
+				vars["LDAP_AUTH_NESTED_GROUPS"] = tt.nested
+			}
+			if tt.exclude != "" {
+				vars["LDAP_AUTH_EXCLUDE_DISABLED"] = tt.exclude
+			}
+			cfg, err := ldapauth.LoadConfig(env(vars))
+			if tt.bad != nil {
+				require.ErrorIs(t, err, ldapauth.ErrConfig)
+				var cerr *ldapauth.ConfigError
+				require.ErrorAs(t, err, &cerr)
+				assert.Equal(t, tt.bad, cerr.Variables)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, cfg.DirectoryType)
+		})
+	}
+}

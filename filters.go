@@ -38,7 +38,9 @@ var (
 
 // DefaultFilters returns one equality filter per lookup attribute, values
 // escaped per RFC 4515, then (objectClass=<Config.ObjectClass>), then, with
-// [Config.ExcludeDisabled], [FilterEnabledAD]. It is
+// [Config.ExcludeDisabled], the directory type's [FilterEnabled]
+// ([FilterEnabledAD] for DirectoryAuto, which an Authenticator resolves
+// before it calls a builder). It is
 // django_python3_ldap.utils.format_search_filters and the default.
 type DefaultFilters struct{}
 
@@ -55,7 +57,17 @@ func (DefaultFilters) SearchFilters(cfg *Config, lookup map[string]string) ([]st
 	}
 	filters = append(filters, "(objectClass="+EscapeFilterValue(cfg.ObjectClass)+")")
 	if cfg.ExcludeDisabled {
-		filters = append(filters, FilterEnabledAD)
+		if f := FilterEnabled(cfg.DirectoryType); f != "" {
+			filters = append(filters, f)
+		} else if cfg.DirectoryType == DirectoryAuto {
+			// An Authenticator resolves DirectoryAuto before calling;
+			// called on its own, the builder keeps its Active Directory
+			// filter of old.
+			filters = append(filters, FilterEnabledAD)
+		} else {
+			return nil, &ConfigError{Variables: []string{EnvExcludeDisabled, EnvDirectoryType},
+				Problem: "set, but ldapauth knows no attribute that marks a disabled account on this directory"}
+		}
 	}
 	return filters, nil
 }
@@ -77,7 +89,10 @@ type LoginGroupFilters struct{}
 
 // SearchFilters implements [SearchFilterBuilder].
 func (LoginGroupFilters) SearchFilters(cfg *Config, lookup map[string]string) ([]string, error) {
-	filters, _ := DefaultFilters{}.SearchFilters(cfg, lookup)
+	filters, err := DefaultFilters{}.SearchFilters(cfg, lookup)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.LoginGroup != "" {
 		filters = append(filters, memberOfFilter(cfg.NestedGroups, cfg.LoginGroup))
 	}

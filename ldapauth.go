@@ -241,6 +241,10 @@ type Authenticator struct {
 	// DN key: a group's RID never changes.
 	groupTokens sync.Map
 
+	// detected is the directory type read from the root DSE
+	// (Config.DirectoryType auto), nil until read.
+	detected atomic.Pointer[DirectoryType]
+
 	users   *pool // connections users bind on
 	service *pool // connections bound as the service account
 	closed  atomic.Bool
@@ -388,7 +392,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		<-done
 		defer a.service.put(c)
 		if berr != nil {
-			return nil, a.bindError(withPolicy(berr, ctrls), username, bindName)
+			return nil, a.bindError(ctx, withPolicy(berr, ctrls), username, bindName)
 		}
 		if warning, err = a.afterGoodBind(ctrls, username, bindName); err != nil {
 			return nil, err
@@ -400,7 +404,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 		uc, err := a.session(ctx, a.users, nil, bind)
 		if err != nil {
 			a.users.put(uc)
-			return nil, a.bindError(withPolicy(err, ctrls), username, bindName)
+			return nil, a.bindError(ctx, withPolicy(err, ctrls), username, bindName)
 		}
 		if warning, err = a.afterGoodBind(ctrls, username, bindName); err != nil {
 			a.users.put(uc)
@@ -517,7 +521,11 @@ func (a *Authenticator) serviceBind(ctx context.Context) func(*conn) error {
 
 // findUser runs the login search and returns the one matching entry, or nil.
 func (a *Authenticator) findUser(ctx context.Context, c *conn, username string, builder SearchFilterBuilder) (*ldap.Entry, error) {
-	filter, err := userFilter(&a.cfg, builder, map[string]string{a.cfg.usernameAttribute(): username})
+	cfg, err := a.searchConfig(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	filter, err := userFilter(cfg, builder, map[string]string{a.cfg.usernameAttribute(): username})
 	if err != nil {
 		return nil, wrap(err, "search filter builder %s", formatterName(builder))
 	}
@@ -534,6 +542,9 @@ func (a *Authenticator) findUser(ctx context.Context, c *conn, username string, 
 		}
 		if isNetworkError(err) || ctx.Err() != nil {
 			return nil, classifyNetwork(err)
+		}
+		if cerr := inChainError(cfg, err); cerr != err {
+			return nil, cerr
 		}
 		return nil, wrap(err, "search %s under %s", filter, a.cfg.SearchBase)
 	}
@@ -611,17 +622,46 @@ func (a *Authenticator) afterGoodBind(ctrls []ldap.Control, username, bindName s
 	return warning, nil
 }
 
-func (a *Authenticator) bindError(err error, username, bindName string) error {
+// bindError classifies a failed bind of the user. A refusal is a
+// [*LoginError] matching ErrInvalidCredentials: invalidCredentials (49),
+// any result carrying a password policy account state (389 Directory
+// Server answers a locked account with constraintViolation, 19, and a
+// disabled one with unwillingToPerform, 53, both with accountLocked), and
+// the results that are about the bind name rather than the server
+// (bindNameResults: a name the server cannot parse, made from what the user
+// typed). Anything else the server answers is returned as the server's
+// error; network failures match ErrUnavailable.
+func (a *Authenticator) bindError(ctx context.Context, err error, username, bindName string) error {
 	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
-	}
-	if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
-		return a.refusedBind(err, username, bindName)
 	}
 	if isNetworkError(err) {
 		return classifyNetwork(err)
 	}
+	var lerr *ldap.Error
+	if errors.As(err, &lerr) {
+		if lerr.ResultCode == ldap.LDAPResultInvalidCredentials || policyAccountError(err) != nil {
+			return a.refusedBind(err, username, bindName)
+		}
+		if reason, ok := bindNameResults[lerr.ResultCode]; ok {
+			a.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "ldapauth: bind name refused by the directory",
+				slog.String("username", username), slog.String("bind_name", bindName),
+				slog.Int("result_code", int(lerr.ResultCode)), slog.String("result", ldap.LDAPResultCodeMap[lerr.ResultCode]))
+			return &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
+				Formatter: formatterName(a.cfg.FormatUsername), Reason: reason, Err: err}
+		}
+	}
 	return wrap(err, "bind as %q (from %s)", bindName, formatterName(a.cfg.FormatUsername))
+}
+
+// bindNameResults are the bind results that are about the bind name, not
+// the server: OpenLDAP answers invalidDNSyntax (34) to a name it cannot
+// parse as a DN (a 10,000-character username). The name comes from what
+// the user typed, so this is a refused login. (noSuchObject, 32, is left
+// the server's: a bind DN under a suffix the server does not hold is as
+// likely a wrong search base as a wrong username.)
+var bindNameResults = map[uint16]string{
+	ldap.LDAPResultInvalidDNSyntax: "the directory cannot parse the bind name (invalid DN syntax, result 34)",
 }
 
 // userFromEntry maps a directory entry to a User.

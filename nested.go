@@ -84,6 +84,11 @@ func (m *memberCheck) indirect(ctx context.Context, g groupRef) (bool, error) {
 	case NestedGroupsActiveDirectory:
 		member, err = inChainMember(ctx, m.u, g.dn, m.dir)
 	case NestedGroupsWalk:
+		if m.transitive && m.u.hasMemberOf {
+			// 389-DS's memberOf already lists every group above the
+			// user, which direct has looked in: nothing to walk.
+			break
+		}
 		var above map[string]struct{}
 		above, err = m.groupsAbove(ctx, g)
 		_, member = above[g.key]
@@ -100,6 +105,9 @@ func inChainMember(ctx context.Context, u *User, groupDN string, dir Directory) 
 	res, err := dir.Search(ctx, ldap.NewSearchRequest(u.DN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
 		memberOfFilter(NestedGroupsActiveDirectory, groupDN), []string{"1.1"}, nil))
 	if err != nil {
+		if cerr := inChainError(&Config{NestedGroups: NestedGroupsActiveDirectory}, err); cerr != err {
+			return false, cerr
+		}
 		return false, wrap(classifyNetwork(err), "nested membership of %s in %s", u.DN, groupDN)
 	}
 	return len(res.Entries) > 0, nil

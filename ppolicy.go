@@ -62,16 +62,24 @@ var policyStates = map[int8]struct {
 }
 
 // policyAccountError returns the account state of a refused bind carrying
-// a password policy control, or nil.
+// a password policy control, or nil. accountLocked on an
+// unwillingToPerform (53) answer is a disabled account: 389 Directory
+// Server (and so FreeIPA) answers so for nsAccountLock: true ("Account
+// inactivated"), and a lockout after wrong passwords with
+// constraintViolation (19) or invalidCredentials (49).
 func policyAccountError(err error) *AccountError {
 	var perr *policyBindError
 	if !errors.As(err, &perr) {
 		return nil
 	}
-	if s, ok := policyStates[perr.ctrl.Error]; ok {
-		return &AccountError{Kind: s.kind, Code: s.code, Err: perr.err}
+	s, ok := policyStates[perr.ctrl.Error]
+	if !ok {
+		return nil
 	}
-	return nil
+	if perr.ctrl.Error == ldap.BeheraAccountLocked && ldap.IsErrorWithCode(perr.err, ldap.LDAPResultUnwillingToPerform) {
+		return &AccountError{Kind: ErrAccountDisabled, Code: s.code, Err: perr.err}
+	}
+	return &AccountError{Kind: s.kind, Code: s.code, Err: perr.err}
 }
 
 // afterGoodBind reads the password policy control of a successful bind: an

@@ -749,7 +749,11 @@ func (r *syncRun) read(ctx context.Context) error {
 	c.as = identity{name: bindName, variable: EnvSyncUsername}
 	r.progress(SyncReadUsers)
 
-	filter, err := userFilter(&a.cfg, a.cfg.SearchFilters, map[string]string{})
+	cfg, err := a.searchConfig(ctx, c)
+	if err != nil {
+		return r.abort(SyncReadUsers, err)
+	}
+	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
 	if err != nil {
 		return r.abort(SyncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
 	}
@@ -1011,6 +1015,13 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultReferral):
 		e.Hint = "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds"
 		e.Variables = []string{EnvSearchBase}
+	case r.a.cfg.NestedGroups == NestedGroupsActiveDirectory && r.a.loginGroup.dn != "" && r.a.cfg.usesLoginGroupFilters() &&
+		ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
+		// The filter holds the in-chain rule: that is what the server
+		// refused.
+		e.Err = inChainUnsupported(r.a.cfg.DirectoryType, err)
+		e.Hint = "set LDAP_AUTH_NESTED_GROUPS=walk"
+		e.Variables = []string{EnvNestedGroups}
 	case paging && (ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded) ||
 		ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) ||
 		ldap.IsErrorWithCode(err, ldap.LDAPResultUnwillingToPerform)):

@@ -183,6 +183,9 @@ type memberCheck struct {
 	// tokens caches primary group tokens by group DN key across logins:
 	// the Authenticator's, or nil.
 	tokens *sync.Map
+	// transitive: the user's memberOf lists nested groups too (389
+	// Directory Server's memberOf plugin), so a walk finds nothing more.
+	transitive bool
 }
 
 // newMemberCheck is the membership check of u on a login of a, sharing a's
@@ -190,6 +193,7 @@ type memberCheck struct {
 func (a *Authenticator) newMemberCheck(u *User, dir Directory) *memberCheck {
 	m := newMemberCheck(&a.cfg, u, dir)
 	m.tokens = &a.groupTokens
+	m.transitive = a.knownDirectoryType() == Directory389
 	return m
 }
 

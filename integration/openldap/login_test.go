@@ -1,6 +1,9 @@
 package openldap_test
 
 import (
+	"bytes"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
@@ -243,4 +246,37 @@ func TestServiceAccount(t *testing.T) {
 		require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
 		assert.NotErrorIs(t, err, ldapauth.ErrServiceAccount)
 	})
+}
+
+// TestBindNameUnparsable: slapd answers a bind name it cannot parse (a
+// 10,000-character username) with invalidDNSyntax (34). The name came from
+// what the user typed, so this is a refused login, logged at Debug with
+// the code, and never a server error (which a login page answers with 500).
+func TestBindNameUnparsable(t *testing.T) {
+	srv := sharedServer(t)
+	var logged bytes.Buffer
+	for _, mode := range modes() {
+		t.Run(mode.name, func(t *testing.T) {
+			logged.Reset()
+			cfg, err := ldapauth.LoadConfig(func(name string) (string, bool) {
+				v, ok := flagsmithEnv(srv.URL, mode.extra...)[name]
+				return v, ok
+			})
+			require.NoError(t, err)
+			cfg.Logger = slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			a, err := ldapauth.New(cfg)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = a.Close() })
+
+			const password = "some-password"
+			_, err = login(a, strings.Repeat("a", 10_000), password)
+			require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
+			assert.NotErrorIs(t, err, ldapauth.ErrUnavailable)
+			var lerr *ldap.Error
+			require.ErrorAs(t, err, &lerr, "the directory's answer is kept")
+			assert.Equal(t, uint16(ldap.LDAPResultInvalidDNSyntax), lerr.ResultCode)
+			assert.Contains(t, logged.String(), "result_code=34")
+			assert.NotContains(t, logged.String(), password)
+		})
+	}
 }
