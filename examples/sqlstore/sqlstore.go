@@ -187,6 +187,12 @@ func useWAL(ctx context.Context, db *sql.DB) error {
 	}
 }
 
+// SetClock replaces the store's clock (time.Now), for tests of what expires.
+// Call it before the store is used.
+func (s *Store) SetClock(now func() time.Time) {
+	s.now = func() time.Time { return now().UTC().Truncate(time.Microsecond) }
+}
+
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
@@ -253,11 +259,14 @@ func (s *Store) SaveUser(ctx context.Context, u *ldapauth.User) error {
 }
 
 // DeleteUser implements [ldapauth.UserStore]: it removes the user with its
-// fields, memberships and organisation joins.
+// fields, memberships, organisation joins and sessions: a user the sync
+// job removes is signed out everywhere.
 func (s *Store) DeleteUser(ctx context.Context, username string) error {
 	key := userKey(username)
 	return s.inTx(ctx, "delete user", func(tx *sql.Tx) error {
 		for _, q := range []string{
+			`DELETE FROM login_sessions WHERE username_key = ?`,
+			`DELETE FROM login_known_clients WHERE username_key = ?`,
 			`DELETE FROM ldap_user_fields WHERE username_key = ?`,
 			`DELETE FROM ldap_group_members WHERE username_key = ?`,
 			`DELETE FROM organisation_members WHERE username_key = ?`,
@@ -570,17 +579,26 @@ func queryStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([
 	return out, rows.Err()
 }
 
-// Redact returns dsn with any password replaced by "xxxxx", for logs.
+// Redact returns dsn with every secret replaced by "xxxxx", for logs: the
+// URL's password and any query parameter whose name ends in "password"
+// (password, sslpassword, ...). A key=value DSN that mentions a password is
+// not shown at all.
 func Redact(dsn string) string {
 	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" && u.Scheme != "file" {
 		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
+		changed := false
+		for k := range q {
+			if strings.HasSuffix(strings.ToLower(k), "password") {
+				q.Set(k, "xxxxx")
+				changed = true
+			}
+		}
+		if changed {
 			u.RawQuery = q.Encode()
 		}
 		return u.Redacted()
 	}
-	if strings.Contains(dsn, "password") { // a key=value DSN: keep nothing that may be secret
+	if strings.Contains(strings.ToLower(dsn), "password") { // a key=value DSN: keep nothing that may be secret
 		return "(a DSN with a password)"
 	}
 	return dsn
