@@ -92,6 +92,12 @@ func TestThrottleUsername(t *testing.T) {
 		o.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	})
 	c := e.client(t)
+	for range 5 {
+		require.Equal(t, http.StatusUnauthorized, loginAs(t, c, e.srv.URL, "192.0.2.1", "alice", "").StatusCode)
+	}
+	n, err := e.store.Attempts(t.Context(), userKey("alice"), time.Hour)
+	require.NoError(t, err)
+	require.Zero(t, n, "an empty password never reaches the directory: not counted")
 	for i, addr := range []string{"192.0.2.1", "192.0.2.2", "198.51.100.7"} { // an attacker spreads over addresses
 		resp := loginAs(t, c, e.srv.URL, addr, "alice", "guess-"+addr)
 		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "attempt %d", i+1)
@@ -122,7 +128,7 @@ func TestThrottleUsername(t *testing.T) {
 	clk.advance(15 * time.Minute)
 	resp = loginAs(t, c, e.srv.URL, "203.0.113.9", "alice", "alice-password")
 	require.Equal(t, http.StatusOK, resp.StatusCode, "the lock is over")
-	n, err := e.store.Attempts(t.Context(), userKey("alice"), time.Hour)
+	n, err = e.store.Attempts(t.Context(), userKey("alice"), time.Hour)
 	require.NoError(t, err)
 	assert.Zero(t, n, "a sign-in clears the count")
 }

@@ -211,6 +211,14 @@ func directoryKnowsUser(err error) bool {
 func (s *server) login(w http.ResponseWriter, r *http.Request, username, password string) (*ldapauth.User, *failure, time.Duration) {
 	ctx := r.Context()
 	client := s.clientAddr(r)
+	if username == "" || password == "" {
+		// Refused by ldapauth before any network I/O: nothing for the
+		// directory to count, so nothing for the throttle either.
+		s.Logger.LogAttrs(ctx, slog.LevelWarn, "login refused", logName(username, false), slog.String("client", client),
+			slog.String("reason", "empty username or password"))
+		f := wrongCredentials
+		return nil, &f, 0
+	}
 	att, wait, err := s.throttle.begin(ctx, username, client)
 	if err != nil {
 		s.Logger.LogAttrs(ctx, slog.LevelError, "throttle", slog.Any("err", err))
