@@ -1,6 +1,7 @@
 package sqlstore_test
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,7 +11,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-ldapauth/ldapauth"
+	"github.com/go-ldapauth/ldapauth/examples/internal/demo"
 	"github.com/go-ldapauth/ldapauth/examples/sqlstore"
+	"github.com/go-ldapauth/ldapauth/ldaptest"
 )
 
 // clock is a settable time for the store.
@@ -203,5 +206,51 @@ func TestRedact(t *testing.T) {
 		got := sqlstore.Redact(tt.dsn)
 		assert.Equal(t, tt.want, got)
 		assert.NotContains(t, got, "s3cret")
+	}
+}
+
+// TestSyncRemovalEndsSessions: a user the sync job removes (gone from the
+// directory) loses every session at once; the others keep theirs.
+func TestSyncRemovalEndsSessions(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+			cfg, err := demo.Config(srv)
+			require.NoError(t, err)
+			store := b.open(t)
+			cfg.Store = store
+			a, err := ldapauth.New(cfg)
+			require.NoError(t, err)
+			t.Cleanup(func() { a.Close() })
+			_, err = a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+			require.NoError(t, err)
+
+			var carol []string
+			for range 2 {
+				id, err := store.CreateSession(ctx, "carol", time.Hour, 0, "")
+				require.NoError(t, err)
+				carol = append(carol, id)
+			}
+			alice, err := store.CreateSession(ctx, "alice", time.Hour, 0, "")
+			require.NoError(t, err)
+
+			d := ldaptest.DemoDirectory()
+			d.Users = slices.DeleteFunc(d.Users, func(u ldaptest.User) bool { return u.Name == "carol" })
+			require.NoError(t, srv.SetDirectory(d))
+			rep, err := a.Sync(ctx, ldapauth.SyncOptions{})
+			require.NoError(t, err)
+			require.Equal(t, []string{"carol"}, rep.UsersRemoved)
+
+			for _, id := range carol {
+				_, err := store.SessionUser(ctx, id)
+				require.ErrorIs(t, err, sqlstore.ErrNoSession)
+			}
+			n, err := store.Sessions(ctx, "carol")
+			require.NoError(t, err)
+			assert.Zero(t, n)
+			_, err = store.SessionUser(ctx, alice)
+			require.NoError(t, err, "alice is still in the directory")
+		})
 	}
 }
