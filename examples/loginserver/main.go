@@ -81,9 +81,11 @@ func parseFlags(args []string, lookup func(string) (string, bool)) (settings, er
 	fs.IntVar(&st.throttle.ClientLimit, "throttle-client-limit", st.throttle.ClientLimit, "failed attempts per client address, whatever the usernames, before 429")
 	fs.BoolVar(&st.throttle.Off, "throttle-off", false, "no throttling (only behind a gateway that throttles)")
 	var envErrs []error
+	given := map[string]bool{}
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "LOGINSERVER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := lookup(name); ok && v != "" {
+			given[f.Name] = true
 			if err := f.Value.Set(v); err != nil {
 				envErrs = append(envErrs, fmt.Errorf("%s=%q: %w", name, v, err))
 			}
@@ -94,6 +96,12 @@ func parseFlags(args []string, lookup func(string) (string, bool)) (settings, er
 	}
 	if err := fs.Parse(args); err != nil {
 		return st, err
+	}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if !given["throttle-known-client-limit"] {
+		// One attempt more than anyone else: a lower -throttle-user-limit
+		// (a directory that locks sooner) lowers it too.
+		st.throttle.KnownClientLimit = st.throttle.UserLimit + 1
 	}
 	if (st.certFile == "") != (st.keyFile == "") {
 		return st, errors.New("-tls-cert and -tls-key go together")

@@ -89,6 +89,7 @@ func TestFlags(t *testing.T) {
 	assert.Equal(t, "postgres://app@127.0.0.1/app", st.db)
 	assert.Equal(t, "https://login.example.com", st.publicURL)
 	assert.Equal(t, 2, st.throttle.UserLimit)
+	assert.Equal(t, 3, st.throttle.KnownClientLimit, "one more than the user limit unless given")
 	assert.Equal(t, 2*time.Hour, st.sessionTTL, "the command line wins")
 
 	st, err = parseFlags(nil, func(string) (string, bool) { return "", false })
