@@ -8,11 +8,11 @@
 //
 //	go run ./examples/loginserver              # then open http://127.0.0.1:8080
 //
-// Flags:
-//
-//	-addr 127.0.0.1:8080   where to listen
-//	-db loginserver.db     a SQLite file, or a postgres:// URL (default: $DATABASE_URL if set)
-//	-tls-cert, -tls-key    serve HTTPS with this certificate and key
+// Every flag can also be set by an environment variable: LOGINSERVER_ and
+// the flag's name in upper case with - as _ (-public-url is
+// LOGINSERVER_PUBLIC_URL); a flag given on the command line wins. -db
+// defaults to $DATABASE_URL. The flags, their defaults and the reasons for
+// them are in docs/loginserver.md.
 //
 // Routes: GET / (the login page, or the signed-in user), POST /login,
 // POST /logout, POST /api/login (JSON {"username", "password"}), GET /api/me,
@@ -27,8 +27,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -37,29 +39,115 @@ import (
 	"github.com/go-ldapauth/ldapauth/examples/sqlstore"
 )
 
-func main() {
-	defaultDB := "loginserver.db"
-	if v := os.Getenv("DATABASE_URL"); v != "" {
-		defaultDB = v
-	}
-	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
-	db := flag.String("db", defaultDB, "database: a SQLite file or a postgres:// URL (default $DATABASE_URL if set)")
-	cert := flag.String("tls-cert", "", "TLS certificate file (PEM): serve HTTPS")
-	key := flag.String("tls-key", "", "TLS key file (PEM)")
-	flag.Parse()
+// settings are the login server's flags.
+type settings struct {
+	addr, db, certFile, keyFile string
+	publicURL                   string
+	trustedProxies              string
+	detailedErrors              bool
+	sessionTTL                  time.Duration
+	maxSessions                 int
+	sweepInterval               time.Duration
+	throttle                    throttleConfig
+}
 
+// defaultSettings are the defaults of the flags.
+func defaultSettings() settings {
+	return settings{addr: "127.0.0.1:8080", db: "loginserver.db", sessionTTL: 8 * time.Hour, maxSessions: 10,
+		sweepInterval: 5 * time.Minute, throttle: defaultThrottle}
+}
+
+// parseFlags reads the flags from args, with defaults from the
+// LOGINSERVER_* variables (and -db from DATABASE_URL) of lookup.
+func parseFlags(args []string, lookup func(string) (string, bool)) (settings, error) {
+	st := defaultSettings()
+	if v, ok := lookup("DATABASE_URL"); ok && v != "" {
+		st.db = v
+	}
+	fs := flag.NewFlagSet("loginserver", flag.ContinueOnError)
+	fs.StringVar(&st.addr, "addr", st.addr, "address to listen on")
+	fs.StringVar(&st.db, "db", st.db, "database: a SQLite file or a postgres:// URL (default $DATABASE_URL if set)")
+	fs.StringVar(&st.certFile, "tls-cert", "", "TLS certificate file (PEM): serve HTTPS")
+	fs.StringVar(&st.keyFile, "tls-key", "", "TLS key file (PEM)")
+	fs.StringVar(&st.publicURL, "public-url", "", "the URL people use, e.g. https://login.example.com: https makes the session cookie Secure with the __Host- prefix")
+	fs.StringVar(&st.trustedProxies, "trusted-proxies", "", "addresses or CIDR prefixes of the proxies in front, whose X-Forwarded-For and X-Forwarded-Proto are believed")
+	fs.BoolVar(&st.detailedErrors, "detailed-errors", false, "tell a right password outside the login group, and a locked account, apart from a wrong password")
+	fs.DurationVar(&st.sessionTTL, "session-ttl", st.sessionTTL, "how long a session lasts")
+	fs.IntVar(&st.maxSessions, "max-sessions", st.maxSessions, "sessions per user; the oldest end beyond it (0: no cap)")
+	fs.DurationVar(&st.sweepInterval, "sweep-interval", st.sweepInterval, "how often expired sessions and stale counters are deleted")
+	fs.IntVar(&st.throttle.UserLimit, "throttle-user-limit", st.throttle.UserLimit, "failed attempts per username before 429 (keep it below the directory's lockout threshold)")
+	fs.IntVar(&st.throttle.KnownClientLimit, "throttle-known-client-limit", st.throttle.KnownClientLimit, "the same, from a client the user signed in from before")
+	fs.DurationVar(&st.throttle.UserLock, "throttle-user-lock", st.throttle.UserLock, "how long a username's failed attempts count, and it stays throttled, after the last one")
+	fs.IntVar(&st.throttle.ClientLimit, "throttle-client-limit", st.throttle.ClientLimit, "failed attempts per client address, whatever the usernames, before 429")
+	fs.BoolVar(&st.throttle.Off, "throttle-off", false, "no throttling (only behind a gateway that throttles)")
+	var envErrs []error
+	given := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "LOGINSERVER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookup(name); ok && v != "" {
+			given[f.Name] = true
+			if err := f.Value.Set(v); err != nil {
+				envErrs = append(envErrs, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+	})
+	if err := errors.Join(envErrs...); err != nil {
+		return st, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return st, err
+	}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if !given["throttle-known-client-limit"] {
+		// One attempt more than anyone else: a lower -throttle-user-limit
+		// (a directory that locks sooner) lowers it too.
+		st.throttle.KnownClientLimit = st.throttle.UserLimit + 1
+	}
+	if (st.certFile == "") != (st.keyFile == "") {
+		return st, errors.New("-tls-cert and -tls-key go together")
+	}
+	if st.sessionTTL <= 0 || st.sweepInterval <= 0 || st.maxSessions < 0 {
+		return st, errors.New("-session-ttl and -sweep-interval must be positive, -max-sessions at least 0")
+	}
+	if err := st.throttle.validate(); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+func main() {
+	st, err := parseFlags(os.Args[1:], os.LookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loginserver:", err)
+		os.Exit(2)
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, logger, *addr, *db, *cert, *key); err != nil {
+	if err := run(ctx, logger, st); err != nil {
 		fmt.Fprintln(os.Stderr, "loginserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, logger *slog.Logger, addr, dsn, certFile, keyFile string) error {
-	if (certFile == "") != (keyFile == "") {
-		return errors.New("-tls-cert and -tls-key go together")
+func run(ctx context.Context, logger *slog.Logger, st settings) error {
+	o := options{Logger: logger, SessionTTL: st.sessionTTL, MaxSessions: st.maxSessions, DetailedErrors: st.detailedErrors, Throttle: st.throttle}
+	if o.MaxSessions == 0 {
+		o.MaxSessions = -1 // the flag's 0 is "no cap"
+	}
+	if st.publicURL != "" {
+		u, err := url.Parse(st.publicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("-public-url %q: want http:// or https:// and a host", st.publicURL)
+		}
+		o.PublicURL = u
+	}
+	var err error
+	if o.TrustedProxies, err = parseProxies(st.trustedProxies); err != nil {
+		return err
 	}
 	cfg, dir, err := demo.Setup()
 	if err != nil {
@@ -69,10 +157,13 @@ func run(ctx context.Context, logger *slog.Logger, addr, dsn, certFile, keyFile 
 	if dir != nil {
 		defer dir.Close()
 		demoInfo = newDemoPage(dir)
+		// The demo lists mallory as inactive: this filter keeps her out,
+		// as a filter on your directory's account status would.
+		cfg.SearchFilters = demo.ActiveOnly{Filters: cfg.SearchFilters}
 		logger.Info("LDAP_AUTH_URL is not set: serving the embedded demo directory", "url", dir.URL())
 	}
 
-	store, err := sqlstore.OpenDSN(ctx, dsn)
+	store, err := sqlstore.OpenDSN(ctx, st.db)
 	if err != nil {
 		return err
 	}
@@ -84,13 +175,22 @@ func run(ctx context.Context, logger *slog.Logger, addr, dsn, certFile, keyFile 
 		return err
 	}
 	defer auth.Close()
+	o.Auth, o.Store, o.Demo = auth, store, demoInfo
 
-	ln, err := net.Listen("tcp", addr)
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		sweep(sweepCtx, store, st.throttle, st.sweepInterval, func(err error) { logger.Error("sweep", "err", err) })
+	}()
+	defer func() { stopSweep(); <-swept }()
+
+	ln, err := net.Listen("tcp", st.addr)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newServer(options{Auth: auth, Store: store, Logger: logger, Demo: demoInfo}),
+		Handler:           newServer(o),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -98,15 +198,15 @@ func run(ctx context.Context, logger *slog.Logger, addr, dsn, certFile, keyFile 
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	scheme := "http"
-	if certFile != "" {
+	if st.certFile != "" {
 		scheme = "https"
 	}
-	logger.Info("listening", "url", scheme+"://"+ln.Addr().String(), "db", sqlstore.Redact(dsn))
+	logger.Info("listening", "url", scheme+"://"+ln.Addr().String(), "db", sqlstore.Redact(st.db))
 
 	served := make(chan error, 1)
 	go func() {
-		if certFile != "" {
-			served <- srv.ServeTLS(ln, certFile, keyFile)
+		if st.certFile != "" {
+			served <- srv.ServeTLS(ln, st.certFile, st.keyFile)
 		} else {
 			served <- srv.Serve(ln)
 		}

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"embed"
-	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"html/template"
@@ -12,10 +12,15 @@ import (
 	"maps"
 	"mime"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/examples/internal/demo"
@@ -28,8 +33,15 @@ var templateFiles embed.FS
 
 var pageTemplate = template.Must(template.ParseFS(templateFiles, "templates/*.html"))
 
-// sessionCookie is the name of the session cookie.
-const sessionCookie = "ldapauth_session"
+// sessionCookie is the name of the session cookie over plain HTTP;
+// secureSessionCookie its name when the site is served over HTTPS: the
+// __Host- prefix makes browsers accept it only if it is Secure, has Path=/
+// and no Domain, so no other host or plain-HTTP page can plant or overwrite
+// it.
+const (
+	sessionCookie       = "ldapauth_session"
+	secureSessionCookie = "__Host-ldapauth_session"
+)
 
 // authenticator is what the server needs of *ldapauth.Authenticator.
 type authenticator interface {
@@ -46,6 +58,29 @@ type options struct {
 	Demo *demoPage
 	// SessionTTL is how long a session lasts; zero means eight hours.
 	SessionTTL time.Duration
+	// MaxSessions caps the sessions of one user (the oldest end first);
+	// zero means 10, negative means no cap.
+	MaxSessions int
+	// PublicURL is the address people use. When its scheme is https the
+	// session cookie is Secure with the __Host- prefix, whatever the
+	// request came over (TLS ends at a proxy in front). When nil, a request
+	// that came over TLS, or through a trusted proxy that says
+	// X-Forwarded-Proto: https, gets the Secure cookie.
+	PublicURL *url.URL
+	// TrustedProxies are the addresses of the reverse proxies or load
+	// balancers in front of the server: only from them are
+	// X-Forwarded-For and X-Forwarded-Proto believed. None by default.
+	TrustedProxies []netip.Prefix
+	// DetailedErrors tells a person whose password was right that the
+	// account is outside the login group, and a locked account that it is
+	// locked. Off by default: both read "Wrong username or password.", so
+	// that the page is no oracle for passwords or account states.
+	DetailedErrors bool
+	// Throttle sets the brute-force limits; the zero value is the defaults.
+	Throttle throttleConfig
+	// MeterProvider receives the throttling counts (OpenTelemetry); nil
+	// records nothing.
+	MeterProvider metric.MeterProvider
 }
 
 // demoPage describes the demo directory for the login page.
@@ -66,7 +101,7 @@ func newDemoPage(srv *ldaptest.Server) *demoPage {
 
 type server struct {
 	options
-	sessions *sessions
+	throttle *throttle
 }
 
 // newServer returns the login server's handler: pages, API, health check,
@@ -78,7 +113,10 @@ func newServer(o options) http.Handler {
 	if o.SessionTTL == 0 {
 		o.SessionTTL = 8 * time.Hour
 	}
-	s := &server{options: o, sessions: &sessions{m: map[string]session{}}}
+	if o.MaxSessions == 0 {
+		o.MaxSessions = 10
+	}
+	s := &server{options: o, throttle: newThrottle(o.Store, o.Throttle.withDefaults(), o.MeterProvider)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("POST /login", s.loginForm)
@@ -104,27 +142,46 @@ type failure struct {
 	Message string `json:"message"`
 }
 
-func classify(err error) failure {
+// Messages of the failures every refusal may share.
+var (
+	wrongCredentials = failure{http.StatusUnauthorized, "invalid_credentials", "Wrong username or password."}
+	tooManyAttempts  = failure{http.StatusTooManyRequests, "too_many_attempts",
+		"Too many failed sign-ins. Wait a few minutes, then try again."}
+)
+
+// classify turns a login error into what the person is told. By default a
+// refusal says no more than a wrong password does unless the directory only
+// reports it after a right password: "outside the login group" and "account
+// locked" (OpenLDAP's ppolicy and Active Directory's 775 report a lock with
+// a wrong password too) read "Wrong username or password.", so that the
+// page tells an attacker nothing about a password or an account. detailed
+// gives them their own messages.
+func classify(err error, detailed bool) failure {
 	// The account states come first: each also matches ErrInvalidCredentials.
-	// Directories report them only once the password was right (a locked
-	// account is the exception on Active Directory), so they reveal nothing
-	// to someone guessing passwords that the directory does not already say.
 	switch {
+	// Active Directory reports 532, 773, 533, 701, 530 and 531 only to a
+	// bind with the right password; ppolicy's must-change likewise.
 	case errors.Is(err, ldapauth.ErrPasswordExpired):
 		return failure{http.StatusUnauthorized, "password_expired", "Your password has expired. Change it, then sign in again."}
 	case errors.Is(err, ldapauth.ErrPasswordMustChange):
 		return failure{http.StatusUnauthorized, "password_must_change", "You must change your password before you can sign in."}
-	case errors.Is(err, ldapauth.ErrAccountLocked):
-		return failure{http.StatusUnauthorized, "account_locked", "Your account is locked after too many failed sign-ins. Try again later or ask an administrator."}
 	case errors.Is(err, ldapauth.ErrAccountDisabled), errors.Is(err, ldapauth.ErrAccountExpired):
 		return failure{http.StatusUnauthorized, "account_disabled", "Your account is disabled or has expired. Ask an administrator."}
 	case errors.Is(err, ldapauth.ErrLogonNotPermitted):
 		return failure{http.StatusUnauthorized, "logon_not_permitted", "Your account may not sign in at this time or from this computer."}
+	case errors.Is(err, ldapauth.ErrAccountLocked):
+		if detailed {
+			return failure{http.StatusUnauthorized, "account_locked", "Your account is locked after too many failed sign-ins. Try again later or ask an administrator."}
+		}
+		return wrongCredentials
 	case errors.Is(err, ldapauth.ErrInvalidCredentials): // ErrUnknownUser matches it too
-		return failure{http.StatusUnauthorized, "invalid_credentials", "Wrong username or password."}
+		return wrongCredentials
 	case errors.Is(err, ldapauth.ErrNotPermitted):
-		return failure{http.StatusForbidden, "not_permitted",
-			"Your account may not sign in to this application: it is not in the sign-in group. Ask an administrator for access."}
+		if detailed {
+			return failure{http.StatusForbidden, "not_permitted",
+				"Your account may not sign in to this application: it is not in the sign-in group. Ask an administrator for access."}
+		}
+		return wrongCredentials
 	case errors.Is(err, ldapauth.ErrUnavailable):
 		return failure{http.StatusServiceUnavailable, "directory_unavailable",
 			"The directory cannot be reached right now. Please try again in a few minutes."}
@@ -134,60 +191,186 @@ func classify(err error) failure {
 	}
 }
 
-// login checks the credentials and starts a session. On failure it logs
-// why (the error names the bind name tried, never the password) and
-// returns what the person is told.
-func (s *server) login(w http.ResponseWriter, r *http.Request, username, password string) (*ldapauth.User, *failure) {
-	u, err := s.Auth.Authenticate(r.Context(), username, password)
+// passwordWasRight reports whether the directory accepted the password
+// before refusing the login: it does not count as a failed attempt.
+func passwordWasRight(err error) bool {
+	return errors.Is(err, ldapauth.ErrNotPermitted) || errors.Is(err, ldapauth.ErrPasswordExpired) ||
+		errors.Is(err, ldapauth.ErrPasswordMustChange) || errors.Is(err, ldapauth.ErrAccountDisabled) ||
+		errors.Is(err, ldapauth.ErrAccountExpired) || errors.Is(err, ldapauth.ErrLogonNotPermitted)
+}
+
+// directoryKnowsUser reports whether the error says the directory holds an
+// account by that name: only then is the typed name logged in full.
+func directoryKnowsUser(err error) bool {
+	return passwordWasRight(err) || errors.Is(err, ldapauth.ErrAccountLocked)
+}
+
+// login checks the throttle and the credentials and starts a session. On
+// failure it logs why and returns what the person is told, and for a
+// throttled attempt how long to wait.
+func (s *server) login(w http.ResponseWriter, r *http.Request, username, password string) (*ldapauth.User, *failure, time.Duration) {
+	ctx := r.Context()
+	client := s.clientAddr(r)
+	if username == "" || password == "" {
+		// Refused by ldapauth before any network I/O: nothing for the
+		// directory to count, so nothing for the throttle either.
+		s.Logger.LogAttrs(ctx, slog.LevelWarn, "login refused", logName(username, false), slog.String("client", client),
+			slog.String("reason", "empty username or password"))
+		f := wrongCredentials
+		return nil, &f, 0
+	}
+	att, wait, err := s.throttle.begin(ctx, username, client)
 	if err != nil {
-		f := classify(err)
+		s.Logger.LogAttrs(ctx, slog.LevelError, "throttle", slog.Any("err", err))
+		f := classify(err, false)
+		return nil, &f, 0
+	}
+	if wait > 0 {
+		s.Logger.LogAttrs(ctx, slog.LevelWarn, "login throttled", logName(username, false),
+			slog.String("client", client), slog.String("limit", att.refusedBy), slog.Duration("retry_after", wait))
+		f := tooManyAttempts
+		return nil, &f, wait
+	}
+	u, err := s.Auth.Authenticate(ctx, username, password)
+	if endErr := s.throttle.end(context.WithoutCancel(ctx), att, err, u); endErr != nil {
+		s.Logger.LogAttrs(ctx, slog.LevelError, "throttle", slog.Any("err", endErr))
+	}
+	if err != nil {
+		f := classify(err, s.DetailedErrors)
 		level := slog.LevelWarn
 		if f.Status == http.StatusInternalServerError {
 			level = slog.LevelError
 		}
-		s.Logger.LogAttrs(r.Context(), level, "login refused", slog.String("username", username),
-			slog.String("class", f.Code), slog.Any("err", err))
-		return nil, &f
+		attrs := []slog.Attr{logName(username, directoryKnowsUser(err)), slog.String("client", client), slog.String("reason", reason(err))}
+		if directoryKnowsUser(err) || f.Status >= http.StatusInternalServerError {
+			// The error text names the bind name tried: it holds the typed
+			// username, logged in full only for an account the directory has.
+			attrs = append(attrs, slog.Any("err", err))
+		}
+		s.Logger.LogAttrs(ctx, level, "login refused", attrs...)
+		return nil, &f, 0
 	}
-	id, err := s.sessions.create(u.Username, s.SessionTTL)
+	var previous string
+	if c, err := r.Cookie(s.cookieName(r)); err == nil {
+		previous = c.Value // this browser's session ends: a fresh ID for a fresh login
+	}
+	id, err := s.Store.CreateSession(ctx, u.Username, s.SessionTTL, max(s.MaxSessions, 0), previous)
 	if err != nil {
-		s.Logger.ErrorContext(r.Context(), "create session", "err", err)
-		f := classify(err)
-		return nil, &f
+		s.Logger.ErrorContext(ctx, "create session", "err", err)
+		f := classify(err, false)
+		return nil, &f, 0
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: id, Path: "/",
-		MaxAge: int(s.SessionTTL / time.Second), HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
-	})
-	s.Logger.LogAttrs(r.Context(), slog.LevelInfo, "login", slog.String("username", u.Username), slog.String("dn", u.DN))
-	return u, nil
+	http.SetCookie(w, s.cookie(r, id, int(s.SessionTTL/time.Second)))
+	s.Logger.LogAttrs(ctx, slog.LevelInfo, "login", logName(u.Username, true), slog.String("dn", u.DN), slog.String("client", client))
+	return u, nil, 0
 }
 
-// logout ends the request's session, if any, and clears the cookie.
-func (s *server) logout(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(sessionCookie); err == nil {
-		s.sessions.delete(c.Value)
+// reason names the kind of a login error for the log, without its text.
+func reason(err error) string {
+	for _, k := range []struct {
+		err  error
+		name string
+	}{
+		{ldapauth.ErrPasswordExpired, "password expired"}, {ldapauth.ErrPasswordMustChange, "password must change"},
+		{ldapauth.ErrAccountDisabled, "account disabled"}, {ldapauth.ErrAccountExpired, "account expired"},
+		{ldapauth.ErrLogonNotPermitted, "logon not permitted"}, {ldapauth.ErrAccountLocked, "account locked"},
+		{ldapauth.ErrUnknownUser, "unknown user"}, {ldapauth.ErrInvalidCredentials, "invalid credentials"},
+		{ldapauth.ErrNotPermitted, "not permitted (outside the login group)"}, {ldapauth.ErrUnavailable, "directory unavailable"},
+		{context.Canceled, "cancelled"},
+	} {
+		if errors.Is(err, k.err) {
+			return k.name
+		}
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+	return "error"
+}
+
+// maxLoggedName bounds a username in the logs.
+const maxLoggedName = 64
+
+// logName is the username attribute of a log record. People type passwords
+// into the username field: a name the directory did not confirm is logged
+// as its first two characters, its length and a short hash (an
+// administrator can compute it for a name they suspect), never in full. A
+// confirmed name is logged with control and invisible characters replaced,
+// at most 64 characters.
+func logName(name string, confirmed bool) slog.Attr {
+	clean := []rune(strings.Map(func(r rune) rune {
+		if !strconv.IsGraphic(r) || r == utf8.RuneError {
+			return '?'
+		}
+		return r
+	}, name))
+	if confirmed {
+		if len(clean) > maxLoggedName {
+			clean = append(clean[:maxLoggedName], '…')
+		}
+		return slog.String("username", string(clean))
+	}
+	prefix := clean[:min(2, len(clean))]
+	sum := sha256.Sum256([]byte(strings.ToLower(name)))
+	return slog.Group("username",
+		slog.String("prefix", string(prefix)),
+		slog.Int("length", len(clean)),
+		slog.String("sha256_prefix", hex.EncodeToString(sum[:4])))
+}
+
+// cookieName is the session cookie's name for the request: prefixed when
+// the site is served over HTTPS.
+func (s *server) cookieName(r *http.Request) string {
+	if s.secure(r) {
+		return secureSessionCookie
+	}
+	return sessionCookie
+}
+
+// secure reports whether people reach the site over HTTPS.
+func (s *server) secure(r *http.Request) bool {
+	if s.PublicURL != nil {
+		return s.PublicURL.Scheme == "https"
+	}
+	if r.TLS != nil {
+		return true
+	}
+	return s.fromTrustedProxy(r) && strings.EqualFold(strings.TrimSpace(lastValue(r.Header.Values("X-Forwarded-Proto"))), "https")
+}
+
+func (s *server) cookie(r *http.Request, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: s.cookieName(r), Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.secure(r)}
+}
+
+// logout ends the request's session, if any, on every replica, and clears
+// the cookie.
+func (s *server) logout(w http.ResponseWriter, r *http.Request) error {
+	if c, err := r.Cookie(s.cookieName(r)); err == nil {
+		if err := s.Store.DeleteSession(r.Context(), c.Value); err != nil {
+			return err
+		}
+	}
+	http.SetCookie(w, s.cookie(r, "", -1))
+	return nil
 }
 
 // current returns the signed-in user's account as the database holds it,
-// or nil. A session whose user the database no longer holds (the sync job
-// removed it) ends.
+// or nil. A session that expired, ended, or whose user the database no
+// longer holds (the sync job removed it) clears the cookie.
 func (s *server) current(w http.ResponseWriter, r *http.Request) (*sqlstore.Account, error) {
-	c, err := r.Cookie(sessionCookie)
+	c, err := r.Cookie(s.cookieName(r))
 	if err != nil {
 		return nil, nil
 	}
-	username, ok := s.sessions.get(c.Value)
-	if !ok {
+	username, err := s.Store.SessionUser(r.Context(), c.Value)
+	if errors.Is(err, sqlstore.ErrNoSession) {
+		http.SetCookie(w, s.cookie(r, "", -1))
 		return nil, nil
+	}
+	if err != nil {
+		return nil, err
 	}
 	a, err := s.Store.User(r.Context(), username)
 	if errors.Is(err, sqlstore.ErrNoSuchUser) {
-		s.logout(w, r)
-		return nil, nil
+		return nil, s.logout(w, r)
 	}
 	return a, err
 }
@@ -245,15 +428,26 @@ func (s *server) loginForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username := r.PostForm.Get("username")
-	if _, f := s.login(w, r, username, r.PostForm.Get("password")); f != nil {
+	if _, f, wait := s.login(w, r, username, r.PostForm.Get("password")); f != nil {
+		setRetryAfter(w, wait)
 		s.render(w, r, f.Status, pageData{Error: f, Username: username})
 		return
 	}
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
+// setRetryAfter says, in whole seconds rounded up, when to try again.
+func setRetryAfter(w http.ResponseWriter, wait time.Duration) {
+	if wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+	}
+}
+
 func (s *server) logoutForm(w http.ResponseWriter, r *http.Request) {
-	s.logout(w, r)
+	if err := s.logout(w, r); err != nil {
+		s.internalError(w, r, "logout", err)
+		return
+	}
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
@@ -297,15 +491,16 @@ func (s *server) apiLogin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, failure{Code: "bad_request", Message: `Send {"username": "...", "password": "..."}.`})
 		return
 	}
-	u, f := s.login(w, r, req.Username, req.Password)
+	u, f, wait := s.login(w, r, req.Username, req.Password)
 	if f != nil {
+		setRetryAfter(w, wait)
 		writeJSON(w, f.Status, f)
 		return
 	}
 	a, err := s.Store.User(r.Context(), u.Username)
 	if err != nil {
 		s.Logger.ErrorContext(r.Context(), "read user", "err", err)
-		f := classify(err)
+		f := classify(err, false)
 		writeJSON(w, f.Status, f)
 		return
 	}
@@ -316,7 +511,7 @@ func (s *server) apiMe(w http.ResponseWriter, r *http.Request) {
 	a, err := s.current(w, r)
 	if err != nil {
 		s.Logger.ErrorContext(r.Context(), "read user", "err", err)
-		f := classify(err)
+		f := classify(err, false)
 		writeJSON(w, f.Status, f)
 		return
 	}
@@ -328,7 +523,12 @@ func (s *server) apiMe(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) apiLogout(w http.ResponseWriter, r *http.Request) {
-	s.logout(w, r)
+	if err := s.logout(w, r); err != nil {
+		s.Logger.ErrorContext(r.Context(), "logout", "err", err)
+		f := classify(err, false)
+		writeJSON(w, f.Status, f)
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -391,56 +591,6 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		s.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", sw.status), slog.Int("bytes", sw.bytes),
-			slog.Duration("duration", time.Since(start)), slog.String("remote", r.RemoteAddr))
+			slog.Duration("duration", time.Since(start)), slog.String("remote", r.RemoteAddr), slog.String("client", s.clientAddr(r)))
 	})
-}
-
-// sessions are held in memory: a restart signs everyone out. The IDs are
-// 32 random bytes; the cookie holds nothing else.
-type sessions struct {
-	mu sync.Mutex
-	m  map[string]session
-}
-
-type session struct {
-	username string
-	expires  time.Time
-}
-
-func (s *sessions) create(username string, ttl time.Duration) (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	id := base64.RawURLEncoding.EncodeToString(b)
-	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, v := range s.m { // drop expired sessions as new ones come
-		if now.After(v.expires) {
-			delete(s.m, k)
-		}
-	}
-	s.m[id] = session{username: username, expires: now.Add(ttl)}
-	return id, nil
-}
-
-func (s *sessions) get(id string) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[id]
-	if !ok {
-		return "", false
-	}
-	if time.Now().After(v.expires) {
-		delete(s.m, id)
-		return "", false
-	}
-	return v.username, true
-}
-
-func (s *sessions) delete(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, id)
 }

@@ -31,20 +31,34 @@ type env struct {
 	dir   *ldaptest.Server
 }
 
-func start(t *testing.T, newHTTP func(http.Handler) *httptest.Server) *env {
+// start serves a login server over the demo directory and a new SQLite
+// database; each configure function may change its options.
+func start(t *testing.T, newHTTP func(http.Handler) *httptest.Server, configure ...func(*options)) *env {
 	t.Helper()
 	dir := ldaptest.Start(t, ldaptest.DemoDirectory())
-	cfg, err := demo.Config(dir)
-	require.NoError(t, err)
 	store, err := sqlstore.Open(t.Context(), sqlstore.DriverSQLite, filepath.Join(t.TempDir(), "login.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { store.Close() })
+	return &env{srv: serve(t, newHTTP, dir, store, configure...), store: store, dir: dir}
+}
+
+// serve starts a login server over dir and store.
+func serve(t *testing.T, newHTTP func(http.Handler) *httptest.Server, dir *ldaptest.Server, store *sqlstore.Store, configure ...func(*options)) *httptest.Server {
+	t.Helper()
+	cfg, err := demo.Config(dir)
+	require.NoError(t, err)
+	cfg.SearchFilters = demo.ActiveOnly{Filters: cfg.SearchFilters} // as main does in demo mode
 	cfg.Store = store
 	auth, err := ldapauth.New(cfg)
 	require.NoError(t, err)
-	srv := newHTTP(newServer(options{Auth: auth, Store: store, Demo: newDemoPage(dir)}))
+	t.Cleanup(func() { auth.Close() })
+	o := options{Auth: auth, Store: store, Demo: newDemoPage(dir)}
+	for _, f := range configure {
+		f(&o)
+	}
+	srv := newHTTP(newServer(o))
 	t.Cleanup(srv.Close)
-	return &env{srv: srv, store: store, dir: dir}
+	return srv
 }
 
 // client returns a browser-like client: a cookie jar, redirects not
@@ -97,7 +111,7 @@ func postJSON(t *testing.T, c *http.Client, url string, v any) (*http.Response, 
 
 func sessionCookieOf(resp *http.Response) *http.Cookie {
 	for _, c := range resp.Cookies() {
-		if c.Name == sessionCookie {
+		if c.Name == sessionCookie || c.Name == secureSessionCookie {
 			return c
 		}
 	}
@@ -118,6 +132,7 @@ func TestLoginPage(t *testing.T) {
 	assert.Contains(t, body, "Demo directory", "the demo accounts are shown without LDAP_AUTH_URL")
 	assert.Contains(t, body, "alice-password")
 	assert.Contains(t, body, "outside the login group", "bob's row says he cannot log in")
+	assert.Contains(t, body, "inactive in the directory: refused", "mallory's row says she cannot log in")
 	assert.NotContains(t, body, "<script", "no JavaScript")
 	assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "default-src 'none'")
 	assert.Nil(t, sessionCookieOf(resp))
@@ -171,39 +186,53 @@ func TestLoginLogout(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 }
 
-// TestLoginRefused: every error class has its own message, no cookie, and
-// the password never comes back in the page.
+// TestLoginRefused: a wrong password, an unknown user and a right password
+// outside the login group get the same page (the page is no password
+// oracle), with no cookie, and the password never comes back in the page.
 func TestLoginRefused(t *testing.T) {
 	e := start(t, httptest.NewServer)
-	tests := []struct {
-		name, user, password string
-		status               int
-		class, message       string
-	}{
-		{"wrong password", "alice", "Wrong-Pa55word", http.StatusUnauthorized, "invalid_credentials", "Wrong username or password."},
-		{"unknown user: the same message", "nobody", "Wrong-Pa55word", http.StatusUnauthorized, "invalid_credentials", "Wrong username or password."},
-		{"outside the login group", "bob", "bob-password", http.StatusForbidden, "not_permitted", "not in the sign-in group"},
-	}
-	for _, tt := range tests {
+	pages := map[string]string{}
+	for _, tt := range []struct{ name, user, password string }{
+		{"known user, wrong password", "alice", "Wrong-Pa55word"},
+		{"unknown user", "nobody", "Wrong-Pa55word"},
+		{"right password, outside the login group", "bob", "bob-password"},
+		{"inactive account (excluded by the demo's filter)", "mallory", "mallory-password"},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, body := postForm(t, e.client(t), e.srv.URL+"/login", credentials(tt.user, tt.password))
-			assert.Equal(t, tt.status, resp.StatusCode)
+			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 			assert.Nil(t, sessionCookieOf(resp), "no cookie")
-			assert.Contains(t, body, `class="error `+tt.class+`"`)
-			assert.Contains(t, body, tt.message)
+			assert.Contains(t, body, `class="error invalid_credentials"`)
+			assert.Contains(t, body, "Wrong username or password.")
 			assert.Contains(t, body, `value="`+tt.user+`"`, "the username is kept in the form")
 			form, _, _ := strings.Cut(body, `id="demo"`) // the demo table lists the demo passwords
 			assert.NotContains(t, form, tt.password, "the password is never echoed")
 			assert.NotContains(t, body, "ldapauth:", "no error text from the library")
+			// The typed username is the only difference.
+			pages[tt.name] = strings.ReplaceAll(body, `value="`+tt.user+`"`, `value="NAME"`)
 		})
 	}
-
-	_, wrong := postForm(t, e.client(t), e.srv.URL+"/login", credentials("x", "Wrong-Pa55word"))
-	_, unknown := postForm(t, e.client(t), e.srv.URL+"/login", credentials("x", "other-password"))
-	assert.Equal(t, wrong, unknown, "an unknown user and a wrong password get the same page")
+	want := pages["known user, wrong password"]
+	require.NotEmpty(t, want)
+	for name, page := range pages {
+		assert.Equal(t, want, page, "%s: the same page as a wrong password", name)
+	}
 	snap, err := e.store.Snapshot(t.Context())
 	require.NoError(t, err)
 	assert.Empty(t, snap.Users, "no refused user reaches the database")
+}
+
+// TestDetailedErrors: with the setting on, a right password outside the
+// login group is told so.
+func TestDetailedErrors(t *testing.T) {
+	e := start(t, httptest.NewServer, func(o *options) { o.DetailedErrors = true })
+	resp, body := postForm(t, e.client(t), e.srv.URL+"/login", credentials("bob", "bob-password"))
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.Contains(t, body, `class="error not_permitted"`)
+	assert.Contains(t, body, "not in the sign-in group")
+	resp, body = postForm(t, e.client(t), e.srv.URL+"/login", credentials("alice", "wrong"))
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.Contains(t, body, "Wrong username or password.")
 }
 
 func TestDirectoryUnavailable(t *testing.T) {
@@ -264,7 +293,7 @@ func TestAPI(t *testing.T) {
 	}{
 		{"carol", "wrong", http.StatusUnauthorized, "invalid_credentials"},
 		{"nobody", "wrong", http.StatusUnauthorized, "invalid_credentials"},
-		{"bob", "bob-password", http.StatusForbidden, "not_permitted"},
+		{"bob", "bob-password", http.StatusUnauthorized, "invalid_credentials"},
 		{"carol", "", http.StatusUnauthorized, "invalid_credentials"},
 	} {
 		resp, body := postJSON(t, c, e.srv.URL+"/api/login", map[string]string{"username": tt.user, "password": tt.password})
@@ -375,30 +404,38 @@ func TestConcurrentLogins(t *testing.T) {
 	assert.ElementsMatch(t, users, snap.Users)
 }
 
-// Each account state the directory reports gets its own message; they all
-// still match ErrInvalidCredentials, so the order of the cases matters.
+// Account states the directory reports only after a right password get
+// their own message; a locked account (reported whatever the password) and
+// a right password outside the login group read like a wrong password
+// unless detailed errors are on. They all match ErrInvalidCredentials, so
+// the order of the cases matters.
 func TestClassifyAccountStates(t *testing.T) {
 	loginErr := func(kind error, code string) error {
 		return &ldapauth.LoginError{Kind: ldapauth.ErrInvalidCredentials, Username: "x",
 			Err: &ldapauth.AccountError{Kind: kind, Code: code}}
 	}
 	tests := []struct {
-		err  error
-		code string
+		err                error
+		code, detailedCode string
 	}{
-		{loginErr(ldapauth.ErrPasswordExpired, "532"), "password_expired"},
-		{loginErr(ldapauth.ErrPasswordMustChange, "773"), "password_must_change"},
-		{loginErr(ldapauth.ErrAccountLocked, "775"), "account_locked"},
-		{loginErr(ldapauth.ErrAccountDisabled, "533"), "account_disabled"},
-		{loginErr(ldapauth.ErrAccountExpired, "701"), "account_disabled"},
-		{loginErr(ldapauth.ErrLogonNotPermitted, "530"), "logon_not_permitted"},
-		{&ldapauth.LoginError{Kind: ldapauth.ErrInvalidCredentials}, "invalid_credentials"},
-		{&ldapauth.LoginError{Kind: ldapauth.ErrUnknownUser}, "invalid_credentials"},
+		{loginErr(ldapauth.ErrPasswordExpired, "532"), "password_expired", "password_expired"},
+		{loginErr(ldapauth.ErrPasswordMustChange, "773"), "password_must_change", "password_must_change"},
+		{loginErr(ldapauth.ErrPasswordMustChange, "changeAfterReset"), "password_must_change", "password_must_change"},
+		{loginErr(ldapauth.ErrAccountDisabled, "533"), "account_disabled", "account_disabled"},
+		{loginErr(ldapauth.ErrAccountExpired, "701"), "account_disabled", "account_disabled"},
+		{loginErr(ldapauth.ErrLogonNotPermitted, "530"), "logon_not_permitted", "logon_not_permitted"},
+		{loginErr(ldapauth.ErrAccountLocked, "775"), "invalid_credentials", "account_locked"},
+		{loginErr(ldapauth.ErrAccountLocked, "accountLocked"), "invalid_credentials", "account_locked"},
+		{&ldapauth.LoginError{Kind: ldapauth.ErrInvalidCredentials}, "invalid_credentials", "invalid_credentials"},
+		{&ldapauth.LoginError{Kind: ldapauth.ErrUnknownUser}, "invalid_credentials", "invalid_credentials"},
+		{&ldapauth.LoginError{Kind: ldapauth.ErrNotPermitted}, "invalid_credentials", "not_permitted"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.code, func(t *testing.T) {
-			require.ErrorIs(t, tt.err, ldapauth.ErrInvalidCredentials)
-			assert.Equal(t, tt.code, classify(tt.err).Code)
+		t.Run(tt.code+"/"+tt.detailedCode, func(t *testing.T) {
+			assert.Equal(t, tt.code, classify(tt.err, false).Code)
+			assert.Equal(t, tt.detailedCode, classify(tt.err, true).Code)
 		})
 	}
+	assert.Equal(t, classify(&ldapauth.LoginError{Kind: ldapauth.ErrInvalidCredentials}, false),
+		classify(&ldapauth.LoginError{Kind: ldapauth.ErrNotPermitted}, false), "status, code and message alike")
 }

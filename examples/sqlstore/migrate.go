@@ -24,12 +24,15 @@ type dialect struct {
 	lock string
 	// placeholders numbered ($1, $2, ...) instead of ?.
 	numbered bool
+	// forUpdate ends a SELECT that locks its rows until the transaction
+	// ends. SQLite needs none: a write transaction locks the database.
+	forUpdate string
 }
 
 var (
 	sqliteDialect = dialect{name: "sqlite"} // _txlock=immediate already serialises writers
 	// The key is an arbitrary constant: "ldapauth" in ASCII.
-	postgresDialect = dialect{name: "postgres", lock: `SELECT pg_advisory_xact_lock(7596496375727657320)`, numbered: true}
+	postgresDialect = dialect{name: "postgres", lock: `SELECT pg_advisory_xact_lock(7596496375727657320)`, numbered: true, forUpdate: " FOR UPDATE"}
 )
 
 // rebind turns the ? placeholders of query into the dialect's own. The

@@ -22,11 +22,13 @@ import (
 	"maps"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
-	_ "modernc.org/sqlite"             // the "sqlite" driver
+	"modernc.org/sqlite"               // the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/go-ldapauth/ldapauth"
 )
@@ -83,14 +85,16 @@ func OpenDSN(ctx context.Context, dsn string) (*Store, error) {
 // Open opens the database with the driver ([DriverSQLite] or
 // [DriverPostgres]) and creates or upgrades its schema. For SQLite, dsn is a
 // file path or file: URI; Open adds the settings the store relies on
-// (foreign keys, WAL, a busy timeout, write transactions that lock at BEGIN).
+// (foreign keys, a busy timeout, write transactions that lock at BEGIN) and
+// switches a database file to WAL unless dsn sets a journal mode.
 func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 	var d dialect
+	wal := false
 	switch driver {
 	case DriverSQLite:
 		d = sqliteDialect
 		var err error
-		if dsn, err = sqliteDSN(dsn); err != nil {
+		if dsn, wal, err = sqliteDSN(dsn); err != nil {
 			return nil, err
 		}
 	case DriverPostgres:
@@ -106,6 +110,12 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 		db.SetMaxOpenConns(1) // each connection would get its own empty database
 	}
 	s := &Store{db: db, dialect: d, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	if wal {
+		if err := useWAL(ctx, db); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -115,30 +125,72 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 
 // sqliteDSN turns a path or file: URI into a URI with the store's settings,
 // keeping any the caller gave.
-func sqliteDSN(dsn string) (string, error) {
+// It also reports whether Open must switch the database to WAL (a file,
+// and no journal mode of the caller's).
+func sqliteDSN(dsn string) (_ string, wal bool, _ error) {
 	if dsn == "" {
-		return "", errors.New("sqlstore: empty SQLite file name")
+		return "", false, errors.New("sqlstore: empty SQLite file name")
 	}
 	path, query, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
 	q, err := url.ParseQuery(query)
 	if err != nil {
-		return "", fmt.Errorf("sqlstore: SQLite DSN %q: %w", dsn, err)
+		return "", false, fmt.Errorf("sqlstore: SQLite DSN %q: %w", dsn, err)
 	}
 	for k, v := range map[string]string{
 		"_foreign_keys": "1",
-		"_busy_timeout": "10000",
+		"_busy_timeout": strconv.Itoa(int(busyTimeout / time.Millisecond)),
 		"_txlock":       "immediate", // a writer locks at BEGIN: no deadlock upgrading a read lock
-		"_journal_mode": "WAL",
 		"_synchronous":  "NORMAL",
 	} {
-		if path == ":memory:" && k == "_journal_mode" {
-			continue
-		}
 		if !q.Has(k) {
 			q.Set(k, v)
 		}
 	}
-	return "file:" + path + "?" + q.Encode(), nil
+	// The journal mode is not set per connection: see useWAL.
+	wal = path != ":memory:" && !q.Has("_journal_mode") && !q.Has("_journal")
+	return "file:" + path + "?" + q.Encode(), wal, nil
+}
+
+// busyTimeout is how long a SQLite connection waits for another's lock.
+const busyTimeout = 10 * time.Second
+
+// useWAL switches the SQLite database to write-ahead logging, once: the mode
+// is stored in the file, so every later connection of every process uses
+// it.
+//
+// It cannot be left to each connection's DSN (_journal_mode=WAL), as it was:
+// switching a new file into WAL needs an exclusive lock, and SQLite takes it
+// without calling the busy handler, so a connection opened while another
+// held any lock failed at once with SQLITE_BUSY ("database is locked"),
+// whatever the busy timeout. Two programs creating the same new database
+// (the login server and the sync job) failed about once in seven. Here the
+// switch is retried for as long as the busy timeout would have waited.
+func useWAL(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(busyTimeout)
+	wait := time.Millisecond
+	for {
+		var mode string
+		err := db.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode)
+		if err == nil {
+			return nil
+		}
+		var serr *sqlite.Error
+		if !errors.As(err, &serr) || serr.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return fmt.Errorf("sqlstore: set journal_mode=WAL: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sqlstore: set journal_mode=WAL: %w", ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// SetClock replaces the store's clock (time.Now), for tests of what expires.
+// Call it before the store is used.
+func (s *Store) SetClock(now func() time.Time) {
+	s.now = func() time.Time { return now().UTC().Truncate(time.Microsecond) }
 }
 
 // Close closes the database.
@@ -207,11 +259,14 @@ func (s *Store) SaveUser(ctx context.Context, u *ldapauth.User) error {
 }
 
 // DeleteUser implements [ldapauth.UserStore]: it removes the user with its
-// fields, memberships and organisation joins.
+// fields, memberships, organisation joins and sessions: a user the sync
+// job removes is signed out everywhere.
 func (s *Store) DeleteUser(ctx context.Context, username string) error {
 	key := userKey(username)
 	return s.inTx(ctx, "delete user", func(tx *sql.Tx) error {
 		for _, q := range []string{
+			`DELETE FROM login_sessions WHERE username_key = ?`,
+			`DELETE FROM login_known_clients WHERE username_key = ?`,
 			`DELETE FROM ldap_user_fields WHERE username_key = ?`,
 			`DELETE FROM ldap_group_members WHERE username_key = ?`,
 			`DELETE FROM organisation_members WHERE username_key = ?`,
@@ -524,17 +579,26 @@ func queryStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([
 	return out, rows.Err()
 }
 
-// Redact returns dsn with any password replaced by "xxxxx", for logs.
+// Redact returns dsn with every secret replaced by "xxxxx", for logs: the
+// URL's password and any query parameter whose name ends in "password"
+// (password, sslpassword, ...). A key=value DSN that mentions a password is
+// not shown at all.
 func Redact(dsn string) string {
 	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" && u.Scheme != "file" {
 		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
+		changed := false
+		for k := range q {
+			if strings.HasSuffix(strings.ToLower(k), "password") {
+				q.Set(k, "xxxxx")
+				changed = true
+			}
+		}
+		if changed {
 			u.RawQuery = q.Encode()
 		}
 		return u.Redacted()
 	}
-	if strings.Contains(dsn, "password") { // a key=value DSN: keep nothing that may be secret
+	if strings.Contains(strings.ToLower(dsn), "password") { // a key=value DSN: keep nothing that may be secret
 		return "(a DSN with a password)"
 	}
 	return dsn

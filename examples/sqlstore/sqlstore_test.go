@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -117,6 +118,43 @@ func TestOpenConcurrently(t *testing.T) {
 			require.NoError(t, err)
 			assert.Len(t, snap.Groups, 1)
 		})
+	}
+}
+
+// TestOpenConcurrentlyStress opens a new SQLite file from many goroutines
+// at once, round after round: the way a login server and a sync job started
+// together meet. Every open must succeed (switching a new file to WAL used
+// to fail with SQLITE_BUSY whatever the busy timeout). A few seconds (fewer
+// rounds under the race detector), so -short leaves it out.
+func TestOpenConcurrentlyStress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stress test: a few seconds; run without -short")
+	}
+	const opens = 24
+	rounds := 50 // before the fix, 3 runs in 4 failed
+	if raceEnabled {
+		rounds = 10
+	}
+	for round := range rounds {
+		dsn := filepath.Join(t.TempDir(), fmt.Sprintf("stress%d.db", round))
+		errs := make([]error, opens)
+		var wg sync.WaitGroup
+		start := make(chan struct{}) // every open starts at once
+		for i := range opens {
+			wg.Go(func() {
+				<-start
+				s, err := sqlstore.Open(context.Background(), sqlstore.DriverSQLite, dsn)
+				if err == nil {
+					err = s.Close()
+				}
+				errs[i] = err
+			})
+		}
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			require.NoError(t, err, "round %d, open %d", round, i)
+		}
 	}
 }
 

@@ -32,8 +32,9 @@ type Account struct {
 	Groups   []string
 	// CanLogIn is false for users outside the login group.
 	CanLogIn bool
-	// Disabled marks an inactive account (it can still log in: the demo
-	// configuration does not filter on accountStatus).
+	// Disabled marks an inactive account (accountStatus: inactive). The
+	// login server's demo adds [ActiveOnly] to its search filters, so it
+	// cannot log in there.
 	Disabled bool
 }
 
@@ -106,6 +107,26 @@ func Config(srv *ldaptest.Server) (*ldapauth.Config, error) {
 		return nil, fmt.Errorf("demo configuration: %w", err)
 	}
 	return cfg, nil
+}
+
+// ActiveOnly adds (accountStatus=active) to the filters of Filters, so that
+// an account the directory marks inactive is not let in (the bind
+// succeeds, the search finds no entry: ErrNotPermitted); a sync with it
+// leaves such accounts out. The login server's demo uses it. It is
+// how a deployment excludes disabled accounts with a filter builder of its
+// own; on Active Directory, LDAP_AUTH_EXCLUDE_DISABLED=true does it for the
+// built-in filters.
+type ActiveOnly struct {
+	Filters ldapauth.SearchFilterBuilder
+}
+
+// SearchFilters implements [ldapauth.SearchFilterBuilder].
+func (a ActiveOnly) SearchFilters(cfg *ldapauth.Config, lookup map[string]string) ([]string, error) {
+	filters, err := a.Filters.SearchFilters(cfg, lookup)
+	if err != nil {
+		return nil, err
+	}
+	return append(filters, "(accountStatus=active)"), nil
 }
 
 // configVariables are the LDAP variables whose presence without
