@@ -227,7 +227,7 @@ func (t *telemetry) observePools(m metric.Meter, a *Authenticator) (metric.Regis
 		metric.WithDescription("Idle connections closed when taken from a pool (dropped by the server, idle too long, or to a server after one back from back-off)."))
 	retries, err6 := m.Int64ObservableCounter("ldapauth.pool.retries", metric.WithUnit("{operation}"),
 		metric.WithDescription("First operations run again on a new connection because theirs was lost before any answer."))
-	up, err7 := m.Int64ObservableGauge("ldapauth.server.up", metric.WithUnit("1"),
+	up, err7 := m.Int64ObservableGauge("ldapauth.server.up",
 		metric.WithDescription("1 while the server answers, 0 from a failure to its next answer."))
 	failures, err8 := m.Int64ObservableGauge("ldapauth.server.failures", metric.WithUnit("{failure}"),
 		metric.WithDescription("The server's failures in a row (its back-off grows with them)."))
@@ -253,6 +253,9 @@ func (t *telemetry) observePools(m metric.Meter, a *Authenticator) (metric.Regis
 	return m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		st := a.Stats()
 		for i, ps := range [2]PoolStats{st.Users, st.Service} {
+			if i == 1 && a.cfg.ConnectionUsername == "" {
+				break // no service pool
+			}
 			o.ObserveInt64(conns, int64(ps.Idle), pools[i].idle)
 			o.ObserveInt64(conns, int64(ps.InUse), pools[i].used)
 			o.ObserveInt64(maxIdle, int64(ps.MaxIdle), pools[i].pool)

@@ -16,7 +16,7 @@
 //
 // Routes: GET / (the login page, or the signed-in user), POST /login,
 // POST /logout, POST /api/login (JSON {"username", "password"}), GET /api/me,
-// POST /api/logout, GET /healthz.
+// POST /api/logout, GET /healthz, GET /metrics (Prometheus text format).
 package main
 
 import (
@@ -79,6 +79,12 @@ func run(ctx context.Context, logger *slog.Logger, addr, dsn, certFile, keyFile 
 	defer store.Close()
 	cfg.Store = store
 	cfg.Logger = logger
+	met, err := newMetrics()
+	if err != nil {
+		return err
+	}
+	defer met.Shutdown(context.Background())
+	cfg.MeterProvider = met.Provider
 	auth, err := ldapauth.New(cfg)
 	if err != nil {
 		return err
@@ -90,7 +96,7 @@ func run(ctx context.Context, logger *slog.Logger, addr, dsn, certFile, keyFile 
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newServer(options{Auth: auth, Store: store, Logger: logger, Demo: demoInfo}),
+		Handler:           withMetrics(newServer(options{Auth: auth, Store: store, Logger: logger, Demo: demoInfo}), met.Handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
