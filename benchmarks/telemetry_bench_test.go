@@ -74,7 +74,7 @@ func telemetryContender(s telemetrySetup) Contender {
 func benchLoginCPU(b *testing.B, ctx context.Context, c Contender, t *Target) {
 	cpu := cpuTime()
 	benchLogin(b, ctx, c, t, 1)
-	b.ReportMetric(float64((cpuTime() - cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkLoginTelemetry measures the pooled login (contender=ldapauth,
