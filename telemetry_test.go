@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -483,4 +484,53 @@ func TestLibraryImportsNoExporter(t *testing.T) {
 		assert.False(t, strings.HasPrefix(d, "go.opentelemetry.io/otel/sdk") || strings.HasPrefix(d, "go.opentelemetry.io/otel/exporters") ||
 			strings.HasPrefix(d, "github.com/prometheus/"), "ldapauth imports %s", d)
 	}
+}
+
+// Stats is read while logins run (the race detector watches), and every
+// snapshot adds up.
+func TestStatsDuringLogins(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	a, _, _ := authFor(t, srv, nil)
+	ctx := context.Background()
+	done := make(chan struct{})
+	read := make(chan int)
+	go func() {
+		n := 0
+		defer func() { read <- n }()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			st := a.Stats()
+			if st.Users.Open != st.Users.Idle+st.Users.InUse || st.Users.InUse < 0 || st.Users.Idle > st.Users.MaxIdle {
+				t.Errorf("inconsistent snapshot %+v", st.Users)
+				return
+			}
+			n++
+		}
+	}()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				if _, err := a.Authenticate(ctx, "alice", "alice-password"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	assert.Positive(t, <-read)
+	st := a.Stats()
+	assert.EqualValues(t, 160, st.Logins.Succeeded)
+	assert.Zero(t, st.Users.InUse, "every connection back in the pool or closed")
+	assert.Equal(t, st.Users.Idle, st.Users.Open)
+	assert.LessOrEqual(t, st.Users.Open, ldapauth.DefaultPoolSize)
+	assert.GreaterOrEqual(t, st.Users.Dials, uint64(st.Users.Open))
 }
