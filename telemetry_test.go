@@ -349,6 +349,22 @@ func TestTelemetrySyncMetrics(t *testing.T) {
 	_, removed := value(m, "ldapauth.sync.changes", map[string]string{"ldapauth.sync.change": "users_removed"})
 	assert.False(t, removed)
 
+	t.Run("aborted", func(t *testing.T) {
+		bad := syncVars(srv, map[string]string{"LDAP_SYNCED_GROUPS": srv.GroupDN("group0001"), "LDAP_SYNC_USER_PASSWORD": "wrong"})
+		a, reader, rec := telemetryAuth(t, bad)
+		_, err := a.Sync(ctx, ldapauth.SyncOptions{})
+		require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
+		root := onlySpan(t, rec.Ended(), "ldapauth.sync")
+		assert.Equal(t, codes.Error, root.Status().Code)
+		assert.Equal(t, "aborted", root.Status().Description, "the outcome, not the message naming the account")
+		assert.Equal(t, "aborted", spanAttrs(root)["ldapauth.sync.outcome"])
+		_, planned := spanAttrs(root)["ldapauth.sync.guard"]
+		assert.False(t, planned, "no plan, no guard decision")
+		v, ok := value(collect(t, reader), "ldapauth.sync.runs", map[string]string{"ldapauth.sync.outcome": "aborted"})
+		assert.True(t, ok)
+		assert.EqualValues(t, 1, v)
+	})
+
 	rec.Reset()
 	_, err = a.Sync(ctx, ldapauth.SyncOptions{Force: true})
 	require.NoError(t, err)
