@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults applied by [LoadConfig] and by [New] to zero fields.
@@ -245,6 +247,15 @@ type Config struct {
 	// the caller does not otherwise learn, such as a server that is down
 	// while another serves the logins. Passwords are never logged.
 	Logger *slog.Logger
+
+	// MeterProvider and TracerProvider receive ldapauth's metrics and spans
+	// (docs/observability.md); nil uses the global providers of
+	// go.opentelemetry.io/otel, which do nothing until the program sets
+	// them. TraceUsernames adds the username typed (user.name) to the login
+	// span and error messages to span statuses; off, spans carry neither.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
+	TraceUsernames bool
 }
 
 // Environment variable names read by [LoadConfig].

@@ -41,6 +41,9 @@ type conn struct {
 	receiveTimeout time.Duration
 	// as is the identity of the last successful bind, which errors name.
 	as identity
+	// obs times the operations; openIn is the pool counting c as open.
+	obs    *telemetry
+	openIn *poolCounters
 }
 
 // identity is who a connection is bound as.
@@ -108,9 +111,12 @@ func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
 	var errs []error
 	for _, i := range a.order() {
 		s := a.servers[i]
-		c, err := a.dialServer(ctx, s)
+		dctx, op := a.obs.op(ctx, opDial, i)
+		c, err := a.dialServer(dctx, s, i)
+		op.done(err)
 		if err == nil {
 			c.server, c.health, c.now = i, &a.health[i], a.now
+			c.obs = a.obs
 			if len(errs) > 0 {
 				a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: failed over to another server",
 					slog.String("url", s.url), slog.String("errors", errors.Join(errs...).Error()))
@@ -133,7 +139,7 @@ func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
 	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
 }
 
-func (a *Authenticator) dialServer(ctx context.Context, s server) (*conn, error) {
+func (a *Authenticator) dialServer(ctx context.Context, s server, index int) (*conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, a.cfg.ConnectTimeout)
 	defer cancel()
 	d := net.Dialer{}
@@ -168,8 +174,10 @@ func (a *Authenticator) dialServer(ctx context.Context, s server) (*conn, error)
 		deadline, _ := dctx.Deadline()
 		_ = raw.SetDeadline(deadline)
 		stop := context.AfterFunc(dctx, c.expire)
+		_, op := a.obs.op(ctx, opStartTLS, index)
 		err := l.StartTLS(tlsConf)
 		stopped := stop()
+		op.done(err)
 		_ = raw.SetDeadline(time.Time{})
 		if err != nil || !stopped {
 			c.close()
@@ -303,6 +311,7 @@ func (c *conn) do(ctx context.Context, op func() error) error {
 // returns the response controls, which a server also sends on a refused
 // bind (the password policy control says why).
 func (c *conn) bind(ctx context.Context, name, password string, controls ...ldap.Control) ([]ldap.Control, error) {
+	ctx, op := c.obs.op(ctx, opBind, c.server)
 	var resp []ldap.Control
 	err := c.do(ctx, func() error {
 		res, err := c.l.SimpleBind(&ldap.SimpleBindRequest{Username: name, Password: password, Controls: controls})
@@ -311,21 +320,25 @@ func (c *conn) bind(ctx context.Context, name, password string, controls ...ldap
 		}
 		return err
 	})
+	op.done(err)
 	return resp, err
 }
 
 // Search implements [Directory] on the connection.
 func (c *conn) Search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+	ctx, op := c.obs.op(ctx, opSearch, c.server)
 	var res *ldap.SearchResult
 	err := c.do(ctx, func() error {
 		var err error
 		res, err = c.l.Search(req)
 		return err
 	})
+	op.done(err)
 	return res, err
 }
 
 func (c *conn) close() {
+	c.uncount()
 	if c.l != nil {
 		_ = c.l.Close()
 	}

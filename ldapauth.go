@@ -248,6 +248,7 @@ type Authenticator struct {
 	users   *pool // connections users bind on
 	service *pool // connections bound as the service account
 	closed  atomic.Bool
+	obs     *telemetry // metrics, spans and Stats' login counters
 
 	serialService bool // tests: the service account's search after the user's bind, on one connection
 }
@@ -306,6 +307,7 @@ func New(cfg *Config) (*Authenticator, error) {
 			}
 		}
 	}
+	a.obs = newTelemetry(a)
 	return a, nil
 }
 
@@ -319,6 +321,7 @@ func (a *Authenticator) Close() error {
 	a.closed.Store(true)
 	a.users.close()
 	a.service.close()
+	a.obs.close()
 	return nil
 }
 
@@ -335,7 +338,9 @@ func (a *Authenticator) Close() error {
 // When the directory names the account's state (disabled, locked, expired,
 // password expired or to be changed), the error also matches the state's
 // error, such as [ErrAccountLocked], and holds an [*AccountError].
-func (a *Authenticator) Authenticate(ctx context.Context, username, password string) (*User, error) {
+func (a *Authenticator) Authenticate(ctx context.Context, username, password string) (_ *User, err error) {
+	ctx, obs := a.obs.loginStart(ctx, username)
+	defer obs.end(&err)
 	log := a.cfg.Logger
 	if !validCredentialText(username) || !validCredentialText(password) {
 		log.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login refused before contacting the directory", slog.String("username", username))
@@ -446,10 +451,15 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	log.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login", slog.String("username", u.Username), slog.String("dn", u.DN))
 
 	if a.cfg.Store != nil {
-		if err := a.cfg.Store.SaveUser(ctx, u); err != nil {
+		ctx, step := a.obs.step(ctx, "ldapauth.store.save_user")
+		err := a.cfg.Store.SaveUser(ctx, u)
+		step.done(err)
+		if err != nil {
 			return nil, &StoreError{Op: "save user", Err: err}
 		}
 	}
+	ctx, step := a.obs.step(ctx, "ldapauth.sync_relations")
+	defer func() { step.done(err) }()
 	if a.cfg.usesGroupSyncer() {
 		// The built-in group syncer, over the groups parsed in New.
 		if check == nil {
@@ -473,13 +483,15 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 // package documentation.
 func (a *Authenticator) session(ctx context.Context, p *pool, setup, first func(*conn) error) (*conn, error) {
 	for attempt := 0; ; attempt++ {
+		p.n.retried(attempt)
 		var c *conn
 		if attempt == 0 {
 			c = p.get()
 		}
 		if c == nil {
 			var err error
-			if c, err = a.dial(ctx); err != nil {
+			c, err = a.dial(ctx)
+			if p.n.dialed(c, err); err != nil {
 				return nil, err
 			}
 			if setup != nil {

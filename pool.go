@@ -97,6 +97,7 @@ type pool struct {
 	mu     sync.Mutex
 	idle   []*conn
 	closed bool
+	n      poolCounters // for Stats
 }
 
 // get returns an idle connection that still looks usable, or nil. It
@@ -123,6 +124,7 @@ func (p *pool) get() *conn {
 		found = c
 	}
 	p.mu.Unlock()
+	p.n.staleClosed.Add(uint64(len(stale)))
 	for _, c := range stale {
 		c.close()
 	}

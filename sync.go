@@ -485,7 +485,9 @@ func (e *RemovalGuardError) Is(target error) bool { return target == ErrRemovalG
 //
 // Sync may run concurrently with logins; it does not run concurrently with
 // itself usefully (two runs would plan the same changes).
-func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (*SyncReport, error) {
+func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (report *SyncReport, err error) {
+	ctx, obs := a.obs.syncStart(ctx, opts)
+	defer obs.end(&report, &err)
 	if err := a.cfg.ValidateSync(); err != nil {
 		return nil, err
 	}

@@ -16,7 +16,7 @@
 //
 // Routes: GET / (the login page, or the signed-in user), POST /login,
 // POST /logout, POST /api/login (JSON {"username", "password"}), GET /api/me,
-// POST /api/logout, GET /healthz.
+// POST /api/logout, GET /healthz, GET /metrics (Prometheus text format).
 package main
 
 import (
@@ -170,12 +170,19 @@ func run(ctx context.Context, logger *slog.Logger, st settings) error {
 	defer store.Close()
 	cfg.Store = store
 	cfg.Logger = logger
+	met, err := newMetrics()
+	if err != nil {
+		return err
+	}
+	defer met.Shutdown(context.Background())
+	cfg.MeterProvider = met.Provider
 	auth, err := ldapauth.New(cfg)
 	if err != nil {
 		return err
 	}
 	defer auth.Close()
 	o.Auth, o.Store, o.Demo = auth, store, demoInfo
+	o.MeterProvider = met.Provider
 
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	swept := make(chan struct{})
@@ -190,7 +197,7 @@ func run(ctx context.Context, logger *slog.Logger, st settings) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newServer(o),
+		Handler:           withMetrics(newServer(o), met.Handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

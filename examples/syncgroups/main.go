@@ -20,6 +20,8 @@
 //	-create-users        also create the directory users that never logged in
 //	-json                print the report as JSON instead of the summary for people
 //	-quiet               no progress on stderr
+//	-textfile PATH.prom  also write the run's numbers as Prometheus metrics to this file, for
+//	                     node_exporter's textfile collector (replaced atomically each run)
 //
 // The report goes to stdout; progress (a bar on a terminal, plain lines
 // otherwise) and the reason for a failure go to stderr. Exit status: 0 the
@@ -44,6 +46,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/examples/internal/demo"
@@ -70,6 +73,7 @@ type options struct {
 	db                         string
 	dryRun, force, createUsers bool
 	json, quiet                bool
+	textfile                   string
 }
 
 // parseFlags reads args and prints what is wrong with them; the error is
@@ -88,6 +92,7 @@ func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bo
 	fs.BoolVar(&o.createUsers, "create-users", false, "also create the directory users that never logged in")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
+	fs.StringVar(&o.textfile, "textfile", "", "also write the run's numbers as Prometheus metrics to this .prom file (node_exporter textfile collector)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: syncgroups [flags]\n\n"+
 			"Brings the users and groups of the database in step with the LDAP directory\n"+
@@ -101,6 +106,10 @@ func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bo
 	}
 	if fs.NArg() > 0 {
 		err := fmt.Errorf("unexpected argument %q: syncgroups takes flags only", fs.Arg(0))
+		fmt.Fprintln(stderr, "syncgroups:", err)
+		return o, err
+	}
+	if err := checkTextfile(o.textfile); err != nil {
 		fmt.Fprintln(stderr, "syncgroups:", err)
 		return o, err
 	}
@@ -151,13 +160,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 		bar = newProgress(stderr)
 		syncOpts.Progress = bar.update
 	}
+	start := time.Now()
 	rep, err := auth.Sync(ctx, syncOpts)
+	end := time.Now()
 	if bar != nil {
 		bar.finish()
 	}
 	if rep != nil {
 		if werr := writeReport(stdout, rep, o.json); werr != nil && err == nil {
 			err = fmt.Errorf("write the report: %w", werr)
+		}
+	}
+	if o.textfile != "" {
+		code := exitOK
+		if err != nil {
+			code = exitCode(err)
+		}
+		if terr := writeTextfile(o.textfile, rep, code, start, end); terr != nil {
+			err = errors.Join(err, terr)
 		}
 	}
 	if err != nil {
