@@ -134,6 +134,10 @@ func TestPoolReusesConnectionsAndRebinds(t *testing.T) {
 						assert.Equal(t, s.user, u.Username)
 					} else {
 						require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials, "%s with %s", s.user, s.password)
+						// The refused login returned without waiting for the
+						// service account's search; let it put its
+						// connection back before the next login.
+						ldapauth.WaitAbandoned(a)
 					}
 				}
 				want := mode.conns
