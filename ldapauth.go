@@ -243,6 +243,8 @@ type Authenticator struct {
 	// netbios caches the NetBIOS names of Active Directory domains, by
 	// domain DN key, for the identity proof.
 	netbios sync.Map
+	// noWhoAmI: the server answered that it does not support Who Am I.
+	noWhoAmI atomic.Bool
 
 	// life ends at Close (lifeEnd); background counts the service-account
 	// searches abandoned by failed logins, which Close waits for.
