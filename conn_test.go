@@ -406,6 +406,7 @@ func TestUnreachableServerLogging(t *testing.T) {
 			a, _ := poolAuth(t, srv, tt.urls, func(c *ldapauth.Config) {
 				c.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			})
+			logs.Reset() // New's warning about plain ldap:// (TestInsecureTransportWarnings)
 			_, err := a.Authenticate(safetyNet(t), "alice", "alice-password")
 			if tt.failover {
 				require.NoError(t, err)

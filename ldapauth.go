@@ -291,6 +291,7 @@ func New(cfg *Config) (*Authenticator, error) {
 	if c.InsecureSkipVerify {
 		a.tlsBase.InsecureSkipVerify = true
 	}
+	a.warnInsecure()
 
 	seen := map[string]bool{}
 	addAttr := func(attr string) {
@@ -314,6 +315,31 @@ func New(cfg *Config) (*Authenticator, error) {
 		}
 	}
 	return a, nil
+}
+
+// warnInsecure logs, once per Authenticator, a warning for each way its
+// configuration lets a password be read on the network: certificate
+// verification turned off (LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY, or a
+// Config.TLSConfig that skips it), and plain ldap:// without StartTLS.
+func (a *Authenticator) warnInsecure() {
+	ctx := context.Background()
+	if a.tlsBase.InsecureSkipVerify {
+		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: TLS certificate verification is off: anyone on the network path can pose as the directory and read every password",
+			slog.String("setting", EnvInsecureSkipVerify+" or Config.TLSConfig.InsecureSkipVerify"))
+	}
+	if a.cfg.UseTLS {
+		return
+	}
+	var plain []string
+	for _, s := range a.servers {
+		if !s.ldaps {
+			plain = append(plain, s.url)
+		}
+	}
+	if len(plain) > 0 {
+		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: passwords cross the network in clear text: plain ldap:// without StartTLS; use ldaps:// or "+EnvUseTLS+"=true",
+			slog.String("urls", strings.Join(plain, " ")))
+	}
 }
 
 // errClosed is returned by Authenticate after Close.
