@@ -8,19 +8,26 @@
 // ([UsernameFormatter], [SearchFilterBuilder], [RelationSyncer]), and the
 // same login flow:
 //
-//  1. an empty password or username, or an empty bind name made by the
-//     username formatter, is refused before any network I/O;
+//  1. an empty password or username, one longer than the limits
+//     ([DefaultMaxUsernameLength], [DefaultMaxPasswordLength]), or an empty
+//     bind name made by the username formatter, is refused before any
+//     network I/O;
 //  2. connect, with StartTLS when configured (certificates verified), or
 //     take a pooled connection;
 //  3. bind as the user, the bind name made by the username formatter;
 //  4. search for the user's entry with the configured filters: no entry
 //     refuses the login (this is how the login group works), more than one
 //     is an error. With a service account configured, the search runs as
-//     it, on a second connection, at the same time as the user's bind;
-//     without, it runs as the user after the bind;
-//  5. save the user into the [UserStore] under the directory's spelling of
-//     the username, with the mapped fields;
-//  6. run the relation syncer (for example [SyncUserGroups]).
+//     it, on a second connection, at the same time as the user's bind (a
+//     refused bind returns at once); without, it runs as the user after
+//     the bind. With [Config.SearchThenBind], the service account searches
+//     first and the bind is as the DN found;
+//  5. prove that the entry found is the account whose password the bind
+//     checked (see [IdentityError]), or refuse;
+//  6. save the user into the [UserStore] under the directory's spelling of
+//     the username (the value equal to what was typed), with the mapped
+//     fields;
+//  7. run the relation syncer (for example [SyncUserGroups]).
 //
 // # Connections
 //
