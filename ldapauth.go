@@ -258,6 +258,8 @@ type Authenticator struct {
 	life       context.Context
 	lifeEnd    context.CancelFunc
 	background sync.WaitGroup
+	bgMu       sync.Mutex // orders background.Add before Close's Wait
+	bgClosed   bool
 
 	users   *pool // connections users bind on
 	service *pool // connections bound as the service account
@@ -359,6 +361,9 @@ var errClosed = fmt.Errorf("ldapauth: authenticator closed: %w", net.ErrClosed)
 // once.
 func (a *Authenticator) Close() error {
 	a.closed.Store(true)
+	a.bgMu.Lock()
+	a.bgClosed = true
+	a.bgMu.Unlock()
 	a.lifeEnd()
 	a.background.Wait()
 	a.users.close()
@@ -541,7 +546,15 @@ func (a *Authenticator) bindThenSearch(ctx context.Context, username, password s
 	follow := context.AfterFunc(ctx, cancel) // while the login waits for it, the search ends with ctx
 	results := make(chan found)
 	abandon := make(chan struct{})
+	a.bgMu.Lock()
+	if a.bgClosed {
+		a.bgMu.Unlock()
+		follow()
+		cancel()
+		return l, errClosed
+	}
 	a.background.Add(1)
+	a.bgMu.Unlock()
 	go func() {
 		defer a.background.Done()
 		defer context.AfterFunc(a.life, cancel)()
