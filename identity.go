@@ -215,6 +215,9 @@ func dnsNameOf(domainDN string) string {
 	}
 	labels := make([]string, 0, len(parsed.RDNs))
 	for _, rdn := range parsed.RDNs {
+		if !isDCRDN(rdn) {
+			return "" // not a domain
+		}
 		labels = append(labels, rdn.Attributes[0].Value)
 	}
 	return strings.Join(labels, ".")
@@ -254,9 +257,10 @@ func (c *conn) whoAmI(ctx context.Context) (string, error) {
 }
 
 // sameADAccount reports whether the Active Directory account DOMAIN\sam
-// (Who Am I's answer) is entry: a sAMAccountName is unique within a domain,
-// so the entry's sAMAccountName must be sam and the NetBIOS name of the
-// domain holding the entry must be domain, both case-insensitively.
+// (a down-level bind name, or Who Am I's answer) is entry: a sAMAccountName
+// is unique within a domain, so the entry's sAMAccountName must be sam and
+// domain must name the domain holding the entry (its NetBIOS or DNS name),
+// both case-insensitively.
 func (a *Authenticator) sameADAccount(ctx context.Context, c *conn, entry *ldap.Entry, domain, sam string) (bool, error) {
 	entrySAM, err := a.samOf(ctx, c, entry)
 	if err != nil {
@@ -265,7 +269,11 @@ func (a *Authenticator) sameADAccount(ctx context.Context, c *conn, entry *ldap.
 	if !strings.EqualFold(entrySAM, sam) {
 		return false, nil
 	}
-	netbios, err := a.netbiosName(ctx, c, domainOf(entry.DN))
+	domainDN := domainOf(entry.DN)
+	if strings.EqualFold(dnsNameOf(domainDN), domain) {
+		return true, nil // DOMAIN given as the domain's DNS name
+	}
+	netbios, err := a.netbiosName(ctx, c, domainDN)
 	if err != nil {
 		return false, err
 	}

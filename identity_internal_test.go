@@ -58,4 +58,5 @@ func TestNameForms(t *testing.T) {
 		assert.False(t, ok, s)
 	}
 	assert.Equal(t, "ldapauth.test", dnsNameOf("DC=ldapauth,DC=test"))
+	assert.Equal(t, "", dnsNameOf("OU=people,DC=ldapauth,DC=test"))
 }
