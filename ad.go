@@ -114,7 +114,7 @@ const adUnknownUser = "525"
 // invalid credentials.
 func (a *Authenticator) refusedBind(err error, username, bindName string) *LoginError {
 	lerr := &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
-		Formatter: formatterName(a.cfg.FormatUsername), Reason: "the directory refused the bind", Err: err}
+		Formatter: a.bindSource(), Reason: "the directory refused the bind", Err: err}
 	if acct := policyAccountError(err); acct != nil {
 		lerr.Err = acct
 		return lerr

@@ -68,6 +68,12 @@ const (
 	// NoPool, as Config.PoolSize, turns pooling off: every login dials its
 	// own connections and closes them (LDAP_AUTH_POOL_SIZE=0).
 	NoPool = -1
+	// DefaultMaxUsernameLength and DefaultMaxPasswordLength are the longest
+	// username and password, in bytes, a login sends to the directory when
+	// Config.MaxUsernameLength and Config.MaxPasswordLength are zero.
+	// Longer ones are refused before any network I/O.
+	DefaultMaxUsernameLength = 256
+	DefaultMaxPasswordLength = 1024
 )
 
 // DefaultUserFields returns django-python3-ldap's LDAP_AUTH_USER_FIELDS
@@ -197,6 +203,22 @@ type Config struct {
 	ConnectionUsername string
 	ConnectionPassword string
 
+	// SearchThenBind finds the user's entry first, as the service account,
+	// then binds as the DN found, as Authelia and Gitea do. The bind and
+	// the entry are then the same account by construction, and users
+	// anywhere under the search base (sub-OUs included) can log in; the
+	// username formatter is not used for logins. Needs the service
+	// account. LDAP_AUTH_SEARCH_THEN_BIND.
+	SearchThenBind bool
+
+	// MaxUsernameLength and MaxPasswordLength are the longest username and
+	// password, in bytes, a login accepts; longer ones are refused with
+	// ErrInvalidCredentials before any network I/O. Zero means
+	// [DefaultMaxUsernameLength] and [DefaultMaxPasswordLength]. Set in code
+	// only.
+	MaxUsernameLength int
+	MaxPasswordLength int
+
 	// NestedGroups says whether membership of the login group and of the
 	// synced groups counts through groups of groups, and how it is found:
 	// [NestedGroupsOff] (the default, direct membership only, as Flagsmith
@@ -287,6 +309,7 @@ const (
 	EnvNestedGroups       = "LDAP_AUTH_NESTED_GROUPS"
 	EnvExcludeDisabled    = "LDAP_AUTH_EXCLUDE_DISABLED"
 	EnvDirectoryType      = "LDAP_AUTH_DIRECTORY_TYPE"
+	EnvSearchThenBind     = "LDAP_AUTH_SEARCH_THEN_BIND"
 )
 
 // ConfigError reports one bad configuration value. It never holds the value
@@ -379,7 +402,7 @@ func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
 	for _, b := range []struct {
 		name string
 		dst  *bool
-	}{{EnvUseTLS, &cfg.UseTLS}, {EnvInsecureSkipVerify, &cfg.InsecureSkipVerify}, {EnvExcludeDisabled, &cfg.ExcludeDisabled}} {
+	}{{EnvUseTLS, &cfg.UseTLS}, {EnvInsecureSkipVerify, &cfg.InsecureSkipVerify}, {EnvExcludeDisabled, &cfg.ExcludeDisabled}, {EnvSearchThenBind, &cfg.SearchThenBind}} {
 		if v := get(b.name); v != "" {
 			val, err := parseBool(v)
 			if err != nil {
@@ -660,6 +683,12 @@ func (c *Config) parse() (parsed, []*ConfigError) {
 			add("not set, but a service-account username is", EnvConnectionPassword, EnvConnectionUsername)
 		}
 	}
+	if c.SearchThenBind && c.ConnectionUsername == "" {
+		add("set, but there is no service account to search with: set LDAP_AUTH_CONNECTION_USERNAME and LDAP_AUTH_CONNECTION_PASSWORD", EnvSearchThenBind, EnvConnectionUsername)
+	}
+	if c.MaxUsernameLength < 0 || c.MaxPasswordLength < 0 {
+		add("Config.MaxUsernameLength and Config.MaxPasswordLength must not be negative (0 for the defaults)", "Config.MaxUsernameLength", "Config.MaxPasswordLength")
+	}
 	if (c.SyncUsername == "") != (c.SyncPassword == "") {
 		if c.SyncUsername == "" {
 			add("not set, but a sync password is", EnvSyncUsername, EnvSyncPassword)
@@ -909,6 +938,12 @@ func (c *Config) withDefaults() Config {
 	}
 	if cp.PoolIdleTimeout == 0 {
 		cp.PoolIdleTimeout = DefaultPoolIdleTimeout
+	}
+	if cp.MaxUsernameLength == 0 {
+		cp.MaxUsernameLength = DefaultMaxUsernameLength
+	}
+	if cp.MaxPasswordLength == 0 {
+		cp.MaxPasswordLength = DefaultMaxPasswordLength
 	}
 	if cp.FormatUsername == nil {
 		cp.FormatUsername = OpenLDAPFormatter{}

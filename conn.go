@@ -64,11 +64,15 @@ type server struct {
 }
 
 // parseServer parses one LDAP_AUTH_URL entry: ldap:// or ldaps://, a host,
-// and a port (389 or 636 when none is given).
+// and a port (389 or 636 when none is given). User info, a path (an LDAP
+// URL's base DN), a query or a fragment are refused: ldapauth would ignore
+// them, and user info is a password in the wrong place. Errors never show
+// the user info.
 func parseServer(raw string) (server, error) {
+	shown := withoutUserInfo(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
-		return server{}, fmt.Errorf("%q is not a URL", raw)
+		return server{}, fmt.Errorf("%q is not a URL", shown)
 	}
 	s := server{url: raw, host: u.Hostname()}
 	switch strings.ToLower(u.Scheme) {
@@ -76,10 +80,16 @@ func parseServer(raw string) (server, error) {
 	case "ldaps":
 		s.ldaps = true
 	default:
-		return server{}, fmt.Errorf("%q: the scheme must be ldap:// or ldaps://", raw)
+		return server{}, fmt.Errorf("%q: the scheme must be ldap:// or ldaps://", shown)
+	}
+	switch {
+	case u.User != nil:
+		return server{}, fmt.Errorf("%q holds user info: set the service account in LDAP_AUTH_CONNECTION_USERNAME and LDAP_AUTH_CONNECTION_PASSWORD instead", shown)
+	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.ForceQuery, u.Fragment != "":
+		return server{}, fmt.Errorf("%q has a path, query or fragment, which ldapauth would ignore: give scheme://host:port only (the search base is LDAP_AUTH_SEARCH_BASE)", shown)
 	}
 	if s.host == "" {
-		return server{}, fmt.Errorf("%q has no host", raw)
+		return server{}, fmt.Errorf("%q has no host", shown)
 	}
 	port := u.Port()
 	switch {
@@ -89,7 +99,7 @@ func parseServer(raw string) (server, error) {
 		port = "389"
 	default:
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return server{}, fmt.Errorf("%q has a bad port", raw)
+			return server{}, fmt.Errorf("%q has a bad port", shown)
 		}
 	}
 	s.address = net.JoinHostPort(s.host, port)

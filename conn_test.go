@@ -134,6 +134,10 @@ func TestPoolReusesConnectionsAndRebinds(t *testing.T) {
 						assert.Equal(t, s.user, u.Username)
 					} else {
 						require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials, "%s with %s", s.user, s.password)
+						// The refused login returned without waiting for the
+						// service account's search; let it put its
+						// connection back before the next login.
+						ldapauth.WaitAbandoned(a)
 					}
 				}
 				want := mode.conns
@@ -402,6 +406,7 @@ func TestUnreachableServerLogging(t *testing.T) {
 			a, _ := poolAuth(t, srv, tt.urls, func(c *ldapauth.Config) {
 				c.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			})
+			logs.Reset() // New's warning about plain ldap:// (TestInsecureTransportWarnings)
 			_, err := a.Authenticate(safetyNet(t), "alice", "alice-password")
 			if tt.failover {
 				require.NoError(t, err)

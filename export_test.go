@@ -11,3 +11,7 @@ func SetClock(a *Authenticator, now func() time.Time) { a.now = now }
 // other on one connection, as django-python3-ldap does, for the benchmark
 // that measures what running them at the same time saves.
 func SetSerialServiceAccount(a *Authenticator, on bool) { a.serialService = on }
+
+// WaitAbandoned waits until the service-account searches abandoned by
+// failed logins have ended and put their connections back.
+func WaitAbandoned(a *Authenticator) { a.background.Wait() }

@@ -8,19 +8,26 @@
 // ([UsernameFormatter], [SearchFilterBuilder], [RelationSyncer]), and the
 // same login flow:
 //
-//  1. an empty password or username, or an empty bind name made by the
-//     username formatter, is refused before any network I/O;
+//  1. an empty password or username, one longer than the limits
+//     ([DefaultMaxUsernameLength], [DefaultMaxPasswordLength]), or an empty
+//     bind name made by the username formatter, is refused before any
+//     network I/O;
 //  2. connect, with StartTLS when configured (certificates verified), or
 //     take a pooled connection;
 //  3. bind as the user, the bind name made by the username formatter;
 //  4. search for the user's entry with the configured filters: no entry
 //     refuses the login (this is how the login group works), more than one
 //     is an error. With a service account configured, the search runs as
-//     it, on a second connection, at the same time as the user's bind;
-//     without, it runs as the user after the bind;
-//  5. save the user into the [UserStore] under the directory's spelling of
-//     the username, with the mapped fields;
-//  6. run the relation syncer (for example [SyncUserGroups]).
+//     it, on a second connection, at the same time as the user's bind (a
+//     refused bind returns at once); without, it runs as the user after
+//     the bind. With [Config.SearchThenBind], the service account searches
+//     first and the bind is as the DN found;
+//  5. prove that the entry found is the account whose password the bind
+//     checked (see [IdentityError]), or refuse;
+//  6. save the user into the [UserStore] under the directory's spelling of
+//     the username (the value equal to what was typed), with the mapped
+//     fields;
+//  7. run the relation syncer (for example [SyncUserGroups]).
 //
 // # Connections
 //
@@ -240,6 +247,19 @@ type Authenticator struct {
 	// groupTokens caches the primaryGroupToken of configured groups, by
 	// DN key: a group's RID never changes.
 	groupTokens sync.Map
+	// netbios caches the NetBIOS names of Active Directory domains, by
+	// domain DN key, for the identity proof.
+	netbios sync.Map
+	// noWhoAmI: the server answered that it does not support Who Am I.
+	noWhoAmI atomic.Bool
+
+	// life ends at Close (lifeEnd); background counts the service-account
+	// searches abandoned by failed logins, which Close waits for.
+	life       context.Context
+	lifeEnd    context.CancelFunc
+	background sync.WaitGroup
+	bgMu       sync.Mutex // orders background.Add before Close's Wait
+	bgClosed   bool
 
 	// detected is the directory type read from the root DSE
 	// (Config.DirectoryType auto), nil until read.
@@ -273,6 +293,7 @@ func New(cfg *Config) (*Authenticator, error) {
 	}
 	noteTLS(&a.cfg, a.servers)
 	a.users = &pool{a: a, size: c.PoolSize}
+	a.life, a.lifeEnd = context.WithCancel(context.Background())
 	a.service = &pool{a: a, size: c.PoolSize}
 
 	a.tlsBase = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -285,6 +306,7 @@ func New(cfg *Config) (*Authenticator, error) {
 	if c.InsecureSkipVerify {
 		a.tlsBase.InsecureSkipVerify = true
 	}
+	a.warnInsecure()
 
 	seen := map[string]bool{}
 	addAttr := func(attr string) {
@@ -311,14 +333,46 @@ func New(cfg *Config) (*Authenticator, error) {
 	return a, nil
 }
 
+// warnInsecure logs, once per Authenticator, a warning for each way its
+// configuration lets a password be read on the network: certificate
+// verification turned off (LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY, or a
+// Config.TLSConfig that skips it), and plain ldap:// without StartTLS.
+func (a *Authenticator) warnInsecure() {
+	ctx := context.Background()
+	if a.tlsBase.InsecureSkipVerify {
+		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: TLS certificate verification is off: anyone on the network path can pose as the directory and read every password",
+			slog.String("setting", EnvInsecureSkipVerify+" or Config.TLSConfig.InsecureSkipVerify"))
+	}
+	if a.cfg.UseTLS {
+		return
+	}
+	var plain []string
+	for _, s := range a.servers {
+		if !s.ldaps {
+			plain = append(plain, s.url)
+		}
+	}
+	if len(plain) > 0 {
+		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: passwords cross the network in clear text: plain ldap:// without StartTLS; use ldaps:// or "+EnvUseTLS+"=true",
+			slog.String("urls", strings.Join(plain, " ")))
+	}
+}
+
 // errClosed is returned by Authenticate after Close.
 var errClosed = fmt.Errorf("ldapauth: authenticator closed: %w", net.ErrClosed)
 
 // Close closes every pooled connection; connections of logins in flight
-// are closed as those logins end. Authenticate returns an error matching
-// net.ErrClosed after Close. Close may be called more than once.
+// are closed as those logins end. Service-account searches left running by
+// refused logins are cut short and waited for. Authenticate returns an
+// error matching net.ErrClosed after Close. Close may be called more than
+// once.
 func (a *Authenticator) Close() error {
 	a.closed.Store(true)
+	a.bgMu.Lock()
+	a.bgClosed = true
+	a.bgMu.Unlock()
+	a.lifeEnd()
+	a.background.Wait()
 	a.users.close()
 	a.service.close()
 	a.obs.close()
@@ -342,101 +396,51 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	ctx, obs := a.obs.loginStart(ctx, username)
 	defer obs.end(&err)
 	log := a.cfg.Logger
+	if len(username) > a.cfg.MaxUsernameLength || len(password) > a.cfg.MaxPasswordLength {
+		// Refused before any I/O: an oversized request could make a server
+		// drop the connection and be marked down. The error quotes a short
+		// prefix of the name, never the password.
+		log.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login refused before contacting the directory: too long", slog.String("username", clip(username)))
+		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: clip(username),
+			Reason: fmt.Sprintf("username or password too long (limits %d and %d bytes)", a.cfg.MaxUsernameLength, a.cfg.MaxPasswordLength)}
+	}
 	if !validCredentialText(username) || !validCredentialText(password) {
 		log.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login refused before contacting the directory", slog.String("username", username))
 		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: username, Reason: "empty or malformed username or password"}
 	}
-	bindName, err := a.cfg.FormatUsername.FormatUsername(&a.cfg, username)
-	if err != nil {
-		return nil, wrap(err, "username formatter %s", formatterName(a.cfg.FormatUsername))
-	}
-	if !validCredentialText(bindName) {
-		// An empty bind name with a password is an unauthenticated or
-		// anonymous bind on some servers: never send it.
-		log.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login refused before contacting the directory: bad bind name", slog.String("username", username))
-		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName, Formatter: formatterName(a.cfg.FormatUsername),
-			Reason: "the username formatter made an empty or malformed bind name"}
-	}
-
 	if a.closed.Load() {
 		return nil, errClosed
 	}
-	// The user's bind carries the password policy request control; the
-	// answer's controls say why a bind failed, or that a good one must not
-	// log in (changeAfterReset).
-	var ctrls []ldap.Control
-	bind := func(c *conn) error {
-		var err error
-		ctrls, err = c.bind(ctx, bindName, password, ldap.NewControlBeheraPasswordPolicy())
-		if err == nil {
-			c.as = identity{name: bindName}
-		}
-		return err
+	var l *login
+	if a.cfg.SearchThenBind {
+		l, err = a.searchThenBind(ctx, username, password)
+	} else {
+		l, err = a.bindThenSearch(ctx, username, password)
 	}
-
-	var c *conn // the connection the search, notFound and the syncer use
-	var entry *ldap.Entry
-	var warning *PasswordWarning
-	switch {
-	case a.cfg.ConnectionUsername != "" && !a.serialService:
-		// The user's bind and the service account's search at the same
-		// time, on two connections: one round trip rather than two. The
-		// search's result is used only once the bind has succeeded.
-		var serr error
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			c, serr = a.session(ctx, a.service, a.serviceBind(ctx), func(c *conn) error {
-				var err error
-				entry, err = a.findUser(ctx, c, username, a.cfg.SearchFilters)
-				return err
-			})
-		}()
-		uc, berr := a.session(ctx, a.users, nil, bind)
-		a.users.put(uc)
-		<-done
-		defer a.service.put(c)
-		if berr != nil {
-			return nil, a.bindError(ctx, withPolicy(berr, ctrls), username, bindName)
-		}
-		if warning, err = a.afterGoodBind(ctrls, username, bindName); err != nil {
-			return nil, err
-		}
-		if serr != nil {
-			return nil, serr
-		}
-	default:
-		uc, err := a.session(ctx, a.users, nil, bind)
-		if err != nil {
-			a.users.put(uc)
-			return nil, a.bindError(ctx, withPolicy(err, ctrls), username, bindName)
-		}
-		if warning, err = a.afterGoodBind(ctrls, username, bindName); err != nil {
-			a.users.put(uc)
-			return nil, err
-		}
-		c = uc
-		defer a.users.put(c)
-		if a.cfg.ConnectionUsername != "" { // serialService
-			if err := a.serviceBind(ctx)(c); err != nil {
-				return nil, err
-			}
-		}
-		if entry, err = a.findUser(ctx, c, username, a.cfg.SearchFilters); err != nil {
-			return nil, err
+	if l != nil {
+		defer a.users.put(l.uc)
+		if l.svc != nil {
+			defer a.service.put(l.svc)
 		}
 	}
-
-	var check *memberCheck // the admitted user's, when admitLoginGroup made one
+	if err != nil {
+		return nil, err
+	}
+	c := l.c
+	entry, check := l.entry, l.check
 	if entry == nil {
 		adm, err := a.admitLoginGroup(ctx, c, username)
 		if err != nil {
 			return nil, err
 		}
 		if adm.check == nil {
-			return nil, a.notFound(ctx, c, username, bindName, adm)
+			return nil, a.notFound(ctx, c, username, l.bindName, adm)
 		}
 		entry, check = adm.entry, adm.check
+	}
+	// The entry found must be the account whose password the bind checked.
+	if err := a.proveIdentity(ctx, l.uc, username, l.bindName, entry); err != nil {
+		return nil, err
 	}
 	var u *User
 	if check != nil {
@@ -444,10 +448,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	} else {
 		u = a.userFromEntry(entry)
 	}
-	u.PasswordWarning = warning
-	if u.Username == "" {
-		return nil, fmt.Errorf("ldapauth: entry %s has no %s attribute, the username field (%s)", u.DN, a.cfg.usernameAttribute(), EnvUserFields)
+	u.PasswordWarning = l.warning
+	name, err := a.loginName(entry, username)
+	if err != nil {
+		return nil, err
 	}
+	u.Username, u.Fields["username"] = name, name
 	log.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login", slog.String("username", u.Username), slog.String("dn", u.DN))
 
 	if a.cfg.Store != nil {
@@ -474,6 +480,175 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	}
 	return u, nil
 }
+
+// login is what the bind and the search of a login found.
+type login struct {
+	uc  *conn // bound as the user; Authenticate puts it back into the users' pool
+	svc *conn // bound as the service account, if one searched; put back into the service pool
+	c   *conn // the connection the search ran on (uc or svc), which the syncer uses
+
+	bindName string
+	entry    *ldap.Entry // nil: the login search found nobody
+	check    *memberCheck
+	warning  *PasswordWarning
+}
+
+// userBind returns the user's bind as bindName: the bind carries the
+// password policy request control, and its answer's controls, stored in
+// *ctrls, say why a bind failed, or that a good one must not log in
+// (changeAfterReset).
+func userBind(ctx context.Context, bindName, password string, ctrls *[]ldap.Control) func(*conn) error {
+	return func(c *conn) error {
+		var err error
+		*ctrls, err = c.bind(ctx, bindName, password, ldap.NewControlBeheraPasswordPolicy())
+		if err == nil {
+			c.as = identity{name: bindName}
+		}
+		return err
+	}
+}
+
+// bindThenSearch binds as the name the username formatter makes, then
+// finds the user's entry: as the service account, on a second connection,
+// at the same time as the bind, or as the user after it.
+func (a *Authenticator) bindThenSearch(ctx context.Context, username, password string) (*login, error) {
+	bindName, err := a.cfg.FormatUsername.FormatUsername(&a.cfg, username)
+	if err != nil {
+		return nil, wrap(err, "username formatter %s", formatterName(a.cfg.FormatUsername))
+	}
+	if !validCredentialText(bindName) {
+		// An empty bind name with a password is an unauthenticated or
+		// anonymous bind on some servers: never send it.
+		a.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login refused before contacting the directory: bad bind name", slog.String("username", username))
+		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName, Formatter: formatterName(a.cfg.FormatUsername),
+			Reason: "the username formatter made an empty or malformed bind name"}
+	}
+	l := &login{bindName: bindName}
+	var ctrls []ldap.Control
+	bind := userBind(ctx, bindName, password, &ctrls)
+
+	if a.cfg.ConnectionUsername == "" || a.serialService {
+		if l.uc, err = a.session(ctx, a.users, nil, bind); err != nil {
+			return l, a.bindError(ctx, withPolicy(err, ctrls), username, bindName)
+		}
+		if l.warning, err = a.afterGoodBind(ctrls, username, bindName); err != nil {
+			return l, err
+		}
+		l.c = l.uc
+		if a.cfg.ConnectionUsername != "" { // serialService
+			if err := a.serviceBind(ctx)(l.uc); err != nil {
+				return l, err
+			}
+		}
+		l.entry, err = a.findUser(ctx, l.uc, username, a.cfg.SearchFilters)
+		return l, err
+	}
+
+	// The user's bind and the service account's search at the same time,
+	// on two connections: one round trip rather than two. The search's
+	// result is used only once the bind has succeeded. When the bind fails
+	// the login returns at once, so that a known and an unknown user are
+	// refused as fast: the search is abandoned to finish in the
+	// background (bounded by the receive timeout, cut short by Close) and
+	// its connection goes back to the pool.
+	type found struct {
+		c     *conn
+		entry *ldap.Entry
+		err   error
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	follow := context.AfterFunc(ctx, cancel) // while the login waits for it, the search ends with ctx
+	results := make(chan found)
+	abandon := make(chan struct{})
+	a.bgMu.Lock()
+	if a.bgClosed {
+		a.bgMu.Unlock()
+		follow()
+		cancel()
+		return l, errClosed
+	}
+	a.background.Add(1)
+	a.bgMu.Unlock()
+	go func() {
+		defer a.background.Done()
+		defer context.AfterFunc(a.life, cancel)()
+		defer cancel()
+		var f found
+		f.c, f.err = a.session(sctx, a.service, a.serviceBind(sctx), func(c *conn) error {
+			var err error
+			f.entry, err = a.findUser(sctx, c, username, a.cfg.SearchFilters)
+			return err
+		})
+		select {
+		case results <- f:
+		case <-abandon:
+			a.service.put(f.c)
+		}
+	}()
+	l.uc, err = a.session(ctx, a.users, nil, bind)
+	if err == nil {
+		l.warning, err = a.afterGoodBind(ctrls, username, bindName)
+	} else {
+		err = a.bindError(ctx, withPolicy(err, ctrls), username, bindName)
+	}
+	if err != nil {
+		follow()
+		close(abandon)
+		return l, err
+	}
+	f := <-results
+	follow()
+	l.svc, l.c, l.entry = f.c, f.c, f.entry
+	return l, f.err
+}
+
+// searchThenBind finds the user's entry as the service account, then binds
+// as the entry's DN (LDAP_AUTH_SEARCH_THEN_BIND). A user the search does
+// not find is refused without a bind; one it finds only without the
+// login-group term is bound as too, so that ErrNotPermitted is only ever
+// said to the holder of the password.
+func (a *Authenticator) searchThenBind(ctx context.Context, username, password string) (*login, error) {
+	l := &login{}
+	var err error
+	l.svc, err = a.session(ctx, a.service, a.serviceBind(ctx), func(c *conn) error {
+		var err error
+		l.entry, err = a.findUser(ctx, c, username, a.cfg.SearchFilters)
+		return err
+	})
+	l.c = l.svc
+	if err != nil {
+		return l, err
+	}
+	entry := l.entry
+	var adm admission
+	if entry == nil {
+		if adm, err = a.admitLoginGroup(ctx, l.svc, username); err != nil {
+			return l, err
+		}
+		entry, l.entry, l.check = adm.entry, adm.entry, adm.check
+		if entry == nil {
+			return l, &LoginError{Kind: ErrUnknownUser, Username: username, Formatter: searchThenBindName,
+				Reason: fmt.Sprintf("no %s entry under %s matches", a.cfg.ObjectClass, a.cfg.SearchBase)}
+		}
+	}
+	l.bindName = entry.DN
+	var ctrls []ldap.Control
+	if l.uc, err = a.session(ctx, a.users, nil, userBind(ctx, entry.DN, password, &ctrls)); err != nil {
+		return l, a.bindError(ctx, withPolicy(err, ctrls), username, entry.DN)
+	}
+	if l.warning, err = a.afterGoodBind(ctrls, username, entry.DN); err != nil {
+		return l, err
+	}
+	if l.check == nil && adm.searched {
+		// Found only without the login-group term, and not admitted.
+		return l, &LoginError{Kind: ErrNotPermitted, Username: username, Reason: "the search filters exclude the user (login group)"}
+	}
+	return l, nil
+}
+
+// searchThenBindName stands for the username formatter in the errors of
+// search-then-bind logins, which bind as the DN found.
+const searchThenBindName = "search-then-bind (" + EnvSearchThenBind + ")"
 
 // session runs first, the first operation of a login, on a connection from
 // p, or on a new one that setup (if not nil) prepares. It returns the
@@ -593,7 +768,7 @@ func (a *Authenticator) searchBaseError(as identity, err error) error {
 // other than the default, it costs one more search, on this failure path
 // only (one more on a directory without memberOf).
 func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindName string, adm admission) error {
-	lerr := &LoginError{Kind: ErrUnknownUser, Username: username, BindName: bindName, Formatter: formatterName(a.cfg.FormatUsername),
+	lerr := &LoginError{Kind: ErrUnknownUser, Username: username, BindName: bindName, Formatter: a.bindSource(),
 		Reason: fmt.Sprintf("the bind succeeded but no %s entry under %s matches", a.cfg.ObjectClass, a.cfg.SearchBase)}
 	if a.cfg.usesDefaultFilters() {
 		return lerr // the search that found nothing was this one
@@ -629,9 +804,18 @@ func (a *Authenticator) afterGoodBind(ctrls []ldap.Control, username, bindName s
 	warning, acct := afterGoodBind(ctrls)
 	if acct != nil {
 		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
-			Formatter: formatterName(a.cfg.FormatUsername), Reason: "the password policy refused the login", Err: acct}
+			Formatter: a.bindSource(), Reason: "the password policy refused the login", Err: acct}
 	}
 	return warning, nil
+}
+
+// bindSource names what made the bind name, for errors: the username
+// formatter, or search-then-bind.
+func (a *Authenticator) bindSource() string {
+	if a.cfg.SearchThenBind {
+		return searchThenBindName
+	}
+	return formatterName(a.cfg.FormatUsername)
 }
 
 // bindError classifies a failed bind of the user. A refusal is a
@@ -660,10 +844,10 @@ func (a *Authenticator) bindError(ctx context.Context, err error, username, bind
 				slog.String("username", username), slog.String("bind_name", bindName),
 				slog.Int("result_code", int(lerr.ResultCode)), slog.String("result", ldap.LDAPResultCodeMap[lerr.ResultCode]))
 			return &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
-				Formatter: formatterName(a.cfg.FormatUsername), Reason: reason, Err: err}
+				Formatter: a.bindSource(), Reason: reason, Err: err}
 		}
 	}
-	return wrap(err, "bind as %q (from %s)", bindName, formatterName(a.cfg.FormatUsername))
+	return wrap(err, "bind as %q (from %s)", bindName, a.bindSource())
 }
 
 // bindNameResults are the bind results that are about the bind name, not

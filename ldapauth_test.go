@@ -83,7 +83,7 @@ func TestAuthenticateNonASCIIAndEscapedNames(t *testing.T) {
 }
 
 func TestAuthenticateWrongPassword(t *testing.T) {
-	a, _, store := newAuth(t, nil)
+	a, srv, store := newAuth(t, nil)
 	const password = "not-alices-password"
 	_, err := a.Authenticate(context.Background(), "alice", password)
 	require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
@@ -91,7 +91,7 @@ func TestAuthenticateWrongPassword(t *testing.T) {
 	assert.NotErrorIs(t, err, ldapauth.ErrUnavailable)
 	var lerr *ldapauth.LoginError
 	require.ErrorAs(t, err, &lerr)
-	assert.Equal(t, "uid=alice,dc=example,dc=com", lerr.BindName, "the error says which bind name was tried")
+	assert.Equal(t, srv.UserDN("alice"), lerr.BindName, "the error says which bind name was tried")
 	assert.Equal(t, "django_python3_ldap.utils.format_username_openldap", lerr.Formatter)
 	assert.NotContains(t, err.Error(), password)
 	assert.Nil(t, store.User("alice"), "nothing stored")

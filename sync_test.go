@@ -24,9 +24,16 @@ import (
 
 // syncVars are the variables of a Flagsmith deployment that runs the sync
 // job against srv: the group syncer with readers and marvel, bound as the
-// directory's service account by plain name (through the formatter).
+// directory's service account by plain name (through the formatter). The
+// search base is the whole directory, the service account included; users
+// log in by search-then-bind, the bind name uid=<name>,<base> (GLAuth's
+// alias, not the entry's DN) proving nothing.
 func syncVars(srv *ldaptest.Server, extra map[string]string) map[string]string {
 	vars := srv.Env()
+	vars["LDAP_AUTH_SEARCH_BASE"] = srv.BaseDN()
+	vars["LDAP_AUTH_SEARCH_THEN_BIND"] = "true"
+	vars["LDAP_AUTH_CONNECTION_USERNAME"] = srv.UserDN("svc")
+	vars["LDAP_AUTH_CONNECTION_PASSWORD"] = ldaptest.GeneratedPassword("svc")
 	vars["LDAP_AUTH_SYNC_USER_RELATIONS"] = "flagsmith_ldap.ldap.sync_user_groups"
 	vars["LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID"] = "1"
 	vars["LDAP_SYNCED_GROUPS"] = srv.GroupDN("readers") + ":" + srv.GroupDN("marvel")

@@ -124,7 +124,11 @@ func StartServers() (*Servers, error) {
 			s.Close()
 			return nil, err
 		}
-		t.BaseDN, t.SearchBase, t.ObjectClass = "dc=example,dc=com", "dc=example,dc=com", "posixAccount"
+		// The search base is the users' branch, where uid=<user>,<base> is
+		// the entry's own DN: GLAuth also binds uid=alice,dc=example,dc=com,
+		// but that alias is not the entry's DN and GLAuth answers no Who Am
+		// I, so ldapauth could not prove who logged in and refuses it.
+		t.BaseDN, t.SearchBase, t.ObjectClass = "dc=example,dc=com", "cn=staff,ou=users,dc=example,dc=com", "posixAccount"
 		t.UserDN = "uid=alice,cn=staff,ou=users,dc=example,dc=com"
 		t.BindDN = "uid=alice," + t.SearchBase
 		t.ServiceDN, t.ServicePassword = "uid=svc,cn=svcaccts,ou=users,dc=example,dc=com", "svc-password"

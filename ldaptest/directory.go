@@ -295,6 +295,11 @@ func (d Directory) glauthConfig() *config.Config {
 		{Action: "search", Object: d.BaseDN},
 		{Action: "search", Object: "ou=users," + d.BaseDN},
 	}
+	for _, g := range d.Groups {
+		// The branch of each primary group: the search base under which a
+		// user's bind DN is the entry's own DN (see Server.Env).
+		userCaps = append(userCaps, config.Capability{Action: "search", Object: "cn=" + strings.ToLower(g.Name) + ",ou=users," + d.BaseDN})
+	}
 	for i, u := range d.Users {
 		sum := sha256.Sum256([]byte(u.Password))
 		cu := config.User{

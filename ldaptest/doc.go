@@ -51,7 +51,10 @@
 //     uid=<name>,<base> (the DN ldapauth's default username formatter builds
 //     when LDAP_AUTH_SEARCH_BASE is the base DN) and with its mail. It cannot
 //     bind as uid=<name>,ou=users,<base>: GLAuth reads "ou=users" as a
-//     primary group and refuses the bind (49).
+//     primary group and refuses the bind (49). GLAuth answers no Who Am I,
+//     so ldapauth accepts only a bind as the entry's own DN: Server.Env
+//     sets the search base to cn=<primary group>,ou=users,<base>
+//     (UsersBase), which users may search too.
 //   - A group's DN is cn=<group>,ou=groups,<base> (GroupDN); users' memberOf
 //     values are these DNs, the primary group included. The entries below
 //     ou=groups are groupOfUniqueNames with uniqueMember (user DNs);

@@ -160,6 +160,28 @@ func (s *Server) UserDN(name string) string {
 	return ""
 }
 
+// UsersBase returns cn=<group>,ou=users,<BaseDN> for the primary group
+// most users share (the first such in the Directory's order), the branch
+// holding their entries: the search base Env sets. With no users it
+// returns BaseDN.
+func (s *Server) UsersBase() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	count := map[string]int{}
+	best := ""
+	for _, u := range s.dir.Users {
+		g := strings.ToLower(s.groupNameLocked(u.PrimaryGroup))
+		count[g]++
+		if best == "" || count[g] > count[best] {
+			best = g
+		}
+	}
+	if best == "" {
+		return s.dir.BaseDN
+	}
+	return "cn=" + best + ",ou=users," + s.dir.BaseDN
+}
+
 // GroupDN returns the DN of the group named name as it appears in memberOf
 // values and as the entry below ou=groups: cn=<name>,ou=groups,<BaseDN>. The
 // group need not exist.
@@ -185,9 +207,13 @@ func (s *Server) groupNameLocked(name string) string {
 //
 //   - LDAP_AUTH_URL: URL(), plain LDAP. For StartTLS add LDAP_AUTH_USE_TLS=true
 //     and trust CACertPEM; for LDAPS use LDAPSURL instead.
-//   - LDAP_AUTH_SEARCH_BASE: BaseDN(). Users live below ou=users,<BaseDN>,
-//     but GLAuth binds uid=<name>,ou=users,<BaseDN> as a user of group
-//     "ou=users" and refuses it, while uid=<name>,<BaseDN> binds.
+//   - LDAP_AUTH_SEARCH_BASE: UsersBase(), cn=<primary group>,ou=users,<BaseDN>
+//     for the primary group most users share, so that the bind DN the
+//     formatter makes is the user's entry DN. GLAuth also binds
+//     uid=<name>,<BaseDN>, but that name is not the entry's DN and GLAuth
+//     does not answer Who Am I (RFC 4532), so ldapauth cannot prove who
+//     such a bind logged in and refuses it. Users of another primary group
+//     log in with LDAP_AUTH_SEARCH_THEN_BIND and the service account.
 //   - LDAP_AUTH_OBJECT_CLASS: posixAccount. GLAuth's users are posixAccount
 //     and shadowAccount, never inetOrgPerson (the ldapauth default).
 //   - LDAP_AUTH_USER_FIELDS: username=uid,first_name=givenName,last_name=sn,email=mail.
@@ -202,7 +228,7 @@ func (s *Server) groupNameLocked(name string) string {
 func (s *Server) Env() map[string]string {
 	return map[string]string{
 		"LDAP_AUTH_URL":          s.URL(),
-		"LDAP_AUTH_SEARCH_BASE":  s.BaseDN(),
+		"LDAP_AUTH_SEARCH_BASE":  s.UsersBase(),
 		"LDAP_AUTH_OBJECT_CLASS": "posixAccount",
 		"LDAP_AUTH_USER_FIELDS":  "username=uid,first_name=givenName,last_name=sn,email=mail",
 	}

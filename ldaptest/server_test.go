@@ -570,9 +570,10 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 func TestEnv(t *testing.T) {
 	s := Start(t, DemoDirectory())
 	env := s.Env()
+	assert.Equal(t, "cn=staff,ou=users,"+base, s.UsersBase(), "the demo users' primary group")
 	assert.Equal(t, map[string]string{
 		"LDAP_AUTH_URL":          s.URL(),
-		"LDAP_AUTH_SEARCH_BASE":  base,
+		"LDAP_AUTH_SEARCH_BASE":  s.UsersBase(),
 		"LDAP_AUTH_OBJECT_CLASS": "posixAccount",
 		"LDAP_AUTH_USER_FIELDS":  "username=uid,first_name=givenName,last_name=sn,email=mail",
 	}, env)
@@ -592,6 +593,8 @@ func TestEnv(t *testing.T) {
 		require.NoError(t, err, u)
 		require.Len(t, entries, 1, u)
 		assert.Equal(t, u, entries[0].GetAttributeValue("uid"))
+		// The bind name is the entry's own DN, which proves who logged in.
+		assert.Equal(t, "uid="+u+","+env["LDAP_AUTH_SEARCH_BASE"], entries[0].DN, u)
 	}
 	entries, err := login("bob", "bob-password")
 	require.NoError(t, err)

@@ -291,6 +291,7 @@ func generatedEnv(srv *ldaptest.Server) map[string]string {
 	vars[ldapauth.EnvSyncRelations] = "flagsmith_ldap.ldap.sync_user_groups"
 	vars[ldapauth.EnvOrganisationID] = "1"
 	vars[ldapauth.EnvSyncedGroups] = srv.GroupDN("group0000") + ":" + srv.GroupDN("group0001") + ":" + srv.GroupDN("group0002")
+	vars[ldapauth.EnvSearchBase] = srv.BaseDN() // every user, whatever their primary group
 	vars[ldapauth.EnvSyncUsername] = "svc"
 	vars[ldapauth.EnvSyncPassword] = ldaptest.GeneratedPassword("svc")
 	vars[ldapauth.EnvSyncPageSize] = "50"

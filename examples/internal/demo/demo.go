@@ -78,7 +78,7 @@ func Env(srv *ldaptest.Server) map[string]string {
 	d := ldaptest.DemoDirectory()
 	for _, u := range d.Users {
 		if u.Name == d.ServiceAccount {
-			vars[ldapauth.EnvSyncUsername] = u.Name
+			vars[ldapauth.EnvSyncUsername] = srv.UserDN(u.Name) // its own DN: it lives outside the users' branch
 			vars[ldapauth.EnvSyncPassword] = u.Password
 		}
 	}

@@ -1,0 +1,72 @@
+package openldap_test
+
+import (
+	"testing"
+
+	"github.com/go-ldap/ldap/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/go-ldapauth/ldapauth"
+	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+)
+
+// addPerson adds an inetOrgPerson at dn with the uid values and password as
+// the rootdn, in the login group when inGroup.
+func addPerson(t *testing.T, srv *slapdtest.Server, dn string, uids []string, password string, inGroup bool) {
+	t.Helper()
+	req := ldap.NewAddRequest(dn, nil)
+	req.Attribute("objectClass", []string{"inetOrgPerson"})
+	req.Attribute("uid", uids)
+	req.Attribute("cn", uids[:1])
+	req.Attribute("sn", uids[:1])
+	req.Attribute("userPassword", []string{password})
+	require.NoError(t, srv.Admin(t).Add(req), "add %s", dn)
+	if inGroup {
+		srv.AddMember(t, "ldapusers", dn)
+	}
+}
+
+// Issue 11 on a Flagsmith deployment's variables (own server: it adds
+// entries). Two entries share uid=jdoe, one under ou=people outside the
+// login group, one in a sub-OU inside it: the OpenLDAP formatter's bind
+// checks the first, the service account's search finds the second, and
+// the login is refused (slapd's Who Am I names the first). With
+// LDAP_AUTH_SEARCH_THEN_BIND the outer password fails on the inner entry
+// and the inner jdoe logs in from the sub-OU. An entry holding uid: admin
+// and uid: mallory logs in, typed mallory, as mallory.
+func TestIdentityFlagsmithOpenLDAP(t *testing.T) {
+	srv := slapdtest.Start(t)
+	sub := ldap.NewAddRequest("ou=sub,"+slapdtest.PeopleDN, nil)
+	sub.Attribute("objectClass", []string{"organizationalUnit"})
+	sub.Attribute("ou", []string{"sub"})
+	require.NoError(t, srv.Admin(t).Add(sub))
+	outer, inner := slapdtest.UserDN("jdoe"), "uid=jdoe,ou=sub,"+slapdtest.PeopleDN
+	addPerson(t, srv, outer, []string{"jdoe"}, "outer-password", false)
+	addPerson(t, srv, inner, []string{"jdoe"}, "inner-password", true)
+	addPerson(t, srv, "uid=admin,"+slapdtest.PeopleDN, []string{"admin", "mallory"}, "mallory-password", true)
+
+	group := append([]string{
+		ldapauth.EnvSearchFilters, "flagsmith_ldap.ldap.login_group_search_filter",
+		ldapauth.EnvLoginGroup, slapdtest.GroupDN("ldapusers"),
+	}, serviceAccount...)
+
+	a, _ := newAuth(t, flagsmithEnv(srv.URL, group...))
+	u, err := login(a, "jdoe", "outer-password")
+	assert.Nil(t, u)
+	require.ErrorIs(t, err, ldapauth.ErrIdentityMismatch)
+	require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
+
+	stb, store := newAuth(t, flagsmithEnv(srv.URL, append(group, ldapauth.EnvSearchThenBind, "true")...))
+	_, err = login(stb, "jdoe", "outer-password")
+	require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
+	u, err = login(stb, "jdoe", "inner-password")
+	require.NoError(t, err)
+	assertSameDN(t, inner, u.DN)
+
+	u, err = login(stb, "mallory", "mallory-password")
+	require.NoError(t, err)
+	assert.Equal(t, "mallory", u.Username)
+	assert.NotNil(t, store.User("mallory"))
+	assert.Nil(t, store.User("admin"), "never stored under the entry's other value")
+}
