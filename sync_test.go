@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -481,12 +480,8 @@ func TestSyncAccount(t *testing.T) {
 		assert.Equal(t, 1, strings.Count(err.Error(), "ldapauth:"), "prefixed once: %v", err)
 	})
 	t.Run("an unreachable directory", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		url := "ldap://" + ln.Addr().String()
-		require.NoError(t, ln.Close())
-		a := syncAuth(t, syncVars(srv, map[string]string{"LDAP_AUTH_URL": url}), ldapauth.NewMemStore())
-		_, err = a.Sync(context.Background(), ldapauth.SyncOptions{})
+		a := syncAuth(t, syncVars(srv, map[string]string{"LDAP_AUTH_URL": closedURL(t)}), ldapauth.NewMemStore())
+		_, err := a.Sync(context.Background(), ldapauth.SyncOptions{})
 		require.ErrorIs(t, err, ldapauth.ErrUnavailable)
 		require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
 	})
