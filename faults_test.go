@@ -90,12 +90,21 @@ func TestCancellationMidOperation(t *testing.T) {
 		p := faultproxy.Start(t, hostPort(srv.URL()))
 		a, _ := poolAuth(t, srv, []string{p.URL()}, func(c *ldapauth.Config) { c.ReceiveTimeout = time.Hour })
 		p.StallAfter(bindSize)
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		_, err := a.Authenticate(ctx, "alice", "alice-password")
-		require.ErrorIs(t, err, context.DeadlineExceeded)
-		require.ErrorIs(t, err, ldapauth.ErrUnavailable)
-		assert.Positive(t, p.Stalled())
+		// The deadline must fall while the search's answer is held, after
+		// the bind, which a loaded machine may take longer than 100 ms to
+		// finish: a deadline that fell earlier is tried again, doubled.
+		for timeout := 100 * time.Millisecond; ; timeout *= 2 {
+			stalled := p.Stalled()
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			_, err := a.Authenticate(ctx, "alice", "alice-password")
+			cancel()
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			require.ErrorIs(t, err, ldapauth.ErrUnavailable)
+			if p.Stalled() > stalled {
+				break // the search's answer was held when the deadline fell
+			}
+			require.Less(t, timeout, 10*time.Second, "the deadline never fell mid-search")
+		}
 	})
 }
 
