@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -82,15 +81,6 @@ func safetyNet(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// closedURL returns an ldap:// URL where nothing listens.
-func closedURL(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	url := "ldap://" + ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return url
 }
 
 // accountModes are the two login flows: the search as the user on the

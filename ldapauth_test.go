@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-ldapauth/ldapauth"
+	"github.com/go-ldapauth/ldapauth/internal/faultproxy"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
 )
 
@@ -358,31 +359,28 @@ func TestAuthenticateUnresponsiveServer(t *testing.T) {
 }
 
 func TestAuthenticateNothingListening(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	url := "ldap://" + ln.Addr().String()
-	require.NoError(t, ln.Close())
-	a, err := ldapauth.New(&ldapauth.Config{URLs: []string{url}})
+	a, err := ldapauth.New(&ldapauth.Config{URLs: []string{closedURL(t)}})
 	require.NoError(t, err)
 	_, err = a.Authenticate(context.Background(), "alice", "alice-password")
 	require.ErrorIs(t, err, ldapauth.ErrUnavailable)
 }
 
+// Cancelling ctx while the bind is in flight (answered on the server's
+// side, the answer held back by the proxy) ends the call with ctx's error.
 func TestAuthenticateCancellation(t *testing.T) {
-	ln := listenCounting(t)
-	a, err := ldapauth.New(&ldapauth.Config{URLs: []string{ln.URL()}, ReceiveTimeout: time.Hour})
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	p := faultproxy.Start(t, hostPort(srv.URL()))
+	p.StallAfter(0)
+	a, err := ldapauth.New(&ldapauth.Config{URLs: []string{p.URL()}, ReceiveTimeout: time.Hour})
 	require.NoError(t, err)
+	t.Cleanup(func() { a.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		for ln.accepted.Load() == 0 {
-			time.Sleep(time.Millisecond)
-		}
-		time.Sleep(20 * time.Millisecond) // the bind is in flight
-		cancel()
-	}()
+	defer cancel()
+	whenStalled(t, p, 1, cancel)
 	_, err = a.Authenticate(ctx, "alice", "alice-password")
 	require.ErrorIs(t, err, context.Canceled)
 	assert.NotErrorIs(t, err, ldapauth.ErrInvalidCredentials)
+	assert.Equal(t, int64(1), p.Stalled(), "cancelled while the bind's answer was held")
 }
 
 func TestAuthenticateDeadline(t *testing.T) {

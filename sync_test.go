@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -285,10 +284,11 @@ func TestSyncCreateUsers(t *testing.T) {
 	assert.Zero(t, again.Counts.Changes(), "%s", again)
 }
 
-// GLAuth ignores the page size (everything comes in the first page), so a
-// page size below the user count must still read everyone; real paging is
-// tested against OpenLDAP.
-func TestSyncPageSizeBelowUserCount(t *testing.T) {
+// A server that ignores the paged results control (GLAuth answers with
+// every entry in the first page and an empty cookie) is read in full with
+// LDAP_SYNC_PAGE_SIZE below the user count. Reading many pages is tested
+// against OpenLDAP, which pages: integration/openldap TestSyncPaging.
+func TestSyncServerIgnoringPageSize(t *testing.T) {
 	srv := ldaptest.Start(t, ldaptest.Generate(50, 5))
 	store := ldapauth.NewMemStore()
 	a := syncAuth(t, syncVars(srv, map[string]string{
@@ -296,6 +296,7 @@ func TestSyncPageSizeBelowUserCount(t *testing.T) {
 		"LDAP_SYNC_PAGE_SIZE": "7",
 	}), store)
 	rep := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
+	assert.Equal(t, 1, rep.Pages, "the server sent every entry at once, past the page size")
 	assert.Equal(t, 51, rep.DirectoryUsers)
 	assert.Len(t, rep.UsersCreated, 51)
 	assert.Len(t, snapshot(t, store).Users, 51)
@@ -492,12 +493,8 @@ func TestSyncAccount(t *testing.T) {
 		assert.Equal(t, 1, strings.Count(err.Error(), "ldapauth:"), "prefixed once: %v", err)
 	})
 	t.Run("an unreachable directory", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		url := "ldap://" + ln.Addr().String()
-		require.NoError(t, ln.Close())
-		a := syncAuth(t, syncVars(srv, map[string]string{"LDAP_AUTH_URL": url}), ldapauth.NewMemStore())
-		_, err = a.Sync(context.Background(), ldapauth.SyncOptions{})
+		a := syncAuth(t, syncVars(srv, map[string]string{"LDAP_AUTH_URL": closedURL(t)}), ldapauth.NewMemStore())
+		_, err := a.Sync(context.Background(), ldapauth.SyncOptions{})
 		require.ErrorIs(t, err, ldapauth.ErrUnavailable)
 		require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
 	})

@@ -5,13 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/go-ldap/ldap/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/go-ldapauth/ldapauth/examples/internal/demo"
 	"github.com/go-ldapauth/ldapauth/examples/internal/pgtest"
 	"github.com/go-ldapauth/ldapauth/examples/sqlstore"
+	"github.com/go-ldapauth/ldapauth/internal/faultproxy"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
 )
 
@@ -298,10 +302,25 @@ func generatedEnv(srv *ldaptest.Server) map[string]string {
 	return vars
 }
 
+// bindAnswerSize measures how many bytes the directory sends in answer to
+// the sync account's bind in vars, so a proxy can hold back what follows.
+func bindAnswerSize(t *testing.T, srv *ldaptest.Server, vars map[string]string) int64 {
+	t.Helper()
+	p := faultproxy.Start(t, strings.TrimPrefix(srv.URL(), "ldap://"))
+	l, err := ldap.DialURL(p.URL())
+	require.NoError(t, err)
+	defer l.Close()
+	require.NoError(t, l.Bind(srv.UserDN(vars[ldapauth.EnvSyncUsername]), vars[ldapauth.EnvSyncPassword]))
+	n := p.ServerBytes()
+	require.Positive(t, n)
+	return n
+}
+
 // TestConcurrentRuns: two runs at once over one database (two processes
-// of an overlapping schedule) both succeed, and leave the database as one
-// run would: a third run has nothing to do, and the database equals one
-// synced alone.
+// of an overlapping schedule), both planned from the database as it was
+// before either wrote, both succeed, and leave the database as one run
+// would: a third run has nothing to do, and the database equals one synced
+// alone.
 func TestConcurrentRuns(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -327,17 +346,35 @@ func TestConcurrentRuns(t *testing.T) {
 			}
 			require.NoError(t, srv.SetDirectory(d))
 
+			// The barrier: both runs read the directory through a proxy
+			// that holds each connection's answers after the bind. A run
+			// reads the database before the directory, so once both are
+			// held, both have read the database and neither has written:
+			// the runs overlap at their worst, then both write.
+			p := faultproxy.Start(t, strings.TrimPrefix(srv.URL(), "ldap://"))
+			p.StallAfter(bindAnswerSize(t, srv, vars))
+			concurrent := maps.Clone(vars)
+			concurrent[ldapauth.EnvURL] = p.URL()
+			concurrent[ldapauth.EnvReceiveTimeout] = "600" // held until the other run catches up
+
 			var wg sync.WaitGroup
 			results := make([]result, 2)
 			for i := range results {
 				wg.Go(func() {
 					var stdout, stderr bytes.Buffer
 					code := run(context.Background(), []string{"-db", db, "-create-users", "-json", "-quiet"}, &stdout, &stderr,
-						func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+						func(k string) (string, bool) { v, ok := concurrent[k]; return v, ok })
 					results[i] = result{code, stdout.String(), stderr.String()}
 				})
 			}
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			held := p.WaitStalled(ctx, 2)
+			cancel()
+			conns := p.Accepted()
+			p.StallAfter(-1)
 			wg.Wait()
+			require.NoError(t, held, "both runs reached their directory read")
+			require.Equal(t, int64(2), conns, "one connection per run, each held after its bind")
 			for i, r := range results {
 				require.Equal(t, exitOK, r.code, "run %d: %s", i, r.stderr)
 				rep := decode(t, r.stdout)

@@ -192,14 +192,21 @@ func TestSyncAD(t *testing.T) {
 	require.Equal(t, []string{u3}, members(parent), "nested")
 	require.Equal(t, []string{u1, u2, u3}, members(loginGroup), "direct, primary group, nested")
 
-	t.Run("steady state", func(t *testing.T) {
+	// The steps build on each other, so they are steps of this test, not
+	// subtests that could run alone.
+	step := func(name string, f func()) {
+		t.Helper()
+		t.Logf("step: %s", name)
+		f()
+	}
+	step("steady state", func() {
 		rep := adSync(t, a, ldapauth.SyncOptions{})
 		assert.Zero(t, rep.Counts.Changes(), "the primary group and the nesting count as at login: %s", rep)
 		assert.Equal(t, 3, rep.StoreUsers)
 		assert.Equal(t, []string{u1, u2, u3}, members(loginGroup))
 	})
 
-	t.Run("removed user, left group, joined group", func(t *testing.T) {
+	step("removed user, left group, joined group", func() {
 		o.delete(d.UserDN(u1))
 		o.member(team, d.UserDN(u2), false)
 		o.member(team, d.UserDN(u3), true)
@@ -219,14 +226,14 @@ func TestSyncAD(t *testing.T) {
 		assert.Zero(t, again.Counts.Changes(), "a second run changes nothing: %s", again)
 	})
 
-	t.Run("left the nested group", func(t *testing.T) {
+	step("left the nested group", func() {
 		o.member(parent, child, false)
 		rep := adSync(t, a, ldapauth.SyncOptions{})
 		assert.Equal(t, []ldapauth.Membership{{GroupDN: parent, Username: u3}}, rep.MembershipsRemoved, "confirmed with the in-chain rule")
 		assert.Empty(t, rep.UsersRemoved, "still in the login group through child")
 	})
 
-	t.Run("disabled counts as removed", func(t *testing.T) {
+	step("disabled counts as removed", func() {
 		req := ldap.NewModifyRequest(d.UserDN(u3), nil)
 		req.Replace("userAccountControl", []string{"514"})
 		require.NoError(t, o.admin.Modify(req))

@@ -123,8 +123,8 @@ func TestSizeLimit(t *testing.T) {
 }
 
 // TestRestart restarts slapd between two logins with the same
-// Authenticator. Each login dials today; connection reuse must keep this
-// green (a pooled connection dies with the server).
+// Authenticator: the first login leaves its connections in the pool, the
+// restart kills them, and the second login must not fail on them.
 func TestRestart(t *testing.T) {
 	srv := slapdtest.Start(t)
 	type auth struct {

@@ -162,11 +162,11 @@ func TestInvalidCredentials(t *testing.T) {
 	})
 }
 
+// TestLoginGroup runs on its own server: it adds a user and records failed
+// binds on it, changes the shared server must not see.
 func TestLoginGroup(t *testing.T) {
-	srv := sharedServer(t)
-	// Wrong passwords go to a user of this test's own, so that runs with
-	// -count=N never lock a seed user of the shared server.
-	outsider, _ := addTempUser(t, srv)
+	srv := slapdtest.StartWith(t, slapdtest.Options{GeneratedUsers: 1})
+	outsider, _ := addTempUser(t, srv) // in no group; takes the wrong passwords
 	tests := []struct {
 		name, username, password string
 		wantErr                  error // nil: logs in

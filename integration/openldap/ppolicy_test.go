@@ -2,6 +2,7 @@ package openldap_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -28,22 +29,8 @@ import (
 //	                                                                               modify password"
 //
 // The lock is stored shortly after the answer to the 3rd wrong password, not
-// before it (see waitLocked). TestPasswordPolicyAnswers pins the table.
-
-// waitLocked waits until the lock on dn is stored. slapd 2.5 answers the
-// bind that reaches pwdMaxFailure before ppolicy's write of
-// pwdAccountLockedTime is visible: under load, a bind with the right
-// password just after it can still succeed. This waits for the server's
-// state; it asserts nothing about time.
-func waitLocked(t *testing.T, srv *slapdtest.Server, dn string) {
-	t.Helper()
-	admin := srv.Admin(t)
-	require.Eventually(t, func() bool {
-		res, err := admin.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
-			1, 0, false, "(pwdAccountLockedTime=*)", []string{"pwdAccountLockedTime"}, nil))
-		return err == nil && len(res.Entries) == 1
-	}, 30*time.Second, 5*time.Millisecond, "slapd never stored the lock of %s", dn)
-}
+// before it (see slapdtest's WaitLocked). TestPasswordPolicyAnswers pins the
+// table.
 
 // TestLockout runs on its own server: it locks LockoutUser.
 func TestLockout(t *testing.T) {
@@ -59,7 +46,7 @@ func TestLockout(t *testing.T) {
 				require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials, "wrong password %d", i+1)
 				require.NotErrorIs(t, err, ldapauth.ErrAccountLocked, "wrong password %d: not locked yet", i+1)
 			}
-			waitLocked(t, srv, dn)
+			srv.WaitLocked(t, dn)
 
 			// Locked: the right password is refused with the same 49 as a
 			// wrong one; the policy control ("Account locked") tells them
@@ -69,10 +56,19 @@ func TestLockout(t *testing.T) {
 			// wait for the lock to take effect on binds, then check what
 			// ldapauth makes of the answer.
 			var err error
-			require.Eventually(t, func() bool {
+			slapdtest.WaitFor(t, 30*time.Second, func() error {
 				_, err = login(a, uid, slapdtest.Password(uid))
-				return errors.Is(err, ldapauth.ErrAccountLocked)
-			}, 30*time.Second, 10*time.Millisecond, "slapd never refused the locked account's bind: %v", err)
+				var acct *ldapauth.AccountError
+				switch {
+				case errors.Is(err, ldapauth.ErrAccountLocked):
+					return nil
+				case err == nil, errors.Is(err, ldapauth.ErrInvalidCredentials) && !errors.As(err, &acct):
+					// Let in, or refused with no account state: the lock
+					// is not in effect on binds yet.
+					return slapdtest.NotYet("slapd has not refused the locked account's bind: %v", err)
+				}
+				return fmt.Errorf("the locked account's login: %w", err)
+			})
 			require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
 			require.ErrorIs(t, err, ldapauth.ErrAccountLocked)
 			var acct *ldapauth.AccountError
@@ -161,9 +157,14 @@ func TestGraceLogins(t *testing.T) {
 // with the raw client, asking for the password policy control.
 func TestPasswordPolicyAnswers(t *testing.T) {
 	srv := slapdtest.Start(t)
-	bind := func(t *testing.T, dn, password string) (uint16, *ldap.ControlBeheraPasswordPolicy, *ldap.Conn) {
-		t.Helper()
-		conn := srv.Dial(t)
+	// tryBind binds dn with the password policy request control on a new
+	// connection, which the caller closes, and returns the result code and
+	// the policy response control.
+	tryBind := func(dn, password string) (uint16, *ldap.ControlBeheraPasswordPolicy, *ldap.Conn, error) {
+		conn, err := ldap.DialURL(srv.URL)
+		if err != nil {
+			return 0, nil, nil, err
+		}
 		res, err := conn.SimpleBind(&ldap.SimpleBindRequest{
 			Username: dn, Password: password,
 			Controls: []ldap.Control{ldap.NewControlBeheraPasswordPolicy()},
@@ -171,12 +172,24 @@ func TestPasswordPolicyAnswers(t *testing.T) {
 		code := uint16(ldap.LDAPResultSuccess)
 		if err != nil {
 			var lerr *ldap.Error
-			require.ErrorAs(t, err, &lerr)
+			if !errors.As(err, &lerr) || res == nil {
+				conn.Close()
+				return 0, nil, nil, fmt.Errorf("bind %s: no bind response: %w", dn, err)
+			}
 			code = lerr.ResultCode
 		}
-		require.NotNil(t, res, "a bind response")
 		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypeBeheraPasswordPolicy).(*ldap.ControlBeheraPasswordPolicy)
-		require.True(t, ok, "the password policy response control")
+		if !ok {
+			conn.Close()
+			return 0, nil, nil, fmt.Errorf("bind %s: no password policy response control (result %d)", dn, code)
+		}
+		return code, ctrl, conn, nil
+	}
+	bind := func(t *testing.T, dn, password string) (uint16, *ldap.ControlBeheraPasswordPolicy, *ldap.Conn) {
+		t.Helper()
+		code, ctrl, conn, err := tryBind(dn, password)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
 		return code, ctrl, conn
 	}
 
@@ -187,14 +200,23 @@ func TestPasswordPolicyAnswers(t *testing.T) {
 			assert.Equal(t, uint16(ldap.LDAPResultInvalidCredentials), code)
 			assert.Equal(t, int8(-1), ctrl.Error, "wrong password %d", i+1)
 		}
-		waitLocked(t, srv, dn)
+		srv.WaitLocked(t, dn)
 		// As in TestLockout: wait for the stored lock to take effect on binds.
 		var code uint16
 		var ctrl *ldap.ControlBeheraPasswordPolicy
-		require.Eventually(t, func() bool {
-			code, ctrl, _ = bind(t, dn, slapdtest.Password(slapdtest.LockoutUser))
-			return ctrl.Error == ldap.BeheraAccountLocked
-		}, 30*time.Second, 10*time.Millisecond, "slapd never refused the locked account's bind")
+		slapdtest.WaitFor(t, 30*time.Second, func() error {
+			var conn *ldap.Conn
+			var err error
+			code, ctrl, conn, err = tryBind(dn, slapdtest.Password(slapdtest.LockoutUser))
+			if err != nil {
+				return err
+			}
+			conn.Close()
+			if ctrl.Error != ldap.BeheraAccountLocked {
+				return slapdtest.NotYet("slapd has not refused the locked account's bind: result %d, policy error %d", code, ctrl.Error)
+			}
+			return nil
+		})
 		assert.Equal(t, uint16(ldap.LDAPResultInvalidCredentials), code)
 		assert.Equal(t, int8(ldap.BeheraAccountLocked), ctrl.Error)
 	})

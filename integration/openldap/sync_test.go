@@ -87,13 +87,14 @@ func TestSyncPaging(t *testing.T) {
 	const generated = 5000
 	srv := slapdtest.StartWith(t, slapdtest.Options{GeneratedUsers: generated, GeneratedUserGroups: []string{"readers"}})
 	const users = generated + 7 // and the seed users
-	store := ldapauth.NewMemStore()
 
+	// Each subtest stands alone: these fill a store of their own.
 	for _, tt := range []struct {
 		pageSize string
 		pages    int
 	}{{"400", 13}, {"1000", 6}} {
 		t.Run("svc, pages of "+tt.pageSize, func(t *testing.T) {
+			store := ldapauth.NewMemStore()
 			a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, ldapauth.EnvSyncPageSize, tt.pageSize), store)
 			var perPage []int
 			rep := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, Progress: func(p ldapauth.SyncProgress) {
@@ -107,17 +108,25 @@ func TestSyncPaging(t *testing.T) {
 			assert.Equal(t, size, perPage[0], "entries arrive page by page")
 			assert.Equal(t, users, perPage[len(perPage)-1])
 			assert.Equal(t, users, rep.DirectoryUsers)
+			assert.Len(t, rep.UsersCreated, users)
 			assert.Equal(t, users, len(snapshot(t, store).Users))
 			assert.Len(t, members(store, "readers"), generated+2, "the generated users and alice, bob")
-			if len(rep.UsersCreated) > 0 { // the first run fills the store
-				assert.Len(t, rep.UsersCreated, users)
-			} else {
-				assert.Zero(t, rep.Counts.Changes(), "a second run changes nothing: %s", rep)
-			}
+
+			again := runSync(t, a, ldapauth.SyncOptions{})
+			assert.Equal(t, tt.pages, again.Pages)
+			assert.Zero(t, again.Counts.Changes(), "a second run changes nothing: %s", again)
 		})
 	}
 
-	// A complete read would now remove user000001.
+	// The others start from a store a complete read filled; then
+	// user000001 leaves the directory, so a complete read would remove it.
+	fill := func() *ldapauth.MemStore {
+		store := ldapauth.NewMemStore()
+		runSync(t, syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword), store), ldapauth.SyncOptions{CreateUsers: true})
+		require.NotNil(t, store.User(slapdtest.GeneratedUID(1)))
+		return store
+	}
+	store, unpaged := fill(), fill()
 	srv.DeleteUser(t, slapdtest.GeneratedUID(1))
 	before := snapshot(t, store)
 	for _, tt := range []struct {
@@ -143,12 +152,12 @@ func TestSyncPaging(t *testing.T) {
 		})
 	}
 	t.Run("svc-nopaging, paging off", func(t *testing.T) {
-		a := syncAuth(t, jobEnv(srv, slapdtest.NoPagingServiceDN, slapdtest.NoPagingServicePassword, ldapauth.EnvSyncPageSize, "0"), store)
+		a := syncAuth(t, jobEnv(srv, slapdtest.NoPagingServiceDN, slapdtest.NoPagingServicePassword, ldapauth.EnvSyncPageSize, "0"), unpaged)
 		rep := runSync(t, a, ldapauth.SyncOptions{})
 		assert.Equal(t, 1, rep.Pages)
 		assert.Equal(t, users-1, rep.DirectoryUsers)
 		assert.Equal(t, []string{slapdtest.GeneratedUID(1)}, rep.UsersRemoved)
-		assert.Nil(t, store.User(slapdtest.GeneratedUID(1)))
+		assert.Nil(t, unpaged.User(slapdtest.GeneratedUID(1)))
 	})
 }
 

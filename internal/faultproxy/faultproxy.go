@@ -7,6 +7,7 @@
 package faultproxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -42,6 +43,9 @@ type Proxy struct {
 	serverBytes atomic.Int64 // bytes forwarded server→client, all connections
 	forgetGen   atomic.Int64 // connections opened before the latest Forget are forgotten
 
+	stallMu sync.Mutex
+	stallCh chan struct{} // closed, and replaced, at each stall: WaitStalled's signal
+
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
@@ -55,7 +59,7 @@ func New(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, done: make(chan struct{}), stallCh: make(chan struct{})}
 	p.stallAfter.Store(-1)
 	p.wg.Add(1)
 	go p.serve()
@@ -103,6 +107,41 @@ func (p *Proxy) StallAfter(n int64) { p.stallAfter.Store(n) }
 // the server's bytes: a test waits for it to know a request is in flight
 // and answered on the server's side.
 func (p *Proxy) Stalled() int64 { return p.stalled.Load() }
+
+// ErrClosed is WaitStalled's error when the proxy closed first.
+var ErrClosed = errors.New("faultproxy: closed")
+
+// WaitStalled blocks until connections have started holding back the
+// server's bytes n times in all (Stalled() >= n), so a test acts only once
+// a request is in flight and answered on the server's side. It returns
+// ctx's error if ctx ends first and ErrClosed if the proxy closes first: a
+// test that waits for a stall fails when none happened.
+func (p *Proxy) WaitStalled(ctx context.Context, n int64) error {
+	for {
+		p.stallMu.Lock()
+		ch := p.stallCh
+		p.stallMu.Unlock()
+		if p.stalled.Load() >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.done:
+			return ErrClosed
+		}
+	}
+}
+
+// noteStall counts a stall and wakes WaitStalled.
+func (p *Proxy) noteStall() {
+	p.stallMu.Lock()
+	defer p.stallMu.Unlock()
+	p.stalled.Add(1)
+	close(p.stallCh)
+	p.stallCh = make(chan struct{})
+}
 
 // ServerBytes returns how many bytes have gone from the server to clients,
 // each chunk counted before it is written, so a client that has read bytes
@@ -235,7 +274,7 @@ func (p *Proxy) pipe(dst, src net.Conn, toClient bool, gen int64) {
 				}
 				sent += int64(len(head))
 				chunk = chunk[len(head):]
-				p.stalled.Add(1)
+				p.noteStall()
 				if !p.hold(dst, src) {
 					return
 				}

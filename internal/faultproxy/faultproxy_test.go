@@ -1,6 +1,7 @@
 package faultproxy_test
 
 import (
+	"context"
 	"io"
 	"net"
 	"testing"
@@ -135,4 +136,30 @@ func TestForgetResetsOnNextSend(t *testing.T) {
 	got, err := roundTrip(t, p.Addr(), "new")
 	require.NoError(t, err, "new connections are not forgotten")
 	assert.Equal(t, "new", got)
+}
+
+// WaitStalled returns once a connection holds the answer back, and
+// otherwise reports that nothing stalled: the caller's ctx ended, or the
+// proxy closed.
+func TestWaitStalled(t *testing.T) {
+	p := faultproxy.Start(t, echo(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, p.WaitStalled(ctx, 1), context.DeadlineExceeded, "nothing stalled")
+
+	p.StallAfter(0)
+	waited := make(chan error, 1)
+	go func() { waited <- p.WaitStalled(context.Background(), 1) }()
+	c, err := net.Dial("tcp", p.Addr())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("hello"))
+	require.NoError(t, err)
+	require.NoError(t, <-waited)
+	assert.Equal(t, int64(1), p.Stalled())
+	require.NoError(t, p.WaitStalled(context.Background(), 1), "a stall already counted")
+
+	go func() { waited <- p.WaitStalled(context.Background(), 2) }()
+	p.Close()
+	require.ErrorIs(t, <-waited, faultproxy.ErrClosed)
 }

@@ -288,20 +288,23 @@ func TestPasswordPolicy(t *testing.T) {
 		// slapd answers the MaxFailures-th wrong password before the lock
 		// it writes is visible to the next bind: under load the right
 		// password could still get in. Wait for the stored lock.
-		admin := srv.Admin(t)
-		require.Eventually(t, func() bool {
-			res, err := admin.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
-				1, 0, false, "(pwdAccountLockedTime=*)", []string{"pwdAccountLockedTime"}, nil))
-			return err == nil && len(res.Entries) == 1
-		}, 30*time.Second, 5*time.Millisecond, "slapd never stored the lock")
+		srv.WaitLocked(t, dn)
 		// Even then, under load, a bind has been seen to get through once:
 		// wait for the lock to take effect on binds too.
 		var err error
 		var ctrl *ldap.ControlBeheraPasswordPolicy
-		require.Eventually(t, func() bool {
-			err, ctrl = policyBind(t, srv.Dial(t), dn, slapdtest.Password(slapdtest.LockoutUser))
-			return ctrl != nil && ctrl.Error == ldap.BeheraAccountLocked
-		}, 30*time.Second, 10*time.Millisecond, "slapd never refused the locked account's bind")
+		slapdtest.WaitFor(t, 30*time.Second, func() error {
+			conn, derr := ldap.DialURL(srv.URL)
+			if derr != nil {
+				return derr
+			}
+			defer conn.Close()
+			err, ctrl = policyBind(t, conn, dn, slapdtest.Password(slapdtest.LockoutUser))
+			if ctrl == nil || ctrl.Error != ldap.BeheraAccountLocked {
+				return slapdtest.NotYet("slapd has not refused the locked account's bind: %v, policy control %+v", err, ctrl)
+			}
+			return nil
+		})
 		assert.Equal(t, uint16(ldap.LDAPResultInvalidCredentials), resultCode(t, err), "the right password is refused too")
 		require.NotNil(t, ctrl, "password policy response control")
 		assert.Equal(t, int8(ldap.BeheraAccountLocked), ctrl.Error)
