@@ -152,6 +152,22 @@ func BenchmarkStats(b *testing.B) {
 
 // telemetryAuth returns an Authenticator for vars whose metrics go to a
 // ManualReader and whose spans go to a SpanRecorder.
+// loginVars are syncVars for a deployment without a service account: the
+// user binds by the formatter's DN under ldaptest's users base (which proves
+// the identity without a round trip) and searches as herself, so a login is
+// one connection, one bind and one search.
+func loginVars(srv *ldaptest.Server, extra map[string]string) map[string]string {
+	vars := syncVars(srv, nil)
+	vars["LDAP_AUTH_SEARCH_BASE"] = srv.Env()["LDAP_AUTH_SEARCH_BASE"]
+	for _, k := range []string{"LDAP_AUTH_SEARCH_THEN_BIND", "LDAP_AUTH_CONNECTION_USERNAME", "LDAP_AUTH_CONNECTION_PASSWORD"} {
+		delete(vars, k)
+	}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	return vars
+}
+
 func telemetryAuth(t *testing.T, vars map[string]string, edit ...func(*ldapauth.Config)) (*ldapauth.Authenticator, *sdkmetric.ManualReader, *tracetest.SpanRecorder) {
 	t.Helper()
 	reader := sdkmetric.NewManualReader()
@@ -228,7 +244,7 @@ next:
 
 func TestTelemetryLoginMetrics(t *testing.T) {
 	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
-	a, reader, _ := telemetryAuth(t, syncVars(srv, nil))
+	a, reader, _ := telemetryAuth(t, loginVars(srv, nil))
 	ctx := context.Background()
 	for range 2 {
 		_, err := a.Authenticate(ctx, "alice", "alice-password")
@@ -425,7 +441,7 @@ func TestTelemetryLoginSpans(t *testing.T) {
 	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	require.NoError(t, os.WriteFile(ca, srv.CACertPEM(), 0o644))
-	vars := syncVars(srv, map[string]string{"LDAP_AUTH_USE_TLS": "true", "LDAP_AUTH_TLS_CA_FILE": ca})
+	vars := loginVars(srv, map[string]string{"LDAP_AUTH_USE_TLS": "true", "LDAP_AUTH_TLS_CA_FILE": ca})
 	ctx := context.Background()
 
 	t.Run("username left out by default", func(t *testing.T) {
@@ -477,7 +493,7 @@ func TestTelemetryLoginSpans(t *testing.T) {
 	})
 
 	t.Run("unavailable is an error", func(t *testing.T) {
-		a, _, rec := telemetryAuth(t, syncVars(srv, map[string]string{"LDAP_AUTH_URL": deadURL(t)}))
+		a, _, rec := telemetryAuth(t, loginVars(srv, map[string]string{"LDAP_AUTH_URL": deadURL(t)}))
 		_, err := a.Authenticate(ctx, "alice", "alice-password")
 		require.ErrorIs(t, err, ldapauth.ErrUnavailable)
 		root := onlySpan(t, rec.Ended(), "ldapauth.authenticate")
