@@ -312,33 +312,6 @@ const (
 	EnvSearchThenBind     = "LDAP_AUTH_SEARCH_THEN_BIND"
 )
 
-// ConfigError reports one bad configuration value. It never holds the value
-// of a secret. It matches [ErrConfig] with errors.Is.
-type ConfigError struct {
-	// Variables names the environment variables involved, the first being
-	// the one at fault (two or more for a mistake across variables).
-	Variables []string
-	// Problem says what is wrong.
-	Problem string
-	// Err is the underlying cause, if any.
-	Err error
-}
-
-// Error names the variables and the problem.
-func (e *ConfigError) Error() string {
-	return "ldapauth: " + strings.Join(e.Variables, ", ") + ": " + e.Problem
-}
-
-// Unwrap returns the cause.
-func (e *ConfigError) Unwrap() error { return e.Err }
-
-// Is reports whether target is [ErrConfig].
-func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
-
-func configErr(problem string, vars ...string) *ConfigError {
-	return &ConfigError{Variables: vars, Problem: problem}
-}
-
 // ConfigFromEnv reads the configuration from the process environment. See
 // [LoadConfig].
 func ConfigFromEnv() (*Config, error) {

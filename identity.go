@@ -9,69 +9,6 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// Errors of the identity proof, matched with errors.Is (held in an
-// [*IdentityError]).
-var (
-	// ErrIdentityMismatch means the entry the login search found is not the
-	// account whose password the bind checked: a name that resolves to one
-	// account for the bind and to another for the search (a mail or UPN
-	// equal to another user's name, the same uid in two places). The login
-	// is refused; it also matches ErrInvalidCredentials.
-	ErrIdentityMismatch = errors.New("ldapauth: the entry found is not the account whose password was checked")
-	// ErrIdentityUnproven means ldapauth could not prove that the entry
-	// found is the account the bind checked: the bind name is not the
-	// entry's DN and the server does not answer Who Am I (RFC 4532) in a
-	// form ldapauth can compare. Every such login is refused; the fix is
-	// LDAP_AUTH_SEARCH_THEN_BIND (or a formatter that makes the entry's
-	// DN). It is a configuration fault, not the user's.
-	ErrIdentityUnproven = errors.New("ldapauth: cannot prove the entry found is the account whose password was checked")
-)
-
-// IdentityError reports a login refused because the entry found could not
-// be proven to be the account the bind checked. errors.Is matches its Kind
-// (and ErrInvalidCredentials for ErrIdentityMismatch).
-type IdentityError struct {
-	// Kind is ErrIdentityMismatch or ErrIdentityUnproven.
-	Kind error
-	// Username is what was typed (at most a short prefix of it).
-	Username string
-	// BindName is the name the bind succeeded with.
-	BindName string
-	// Bound is the server's answer to Who Am I ("dn:..." or "u:..."), if
-	// it gave one.
-	Bound string
-	// EntryDN is the entry the login search found.
-	EntryDN string
-	// Err is the cause, such as the server's refusal of Who Am I.
-	Err error
-}
-
-// Error says which names disagreed, never the password.
-func (e *IdentityError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.Kind.Error())
-	fmt.Fprintf(&b, ": bind name %q, entry %q", e.BindName, e.EntryDN)
-	if e.Bound != "" {
-		fmt.Fprintf(&b, ", the server says the bind is %q", e.Bound)
-	}
-	if e.Kind == ErrIdentityUnproven {
-		b.WriteString("; set " + EnvSearchThenBind + " (with a service account) to bind as the DN found")
-	}
-	if e.Err != nil {
-		b.WriteString(": ")
-		b.WriteString(unprefixed(e.Err))
-	}
-	return b.String()
-}
-
-// Is matches the Kind, and ErrInvalidCredentials for a mismatch.
-func (e *IdentityError) Is(target error) bool {
-	return target == e.Kind || (target == ErrInvalidCredentials && e.Kind == ErrIdentityMismatch)
-}
-
-// Unwrap returns the cause.
-func (e *IdentityError) Unwrap() error { return e.Err }
-
 // proveIdentity proves that entry is the account uc's bind as bindName
 // checked the password of. A bind name that is the entry's DN (compared as
 // DNs: types and values case-insensitively) is the proof, at no cost. For

@@ -1,65 +1,3 @@
-// Package ldapauth logs users in against an LDAP directory (OpenLDAP,
-// Active Directory and others) and keeps the caller's own users and groups
-// in step with it.
-//
-// It is the Go counterpart of the LDAP login that Flagsmith builds on
-// django-python3-ldap: the same LDAP_AUTH_* environment variables with the
-// same meaning ([ConfigFromEnv]), the same pluggable pieces
-// ([UsernameFormatter], [SearchFilterBuilder], [RelationSyncer]), and the
-// same login flow:
-//
-//  1. an empty password or username, one longer than the limits
-//     ([DefaultMaxUsernameLength], [DefaultMaxPasswordLength]), or an empty
-//     bind name made by the username formatter, is refused before any
-//     network I/O;
-//  2. connect, with StartTLS when configured (certificates verified), or
-//     take a pooled connection;
-//  3. bind as the user, the bind name made by the username formatter;
-//  4. search for the user's entry with the configured filters: no entry
-//     refuses the login (this is how the login group works), more than one
-//     is an error. With a service account configured, the search runs as
-//     it, on a second connection, at the same time as the user's bind (a
-//     refused bind returns at once); without, it runs as the user after
-//     the bind. With [Config.SearchThenBind], the service account searches
-//     first and the bind is as the DN found;
-//  5. prove that the entry found is the account whose password the bind
-//     checked (see [IdentityError]), or refuse;
-//  6. save the user into the [UserStore] under the directory's spelling of
-//     the username (the value equal to what was typed), with the mapped
-//     fields;
-//  7. run the relation syncer (for example [SyncUserGroups]).
-//
-// # Connections
-//
-// The servers of LDAP_AUTH_URL are tried in order. A server that fails
-// (refused, timed out, reset, busy) is skipped for a back-off period, 1 s
-// doubling to 30 s, while another may answer; when all are in back-off they
-// are tried anyway, so a login is never refused without trying. With every
-// server down a login returns [ErrUnavailable] after at most one connect
-// timeout per server (plus one receive timeout for a server that accepts
-// connections but never answers).
-//
-// Connections are pooled (LDAP_AUTH_POOL_SIZE idle ones of each kind, each
-// kept at most LDAP_AUTH_POOL_IDLE_TIMEOUT): users bind on one kind, and
-// every login binds again, so a connection bound as one user never acts
-// for another; with a service account, its searches run on connections that
-// stay bound as it. A connection that hits a network or protocol error, or
-// whose call was cancelled, is closed, never pooled.
-//
-// A pooled connection the server has dropped is detected and replaced
-// without failing the login. The rule: the first operation of a login on a
-// connection (the user's bind, or the service account's search) is run
-// again, once, on a newly dialled connection, only when its connection was
-// closed or reset before a single byte of the answer arrived. It is never
-// run again after any answer, after a receive timeout (the server may be
-// working on it), or after ctx ended. A server that closed a connection
-// before reading the bind never saw it, so a lockout policy counts it once;
-// the one case it may count twice is a server that read the bind and then
-// died before sending a byte of its answer, and even then the bind is sent
-// at most twice.
-//
-// Errors are matched with errors.Is against [ErrInvalidCredentials],
-// [ErrNotPermitted], [ErrUnavailable], [ErrConfig] and the others below.
 package ldapauth
 
 import (
@@ -69,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -78,116 +15,6 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 )
-
-// Errors returned by ldapauth, matched with errors.Is.
-var (
-	// ErrInvalidCredentials means the login was refused: wrong password,
-	// unknown user, or an empty or malformed username or password.
-	ErrInvalidCredentials = errors.New("ldapauth: invalid credentials")
-	// ErrUnknownUser means the directory has no such user. It also matches
-	// ErrInvalidCredentials; tell it apart only for diagnostics, never in
-	// what a person trying to log in is shown.
-	ErrUnknownUser = errors.New("ldapauth: unknown user")
-	// ErrNotPermitted means the password was right but the user may not log
-	// in: the search filters (the login group) exclude the user.
-	ErrNotPermitted = errors.New("ldapauth: not permitted to log in")
-	// ErrAmbiguousUser means more than one entry matches the login search.
-	ErrAmbiguousUser = errors.New("ldapauth: more than one directory entry matches the user")
-	// ErrUnavailable means no server could be reached or a server did not
-	// answer in time, or answered busy or unavailable.
-	ErrUnavailable = errors.New("ldapauth: directory unavailable")
-	// ErrServiceAccount means the service account (or the sync account)
-	// could not bind, or may not see the search base (then in a
-	// [*ConfigError]). It is a configuration fault, never reported as the
-	// user's invalid credentials.
-	ErrServiceAccount = errors.New("ldapauth: service account bind refused")
-	// ErrConfig matches every configuration error ([*ConfigError]).
-	ErrConfig = errors.New("ldapauth: bad configuration")
-	// ErrNotConfigured means LDAP_AUTH_URL is unset: LDAP login is off.
-	ErrNotConfigured = errors.New("ldapauth: LDAP_AUTH_URL is not set")
-)
-
-// LoginError reports a refused login with what a person debugging the
-// configuration needs: the bind name tried and the formatter that made it.
-// It never holds the password. errors.Is matches its Kind (and
-// [ErrInvalidCredentials] when the Kind is [ErrUnknownUser]).
-type LoginError struct {
-	// Kind is ErrInvalidCredentials, ErrUnknownUser or ErrNotPermitted.
-	Kind error
-	// Username is what was typed.
-	Username string
-	// BindName is the name the bind was tried with, if any.
-	BindName string
-	// Formatter names the username formatter that made BindName.
-	Formatter string
-	// Reason says what happened, in words.
-	Reason string
-	// Err is the directory's answer, if any.
-	Err error
-}
-
-// Error says why the login was refused, with the bind name and the
-// formatter, never the password.
-func (e *LoginError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.Kind.Error())
-	if e.Reason != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Reason)
-	}
-	if e.BindName != "" {
-		fmt.Fprintf(&b, " (bind name %q from %s)", e.BindName, e.Formatter)
-	}
-	if e.Err != nil {
-		b.WriteString(": ")
-		b.WriteString(unprefixed(e.Err))
-	}
-	return b.String()
-}
-
-// Is matches the Kind, and ErrInvalidCredentials for an unknown user.
-func (e *LoginError) Is(target error) bool {
-	return target == e.Kind || (target == ErrInvalidCredentials && e.Kind == ErrUnknownUser)
-}
-
-// Unwrap returns the directory's answer.
-func (e *LoginError) Unwrap() error { return e.Err }
-
-// chained adds context to err. Its message is "ldapauth: <context>: " and
-// err's message without its own "ldapauth: " prefix, so that however deep
-// the wrapping, the prefix appears once (messages name no operation twice).
-type chained struct {
-	msg string // with the prefix
-	err error
-}
-
-func (e *chained) Error() string { return e.msg + ": " + unprefixed(e.err) }
-
-func (e *chained) Unwrap() error { return e.err }
-
-// wrap returns err with the context format makes, prefixed "ldapauth: "
-// once (see chained).
-func wrap(err error, format string, args ...any) error {
-	return &chained{msg: "ldapauth: " + fmt.Sprintf(format, args...), err: err}
-}
-
-// unprefixed is err's message without a leading "ldapauth: ".
-func unprefixed(err error) string { return strings.TrimPrefix(err.Error(), "ldapauth: ") }
-
-// TLSError reports a TLS failure: a certificate that does not verify, or a
-// server that refuses StartTLS. ldapauth never falls back to plain text.
-type TLSError struct {
-	// URL is the server's, as in LDAP_AUTH_URL.
-	URL string
-	// Err is the TLS or StartTLS failure.
-	Err error
-}
-
-// Error names the server and the failure.
-func (e *TLSError) Error() string { return "ldapauth: TLS with " + e.URL + ": " + e.Err.Error() }
-
-// Unwrap returns the cause.
-func (e *TLSError) Unwrap() error { return e.Err }
 
 // User is a user as read from the directory on login.
 type User struct {
@@ -357,9 +184,6 @@ func (a *Authenticator) warnInsecure() {
 			slog.String("urls", strings.Join(plain, " ")))
 	}
 }
-
-// errClosed is returned by Authenticate after Close.
-var errClosed = fmt.Errorf("ldapauth: authenticator closed: %w", net.ErrClosed)
 
 // Close closes every pooled connection; connections of logins in flight
 // are closed as those logins end. Service-account searches left running by

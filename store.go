@@ -2,7 +2,6 @@ package ldapauth
 
 import (
 	"context"
-	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -200,9 +199,6 @@ func parsedDNKey(dn string) string {
 }
 
 func normUser(name string) string { return strings.ToLower(name) }
-
-// errNoSuchUser is MemStore's refusal to join or add a user never saved.
-var errNoSuchUser = errors.New("no such user: save the user first")
 
 // MemStore is an in-memory [UserStore], safe for concurrent use. It is meant
 // for tests, the user's own included, and for trying ldapauth out.

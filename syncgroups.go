@@ -32,37 +32,6 @@ func (f RelationSyncerFunc) SyncRelations(ctx context.Context, cfg *Config, u *U
 	return f(ctx, cfg, u, dir)
 }
 
-// AttributeRequester is implemented by a [RelationSyncer] or
-// [SearchFilterBuilder] that needs attributes of the user's entry besides
-// the mapped fields and memberOf; the login search then asks for them.
-// [New] calls RequestedAttributes once, with the configuration the
-// Authenticator keeps; the list applies to every login.
-type AttributeRequester interface {
-	RequestedAttributes(cfg *Config) []string
-}
-
-// Directory searches the directory on behalf of a [RelationSyncer]: during
-// a login, on the login's own connection, bound as the identity that ran
-// the login search (the user, or the service account).
-//
-// The Directory a login hands to SyncRelations is valid only until
-// SyncRelations returns: the connection then goes back to the pool, to
-// serve another login. It must not be kept, nor used from a goroutine that
-// outlives the call; it runs one search at a time and is not safe for
-// concurrent use. Implementations of Directory (for tests, or to wrap one)
-// are called by one goroutine at a time.
-type Directory interface {
-	Search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error)
-}
-
-// DirectoryFunc adapts a function to [Directory].
-type DirectoryFunc func(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error)
-
-// Search calls f.
-func (f DirectoryFunc) Search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
-	return f(ctx, req)
-}
-
 var (
 	_ Directory = DirectoryFunc(nil)
 	_ Directory = (*conn)(nil)
@@ -472,19 +441,3 @@ func containsDN(dns []string, dn string) bool {
 	}
 	return false
 }
-
-// StoreError reports a failure of the [UserStore].
-type StoreError struct {
-	// Op names the store operation, such as "save user" or "set member".
-	Op string
-	// Err is the store's error.
-	Err error
-}
-
-// Error names the operation and the store's error.
-func (e *StoreError) Error() string { return "ldapauth: store: " + e.Op + ": " + unprefixed(e.Err) }
-
-// Unwrap returns the store's error.
-func (e *StoreError) Unwrap() error { return e.Err }
-
-var errNoSuchGroup = errors.New("no such group")

@@ -1,0 +1,333 @@
+package ldapauth
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// SyncPhase names a stage of a sync run.
+type SyncPhase string
+
+// SyncProgress says how far a sync run has come.
+type SyncProgress struct {
+	// Phase is the stage the run is in.
+	Phase SyncPhase `json:"phase"`
+	// Pages is the number of pages of users read so far.
+	Pages int `json:"pages"`
+	// Users is the number of user entries read so far.
+	Users int `json:"users"`
+	// Groups is the number of group entries read so far.
+	Groups int `json:"groups"`
+	// Done and Total count the store writes of the apply phase.
+	Done  int `json:"done"`
+	Total int `json:"total"`
+}
+
+// Membership is one user in one group.
+type Membership struct {
+	// GroupDN is the synced group's DN, as configured.
+	GroupDN string `json:"group_dn"`
+	// Username is the user's, in the directory's spelling.
+	Username string `json:"username"`
+}
+
+// GroupNote is a group the sync left alone, and why.
+type GroupNote struct {
+	// DN is the group's, as the store holds it.
+	DN string `json:"dn"`
+	// Reason says why the sync left it alone.
+	Reason string `json:"reason"`
+}
+
+// SkippedEntry is a directory entry the sync could not use, and why.
+type SkippedEntry struct {
+	// DN is the entry's.
+	DN string `json:"dn"`
+	// Reason says why the sync could not use it.
+	Reason string `json:"reason"`
+}
+
+// RemovalCount is one kind of removal the removal guard weighs: how many a
+// run removes, of how many the store holds.
+type RemovalCount struct {
+	Remove int `json:"remove"`
+	Total  int `json:"total"`
+	// OverLimit is set when Remove is above both the guard's share of
+	// Total and its allowance (and, for users, when the directory
+	// returned no user at all): the run is refused unless forced.
+	OverLimit bool `json:"over_limit"`
+}
+
+// String returns "remove of total", with "over the limit" when it is.
+func (c RemovalCount) String() string {
+	s := fmt.Sprintf("%d of %d", c.Remove, c.Total)
+	if c.OverLimit {
+		s += " (over the limit)"
+	}
+	return s
+}
+
+// RemovalGuard is what the removal guard weighed in a run: each kind of
+// removal against its own total in the store, each with the same share
+// (LDAP_SYNC_MAX_REMOVAL_PERCENT) and allowance ([SyncRemovalAllowance]).
+type RemovalGuard struct {
+	// LimitPercent is Config.SyncMaxRemovalPercent.
+	LimitPercent int `json:"limit_percent"`
+	// Allowance is SyncRemovalAllowance.
+	Allowance int `json:"allowance"`
+	// Users: directory-managed users removed, of those the store holds.
+	Users RemovalCount `json:"users"`
+	// Groups: synced groups removed, of the synced groups the store holds.
+	Groups RemovalCount `json:"groups"`
+	// Memberships: memberships removed from synced groups (not counting
+	// those that go with a removed user or group), of the memberships the
+	// store holds in synced groups.
+	Memberships RemovalCount `json:"memberships"`
+}
+
+// overLimit reports whether the guard refuses any kind.
+func (g RemovalGuard) overLimit() bool {
+	return g.Users.OverLimit || g.Groups.OverLimit || g.Memberships.OverLimit
+}
+
+// HeldRemovals are the removals a run planned but did not make, and why:
+// the read returned entries without the username attribute (an access rule
+// may hide it) that match no stored user by DN, so any stored user the read
+// missed may be one of them. The next complete read makes them, or
+// [SyncOptions.Force] does.
+type HeldRemovals struct {
+	// Reason says why; empty when nothing was held.
+	Reason             string       `json:"reason"`
+	UsersRemoved       []string     `json:"users_removed"`
+	GroupsRemoved      []Group      `json:"groups_removed"`
+	MembershipsRemoved []Membership `json:"memberships_removed"`
+}
+
+// SyncCounts are the lengths of a [SyncReport]'s lists, each field the
+// length of the list of the same name.
+type SyncCounts struct {
+	// UsersRemoved is len(SyncReport.UsersRemoved).
+	UsersRemoved int `json:"users_removed"`
+	// UsersUpdated is len(SyncReport.UsersUpdated).
+	UsersUpdated int `json:"users_updated"`
+	// UsersCreated is len(SyncReport.UsersCreated).
+	UsersCreated int `json:"users_created"`
+	// OrganisationJoins is len(SyncReport.OrganisationJoins).
+	OrganisationJoins int `json:"organisation_joins"`
+	// GroupsCreated is len(SyncReport.GroupsCreated).
+	GroupsCreated int `json:"groups_created"`
+	// GroupsRemoved is len(SyncReport.GroupsRemoved).
+	GroupsRemoved int `json:"groups_removed"`
+	// GroupsLeftAlone is len(SyncReport.GroupsLeftAlone).
+	GroupsLeftAlone int `json:"groups_left_alone"`
+	// MembershipsAdded is len(SyncReport.MembershipsAdded).
+	MembershipsAdded int `json:"memberships_added"`
+	// MembershipsRemoved is len(SyncReport.MembershipsRemoved).
+	MembershipsRemoved int `json:"memberships_removed"`
+	// Skipped is len(SyncReport.Skipped).
+	Skipped int `json:"skipped"`
+	// Held is the number of removals in SyncReport.Held, of every kind.
+	Held int `json:"held"`
+}
+
+// Changes is the number of store writes the counts stand for.
+func (c SyncCounts) Changes() int {
+	return c.UsersRemoved + c.UsersUpdated + c.UsersCreated + c.OrganisationJoins + c.GroupsCreated +
+		c.GroupsRemoved + c.MembershipsAdded + c.MembershipsRemoved
+}
+
+// SyncReport lists every change of a sync run: made, or planned when the
+// run was a dry run or was refused. Lists are sorted; usernames are the
+// directory's spelling (the store's for removed users). Print it with
+// String or WriteText; encode it with encoding/json.
+type SyncReport struct {
+	// DryRun is set when nothing was meant to be written.
+	DryRun bool `json:"dry_run"`
+	// Forced is set when the run was forced past the removal guard.
+	Forced bool `json:"forced"`
+	// Applied is set when every change listed was written.
+	Applied bool `json:"applied"`
+
+	// Pages and DirectoryUsers say what was read: pages of the user search
+	// and user entries with a username. StoreUsers is the number of
+	// directory-managed users the store held before the run.
+	Pages          int `json:"pages"`
+	DirectoryUsers int `json:"directory_users"`
+	StoreUsers     int `json:"store_users"`
+
+	// UsersRemoved are directory-managed users the directory no longer
+	// returns (the login search would not find them).
+	UsersRemoved []string `json:"users_removed"`
+	// UsersUpdated are users whose mapped fields or DN changed.
+	UsersUpdated []string `json:"users_updated"`
+	// UsersCreated are directory users new to the store (CreateUsers).
+	UsersCreated []string `json:"users_created"`
+	// OrganisationJoins are users joined to Config.OrganisationID.
+	OrganisationJoins []string `json:"organisation_joins"`
+	// GroupsCreated are synced groups created because a user is a member.
+	GroupsCreated []Group `json:"groups_created"`
+	// GroupsRemoved are synced groups the directory proves gone (see
+	// [Authenticator.Sync]), removed with their memberships.
+	GroupsRemoved []Group `json:"groups_removed"`
+	// GroupsLeftAlone are store groups the sync did not touch: not in
+	// LDAP_SYNCED_GROUPS, not confirmed gone, or whose entry came without
+	// member values (their memberships read from it are kept).
+	GroupsLeftAlone []GroupNote `json:"groups_left_alone"`
+	// MembershipsAdded and MembershipsRemoved are changes of the synced
+	// groups' members (those of removed users and groups not included).
+	MembershipsAdded   []Membership `json:"memberships_added"`
+	MembershipsRemoved []Membership `json:"memberships_removed"`
+	// Skipped are directory entries the sync could not use.
+	Skipped []SkippedEntry `json:"skipped"`
+	// Held are the removals planned but not made, and why.
+	Held HeldRemovals `json:"held"`
+
+	// RemovalGuard is what the removal guard weighed.
+	RemovalGuard RemovalGuard `json:"removal_guard"`
+	// Counts are the lengths of the lists above.
+	Counts SyncCounts `json:"counts"`
+}
+
+// String returns the report as WriteText writes it.
+func (r *SyncReport) String() string {
+	var b strings.Builder
+	_ = r.WriteText(&b)
+	return b.String()
+}
+
+// WriteText writes the report for people: a summary line, then one line per
+// change.
+func (r *SyncReport) WriteText(w io.Writer) error {
+	var b strings.Builder
+	mode := "applied"
+	switch {
+	case r.DryRun:
+		mode = "dry run, nothing written"
+	case !r.Applied:
+		mode = "not applied"
+	}
+	forced := ""
+	if r.Forced {
+		forced = ", forced"
+	}
+	fmt.Fprintf(&b, "ldapauth sync (%s%s): %d directory users in %d pages, %d directory-managed users in the store, %d changes\n",
+		mode, forced, r.DirectoryUsers, r.Pages, r.StoreUsers, r.Counts.Changes())
+	g := r.RemovalGuard
+	fmt.Fprintf(&b, "removal guard (%d%% of each, or %d): users %s, synced groups %s, memberships %s\n",
+		g.LimitPercent, g.Allowance, g.Users, g.Groups, g.Memberships)
+	list := func(title string, items []string) {
+		if len(items) == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "%s (%d):\n", title, len(items))
+		for _, it := range items {
+			fmt.Fprintf(&b, "  %s\n", it)
+		}
+	}
+	groups := func(gs []Group) []string {
+		out := make([]string, len(gs))
+		for i, g := range gs {
+			out[i] = g.DN
+		}
+		return out
+	}
+	members := func(ms []Membership) []string {
+		out := make([]string, len(ms))
+		for i, m := range ms {
+			out[i] = m.Username + " in " + m.GroupDN
+		}
+		return out
+	}
+	notes := func(ns []GroupNote) []string {
+		out := make([]string, len(ns))
+		for i, n := range ns {
+			out[i] = n.DN + ": " + n.Reason
+		}
+		return out
+	}
+	skipped := func(ss []SkippedEntry) []string {
+		out := make([]string, len(ss))
+		for i, s := range ss {
+			out[i] = s.DN + ": " + s.Reason
+		}
+		return out
+	}
+	list("users removed", r.UsersRemoved)
+	list("users updated", r.UsersUpdated)
+	list("users created", r.UsersCreated)
+	list("organisation joins", r.OrganisationJoins)
+	list("groups created", groups(r.GroupsCreated))
+	list("groups removed", groups(r.GroupsRemoved))
+	list("memberships added", members(r.MembershipsAdded))
+	list("memberships removed", members(r.MembershipsRemoved))
+	list("groups left alone", notes(r.GroupsLeftAlone))
+	list("entries skipped", skipped(r.Skipped))
+	if r.Held.Reason != "" {
+		var held []string
+		for _, u := range r.Held.UsersRemoved {
+			held = append(held, "user "+u)
+		}
+		for _, g := range r.Held.GroupsRemoved {
+			held = append(held, "group "+g.DN)
+		}
+		for _, m := range members(r.Held.MembershipsRemoved) {
+			held = append(held, "membership "+m)
+		}
+		fmt.Fprintf(&b, "removals held back (%d): %s\n", len(held), r.Held.Reason)
+		for _, it := range held {
+			fmt.Fprintf(&b, "  %s\n", it)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (r *SyncReport) count() {
+	r.Counts = SyncCounts{
+		UsersRemoved: len(r.UsersRemoved), UsersUpdated: len(r.UsersUpdated), UsersCreated: len(r.UsersCreated),
+		OrganisationJoins: len(r.OrganisationJoins), GroupsCreated: len(r.GroupsCreated), GroupsRemoved: len(r.GroupsRemoved),
+		GroupsLeftAlone: len(r.GroupsLeftAlone), MembershipsAdded: len(r.MembershipsAdded),
+		MembershipsRemoved: len(r.MembershipsRemoved), Skipped: len(r.Skipped),
+		Held: len(r.Held.UsersRemoved) + len(r.Held.GroupsRemoved) + len(r.Held.MembershipsRemoved),
+	}
+}
+
+// MarshalJSON encodes the report with empty lists as [], never null, so that
+// consumers of the JSON need no nil checks.
+func (r SyncReport) MarshalJSON() ([]byte, error) {
+	type plain SyncReport // without this method
+	p := plain(r)
+	p.UsersRemoved = orEmpty(p.UsersRemoved)
+	p.UsersUpdated = orEmpty(p.UsersUpdated)
+	p.UsersCreated = orEmpty(p.UsersCreated)
+	p.OrganisationJoins = orEmpty(p.OrganisationJoins)
+	p.GroupsCreated = orEmpty(p.GroupsCreated)
+	p.GroupsRemoved = orEmpty(p.GroupsRemoved)
+	p.GroupsLeftAlone = orEmpty(p.GroupsLeftAlone)
+	p.MembershipsAdded = orEmpty(p.MembershipsAdded)
+	p.MembershipsRemoved = orEmpty(p.MembershipsRemoved)
+	p.Skipped = orEmpty(p.Skipped)
+	p.Held.UsersRemoved = orEmpty(p.Held.UsersRemoved)
+	p.Held.GroupsRemoved = orEmpty(p.Held.GroupsRemoved)
+	p.Held.MembershipsRemoved = orEmpty(p.Held.MembershipsRemoved)
+	return json.Marshal(p)
+}
+
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// The stages of a sync run, in order.
+const (
+	SyncReadStore  SyncPhase = "read store"
+	SyncBind       SyncPhase = "bind"
+	SyncReadUsers  SyncPhase = "read users"
+	SyncReadGroups SyncPhase = "read groups"
+	SyncApply      SyncPhase = "apply"
+	SyncDone       SyncPhase = "done"
+)
