@@ -326,165 +326,48 @@ func ConfigFromEnv() (*Config, error) {
 // so a backend can run with LDAP turned off. Secret values never appear in
 // errors.
 func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
-	get := func(name string) string {
-		v, _ := lookup(name)
-		return unquote(strings.TrimSpace(v))
-	}
-	secret := func(name string) string {
-		v, _ := lookup(name) // passwords are taken verbatim
-		return v
+	cfg := &Config{
+		SearchBase:      DefaultSearchBase,
+		ObjectClass:     DefaultObjectClass,
+		UserFields:      DefaultUserFields(),
+		ConnectTimeout:  DefaultConnectTimeout,
+		ReceiveTimeout:  DefaultReceiveTimeout,
+		PoolSize:        DefaultPoolSize,
+		PoolIdleTimeout: DefaultPoolIdleTimeout,
 	}
 	var errs []error
-	cfg := &Config{
-		SearchBase:            DefaultSearchBase,
-		ObjectClass:           DefaultObjectClass,
-		UserFields:            DefaultUserFields(),
-		ConnectTimeout:        DefaultConnectTimeout,
-		ReceiveTimeout:        DefaultReceiveTimeout,
-		PoolSize:              DefaultPoolSize,
-		PoolIdleTimeout:       DefaultPoolIdleTimeout,
-		ActiveDirectoryDomain: get(EnvADDomain),
-		OrganisationID:        get(EnvOrganisationID),
-		LoginGroup:            get(EnvLoginGroup),
-		SyncUsername:          get(EnvSyncUsername),
-		SyncPassword:          secret(EnvSyncPassword),
-		ConnectionUsername:    get(EnvConnectionUsername),
-		ConnectionPassword:    secret(EnvConnectionPassword),
-		TLSCAFile:             get(EnvTLSCAFile),
-	}
-
-	if v := get(EnvURL); v == "" {
+	if v, _ := lookup(EnvURL); unquote(strings.TrimSpace(v)) == "" {
 		errs = append(errs, &ConfigError{Variables: []string{EnvURL}, Problem: "not set: LDAP login is off", Err: ErrNotConfigured})
-	} else {
-		cfg.URLs = splitURLs(v)
 	}
-	if v := get(EnvSearchBase); v != "" {
-		cfg.SearchBase = v
-	}
-	if v := get(EnvObjectClass); v != "" {
-		cfg.ObjectClass = v
-	}
-	if v := get(EnvUserFields); v != "" {
-		fields, err := parseUserFields(v)
-		if err != nil {
-			errs = append(errs, &ConfigError{Variables: []string{EnvUserFields}, Problem: err.Error()})
-		} else {
-			cfg.UserFields = fields
+	for _, e := range envVars {
+		v, _ := lookup(e.name)
+		if !e.secret { // passwords are taken verbatim
+			v = unquote(strings.TrimSpace(v))
 		}
-	}
-	for _, b := range []struct {
-		name string
-		dst  *bool
-	}{{EnvUseTLS, &cfg.UseTLS}, {EnvInsecureSkipVerify, &cfg.InsecureSkipVerify}, {EnvExcludeDisabled, &cfg.ExcludeDisabled}, {EnvSearchThenBind, &cfg.SearchThenBind}} {
-		if v := get(b.name); v != "" {
-			val, err := parseBool(v)
-			if err != nil {
-				errs = append(errs, &ConfigError{Variables: []string{b.name}, Problem: err.Error()})
+		if v == "" {
+			continue
+		}
+		if err := e.set(cfg, v); err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				err = &ConfigError{Variables: []string{e.name}, Problem: err.Error()}
 			}
-			*b.dst = val
-		}
-	}
-	for _, t := range []struct {
-		name string
-		dst  *time.Duration
-	}{{EnvConnectTimeout, &cfg.ConnectTimeout}, {EnvReceiveTimeout, &cfg.ReceiveTimeout}, {EnvPoolIdleTimeout, &cfg.PoolIdleTimeout}} {
-		if v := get(t.name); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n <= 0 {
-				errs = append(errs, &ConfigError{Variables: []string{t.name}, Problem: fmt.Sprintf("%q is not a positive whole number of seconds", v)})
-				continue
-			}
-			*t.dst = time.Duration(n) * time.Second
-		}
-	}
-	if v := get(EnvSyncPageSize); v != "" {
-		n, err := strconv.Atoi(v)
-		switch {
-		case err != nil || n < 0:
-			errs = append(errs, configErr(fmt.Sprintf("%q is not a whole number of entries (0 turns paging off)", v), EnvSyncPageSize))
-		case n == 0:
-			cfg.SyncPageSize = NoPaging
-		default:
-			cfg.SyncPageSize = n
-		}
-	}
-	if v := get(EnvSyncMaxRemoval); v != "" {
-		n, err := strconv.Atoi(strings.TrimSuffix(v, "%"))
-		if err != nil || n < 1 || n > 100 {
-			errs = append(errs, configErr(fmt.Sprintf("%q is not a whole percentage from 1 to 100", v), EnvSyncMaxRemoval))
-		} else {
-			cfg.SyncMaxRemovalPercent = n
-		}
-	}
-	if v := get(EnvPoolSize); v != "" {
-		n, err := strconv.Atoi(v)
-		switch {
-		case err != nil || n < 0:
-			errs = append(errs, &ConfigError{Variables: []string{EnvPoolSize}, Problem: fmt.Sprintf("%q is not a whole number of connections (0 turns pooling off)", v)})
-		case n == 0:
-			cfg.PoolSize = NoPool
-		default:
-			cfg.PoolSize = n
-		}
-	}
-	if v := cfg.OrganisationID; v != "" {
-		// Flagsmith reads it as an integer: refuse what it would refuse,
-		// here rather than at the first login. Code may set any string.
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			errs = append(errs, configErr(fmt.Sprintf("%q is not a positive whole number that fits in 64 bits (Flagsmith reads it as an organisation's integer ID)", v), EnvOrganisationID))
-		} else {
-			cfg.OrganisationID = strconv.FormatInt(n, 10)
-		}
-	}
-	if v := get(EnvSyncedGroups); v != "" {
-		for _, item := range strings.Split(v, ":") {
-			if item = strings.TrimSpace(item); item != "" {
-				cfg.SyncedGroups = append(cfg.SyncedGroups, item)
-			}
-		}
-	}
-
-	if v := get(EnvDirectoryType); v != "" {
-		d, err := ParseDirectoryType(v)
-		if err != nil {
-			errs = append(errs, &ConfigError{Variables: []string{EnvDirectoryType}, Problem: err.Error()})
-		}
-		cfg.DirectoryType = d
-	}
-
-	if v := get(EnvNestedGroups); v != "" {
-		n, err := ParseNestedGroups(v)
-		if err != nil {
-			errs = append(errs, &ConfigError{Variables: []string{EnvNestedGroups}, Problem: err.Error()})
-		}
-		cfg.NestedGroups = n
-	}
-
-	if v := get(EnvFormatUsername); v != "" {
-		f, err := lookupCallable(EnvFormatUsername, v, usernameFormatters)
-		if err != nil {
 			errs = append(errs, err)
 		}
-		cfg.FormatUsername = f
 	}
-	if v := get(EnvSearchFilters); v != "" {
-		f, err := lookupCallable(EnvSearchFilters, v, filterBuilders)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		cfg.SearchFilters = f
-	}
-	if v := get(EnvSyncRelations); v != "" {
-		f, err := lookupCallable(EnvSyncRelations, v, relationSyncers)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		cfg.SyncRelations = f
-	}
-
 	// Value and cross-variable checks, skipping any that involve a variable
 	// already reported.
+	_, problems := cfg.parse()
+	errs = append(errs, unreported(errs, problems)...)
+	if len(errs) > 0 {
+		return cfg, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+// unreported returns the problems that involve no variable already
+// reported in errs.
+func unreported(errs []error, problems []*ConfigError) []error {
 	reported := map[string]bool{}
 	for _, e := range errs {
 		var ce *ConfigError
@@ -492,23 +375,158 @@ func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
 			reported[ce.Variables[0]] = true
 		}
 	}
-	for _, e := range cfg.validate() {
+	var out []error
+	for _, e := range problems {
 		if !slices.ContainsFunc(e.Variables, func(v string) bool { return reported[v] }) {
-			errs = append(errs, e)
+			out = append(out, e)
 		}
 	}
-	if len(errs) > 0 {
-		return cfg, errors.Join(errs...)
-	}
-	return cfg, nil
+	return out
+}
+
+// envVar is an environment variable [LoadConfig] reads: set stores its
+// value, which is not empty, into the Config, or says why it cannot.
+type envVar struct {
+	name   string
+	secret bool // taken verbatim: neither trimmed nor unquoted
+	set    func(c *Config, v string) error
+}
+
+// envVars are the variables LoadConfig reads, in the order it reports
+// their problems.
+var envVars = []envVar{
+	{name: EnvURL, set: func(c *Config, v string) error { c.URLs = splitURLs(v); return nil }},
+	envText(EnvSearchBase, func(c *Config) *string { return &c.SearchBase }),
+	envText(EnvObjectClass, func(c *Config) *string { return &c.ObjectClass }),
+	{name: EnvUserFields, set: func(c *Config, v string) error {
+		fields, err := parseUserFields(v)
+		if err == nil {
+			c.UserFields = fields
+		}
+		return err
+	}},
+	envBool(EnvUseTLS, func(c *Config) *bool { return &c.UseTLS }),
+	envBool(EnvInsecureSkipVerify, func(c *Config) *bool { return &c.InsecureSkipVerify }),
+	envBool(EnvExcludeDisabled, func(c *Config) *bool { return &c.ExcludeDisabled }),
+	envBool(EnvSearchThenBind, func(c *Config) *bool { return &c.SearchThenBind }),
+	envSeconds(EnvConnectTimeout, func(c *Config) *time.Duration { return &c.ConnectTimeout }),
+	envSeconds(EnvReceiveTimeout, func(c *Config) *time.Duration { return &c.ReceiveTimeout }),
+	envSeconds(EnvPoolIdleTimeout, func(c *Config) *time.Duration { return &c.PoolIdleTimeout }),
+	envCount(EnvSyncPageSize, "entries (0 turns paging off)", NoPaging, func(c *Config) *int { return &c.SyncPageSize }),
+	{name: EnvSyncMaxRemoval, set: func(c *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSuffix(v, "%"))
+		if err != nil || n < 1 || n > 100 {
+			return fmt.Errorf("%q is not a whole percentage from 1 to 100", v)
+		}
+		c.SyncMaxRemovalPercent = n
+		return nil
+	}},
+	envCount(EnvPoolSize, "connections (0 turns pooling off)", NoPool, func(c *Config) *int { return &c.PoolSize }),
+	{name: EnvOrganisationID, set: func(c *Config, v string) error {
+		// Flagsmith reads it as an integer: refuse what it would refuse,
+		// here rather than at the first login. Code may set any string.
+		c.OrganisationID = v
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return fmt.Errorf("%q is not a positive whole number that fits in 64 bits (Flagsmith reads it as an organisation's integer ID)", v)
+		}
+		c.OrganisationID = strconv.FormatInt(n, 10)
+		return nil
+	}},
+	{name: EnvSyncedGroups, set: func(c *Config, v string) error {
+		for _, item := range strings.Split(v, ":") {
+			if item = strings.TrimSpace(item); item != "" {
+				c.SyncedGroups = append(c.SyncedGroups, item)
+			}
+		}
+		return nil
+	}},
+	{name: EnvDirectoryType, set: func(c *Config, v string) (err error) {
+		c.DirectoryType, err = ParseDirectoryType(v)
+		return err
+	}},
+	{name: EnvNestedGroups, set: func(c *Config, v string) (err error) {
+		c.NestedGroups, err = ParseNestedGroups(v)
+		return err
+	}},
+	{name: EnvFormatUsername, set: func(c *Config, v string) (err error) {
+		c.FormatUsername, err = lookupCallable(EnvFormatUsername, v, usernameFormatters)
+		return err
+	}},
+	{name: EnvSearchFilters, set: func(c *Config, v string) (err error) {
+		c.SearchFilters, err = lookupCallable(EnvSearchFilters, v, filterBuilders)
+		return err
+	}},
+	{name: EnvSyncRelations, set: func(c *Config, v string) (err error) {
+		c.SyncRelations, err = lookupCallable(EnvSyncRelations, v, relationSyncers)
+		return err
+	}},
+	envText(EnvADDomain, func(c *Config) *string { return &c.ActiveDirectoryDomain }),
+	envText(EnvLoginGroup, func(c *Config) *string { return &c.LoginGroup }),
+	envText(EnvSyncUsername, func(c *Config) *string { return &c.SyncUsername }),
+	envText(EnvConnectionUsername, func(c *Config) *string { return &c.ConnectionUsername }),
+	envText(EnvTLSCAFile, func(c *Config) *string { return &c.TLSCAFile }),
+	{name: EnvSyncPassword, secret: true, set: func(c *Config, v string) error { c.SyncPassword = v; return nil }},
+	{name: EnvConnectionPassword, secret: true, set: func(c *Config, v string) error { c.ConnectionPassword = v; return nil }},
+}
+
+// envText reads a string variable.
+func envText(name string, field func(*Config) *string) envVar {
+	return envVar{name: name, set: func(c *Config, v string) error { *field(c) = v; return nil }}
+}
+
+// envBool reads a boolean variable (see parseBool).
+func envBool(name string, field func(*Config) *bool) envVar {
+	return envVar{name: name, set: func(c *Config, v string) (err error) {
+		*field(c), err = parseBool(v)
+		return err
+	}}
+}
+
+// envSeconds reads a positive whole number of seconds.
+func envSeconds(name string, field func(*Config) *time.Duration) envVar {
+	return envVar{name: name, set: func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%q is not a positive whole number of seconds", v)
+		}
+		*field(c) = time.Duration(n) * time.Second
+		return nil
+	}}
+}
+
+// envCount reads a whole number of what; 0 in the environment means off,
+// stored as the field's off value.
+func envCount(name, what string, off int, field func(*Config) *int) envVar {
+	return envVar{name: name, set: func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n < 0:
+			return fmt.Errorf("%q is not a whole number of %s", v, what)
+		case n == 0:
+			*field(c) = off
+		default:
+			*field(c) = n
+		}
+		return nil
+	}}
 }
 
 // Validate reports every problem with c, one [*ConfigError] per problem,
 // joined. It applies to configurations built in code and to those read from
 // the environment alike; [New] calls it.
 func (c *Config) Validate() error {
-	_, err := c.check()
-	return err
+	_, problems := c.parse()
+	return joinProblems(problems)
+}
+
+// joinProblems joins problems into one error, nil without any.
+func joinProblems(problems []*ConfigError) error {
+	errs := make([]error, len(problems))
+	for i, p := range problems {
+		errs[i] = p
+	}
+	return errors.Join(errs...)
 }
 
 // parsed is what validation parses and New keeps, so that nothing is
@@ -518,37 +536,38 @@ type parsed struct {
 	rootCAs *x509.CertPool // from TLSCAFile; nil without one
 }
 
-// check is Validate, returning what it parsed.
-func (c *Config) check() (parsed, error) {
-	var errs []error
-	if len(c.URLs) == 0 {
-		errs = append(errs, &ConfigError{Variables: []string{EnvURL}, Problem: "no server URL", Err: ErrNotConfigured})
-	}
-	p, problems := c.parse()
-	for _, e := range problems {
-		errs = append(errs, e)
-	}
-	return p, errors.Join(errs...)
-}
+// problems collects the configuration errors of one validation.
+type problems []*ConfigError
 
-// validate checks everything but the presence of URLs.
-func (c *Config) validate() []*ConfigError {
-	_, errs := c.parse()
-	return errs
-}
+func (p *problems) add(problem string, vars ...string) { *p = append(*p, configErr(problem, vars...)) }
 
-// parse checks everything but the presence of URLs, and returns what it
-// parsed.
+// parse checks c, one concern at a time, and returns what it parsed with
+// every problem found.
 func (c *Config) parse() (parsed, []*ConfigError) {
 	var p parsed
-	var errs []*ConfigError
-	add := func(problem string, vars ...string) { errs = append(errs, configErr(problem, vars...)) }
+	var errs problems
+	usesTLS := c.parseServers(&p, &errs)
+	c.checkEntries(&errs)
+	c.checkLimits(&errs)
+	c.checkLoginFilters(&errs)
+	c.checkDirectoryFeatures(&errs)
+	c.checkRelations(&errs)
+	c.checkAccounts(&errs)
+	p.rootCAs = c.loadTrust(usesTLS, &errs)
+	return p, errs
+}
 
-	usesTLS := c.UseTLS
+// parseServers parses the URLs into p, and reports whether any connection
+// uses TLS.
+func (c *Config) parseServers(p *parsed, errs *problems) (usesTLS bool) {
+	if len(c.URLs) == 0 {
+		*errs = append(*errs, &ConfigError{Variables: []string{EnvURL}, Problem: "no server URL", Err: ErrNotConfigured})
+	}
+	usesTLS = c.UseTLS
 	for _, u := range c.URLs {
 		s, err := parseServer(u)
 		if err != nil {
-			add(err.Error(), EnvURL)
+			errs.add(err.Error(), EnvURL)
 			continue
 		}
 		p.servers = append(p.servers, s)
@@ -557,67 +576,85 @@ func (c *Config) parse() (parsed, []*ConfigError) {
 		// on from the start and StartTLS is not attempted there (New
 		// notes it in the log).
 	}
+	return usesTLS
+}
+
+// checkEntries checks where and what the user entries are.
+func (c *Config) checkEntries(errs *problems) {
 	if c.ObjectClass != "" && !validObjectClass(c.ObjectClass) {
-		add(fmt.Sprintf("%q is not an object class name (a name such as inetOrgPerson or user, or a numeric OID such as 2.5.6.6); anything else would go into every search filter", c.ObjectClass), EnvObjectClass)
+		errs.add(fmt.Sprintf("%q is not an object class name (a name such as inetOrgPerson or user, or a numeric OID such as 2.5.6.6); anything else would go into every search filter", c.ObjectClass), EnvObjectClass)
 	}
 	if c.SearchBase != "" {
 		if _, err := ldap.ParseDN(c.SearchBase); err != nil {
-			add(fmt.Sprintf("%q is not a DN: %v", c.SearchBase, err), EnvSearchBase)
+			errs.add(fmt.Sprintf("%q is not a DN: %v", c.SearchBase, err), EnvSearchBase)
 		}
 	}
 	if c.UserFields != nil {
 		if attr := c.UserFields["username"]; attr == "" {
-			add("no username field: it names the attribute users log in with (for example username=uid)", EnvUserFields)
+			errs.add("no username field: it names the attribute users log in with (for example username=uid)", EnvUserFields)
 		}
 	}
+}
+
+// checkLimits checks the timeouts, sizes and lengths.
+func (c *Config) checkLimits(errs *problems) {
 	if c.ConnectTimeout < 0 {
-		add("negative", EnvConnectTimeout)
+		errs.add("negative", EnvConnectTimeout)
 	}
 	if c.ReceiveTimeout < 0 {
-		add("negative", EnvReceiveTimeout)
+		errs.add("negative", EnvReceiveTimeout)
 	}
 	if c.SyncPageSize < NoPaging || c.SyncPageSize > math.MaxInt32 {
-		add(fmt.Sprintf("page size %d out of range (NoPaging, 0 for the default, or a positive size)", c.SyncPageSize), EnvSyncPageSize)
+		errs.add(fmt.Sprintf("page size %d out of range (NoPaging, 0 for the default, or a positive size)", c.SyncPageSize), EnvSyncPageSize)
 	}
 	if c.SyncMaxRemovalPercent < 0 || c.SyncMaxRemovalPercent > 100 {
-		add(fmt.Sprintf("%d is not a percentage from 1 to 100 (0 for the default)", c.SyncMaxRemovalPercent), EnvSyncMaxRemoval)
+		errs.add(fmt.Sprintf("%d is not a percentage from 1 to 100 (0 for the default)", c.SyncMaxRemovalPercent), EnvSyncMaxRemoval)
 	}
 	if c.PoolSize < NoPool {
-		add(fmt.Sprintf("%d: use a positive size, 0 for the default or NoPool", c.PoolSize), EnvPoolSize)
+		errs.add(fmt.Sprintf("%d: use a positive size, 0 for the default or NoPool", c.PoolSize), EnvPoolSize)
 	}
 	if c.PoolIdleTimeout < 0 {
-		add("negative", EnvPoolIdleTimeout)
+		errs.add("negative", EnvPoolIdleTimeout)
 	}
+	if c.MaxUsernameLength < 0 || c.MaxPasswordLength < 0 {
+		errs.add("Config.MaxUsernameLength and Config.MaxPasswordLength must not be negative (0 for the defaults)", "Config.MaxUsernameLength", "Config.MaxPasswordLength")
+	}
+}
 
-	formatter := c.FormatUsername
-	switch formatter.(type) {
+// checkLoginFilters checks the username formatter and the login group
+// against the search filter builder.
+func (c *Config) checkLoginFilters(errs *problems) {
+	switch c.FormatUsername.(type) {
 	case ActiveDirectoryPrincipalFormatter, *ActiveDirectoryPrincipalFormatter:
 		if c.ActiveDirectoryDomain == "" {
-			add("the principal formatter needs a domain (user@domain)", EnvADDomain, EnvFormatUsername)
+			errs.add("the principal formatter needs a domain (user@domain)", EnvADDomain, EnvFormatUsername)
 		}
 	}
-
 	if c.LoginGroup != "" {
 		if _, err := ldap.ParseDN(c.LoginGroup); err != nil {
-			add(fmt.Sprintf("%q is not a DN: %v", c.LoginGroup, err), EnvLoginGroup)
+			errs.add(fmt.Sprintf("%q is not a DN: %v", c.LoginGroup, err), EnvLoginGroup)
 		} else if c.usesDefaultFilters() {
-			add("set, but the search filters ignore it: set LDAP_AUTH_FORMAT_SEARCH_FILTERS to flagsmith_ldap.ldap.login_group_search_filter", EnvLoginGroup, EnvSearchFilters)
+			errs.add("set, but the search filters ignore it: set LDAP_AUTH_FORMAT_SEARCH_FILTERS to flagsmith_ldap.ldap.login_group_search_filter", EnvLoginGroup, EnvSearchFilters)
 		}
 	}
 	if c.LoginGroup == "" && c.usesLoginGroupFilters() {
 		// Flagsmith then adds no filter and lets everyone in: a misspelt
 		// group variable would open the door.
-		add("not set, but the login-group filter needs it: without a group it would let every user log in", EnvLoginGroup, EnvSearchFilters)
+		errs.add("not set, but the login-group filter needs it: without a group it would let every user log in", EnvLoginGroup, EnvSearchFilters)
 	}
+}
 
+// checkDirectoryFeatures checks nested groups, the directory type and the
+// exclusion of disabled accounts.
+func (c *Config) checkDirectoryFeatures(errs *problems) {
 	if !c.NestedGroups.valid() {
-		add(fmt.Sprintf("%q is not one of off, active_directory, walk", string(c.NestedGroups)), EnvNestedGroups)
+		errs.add(fmt.Sprintf("%q is not one of off, active_directory, walk", string(c.NestedGroups)), EnvNestedGroups)
 	}
 	if c.NestedGroups != NestedGroupsOff && c.NestedGroups.valid() && c.LoginGroup == "" && len(c.SyncedGroups) == 0 {
-		add("set, but there is neither a login group nor a synced group to resolve", EnvNestedGroups, EnvLoginGroup, EnvSyncedGroups)
+		errs.add("set, but there is neither a login group nor a synced group to resolve", EnvNestedGroups, EnvLoginGroup, EnvSyncedGroups)
 	}
 	if !c.DirectoryType.valid() {
-		add(fmt.Sprintf("%q is not one of auto, active_directory, 389ds, openldap, other", string(c.DirectoryType)), EnvDirectoryType)
+		errs.add(fmt.Sprintf("%q is not one of auto, active_directory, 389ds, openldap, other", string(c.DirectoryType)), EnvDirectoryType)
 	} else if c.DirectoryType != DirectoryAuto && c.NestedGroups.valid() {
 		var cerr *ConfigError
 		if err := directoryFits(c, c.DirectoryType); errors.As(err, &cerr) {
@@ -625,67 +662,71 @@ func (c *Config) parse() (parsed, []*ConfigError) {
 			if !slices.Contains(vars, EnvDirectoryType) {
 				vars = append(vars, EnvDirectoryType)
 			}
-			add(cerr.Problem, vars...)
+			errs.add(cerr.Problem, vars...)
 		}
 	}
 	if c.ExcludeDisabled && !c.usesDefaultFilters() && !c.usesLoginGroupFilters() {
-		add("set, but the search filter builder is not a built-in one, which alone add the filter", EnvExcludeDisabled, EnvSearchFilters)
+		errs.add("set, but the search filter builder is not a built-in one, which alone add the filter", EnvExcludeDisabled, EnvSearchFilters)
 	}
-
-	groupSyncer := c.usesGroupSyncer()
-	isDefaultSyncer := c.usesNoRelations()
-	for i, g := range c.SyncedGroups {
-		if _, err := ldap.ParseDN(strings.TrimSpace(g)); err != nil || strings.TrimSpace(g) == "" {
-			add(fmt.Sprintf("item %d, %q, is not a DN", i+1, g), EnvSyncedGroups)
-		}
-	}
-	if groupSyncer && c.OrganisationID == "" {
-		add("not set, but the group syncer adds every user to it", EnvOrganisationID, EnvSyncRelations)
-	}
-	if isDefaultSyncer && len(c.SyncedGroups) > 0 {
-		add("set, but the relation syncer ignores it: set LDAP_AUTH_SYNC_USER_RELATIONS to flagsmith_ldap.ldap.sync_user_groups", EnvSyncedGroups, EnvSyncRelations)
-	}
-	if isDefaultSyncer && c.OrganisationID != "" {
-		add("set, but the relation syncer ignores it: set LDAP_AUTH_SYNC_USER_RELATIONS to flagsmith_ldap.ldap.sync_user_groups", EnvOrganisationID, EnvSyncRelations)
-	}
-
-	if (c.ConnectionUsername == "") != (c.ConnectionPassword == "") {
-		if c.ConnectionUsername == "" {
-			add("not set, but a service-account password is", EnvConnectionUsername, EnvConnectionPassword)
-		} else {
-			add("not set, but a service-account username is", EnvConnectionPassword, EnvConnectionUsername)
-		}
-	}
-	if c.SearchThenBind && c.ConnectionUsername == "" {
-		add("set, but there is no service account to search with: set LDAP_AUTH_CONNECTION_USERNAME and LDAP_AUTH_CONNECTION_PASSWORD", EnvSearchThenBind, EnvConnectionUsername)
-	}
-	if c.MaxUsernameLength < 0 || c.MaxPasswordLength < 0 {
-		add("Config.MaxUsernameLength and Config.MaxPasswordLength must not be negative (0 for the defaults)", "Config.MaxUsernameLength", "Config.MaxPasswordLength")
-	}
-	if (c.SyncUsername == "") != (c.SyncPassword == "") {
-		if c.SyncUsername == "" {
-			add("not set, but a sync password is", EnvSyncUsername, EnvSyncPassword)
-		} else {
-			add("not set, but a sync username is", EnvSyncPassword, EnvSyncUsername)
-		}
-	}
-	if c.TLSCAFile != "" {
-		pool, err := loadCAFile(c.TLSCAFile)
-		switch {
-		case err != nil:
-			errs = append(errs, &ConfigError{Variables: []string{EnvTLSCAFile}, Problem: err.Error(), Err: err})
-		case c.InsecureSkipVerify:
-			add("a CA file is set but verification is turned off", EnvInsecureSkipVerify, EnvTLSCAFile)
-		case !usesTLS:
-			add("set, but no connection uses TLS: use ldaps:// or LDAP_AUTH_USE_TLS=true", EnvTLSCAFile, EnvURL, EnvUseTLS)
-		}
-		p.rootCAs = pool
-	}
-	return p, errs
 }
 
-// The built-in pieces, by value or by pointer. ldapauth tells them apart
-// with these alone.
+// checkRelations checks the synced groups and the organisation against the
+// relation syncer.
+func (c *Config) checkRelations(errs *problems) {
+	for i, g := range c.SyncedGroups {
+		if _, err := ldap.ParseDN(strings.TrimSpace(g)); err != nil || strings.TrimSpace(g) == "" {
+			errs.add(fmt.Sprintf("item %d, %q, is not a DN", i+1, g), EnvSyncedGroups)
+		}
+	}
+	if c.usesGroupSyncer() && c.OrganisationID == "" {
+		errs.add("not set, but the group syncer adds every user to it", EnvOrganisationID, EnvSyncRelations)
+	}
+	if c.usesNoRelations() {
+		const ignored = "set, but the relation syncer ignores it: set LDAP_AUTH_SYNC_USER_RELATIONS to flagsmith_ldap.ldap.sync_user_groups"
+		if len(c.SyncedGroups) > 0 {
+			errs.add(ignored, EnvSyncedGroups, EnvSyncRelations)
+		}
+		if c.OrganisationID != "" {
+			errs.add(ignored, EnvOrganisationID, EnvSyncRelations)
+		}
+	}
+}
+
+// checkAccounts checks the service and sync accounts.
+func (c *Config) checkAccounts(errs *problems) {
+	checkPair(errs, c.ConnectionUsername, c.ConnectionPassword, "service-account", EnvConnectionUsername, EnvConnectionPassword)
+	if c.SearchThenBind && c.ConnectionUsername == "" {
+		errs.add("set, but there is no service account to search with: set LDAP_AUTH_CONNECTION_USERNAME and LDAP_AUTH_CONNECTION_PASSWORD", EnvSearchThenBind, EnvConnectionUsername)
+	}
+	checkPair(errs, c.SyncUsername, c.SyncPassword, "sync", EnvSyncUsername, EnvSyncPassword)
+}
+
+// checkPair reports a username without its password, or the reverse.
+func checkPair(errs *problems, username, password, what, usernameVar, passwordVar string) {
+	switch {
+	case username == "" && password != "":
+		errs.add("not set, but a "+what+" password is", usernameVar, passwordVar)
+	case username != "" && password == "":
+		errs.add("not set, but a "+what+" username is", passwordVar, usernameVar)
+	}
+}
+
+// loadTrust reads the CA file, if any, and checks that TLS uses it.
+func (c *Config) loadTrust(usesTLS bool, errs *problems) *x509.CertPool {
+	if c.TLSCAFile == "" {
+		return nil
+	}
+	pool, err := loadCAFile(c.TLSCAFile)
+	switch {
+	case err != nil:
+		*errs = append(*errs, &ConfigError{Variables: []string{EnvTLSCAFile}, Problem: err.Error(), Err: err})
+	case c.InsecureSkipVerify:
+		errs.add("a CA file is set but verification is turned off", EnvInsecureSkipVerify, EnvTLSCAFile)
+	case !usesTLS:
+		errs.add("set, but no connection uses TLS: use ldaps:// or LDAP_AUTH_USE_TLS=true", EnvTLSCAFile, EnvURL, EnvUseTLS)
+	}
+	return pool
+}
 
 // validObjectClass reports whether name is an object class name as RFC
 // 4512 writes one: a descriptor (a letter, then letters, digits and

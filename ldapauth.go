@@ -105,8 +105,8 @@ func New(cfg *Config) (*Authenticator, error) {
 	if cfg == nil {
 		return nil, configErr("no configuration", EnvURL)
 	}
-	p, err := cfg.check()
-	if err != nil {
+	p, problems := cfg.parse()
+	if err := joinProblems(problems); err != nil {
 		return nil, err
 	}
 	c := cfg.withDefaults()
@@ -219,66 +219,94 @@ func (a *Authenticator) Close() error {
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string) (_ *User, err error) {
 	ctx, obs := a.obs.loginStart(ctx, username)
 	defer obs.end(&err)
+	if err := a.refuseEarly(ctx, username, password); err != nil {
+		return nil, err
+	}
+	l, err := a.bindAndFind(ctx, username, password)
+	if l != nil {
+		defer a.release(l)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a.finishLogin(ctx, l, username)
+}
+
+// refuseEarly refuses, before any I/O, a login whose username or password
+// is too long, empty or malformed, and any login after Close.
+func (a *Authenticator) refuseEarly(ctx context.Context, username, password string) error {
 	log := a.cfg.Logger
 	if len(username) > a.cfg.MaxUsernameLength || len(password) > a.cfg.MaxPasswordLength {
 		// Refused before any I/O: an oversized request could make a server
 		// drop the connection and be marked down. The error quotes a short
 		// prefix of the name, never the password.
 		log.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login refused before contacting the directory: too long", slog.String("username", clip(username)))
-		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: clip(username),
+		return &LoginError{Kind: ErrInvalidCredentials, Username: clip(username),
 			Reason: fmt.Sprintf("username or password too long (limits %d and %d bytes)", a.cfg.MaxUsernameLength, a.cfg.MaxPasswordLength)}
 	}
 	if !validCredentialText(username) || !validCredentialText(password) {
 		log.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login refused before contacting the directory", slog.String("username", username))
-		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: username, Reason: "empty or malformed username or password"}
+		return &LoginError{Kind: ErrInvalidCredentials, Username: username, Reason: "empty or malformed username or password"}
 	}
 	if a.closed.Load() {
-		return nil, errClosed
+		return errClosed
 	}
+	return nil
+}
+
+// bindAndFind checks the password with a bind and finds the user's entry
+// (through the login group's membership when the search filters alone do
+// not find it), or says why the login is refused.
+func (a *Authenticator) bindAndFind(ctx context.Context, username, password string) (*login, error) {
 	var l *login
+	var err error
 	if a.cfg.SearchThenBind {
 		l, err = a.searchThenBind(ctx, username, password)
 	} else {
 		l, err = a.bindThenSearch(ctx, username, password)
 	}
-	if l != nil {
-		defer a.users.put(l.uc)
-		if l.svc != nil {
-			defer a.service.put(l.svc)
-		}
+	if err != nil || l.entry != nil {
+		return l, err
 	}
+	adm, err := a.admitLoginGroup(ctx, l.c, username)
 	if err != nil {
-		return nil, err
+		return l, err
 	}
-	c := l.c
-	entry, check := l.entry, l.check
-	if entry == nil {
-		adm, err := a.admitLoginGroup(ctx, c, username)
-		if err != nil {
-			return nil, err
-		}
-		if adm.check == nil {
-			return nil, a.notFound(ctx, c, username, l.bindName, adm)
-		}
-		entry, check = adm.entry, adm.check
+	if adm.check == nil {
+		return l, a.notFound(ctx, l.c, username, l.bindName, adm)
 	}
+	l.entry, l.check = adm.entry, adm.check
+	return l, nil
+}
+
+// release puts the login's connections back into their pools.
+func (a *Authenticator) release(l *login) {
+	if l.svc != nil {
+		a.service.put(l.svc)
+	}
+	a.users.put(l.uc)
+}
+
+// finishLogin proves that the entry found is the account the bind checked,
+// then saves the user and runs the relation syncer.
+func (a *Authenticator) finishLogin(ctx context.Context, l *login, username string) (_ *User, err error) {
 	// The entry found must be the account whose password the bind checked.
-	if err := a.proveIdentity(ctx, l.uc, username, l.bindName, entry); err != nil {
+	if err := a.proveIdentity(ctx, l.uc, username, l.bindName, l.entry); err != nil {
 		return nil, err
 	}
 	var u *User
-	if check != nil {
-		u = check.u
+	if l.check != nil {
+		u = l.check.u
 	} else {
-		u = a.userFromEntry(entry)
+		u = a.userFromEntry(l.entry)
 	}
 	u.PasswordWarning = l.warning
-	name, err := a.loginName(entry, username)
+	name, err := a.loginName(l.entry, username)
 	if err != nil {
 		return nil, err
 	}
 	u.Username, u.Fields["username"] = name, name
-	log.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login", slog.String("username", u.Username), slog.String("dn", u.DN))
+	a.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login", slog.String("username", u.Username), slog.String("dn", u.DN))
 
 	if a.cfg.Store != nil {
 		ctx, step := a.obs.step(ctx, "ldapauth.store.save_user")
@@ -292,12 +320,13 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	defer func() { step.done(err) }()
 	if a.cfg.usesGroupSyncer() {
 		// The built-in group syncer, over the groups parsed in New.
+		check := l.check
 		if check == nil {
-			check = a.newMemberCheck(u, c)
+			check = a.newMemberCheck(u, l.c)
 		}
 		err = syncGroups(ctx, &a.cfg, a.synced, check)
 	} else {
-		err = a.cfg.SyncRelations.SyncRelations(ctx, &a.cfg, u, c)
+		err = a.cfg.SyncRelations.SyncRelations(ctx, &a.cfg, u, l.c)
 	}
 	if err != nil {
 		return nil, wrap(classifyNetwork(err), "relation syncer %s", formatterName(a.cfg.SyncRelations))
@@ -348,48 +377,103 @@ func (a *Authenticator) bindThenSearch(ctx context.Context, username, password s
 			Reason: "the username formatter made an empty or malformed bind name"}
 	}
 	l := &login{bindName: bindName}
-	var ctrls []ldap.Control
-	bind := userBind(ctx, bindName, password, &ctrls)
-
 	if a.cfg.ConnectionUsername == "" || a.serialService {
-		if l.uc, err = a.session(ctx, a.users, nil, bind); err != nil {
-			return l, a.bindError(ctx, withPolicy(err, ctrls), username, bindName)
-		}
-		if l.warning, err = a.afterGoodBind(ctrls, username, bindName); err != nil {
-			return l, err
-		}
-		l.c = l.uc
-		if a.cfg.ConnectionUsername != "" { // serialService
-			if err := a.serviceBind(ctx)(l.uc); err != nil {
-				return l, err
-			}
-		}
-		l.entry, err = a.findUser(ctx, l.uc, username, a.cfg.SearchFilters)
-		return l, err
+		return l, a.bindThenFind(ctx, l, username, password)
 	}
+	return l, a.bindWhileSearching(ctx, l, username, password)
+}
 
-	// The user's bind and the service account's search at the same time,
-	// on two connections: one round trip rather than two. The search's
-	// result is used only once the bind has succeeded. When the bind fails
-	// the login returns at once, so that a known and an unknown user are
-	// refused as fast: the search is abandoned to finish in the
-	// background (bounded by the receive timeout, cut short by Close) and
-	// its connection goes back to the pool.
-	type found struct {
-		c     *conn
-		entry *ldap.Entry
-		err   error
+// bindUser binds as bindName on a connection of the users' pool (l.uc) and
+// reads the password policy's answer into l.warning.
+func (a *Authenticator) bindUser(ctx context.Context, l *login, username, bindName, password string) error {
+	var ctrls []ldap.Control
+	var err error
+	if l.uc, err = a.session(ctx, a.users, nil, userBind(ctx, bindName, password, &ctrls)); err != nil {
+		return a.bindError(ctx, withPolicy(err, ctrls), username, bindName)
 	}
+	l.warning, err = a.afterGoodBind(ctrls, username, bindName)
+	return err
+}
+
+// bindThenFind binds as the user, then searches on the same connection: as
+// the user, or as the service account bound again there (serialService).
+func (a *Authenticator) bindThenFind(ctx context.Context, l *login, username, password string) error {
+	if err := a.bindUser(ctx, l, username, l.bindName, password); err != nil {
+		return err
+	}
+	l.c = l.uc
+	if a.cfg.ConnectionUsername != "" { // serialService
+		if err := a.serviceBind(ctx)(l.uc); err != nil {
+			return err
+		}
+	}
+	var err error
+	l.entry, err = a.findUser(ctx, l.uc, username, a.cfg.SearchFilters)
+	return err
+}
+
+// bindWhileSearching runs the user's bind and the service account's search
+// at the same time, on two connections: one round trip rather than two. The
+// search's result is used only once the bind has succeeded. When the bind
+// fails the login returns at once, so that a known and an unknown user are
+// refused as fast: the search is abandoned to finish in the background
+// (bounded by the receive timeout, cut short by Close) and its connection
+// goes back to the pool.
+func (a *Authenticator) bindWhileSearching(ctx context.Context, l *login, username, password string) error {
+	search, err := a.searchAside(ctx, username)
+	if err != nil {
+		return err
+	}
+	if err := a.bindUser(ctx, l, username, l.bindName, password); err != nil {
+		search.abandon()
+		return err
+	}
+	f := search.wait()
+	l.svc, l.c, l.entry = f.c, f.c, f.entry
+	return f.err
+}
+
+// asideSearch is the service account's login search running beside the
+// user's bind.
+type asideSearch struct {
+	results   chan found
+	abandoned chan struct{}
+	follow    func() bool // stops the search following the login's ctx
+}
+
+// found is what an aside search found.
+type found struct {
+	c     *conn
+	entry *ldap.Entry
+	err   error
+}
+
+// wait returns what the search found.
+func (s *asideSearch) wait() found {
+	f := <-s.results
+	s.follow()
+	return f
+}
+
+// abandon leaves the search to finish in the background; its connection
+// goes back to the service pool.
+func (s *asideSearch) abandon() {
+	s.follow()
+	close(s.abandoned)
+}
+
+// searchAside starts the service account's login search for username.
+// While the login waits for it, the search ends with ctx; once abandoned,
+// it ends at the latest with Close.
+func (a *Authenticator) searchAside(ctx context.Context, username string) (*asideSearch, error) {
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	follow := context.AfterFunc(ctx, cancel) // while the login waits for it, the search ends with ctx
-	results := make(chan found)
-	abandon := make(chan struct{})
+	s := &asideSearch{results: make(chan found), abandoned: make(chan struct{}), follow: context.AfterFunc(ctx, cancel)}
 	a.bgMu.Lock()
 	if a.bgClosed {
 		a.bgMu.Unlock()
-		follow()
+		s.follow()
 		cancel()
-		return l, errClosed
+		return nil, errClosed
 	}
 	a.background.Add(1)
 	a.bgMu.Unlock()
@@ -404,26 +488,12 @@ func (a *Authenticator) bindThenSearch(ctx context.Context, username, password s
 			return err
 		})
 		select {
-		case results <- f:
-		case <-abandon:
+		case s.results <- f:
+		case <-s.abandoned:
 			a.service.put(f.c)
 		}
 	}()
-	l.uc, err = a.session(ctx, a.users, nil, bind)
-	if err == nil {
-		l.warning, err = a.afterGoodBind(ctrls, username, bindName)
-	} else {
-		err = a.bindError(ctx, withPolicy(err, ctrls), username, bindName)
-	}
-	if err != nil {
-		follow()
-		close(abandon)
-		return l, err
-	}
-	f := <-results
-	follow()
-	l.svc, l.c, l.entry = f.c, f.c, f.entry
-	return l, f.err
+	return s, nil
 }
 
 // searchThenBind finds the user's entry as the service account, then binds
@@ -456,11 +526,7 @@ func (a *Authenticator) searchThenBind(ctx context.Context, username, password s
 		}
 	}
 	l.bindName = entry.DN
-	var ctrls []ldap.Control
-	if l.uc, err = a.session(ctx, a.users, nil, userBind(ctx, entry.DN, password, &ctrls)); err != nil {
-		return l, a.bindError(ctx, withPolicy(err, ctrls), username, entry.DN)
-	}
-	if l.warning, err = a.afterGoodBind(ctrls, username, entry.DN); err != nil {
+	if err := a.bindUser(ctx, l, username, entry.DN, password); err != nil {
 		return l, err
 	}
 	if l.check == nil && adm.searched {

@@ -129,38 +129,11 @@ func DNKey(dn string) string {
 // (lower case, no space around a type or value, no = in a value). ok is
 // false for any other DN, which parsedDNKey handles.
 func plainDNKey(dn string) (key string, ok bool) {
-	same := true // key == dn so far
-	typed := false
-	start := 0 // of the current type or value
-	for i := 0; i < len(dn); i++ {
-		c := dn[i]
-		switch {
-		case c < ' ' || c > '~', c == '\\', c == '"', c == '#', c == '+', c == ';', c == '<', c == '>':
-			return "", false
-		case c >= 'A' && c <= 'Z':
-			same = false
-		case c == ' ':
-			if i == start || i+1 == len(dn) || dn[i+1] == ',' || (!typed && dn[i+1] == '=') {
-				same = false // trimmed
-			}
-		case c == '=' && !typed:
-			if strings.Trim(dn[start:i], " ") == "" {
-				return "", false // an empty type
-			}
-			typed, start = true, i+1
-		case c == '=':
-			same = false // escaped in the key
-		case c == ',':
-			if !typed {
-				return "", false // no type
-			}
-			typed, start = false, i+1
-		}
-	}
-	if !typed {
-		return "", false // empty, or no type at the end
-	}
-	if same {
+	same, ok := scanPlainDN(dn)
+	switch {
+	case !ok:
+		return "", false
+	case same:
 		return dn, true
 	}
 	var b strings.Builder
@@ -175,6 +148,44 @@ func plainDNKey(dn string) (key string, ok bool) {
 		b.WriteString(EscapeDNValue(strings.ToLower(strings.Trim(value, " "))))
 	}
 	return b.String(), true
+}
+
+// scanPlainDN reports whether dn is a DN plainDNKey folds (ok), and whether
+// it is its own key (same).
+func scanPlainDN(dn string) (same, ok bool) {
+	same = true // key == dn so far
+	typed := false
+	start := 0 // of the current type or value
+	for i := 0; i < len(dn); i++ {
+		c := dn[i]
+		switch {
+		case c < ' ' || c > '~', c == '\\', c == '"', c == '#', c == '+', c == ';', c == '<', c == '>':
+			return false, false
+		case c >= 'A' && c <= 'Z':
+			same = false
+		case c == ' ':
+			same = same && !trimmedSpace(dn, i, start, typed)
+		case c == '=' && !typed:
+			if strings.Trim(dn[start:i], " ") == "" {
+				return false, false // an empty type
+			}
+			typed, start = true, i+1
+		case c == '=':
+			same = false // escaped in the key
+		case c == ',':
+			if !typed {
+				return false, false // no type
+			}
+			typed, start = false, i+1
+		}
+	}
+	return same, typed // not typed: empty, or no type at the end
+}
+
+// trimmedSpace reports whether the space at dn[i] is trimmed from the key:
+// it starts or ends a type or value (start is where the current one began).
+func trimmedSpace(dn string, i, start int, typed bool) bool {
+	return i == start || i+1 == len(dn) || dn[i+1] == ',' || (!typed && dn[i+1] == '=')
 }
 
 // parsedDNKey is DNKey by ldap.ParseDN, for any DN.

@@ -339,28 +339,52 @@ func (a *Authenticator) syncBindName() (string, error) {
 	return bindName, nil
 }
 
-// read is the read phase: bind, page through the users, read the group
-// entries needed. It writes nothing.
+// read is the read phase: bind, read the users, read the group entries
+// needed, resolve the memberships of users without memberOf, confirm the
+// removals a login might not make. It writes nothing.
 func (r *syncRun) read(ctx context.Context) error {
+	c, err := r.bind(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if err := r.readUsers(ctx, c); err != nil {
+		return err
+	}
+	if err := r.readGroups(ctx, c); err != nil {
+		return err
+	}
+	r.resolvePending()
+	return r.confirmRemovals(ctx, c)
+}
+
+// bind dials and binds as the sync account.
+func (r *syncRun) bind(ctx context.Context) (*conn, error) {
 	a := r.a
 	bindName, err := a.syncBindName()
 	if err != nil {
-		return r.abort(SyncBind, err)
+		return nil, r.abort(SyncBind, err)
 	}
 	c, err := a.dial(ctx)
 	if err != nil {
-		return r.abort(SyncBind, err)
+		return nil, r.abort(SyncBind, err)
 	}
-	defer c.close()
 	if _, err := c.bind(ctx, bindName, a.cfg.SyncPassword); err != nil {
+		c.close()
 		if isNetworkError(err) || errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
-			return r.abort(SyncBind, classifyNetwork(err))
+			return nil, r.abort(SyncBind, classifyNetwork(err))
 		}
-		return r.abort(SyncBind, fmt.Errorf("%w: bind as %q (%s): %w", ErrServiceAccount, bindName, EnvSyncUsername, err))
+		return nil, r.abort(SyncBind, fmt.Errorf("%w: bind as %q (%s): %w", ErrServiceAccount, bindName, EnvSyncUsername, err))
 	}
 	c.as = identity{name: bindName, variable: EnvSyncUsername}
-	r.progress(SyncReadUsers)
+	return c, nil
+}
 
+// readUsers reads every user entry the login search finds, page by page,
+// and admits those a login would admit through the login group's entry.
+func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
+	a := r.a
+	r.progress(SyncReadUsers)
 	cfg, err := a.searchConfig(ctx, c)
 	if err != nil {
 		return r.abort(SyncReadUsers, err)
@@ -404,10 +428,14 @@ func (r *syncRun) read(ctx context.Context) error {
 		return &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("the directory answered %s with %d referrals and no entry", a.cfg.SearchBase, referrals),
 			Hint: "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds", Variables: []string{EnvSearchBase}}
 	}
+	return nil
+}
 
-	// Group entries: all of them when some entry has no memberOf (its
-	// memberships come from them); otherwise only those in the store that
-	// no memberOf mentioned, to learn whether they are gone.
+// readGroups reads the synced groups' entries: all of them when some user
+// entry has no memberOf (its memberships come from them); otherwise only
+// those in the store that no memberOf mentioned, to learn whether they are
+// gone.
+func (r *syncRun) readGroups(ctx context.Context, c *conn) error {
 	needMembers := len(r.pending) > 0
 	var wantDNs, wantUIDs map[string]struct{}
 	if needMembers {
@@ -424,10 +452,7 @@ func (r *syncRun) read(ctx context.Context) error {
 		}
 		entry, state, err := readGroupEntry(ctx, c, g.dn, needMembers)
 		if err != nil {
-			if ctx.Err() != nil {
-				err = ctxError(ctx)
-			}
-			return r.abort(SyncReadGroups, err)
+			return r.abort(SyncReadGroups, orCtxError(ctx, err))
 		}
 		if entry != nil {
 			entry.index(wantDNs, wantUIDs)
@@ -442,6 +467,12 @@ func (r *syncRun) read(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return r.abort(SyncReadGroups, ctxError(ctx))
 	}
+	return nil
+}
+
+// resolvePending places the users read without memberOf in the synced
+// groups whose entries list them.
+func (r *syncRun) resolvePending() {
 	for _, p := range r.pending {
 		for i, g := range r.groups {
 			member, known := memberByRule(false, false, g.entry, p.dn, p.username)
@@ -455,20 +486,20 @@ func (r *syncRun) read(ctx context.Context) error {
 		}
 	}
 	r.pending = nil
+}
 
-	// Removals a login might not make: ask as a login asks (a bounded
-	// number of queries: one set per planned removal, never per user).
+// confirmRemovals checks the removals a login might not make as a login
+// checks them (a bounded number of queries: one set per planned removal,
+// never per user).
+func (r *syncRun) confirmRemovals(ctx context.Context, c *conn) error {
 	for _, cr := range r.confirm {
 		g := r.groups[cr.group]
 		if g.gone {
 			continue // removed with the group
 		}
-		member, err := a.newMemberCheck(cr.user, c).indirect(ctx, g.ref)
+		member, err := r.a.newMemberCheck(cr.user, c).indirect(ctx, g.ref)
 		if err != nil {
-			if ctx.Err() != nil {
-				err = ctxError(ctx)
-			}
-			return r.abort(SyncReadGroups, err)
+			return r.abort(SyncReadGroups, orCtxError(ctx, err))
 		}
 		if !member {
 			r.member(cr.group, cr.user.Username, false)
@@ -476,6 +507,14 @@ func (r *syncRun) read(ctx context.Context) error {
 	}
 	r.confirm = nil
 	return nil
+}
+
+// orCtxError is ctx's error once ctx has ended, else err.
+func orCtxError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctxError(ctx)
+	}
+	return err
 }
 
 // weigh decides what the read of synced group g proves: gone (only with
@@ -590,10 +629,7 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 		}
 		adm, err := a.admitLoginGroup(ctx, c, su.username)
 		if err != nil {
-			if ctx.Err() != nil {
-				err = ctxError(ctx)
-			}
-			return r.abort(SyncReadUsers, err)
+			return r.abort(SyncReadUsers, orCtxError(ctx, err))
 		}
 		if adm.check != nil {
 			r.entry(adm.entry)
@@ -691,75 +727,19 @@ func (r *syncRun) memberOfIndex(v string) int {
 
 // entry handles one user entry of the read.
 func (r *syncRun) entry(e *ldap.Entry) {
-	cfg := &r.a.cfg
-	values := e.GetEqualFoldAttributeValues(cfg.usernameAttribute())
-	username, n := "", 0
-	for _, v := range values {
-		if v != "" {
-			username = cmp.Or(username, v)
-			n++
-		}
-	}
-	switch {
-	case n == 0:
-		r.unnamed = append(r.unnamed, e.DN) // placed after the read (placeUnnamed)
-		return
-	case n > 1:
-		r.multiValued(e.DN, slices.DeleteFunc(slices.Clone(values), func(v string) bool { return v == "" }))
+	username, ok := r.username(e)
+	if !ok {
 		return
 	}
-	key := normUser(username)
-	su := r.users[key]
-	dup := su != nil && su.present
-	if su == nil {
-		_, dup = r.seen[key]
-	}
-	if dup {
-		r.ambiguous[key] = true
-		r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: e.DN,
-			Reason: fmt.Sprintf("username %q is on more than one entry: the user is kept, nothing else changes for it", username)})
+	su, ok := r.markPresent(e, username)
+	if !ok {
 		return
 	}
-	if su == nil {
-		r.seen[key] = struct{}{}
-	} else {
-		su.present = true
-	}
-	r.dirUsers++
-
-	r.matched = r.matched[:0]
-	hasMemberOf := false
-	for _, attr := range e.Attributes {
-		if !strings.EqualFold(attr.Name, "memberOf") {
-			continue
-		}
-		hasMemberOf = true
-		for _, v := range attr.Values {
-			if i := r.memberOfIndex(v); i >= 0 {
-				r.groups[i].seen = true
-				r.matched = append(r.matched, i)
-			}
-		}
-	}
-
+	hasMemberOf := r.matchMemberOf(e)
 	if su == nil && !r.opts.CreateUsers {
 		return
 	}
-	if su == nil {
-		r.saves = append(r.saves, r.user(e, username))
-		r.report.UsersCreated = append(r.report.UsersCreated, username)
-		r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
-	} else {
-		if !su.hasDetails || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields) {
-			r.saves = append(r.saves, r.user(e, username))
-			r.report.UsersUpdated = append(r.report.UsersUpdated, username)
-		}
-		if !su.hasDetails || !slices.Contains(su.details.Organisations, cfg.OrganisationID) {
-			r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
-		}
-		// Compared: the run keeps no more of it than the username.
-		su.details = StoredUser{}
-	}
+	r.planUser(e, su, username)
 	pgid := e.GetEqualFoldAttributeValue("primaryGroupID")
 	if !hasMemberOf {
 		r.pending = append(r.pending, pendingUser{username: username, dn: e.DN, primaryGroupID: pgid})
@@ -773,6 +753,92 @@ func (r *syncRun) entry(e *ldap.Entry) {
 		}
 		r.member(i, username, member)
 	}
+}
+
+// username is the entry's one username; an entry without one is placed
+// after the read (placeUnnamed), one with several is left unchanged
+// (multiValued).
+func (r *syncRun) username(e *ldap.Entry) (string, bool) {
+	values := e.GetEqualFoldAttributeValues(r.a.cfg.usernameAttribute())
+	username, n := "", 0
+	for _, v := range values {
+		if v != "" {
+			username = cmp.Or(username, v)
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		r.unnamed = append(r.unnamed, e.DN)
+		return "", false
+	case n > 1:
+		r.multiValued(e.DN, slices.DeleteFunc(slices.Clone(values), func(v string) bool { return v == "" }))
+		return "", false
+	}
+	return username, true
+}
+
+// markPresent records that the directory holds username and returns the
+// stored user, if any; a username on more than one entry is skipped.
+func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool) {
+	key := normUser(username)
+	su := r.users[key]
+	dup := su != nil && su.present
+	if su == nil {
+		_, dup = r.seen[key]
+	}
+	if dup {
+		r.ambiguous[key] = true
+		r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: e.DN,
+			Reason: fmt.Sprintf("username %q is on more than one entry: the user is kept, nothing else changes for it", username)})
+		return nil, false
+	}
+	if su == nil {
+		r.seen[key] = struct{}{}
+	} else {
+		su.present = true
+	}
+	r.dirUsers++
+	return su, true
+}
+
+// matchMemberOf sets r.matched to the synced groups in the entry's
+// memberOf, marking them seen, and reports whether it has memberOf.
+func (r *syncRun) matchMemberOf(e *ldap.Entry) (hasMemberOf bool) {
+	r.matched = r.matched[:0]
+	for _, attr := range e.Attributes {
+		if !strings.EqualFold(attr.Name, "memberOf") {
+			continue
+		}
+		hasMemberOf = true
+		for _, v := range attr.Values {
+			if i := r.memberOfIndex(v); i >= 0 {
+				r.groups[i].seen = true
+				r.matched = append(r.matched, i)
+			}
+		}
+	}
+	return hasMemberOf
+}
+
+// planUser plans the user's creation (su nil), or its update and
+// organisation join when the store's copy differs.
+func (r *syncRun) planUser(e *ldap.Entry, su *storeUser, username string) {
+	if su == nil {
+		r.saves = append(r.saves, r.user(e, username))
+		r.report.UsersCreated = append(r.report.UsersCreated, username)
+		r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
+		return
+	}
+	if !su.hasDetails || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields) {
+		r.saves = append(r.saves, r.user(e, username))
+		r.report.UsersUpdated = append(r.report.UsersUpdated, username)
+	}
+	if !su.hasDetails || !slices.Contains(su.details.Organisations, r.a.cfg.OrganisationID) {
+		r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
+	}
+	// Compared: the run keeps no more of it than the username.
+	su.details = StoredUser{}
 }
 
 // multiValued skips an entry whose username attribute has several values:

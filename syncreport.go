@@ -201,6 +201,35 @@ func (r *SyncReport) String() string {
 // change.
 func (r *SyncReport) WriteText(w io.Writer) error {
 	var b strings.Builder
+	r.writeSummary(&b)
+	membership := func(m Membership) string { return m.Username + " in " + m.GroupDN }
+	groupDN := func(g Group) string { return g.DN }
+	writeList(&b, "users removed", r.UsersRemoved)
+	writeList(&b, "users updated", r.UsersUpdated)
+	writeList(&b, "users created", r.UsersCreated)
+	writeList(&b, "organisation joins", r.OrganisationJoins)
+	writeList(&b, "groups created", lines(r.GroupsCreated, groupDN))
+	writeList(&b, "groups removed", lines(r.GroupsRemoved, groupDN))
+	writeList(&b, "memberships added", lines(r.MembershipsAdded, membership))
+	writeList(&b, "memberships removed", lines(r.MembershipsRemoved, membership))
+	writeList(&b, "groups left alone", lines(r.GroupsLeftAlone, func(n GroupNote) string { return n.DN + ": " + n.Reason }))
+	writeList(&b, "entries skipped", lines(r.Skipped, func(s SkippedEntry) string { return s.DN + ": " + s.Reason }))
+	if r.Held.Reason != "" {
+		held := lines(r.Held.UsersRemoved, func(u string) string { return "user " + u })
+		held = append(held, lines(r.Held.GroupsRemoved, func(g Group) string { return "group " + g.DN })...)
+		held = append(held, lines(r.Held.MembershipsRemoved, func(m Membership) string { return "membership " + membership(m) })...)
+		fmt.Fprintf(&b, "removals held back (%d): %s\n", len(held), r.Held.Reason)
+		for _, it := range held {
+			fmt.Fprintf(&b, "  %s\n", it)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeSummary writes the report's first two lines: the mode and the
+// counts, then the removal guard.
+func (r *SyncReport) writeSummary(b *strings.Builder) {
 	mode := "applied"
 	switch {
 	case r.DryRun:
@@ -212,76 +241,31 @@ func (r *SyncReport) WriteText(w io.Writer) error {
 	if r.Forced {
 		forced = ", forced"
 	}
-	fmt.Fprintf(&b, "ldapauth sync (%s%s): %d directory users in %d pages, %d directory-managed users in the store, %d changes\n",
+	fmt.Fprintf(b, "ldapauth sync (%s%s): %d directory users in %d pages, %d directory-managed users in the store, %d changes\n",
 		mode, forced, r.DirectoryUsers, r.Pages, r.StoreUsers, r.Counts.Changes())
 	g := r.RemovalGuard
-	fmt.Fprintf(&b, "removal guard (%d%% of each, or %d): users %s, synced groups %s, memberships %s\n",
+	fmt.Fprintf(b, "removal guard (%d%% of each, or %d): users %s, synced groups %s, memberships %s\n",
 		g.LimitPercent, g.Allowance, g.Users, g.Groups, g.Memberships)
-	list := func(title string, items []string) {
-		if len(items) == 0 {
-			return
-		}
-		fmt.Fprintf(&b, "%s (%d):\n", title, len(items))
-		for _, it := range items {
-			fmt.Fprintf(&b, "  %s\n", it)
-		}
+}
+
+// writeList writes a titled list, nothing when it is empty.
+func writeList(b *strings.Builder, title string, items []string) {
+	if len(items) == 0 {
+		return
 	}
-	groups := func(gs []Group) []string {
-		out := make([]string, len(gs))
-		for i, g := range gs {
-			out[i] = g.DN
-		}
-		return out
+	fmt.Fprintf(b, "%s (%d):\n", title, len(items))
+	for _, it := range items {
+		fmt.Fprintf(b, "  %s\n", it)
 	}
-	members := func(ms []Membership) []string {
-		out := make([]string, len(ms))
-		for i, m := range ms {
-			out[i] = m.Username + " in " + m.GroupDN
-		}
-		return out
+}
+
+// lines is each item as a line of the text report.
+func lines[T any](items []T, line func(T) string) []string {
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = line(it)
 	}
-	notes := func(ns []GroupNote) []string {
-		out := make([]string, len(ns))
-		for i, n := range ns {
-			out[i] = n.DN + ": " + n.Reason
-		}
-		return out
-	}
-	skipped := func(ss []SkippedEntry) []string {
-		out := make([]string, len(ss))
-		for i, s := range ss {
-			out[i] = s.DN + ": " + s.Reason
-		}
-		return out
-	}
-	list("users removed", r.UsersRemoved)
-	list("users updated", r.UsersUpdated)
-	list("users created", r.UsersCreated)
-	list("organisation joins", r.OrganisationJoins)
-	list("groups created", groups(r.GroupsCreated))
-	list("groups removed", groups(r.GroupsRemoved))
-	list("memberships added", members(r.MembershipsAdded))
-	list("memberships removed", members(r.MembershipsRemoved))
-	list("groups left alone", notes(r.GroupsLeftAlone))
-	list("entries skipped", skipped(r.Skipped))
-	if r.Held.Reason != "" {
-		var held []string
-		for _, u := range r.Held.UsersRemoved {
-			held = append(held, "user "+u)
-		}
-		for _, g := range r.Held.GroupsRemoved {
-			held = append(held, "group "+g.DN)
-		}
-		for _, m := range members(r.Held.MembershipsRemoved) {
-			held = append(held, "membership "+m)
-		}
-		fmt.Fprintf(&b, "removals held back (%d): %s\n", len(held), r.Held.Reason)
-		for _, it := range held {
-			fmt.Fprintf(&b, "  %s\n", it)
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return out
 }
 
 func (r *SyncReport) count() {
