@@ -780,43 +780,39 @@ func noteTLS(cfg *Config, servers []server) {
 	}
 }
 
-// usesDefaultFilters reports whether the search filter builder is
-// [DefaultFilters] (or unset).
+// usesDefaultFilters reports whether the search filters are
+// [DefaultFilters]' (unset, or declared through [FilterTerms]).
 func (c *Config) usesDefaultFilters() bool {
-	switch c.SearchFilters.(type) {
-	case nil, DefaultFilters, *DefaultFilters:
+	if c.SearchFilters == nil {
 		return true
 	}
-	return false
+	t, ok := c.SearchFilters.(FilterTerms)
+	return ok && !t.LoginGroupTerm()
 }
 
-// usesLoginGroupFilters reports whether the search filter builder is
-// [LoginGroupFilters].
+// usesLoginGroupFilters reports whether the search filters are
+// [LoginGroupFilters]' (declared through [FilterTerms]).
 func (c *Config) usesLoginGroupFilters() bool {
-	switch c.SearchFilters.(type) {
-	case LoginGroupFilters, *LoginGroupFilters:
-		return true
-	}
-	return false
+	t, ok := c.SearchFilters.(FilterTerms)
+	return ok && t.LoginGroupTerm()
 }
 
-// usesGroupSyncer reports whether the relation syncer is [SyncUserGroups].
+// usesGroupSyncer reports whether the relation syncer keeps the synced
+// groups, as [SyncUserGroups] (declared through [GroupSyncer]).
 func (c *Config) usesGroupSyncer() bool {
-	switch c.SyncRelations.(type) {
-	case SyncUserGroups, *SyncUserGroups:
-		return true
-	}
-	return false
+	g, ok := c.SyncRelations.(GroupSyncer)
+	return ok && g.SyncsGroups()
 }
 
-// usesNoRelations reports whether the relation syncer is [NoRelations] (or
-// unset).
+// usesNoRelations reports whether the relation syncer ignores the synced
+// groups and the organisation, as [NoRelations] (unset, or declared through
+// [GroupSyncer]).
 func (c *Config) usesNoRelations() bool {
-	switch c.SyncRelations.(type) {
-	case nil, NoRelations, *NoRelations:
+	if c.SyncRelations == nil {
 		return true
 	}
-	return false
+	g, ok := c.SyncRelations.(GroupSyncer)
+	return ok && !g.SyncsGroups()
 }
 
 // unquote removes one pair of matching surrounding quotes, which an env

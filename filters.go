@@ -30,10 +30,26 @@ func (f SearchFilterBuilderFunc) SearchFilters(cfg *Config, lookup map[string]st
 	return f(cfg, lookup)
 }
 
+// FilterTerms is implemented by a [SearchFilterBuilder] whose filters are
+// those of [DefaultFilters] (the username, the object class and, with
+// [Config.ExcludeDisabled], the enabled filter), plus, when LoginGroupTerm
+// reports true, the memberOf term of [LoginGroupFilters] for
+// [Config.LoginGroup]. The built-in builders implement it, so a builder that
+// wraps one by embedding it keeps its behaviour; a wrapper holding one in a
+// field declares it by forwarding the method. ldapauth relies on it to
+// accept ExcludeDisabled, to require LoginGroup for the term (and refuse it
+// without), and to give a user the term leaves out the second look of
+// LoginGroupFilters (nested groups, the primary group). A builder that does
+// not implement it is checked for none of these.
+type FilterTerms interface {
+	SearchFilterBuilder
+	LoginGroupTerm() bool
+}
+
 var (
 	_ SearchFilterBuilder = SearchFilterBuilderFunc(nil)
-	_ SearchFilterBuilder = DefaultFilters{}
-	_ SearchFilterBuilder = LoginGroupFilters{}
+	_ FilterTerms         = DefaultFilters{}
+	_ FilterTerms         = LoginGroupFilters{}
 )
 
 // DefaultFilters returns one equality filter per lookup attribute, values
@@ -75,6 +91,10 @@ func (DefaultFilters) SearchFilters(cfg *Config, lookup map[string]string) ([]st
 // String returns the Python name of the builder.
 func (DefaultFilters) String() string { return "django_python3_ldap.utils.format_search_filters" }
 
+// LoginGroupTerm implements [FilterTerms]: DefaultFilters has no
+// login-group term.
+func (DefaultFilters) LoginGroupTerm() bool { return false }
+
 // LoginGroupFilters adds (memberOf=<Config.LoginGroup>) to [DefaultFilters],
 // so that only members of the login group are found and may log in. With
 // [Config.NestedGroups] set to [NestedGroupsActiveDirectory] the filter is
@@ -101,6 +121,10 @@ func (LoginGroupFilters) SearchFilters(cfg *Config, lookup map[string]string) ([
 
 // String returns the Python name of the builder.
 func (LoginGroupFilters) String() string { return "flagsmith_ldap.ldap.login_group_search_filter" }
+
+// LoginGroupTerm implements [FilterTerms]: LoginGroupFilters adds the
+// login-group term.
+func (LoginGroupFilters) LoginGroupTerm() bool { return true }
 
 // EscapeFilterValue escapes s for use as an assertion value in a search
 // filter, per RFC 4515: the bytes *, (, ), \ and NUL become \2a, \28, \29,

@@ -318,16 +318,8 @@ func (a *Authenticator) finishLogin(ctx context.Context, l *login, username stri
 	}
 	ctx, step := a.obs.step(ctx, "ldapauth.sync_relations")
 	defer func() { step.done(err) }()
-	if a.cfg.usesGroupSyncer() {
-		// The built-in group syncer, over the groups parsed in New.
-		check := l.check
-		if check == nil {
-			check = a.newMemberCheck(u, l.c)
-		}
-		err = syncGroups(ctx, &a.cfg, a.synced, check)
-	} else {
-		err = a.cfg.SyncRelations.SyncRelations(ctx, &a.cfg, u, l.c)
-	}
+	dir := &loginDirectory{conn: l.c, a: a, member: l.check}
+	err = a.cfg.SyncRelations.SyncRelations(ctx, &a.cfg, u, dir)
 	if err != nil {
 		return nil, wrap(classifyNetwork(err), "relation syncer %s", formatterName(a.cfg.SyncRelations))
 	}

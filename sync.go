@@ -93,6 +93,14 @@ type SyncOptions struct {
 // (NoPaging) the directory sends every entry in one response, which go-ldap
 // holds in full.
 //
+// With a relation syncer other than the built-in ones (one that does not
+// implement [GroupSyncer]), Sync plans the users (and the synced groups, if
+// any) as above, then, once the plan is applied (never in a dry run), calls
+// the syncer for every user the directory returned and the store holds, as
+// a login would, on a connection bound as the sync account; a syncer error
+// stops there and is returned with the report. LDAP_SYNCED_GROUPS and the
+// organisation are then optional.
+//
 // Sync may run concurrently with logins; it does not run concurrently with
 // itself usefully (two runs would plan the same changes).
 func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (report *SyncReport, err error) {
@@ -126,6 +134,9 @@ func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (report *Syn
 		return rep, err
 	}
 	rep.Applied = true
+	if err := r.relate(ctx); err != nil {
+		return rep, err
+	}
 	r.progress(SyncDone)
 	log.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync applied",
 		slog.Int("pages", rep.Pages), slog.Int("users", rep.DirectoryUsers), slog.Int("changes", rep.Counts.Changes()),
@@ -151,13 +162,16 @@ func (c *Config) ValidateSync() error {
 	if c.SyncPassword == "" {
 		missing(EnvSyncPassword, "the sync account's password")
 	}
-	if len(c.SyncedGroups) == 0 {
+	// A custom syncer keeps relations its own way: the groups and the
+	// organisation are then optional.
+	groups := c.usesGroupSyncer() || c.usesNoRelations()
+	if groups && len(c.SyncedGroups) == 0 {
 		missing(EnvSyncedGroups, "the groups it keeps in step")
 	}
-	if !c.usesGroupSyncer() {
+	if c.usesNoRelations() {
 		missing(EnvSyncRelations, "set it to flagsmith_ldap.ldap.sync_user_groups")
 	}
-	if c.OrganisationID == "" {
+	if groups && c.OrganisationID == "" {
 		missing(EnvOrganisationID, "the organisation users join")
 	}
 	return errors.Join(errs...)
@@ -236,6 +250,11 @@ type syncRun struct {
 	confirm []confirmRemoval
 	prog    SyncProgress
 
+	// related holds, with a relation syncer other than the built-ins
+	// (custom), the users read, for the syncer once the plan is applied.
+	custom  bool
+	related []*User
+
 	report *SyncReport
 }
 
@@ -248,6 +267,7 @@ func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
 		seen:      map[string]struct{}{},
 		ambiguous: map[string]bool{},
 		report:    &SyncReport{DryRun: opts.DryRun, Forced: opts.Force},
+		custom:    !a.cfg.usesGroupSyncer(),
 	}
 	for _, ref := range a.synced {
 		if _, dup := r.groupIdx[ref.key]; dup {
@@ -360,24 +380,56 @@ func (r *syncRun) read(ctx context.Context) error {
 
 // bind dials and binds as the sync account.
 func (r *syncRun) bind(ctx context.Context) (*conn, error) {
-	a := r.a
-	bindName, err := a.syncBindName()
+	c, err := r.a.syncConn(ctx)
 	if err != nil {
 		return nil, r.abort(SyncBind, err)
 	}
+	return c, nil
+}
+
+// syncConn dials and binds as the sync account.
+func (a *Authenticator) syncConn(ctx context.Context) (*conn, error) {
+	bindName, err := a.syncBindName()
+	if err != nil {
+		return nil, err
+	}
 	c, err := a.dial(ctx)
 	if err != nil {
-		return nil, r.abort(SyncBind, err)
+		return nil, err
 	}
 	if _, err := c.bind(ctx, bindName, a.cfg.SyncPassword); err != nil {
 		c.close()
 		if isNetworkError(err) || errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
-			return nil, r.abort(SyncBind, classifyNetwork(err))
+			return nil, classifyNetwork(err)
 		}
-		return nil, r.abort(SyncBind, fmt.Errorf("%w: bind as %q (%s): %w", ErrServiceAccount, bindName, EnvSyncUsername, err))
+		return nil, fmt.Errorf("%w: bind as %q (%s): %w", ErrServiceAccount, bindName, EnvSyncUsername, err)
 	}
 	c.as = identity{name: bindName, variable: EnvSyncUsername}
 	return c, nil
+}
+
+// relate calls a custom relation syncer for every user the read returned
+// and the store holds, as a login would, on a connection bound as the sync
+// account.
+func (r *syncRun) relate(ctx context.Context) error {
+	if len(r.related) == 0 {
+		return nil
+	}
+	syncer := r.a.cfg.SyncRelations
+	c, err := r.a.syncConn(ctx)
+	if err != nil {
+		return wrap(err, "relation syncer %s", formatterName(syncer))
+	}
+	defer c.close()
+	for _, u := range r.related {
+		if r.ambiguous[normUser(u.Username)] {
+			continue
+		}
+		if err := syncer.SyncRelations(ctx, &r.a.cfg, u, c); err != nil {
+			return wrap(classifyNetwork(err), "relation syncer %s for %q", formatterName(syncer), u.Username)
+		}
+	}
+	return nil
 }
 
 // readUsers reads every user entry the login search finds, page by page,
@@ -393,8 +445,12 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 	if err != nil {
 		return r.abort(SyncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
 	}
+	attrs := a.syncAttrs
+	if r.custom {
+		attrs = a.attrs // what a login reads, for the syncer
+	}
 	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
-		0, 0, false, filter, a.syncAttrs, nil)
+		0, 0, false, filter, attrs, nil)
 	referrals := 0
 	err = pagedSearch(ctx, c, req, a.cfg.SyncPageSize, func(page *ldap.SearchResult) error {
 		referrals += len(page.Referrals)
@@ -740,6 +796,11 @@ func (r *syncRun) entry(e *ldap.Entry) {
 		return
 	}
 	r.planUser(e, su, username)
+	if r.custom {
+		u := r.a.userFromEntry(e)
+		u.Username, u.Fields["username"] = username, username
+		r.related = append(r.related, u)
+	}
 	pgid := e.GetEqualFoldAttributeValue("primaryGroupID")
 	if !hasMemberOf {
 		r.pending = append(r.pending, pendingUser{username: username, dn: e.DN, primaryGroupID: pgid})
@@ -827,14 +888,16 @@ func (r *syncRun) planUser(e *ldap.Entry, su *storeUser, username string) {
 	if su == nil {
 		r.saves = append(r.saves, r.user(e, username))
 		r.report.UsersCreated = append(r.report.UsersCreated, username)
-		r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
+		if r.a.cfg.OrganisationID != "" {
+			r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
+		}
 		return
 	}
 	if !su.hasDetails || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields) {
 		r.saves = append(r.saves, r.user(e, username))
 		r.report.UsersUpdated = append(r.report.UsersUpdated, username)
 	}
-	if !su.hasDetails || !slices.Contains(su.details.Organisations, r.a.cfg.OrganisationID) {
+	if orgID := r.a.cfg.OrganisationID; orgID != "" && (!su.hasDetails || !slices.Contains(su.details.Organisations, orgID)) {
 		r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
 	}
 	// Compared: the run keeps no more of it than the username.

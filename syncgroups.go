@@ -37,9 +37,24 @@ var (
 	_ Directory = (*conn)(nil)
 
 	_ RelationSyncer = RelationSyncerFunc(nil)
-	_ RelationSyncer = NoRelations{}
-	_ RelationSyncer = SyncUserGroups{}
+	_ GroupSyncer    = NoRelations{}
+	_ GroupSyncer    = SyncUserGroups{}
 )
+
+// GroupSyncer is implemented by a [RelationSyncer] that declares whether it
+// keeps the user's memberships of [Config.SyncedGroups] and the join of
+// [Config.OrganisationID] in the store, as [SyncUserGroups] does (SyncsGroups
+// true), or ignores those settings, as [NoRelations] does (false). The
+// built-in syncers implement it, so a syncer that wraps one by embedding it
+// keeps its behaviour. With true, ldapauth requires Config.Store and
+// Config.OrganisationID, and [Authenticator.Sync] plans the groups itself;
+// with false, it refuses SyncedGroups and OrganisationID as settings nothing
+// reads, and Sync refuses to run. A syncer that does not implement it is
+// checked for none of these, and Sync calls it for every user it reads.
+type GroupSyncer interface {
+	RelationSyncer
+	SyncsGroups() bool
+}
 
 // NoRelations does nothing. It is django_python3_ldap.utils.sync_user_relations
 // and the default.
@@ -50,6 +65,9 @@ func (NoRelations) SyncRelations(context.Context, *Config, *User, Directory) err
 
 // String returns the Python name of the syncer.
 func (NoRelations) String() string { return "django_python3_ldap.utils.sync_user_relations" }
+
+// SyncsGroups implements [GroupSyncer]: NoRelations keeps no group.
+func (NoRelations) SyncsGroups() bool { return false }
 
 // SyncUserGroups is Flagsmith's sync_user_groups
 // (flagsmith_ldap.ldap.sync_user_groups, custom_auth.ldap.sync_user_groups).
@@ -74,9 +92,33 @@ type SyncUserGroups struct{}
 // String returns the Python name of the syncer.
 func (SyncUserGroups) String() string { return "flagsmith_ldap.ldap.sync_user_groups" }
 
-// SyncRelations implements [RelationSyncer].
+// SyncsGroups implements [GroupSyncer]: SyncUserGroups keeps the groups.
+func (SyncUserGroups) SyncsGroups() bool { return true }
+
+// SyncRelations implements [RelationSyncer]. After a login, dir is the
+// login's: the synced groups parsed once by [New], and the membership check
+// the login group made, are reused.
 func (SyncUserGroups) SyncRelations(ctx context.Context, cfg *Config, u *User, dir Directory) error {
+	if ld, ok := dir.(*loginDirectory); ok && &ld.a.cfg == cfg {
+		return syncGroups(ctx, cfg, ld.a.synced, ld.check(u))
+	}
 	return syncGroups(ctx, cfg, groupRefs(cfg.SyncedGroups), newMemberCheck(cfg, u, dir))
+}
+
+// loginDirectory is the Directory a login hands its relation syncer: the
+// login's connection, with what the login already knows.
+type loginDirectory struct {
+	*conn
+	a      *Authenticator
+	member *memberCheck // the login group's check of the user, or nil
+}
+
+// check is the membership check of u: the login group's when it was of u.
+func (d *loginDirectory) check(u *User) *memberCheck {
+	if d.member != nil && d.member.u == u {
+		return d.member
+	}
+	return d.a.newMemberCheck(u, d.conn)
 }
 
 // syncGroups is [SyncUserGroups] over groups parsed beforehand, which an
