@@ -6,12 +6,6 @@ import "time"
 // read, so tests move time instead of sleeping.
 func SetClock(a *Authenticator, now func() time.Time) { a.now = now }
 
-// SetSerialServiceAccount makes logins with a service account run the
-// user's bind, the service account's bind and the search one after the
-// other on one connection, as django-python3-ldap does, for the benchmark
-// that measures what running them at the same time saves.
-func SetSerialServiceAccount(a *Authenticator, on bool) { a.serialService = on }
-
 // WaitAbandoned waits until the service-account searches abandoned by
 // failed logins have ended and put their connections back.
 func WaitAbandoned(a *Authenticator) { a.background.Wait() }

@@ -96,8 +96,6 @@ type Authenticator struct {
 	service *pool // connections bound as the service account
 	closed  atomic.Bool
 	obs     *telemetry // metrics, spans and Stats' login counters
-
-	serialService bool // tests: the service account's search after the user's bind, on one connection
 }
 
 // New validates cfg and returns an Authenticator using a copy of it.
@@ -369,7 +367,7 @@ func (a *Authenticator) bindThenSearch(ctx context.Context, username, password s
 			Reason: "the username formatter made an empty or malformed bind name"}
 	}
 	l := &login{bindName: bindName}
-	if a.cfg.ConnectionUsername == "" || a.serialService {
+	if a.cfg.ConnectionUsername == "" {
 		return l, a.bindThenFind(ctx, l, username, password)
 	}
 	return l, a.bindWhileSearching(ctx, l, username, password)
@@ -387,18 +385,13 @@ func (a *Authenticator) bindUser(ctx context.Context, l *login, username, bindNa
 	return err
 }
 
-// bindThenFind binds as the user, then searches on the same connection: as
-// the user, or as the service account bound again there (serialService).
+// bindThenFind binds as the user, then searches as the user on the same
+// connection.
 func (a *Authenticator) bindThenFind(ctx context.Context, l *login, username, password string) error {
 	if err := a.bindUser(ctx, l, username, l.bindName, password); err != nil {
 		return err
 	}
 	l.c = l.uc
-	if a.cfg.ConnectionUsername != "" { // serialService
-		if err := a.serviceBind(ctx)(l.uc); err != nil {
-			return err
-		}
-	}
 	var err error
 	l.entry, err = a.findUser(ctx, l.uc, username, a.cfg.SearchFilters)
 	return err

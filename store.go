@@ -315,51 +315,25 @@ func (s *MemStore) SetMember(_ context.Context, groupDN, username string, member
 	return nil
 }
 
-// Snapshot implements [UserStore].
+// Snapshot implements [UserStore], its lists sorted. Each Details' Fields
+// is the store's own map, shared rather than copied (a sync of ten thousand
+// users would otherwise copy ten thousand maps): MemStore never modifies a
+// stored user's map (SaveUser stores a clone in place of the old one), and
+// the caller must not modify it either.
 func (s *MemStore) Snapshot(_ context.Context) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	snap := &Snapshot{Details: make(map[string]StoredUser, len(s.users))}
 	for key, u := range s.users {
 		snap.Users = append(snap.Users, u.Username)
-		snap.Details[u.Username] = StoredUser{DN: u.DN, Fields: maps.Clone(u.Fields), Organisations: slices.Sorted(maps.Keys(s.orgs[key]))}
+		snap.Details[u.Username] = StoredUser{DN: u.DN, Fields: u.Fields, Organisations: slices.Sorted(maps.Keys(s.orgs[key]))}
 	}
 	slices.Sort(snap.Users)
 	for key, g := range s.groups {
-		gm := GroupMembers{Group: g, Members: slices.Sorted(maps.Values(s.members[key]))}
-		snap.Groups = append(snap.Groups, gm)
+		snap.Groups = append(snap.Groups, GroupMembers{Group: g, Members: slices.Sorted(maps.Values(s.members[key]))})
 	}
 	slices.SortFunc(snap.Groups, func(a, b GroupMembers) int { return strings.Compare(a.DN, b.DN) })
 	return snap, nil
-}
-
-// syncSnapshotter is a store whose snapshot the sync may take without the
-// copies [UserStore.Snapshot] makes for its callers: MemStore.
-type syncSnapshotter interface {
-	// syncSnapshot is Snapshot with Users, Groups and Members in no order
-	// and each Details' Fields the store's own map, which the caller must
-	// not modify.
-	syncSnapshot() *Snapshot
-}
-
-var _ syncSnapshotter = (*MemStore)(nil)
-
-// syncSnapshot implements syncSnapshotter. The Fields maps can be shared
-// because MemStore never modifies a stored user: SaveUser stores a clone in
-// place of the old one, User returns a clone. Organisations are copied (a
-// join adds to the store's set).
-func (s *MemStore) syncSnapshot() *Snapshot {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	snap := &Snapshot{Users: make([]string, 0, len(s.users)), Details: make(map[string]StoredUser, len(s.users))}
-	for key, u := range s.users {
-		snap.Users = append(snap.Users, u.Username)
-		snap.Details[u.Username] = StoredUser{DN: u.DN, Fields: u.Fields, Organisations: slices.Collect(maps.Keys(s.orgs[key]))}
-	}
-	for key, g := range s.groups {
-		snap.Groups = append(snap.Groups, GroupMembers{Group: g, Members: slices.Collect(maps.Values(s.members[key]))})
-	}
-	return snap
 }
 
 // User returns a copy of the stored user, or nil.

@@ -292,13 +292,7 @@ func (r *syncRun) abort(phase SyncPhase, err error) error {
 
 // loadStore takes the store's snapshot.
 func (r *syncRun) loadStore(ctx context.Context) error {
-	var snap *Snapshot
-	var err error
-	if s, ok := r.a.cfg.Store.(syncSnapshotter); ok {
-		snap = s.syncSnapshot()
-	} else {
-		snap, err = r.a.cfg.Store.Snapshot(ctx)
-	}
+	snap, err := r.a.cfg.Store.Snapshot(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return r.abort(SyncReadStore, ctxError(ctx))
