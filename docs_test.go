@@ -172,14 +172,14 @@ func checkEnvBlock(t *testing.T, path string, b fence, caFile string) bool {
 		}
 		return false
 	}
-	if _, ok := env[ldapauth.EnvURL]; !ok {
-		env[ldapauth.EnvURL] = "ldaps://ldap.example.com" // a fragment
+	if _, ok := env["LDAP_AUTH_URL"]; !ok {
+		env["LDAP_AUTH_URL"] = "ldaps://ldap.example.com" // a fragment
 	}
-	if _, ok := env[ldapauth.EnvTLSCAFile]; ok {
-		env[ldapauth.EnvTLSCAFile] = caFile
+	if _, ok := env["LDAP_AUTH_TLS_CA_FILE"]; ok {
+		env["LDAP_AUTH_TLS_CA_FILE"] = caFile
 	}
 	cfg, err := ldapauth.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	if err == nil && env[ldapauth.EnvSyncUsername] != "" {
+	if err == nil && env["LDAP_SYNC_USER_USERNAME"] != "" {
 		err = cfg.ValidateSync()
 	}
 	want, isErr := strings.CutPrefix(b.marker, "error")
