@@ -11,3 +11,8 @@ func SetClock(a *Authenticator, now func() time.Time) { a.now = now }
 // other on one connection, as django-python3-ldap does, for the benchmark
 // that measures what running them at the same time saves.
 func SetSerialServiceAccount(a *Authenticator, on bool) { a.serialService = on }
+
+// ProbeNow runs one round of the background prober at once: every server
+// marked down whose back-off is over (by the Authenticator's clock) is
+// probed, and ProbeNow returns when those probes have ended.
+func ProbeNow(a *Authenticator) { a.probeRound() }

@@ -243,6 +243,7 @@ type Authenticator struct {
 
 	users   *pool // connections users bind on
 	service *pool // connections bound as the service account
+	probe   prober
 	closed  atomic.Bool
 
 	serialService bool // tests: the service account's search after the user's bind, on one connection
@@ -268,6 +269,10 @@ func New(cfg *Config) (*Authenticator, error) {
 	}
 	a.users = &pool{a: a, size: c.PoolSize}
 	a.service = &pool{a: a, size: c.PoolSize}
+	a.probe.init()
+	for i := range a.health {
+		a.health[i].wake = a.wakeProber
+	}
 
 	a.tlsBase = &tls.Config{MinVersion: tls.VersionTLS12}
 	if c.TLSConfig != nil {
@@ -307,11 +312,14 @@ func New(cfg *Config) (*Authenticator, error) {
 // errClosed is returned by Authenticate after Close.
 var errClosed = fmt.Errorf("ldapauth: authenticator closed: %w", net.ErrClosed)
 
-// Close closes every pooled connection; connections of logins in flight
-// are closed as those logins end. Authenticate returns an error matching
-// net.ErrClosed after Close. Close may be called more than once.
+// Close closes every pooled connection and stops the background probes of
+// servers marked down (waiting for those in flight to end); connections of
+// logins in flight are closed as those logins end. Authenticate returns an
+// error matching net.ErrClosed after Close. Close may be called more than
+// once.
 func (a *Authenticator) Close() error {
 	a.closed.Store(true)
+	a.stopProber()
 	a.users.close()
 	a.service.close()
 	return nil
