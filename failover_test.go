@@ -120,6 +120,7 @@ var failoverFaults = []fault{
 // logs.
 func failoverAuth(t *testing.T, srv *ldaptest.Server, tr transport, cs *certs, urls []string, logs *syncBuffer) (*ldapauth.Authenticator, *fakeClock) {
 	return poolAuth(t, srv, urls, func(c *ldapauth.Config) {
+		c.PoolSize = ldapauth.NoPool // every login dials: the servers' order decides each one
 		c.UseTLS = tr.startTLS
 		c.TLSConfig = &tls.Config{RootCAs: cs.pool, MinVersion: tls.VersionTLS12}
 		if logs != nil {
@@ -193,14 +194,18 @@ func TestFailoverMatrix(t *testing.T) {
 					failed := 0
 					users := []string{"alice", "bob", "carol"}
 					for i := range 12 {
-						if i == 4 || i == 8 {
-							// Time passes and the prober checks the faulty
-							// servers, with a login's timeouts.
+						probe := i == 4 || i == 8
+						if probe {
+							// Time passes: the faulty servers' back-off is
+							// over, yet this login keeps away from them;
+							// the prober checks them after it.
 							clock.Advance(time.Minute)
-							ldapauth.ProbeNow(a)
 						}
 						name := users[i%len(users)]
 						u, err := a.Authenticate(safetyNet(t), name, name+"-password")
+						if probe {
+							ldapauth.ProbeNow(a)
+						}
 						if err != nil {
 							require.ErrorIs(t, err, ldapauth.ErrUnavailable, "login %d", i)
 							t.Logf("login %d: %v", i, err)
@@ -403,7 +408,9 @@ func TestHungServerConcurrentLogins(t *testing.T) {
 			hung := faultproxy.Start(t, hostPort(srv.URL()))
 			healthy := faultproxy.Start(t, hostPort(srv.URL()))
 			hung.SetMode(faultproxy.Blackhole)
-			a, _ := poolAuth(t, srv, []string{hung.URL(), healthy.URL()}, mode.opts(srv)...)
+			a, _ := poolAuth(t, srv, []string{hung.URL(), healthy.URL()}, append(mode.opts(srv), func(c *ldapauth.Config) {
+				c.PoolSize = ldapauth.NoPool // every login dials: the servers' order decides each one
+			})...)
 			ldapauth.SetClock(a, time.Now) // the prober probes on its own
 			_, err := a.Authenticate(safetyNet(t), "alice", "alice-password")
 			require.ErrorIs(t, err, ldapauth.ErrUnavailable, "the first login meets the hung server")
@@ -411,9 +418,12 @@ func TestHungServerConcurrentLogins(t *testing.T) {
 
 			var failed atomic.Int64
 			var wg sync.WaitGroup
+			// Until the prober has probed the hung server twice, so logins
+			// ran while its back-off was over, before and during a probe.
+			var logins atomic.Int64
 			for w := range 8 {
 				wg.Go(func() {
-					for i := range 25 {
+					for i := 0; hung.Searches() < 2 && logins.Add(1) < 100_000; i++ {
 						name := []string{"alice", "bob", "carol"}[(w+i)%3]
 						if _, err := a.Authenticate(safetyNet(t), name, name+"-password"); err != nil {
 							t.Errorf("login %d/%d: %v", w, i, err)
