@@ -447,13 +447,13 @@ func TestCloseStopsProber(t *testing.T) {
 	healthy := faultproxy.Start(t, hostPort(srv.URL()))
 	hung.SetMode(faultproxy.Refuse)
 	ignore := goleak.IgnoreCurrent()
-	a, clock := poolAuth(t, srv, []string{hung.URL(), healthy.URL()}, func(c *ldapauth.Config) {
+	a, _ := poolAuth(t, srv, []string{hung.URL(), healthy.URL()}, func(c *ldapauth.Config) {
 		c.ConnectTimeout, c.ReceiveTimeout = time.Hour, time.Hour // only Close can end the probe
 	})
-	login(t, a, "alice") // marks the first server down and starts the prober
+	ldapauth.SetClock(a, time.Now) // the prober's own goroutine probes, after 1 s
+	login(t, a, "alice")           // marks the first server down and starts the prober
 
 	hung.SetMode(faultproxy.Blackhole)
-	clock.Advance(time.Minute) // the prober, on its next look, finds it due
 	require.Eventually(t, func() bool { return hung.Searches() == 1 }, time.Minute, time.Millisecond,
 		"the probe's root DSE read reached the hung server")
 	require.NoError(t, a.Close())

@@ -30,6 +30,9 @@ type prober struct {
 	wg      sync.WaitGroup
 	round   sync.Mutex // one round at a time: the goroutine's, or a test's
 	minWait time.Duration
+	// manual: no goroutine; a test runs the rounds (with a test clock,
+	// which only the test moves).
+	manual bool
 }
 
 func (p *prober) init() {
@@ -45,7 +48,7 @@ func (a *Authenticator) wakeProber() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
-	case p.closed:
+	case p.closed || p.manual:
 	case !p.running:
 		p.running = true
 		p.wg.Add(1)
