@@ -625,7 +625,8 @@ func (a *Authenticator) afterGoodBind(ctrls []ldap.Control, username, bindName s
 }
 
 func (a *Authenticator) bindError(err error, username, bindName string) error {
-	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		isTLSError(err) { // the bind was never sent
 		return err
 	}
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {

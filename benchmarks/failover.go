@@ -24,7 +24,7 @@ type FailoverResult struct {
 	Logins   int // logins that succeeded
 	Failed   int // logins that failed
 	// FailedAfterFirst counts the failed logins that started after the
-	// first failure had been returned: the logins a server already known
+	// run's first failure had been returned: the logins a server already known
 	// dead cost. (Those started before it, as many as the workers, all met
 	// the server before anyone knew.)
 	FailedAfterFirst int
@@ -38,14 +38,17 @@ type FailoverOptions struct {
 	// Timeout is both the connect and the receive timeout. A hung server
 	// costs a login that meets it this long.
 	Timeout time.Duration
+	Rounds  int // of each scenario, alternating
 }
 
 // MeasureFailover measures logins with two servers, both the in-process
-// test directory behind fault proxies on 127.0.0.1, in mode: first both
-// healthy, then with the first one hung (it accepts connections and never
-// answers). The logins run from opts.Workers goroutines for opts.Duration
-// on one Authenticator with the default pool, on the real clock, so the
-// back-off periods (1 s doubling to 30 s) pass during the run.
+// test directory behind fault proxies on 127.0.0.1, in mode: both healthy,
+// and the first one hung (it accepts connections and never answers). The
+// two scenarios alternate for opts.Rounds rounds of opts.Duration each, in
+// an order rotated from round to round, so that machine drift falls on
+// both alike; each run is a new Authenticator (default pool, real clock,
+// so the back-off periods pass during the run) with logins from
+// opts.Workers goroutines.
 func MeasureFailover(ctx context.Context, mode Mode, opts FailoverOptions) ([]FailoverResult, error) {
 	srv, err := ldaptest.NewServer(ldaptest.DemoDirectory())
 	if err != nil {
@@ -56,40 +59,60 @@ func MeasureFailover(ctx context.Context, mode Mode, opts FailoverOptions) ([]Fa
 	if mode == LDAPS {
 		target = srv.LDAPSURL()
 	}
-	_, hostPort, _ := strings.Cut(target, "://")
-	scheme, _, _ := strings.Cut(target, "://")
+	scheme, hostPort, _ := strings.Cut(target, "://")
 
-	var results []FailoverResult
-	for _, scenario := range []string{"healthy", "hung primary"} {
-		first, err := faultproxy.New(hostPort)
-		if err != nil {
-			return nil, err
-		}
-		second, err := faultproxy.New(hostPort)
-		if err != nil {
+	scenarios := []string{"healthy", "hung primary"}
+	samples := make([][][]login, len(scenarios)) // by scenario, the runs
+	for round := range max(opts.Rounds, 1) {
+		for k := range scenarios {
+			i := (k + round) % len(scenarios)
+			first, err := faultproxy.New(hostPort)
+			if err != nil {
+				return nil, err
+			}
+			second, err := faultproxy.New(hostPort)
+			if err != nil {
+				first.Close()
+				return nil, err
+			}
+			if scenarios[i] == "hung primary" {
+				first.SetMode(faultproxy.Blackhole)
+			}
+			ls, err := runFailover(ctx, srv, mode, []string{scheme + "://" + first.Addr(), scheme + "://" + second.Addr()}, opts)
 			first.Close()
-			return nil, err
+			second.Close()
+			if err != nil {
+				return nil, err
+			}
+			samples[i] = append(samples[i], ls)
 		}
-		if scenario == "hung primary" {
-			first.SetMode(faultproxy.Blackhole)
-		}
-		r, err := runFailover(ctx, srv, mode, []string{scheme + "://" + first.Addr(), scheme + "://" + second.Addr()}, opts)
-		first.Close()
-		second.Close()
+	}
+	var results []FailoverResult
+	for i, sc := range scenarios {
+		r, err := summarizeFailover(samples[i])
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s, %s: %w", mode, sc, err)
 		}
-		r.Scenario = scenario
+		r.Scenario, r.Mode = sc, mode
 		results = append(results, r)
 	}
 	return results, nil
 }
 
-func runFailover(ctx context.Context, srv *ldaptest.Server, mode Mode, urls []string, opts FailoverOptions) (FailoverResult, error) {
+// login is one login of a failover run.
+type login struct {
+	at  time.Time
+	d   time.Duration
+	err error
+}
+
+// runFailover runs the logins of one scenario on a new Authenticator and
+// returns them in the order they started.
+func runFailover(ctx context.Context, srv *ldaptest.Server, mode Mode, urls []string, opts FailoverOptions) ([]login, error) {
 	env := srv.Env()
 	cfg, err := ldapauth.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
-		return FailoverResult{}, err
+		return nil, err
 	}
 	cfg.URLs = urls
 	cfg.UseTLS = mode == StartTLS
@@ -97,15 +120,10 @@ func runFailover(ctx context.Context, srv *ldaptest.Server, mode Mode, urls []st
 	cfg.ConnectTimeout, cfg.ReceiveTimeout = opts.Timeout, opts.Timeout
 	a, err := ldapauth.New(cfg)
 	if err != nil {
-		return FailoverResult{}, err
+		return nil, err
 	}
 	defer a.Close()
 
-	type login struct {
-		at  time.Time
-		d   time.Duration
-		err error
-	}
 	var mu sync.Mutex
 	var all []login
 	end := time.Now().Add(opts.Duration)
@@ -127,28 +145,35 @@ func runFailover(ctx context.Context, srv *ldaptest.Server, mode Mode, urls []st
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
-		return FailoverResult{}, err
+		return nil, err
 	}
-
-	r := FailoverResult{Mode: mode}
 	slices.SortFunc(all, func(x, y login) int { return x.at.Compare(y.at) })
-	durations := make([]time.Duration, 0, len(all))
-	var known time.Time // when the first failure was returned
-	for _, l := range all {
-		durations = append(durations, l.d)
-		switch {
-		case l.err == nil:
-			r.Logins++
-		case !errors.Is(l.err, ldapauth.ErrUnavailable):
-			return r, fmt.Errorf("%s: unexpected error: %w", mode, l.err)
-		default:
-			if !known.IsZero() && l.at.After(known) {
-				r.FailedAfterFirst++
+	return all, nil
+}
+
+// summarizeFailover counts the logins of every run of a scenario and
+// takes the percentiles over all of them.
+func summarizeFailover(runs [][]login) (FailoverResult, error) {
+	var r FailoverResult
+	var durations []time.Duration
+	for _, run := range runs {
+		var known time.Time // when the run's first failure was returned
+		for _, l := range run {
+			durations = append(durations, l.d)
+			switch {
+			case l.err == nil:
+				r.Logins++
+			case !errors.Is(l.err, ldapauth.ErrUnavailable):
+				return r, fmt.Errorf("unexpected error: %w", l.err)
+			default:
+				if !known.IsZero() && l.at.After(known) {
+					r.FailedAfterFirst++
+				}
+				if known.IsZero() {
+					known = l.at.Add(l.d)
+				}
+				r.Failed++
 			}
-			if r.Failed == 0 {
-				known = l.at.Add(l.d)
-			}
-			r.Failed++
 		}
 	}
 	slices.Sort(durations)

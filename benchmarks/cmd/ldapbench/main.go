@@ -62,7 +62,7 @@ func main() {
 	logins := flag.Bool("logins", true, "measure the logins")
 	scale := flag.String("scale", "", "sync at scale: server:users pairs, comma-separated (e.g. slapd:10000,slapd:100000,glauth:10000)")
 	scaleRounds := flag.Int("scale-rounds", 3, "interleaved rounds of the sync at scale")
-	failover := flag.Duration("failover", 0, "failover: run each scenario (both servers healthy, the first hung) this long in each mode of -modes")
+	failover := flag.Duration("failover", 0, "failover: run each scenario (both servers healthy, the first hung) this long in each of -rounds rounds, in each mode of -modes")
 	failoverTimeout := flag.Duration("failover-timeout", 2*time.Second, "failover: the connect and receive timeouts")
 	flag.Parse()
 
@@ -81,7 +81,7 @@ func main() {
 		}
 	}
 	if *failover > 0 {
-		if err := runFailover(*failover, *failoverTimeout, *workers, *modes); err != nil {
+		if err := runFailover(*failover, *failoverTimeout, *rounds, *workers, *modes); err != nil {
 			fmt.Fprintln(os.Stderr, "ldapbench:", err)
 			os.Exit(1)
 		}
@@ -273,7 +273,7 @@ func printLoad(when string) {
 
 // runFailover measures the failover scenarios in each mode, with the
 // largest number of workers of -workers.
-func runFailover(d, timeout time.Duration, workerList, modeList string) error {
+func runFailover(d, timeout time.Duration, rounds int, workerList, modeList string) error {
 	workers := 0
 	for _, w := range strings.Split(workerList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(w))
@@ -282,11 +282,11 @@ func runFailover(d, timeout time.Duration, workerList, modeList string) error {
 		}
 		workers = max(workers, n)
 	}
-	fmt.Printf("## Failover: two servers, the first healthy or hung; %d workers, %s per scenario, timeouts %s\n\n", workers, d, timeout)
+	fmt.Printf("## Failover: two servers, the first healthy or hung; %d workers, %d rounds of %s per scenario, timeouts %s\n\n", workers, rounds, d, timeout)
 	var all []benchmarks.FailoverResult
 	for _, m := range strings.Split(modeList, ",") {
 		rs, err := benchmarks.MeasureFailover(context.Background(), benchmarks.Mode(strings.TrimSpace(m)),
-			benchmarks.FailoverOptions{Workers: workers, Duration: d, Timeout: timeout})
+			benchmarks.FailoverOptions{Workers: workers, Duration: d, Timeout: timeout, Rounds: rounds})
 		if err != nil {
 			return err
 		}
