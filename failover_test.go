@@ -460,3 +460,24 @@ func TestCloseStopsProber(t *testing.T) {
 	goleak.VerifyNone(t, ignore, goleak.IgnoreAnyFunction("github.com/glauth/ldap.(*Server).Serve.func1"))
 	assert.Zero(t, hung.Binds())
 }
+
+// The logins in flight when a server hangs all fail with it, but count as
+// one failure: the server is probed again after 1 s, not after a back-off
+// stretched by each of them.
+func TestConcurrentFailuresCountOnce(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	hung := faultproxy.Start(t, hostPort(srv.URL()))
+	healthy := faultproxy.Start(t, hostPort(srv.URL()))
+	hung.SetMode(faultproxy.Blackhole)
+	a, clock := poolAuth(t, srv, []string{hung.URL(), healthy.URL()}, func(c *ldapauth.Config) { c.PoolSize = ldapauth.NoPool })
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { _, _ = a.Authenticate(safetyNet(t), "alice", "alice-password") })
+	}
+	wg.Wait()
+	require.Positive(t, hung.Binds(), "logins met the hung server")
+
+	clock.Advance(time.Second)
+	ldapauth.ProbeNow(a)
+	assert.Equal(t, int64(1), hung.Searches(), "probed after 1 s, however many logins failed")
+}

@@ -28,9 +28,16 @@ type health struct {
 	wake func()
 }
 
-// down records a failure at now.
+// down records a failure at now. Failures within the back-off period
+// count as one: the logins that were in flight when a server hung all fail
+// with it, and must not stretch its back-off (and so the wait for its next
+// probe) to the cap at once.
 func (h *health) down(now time.Time) {
 	h.mu.Lock()
+	if h.failures.Load() > 0 && now.Before(h.until) {
+		h.mu.Unlock()
+		return
+	}
 	n := h.failures.Add(1)
 	d := backoffMax
 	if n <= 5 { // 1, 2, 4, 8, 16 s, then the cap
