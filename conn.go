@@ -110,6 +110,7 @@ func parseServer(raw string) (server, error) {
 // Error (a certificate that does not verify may be an attack, or one that
 // expired), the others at Warn (a server is down while logins carry on).
 func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
+	a.probeDue()
 	var errs []error
 	allTLS := true
 	for _, i := range a.order() {

@@ -7,8 +7,8 @@ import (
 
 // SetClock replaces the clock the back-off and the pool's idle timeout
 // read, so tests move time instead of sleeping. With a clock other than
-// time.Now, the prober runs no goroutine: servers marked down are probed
-// only by ProbeNow, so a test knows when probes happen.
+// time.Now, logins start no probe: servers marked down are probed only by
+// ProbeNow, so a test knows when probes happen.
 func SetClock(a *Authenticator, now func() time.Time) {
 	a.now = now
 	a.probe.manual = reflect.ValueOf(now).Pointer() != reflect.ValueOf(time.Now).Pointer()
@@ -20,7 +20,7 @@ func SetClock(a *Authenticator, now func() time.Time) {
 // that measures what running them at the same time saves.
 func SetSerialServiceAccount(a *Authenticator, on bool) { a.serialService = on }
 
-// ProbeNow runs one round of the background prober at once: every server
-// marked down whose back-off is over (by the Authenticator's clock) is
-// probed, and ProbeNow returns when those probes have ended.
+// ProbeNow probes at once every server marked down whose back-off is over
+// (by the Authenticator's clock), as a login would start it, and returns
+// when those probes have ended.
 func ProbeNow(a *Authenticator) { a.probeRound() }

@@ -439,7 +439,7 @@ func TestHungServerConcurrentLogins(t *testing.T) {
 	}
 }
 
-// Close stops the prober, even in the middle of a probe of a hung server,
+// Close stops the probes, even in the middle of a probe of a hung server,
 // and leaves no goroutine behind.
 func TestCloseStopsProber(t *testing.T) {
 	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
@@ -450,12 +450,14 @@ func TestCloseStopsProber(t *testing.T) {
 	a, _ := poolAuth(t, srv, []string{hung.URL(), healthy.URL()}, func(c *ldapauth.Config) {
 		c.ConnectTimeout, c.ReceiveTimeout = time.Hour, time.Hour // only Close can end the probe
 	})
-	ldapauth.SetClock(a, time.Now) // the prober's own goroutine probes, after 1 s
-	login(t, a, "alice")           // marks the first server down and starts the prober
+	ldapauth.SetClock(a, time.Now) // logins start probes, after the 1 s back-off
+	login(t, a, "alice")           // marks the first server down
 
 	hung.SetMode(faultproxy.Blackhole)
-	require.Eventually(t, func() bool { return hung.Searches() == 1 }, time.Minute, time.Millisecond,
-		"the probe's root DSE read reached the hung server")
+	require.Eventually(t, func() bool {
+		_, err := a.Authenticate(safetyNet(t), "bob", "bob-password") // served by the second
+		return err == nil && hung.Searches() == 1
+	}, time.Minute, 10*time.Millisecond, "a login started the probe, whose root DSE read reached the hung server")
 	require.NoError(t, a.Close())
 	goleak.VerifyNone(t, ignore, goleak.IgnoreAnyFunction("github.com/glauth/ldap.(*Server).Serve.func1"))
 	assert.Zero(t, hung.Binds())

@@ -27,7 +27,7 @@
 // The servers of LDAP_AUTH_URL are tried in order. A server that fails
 // (refused, timed out, reset, busy, a certificate that does not verify) is
 // marked down, and logins go only to the servers that are up; a background
-// prober reads its root DSE when its back-off (1 s doubling to 30 s) is
+// probe reads its root DSE when its back-off (1 s doubling to 30 s) is
 // over and marks it up at its first answer. When all are down they are
 // tried anyway, so a login is never refused without trying. With every
 // server down a login returns [ErrUnavailable] after at most one connect
@@ -276,9 +276,6 @@ func New(cfg *Config) (*Authenticator, error) {
 	a.users = &pool{a: a, size: c.PoolSize}
 	a.service = &pool{a: a, size: c.PoolSize}
 	a.probe.init()
-	for i := range a.health {
-		a.health[i].wake = a.wakeProber
-	}
 
 	a.tlsBase = &tls.Config{MinVersion: tls.VersionTLS12}
 	if c.TLSConfig != nil {
@@ -318,14 +315,14 @@ func New(cfg *Config) (*Authenticator, error) {
 // errClosed is returned by Authenticate after Close.
 var errClosed = fmt.Errorf("ldapauth: authenticator closed: %w", net.ErrClosed)
 
-// Close closes every pooled connection and stops the background probes of
+// Close closes every pooled connection and aborts the background probes of
 // servers marked down (waiting for those in flight to end); connections of
 // logins in flight are closed as those logins end. Authenticate returns an
 // error matching net.ErrClosed after Close. Close may be called more than
 // once.
 func (a *Authenticator) Close() error {
 	a.closed.Store(true)
-	a.stopProber()
+	a.stopProbes()
 	a.users.close()
 	a.service.close()
 	return nil
@@ -365,6 +362,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	if a.closed.Load() {
 		return nil, errClosed
 	}
+	a.probeDue()
 	// The user's bind carries the password policy request control; the
 	// answer's controls say why a bind failed, or that a good one must not
 	// log in (changeAfterReset).

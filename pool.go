@@ -22,10 +22,8 @@ const (
 type health struct {
 	failures atomic.Int32 // failures in a row, 0 when up; read without the lock on the fast path
 	mu       sync.Mutex
-	until    time.Time // probed again from then on
-	// wake tells the prober a server went down; nil in tests of health
-	// alone.
-	wake func()
+	until    time.Time   // probed again from then on
+	probing  atomic.Bool // a probe is checking it
 }
 
 // down records a failure at now. Failures within the back-off period
@@ -45,9 +43,6 @@ func (h *health) down(now time.Time) {
 	}
 	h.until = now.Add(d)
 	h.mu.Unlock()
-	if h.wake != nil {
-		h.wake()
-	}
 }
 
 // up records an answer: the server is healthy again.

@@ -11,59 +11,79 @@ import (
 )
 
 // prober checks the servers marked down in the background, so that no
-// login pays for finding out whether a server is back: each is probed when
-// its back-off is over (a connect, TLS where configured, and a read of the
-// root DSE), and is up again at its first answer.
+// login pays for finding out whether a server is back: a server whose
+// back-off is over is probed (a connect, TLS where configured, and a read
+// of the root DSE) and is up again at its first answer.
 //
-// Its goroutine runs only while a server is down: the first failure starts
-// it, it ends when every server is up again, and Close stops it (and the
-// probes in flight) and waits for it. It probes the servers that are due
-// at the same time, one probe per server at most, each bounded by the
-// connect and receive timeouts.
+// It has no goroutine of its own: a login that finds a server due starts
+// its probe in a goroutine and goes on with the servers that are up. At
+// most one probe per server runs at a time, each bounded by the connect
+// and receive timeouts; Close aborts those in flight and waits for them.
 type prober struct {
-	mu      sync.Mutex
-	running bool
-	closed  bool
-	wake    chan struct{} // a server went down; buffered
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	round   sync.Mutex // one round at a time: the goroutine's, or a test's
-	minWait time.Duration
-	// manual: no goroutine; a test runs the rounds (with a test clock,
+	mu     sync.Mutex
+	closed bool
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// manual: logins start no probe; a test runs them (with a test clock,
 	// which only the test moves).
 	manual bool
 }
 
 func (p *prober) init() {
-	p.wake = make(chan struct{}, 1)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.minWait = 50 * time.Millisecond
 }
 
-// wakeProber starts the prober if it is not running, or tells it a server
-// went down. Called by health.down.
-func (a *Authenticator) wakeProber() {
+// probeDue starts a background probe of each server that is down, whose
+// back-off is over, and that no probe is checking yet. It never waits.
+func (a *Authenticator) probeDue() {
+	if a.probe.manual {
+		return
+	}
+	a.startProbes(nil)
+}
+
+// startProbes starts the probes of probeDue, adding each to wg when not
+// nil.
+func (a *Authenticator) startProbes(wg *sync.WaitGroup) {
 	p := &a.probe
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch {
-	case p.closed || p.manual:
-	case !p.running:
-		p.running = true
-		p.wg.Add(1)
-		go a.runProber()
-	default:
-		select {
-		case p.wake <- struct{}{}:
-		default:
+	var now time.Time
+	for i := range a.health {
+		h := &a.health[i]
+		if h.isUp() {
+			continue // the fast path: one atomic load per server
 		}
+		if now.IsZero() {
+			now = a.now()
+		}
+		if !h.due(now) || !h.probing.CompareAndSwap(false, true) {
+			continue
+		}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			h.probing.Store(false)
+			return
+		}
+		p.wg.Add(1)
+		p.mu.Unlock()
+		if wg != nil {
+			wg.Add(1)
+		}
+		go func() {
+			defer p.wg.Done()
+			if wg != nil {
+				defer wg.Done()
+			}
+			defer h.probing.Store(false)
+			a.probeServer(p.ctx, i)
+		}()
 	}
 }
 
-// stopProber stops the prober and waits for its goroutines; no probe runs
-// after it returns.
-func (a *Authenticator) stopProber() {
+// stopProbes aborts the probes in flight and waits for them; no probe
+// starts after it.
+func (a *Authenticator) stopProbes() {
 	p := &a.probe
 	p.mu.Lock()
 	p.closed = true
@@ -72,75 +92,12 @@ func (a *Authenticator) stopProber() {
 	p.wg.Wait()
 }
 
-func (a *Authenticator) runProber() {
-	p := &a.probe
-	defer p.wg.Done()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for p.ctx.Err() == nil {
-		next, down := a.probeRound()
-		if !down {
-			p.mu.Lock()
-			if !a.anyDown() {
-				p.running = false
-				p.mu.Unlock()
-				return
-			}
-			p.mu.Unlock()
-			continue
-		}
-		// The clock may be a test's: wait on real time for what it says,
-		// at least minWait, and look again.
-		timer.Reset(max(next.Sub(a.now()), p.minWait))
-		select {
-		case <-p.ctx.Done():
-			return
-		case <-timer.C:
-		case <-p.wake:
-			if !timer.Stop() {
-				<-timer.C
-			}
-		}
-	}
-}
-
-// anyDown reports whether a server is marked down.
-func (a *Authenticator) anyDown() bool {
-	for i := range a.health {
-		if !a.health[i].isUp() {
-			return true
-		}
-	}
-	return false
-}
-
-// probeRound probes every server that is due, at the same time, and
-// returns when all those probes have ended: the earliest time a server
-// still down is due, and whether any is.
-func (a *Authenticator) probeRound() (next time.Time, down bool) {
-	p := &a.probe
-	p.round.Lock()
-	defer p.round.Unlock()
-	if p.ctx.Err() != nil {
-		return time.Time{}, false
-	}
-	now := a.now()
+// probeRound probes every server that is due at once, and returns when
+// those probes have ended (tests).
+func (a *Authenticator) probeRound() {
 	var wg sync.WaitGroup
-	for i := range a.servers {
-		if a.health[i].due(now) {
-			wg.Go(func() { a.probeServer(p.ctx, i) })
-		}
-	}
+	a.startProbes(&wg)
 	wg.Wait()
-	for i := range a.health {
-		h := &a.health[i]
-		h.mu.Lock()
-		if h.failures.Load() > 0 && (!down || h.until.Before(next)) {
-			next, down = h.until, true
-		}
-		h.mu.Unlock()
-	}
-	return next, down
 }
 
 // rootDSE is the probe's request: the server's root entry, no attributes.
