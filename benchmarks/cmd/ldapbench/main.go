@@ -64,6 +64,7 @@ func main() {
 	scaleRounds := flag.Int("scale-rounds", 3, "interleaved rounds of the sync at scale")
 	failover := flag.Duration("failover", 0, "failover: run each scenario (both servers healthy, the first hung) this long in each of -rounds rounds, in each mode of -modes")
 	failoverTimeout := flag.Duration("failover-timeout", 2*time.Second, "failover: the connect and receive timeouts")
+	failoverInterval := flag.Duration("failover-interval", 0, "failover: each worker starts a login this often (0: flat out)")
 	flag.Parse()
 
 	printMachine()
@@ -81,7 +82,7 @@ func main() {
 		}
 	}
 	if *failover > 0 {
-		if err := runFailover(*failover, *failoverTimeout, *rounds, *workers, *modes); err != nil {
+		if err := runFailover(*failover, *failoverTimeout, *failoverInterval, *rounds, *workers, *modes); err != nil {
 			fmt.Fprintln(os.Stderr, "ldapbench:", err)
 			os.Exit(1)
 		}
@@ -273,7 +274,7 @@ func printLoad(when string) {
 
 // runFailover measures the failover scenarios in each mode, with the
 // largest number of workers of -workers.
-func runFailover(d, timeout time.Duration, rounds int, workerList, modeList string) error {
+func runFailover(d, timeout, interval time.Duration, rounds int, workerList, modeList string) error {
 	workers := 0
 	for _, w := range strings.Split(workerList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(w))
@@ -282,11 +283,12 @@ func runFailover(d, timeout time.Duration, rounds int, workerList, modeList stri
 		}
 		workers = max(workers, n)
 	}
-	fmt.Printf("## Failover: two servers, the first healthy or hung; %d workers, %d rounds of %s per scenario, timeouts %s\n\n", workers, rounds, d, timeout)
+	fmt.Printf("## Failover: two servers, the first healthy or hung; %d workers (a login every %s each; 0: flat out), %d rounds of %s per scenario, timeouts %s\n\n",
+		workers, interval, rounds, d, timeout)
 	var all []benchmarks.FailoverResult
 	for _, m := range strings.Split(modeList, ",") {
 		rs, err := benchmarks.MeasureFailover(context.Background(), benchmarks.Mode(strings.TrimSpace(m)),
-			benchmarks.FailoverOptions{Workers: workers, Duration: d, Timeout: timeout, Rounds: rounds})
+			benchmarks.FailoverOptions{Workers: workers, Duration: d, Timeout: timeout, Rounds: rounds, Interval: interval})
 		if err != nil {
 			return err
 		}
