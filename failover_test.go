@@ -327,12 +327,18 @@ func TestStartTLSRefused(t *testing.T) {
 		t.Run(tt.name+"/failover", func(t *testing.T) {
 			first, url := refusing(t)
 			second, url2 := tr.server(t, srv, cs.good)
-			a, _ := failoverAuth(t, srv, tr, cs, []string{url, url2}, nil)
+			a, clock := failoverAuth(t, srv, tr, cs, []string{url, url2}, nil)
 			login(t, a, "alice")
 			login(t, a, "bob")
 			assert.Equal(t, int64(1), first.Accepted(), "tried once, then marked down")
+
+			clock.Advance(time.Minute)
+			ldapauth.ProbeNow(a)
+			assert.Equal(t, int64(2), first.Accepted(), "probed")
+			login(t, a, "carol")
+			assert.Equal(t, int64(2), first.Accepted(), "the probe's StartTLS was refused too: still down")
 			assert.Zero(t, first.Binds(), "no bind in plain text")
-			assert.Equal(t, int64(2), second.Binds())
+			assert.Equal(t, int64(3), second.Binds())
 		})
 		t.Run(tt.name+"/alone", func(t *testing.T) {
 			first, url := refusing(t)

@@ -107,7 +107,8 @@ var rootDSE = ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAli
 // probeServer connects to server i as a login would and reads the root
 // DSE. Any answer marks the server up, a refusal too (Active Directory and
 // GLAuth refuse an anonymous read, insufficientAccessRights); busy,
-// unavailable or a failure marks it down again, doubling its back-off. A
+// unavailable, a TLS failure (a StartTLS refused included) or any other
+// failure marks it down again, doubling its back-off. A
 // probe cut short by Close leaves the state alone.
 func (a *Authenticator) probeServer(ctx context.Context, i int) {
 	s := a.servers[i]
@@ -125,7 +126,7 @@ func (a *Authenticator) probeServer(ctx context.Context, i int) {
 		return
 	}
 	var ldapErr *ldap.Error
-	if err == nil || errors.As(err, &ldapErr) && !isNetworkError(err) && ldapErr.ResultCode != ldap.ErrorUnexpectedResponse {
+	if err == nil || errors.As(err, &ldapErr) && !isNetworkError(err) && !isTLSError(err) && ldapErr.ResultCode != ldap.ErrorUnexpectedResponse {
 		a.health[i].up()
 		a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "ldapauth: server back up", slog.String("url", s.url))
 		return
