@@ -32,12 +32,15 @@
 // # Connections
 //
 // The servers of LDAP_AUTH_URL are tried in order. A server that fails
-// (refused, timed out, reset, busy) is skipped for a back-off period, 1 s
-// doubling to 30 s, while another may answer; when all are in back-off they
-// are tried anyway, so a login is never refused without trying. With every
+// (refused, timed out, reset, busy, a certificate that does not verify) is
+// marked down, and logins go only to the servers that are up; a background
+// probe reads its root DSE when its back-off (1 s doubling to 30 s) is
+// over and marks it up at its first answer. When all are down they are
+// tried anyway, so a login is never refused without trying. With every
 // server down a login returns [ErrUnavailable] after at most one connect
 // timeout per server (plus one receive timeout for a server that accepts
-// connections but never answers).
+// connections but never answers), or a [*TLSError] when every server
+// failed TLS.
 //
 // Connections are pooled (LDAP_AUTH_POOL_SIZE idle ones of each kind, each
 // kept at most LDAP_AUTH_POOL_IDLE_TIMEOUT): users bind on one kind, and
@@ -174,8 +177,11 @@ func wrap(err error, format string, args ...any) error {
 // unprefixed is err's message without a leading "ldapauth: ".
 func unprefixed(err error) string { return strings.TrimPrefix(err.Error(), "ldapauth: ") }
 
-// TLSError reports a TLS failure: a certificate that does not verify, or a
-// server that refuses StartTLS. ldapauth never falls back to plain text.
+// TLSError reports a TLS failure: a certificate that does not verify
+// (unknown authority, expired, wrong name), a TLS alert, or a server that
+// refuses StartTLS (other than busy or unavailable, which are outages). It
+// is classified the same for LDAPS and StartTLS and never matches
+// ErrUnavailable. ldapauth never falls back to plain text.
 type TLSError struct {
 	// URL is the server's, as in LDAP_AUTH_URL.
 	URL string
@@ -267,6 +273,7 @@ type Authenticator struct {
 
 	users   *pool // connections users bind on
 	service *pool // connections bound as the service account
+	probe   prober
 	closed  atomic.Bool
 	obs     *telemetry // metrics, spans and Stats' login counters
 
@@ -295,6 +302,7 @@ func New(cfg *Config) (*Authenticator, error) {
 	a.users = &pool{a: a, size: c.PoolSize}
 	a.life, a.lifeEnd = context.WithCancel(context.Background())
 	a.service = &pool{a: a, size: c.PoolSize}
+	a.probe.init()
 
 	a.tlsBase = &tls.Config{MinVersion: tls.VersionTLS12}
 	if c.TLSConfig != nil {
@@ -361,9 +369,10 @@ func (a *Authenticator) warnInsecure() {
 // errClosed is returned by Authenticate after Close.
 var errClosed = fmt.Errorf("ldapauth: authenticator closed: %w", net.ErrClosed)
 
-// Close closes every pooled connection; connections of logins in flight
-// are closed as those logins end. Service-account searches left running by
-// refused logins are cut short and waited for. Authenticate returns an
+// Close closes every pooled connection and aborts the background probes of
+// servers marked down (waiting for those in flight to end); connections of
+// logins in flight are closed as those logins end. Service-account searches
+// left running by refused logins are cut short and waited for. Authenticate returns an
 // error matching net.ErrClosed after Close. Close may be called more than
 // once.
 func (a *Authenticator) Close() error {
@@ -373,6 +382,7 @@ func (a *Authenticator) Close() error {
 	a.bgMu.Unlock()
 	a.lifeEnd()
 	a.background.Wait()
+	a.stopProbes()
 	a.users.close()
 	a.service.close()
 	a.obs.close()
@@ -411,6 +421,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 	if a.closed.Load() {
 		return nil, errClosed
 	}
+	a.probeDue()
 	var l *login
 	if a.cfg.SearchThenBind {
 		l, err = a.searchThenBind(ctx, username, password)
@@ -828,7 +839,8 @@ func (a *Authenticator) bindSource() string {
 // typed). Anything else the server answers is returned as the server's
 // error; network failures match ErrUnavailable.
 func (a *Authenticator) bindError(ctx context.Context, err error, username, bindName string) error {
-	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		isTLSError(err) { // the bind was never sent
 		return err
 	}
 	if isNetworkError(err) {
