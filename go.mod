@@ -1,6 +1,11 @@
 module github.com/go-ldapauth/ldapauth
 
-go 1.26.8
+// The oldest Go this module builds with is set by its dependencies: go-ldap
+// v3.4.15 and OpenTelemetry v1.47.0 declare go 1.26.0. ldapauth's own code
+// needs go1.24 (log/slog.DiscardHandler, testing.T.Context in storetest), its
+// tests go1.25 (sync.WaitGroup.Go), the examples' tests go1.26
+// (testing.T.ArtifactDir). No patch release is required.
+go 1.26.0
 
 require (
 	github.com/BurntSushi/toml v1.3.2
