@@ -3,16 +3,18 @@ package ldapauth
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
 )
 
@@ -106,19 +108,24 @@ func parseServer(raw string) (server, error) {
 	return s, nil
 }
 
-// dial connects to the servers in order, those in back-off last, and
+// dial connects to the servers in order (see [Authenticator.order]) and
 // returns the first connection that is ready for a bind (TLS established
-// where configured). It returns an error matching ErrUnavailable when every
-// server failed. The connection is the caller's alone, never pooled: the
-// caller closes it.
+// where configured). Each server that fails is marked down, and the
+// prober watches it from then on. When every server failed, the error is
+// the TLS error ([*TLSError]) if every failure was one, and otherwise
+// matches ErrUnavailable (and still holds any TLS errors for errors.As).
+// The connection is the caller's alone, never pooled: the caller closes it.
 //
 // Logging: each failure is logged at Debug. When every server failed, the
 // returned error says so, and nothing more is logged (an error is either
 // logged or returned, never both); when a later server answered, the
-// failures are not returned, so they are logged once at Warn: a server is
-// down while logins carry on.
+// failures are not returned, so they are logged once: a TLS failure at
+// Error (a certificate that does not verify may be an attack, or one that
+// expired), the others at Warn (a server is down while logins carry on).
 func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
+	a.probeDue()
 	var errs []error
+	allTLS := true
 	for _, i := range a.order() {
 		s := a.servers[i]
 		dctx, op := a.obs.op(ctx, opDial, i)
@@ -127,28 +134,65 @@ func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
 		if err == nil {
 			c.server, c.health, c.now = i, &a.health[i], a.now
 			c.obs = a.obs
-			if len(errs) > 0 {
-				a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: failed over to another server",
-					slog.String("url", s.url), slog.String("errors", errors.Join(errs...).Error()))
-			}
+			a.logFailover(ctx, s, errs)
 			return c, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctxError(ctx)
 		}
-		var tlsErr *TLSError
-		if errors.As(err, &tlsErr) {
-			// A certificate problem is a configuration fault, not an outage:
-			// report it rather than hiding it behind the next server.
-			return nil, err
-		}
 		a.health[i].down(a.now())
 		a.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "ldapauth: server unreachable", slog.String("url", s.url), slog.String("error", err.Error()))
-		errs = append(errs, fmt.Errorf("%s: %w", s.url, err))
+		if !isTLSError(err) {
+			allTLS = false
+			err = fmt.Errorf("%s: %w", s.url, err)
+		}
+		errs = append(errs, err)
 	}
-	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+	switch {
+	case allTLS && len(errs) == 1:
+		return nil, errs[0]
+	case allTLS:
+		return nil, wrap(joined(errs), "TLS failed with every server")
+	}
+	return nil, fmt.Errorf("%w: %w", ErrUnavailable, joined(errs))
 }
 
+// logFailover logs the failures of the servers tried before s, which then
+// served the connection.
+func (a *Authenticator) logFailover(ctx context.Context, s server, errs []error) {
+	var others []error
+	for _, err := range errs {
+		var tlsErr *TLSError
+		if errors.As(err, &tlsErr) {
+			a.cfg.Logger.LogAttrs(ctx, slog.LevelError, "ldapauth: TLS failed; server marked down, failed over to another",
+				slog.String("url", tlsErr.URL), slog.String("reason", unprefixed(tlsErr)), slog.String("next", s.url))
+			continue
+		}
+		others = append(others, err)
+	}
+	if len(others) > 0 {
+		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: failed over to another server",
+			slog.String("url", s.url), slog.String("errors", joined(others).Error()))
+	}
+}
+
+// joined is errors.Join with one line: the messages without their
+// "ldapauth: " prefix, separated by "; ".
+type joined []error
+
+func (j joined) Error() string {
+	parts := make([]string, len(j))
+	for i, err := range j {
+		parts[i] = unprefixed(err)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (j joined) Unwrap() []error { return j }
+
+// dialServer connects to s and secures the connection where configured:
+// TLS at once for ldaps://, StartTLS first with LDAP_AUTH_USE_TLS. The
+// whole of it is bounded by the connect timeout.
 func (a *Authenticator) dialServer(ctx context.Context, s server, index int) (*conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, a.cfg.ConnectTimeout)
 	defer cancel()
@@ -159,16 +203,18 @@ func (a *Authenticator) dialServer(ctx context.Context, s server, index int) (*c
 	}
 	wire := &wireConn{Conn: tcp}
 	var raw net.Conn = wire
-	tlsConf := a.tlsConfigFor(s.host)
-	if s.ldaps {
-		tc := tls.Client(raw, tlsConf)
-		if err := tc.HandshakeContext(dctx); err != nil {
-			raw.Close()
-			return nil, tlsFailure(s.url, err)
+	if s.ldaps || a.cfg.UseTLS {
+		tc, err := a.secure(dctx, wire, s, index)
+		if err != nil {
+			wire.Close()
+			if ctx.Err() != nil {
+				return nil, ctxError(ctx)
+			}
+			return nil, err
 		}
 		raw = tc
 	}
-	l := ldap.NewConn(raw, s.ldaps)
+	l := ldap.NewConn(raw, raw != net.Conn(wire))
 	// No l.SetTimeout: go-ldap uses that timeout for two things, the wait
 	// for an answer and how long its reader waits to hand each received
 	// packet to the goroutine running the operation, after which it drops
@@ -177,51 +223,97 @@ func (a *Authenticator) dialServer(ctx context.Context, s server, index int) (*c
 	// in success: "no such user" for a right password. The receive
 	// timeout is do's own instead.
 	l.Start()
-	c := &conn{l: l, raw: raw, wire: wire, url: s.url, receiveTimeout: a.cfg.ReceiveTimeout}
-	if a.cfg.UseTLS && !s.ldaps { // an ldaps:// server is TLS already
-		// The handshake inside StartTLS has no context of its own: bound it
-		// by the socket deadline, then clear the deadline.
-		deadline, _ := dctx.Deadline()
-		_ = raw.SetDeadline(deadline)
-		stop := context.AfterFunc(dctx, c.expire)
-		_, op := a.obs.op(ctx, opStartTLS, index)
-		err := l.StartTLS(tlsConf)
-		stopped := stop()
-		op.done(err)
-		_ = raw.SetDeadline(time.Time{})
-		if err != nil || !stopped {
-			c.close()
-			if ctx.Err() != nil {
-				return nil, ctxError(ctx)
-			}
-			if err == nil {
-				err = context.DeadlineExceeded
-			}
-			var ldapErr *ldap.Error
-			if errors.As(err, &ldapErr) && ldapErr.ResultCode != ldap.ErrorNetwork {
-				return nil, &TLSError{URL: s.url, Err: fmt.Errorf("StartTLS refused: %w", err)}
-			}
-			if strings.Contains(err.Error(), "TLS handshake failed") {
-				return nil, tlsFailure(s.url, err)
-			}
-			return nil, err
-		}
-	}
-	return c, nil
+	return &conn{l: l, raw: raw, wire: wire, url: s.url, receiveTimeout: a.cfg.ReceiveTimeout}, nil
 }
 
-// tlsFailure tells certificate problems (a configuration fault) from a
-// connection that died during the handshake.
-func tlsFailure(url string, err error) error {
-	var certErr *tls.CertificateVerificationError
-	var unknownAuth x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
-	msg := err.Error()
-	if errors.As(err, &certErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostErr) ||
-		strings.Contains(msg, "certificate") || strings.Contains(msg, "x509") {
-		return &TLSError{URL: url, Err: err}
+// secure runs the TLS handshake on the connection to s, after the StartTLS
+// operation for an ldap:// URL. StartTLS is done here rather than by
+// go-ldap, which turns the handshake's error into text: both modes then
+// see the same errors and classify them alike (see tlsFailure).
+func (a *Authenticator) secure(ctx context.Context, wire net.Conn, s server, index int) (*tls.Conn, error) {
+	if s.ldaps {
+		return a.handshake(ctx, wire, s)
 	}
-	return err
+	_, op := a.obs.op(ctx, opStartTLS, index)
+	tc, err := (*tls.Conn)(nil), startTLS(ctx, wire, s.url)
+	if err == nil {
+		tc, err = a.handshake(ctx, wire, s)
+	}
+	op.done(err)
+	return tc, err
+}
+
+func (a *Authenticator) handshake(ctx context.Context, wire net.Conn, s server) (*tls.Conn, error) {
+	tc := tls.Client(wire, a.tlsConfigFor(s.host))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, tlsFailure(s.url, err)
+	}
+	return tc, nil
+}
+
+// oidStartTLS names the StartTLS extended operation (RFC 4511 4.14).
+const oidStartTLS = "1.3.6.1.4.1.1466.20037"
+
+// startTLS sends the StartTLS request on a new connection and reads the
+// answer, within ctx. A server that answers busy or unavailable is down
+// for now (the error matches ErrUnavailable); any other refusal, or an
+// answer that is not an LDAP result, is a [*TLSError]. A failed write or
+// read is a network error.
+func startTLS(ctx context.Context, c net.Conn, url string) error {
+	deadline, _ := ctx.Deadline()
+	_ = c.SetDeadline(deadline)
+	defer c.SetDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	req := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "LDAP Request")
+	req.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 1, "MessageID"))
+	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, ldap.ApplicationExtendedRequest, nil, "Start TLS")
+	op.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, oidStartTLS, "TLS Extended Command"))
+	req.AppendChild(op)
+	if _, err := c.Write(req.Bytes()); err != nil {
+		return err
+	}
+	resp, err := ber.ReadPacket(c)
+	if err != nil {
+		var netErr net.Error
+		if errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return err
+		}
+		return &TLSError{URL: url, Err: fmt.Errorf("StartTLS answered with a malformed packet: %w", err)}
+	}
+	err = ldap.GetLDAPError(resp)
+	if err == nil && (len(resp.Children) < 2 || resp.Children[1].Tag != ldap.ApplicationExtendedResponse) {
+		err = errors.New("not an extended response")
+	}
+	if err == nil {
+		return nil
+	}
+	if ldap.IsErrorAnyOf(err, ldap.LDAPResultBusy, ldap.LDAPResultUnavailable) {
+		return fmt.Errorf("StartTLS: %w", err)
+	}
+	return &TLSError{URL: url, Err: fmt.Errorf("StartTLS refused: %w", err)}
+}
+
+// tlsFailure classifies a failed TLS handshake. A connection that died,
+// timed out or was closed during it is a network error: the server is
+// down. Anything else is a [*TLSError]: a certificate that does not verify
+// (unknown authority, expired, wrong name), an alert from the server, or a
+// server that does not speak TLS. The same rule holds for LDAPS and
+// StartTLS.
+func tlsFailure(url string, err error) error {
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) {
+		return err
+	}
+	return &TLSError{URL: url, Err: err}
+}
+
+// isTLSError reports whether err is a [*TLSError].
+func isTLSError(err error) bool {
+	var tlsErr *TLSError
+	return errors.As(err, &tlsErr)
 }
 
 func (a *Authenticator) tlsConfigFor(host string) *tls.Config {
@@ -357,6 +449,11 @@ func (c *conn) close() {
 // isNetworkError reports whether err means the connection is unusable or
 // the server is unavailable.
 func isNetworkError(err error) bool {
+	if isTLSError(err) {
+		// A TLS failure wraps no network error, but a StartTLS answer
+		// that is not an LDAP result carries go-ldap's ErrorNetwork code.
+		return false
+	}
 	var ldapErr *ldap.Error
 	if errors.As(err, &ldapErr) {
 		switch ldapErr.ResultCode {

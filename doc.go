@@ -32,12 +32,15 @@
 // # Connections
 //
 // The servers of LDAP_AUTH_URL are tried in order. A server that fails
-// (refused, timed out, reset, busy) is skipped for a back-off period, 1 s
-// doubling to 30 s, while another may answer; when all are in back-off they
-// are tried anyway, so a login is never refused without trying. With every
+// (refused, timed out, reset, busy, a certificate that does not verify) is
+// marked down, and logins go only to the servers that are up; a background
+// probe reads its root DSE when its back-off (1 s doubling to 30 s) is
+// over and marks it up at its first answer. When all are down they are
+// tried anyway, so a login is never refused without trying. With every
 // server down a login returns [ErrUnavailable] after at most one connect
 // timeout per server (plus one receive timeout for a server that accepts
-// connections but never answers).
+// connections but never answers), or a [*TLSError] when every server
+// failed TLS.
 //
 // Connections are pooled (LDAP_AUTH_POOL_SIZE idle ones of each kind, each
 // kept at most LDAP_AUTH_POOL_IDLE_TIMEOUT): users bind on one kind, and

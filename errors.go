@@ -102,8 +102,11 @@ func wrap(err error, format string, args ...any) error {
 // unprefixed is err's message without a leading "ldapauth: ".
 func unprefixed(err error) string { return strings.TrimPrefix(err.Error(), "ldapauth: ") }
 
-// TLSError reports a TLS failure: a certificate that does not verify, or a
-// server that refuses StartTLS. ldapauth never falls back to plain text.
+// TLSError reports a TLS failure: a certificate that does not verify
+// (unknown authority, expired, wrong name), a TLS alert, or a server that
+// refuses StartTLS (other than busy or unavailable, which are outages). It
+// is classified the same for LDAPS and StartTLS and never matches
+// ErrUnavailable. ldapauth never falls back to plain text.
 type TLSError struct {
 	// URL is the server's, as in LDAP_AUTH_URL.
 	URL string

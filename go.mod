@@ -1,12 +1,18 @@
 module github.com/go-ldapauth/ldapauth
 
-go 1.26.8
+// The oldest Go this module builds with is set by its dependencies: go-ldap
+// v3.4.15 and OpenTelemetry v1.47.0 declare go 1.26.0. ldapauth's own code
+// needs go1.24 (log/slog.DiscardHandler, testing.T.Context in storetest), its
+// tests go1.25 (sync.WaitGroup.Go), the examples' tests go1.26
+// (testing.T.ArtifactDir). No patch release is required.
+go 1.26.0
 
 require (
 	github.com/BurntSushi/toml v1.3.2
 	github.com/chromedp/chromedp v0.23.0
 	github.com/glauth/glauth/v2 v2.4.0
 	github.com/glauth/ldap v0.0.0-20240419171521-1f14f5c1b4ad
+	github.com/go-asn1-ber/asn1-ber v1.5.8
 	github.com/go-ldap/ldap/v3 v3.4.15
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_golang v1.25.0
@@ -33,7 +39,6 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/chromedp/cdproto v0.159.0 // indirect
 	github.com/dustin/go-humanize v1.1.0 // indirect
-	github.com/go-asn1-ber/asn1-ber v1.5.8 // indirect
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect

@@ -94,6 +94,7 @@ type Authenticator struct {
 
 	users   *pool // connections users bind on
 	service *pool // connections bound as the service account
+	probe   prober
 	closed  atomic.Bool
 	obs     *telemetry // metrics, spans and Stats' login counters
 }
@@ -120,6 +121,7 @@ func New(cfg *Config) (*Authenticator, error) {
 	a.users = &pool{a: a, size: c.PoolSize}
 	a.life, a.lifeEnd = context.WithCancel(context.Background())
 	a.service = &pool{a: a, size: c.PoolSize}
+	a.probe.init()
 
 	a.tlsBase = &tls.Config{MinVersion: tls.VersionTLS12}
 	if c.TLSConfig != nil {
@@ -183,9 +185,10 @@ func (a *Authenticator) warnInsecure() {
 	}
 }
 
-// Close closes every pooled connection; connections of logins in flight
-// are closed as those logins end. Service-account searches left running by
-// refused logins are cut short and waited for. Authenticate returns an
+// Close closes every pooled connection and aborts the background probes of
+// servers marked down (waiting for those in flight to end); connections of
+// logins in flight are closed as those logins end. Service-account searches
+// left running by refused logins are cut short and waited for. Authenticate returns an
 // error matching net.ErrClosed after Close. Close may be called more than
 // once.
 func (a *Authenticator) Close() error {
@@ -195,6 +198,7 @@ func (a *Authenticator) Close() error {
 	a.bgMu.Unlock()
 	a.lifeEnd()
 	a.background.Wait()
+	a.stopProbes()
 	a.users.close()
 	a.service.close()
 	a.obs.close()
@@ -256,6 +260,7 @@ func (a *Authenticator) refuseEarly(ctx context.Context, username, password stri
 // (through the login group's membership when the search filters alone do
 // not find it), or says why the login is refused.
 func (a *Authenticator) bindAndFind(ctx context.Context, username, password string) (*login, error) {
+	a.probeDue()
 	var l *login
 	var err error
 	if a.cfg.SearchThenBind {
@@ -703,7 +708,8 @@ func (a *Authenticator) bindSource() string {
 // typed). Anything else the server answers is returned as the server's
 // error; network failures match ErrUnavailable.
 func (a *Authenticator) bindError(ctx context.Context, err error, username, bindName string) error {
-	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		isTLSError(err) { // the bind was never sent
 		return err
 	}
 	if isNetworkError(err) {

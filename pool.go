@@ -7,31 +7,42 @@ import (
 	"time"
 )
 
-// Back-off of a server that failed: skipped for backoffMin after its first
-// failure, doubling with each failure in a row up to backoffMax. Any answer
-// from the server ends it.
+// Back-off of a server that failed: probed again backoffMin after its
+// first failure, the wait doubling with each failure in a row up to
+// backoffMax. Any answer from the server ends it.
 const (
 	backoffMin = time.Second
 	backoffMax = 30 * time.Second
 )
 
-// health is the back-off state of one server.
+// health is the state of one server: up, or down since a failure and in
+// back-off until a given time. A server is marked down by any failure
+// (connect, TLS, a receive timeout, busy or unavailable) and up by any
+// answer, whether to a login or to the prober.
 type health struct {
-	failures atomic.Int32 // failures in a row; read without the lock on the fast path
+	failures atomic.Int32 // failures in a row, 0 when up; read without the lock on the fast path
 	mu       sync.Mutex
-	until    time.Time // skipped until then
+	until    time.Time   // probed again from then on
+	probing  atomic.Bool // a probe is checking it
 }
 
-// down records a failure at now.
+// down records a failure at now. Failures within the back-off period
+// count as one: the logins that were in flight when a server hung all fail
+// with it, and must not stretch its back-off (and so the wait for its next
+// probe) to the cap at once.
 func (h *health) down(now time.Time) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	if h.failures.Load() > 0 && now.Before(h.until) {
+		h.mu.Unlock()
+		return
+	}
 	n := h.failures.Add(1)
 	d := backoffMax
 	if n <= 5 { // 1, 2, 4, 8, 16 s, then the cap
 		d = min(backoffMin<<(n-1), backoffMax)
 	}
 	h.until = now.Add(d)
+	h.mu.Unlock()
 }
 
 // up records an answer: the server is healthy again.
@@ -45,42 +56,55 @@ func (h *health) up() {
 	h.until = time.Time{}
 }
 
-// available reports whether the server is out of back-off at now.
-func (h *health) available(now time.Time) bool {
+// isUp reports whether the server is known up: it answered last time.
+func (h *health) isUp() bool { return h.failures.Load() == 0 }
+
+// due reports whether the server is down and its back-off is over at now:
+// time to try it again.
+func (h *health) due(now time.Time) bool {
 	if h.failures.Load() == 0 {
-		return true
+		return false
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return !now.Before(h.until)
+	return h.failures.Load() > 0 && !now.Before(h.until)
 }
 
-// order returns the indexes of the servers in the order a dial tries them:
-// those out of back-off in configuration order, then those in back-off, in
-// configuration order too. A server in back-off is skipped while another
-// may answer, but a login is never refused without trying one.
+// order returns the indexes of the servers in the order a dial tries
+// them: those known up, in configuration order; then, reached only when
+// all of those failed, those marked down, the ones out of back-off first.
+// A login never waits on a server marked down while another is up (the
+// prober finds when it is back), and is never refused without trying
+// every server.
 func (a *Authenticator) order() []int {
 	now := a.now()
-	ord := make([]int, 0, len(a.servers))
+	const up, due, waiting = 0, 1, 2
+	state := make([]int, len(a.servers)) // read once: another call may change it
 	for i := range a.servers {
-		if a.health[i].available(now) {
-			ord = append(ord, i)
+		switch {
+		case a.health[i].isUp():
+			state[i] = up
+		case a.health[i].due(now):
+			state[i] = due
+		default:
+			state[i] = waiting
 		}
 	}
-	for i := range a.servers {
-		if !a.health[i].available(now) {
-			ord = append(ord, i)
+	ord := make([]int, 0, len(a.servers))
+	for _, want := range []int{up, due, waiting} {
+		for i, st := range state {
+			if st == want {
+				ord = append(ord, i)
+			}
 		}
 	}
 	return ord
 }
 
-// preferred returns the first server out of back-off, or -1 when all are
-// in back-off.
+// preferred returns the first server known up, or -1 when all are down.
 func (a *Authenticator) preferred() int {
-	now := a.now()
 	for i := range a.servers {
-		if a.health[i].available(now) {
+		if a.health[i].isUp() {
 			return i
 		}
 	}
@@ -102,7 +126,8 @@ type pool struct {
 
 // get returns an idle connection that still looks usable, or nil. It
 // closes the ones that do not: found closed by the server, idle too long,
-// or to a server after a preferred one that is back from back-off (so the
+// or, while a server is known up, to any other than the first such server:
+// one marked down since, or one after a server that is back up (so the
 // logins return to the first server of LDAP_AUTH_URL).
 func (p *pool) get() *conn {
 	if p.size <= 0 {
@@ -117,7 +142,7 @@ func (p *pool) get() *conn {
 		c := p.idle[len(p.idle)-1]
 		p.idle[len(p.idle)-1] = nil
 		p.idle = p.idle[:len(p.idle)-1]
-		if c.dead() || now.Sub(c.idleSince) >= p.a.cfg.PoolIdleTimeout || (pref >= 0 && c.server > pref) {
+		if c.dead() || now.Sub(c.idleSince) >= p.a.cfg.PoolIdleTimeout || (pref >= 0 && c.server != pref) {
 			stale = append(stale, c)
 			continue
 		}

@@ -42,6 +42,9 @@ type Proxy struct {
 	stalled     atomic.Int64 // chunks held back so far
 	serverBytes atomic.Int64 // bytes forwarded server→client, all connections
 	forgetGen   atomic.Int64 // connections opened before the latest Forget are forgotten
+	front       atomic.Pointer[front]
+	binds       atomic.Int64
+	searches    atomic.Int64
 
 	stallMu sync.Mutex
 	stallCh chan struct{} // closed, and replaced, at each stall: WaitStalled's signal
@@ -222,8 +225,15 @@ func (p *Proxy) handle(client net.Conn) {
 	case Refuse:
 		return
 	case Blackhole:
-		_, _ = io.Copy(io.Discard, client) // until the client or Close ends it
+		_, _ = io.Copy(&sniffer{p: p}, client) // until the client or Close ends it
 		return
+	}
+	if f := p.front.Load(); f != nil {
+		c, ok := p.terminate(client, f)
+		if !ok {
+			return
+		}
+		client = c // the raw connection stays tracked: closing it ends this one
 	}
 	server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
@@ -245,6 +255,7 @@ func (p *Proxy) handle(client net.Conn) {
 func (p *Proxy) pipe(dst, src net.Conn, toClient bool, gen int64) {
 	buf := make([]byte, 32*1024)
 	var sent int64
+	requests := &sniffer{p: p, off: toClient}
 	for {
 		n, err := src.Read(buf)
 		if n > 0 && !toClient && p.forgetGen.Load() != gen {
@@ -266,6 +277,7 @@ func (p *Proxy) pipe(dst, src net.Conn, toClient bool, gen int64) {
 				return
 			}
 			chunk := buf[:n]
+			requests.feed(chunk)
 			if stall := p.stallAfter.Load(); toClient && stall >= 0 && sent+int64(n) > stall {
 				head := chunk[:max(0, stall-sent)]
 				p.serverBytes.Add(int64(len(head))) // counted before the client can read it

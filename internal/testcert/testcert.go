@@ -61,6 +61,12 @@ func NewCA(name string) (*CA, error) {
 // Issue signs a server certificate valid for the given host names and IP
 // addresses (127.0.0.1 and localhost are the usual ones).
 func (ca *CA) Issue(hosts ...string) (*Pair, error) {
+	return ca.IssueValid(time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), hosts...)
+}
+
+// IssueValid is Issue with the validity period given, for certificates
+// that have expired or are not valid yet.
+func (ca *CA) IssueValid(notBefore, notAfter time.Time, hosts ...string) (*Pair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -68,8 +74,8 @@ func (ca *CA) Issue(hosts ...string) (*Pair, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: hosts[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

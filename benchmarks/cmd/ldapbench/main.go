@@ -62,6 +62,9 @@ func main() {
 	logins := flag.Bool("logins", true, "measure the logins")
 	scale := flag.String("scale", "", "sync at scale: server:users pairs, comma-separated (e.g. slapd:10000,slapd:100000,glauth:10000)")
 	scaleRounds := flag.Int("scale-rounds", 3, "interleaved rounds of the sync at scale")
+	failover := flag.Duration("failover", 0, "failover: run each scenario (both servers healthy, the first hung) this long in each of -rounds rounds, in each mode of -modes")
+	failoverTimeout := flag.Duration("failover-timeout", 2*time.Second, "failover: the connect and receive timeouts")
+	failoverInterval := flag.Duration("failover-interval", 0, "failover: each worker starts a login this often (0: flat out)")
 	flag.Parse()
 
 	printMachine()
@@ -74,6 +77,12 @@ func main() {
 	}
 	if *scale != "" {
 		if err := runScale(*scale, *scaleRounds); err != nil {
+			fmt.Fprintln(os.Stderr, "ldapbench:", err)
+			os.Exit(1)
+		}
+	}
+	if *failover > 0 {
+		if err := runFailover(*failover, *failoverTimeout, *failoverInterval, *rounds, *workers, *modes); err != nil {
 			fmt.Fprintln(os.Stderr, "ldapbench:", err)
 			os.Exit(1)
 		}
@@ -261,4 +270,31 @@ func printLoad(when string) {
 			fmt.Printf("Load average %s: %s %s %s (1, 5, 15 min)\n", when, f[0], f[1], f[2])
 		}
 	}
+}
+
+// runFailover measures the failover scenarios in each mode, with the
+// largest number of workers of -workers.
+func runFailover(d, timeout, interval time.Duration, rounds int, workerList, modeList string) error {
+	workers := 0
+	for _, w := range strings.Split(workerList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(w))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-workers: %q is not a positive number", w)
+		}
+		workers = max(workers, n)
+	}
+	fmt.Printf("## Failover: two servers, the first healthy or hung; %d workers (a login every %s each; 0: flat out), %d rounds of %s per scenario, timeouts %s\n\n",
+		workers, interval, rounds, d, timeout)
+	var all []benchmarks.FailoverResult
+	for _, m := range strings.Split(modeList, ",") {
+		rs, err := benchmarks.MeasureFailover(context.Background(), benchmarks.Mode(strings.TrimSpace(m)),
+			benchmarks.FailoverOptions{Workers: workers, Duration: d, Timeout: timeout, Rounds: rounds, Interval: interval})
+		if err != nil {
+			return err
+		}
+		all = append(all, rs...)
+	}
+	benchmarks.FailoverTable(os.Stdout, all)
+	fmt.Println()
+	return nil
 }
