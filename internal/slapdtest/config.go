@@ -16,6 +16,10 @@ type confData struct {
 	// ACL holds access rules placed before the built-in ones
 	// (Options.ACL).
 	ACL string
+	// SyncProv loads the syncprov overlay (Options.SyncProv);
+	// SessionLog is its syncprov-sessionlog size.
+	SyncProv   bool
+	SessionLog int
 }
 
 // slapdConf is the slapd.conf of every test server. It is the classic
@@ -39,7 +43,8 @@ moduleload back_mdb
 moduleload memberof
 moduleload refint
 moduleload ppolicy
-
+{{if .SyncProv}}moduleload syncprov
+{{end}}
 pidfile "{{.Dir}}/slapd.pid"
 argsfile "{{.Dir}}/slapd.args"
 
@@ -65,7 +70,8 @@ dbnosync
 index objectClass eq
 index uid,cn,mail eq
 index member,memberOf eq
-
+{{if .SyncProv}}index entryCSN,entryUUID eq
+{{end}}
 # Anonymous clients may bind (authenticate) and read the root DSE, nothing in
 # this database: searches answer unwillingToPerform "authentication required".
 require authc
@@ -98,8 +104,12 @@ access to *
 	by dn.children="ou=services,dc=example,dc=com" read
 	by * none
 
-# Overlays run in the reverse order of their lines here.
-overlay memberof
+# Overlays run in the reverse order of their lines here: syncprov, first,
+# runs last and sees the memberOf values the memberof overlay writes.
+{{if .SyncProv}}overlay syncprov
+syncprov-checkpoint 1 1
+{{if .SessionLog}}syncprov-sessionlog {{.SessionLog}}
+{{end}}{{end}}overlay memberof
 memberof-group-oc groupOfNames
 memberof-member-ad member
 memberof-memberof-ad memberOf

@@ -151,6 +151,18 @@ type Options struct {
 	// built-in ones end with "by * break".
 	ACL string
 
+	// SyncProv adds the syncprov overlay (RFC 4533 content
+	// synchronisation, module syncprov.so), with entryCSN and entryUUID
+	// indexed and a checkpoint after every write, so refreshOnly and
+	// refreshAndPersist searches work, the cookie surviving a restart.
+	SyncProv bool
+	// SessionLog is syncprov-sessionlog's size (with SyncProv): the number
+	// of deletions syncprov remembers, so that a refresh with a recent
+	// cookie answers with a delete phase (the deleted entries' entryUUIDs).
+	// Zero, or a cookie older than the log, gives a present phase instead
+	// (the entryUUIDs of every unchanged entry).
+	SessionLog int
+
 	// LogLevel is slapd's debug level (-d), e.g. "stats" (connections and
 	// operations, the default), "stats,acl" or "0". The output is kept in
 	// memory (Server.Log) and written to the test log if the test fails.
@@ -250,6 +262,9 @@ func New(opts Options) (s *Server, err error) {
 		level = "stats"
 	}
 
+	if opts.SyncProv && !isFile(filepath.Join(bins.modulePath, "syncprov.so")) {
+		return nil, fmt.Errorf("%w: missing %s", ErrNotInstalled, filepath.Join(bins.modulePath, "syncprov.so"))
+	}
 	dir, err := os.MkdirTemp("", "slapdtest-")
 	if err != nil {
 		return nil, fmt.Errorf("slapdtest: %w", err)
@@ -262,13 +277,13 @@ func New(opts Options) (s *Server, err error) {
 		level:          level,
 		log:            &tailBuffer{},
 	}
+	started := s // "return nil, err" sets s to nil before the deferred Stop
 	defer func() {
 		if err != nil {
-			s.Stop()
-			s = nil
+			started.Stop()
 		}
 	}()
-	if err := s.writeFiles(bins, opts.ACL); err != nil {
+	if err := s.writeFiles(bins, opts); err != nil {
 		return nil, err
 	}
 	if err := s.load(bins.slapadd, seedFile, opts); err != nil {
@@ -355,7 +370,7 @@ func defaultSeedFile() (string, error) {
 }
 
 // writeFiles writes the certificates and slapd.conf.
-func (s *Server) writeFiles(bins openLDAP, acl string) error {
+func (s *Server) writeFiles(bins openLDAP, opts Options) error {
 	var err error
 	if s.ca, err = testcert.NewCA("slapdtest CA"); err != nil {
 		return fmt.Errorf("slapdtest: %w", err)
@@ -385,7 +400,8 @@ func (s *Server) writeFiles(bins openLDAP, acl string) error {
 	}
 	err = writeConf(s.confPath, confData{
 		Dir: s.Dir, ModulePath: bins.modulePath, SchemaDir: bins.schemaDir,
-		CAFile: caFile, CertFile: certFile, KeyFile: keyFile, ACL: acl,
+		CAFile: caFile, CertFile: certFile, KeyFile: keyFile, ACL: opts.ACL,
+		SyncProv: opts.SyncProv, SessionLog: opts.SessionLog,
 	})
 	if err != nil {
 		return fmt.Errorf("slapdtest: writing slapd.conf: %w", err)
