@@ -219,6 +219,7 @@ type MemStore struct {
 	orgs    map[string]map[string]bool   // normUser -> organisation IDs
 	groups  map[string]Group             // by DNKey
 	members map[string]map[string]string // DNKey -> normUser -> username
+	state   []byte                       // SyncStateStore (syncstate.go)
 }
 
 var _ UserStore = (*MemStore)(nil)

@@ -188,6 +188,9 @@ type SyncReport struct {
 	RemovalGuard RemovalGuard `json:"removal_guard"`
 	// Counts are the lengths of the lists above.
 	Counts SyncCounts `json:"counts"`
+	// ChangeSync is set by [Authenticator.SyncChanges]: how the directory
+	// was read, and why not incrementally when it was not.
+	ChangeSync *ChangeSync `json:"change_sync,omitempty"`
 }
 
 // String returns the report as WriteText writes it.
@@ -204,6 +207,9 @@ func (r *SyncReport) WriteText(w io.Writer) error {
 	r.writeSummary(&b)
 	membership := func(m Membership) string { return m.Username + " in " + m.GroupDN }
 	groupDN := func(g Group) string { return g.DN }
+	if cs := r.ChangeSync; cs != nil {
+		cs.writeText(&b)
+	}
 	writeList(&b, "users removed", r.UsersRemoved)
 	writeList(&b, "users updated", r.UsersUpdated)
 	writeList(&b, "users created", r.UsersCreated)

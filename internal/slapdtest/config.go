@@ -20,6 +20,7 @@ type confData struct {
 	// SessionLog is its syncprov-sessionlog size.
 	SyncProv   bool
 	SessionLog int
+	ReloadHint bool
 }
 
 // slapdConf is the slapd.conf of every test server. It is the classic
@@ -109,6 +110,7 @@ access to *
 {{if .SyncProv}}overlay syncprov
 syncprov-checkpoint 1 1
 {{if .SessionLog}}syncprov-sessionlog {{.SessionLog}}
+{{end}}{{if .ReloadHint}}syncprov-reloadhint TRUE
 {{end}}{{end}}overlay memberof
 memberof-group-oc groupOfNames
 memberof-member-ad member

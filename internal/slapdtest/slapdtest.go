@@ -162,6 +162,12 @@ type Options struct {
 	// Zero, or a cookie older than the log, gives a present phase instead
 	// (the entryUUIDs of every unchanged entry).
 	SessionLog int
+	// ReloadHint (syncprov-reloadhint, with SyncProv) makes syncprov
+	// honour the sync request's reloadHint: a cookie that neither the
+	// session log nor the database can serve (the entry of its CSN has
+	// changed since) is then refused with e-syncRefreshRequired rather
+	// than served with a present phase.
+	ReloadHint bool
 
 	// LogLevel is slapd's debug level (-d), e.g. "stats" (connections and
 	// operations, the default), "stats,acl" or "0". The output is kept in
@@ -401,7 +407,7 @@ func (s *Server) writeFiles(bins openLDAP, opts Options) error {
 	err = writeConf(s.confPath, confData{
 		Dir: s.Dir, ModulePath: bins.modulePath, SchemaDir: bins.schemaDir,
 		CAFile: caFile, CertFile: certFile, KeyFile: keyFile, ACL: opts.ACL,
-		SyncProv: opts.SyncProv, SessionLog: opts.SessionLog,
+		SyncProv: opts.SyncProv, SessionLog: opts.SessionLog, ReloadHint: opts.ReloadHint,
 	})
 	if err != nil {
 		return fmt.Errorf("slapdtest: writing slapd.conf: %w", err)

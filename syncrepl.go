@@ -1,0 +1,702 @@
+package ldapauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// SyncStateStore is an optional interface of a [UserStore]: a store that
+// implements it keeps the state of [Authenticator.SyncChanges] between runs
+// (the directory's cookie and the entryUUIDs of the entries it returned),
+// so that each run reads only what changed since the last one, a restarted
+// job included. The state is opaque bytes, written whole after the changes
+// of a run are applied; a store keeps the last one saved.
+type SyncStateStore interface {
+	// LoadSyncState returns the state last saved, or nil when there is
+	// none.
+	LoadSyncState(ctx context.Context) ([]byte, error)
+	// SaveSyncState replaces the state.
+	SaveSyncState(ctx context.Context, state []byte) error
+}
+
+// The modes of a change-driven run ([ChangeSync.Mode]).
+const (
+	// ChangeSyncIncremental: the directory returned only what changed
+	// since the stored cookie.
+	ChangeSyncIncremental = "incremental"
+	// ChangeSyncFullRefresh: a content synchronisation without a cookie,
+	// which returns every entry (and the cookie for the next run).
+	ChangeSyncFullRefresh = "full refresh"
+	// ChangeSyncFull: the paged full sync of [Authenticator.Sync]; no
+	// cookie is kept.
+	ChangeSyncFull = "full sync"
+)
+
+// ChangeSync is what a run of [Authenticator.SyncChanges] did, in its
+// [SyncReport].
+type ChangeSync struct {
+	// Mode is ChangeSyncIncremental, ChangeSyncFullRefresh or
+	// ChangeSyncFull.
+	Mode string `json:"mode"`
+	// Fallback says why the run read the whole directory rather than the
+	// changes; empty for an incremental run.
+	Fallback string `json:"fallback,omitempty"`
+	// Changed counts the entries the directory returned as added or
+	// modified (every entry in a full refresh).
+	Changed int `json:"changed"`
+	// Deleted counts the entries known from the last run that the
+	// directory reported deleted or no longer matching the search.
+	Deleted int `json:"deleted"`
+	// Phase is how deletions were learnt: "delete" (the server listed the
+	// deleted entries' entryUUIDs) or "present" (it listed the unchanged
+	// ones; the others are gone). Empty in a full sync.
+	Phase string `json:"phase,omitempty"`
+	// StateSaved is set when the new cookie and state were written to the
+	// store (never in a dry run or a refused run).
+	StateSaved bool `json:"state_saved"`
+}
+
+// changeState is the state SyncChanges keeps through a SyncStateStore.
+type changeState struct {
+	Version int `json:"v"`
+	// Fingerprint is of the settings that decide what the search returns:
+	// a cookie is only good for the same search.
+	Fingerprint string `json:"fingerprint"`
+	Cookie      []byte `json:"cookie"`
+	// Entries are the entries the search returned, by entryUUID: a
+	// deletion carries only the entryUUID, and an unchanged entry is not
+	// sent at all.
+	Entries map[string]changeEntry `json:"entries"`
+	// Groups are the synced groups and the login group, by DNKey: their
+	// entryCSN and members when last read. The memberof overlay's writes
+	// to a user's memberOf change no entryCSN, so a join or a leave shows
+	// only on the group's entry.
+	Groups map[string]changeGroup `json:"groups"`
+}
+
+// changeGroup is what the state keeps of a group: its entryCSN and its
+// members (DNKey of member and uniqueMember values, "uid:" and the folded
+// name for memberUid values).
+type changeGroup struct {
+	CSN     string   `json:"csn"`
+	Members []string `json:"members,omitempty"`
+}
+
+// changeEntry is what the state keeps of one entry: its DN and the values
+// of its username attribute (none, one, or several, which the sync treats
+// as a full sync treats them).
+type changeEntry struct {
+	DN    string   `json:"dn"`
+	Names []string `json:"names,omitempty"`
+}
+
+const changeStateVersion = 1
+
+// ErrRefreshRequired is the directory refusing a sync cookie
+// (e-syncRefreshRequired, or an answer that says the same);
+// [Authenticator.SyncChanges] then reads the whole directory once.
+var ErrRefreshRequired = errors.New("ldapauth: the directory refused the sync cookie")
+
+// ErrNoContentSync is a directory that does not offer RFC 4533 content
+// synchronisation (OpenLDAP without the syncprov overlay);
+// [Authenticator.SyncChanges] then runs the full sync.
+var ErrNoContentSync = errors.New("ldapauth: the directory does not offer content synchronisation (RFC 4533; OpenLDAP's syncprov overlay)")
+
+// SyncChanges is the change-driven sync: the sync of [Authenticator.Sync],
+// with the same rules, the same removal guard and the same report, that
+// reads only what changed in the directory since its last run. It uses RFC
+// 4533 content synchronisation (refreshOnly) with the cookie kept in the
+// store, which must implement [SyncStateStore]:
+//
+//   - The directory returns the entries the login search matches that were
+//     added or modified since the cookie, and either the entryUUIDs of the
+//     entries deleted or no longer matching (a delete phase) or those of
+//     every unchanged entry (a present phase). The state maps each
+//     entryUUID to the entry's DN and username, so a deletion removes the
+//     stored user whose entry it was.
+//   - Every entry known and unchanged counts as read, unchanged: the plan
+//     is the one a full sync would make, from the changed entries alone.
+//     Synced groups are read as a full sync reads them.
+//   - Nothing is written until the whole refresh is read; a removal guard
+//     refusal or a dry run writes nothing, the cookie included, so the
+//     next run reads the same changes again. The cookie and state are
+//     saved once the plan is applied.
+//
+// Fallbacks, each named in [SyncReport].ChangeSync.Fallback: with no state
+// yet, a state for other search settings, or a cookie the directory
+// refuses ([ErrRefreshRequired]), the run is a full refresh (every entry,
+// as a full sync, and a new cookie). A directory without content
+// synchronisation ([ErrNoContentSync]) or a store without
+// [SyncStateStore] gets the full sync of [Authenticator.Sync], every time.
+//
+// Limits: memberships are learnt from the users' memberOf values; a
+// membership change that changes no user entry (groups without a memberOf
+// overlay) is seen by the next full sync, not by SyncChanges.
+func (a *Authenticator) SyncChanges(ctx context.Context, opts SyncOptions) (*SyncReport, error) {
+	if err := a.cfg.ValidateSync(); err != nil {
+		return nil, err
+	}
+	if a.cfg.Store == nil {
+		return nil, configErr("the sync writes into Config.Store, which is nil", EnvSyncRelations)
+	}
+	states, ok := a.cfg.Store.(SyncStateStore)
+	if !ok {
+		return a.fullSync(ctx, opts, "the store keeps no sync state (it does not implement SyncStateStore)")
+	}
+	raw, err := states.LoadSyncState(ctx)
+	if err != nil {
+		return nil, &SyncAbortError{Phase: SyncReadStore, Err: orCtxError(ctx, &StoreError{Op: "load sync state", Err: err})}
+	}
+	fp := a.changeFingerprint()
+	var st *changeState
+	fallback := ""
+	switch {
+	case len(raw) == 0:
+		fallback = "no sync state yet: the first run reads every entry"
+	default:
+		st = &changeState{}
+		switch err := json.Unmarshal(raw, st); {
+		case err != nil || st.Version != changeStateVersion:
+			st, fallback = nil, "the stored sync state is not one this version reads: every entry is read again"
+		case st.Fingerprint != fp:
+			st, fallback = nil, "the search settings changed since the stored cookie: every entry is read again"
+		case len(st.Cookie) == 0:
+			st, fallback = nil, "the stored sync state has no cookie: every entry is read again"
+		}
+	}
+	rep, err := a.changeRun(ctx, opts, states, st, fp)
+	if st != nil && errors.Is(err, ErrRefreshRequired) {
+		fallback = "the directory refused the stored cookie (" + strings.TrimPrefix(err.Error(), "ldapauth: ") + "): every entry is read again"
+		rep, err = a.changeRun(ctx, opts, states, nil, fp)
+	}
+	if errors.Is(err, ErrNoContentSync) {
+		return a.fullSync(ctx, opts, strings.TrimPrefix(err.Error(), "ldapauth: ")+": the full sync runs instead, and keeps no cookie")
+	}
+	if rep != nil && rep.ChangeSync != nil {
+		rep.ChangeSync.Fallback = fallback
+	}
+	return rep, err
+}
+
+// fullSync runs Sync for SyncChanges, saying why in the report.
+func (a *Authenticator) fullSync(ctx context.Context, opts SyncOptions, why string) (*SyncReport, error) {
+	a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: change-driven sync falls back to the full sync", slog.String("reason", why))
+	rep, err := a.Sync(ctx, opts)
+	if rep != nil {
+		rep.ChangeSync = &ChangeSync{Mode: ChangeSyncFull, Fallback: why}
+	}
+	return rep, err
+}
+
+// changeFingerprint identifies the search whose cookie the state holds.
+func (a *Authenticator) changeFingerprint() string {
+	h := sha256.New()
+	attrs := a.syncAttrs
+	if !a.cfg.usesGroupSyncer() {
+		attrs = a.attrs
+	}
+	filter, _ := userFilter(&a.cfg, a.cfg.SearchFilters, map[string]string{})
+	for _, s := range append([]string{a.cfg.SearchBase, filter, a.cfg.usernameAttribute()}, attrs...) {
+		h.Write([]byte(strings.ToLower(s)))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// changeRun is one run of SyncChanges: with st, a refresh from its cookie;
+// without, a refresh from nothing (every entry).
+func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states SyncStateStore, st *changeState, fp string) (*SyncReport, error) {
+	r := a.newSyncRun(opts)
+	cr := &changeRead{r: r, old: st, info: &ChangeSync{Mode: ChangeSyncFullRefresh}}
+	if st != nil {
+		cr.info.Mode = ChangeSyncIncremental
+	}
+	r.report.ChangeSync = cr.info
+	if err := r.loadStore(ctx); err != nil {
+		return nil, err
+	}
+	if err := cr.read(ctx); err != nil {
+		return nil, err
+	}
+	r.plan()
+	rep := r.report
+	if err := r.guard(); err != nil {
+		return rep, err
+	}
+	if opts.DryRun {
+		r.progress(SyncDone)
+		return rep, nil
+	}
+	if err := r.apply(ctx); err != nil {
+		return rep, err
+	}
+	rep.Applied = true
+	if err := r.relate(ctx); err != nil {
+		return rep, err
+	}
+	next, err := json.Marshal(&changeState{Version: changeStateVersion, Fingerprint: fp, Cookie: cr.cookie, Entries: cr.live, Groups: cr.groups})
+	if err == nil {
+		err = states.SaveSyncState(ctx, next)
+	}
+	if err != nil {
+		return rep, wrap(&StoreError{Op: "save sync state", Err: err}, "the changes are applied; the next run reads them again")
+	}
+	cr.info.StateSaved = true
+	r.progress(SyncDone)
+	a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "ldapauth: change-driven sync applied",
+		slog.String("mode", cr.info.Mode), slog.Int("changed", cr.info.Changed), slog.Int("deleted", cr.info.Deleted),
+		slog.Int("changes", rep.Counts.Changes()))
+	return rep, nil
+}
+
+// changeRead is the read phase of a change-driven run.
+type changeRead struct {
+	r    *syncRun
+	old  *changeState // nil: a refresh from nothing
+	info *ChangeSync
+
+	cookie  []byte
+	changed map[string]changeEntry
+	present map[string]bool
+	deleted map[string]bool
+	// refreshDeletes is the sync done control's flag: the refresh ended
+	// with a delete phase.
+	refreshDeletes bool
+	presentPhase   bool
+	live           map[string]changeEntry
+	// gone are entries known from the last run that a group change made
+	// the run re-read and the search no longer returns.
+	gone   map[string]bool
+	groups map[string]changeGroup
+	filter string
+	attrs  []string
+}
+
+// read binds, runs the refresh, completes the view of the directory with
+// the entries known and unchanged, then reads the groups as a full sync
+// does. It writes nothing.
+func (cr *changeRead) read(ctx context.Context) error {
+	r := cr.r
+	c, err := r.bind(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if err := cr.refresh(ctx, c); err != nil {
+		return err
+	}
+	if err := cr.groupChanges(ctx, c); err != nil {
+		return err
+	}
+	cr.merge()
+	r.placeUnnamed()
+	if err := r.admitMissing(ctx, c); err != nil {
+		return err
+	}
+	r.report.Pages = 1
+	r.report.DirectoryUsers = r.dirUsers
+	if err := r.readGroups(ctx, c); err != nil {
+		return err
+	}
+	r.resolvePending()
+	return r.confirmRemovals(ctx, c)
+}
+
+// refresh runs the refreshOnly search and hands each added or modified
+// entry to the full sync's entry handling.
+func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
+	r, a := cr.r, cr.r.a
+	r.progress(SyncReadUsers)
+	cfg, err := a.searchConfig(ctx, c)
+	if err != nil {
+		return r.abort(SyncReadUsers, err)
+	}
+	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
+	if err != nil {
+		return r.abort(SyncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
+	}
+	attrs := a.syncAttrs
+	if r.custom {
+		attrs = a.attrs
+	}
+	cr.filter, cr.attrs = filter, attrs
+	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		0, 0, false, filter, attrs, nil)
+	var cookie []byte
+	if cr.old != nil {
+		cookie = cr.old.Cookie
+		cr.cookie = cookie
+	}
+	cr.changed = map[string]changeEntry{}
+	cr.present = map[string]bool{}
+	cr.deleted = map[string]bool{}
+
+	// Cancelling ctx, or silence longer than the receive timeout between
+	// two messages, expires the socket: go-ldap then ends the stream.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, c.expire)
+	defer stop()
+	var idle *time.Timer
+	if c.receiveTimeout > 0 {
+		idle = time.AfterFunc(c.receiveTimeout, c.expire)
+		defer idle.Stop()
+	}
+	resp := c.l.Syncrepl(sctx, req, 256, ldap.SyncRequestModeRefreshOnly, cookie, false)
+	done := false
+	for resp.Next() {
+		if idle != nil {
+			idle.Reset(c.receiveTimeout)
+		}
+		if e := resp.Entry(); e != nil {
+			if err := cr.entry(e, resp.Controls()); err != nil {
+				c.broken = true
+				return r.abort(SyncReadUsers, err)
+			}
+			r.prog.Users++
+			if r.prog.Users%1000 == 0 {
+				r.progress(SyncReadUsers)
+			}
+			continue
+		}
+		if resp.Referral() != "" {
+			continue // not chased, as in the full sync
+		}
+		done = cr.control(resp.Controls()) || done
+	}
+	err = resp.Err()
+	switch {
+	case ctx.Err() != nil:
+		c.broken = true
+		return r.abort(SyncReadUsers, ctxError(ctx))
+	case err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultSyncRefreshRequired):
+		return fmt.Errorf("%w: e-syncRefreshRequired", ErrRefreshRequired)
+	case err != nil && cookie != nil && isCookieRefusal(err):
+		return fmt.Errorf("%w: %s", ErrRefreshRequired, ldapMessage(err))
+	case err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
+		return ErrNoContentSync
+	case err != nil:
+		c.broken = c.broken || isNetworkError(err)
+		return r.readError(ctx, classifyNetwork(err))
+	case !done:
+		c.broken = true
+		return r.abort(SyncReadUsers, errors.New("the refresh ended without its sync done control: the read is incomplete"))
+	}
+	r.prog.Pages = 1
+	r.progress(SyncReadUsers)
+	return nil
+}
+
+// isCookieRefusal reports whether a refresh with a cookie was refused for
+// its cookie: OpenLDAP answers unwillingToPerform ("consumer state is
+// newer than provider!") for a cookie ahead of the directory (restored from
+// a backup), and a malformed cookie may be a protocol error. Either way,
+// the run without the cookie, which follows, reads every entry; if that
+// fails too, its error is the run's.
+func isCookieRefusal(err error) bool {
+	return ldap.IsErrorWithCode(err, ldap.LDAPResultUnwillingToPerform) || ldap.IsErrorWithCode(err, ldap.LDAPResultProtocolError)
+}
+
+// ldapMessage is the server's diagnostic message, or err's text.
+func ldapMessage(err error) string {
+	var le *ldap.Error
+	if errors.As(err, &le) && le.Err != nil {
+		return fmt.Sprintf("%s: %s", ldap.LDAPResultCodeMap[le.ResultCode], le.Err)
+	}
+	return unprefixed(err)
+}
+
+// entry handles one entry of the refresh, by its sync state control.
+func (cr *changeRead) entry(e *ldap.Entry, controls []ldap.Control) error {
+	state, ok := ldap.FindControl(controls, ldap.ControlTypeSyncState).(*ldap.ControlSyncState)
+	if !ok {
+		return fmt.Errorf("the entry %q came without a sync state control", e.DN)
+	}
+	if len(state.Cookie) > 0 {
+		cr.cookie = state.Cookie
+	}
+	id := state.EntryUUID.String()
+	switch state.State {
+	case ldap.SyncStatePresent:
+		cr.present[id] = true
+	case ldap.SyncStateDelete:
+		cr.deleted[id] = true
+	case ldap.SyncStateAdd, ldap.SyncStateModify:
+		var names []string
+		for _, v := range e.GetEqualFoldAttributeValues(cr.r.a.cfg.usernameAttribute()) {
+			if v != "" {
+				names = append(names, v)
+			}
+		}
+		cr.changed[id] = changeEntry{DN: e.DN, Names: names}
+		delete(cr.deleted, id)
+		cr.r.entry(e)
+	default:
+		return fmt.Errorf("the entry %q came with an unknown sync state %d", e.DN, state.State)
+	}
+	return nil
+}
+
+// control takes the cookie and the phases from the intermediate messages
+// and the sync done control, and reports whether it was the latter.
+func (cr *changeRead) control(controls []ldap.Control) (done bool) {
+	for _, ctrl := range controls {
+		switch ctrl := ctrl.(type) {
+		case *ldap.ControlSyncDone:
+			if len(ctrl.Cookie) > 0 {
+				cr.cookie = ctrl.Cookie
+			}
+			cr.refreshDeletes = ctrl.RefreshDeletes
+			done = true
+		case *ldap.ControlSyncInfo:
+			switch {
+			case ctrl.NewCookie != nil:
+				cr.setCookie(ctrl.NewCookie.Cookie)
+			case ctrl.RefreshDelete != nil:
+				cr.setCookie(ctrl.RefreshDelete.Cookie)
+			case ctrl.RefreshPresent != nil:
+				cr.setCookie(ctrl.RefreshPresent.Cookie)
+				cr.presentPhase = true
+			case ctrl.SyncIdSet != nil:
+				cr.setCookie(ctrl.SyncIdSet.Cookie)
+				for _, id := range ctrl.SyncIdSet.SyncUUIDs {
+					if ctrl.SyncIdSet.RefreshDeletes {
+						cr.deleted[id.String()] = true
+					} else {
+						cr.present[id.String()] = true
+					}
+				}
+			}
+		}
+	}
+	return done
+}
+
+func (cr *changeRead) setCookie(c []byte) {
+	if len(c) > 0 {
+		cr.cookie = c
+	}
+}
+
+// merge makes the directory's view after the refresh: the entries changed,
+// and those known from the last run that are unchanged (present, in a
+// present phase; not deleted, in a delete phase). Each unchanged entry is
+// counted as read, as a full sync would have read it.
+func (cr *changeRead) merge() {
+	r := cr.r
+	cr.live = make(map[string]changeEntry, len(cr.changed))
+	if cr.old != nil {
+		present := cr.presentPhase || len(cr.present) > 0 || !cr.refreshDeletes
+		cr.info.Phase = "delete"
+		if present {
+			cr.info.Phase = "present"
+		}
+		for id, e := range cr.old.Entries {
+			_, changed := cr.changed[id]
+			switch {
+			case changed:
+			case cr.gone[id], present && !cr.present[id], !present && cr.deleted[id]:
+				cr.info.Deleted++
+			default:
+				cr.live[id] = e
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(cr.live)) {
+			e := cr.live[id]
+			switch len(e.Names) {
+			case 0:
+				r.unnamed = append(r.unnamed, e.DN)
+			case 1:
+				r.markPresent(&ldap.Entry{DN: e.DN}, e.Names[0])
+			default:
+				r.multiValued(e.DN, e.Names)
+			}
+		}
+	}
+	maps.Copy(cr.live, cr.changed)
+	cr.info.Changed = len(cr.changed)
+}
+
+// writeText writes the change-driven run's line of the text report.
+func (cs *ChangeSync) writeText(b *strings.Builder) {
+	fmt.Fprintf(b, "change-driven sync (%s): %d entries changed, %d deleted", cs.Mode, cs.Changed, cs.Deleted)
+	if cs.Phase != "" {
+		fmt.Fprintf(b, " (%s phase)", cs.Phase)
+	}
+	if !cs.StateSaved {
+		b.WriteString(", cookie not saved")
+	}
+	b.WriteString("\n")
+	if cs.Fallback != "" {
+		fmt.Fprintf(b, "  read in full: %s\n", cs.Fallback)
+	}
+}
+
+// groupChanges reads the synced groups and the login group, and re-reads,
+// with the login search's filter, the users who joined or left a group
+// whose entry changed since the last run: the memberof overlay's writes to
+// memberOf change no entryCSN, so the refresh does not return them. A
+// re-read user is handled as a changed entry; one the search no longer
+// returns (it left the login group) as a deleted one. One base search per
+// group (two when it changed), one per user who joined or left.
+func (cr *changeRead) groupChanges(ctx context.Context, c *conn) error {
+	r := cr.r
+	cr.groups = map[string]changeGroup{}
+	cr.gone = map[string]bool{}
+	refs := make([]groupRef, 0, len(r.groups)+1)
+	for _, g := range r.groups {
+		refs = append(refs, g.ref)
+	}
+	if lg := r.a.loginGroup; lg.dn != "" && !slices.ContainsFunc(refs, func(g groupRef) bool { return g.key == lg.key }) {
+		refs = append(refs, lg)
+	}
+	affected := map[string]bool{}
+	for _, g := range refs {
+		var old changeGroup
+		known := false
+		if cr.old != nil {
+			old, known = cr.old.Groups[g.key]
+		}
+		csn, _, err := cr.readGroup(ctx, c, g.dn, false)
+		if err != nil {
+			return err
+		}
+		if known && csn == old.CSN && csn != "" {
+			cr.groups[g.key] = old
+			continue
+		}
+		csn, members, err := cr.readGroup(ctx, c, g.dn, true)
+		if err != nil {
+			return err
+		}
+		cr.groups[g.key] = changeGroup{CSN: csn, Members: members}
+		if cr.old == nil {
+			continue // a full refresh reads every user anyway
+		}
+		was := map[string]bool{}
+		for _, m := range old.Members {
+			was[m] = true
+		}
+		for _, m := range members {
+			if !was[m] {
+				affected[m] = true
+			}
+			delete(was, m)
+		}
+		for m := range was {
+			affected[m] = true
+		}
+	}
+	if len(affected) == 0 {
+		return nil
+	}
+	return cr.reread(ctx, c, affected)
+}
+
+// readGroup reads the group's entryCSN and, with members, its members. A
+// group that is gone, or hidden, has no members and no CSN; whether it is
+// gone is the full sync's readGroups' to prove.
+func (cr *changeRead) readGroup(ctx context.Context, c *conn, dn string, members bool) (string, []string, error) {
+	attrs := []string{"entryCSN"}
+	if members {
+		attrs = append(attrs, "member", "uniqueMember", "memberUid")
+	}
+	res, err := c.Search(ctx, ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", attrs, nil))
+	switch {
+	case err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
+		return "", nil, nil
+	case err != nil:
+		return "", nil, cr.r.abort(SyncReadGroups, orCtxError(ctx, classifyNetwork(err)))
+	case len(res.Entries) == 0:
+		return "", nil, nil
+	}
+	e := res.Entries[0]
+	var out []string
+	for _, attr := range e.Attributes {
+		switch {
+		case strings.EqualFold(attr.Name, "member"), strings.EqualFold(attr.Name, "uniqueMember"):
+			for _, v := range attr.Values {
+				out = append(out, DNKey(v))
+			}
+		case strings.EqualFold(attr.Name, "memberUid"):
+			for _, v := range attr.Values {
+				out = append(out, "uid:"+normUser(v))
+			}
+		}
+	}
+	slices.Sort(out)
+	return e.GetAttributeValue("entryCSN"), slices.Compact(out), nil
+}
+
+// reread reads again, by DN with the login search's filter, the users who
+// joined or left a changed group, unless the refresh returned them.
+func (cr *changeRead) reread(ctx context.Context, c *conn, affected map[string]bool) error {
+	r := cr.r
+	byDN := map[string]string{}   // DNKey -> entryUUID, of the entries known
+	byName := map[string]string{} // normUser -> DNKey
+	for id, e := range cr.old.Entries {
+		byDN[DNKey(e.DN)] = id
+		for _, n := range e.Names {
+			byName[normUser(n)] = DNKey(e.DN)
+		}
+	}
+	for id, e := range cr.changed {
+		byDN[DNKey(e.DN)] = id
+		for _, n := range e.Names {
+			byName[normUser(n)] = DNKey(e.DN)
+		}
+	}
+	attrs := append(slices.Clone(cr.attrs), "entryUUID")
+	for _, m := range slices.Sorted(maps.Keys(affected)) {
+		dn, ok := strings.CutPrefix(m, "uid:")
+		if ok {
+			if dn = byName[dn]; dn == "" {
+				continue // a name no entry known has: nothing to re-read
+			}
+		}
+		if id := byDN[dn]; id != "" {
+			if _, changed := cr.changed[id]; changed {
+				continue
+			}
+		}
+		res, err := c.Search(ctx, ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, cr.filter, attrs, nil))
+		if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+			return r.abort(SyncReadUsers, orCtxError(ctx, classifyNetwork(err)))
+		}
+		if err != nil || len(res.Entries) == 0 {
+			if id := byDN[dn]; id != "" {
+				cr.gone[id] = true
+			}
+			continue
+		}
+		e := res.Entries[0]
+		id := e.GetAttributeValue("entryUUID")
+		if id == "" {
+			return r.abort(SyncReadUsers, fmt.Errorf("the entry %q came without entryUUID: the sync account must read it", e.DN))
+		}
+		if old := byDN[DNKey(e.DN)]; old != "" && old != id {
+			cr.gone[old] = true
+		}
+		var names []string
+		for _, v := range e.GetEqualFoldAttributeValues(r.a.cfg.usernameAttribute()) {
+			if v != "" {
+				names = append(names, v)
+			}
+		}
+		cr.changed[id] = changeEntry{DN: e.DN, Names: names}
+		r.entry(e)
+		r.prog.Users++
+	}
+	return nil
+}

@@ -1,0 +1,315 @@
+package ldapauth_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/go-ldap/ldap/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/go-ldapauth/ldapauth"
+	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+)
+
+// Change-driven sync (SyncChanges) against real OpenLDAP with the syncprov
+// overlay: what each kind of directory change does to the store, and the
+// fallbacks.
+
+func syncChanges(t *testing.T, a *ldapauth.Authenticator, opts ldapauth.SyncOptions) *ldapauth.SyncReport {
+	t.Helper()
+	rep, err := a.SyncChanges(context.Background(), opts)
+	require.NoError(t, err)
+	require.NotNil(t, rep)
+	require.NotNil(t, rep.ChangeSync)
+	require.True(t, rep.Applied)
+	return rep
+}
+
+func members(t *testing.T, store *ldapauth.MemStore, group string) []string {
+	t.Helper()
+	m, _ := store.Members(slapdtest.GroupDN(group))
+	return m
+}
+
+func TestSyncChangesOpenLDAP(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		sessionLog int
+		phase      string // how the deletion is learnt
+	}{
+		{"present phase", 0, "present"},
+		{"delete phase", 100, "delete"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, SessionLog: tc.sessionLog})
+			store := ldapauth.NewMemStore()
+			a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, nil), store)
+			opts := ldapauth.SyncOptions{CreateUsers: true}
+
+			rep := syncChanges(t, a, opts)
+			assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+			assert.Contains(t, rep.ChangeSync.Fallback, "no sync state yet")
+			assert.True(t, rep.ChangeSync.StateSaved)
+			require.Len(t, snapshot(t, store).Users, 7)
+			assert.Equal(t, []string{"alice", "bob"}, members(t, store, "readers"))
+
+			t.Run("nothing changed", func(t *testing.T) {
+				before := snapshot(t, store)
+				rep := syncChanges(t, a, opts)
+				assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+				assert.Empty(t, rep.ChangeSync.Fallback)
+				assert.Zero(t, rep.ChangeSync.Changed)
+				assert.Zero(t, rep.ChangeSync.Deleted)
+				assert.Zero(t, rep.Counts.Changes())
+				assert.Equal(t, 7, rep.DirectoryUsers)
+				assert.Equal(t, before, snapshot(t, store))
+			})
+			t.Run("create", func(t *testing.T) {
+				srv.AddUser(t, "frank", "frank-password", "readers")
+				rep := syncChanges(t, a, opts)
+				assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+				assert.Equal(t, 1, rep.ChangeSync.Changed, "only the new entry is read")
+				assert.Equal(t, []string{"frank"}, rep.UsersCreated)
+				assert.Empty(t, rep.UsersRemoved)
+				require.NotNil(t, store.User("frank"))
+				assert.Equal(t, []string{"alice", "bob", "frank"}, members(t, store, "readers"))
+			})
+			t.Run("modify", func(t *testing.T) {
+				mod := ldap.NewModifyRequest(slapdtest.UserDN("alice"), nil)
+				mod.Replace("mail", []string{"alice@elsewhere.example"})
+				require.NoError(t, srv.Admin(t).Modify(mod))
+				rep := syncChanges(t, a, opts)
+				assert.Equal(t, 1, rep.ChangeSync.Changed)
+				assert.Equal(t, []string{"alice"}, rep.UsersUpdated)
+				assert.Equal(t, "alice@elsewhere.example", store.User("alice").Fields["email"])
+				assert.Len(t, snapshot(t, store).Users, 8)
+			})
+			t.Run("modrdn", func(t *testing.T) {
+				require.NoError(t, srv.Admin(t).ModifyDN(ldap.NewModifyDNRequest(slapdtest.UserDN("bob"), "uid=bobby", true, "")))
+				rep := syncChanges(t, a, opts)
+				// The username is the RDN: the full sync's rule, bob is
+				// gone and bobby is new.
+				assert.Equal(t, []string{"bob"}, rep.UsersRemoved)
+				assert.Equal(t, []string{"bobby"}, rep.UsersCreated)
+				assert.Nil(t, store.User("bob"))
+				require.NotNil(t, store.User("bobby"))
+				assert.Equal(t, slapdtest.UserDN("bobby"), store.User("bobby").DN)
+				assert.Contains(t, members(t, store, "marvel"), "bobby")
+			})
+			t.Run("delete", func(t *testing.T) {
+				srv.DeleteUser(t, "carol")
+				rep := syncChanges(t, a, opts)
+				assert.Equal(t, tc.phase, rep.ChangeSync.Phase)
+				assert.Equal(t, 1, rep.ChangeSync.Deleted)
+				assert.Equal(t, []string{"carol"}, rep.UsersRemoved)
+				assert.Nil(t, store.User("carol"))
+				assert.NotContains(t, members(t, store, "marvel"), "carol")
+			})
+			t.Run("group join and leave", func(t *testing.T) {
+				// The memberof overlay's memberOf writes change no
+				// entryCSN: only the groups' entries show the change.
+				srv.AddMember(t, "marvel", slapdtest.UserDN("alice"))
+				srv.RemoveMember(t, "readers", slapdtest.UserDN("alice"))
+				rep := syncChanges(t, a, opts)
+				assert.Equal(t, []ldapauth.Membership{{GroupDN: slapdtest.GroupDN("marvel"), Username: "alice"}}, rep.MembershipsAdded)
+				assert.Equal(t, []ldapauth.Membership{{GroupDN: slapdtest.GroupDN("readers"), Username: "alice"}}, rep.MembershipsRemoved)
+				assert.Contains(t, members(t, store, "marvel"), "alice")
+				assert.NotContains(t, members(t, store, "readers"), "alice")
+			})
+			t.Run("same as a full sync", func(t *testing.T) {
+				rep := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, DryRun: true})
+				assert.Zero(t, rep.Counts.Changes(), "the full sync finds nothing the change-driven runs missed:\n%s", rep)
+			})
+		})
+	}
+}
+
+func TestSyncChangesOpenLDAPLoginGroup(t *testing.T) {
+	srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, SessionLog: 100})
+	store := ldapauth.NewMemStore()
+	a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, map[string]string{
+		"LDAP_LOGIN_GROUP":                slapdtest.GroupDN("ldapusers"),
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter"}), store)
+	opts := ldapauth.SyncOptions{CreateUsers: true}
+	syncChanges(t, a, opts)
+	require.NotNil(t, store.User("carol"))
+	require.Nil(t, store.User("bob"), "bob is not in the login group")
+
+	srv.RemoveMember(t, "ldapusers", slapdtest.UserDN("carol"))
+	srv.AddMember(t, "ldapusers", slapdtest.UserDN("bob"))
+	rep := syncChanges(t, a, opts)
+	assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+	assert.Equal(t, []string{"carol"}, rep.UsersRemoved, "a user leaving the login group is removed")
+	assert.Equal(t, []string{"bob"}, rep.UsersCreated, "a user joining it is created, as the full sync would")
+	assert.Nil(t, store.User("carol"))
+	assert.Contains(t, members(t, store, "marvel"), "bob")
+
+	full := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, DryRun: true})
+	assert.Zero(t, full.Counts.Changes(), "%s", full)
+}
+
+func TestSyncChangesOpenLDAPRemovalGuard(t *testing.T) {
+	srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, SessionLog: 100, GeneratedUsers: 40})
+	store := ldapauth.NewMemStore()
+	a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, nil), store)
+	syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
+	for i := 1; i <= 20; i++ {
+		srv.DeleteUser(t, slapdtest.GeneratedUID(i))
+	}
+	before := snapshot(t, store)
+	state, err := store.LoadSyncState(context.Background())
+	require.NoError(t, err)
+	for range 2 { // refused again: the cookie did not move on
+		rep, err := a.SyncChanges(context.Background(), ldapauth.SyncOptions{CreateUsers: true})
+		var guard *ldapauth.RemovalGuardError
+		require.ErrorAs(t, err, &guard)
+		assert.Equal(t, 20, guard.Users.Remove)
+		require.NotNil(t, rep)
+		assert.False(t, rep.Applied)
+		assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+		assert.False(t, rep.ChangeSync.StateSaved)
+		assert.Equal(t, before, snapshot(t, store), "nothing written")
+		after, err := store.LoadSyncState(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, state, after, "the cookie is not saved")
+	}
+	rep := syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true, Force: true})
+	assert.Len(t, rep.UsersRemoved, 20)
+	assert.Len(t, snapshot(t, store).Users, 27)
+}
+
+// cookieState replaces the cookie of the stored state.
+func cookieState(t *testing.T, store *ldapauth.MemStore, cookie string) {
+	t.Helper()
+	raw, err := store.LoadSyncState(context.Background())
+	require.NoError(t, err)
+	var st map[string]any
+	require.NoError(t, json.Unmarshal(raw, &st))
+	st["cookie"] = []byte(cookie)
+	raw, err = json.Marshal(st)
+	require.NoError(t, err)
+	require.NoError(t, store.SaveSyncState(context.Background(), raw))
+}
+
+func TestSyncChangesOpenLDAPCookieRefused(t *testing.T) {
+	t.Run("expired: e-syncRefreshRequired", func(t *testing.T) {
+		// The reload hint honoured: a cookie older than the session log
+		// and than every entry (as after the directory was reloaded, or
+		// a job idle for long) is stale.
+		srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, SessionLog: 2, ReloadHint: true, GeneratedUsers: 100})
+		store := ldapauth.NewMemStore()
+		a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, nil), store)
+		syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
+		cookieState(t, store, "rid=000,csn=20000101000000.000000Z#000000#000#000000")
+		for i := 1; i <= 5; i++ {
+			srv.DeleteUser(t, slapdtest.GeneratedUID(i))
+		}
+		rep := syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
+		assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+		assert.Contains(t, rep.ChangeSync.Fallback, "e-syncRefreshRequired")
+		assert.Len(t, rep.UsersRemoved, 5)
+		assert.Contains(t, rep.String(), "read in full: the directory refused the stored cookie")
+		// And the new cookie works.
+		srv.DeleteUser(t, slapdtest.GeneratedUID(6))
+		rep = syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
+		assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+		assert.Equal(t, []string{slapdtest.GeneratedUID(6)}, rep.UsersRemoved)
+	})
+	t.Run("ahead of the directory", func(t *testing.T) {
+		// As after a restore from an older backup.
+		srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, SessionLog: 100})
+		store := ldapauth.NewMemStore()
+		a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, nil), store)
+		syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
+		cookieState(t, store, "rid=000,csn=20990101000000.000000Z#000000#000#000000")
+		srv.DeleteUser(t, "carol")
+		rep := syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
+		assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+		assert.Contains(t, rep.ChangeSync.Fallback, "consumer state is newer than provider")
+		assert.Equal(t, []string{"carol"}, rep.UsersRemoved)
+		assert.Nil(t, store.User("carol"))
+	})
+	t.Run("other search settings", func(t *testing.T) {
+		srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, SessionLog: 100})
+		store := ldapauth.NewMemStore()
+		a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, nil), store)
+		syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
+		b := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, map[string]string{
+			"LDAP_LOGIN_GROUP":                slapdtest.GroupDN("ldapusers"),
+			"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter"}), store)
+		rep := syncChanges(t, b, ldapauth.SyncOptions{CreateUsers: true, Force: true})
+		assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+		assert.Contains(t, rep.ChangeSync.Fallback, "search settings changed")
+		assert.ElementsMatch(t, []string{"bob", "dave", "erin"}, rep.UsersRemoved)
+	})
+}
+
+func TestSyncChangesOpenLDAPWithoutSyncProv(t *testing.T) {
+	srv := slapdtest.Start(t)
+	store := ldapauth.NewMemStore()
+	a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, nil), store)
+	for range 2 {
+		rep := syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
+		assert.Equal(t, ldapauth.ChangeSyncFull, rep.ChangeSync.Mode)
+		assert.Contains(t, rep.ChangeSync.Fallback, "syncprov")
+		assert.False(t, rep.ChangeSync.StateSaved)
+		assert.Len(t, snapshot(t, store).Users, 7)
+	}
+	state, err := store.LoadSyncState(context.Background())
+	require.NoError(t, err)
+	assert.Nil(t, state)
+}
+
+// failingStore fails DeleteUser while fail is set, as a database going
+// away in the middle of a run would.
+type failingStore struct {
+	*ldapauth.MemStore
+	fail bool
+}
+
+func (s *failingStore) DeleteUser(ctx context.Context, name string) error {
+	if s.fail {
+		return errors.New("database gone")
+	}
+	return s.MemStore.DeleteUser(ctx, name)
+}
+
+func TestSyncChangesOpenLDAPResume(t *testing.T) {
+	srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, SessionLog: 100})
+	store := &failingStore{MemStore: ldapauth.NewMemStore()}
+	a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, nil), store)
+	syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
+
+	t.Run("directory restarted between runs", func(t *testing.T) {
+		srv.DeleteUser(t, "erin")
+		srv.Restart(t)
+		rep := syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
+		assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode, "the cookie outlives the restart")
+		assert.Equal(t, []string{"erin"}, rep.UsersRemoved)
+	})
+	t.Run("run stopped while applying", func(t *testing.T) {
+		srv.DeleteUser(t, "dave")
+		srv.AddUser(t, "frank", "frank-password", "readers")
+		store.fail = true
+		rep, err := a.SyncChanges(context.Background(), ldapauth.SyncOptions{CreateUsers: true})
+		var storeErr *ldapauth.StoreError
+		require.ErrorAs(t, err, &storeErr)
+		assert.Equal(t, "delete user", storeErr.Op)
+		require.NotNil(t, rep)
+		assert.False(t, rep.ChangeSync.StateSaved)
+		require.NotNil(t, store.User("dave"))
+		// A new job (a new Authenticator, the same store) resumes: the
+		// changes since the last saved cookie are read again.
+		store.fail = false
+		b := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, nil), store)
+		rep = syncChanges(t, b, ldapauth.SyncOptions{CreateUsers: true})
+		assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+		assert.Equal(t, []string{"dave"}, rep.UsersRemoved)
+		assert.Nil(t, store.User("dave"))
+		require.NotNil(t, store.User("frank"))
+		assert.Contains(t, members(t, store.MemStore, "readers"), "frank")
+	})
+}
