@@ -1,0 +1,195 @@
+package ldapauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// WatchOptions changes what [Authenticator.WatchChanges] does.
+type WatchOptions struct {
+	// SyncOptions are those of every run (DryRun is refused: a watcher
+	// that writes nothing would read the same changes forever).
+	SyncOptions
+	// Report, when set, is called from the watching goroutine after each
+	// run with its report and error, as [Authenticator.SyncChanges]
+	// returned them; and with a nil report and the error when the
+	// connection is lost, before the watcher reconnects. It must return
+	// quickly.
+	Report func(*SyncReport, error)
+	// RetryMin and RetryMax bound the wait before reconnecting after a
+	// lost connection: it starts at RetryMin (default 1s) and doubles up
+	// to RetryMax (default 1m), back to RetryMin once a connection holds.
+	RetryMin, RetryMax time.Duration
+}
+
+// WatchChanges keeps the store in step with the directory until ctx ends:
+// it holds RFC 4533 refreshAndPersist searches open on the users (the
+// login search, from the stored cookie) and on each synced group and the
+// login group, and each time the directory sends a change, runs
+// [Authenticator.SyncChanges], which reads what changed since the cookie
+// and applies it with the full sync's rules and removal guard. Changes
+// that arrive during a run are taken by the next one. A run's error (the
+// removal guard refusing, a store failure) is passed to opts.Report, and
+// the watcher goes on: the next change, or the next connection, runs
+// again from the same cookie.
+//
+// A lost connection (a server restart, a network fault) is reported and
+// retried with back-off, through the same servers and connection settings
+// as the sync; each new connection starts with one run, which catches up
+// with the changes made while it was down. WatchChanges returns nil when
+// ctx ends, [ErrNoContentSync] when the directory offers no content
+// synchronisation, and a configuration error when the store does not
+// implement [SyncStateStore] or the options ask for a dry run.
+func (a *Authenticator) WatchChanges(ctx context.Context, opts WatchOptions) error {
+	if err := a.cfg.ValidateSync(); err != nil {
+		return err
+	}
+	if a.cfg.Store == nil {
+		return configErr("the sync writes into Config.Store, which is nil", EnvSyncRelations)
+	}
+	if _, ok := a.cfg.Store.(SyncStateStore); !ok {
+		return configErr("WatchChanges keeps its cookie in the store: Config.Store must implement SyncStateStore", EnvSyncRelations)
+	}
+	if opts.DryRun {
+		return wrap(ErrWatchDryRun, "WatchChanges")
+	}
+	minWait, maxWait := opts.RetryMin, opts.RetryMax
+	if minWait <= 0 {
+		minWait = time.Second
+	}
+	if maxWait < minWait {
+		maxWait = max(minWait, time.Minute)
+	}
+	wait := minWait
+	for {
+		held, err := a.watchOnce(ctx, opts)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, ErrNoContentSync):
+			return err
+		}
+		if held {
+			wait = minWait
+		}
+		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: watch lost its connection, reconnecting",
+			slog.String("error", err.Error()), slog.Duration("in", wait))
+		if opts.Report != nil {
+			opts.Report(nil, err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		wait = min(2*wait, maxWait)
+	}
+}
+
+// ErrWatchDryRun is WatchChanges refusing SyncOptions.DryRun.
+var ErrWatchDryRun = errors.New("ldapauth: a watch cannot be a dry run")
+
+// watchOnce watches on one connection until it is lost or ctx ends. held
+// reports whether the searches were running (the back-off then starts
+// again from its minimum).
+func (a *Authenticator) watchOnce(ctx context.Context, opts WatchOptions) (held bool, err error) {
+	c, err := a.syncConn(ctx)
+	if err != nil {
+		return false, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer c.close()
+	defer cancel()
+
+	cfg, err := a.searchConfig(wctx, c)
+	if err != nil {
+		return false, err
+	}
+	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
+	if err != nil {
+		return false, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters))
+	}
+	var cookie []byte
+	if raw, err := a.cfg.Store.(SyncStateStore).LoadSyncState(wctx); err == nil && len(raw) > 0 {
+		var st changeState
+		if json.Unmarshal(raw, &st) == nil && st.Fingerprint == a.changeFingerprint() {
+			cookie = st.Cookie
+		}
+	}
+	// The searches only say when to run: they ask for no attribute.
+	searches := []*ldap.SearchRequest{ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false, filter, []string{"1.1"}, nil)}
+	seen := map[string]bool{}
+	for _, g := range append(slices.Clone(a.synced), a.loginGroup) {
+		if g.dn != "" && !seen[g.key] {
+			seen[g.key] = true
+			searches = append(searches, ldap.NewSearchRequest(g.dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", []string{"1.1"}, nil))
+		}
+	}
+	trigger := make(chan struct{}, 1)
+	ended := make(chan error, len(searches))
+	for i, req := range searches {
+		var ck []byte
+		if i == 0 {
+			ck = cookie
+		}
+		resp := c.l.Syncrepl(wctx, req, 64, ldap.SyncRequestModeRefreshAndPersist, ck, false)
+		wg.Go(func() {
+			for resp.Next() {
+				select {
+				case trigger <- struct{}{}:
+				default: // a run is due already
+				}
+			}
+			err := resp.Err()
+			switch {
+			case err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
+				err = ErrNoContentSync
+			case err != nil && (ldap.IsErrorWithCode(err, ldap.LDAPResultSyncRefreshRequired) || isCookieRefusal(err)):
+				// The run below reads every entry and saves a new
+				// cookie; the next connection uses it.
+				err = fmt.Errorf("%w: %s", ErrRefreshRequired, ldapMessage(err))
+			case err != nil:
+				err = wrap(classifyNetwork(err), "watch %s", req.BaseDN)
+			default:
+				err = fmt.Errorf("ldapauth: the directory ended the persistent search of %s", req.BaseDN)
+			}
+			ended <- err
+		})
+	}
+	run := func() {
+		rep, err := a.SyncChanges(wctx, opts.SyncOptions)
+		if wctx.Err() != nil {
+			return
+		}
+		if opts.Report != nil {
+			opts.Report(rep, err)
+		}
+	}
+	run() // catch up with what changed while nobody watched
+	for {
+		select {
+		case <-wctx.Done():
+			return held, ctxError(wctx)
+		case err := <-ended:
+			if errors.Is(err, ErrRefreshRequired) {
+				run()
+			}
+			return held, err
+		case <-trigger:
+			held = true
+			run()
+		}
+	}
+}
