@@ -22,6 +22,11 @@
 //	-quiet               no progress on stderr
 //	-textfile PATH.prom  also write the run's numbers as Prometheus metrics to this file, for
 //	                     node_exporter's textfile collector (replaced atomically each run)
+//	-changes             read only what changed since the last run (Authenticator.SyncChanges:
+//	                     OpenLDAP's syncprov; the cookie is kept in the database); the first
+//	                     run, and any run the directory refuses the cookie, reads everything
+//	-watch               keep running: apply each directory change as it arrives
+//	                     (Authenticator.WatchChanges), one report per run, until SIGTERM
 //
 // The report goes to stdout; progress (a bar on a terminal, plain lines
 // otherwise) and the reason for a failure go to stderr. Exit status: 0 the
@@ -74,6 +79,7 @@ type options struct {
 	dryRun, force, createUsers bool
 	json, quiet                bool
 	textfile                   string
+	changes, watch             bool
 }
 
 // parseFlags reads args and prints what is wrong with them; the error is
@@ -101,7 +107,13 @@ func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bo
 			"Exit status: 0 done, 1 failed, 2 bad flags or configuration, 3 refused by the removal guard.\n\n")
 		fs.PrintDefaults()
 	}
+	fs.BoolVar(&o.changes, "changes", false, "read only what changed since the last run (OpenLDAP syncprov; the cookie is kept in the database)")
+	fs.BoolVar(&o.watch, "watch", false, "keep running, applying each directory change as it arrives, until SIGTERM")
 	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if err := checkWatch(o); err != nil {
+		fmt.Fprintln(stderr, "syncgroups:", err)
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -155,13 +167,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	defer auth.Close()
 
 	syncOpts := ldapauth.SyncOptions{DryRun: o.dryRun, Force: o.force, CreateUsers: o.createUsers}
+	if o.watch {
+		return watch(ctx, auth, syncOpts, o, stdout, stderr)
+	}
+	syncRun := auth.Sync
+	if o.changes {
+		syncRun = auth.SyncChanges
+	}
 	var bar *progress
 	if !o.quiet {
 		bar = newProgress(stderr)
 		syncOpts.Progress = bar.update
 	}
 	start := time.Now()
-	rep, err := auth.Sync(ctx, syncOpts)
+	rep, err := syncRun(ctx, syncOpts)
 	end := time.Now()
 	if bar != nil {
 		bar.finish()
