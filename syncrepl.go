@@ -181,7 +181,7 @@ func (a *Authenticator) SyncChanges(ctx context.Context, opts SyncOptions) (*Syn
 		rep, err = a.changeRun(ctx, opts, states, nil, fp)
 	}
 	if errors.Is(err, ErrNoContentSync) {
-		return a.fullSync(ctx, opts, strings.TrimPrefix(err.Error(), "ldapauth: ")+": the full sync runs instead, and keeps no cookie")
+		return a.fullSync(ctx, opts, unprefixed(err)+": the full sync runs instead, and keeps no cookie")
 	}
 	if rep != nil && rep.ChangeSync != nil {
 		rep.ChangeSync.Fallback = fallback
@@ -362,6 +362,9 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 		if e := resp.Entry(); e != nil {
 			if err := cr.entry(e, resp.Controls()); err != nil {
 				c.broken = true
+				if errors.Is(err, ErrNoContentSync) {
+					return err
+				}
 				return r.abort(SyncReadUsers, err)
 			}
 			r.prog.Users++
@@ -421,7 +424,9 @@ func ldapMessage(err error) string {
 func (cr *changeRead) entry(e *ldap.Entry, controls []ldap.Control) error {
 	state, ok := ldap.FindControl(controls, ldap.ControlTypeSyncState).(*ldap.ControlSyncState)
 	if !ok {
-		return fmt.Errorf("the entry %q came without a sync state control", e.DN)
+		// Samba accepts the critical sync request control and answers a
+		// plain search: it offers no content synchronisation.
+		return fmt.Errorf("%w: the entry %q came without a sync state control", ErrNoContentSync, e.DN)
 	}
 	if len(state.Cookie) > 0 {
 		cr.cookie = state.Cookie

@@ -146,7 +146,12 @@ func (a *Authenticator) watchOnce(ctx context.Context, opts WatchOptions) (held 
 		}
 		resp := c.l.Syncrepl(wctx, req, 64, ldap.SyncRequestModeRefreshAndPersist, ck, false)
 		wg.Go(func() {
+			plain := false
 			for resp.Next() {
+				if resp.Entry() != nil && ldap.FindControl(resp.Controls(), ldap.ControlTypeSyncState) == nil {
+					plain = true // Samba: the control accepted, and ignored
+					break
+				}
 				select {
 				case trigger <- struct{}{}:
 				default: // a run is due already
@@ -154,6 +159,8 @@ func (a *Authenticator) watchOnce(ctx context.Context, opts WatchOptions) (held 
 			}
 			err := resp.Err()
 			switch {
+			case plain:
+				err = ErrNoContentSync
 			case err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
 				err = ErrNoContentSync
 			case err != nil && (ldap.IsErrorWithCode(err, ldap.LDAPResultSyncRefreshRequired) || isCookieRefusal(err)):
