@@ -127,7 +127,12 @@ var ErrNoContentSync = errors.New("ldapauth: the directory does not offer conten
 //     stored user whose entry it was.
 //   - Every entry known and unchanged counts as read, unchanged: the plan
 //     is the one a full sync would make, from the changed entries alone.
-//     Synced groups are read as a full sync reads them.
+//   - The memberof overlay writes memberOf without changing the user's
+//     entryCSN, so the synced groups' and the login group's entries are
+//     compared with the last run's, and the users who joined or left one
+//     are read again with the login search's filter (one who left the
+//     login group is then gone).
+//   - Synced groups are then read as a full sync reads them.
 //   - Nothing is written until the whole refresh is read; a removal guard
 //     refusal or a dry run writes nothing, the cookie included, so the
 //     next run reads the same changes again. The cookie and state are
@@ -140,9 +145,10 @@ var ErrNoContentSync = errors.New("ldapauth: the directory does not offer conten
 // synchronisation ([ErrNoContentSync]) or a store without
 // [SyncStateStore] gets the full sync of [Authenticator.Sync], every time.
 //
-// Limits: memberships are learnt from the users' memberOf values; a
-// membership change that changes no user entry (groups without a memberOf
-// overlay) is seen by the next full sync, not by SyncChanges.
+// Limits: a membership gained or lost through nesting (a group joining a
+// synced group) changes neither the user's entry nor the synced group's
+// member values, and is seen by the next full sync, not by SyncChanges.
+// A cookie the directory ignores rather than refuses is not detected.
 func (a *Authenticator) SyncChanges(ctx context.Context, opts SyncOptions) (*SyncReport, error) {
 	if err := a.cfg.ValidateSync(); err != nil {
 		return nil, err
@@ -177,7 +183,8 @@ func (a *Authenticator) SyncChanges(ctx context.Context, opts SyncOptions) (*Syn
 	}
 	rep, err := a.changeRun(ctx, opts, states, st, fp)
 	if st != nil && errors.Is(err, ErrRefreshRequired) {
-		fallback = "the directory refused the stored cookie (" + strings.TrimPrefix(err.Error(), "ldapauth: ") + "): every entry is read again"
+		why := strings.TrimPrefix(unprefixed(err), unprefixed(ErrRefreshRequired)+": ")
+		fallback = "the directory refused the stored cookie (" + why + "): every entry is read again"
 		rep, err = a.changeRun(ctx, opts, states, nil, fp)
 	}
 	if errors.Is(err, ErrNoContentSync) {
