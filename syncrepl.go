@@ -83,6 +83,9 @@ type changeState struct {
 	// to a user's memberOf change no entryCSN, so a join or a leave shows
 	// only on the group's entry.
 	Groups map[string]changeGroup `json:"groups"`
+	// MemberOf is set once an entry read had memberOf values: the
+	// directory keeps memberOf, and an entry without any is in no group.
+	MemberOf bool `json:"member_of,omitempty"`
 }
 
 // changeGroup is what the state keeps of a group: its entryCSN and its
@@ -150,6 +153,14 @@ var ErrNoContentSync = errors.New("ldapauth: the directory does not offer conten
 // member values, and is seen by the next full sync, not by SyncChanges.
 // A cookie the directory ignores rather than refuses is not detected.
 func (a *Authenticator) SyncChanges(ctx context.Context, opts SyncOptions) (*SyncReport, error) {
+	return a.syncChanges(ctx, opts, nil)
+}
+
+// syncChanges is SyncChanges, with the entryUUIDs a persistent search saw
+// deleted (WatchChanges): syncprov advances its contextCSN before it logs a
+// deletion, so a refresh run at that moment gets a cookie past the
+// deletion without it.
+func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, deleted map[string]bool) (*SyncReport, error) {
 	if err := a.cfg.ValidateSync(); err != nil {
 		return nil, err
 	}
@@ -181,11 +192,11 @@ func (a *Authenticator) SyncChanges(ctx context.Context, opts SyncOptions) (*Syn
 			st, fallback = nil, "the stored sync state has no cookie: every entry is read again"
 		}
 	}
-	rep, err := a.changeRun(ctx, opts, states, st, fp)
+	rep, err := a.changeRun(ctx, opts, states, st, fp, deleted)
 	if st != nil && errors.Is(err, ErrRefreshRequired) {
 		why := strings.TrimPrefix(unprefixed(err), unprefixed(ErrRefreshRequired)+": ")
 		fallback = "the directory refused the stored cookie (" + why + "): every entry is read again"
-		rep, err = a.changeRun(ctx, opts, states, nil, fp)
+		rep, err = a.changeRun(ctx, opts, states, nil, fp, nil)
 	}
 	if errors.Is(err, ErrNoContentSync) {
 		return a.fullSync(ctx, opts, unprefixed(err)+": the full sync runs instead, and keeps no cookie")
@@ -223,11 +234,12 @@ func (a *Authenticator) changeFingerprint() string {
 
 // changeRun is one run of SyncChanges: with st, a refresh from its cookie;
 // without, a refresh from nothing (every entry).
-func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states SyncStateStore, st *changeState, fp string) (*SyncReport, error) {
+func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states SyncStateStore, st *changeState, fp string, deleted map[string]bool) (*SyncReport, error) {
 	r := a.newSyncRun(opts)
-	cr := &changeRead{r: r, old: st, info: &ChangeSync{Mode: ChangeSyncFullRefresh}}
+	cr := &changeRead{r: r, old: st, info: &ChangeSync{Mode: ChangeSyncFullRefresh}, seenDeleted: deleted}
 	if st != nil {
 		cr.info.Mode = ChangeSyncIncremental
+		cr.sawMemberOf = st.MemberOf
 	}
 	r.report.ChangeSync = cr.info
 	if err := r.loadStore(ctx); err != nil {
@@ -252,7 +264,7 @@ func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states 
 	if err := r.relate(ctx); err != nil {
 		return rep, err
 	}
-	next, err := json.Marshal(&changeState{Version: changeStateVersion, Fingerprint: fp, Cookie: cr.cookie, Entries: cr.live, Groups: cr.groups})
+	next, err := json.Marshal(&changeState{Version: changeStateVersion, Fingerprint: fp, Cookie: cr.cookie, Entries: cr.live, Groups: cr.groups, MemberOf: cr.sawMemberOf})
 	if err == nil {
 		err = states.SaveSyncState(ctx, next)
 	}
@@ -288,6 +300,30 @@ type changeRead struct {
 	groups map[string]changeGroup
 	filter string
 	attrs  []string
+	// memberOf holds, by entryUUID, the DNKeys of the memberOf values of
+	// the entries read in this run that have memberOf.
+	memberOf    map[string]map[string]bool
+	sawMemberOf bool
+	// seenDeleted are entryUUIDs a persistent search reported deleted.
+	seenDeleted map[string]bool
+}
+
+// noteMemberOf records the entry's memberOf values, if it has any.
+func (cr *changeRead) noteMemberOf(id string, e *ldap.Entry) {
+	for _, attr := range e.Attributes {
+		if !strings.EqualFold(attr.Name, "memberOf") {
+			continue
+		}
+		if cr.memberOf == nil {
+			cr.memberOf = map[string]map[string]bool{}
+		}
+		keys := map[string]bool{}
+		for _, v := range attr.Values {
+			keys[DNKey(v)] = true
+		}
+		cr.memberOf[id] = keys
+		cr.sawMemberOf = true
+	}
 }
 
 // read binds, runs the refresh, completes the view of the directory with
@@ -305,6 +341,9 @@ func (cr *changeRead) read(ctx context.Context) error {
 	}
 	if err := cr.groupChanges(ctx, c); err != nil {
 		return err
+	}
+	for id := range cr.seenDeleted {
+		cr.gone[id] = true
 	}
 	cr.merge()
 	r.placeUnnamed()
@@ -452,6 +491,7 @@ func (cr *changeRead) entry(e *ldap.Entry, controls []ldap.Control) error {
 			}
 		}
 		cr.changed[id] = changeEntry{DN: e.DN, Names: names}
+		cr.noteMemberOf(id, e)
 		delete(cr.deleted, id)
 		cr.r.entry(e)
 	default:
@@ -573,7 +613,8 @@ func (cr *changeRead) groupChanges(ctx context.Context, c *conn) error {
 	if lg := r.a.loginGroup; lg.dn != "" && !slices.ContainsFunc(refs, func(g groupRef) bool { return g.key == lg.key }) {
 		refs = append(refs, lg)
 	}
-	affected := map[string]bool{}
+	affected := map[string][]string{} // member key -> the changed groups it joined or left
+	olds := map[string]changeGroup{}
 	for _, g := range refs {
 		var old changeGroup
 		known := false
@@ -596,24 +637,54 @@ func (cr *changeRead) groupChanges(ctx context.Context, c *conn) error {
 		if cr.old == nil {
 			continue // a full refresh reads every user anyway
 		}
+		olds[g.key] = old
 		was := map[string]bool{}
 		for _, m := range old.Members {
 			was[m] = true
 		}
 		for _, m := range members {
 			if !was[m] {
-				affected[m] = true
+				affected[m] = append(affected[m], g.key)
 			}
 			delete(was, m)
 		}
 		for m := range was {
-			affected[m] = true
+			affected[m] = append(affected[m], g.key)
 		}
 	}
 	if len(affected) == 0 {
 		return nil
 	}
-	return cr.reread(ctx, c, affected)
+	unsettled, err := cr.reread(ctx, c, affected)
+	if err != nil {
+		return err
+	}
+	// A group whose member values and its members' memberOf disagree is
+	// caught between the write to the group and the memberof overlay's
+	// write to the member: its last state is kept, so that the next run
+	// compares it again and reads those members again.
+	for key := range unsettled {
+		cr.groups[key] = olds[key]
+	}
+	return nil
+}
+
+// disagree returns the changed groups, of those member m joined or left,
+// whose member values disagree with memberOf (the DNKeys of the member
+// entry's memberOf values). Without memberOf in the directory, or for a
+// memberUid member, there is nothing to disagree with.
+func (cr *changeRead) disagree(memberOf map[string]bool, m string, groups []string) []string {
+	if !cr.sawMemberOf || strings.HasPrefix(m, "uid:") {
+		return nil
+	}
+	var out []string
+	for _, key := range groups {
+		listed := slices.Contains(cr.groups[key].Members, m)
+		if listed != memberOf[key] {
+			out = append(out, key)
+		}
+	}
+	return out
 }
 
 // readGroup reads the group's entryCSN and, with members, its members. A
@@ -653,7 +724,13 @@ func (cr *changeRead) readGroup(ctx context.Context, c *conn, dn string, members
 
 // reread reads again, by DN with the login search's filter, the users who
 // joined or left a changed group, unless the refresh returned them.
-func (cr *changeRead) reread(ctx context.Context, c *conn, affected map[string]bool) error {
+func (cr *changeRead) reread(ctx context.Context, c *conn, affected map[string][]string) (unsettled map[string]bool, err error) {
+	unsettled = map[string]bool{}
+	unsettle := func(keys []string) {
+		for _, k := range keys {
+			unsettled[k] = true
+		}
+	}
 	r := cr.r
 	byDN := map[string]string{}   // DNKey -> entryUUID, of the entries known
 	byName := map[string]string{} // normUser -> DNKey
@@ -679,23 +756,33 @@ func (cr *changeRead) reread(ctx context.Context, c *conn, affected map[string]b
 		}
 		if id := byDN[dn]; id != "" {
 			if _, changed := cr.changed[id]; changed {
+				unsettle(cr.disagree(cr.memberOf[id], m, affected[m]))
 				continue
 			}
 		}
 		res, err := c.Search(ctx, ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, cr.filter, attrs, nil))
 		if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-			return r.abort(SyncReadUsers, orCtxError(ctx, classifyNetwork(err)))
+			return nil, r.abort(SyncReadUsers, orCtxError(ctx, classifyNetwork(err)))
 		}
 		if err != nil || len(res.Entries) == 0 {
 			if id := byDN[dn]; id != "" {
 				cr.gone[id] = true
+			}
+			// Outside the login search, perhaps only until the memberof
+			// overlay writes its memberOf: read that to know.
+			memberOf, exists, err := cr.readMemberOf(ctx, c, dn)
+			if err != nil {
+				return nil, err
+			}
+			if exists {
+				unsettle(cr.disagree(memberOf, m, affected[m]))
 			}
 			continue
 		}
 		e := res.Entries[0]
 		id := e.GetAttributeValue("entryUUID")
 		if id == "" {
-			return r.abort(SyncReadUsers, fmt.Errorf("the entry %q came without entryUUID: the sync account must read it", e.DN))
+			return nil, r.abort(SyncReadUsers, fmt.Errorf("the entry %q came without entryUUID: the sync account must read it", e.DN))
 		}
 		if old := byDN[DNKey(e.DN)]; old != "" && old != id {
 			cr.gone[old] = true
@@ -707,8 +794,29 @@ func (cr *changeRead) reread(ctx context.Context, c *conn, affected map[string]b
 			}
 		}
 		cr.changed[id] = changeEntry{DN: e.DN, Names: names}
+		cr.noteMemberOf(id, e)
+		unsettle(cr.disagree(cr.memberOf[id], m, affected[m]))
 		r.entry(e)
 		r.prog.Users++
 	}
-	return nil
+	return unsettled, nil
+}
+
+// readMemberOf reads the DNKeys of the entry's memberOf values; exists is
+// false when the entry is gone or hidden.
+func (cr *changeRead) readMemberOf(ctx context.Context, c *conn, dn string) (keys map[string]bool, exists bool, err error) {
+	res, err := c.Search(ctx, ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", []string{"memberOf"}, nil))
+	switch {
+	case err != nil && !isNetworkError(err) && ctx.Err() == nil:
+		return nil, false, nil // noSuchObject, or refused: gone or hidden
+	case err != nil:
+		return nil, false, cr.r.abort(SyncReadUsers, orCtxError(ctx, classifyNetwork(err)))
+	case len(res.Entries) == 0:
+		return nil, false, nil
+	}
+	keys = map[string]bool{}
+	for _, v := range res.Entries[0].GetEqualFoldAttributeValues("memberOf") {
+		keys[DNKey(v)] = true
+	}
+	return keys, true, nil
 }

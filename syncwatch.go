@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -139,18 +140,28 @@ func (a *Authenticator) watchOnce(ctx context.Context, opts WatchOptions) (held 
 	}
 	trigger := make(chan struct{}, 1)
 	ended := make(chan error, len(searches))
+	// deleted are the entryUUIDs the users' search reported deleted, for
+	// the runs until one saves its cookie (see syncChanges).
+	var mu sync.Mutex
+	deleted := map[string]bool{}
 	for i, req := range searches {
 		var ck []byte
 		if i == 0 {
 			ck = cookie
 		}
 		resp := c.l.Syncrepl(wctx, req, 64, ldap.SyncRequestModeRefreshAndPersist, ck, false)
+		users := i == 0
 		wg.Go(func() {
 			plain := false
 			for resp.Next() {
 				if resp.Entry() != nil && ldap.FindControl(resp.Controls(), ldap.ControlTypeSyncState) == nil {
 					plain = true // Samba: the control accepted, and ignored
 					break
+				}
+				if users {
+					mu.Lock()
+					noteDeleted(deleted, resp.Controls())
+					mu.Unlock()
 				}
 				select {
 				case trigger <- struct{}{}:
@@ -176,9 +187,19 @@ func (a *Authenticator) watchOnce(ctx context.Context, opts WatchOptions) (held 
 		})
 	}
 	run := func() {
-		rep, err := a.SyncChanges(wctx, opts.SyncOptions)
+		mu.Lock()
+		taken := maps.Clone(deleted)
+		mu.Unlock()
+		rep, err := a.syncChanges(wctx, opts.SyncOptions, taken)
 		if wctx.Err() != nil {
 			return
+		}
+		if rep != nil && rep.ChangeSync != nil && rep.ChangeSync.StateSaved {
+			mu.Lock()
+			for id := range taken {
+				delete(deleted, id)
+			}
+			mu.Unlock()
 		}
 		if opts.Report != nil {
 			opts.Report(rep, err)
@@ -197,6 +218,25 @@ func (a *Authenticator) watchOnce(ctx context.Context, opts WatchOptions) (held 
 		case <-trigger:
 			held = true
 			run()
+		}
+	}
+}
+
+// noteDeleted adds the entryUUIDs a persistent search's message reports
+// deleted to deleted.
+func noteDeleted(deleted map[string]bool, controls []ldap.Control) {
+	for _, ctrl := range controls {
+		switch ctrl := ctrl.(type) {
+		case *ldap.ControlSyncState:
+			if ctrl.State == ldap.SyncStateDelete {
+				deleted[ctrl.EntryUUID.String()] = true
+			}
+		case *ldap.ControlSyncInfo:
+			if set := ctrl.SyncIdSet; set != nil && set.RefreshDeletes {
+				for _, id := range set.SyncUUIDs {
+					deleted[id.String()] = true
+				}
+			}
 		}
 	}
 }
