@@ -125,9 +125,9 @@ func parseServer(raw string) (server, error) {
 // expired), the others at Warn (a server is down while logins carry on).
 func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
 	a.probeDue()
-	ord := a.order()
-	if len(ord) > 1 && a.cfg.HedgeDelay > 0 && a.cfg.HedgeDelay < a.cfg.ConnectTimeout {
-		if c, err, ok := a.dialHedged(ctx, ord); ok {
+	ord, ready := a.order()
+	if ready > 1 && a.cfg.HedgeDelay > 0 && a.cfg.HedgeDelay < a.cfg.ConnectTimeout {
+		if c, err, ok := a.dialHedged(ctx, ord, ready); ok {
 			return c, err
 		}
 	}
@@ -187,31 +187,48 @@ type attempt struct {
 // connect won, or the dial gave up), a connect that ends has nobody to
 // report to and closes its connection itself.
 type hedge struct {
+	a       *Authenticator
 	mu      sync.Mutex
 	decided bool
 	results chan attempt // buffered for every connect: a send never blocks
+	// pending: the servers whose connect has not reported yet; lagging:
+	// those the decision marked lagging (see health.lagging).
+	pending, lagging map[int]bool
 }
 
 // report hands r to the dial, or closes its connection when the dial is
-// decided.
+// decided. A connect that lost to a hedge stops counting as lagging once
+// its result is recorded (a failure has marked its server down).
 func (h *hedge) report(r attempt) {
 	h.mu.Lock()
+	delete(h.pending, r.server)
 	if !h.decided {
 		h.results <- r
 		h.mu.Unlock()
 		return
 	}
+	lagged := h.lagging[r.server]
 	h.mu.Unlock()
+	if lagged {
+		h.a.health[r.server].lagging.Add(-1)
+	}
 	if r.c != nil {
 		r.c.close()
 	}
 }
 
 // decide ends the dial's interest in its connects and closes the
-// connections reported but not taken.
-func (h *hedge) decide() {
+// connections reported but not taken. When a connect won, the servers
+// whose connect is still in flight are lagging until it ends.
+func (h *hedge) decide(won bool) {
 	h.mu.Lock()
 	h.decided = true
+	if won {
+		for i := range h.pending {
+			h.lagging[i] = true
+			h.a.health[i].lagging.Add(1)
+		}
+	}
 	h.mu.Unlock()
 	for {
 		select {
@@ -226,9 +243,12 @@ func (h *hedge) decide() {
 }
 
 // dialHedged is dial with hedging: it connects to the servers in the
-// order ord, starting the next connect when the one before failed or
-// has not completed within the hedge delay, and returns the first
-// connection ready for a bind. Only connects are hedged; the caller binds
+// order ord, starting the next connect when the one before failed, or,
+// among the first ready servers of ord (up, and with no connect that lost
+// to a hedge in flight: see order), when the one before has not completed
+// within the hedge delay; it returns the first connection ready for a
+// bind. A server marked down is never hedged to: it is tried only when
+// every server before it failed, as without hedging. Only connects are hedged; the caller binds
 // on the one connection returned.
 //
 // A connect that loses goes on in the background until it ends (within
@@ -238,8 +258,8 @@ func (h *hedge) decide() {
 // marks nothing down. The caller's ctx ending before a connect won aborts
 // them all. ok is false when the Authenticator is closing: no connect
 // was started and the caller dials without hedging.
-func (a *Authenticator) dialHedged(ctx context.Context, ord []int) (_ *conn, _ error, ok bool) {
-	h := &hedge{results: make(chan attempt, len(ord))}
+func (a *Authenticator) dialHedged(ctx context.Context, ord []int, ready int) (_ *conn, _ error, ok bool) {
+	h := &hedge{a: a, results: make(chan attempt, len(ord)), pending: map[int]bool{}, lagging: map[int]bool{}}
 	var detach []func() bool // each connect's link to ctx
 	start := func(i int) bool {
 		// A connect is aborted by ctx until the dial has a winner, and by
@@ -247,6 +267,9 @@ func (a *Authenticator) dialHedged(ctx context.Context, ord []int) (_ *conn, _ e
 		actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		stopCaller := context.AfterFunc(ctx, cancel)
 		stopClose := context.AfterFunc(a.probe.ctx, cancel)
+		h.mu.Lock()
+		h.pending[i] = true
+		h.mu.Unlock()
 		started := a.probe.goBackground(func() {
 			defer cancel()
 			defer stopClose()
@@ -265,6 +288,9 @@ func (a *Authenticator) dialHedged(ctx context.Context, ord []int) (_ *conn, _ e
 			h.report(attempt{server: i, c: c, err: err})
 		})
 		if !started {
+			h.mu.Lock()
+			delete(h.pending, i)
+			h.mu.Unlock()
 			cancel()
 			stopClose()
 			stopCaller()
@@ -281,8 +307,8 @@ func (a *Authenticator) dialHedged(ctx context.Context, ord []int) (_ *conn, _ e
 	defer timer.Stop()
 	var errs []error
 	allTLS := true
-	launch := func() {
-		if next < len(ord) && start(ord[next]) {
+	launch := func(limit int) {
+		if next < limit && start(ord[next]) {
 			next++
 			pending++
 			timer.Reset(a.cfg.HedgeDelay)
@@ -296,24 +322,24 @@ func (a *Authenticator) dialHedged(ctx context.Context, ord []int) (_ *conn, _ e
 				for _, d := range detach {
 					d()
 				}
-				h.decide()
+				h.decide(true)
 				a.logFailover(ctx, a.servers[r.server], errs)
 				return r.c, nil, true
 			}
 			if ctx.Err() != nil {
-				h.decide()
+				h.decide(false)
 				return nil, ctxError(ctx), true
 			}
 			errs, allTLS = a.dialFailed(ctx, a.servers[r.server], r.err, errs, allTLS)
-			launch()
+			launch(len(ord))
 			if pending == 0 {
-				h.decide()
+				h.decide(false)
 				return nil, dialError(errs, allTLS), true
 			}
 		case <-timer.C:
-			launch()
+			launch(ready)
 		case <-ctx.Done():
-			h.decide() // ctx aborts the connects in flight
+			h.decide(false) // ctx aborts the connects in flight
 			return nil, ctxError(ctx), true
 		}
 	}

@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,9 +63,11 @@ func main() {
 	logins := flag.Bool("logins", true, "measure the logins")
 	scale := flag.String("scale", "", "sync at scale: server:users pairs, comma-separated (e.g. slapd:10000,slapd:100000,glauth:10000)")
 	scaleRounds := flag.Int("scale-rounds", 3, "interleaved rounds of the sync at scale")
-	failover := flag.Duration("failover", 0, "failover: run each scenario (both servers healthy, the first hung) this long in each of -rounds rounds, in each mode of -modes")
+	failover := flag.Duration("failover", 0, "failover: run each scenario of -failover-scenarios this long in each of -rounds rounds, in each mode of -modes")
 	failoverTimeout := flag.Duration("failover-timeout", 2*time.Second, "failover: the connect and receive timeouts")
 	failoverInterval := flag.Duration("failover-interval", 0, "failover: each worker starts a login this often (0: flat out)")
+	failoverHedge := flag.Duration("failover-hedge", 0, "failover: Config.HedgeDelay of the hedged scenario (0: ldapauth's default)")
+	failoverScenarios := flag.String("failover-scenarios", strings.Join(benchmarks.FailoverScenarios, ","), "failover: the scenarios to run")
 	flag.Parse()
 
 	printMachine()
@@ -82,7 +85,7 @@ func main() {
 		}
 	}
 	if *failover > 0 {
-		if err := runFailover(*failover, *failoverTimeout, *failoverInterval, *rounds, *workers, *modes); err != nil {
+		if err := runFailover(*failover, *failoverTimeout, *failoverInterval, *failoverHedge, *rounds, *workers, *modes, *failoverScenarios); err != nil {
 			fmt.Fprintln(os.Stderr, "ldapbench:", err)
 			os.Exit(1)
 		}
@@ -274,7 +277,7 @@ func printLoad(when string) {
 
 // runFailover measures the failover scenarios in each mode, with the
 // largest number of workers of -workers.
-func runFailover(d, timeout, interval time.Duration, rounds int, workerList, modeList string) error {
+func runFailover(d, timeout, interval, hedge time.Duration, rounds int, workerList, modeList, scenarioList string) error {
 	workers := 0
 	for _, w := range strings.Split(workerList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(w))
@@ -283,12 +286,20 @@ func runFailover(d, timeout, interval time.Duration, rounds int, workerList, mod
 		}
 		workers = max(workers, n)
 	}
-	fmt.Printf("## Failover: two servers, the first healthy or hung; %d workers (a login every %s each; 0: flat out), %d rounds of %s per scenario, timeouts %s\n\n",
-		workers, interval, rounds, d, timeout)
+	var scenarios []string
+	for _, s := range strings.Split(scenarioList, ",") {
+		if s = strings.TrimSpace(s); !slices.Contains(benchmarks.FailoverScenarios, s) {
+			return fmt.Errorf("-failover-scenarios: %q is not one of %q", s, benchmarks.FailoverScenarios)
+		}
+		scenarios = append(scenarios, s)
+	}
+	fmt.Printf("## Failover: two servers, the first %s; %d workers (a login every %s each; 0: flat out), %d rounds of %s per scenario, timeouts %s, hedge delay %s (0: the default)\n\n",
+		strings.Join(scenarios, " / "), workers, interval, rounds, d, timeout, hedge)
 	var all []benchmarks.FailoverResult
 	for _, m := range strings.Split(modeList, ",") {
 		rs, err := benchmarks.MeasureFailover(context.Background(), benchmarks.Mode(strings.TrimSpace(m)),
-			benchmarks.FailoverOptions{Workers: workers, Duration: d, Timeout: timeout, Rounds: rounds, Interval: interval})
+			benchmarks.FailoverOptions{Workers: workers, Duration: d, Timeout: timeout, Rounds: rounds, Interval: interval,
+				HedgeDelay: hedge, Scenarios: scenarios})
 		if err != nil {
 			return err
 		}
