@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,9 @@ type FailoverResult struct {
 	// the server before anyone knew.)
 	FailedAfterFirst int
 	P50, P99, Max    time.Duration // over every login, failed ones included
+	// FaultyBinds counts the binds that reached the faulty first server
+	// (those of the logins in flight when it hung; never one after).
+	FaultyBinds int64
 	// Slow counts the logins that took SlowLogin or longer, failed ones
 	// included: those that met the faulty server.
 	Slow int
@@ -101,6 +105,7 @@ func MeasureFailover(ctx context.Context, mode Mode, opts FailoverOptions) ([]Fa
 		scenarios = FailoverScenarios
 	}
 	samples := make([][][]login, len(scenarios)) // by scenario, the runs
+	faultyBinds := make([]int64, len(scenarios))
 	for round := range max(opts.Rounds, 1) {
 		for k := range scenarios {
 			i := (k + round) % len(scenarios)
@@ -137,6 +142,9 @@ func MeasureFailover(ctx context.Context, mode Mode, opts FailoverOptions) ([]Fa
 				return nil, fmt.Errorf("no failover scenario %q", scenarios[i])
 			}
 			ls, err := runFailover(ctx, srv, mode, []string{scheme + "://" + firstAddr, scheme + "://" + second.Addr()}, opts, hedge)
+			if scenarios[i] != Healthy {
+				faultyBinds[i] += first.Binds()
+			}
 			stop()
 			first.Close()
 			second.Close()
@@ -152,7 +160,7 @@ func MeasureFailover(ctx context.Context, mode Mode, opts FailoverOptions) ([]Fa
 		if err != nil {
 			return nil, fmt.Errorf("%s, %s: %w", mode, sc, err)
 		}
-		r.Scenario, r.Mode = sc, mode
+		r.Scenario, r.Mode, r.FaultyBinds = sc, mode, faultyBinds[i]
 		results = append(results, r)
 	}
 	return results, nil
@@ -254,8 +262,8 @@ func summarizeFailover(runs [][]login) (FailoverResult, error) {
 // FailoverTable prints the failover results, each hung-primary row with
 // its p99's ratio to the healthy p99 of the same mode.
 func FailoverTable(w io.Writer, results []FailoverResult) {
-	fmt.Fprintf(w, "| mode | scenario | logins ok | failed | failed after the first | over %s | p50 | p99 | max | p99 / healthy p99 |\n", SlowLogin)
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintf(w, "| mode | scenario | logins ok | failed | failed after the first | binds to the first server (faulty) | over %s | p50 | p99 | max | p99 / healthy p99 |\n", SlowLogin)
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	healthy := map[Mode]time.Duration{}
 	for _, r := range results {
 		ratio := "1.00x"
@@ -264,7 +272,11 @@ func FailoverTable(w io.Writer, results []FailoverResult) {
 		} else if h := healthy[r.Mode]; h > 0 {
 			ratio = fmt.Sprintf("%.2fx", float64(r.P99)/float64(h))
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %d | %s | %s | %s | %s |\n", r.Mode, r.Scenario, r.Logins, r.Failed,
-			r.FailedAfterFirst, r.Slow, roundDur(r.P50), roundDur(r.P99), roundDur(r.Max), ratio)
+		binds := "-"
+		if r.Scenario != Healthy {
+			binds = strconv.FormatInt(r.FaultyBinds, 10)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %s | %d | %s | %s | %s | %s |\n", r.Mode, r.Scenario, r.Logins, r.Failed,
+			r.FailedAfterFirst, binds, r.Slow, roundDur(r.P50), roundDur(r.P99), roundDur(r.Max), ratio)
 	}
 }
