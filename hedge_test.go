@@ -145,3 +145,23 @@ func TestHedgeNotStartedForFastConnect(t *testing.T) {
 		})
 	}
 }
+
+// A negative hedge delay other than NoHedge is refused, naming the field;
+// NoHedge and the default are accepted.
+func TestHedgeDelayValidated(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	for _, d := range []time.Duration{0, ldapauth.NoHedge, 50 * time.Millisecond} {
+		cfg, err := ldapauth.LoadConfig(env(srv.Env()))
+		require.NoError(t, err)
+		cfg.HedgeDelay = d
+		a, err := ldapauth.New(cfg)
+		require.NoError(t, err, "HedgeDelay %s", d)
+		require.NoError(t, a.Close())
+	}
+	cfg, err := ldapauth.LoadConfig(env(srv.Env()))
+	require.NoError(t, err)
+	cfg.HedgeDelay = -time.Second
+	_, err = ldapauth.New(cfg)
+	require.ErrorIs(t, err, ldapauth.ErrConfig)
+	assert.Contains(t, err.Error(), "Config.HedgeDelay")
+}
