@@ -209,6 +209,11 @@ func (h *hedge) report(r attempt) {
 	}
 	lagged := h.lagging[r.server]
 	h.mu.Unlock()
+	if r.err != nil && lagged {
+		s := h.a.servers[r.server]
+		h.a.cfg.Logger.LogAttrs(context.Background(), slog.LevelDebug, "ldapauth: server unreachable (a connect that lost to a hedge)",
+			slog.String("url", s.url), slog.String("error", r.err.Error()))
+	}
 	if lagged {
 		h.a.health[r.server].lagging.Add(-1)
 	}
@@ -248,8 +253,8 @@ func (h *hedge) decide(won bool) {
 // to a hedge in flight: see order), when the one before has not completed
 // within the hedge delay; it returns the first connection ready for a
 // bind. A server marked down is never hedged to: it is tried only when
-// every server before it failed, as without hedging. Only connects are hedged; the caller binds
-// on the one connection returned.
+// every server before it failed, as without hedging. Only connects are
+// hedged; the caller binds on the one connection returned.
 //
 // A connect that loses goes on in the background until it ends (within
 // the connect timeout; Close aborts it): a failure then marks its server
