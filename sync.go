@@ -701,6 +701,9 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 		// conn.do has made a connection reset mid-answer, which go-ldap
 		// reports as a plain error, a network error.
 		e.Err = classifyNetwork(err)
+	case errors.Is(err, errPagingLost):
+		e.Hint = "the server, or a proxy in front of it, dropped the paging control part-way: fix that, or read without paging (LDAP_SYNC_PAGE_SIZE=0)"
+		e.Variables = []string{EnvSyncPageSize}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
 		e.Hint = "the sync account's size limit cut the result: raise its limit (OpenLDAP: size.prtotal for paged searches) or page with LDAP_SYNC_PAGE_SIZE"
 		e.Variables = []string{EnvSyncPageSize}
@@ -733,33 +736,40 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 // c, handing each page to each and holding no more than one. A pageSize of
 // NoPaging (or less than 1) runs one unpaged search. It stops at the first
 // error, of the server or of each.
-func pagedSearch(ctx context.Context, c *conn, req *ldap.SearchRequest, pageSize int, each func(*ldap.SearchResult) error) error {
+func pagedSearch(ctx context.Context, c Directory, req *ldap.SearchRequest, pageSize int, each func(*ldap.SearchResult) error) error {
 	base := req.Controls
 	var paging *ldap.ControlPaging
 	if pageSize > 0 {
 		paging = ldap.NewControlPaging(uint32(pageSize))
 		req.Controls = append(slices.Clip(base), paging)
 	}
-	for {
+	for page := 1; ; page++ {
 		res, err := c.Search(ctx, req)
 		if err != nil {
 			return err
 		}
+		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
+		if paging != nil && !ok && page > 1 {
+			// The server paged, then stopped saying where it is: the read
+			// may be cut short, and a short read must remove nothing.
+			return errPagingLost
+		}
 		if err := each(res); err != nil {
 			return err
 		}
-		if paging == nil {
-			return nil
-		}
-		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
-		if !ok || len(ctrl.Cookie) == 0 {
-			// No control: the server ignored the (non-critical) request and
-			// sent everything; an empty cookie: that was the last page.
+		if paging == nil || !ok || len(ctrl.Cookie) == 0 {
+			// No control on the first page: the server ignored the
+			// (non-critical) request and sent everything; an empty cookie:
+			// that was the last page.
 			return nil
 		}
 		paging.SetCookie(ctrl.Cookie)
 	}
 }
+
+// errPagingLost: a page after the first came back without the paging
+// control, so nothing says whether the read is complete.
+var errPagingLost = errors.New("ldapauth: a page of the paged search came back without the paging control, so the read may be incomplete")
 
 // memberOfIndex returns the index of the synced group the memberOf value
 // names, or -1.
