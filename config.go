@@ -278,6 +278,12 @@ type Config struct {
 	MeterProvider  metric.MeterProvider
 	TracerProvider trace.TracerProvider
 	TraceUsernames bool
+
+	// loginGroupTerm, set only on the sync's own copy, replaces the
+	// login-group term of [LoginGroupFilters]: with NestedGroupsWalk, the
+	// memberOf terms of every group nested in the login group
+	// (Authenticator.Sync, nestedLoginTerm).
+	loginGroupTerm string
 }
 
 // Environment variable names read by [LoadConfig].
