@@ -241,7 +241,9 @@ type Config struct {
 
 	// DirectoryType is the kind of directory server; the default,
 	// [DirectoryAuto], reads it from the root DSE when the configuration
-	// depends on it (ExcludeDisabled, NestedGroups).
+	// depends on it (ExcludeDisabled, NestedGroups, or ObjectClass user
+	// with the built-in filters, which leave computer accounts out on
+	// Active Directory).
 	// LDAP_AUTH_DIRECTORY_TYPE.
 	DirectoryType DirectoryType
 

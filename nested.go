@@ -27,7 +27,8 @@ const (
 	// groups that hold the user's groups ((member=<dn>) or
 	// (uniqueMember=<dn>) under the group's domain), one search per level,
 	// at most [MaxNestingDepth] levels, each group visited once, so a cycle
-	// of groups ends.
+	// of groups ends. [Authenticator.Sync] walks down from the login group
+	// once per run instead and reads the members of every group reached.
 	NestedGroupsWalk NestedGroups = "walk"
 )
 

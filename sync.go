@@ -39,8 +39,9 @@ type SyncOptions struct {
 // store in step with the directory. It binds as the sync account
 // (LDAP_SYNC_USER_USERNAME: a DN verbatim, a plain name through the
 // username formatter), reads every user the login search would accept
-// (object class and search filters, the login group included) with a paged
-// search, and then:
+// (object class and search filters, the login group included, with its
+// nested groups under LDAP_AUTH_NESTED_GROUPS, as a login admits them) with
+// a paged search, and then:
 //
 //   - removes the directory-managed users the directory no longer returns;
 //   - removes the synced groups the directory proves gone: noSuchObject
