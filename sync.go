@@ -39,8 +39,9 @@ type SyncOptions struct {
 // store in step with the directory. It binds as the sync account
 // (LDAP_SYNC_USER_USERNAME: a DN verbatim, a plain name through the
 // username formatter), reads every user the login search would accept
-// (object class and search filters, the login group included) with a paged
-// search, and then:
+// (object class and search filters, the login group included, with its
+// nested groups under LDAP_AUTH_NESTED_GROUPS, as a login admits them) with
+// a paged search, and then:
 //
 //   - removes the directory-managed users the directory no longer returns;
 //   - removes the synced groups the directory proves gone: noSuchObject
@@ -435,6 +436,9 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 	if err != nil {
 		return r.abort(SyncReadUsers, err)
 	}
+	if cfg, err = r.nestedLoginTerm(ctx, c, cfg); err != nil {
+		return r.abort(SyncReadUsers, orCtxError(ctx, err))
+	}
 	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
 	if err != nil {
 		return r.abort(SyncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
@@ -475,10 +479,38 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 	// is references alone while every user may log in. Aborting there would
 	// make that setup unsyncable; a sync that admits nobody still aborts.
 	if r.prog.Users == 0 && referrals > 0 {
-		return &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("the directory answered %s with %d referrals and no entry", a.cfg.SearchBase, referrals),
+		e := &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("the directory answered %s with %d referrals and no entry", a.cfg.SearchBase, referrals),
 			Hint: "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds", Variables: []string{EnvSearchBase}}
+		if a.cfg.usesLoginGroupFilters() && a.loginGroup.dn != "" {
+			// From a domain root, references come with every answer: the
+			// likelier cause is a login group the filter finds no member of.
+			e.Err = fmt.Errorf("no user entry matched the search filters, the login group %s included (the directory answered %s with %d referrals and no entry)", a.loginGroup.dn, a.cfg.SearchBase, referrals)
+			e.Hint = "check that LDAP_LOGIN_GROUP has members that LDAP_AUTH_OBJECT_CLASS and the filters match (members of its nested groups count only with LDAP_AUTH_NESTED_GROUPS), and that LDAP_AUTH_SEARCH_BASE holds the users (referrals are not chased)"
+			e.Variables = []string{EnvLoginGroup, EnvNestedGroups, EnvSearchBase}
+		}
+		return e
 	}
 	return nil
+}
+
+// nestedLoginTerm returns cfg with, for LDAP_AUTH_NESTED_GROUPS=walk and
+// the login-group filter, the login-group term widened to the members of
+// every group nested in the login group (groupsUnder): the read then finds
+// the users a login's walk admits, not only the direct members. With
+// active_directory the term already holds the in-chain rule; with nesting
+// off it stays the direct term, as a login's.
+func (r *syncRun) nestedLoginTerm(ctx context.Context, c *conn, cfg *Config) (*Config, error) {
+	a := r.a
+	if a.cfg.NestedGroups != NestedGroupsWalk || !a.cfg.usesLoginGroupFilters() || a.loginGroup.dn == "" {
+		return cfg, nil
+	}
+	dns, err := groupsUnder(ctx, c, a.loginGroup, a.cfg.SyncPageSize)
+	if err != nil {
+		return nil, wrap(err, "groups nested in %s (%s)", a.loginGroup.dn, EnvLoginGroup)
+	}
+	cp := *cfg
+	cp.loginGroupTerm = anyMemberOf(dns)
+	return &cp, nil
 }
 
 // readGroups reads the synced groups' entries: all of them when some user
