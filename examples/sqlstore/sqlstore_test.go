@@ -23,7 +23,12 @@ import (
 // pg is the PostgreSQL server shared by the tests of this binary.
 var pg pgtest.Shared
 
-func TestMain(m *testing.M) { os.Exit(pg.Main(m)) }
+func TestMain(m *testing.M) {
+	if dsn := os.Getenv(leaseHolderEnv); dsn != "" { // re-executed as another process holding the lease
+		os.Exit(holdLease(dsn))
+	}
+	os.Exit(pg.Main(m))
+}
 
 // backend makes empty databases of one kind.
 type backend struct {
