@@ -128,12 +128,16 @@ func (s *Store) lockPostgres(ctx context.Context, l *Lease, holder string, ttl t
 	if err != nil {
 		return fmt.Errorf("sqlstore: acquire sync lease: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			conn.Close()
-		}
-	}()
 	var locked bool
+	defer func() {
+		if err == nil {
+			return
+		}
+		if locked { // never back into the pool holding the lock: the server ends it with the session
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		conn.Close()
+	}()
 	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1, $2)`, pgLeaseKey[0], pgLeaseKey[1]).Scan(&locked); err != nil {
 		return fmt.Errorf("sqlstore: acquire sync lease: %w", err)
 	}
