@@ -1167,39 +1167,69 @@ func (r *syncRun) guard() error {
 }
 
 // apply writes the plan: additions first, removals last, so that a run
-// stopped part-way has removed as little as possible.
+// stopped part-way has removed as little as possible. A [BatchStore] gets
+// the writes in that order, in batches of at most the page size.
 func (r *syncRun) apply(ctx context.Context) error {
 	store := r.a.cfg.Store
 	rep := r.report
 	orgID := r.a.cfg.OrganisationID
 	type write struct {
-		op string
-		do func() error
+		op    string
+		do    func() error
+		batch func(*Batch)
 	}
 	var writes []write
 	for _, g := range rep.GroupsCreated {
-		writes = append(writes, write{"save group", func() error { return store.SaveGroup(ctx, g) }})
+		writes = append(writes, write{"save group", func() error { return store.SaveGroup(ctx, g) },
+			func(b *Batch) { b.SaveGroups = append(b.SaveGroups, g) }})
 	}
 	for _, u := range r.saves {
-		writes = append(writes, write{"save user", func() error { return store.SaveUser(ctx, u) }})
+		writes = append(writes, write{"save user", func() error { return store.SaveUser(ctx, u) },
+			func(b *Batch) { b.SaveUsers = append(b.SaveUsers, u) }})
 	}
 	for _, name := range rep.OrganisationJoins {
-		writes = append(writes, write{"join organisation", func() error { return store.JoinOrganisation(ctx, name, orgID) }})
+		writes = append(writes, write{"join organisation", func() error { return store.JoinOrganisation(ctx, name, orgID) },
+			func(b *Batch) { b.Joins = append(b.Joins, OrganisationJoin{name, orgID}) }})
 	}
 	for _, m := range rep.MembershipsAdded {
-		writes = append(writes, write{"set member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, true) }})
+		writes = append(writes, write{"set member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, true) },
+			func(b *Batch) { b.AddMembers = append(b.AddMembers, m) }})
 	}
 	for _, m := range rep.MembershipsRemoved {
-		writes = append(writes, write{"remove member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, false) }})
+		writes = append(writes, write{"remove member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, false) },
+			func(b *Batch) { b.RemoveMembers = append(b.RemoveMembers, m) }})
 	}
 	for _, g := range rep.GroupsRemoved {
-		writes = append(writes, write{"delete group", func() error { return store.DeleteGroup(ctx, g.DN) }})
+		writes = append(writes, write{"delete group", func() error { return store.DeleteGroup(ctx, g.DN) },
+			func(b *Batch) { b.DeleteGroups = append(b.DeleteGroups, g.DN) }})
 	}
 	for _, name := range rep.UsersRemoved {
-		writes = append(writes, write{"delete user", func() error { return store.DeleteUser(ctx, name) }})
+		writes = append(writes, write{"delete user", func() error { return store.DeleteUser(ctx, name) },
+			func(b *Batch) { b.DeleteUsers = append(b.DeleteUsers, name) }})
 	}
 	r.prog.Total = len(writes)
 	r.progress(SyncApply)
+	if bs, ok := store.(BatchStore); ok {
+		size := r.a.cfg.SyncPageSize
+		if size <= 0 {
+			size = DefaultSyncPageSize
+		}
+		for i := 0; i < len(writes); i += size {
+			if ctx.Err() != nil {
+				return wrap(ctx.Err(), "sync stopped after %d of %d changes", i, len(writes))
+			}
+			var b Batch
+			for _, w := range writes[i:min(i+size, len(writes))] {
+				w.batch(&b)
+			}
+			if err := bs.ApplyBatch(ctx, &b); err != nil {
+				return wrap(&StoreError{Op: "apply batch", Err: err}, "sync stopped after %d of %d changes", i, len(writes))
+			}
+			r.prog.Done = i + b.Len()
+			r.progress(SyncApply)
+		}
+		return nil
+	}
 	for i, w := range writes {
 		if ctx.Err() != nil {
 			return wrap(ctx.Err(), "sync stopped after %d of %d changes", i, len(writes))
