@@ -202,6 +202,7 @@ type storeUser struct {
 	details    StoredUser // what the store holds, until the entry is compared
 	hasDetails bool       // the store gave details
 	present    bool       // the directory returned it
+	dn         string     // the entry's DN, once returned
 }
 
 // confirmRemoval is a membership removal to confirm: the user (DN,
@@ -369,7 +370,10 @@ func (r *syncRun) read(ctx context.Context) error {
 		return err
 	}
 	r.resolvePending()
-	return r.confirmRemovals(ctx, c)
+	if err := r.confirmRemovals(ctx, c); err != nil {
+		return err
+	}
+	return r.confirmAbsent(ctx, c)
 }
 
 // bind dials and binds as the sync account.
@@ -672,6 +676,7 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 	if !a.cfg.usesLoginGroupFilters() || a.loginGroup.dn == "" {
 		return nil
 	}
+	proof := newMemberProof(c)
 	for _, key := range slices.Sorted(maps.Keys(r.users)) {
 		su := r.users[key]
 		if su.present {
@@ -684,6 +689,15 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 		if adm.check != nil {
 			r.entry(adm.entry)
 			r.prog.Users++
+		} else if adm.entry != nil {
+			why, err := r.loginGroupUnconfirmed(ctx, proof, adm.entry, su.username)
+			if err != nil {
+				return r.abort(SyncReadUsers, err)
+			}
+			if why != "" {
+				su.present = true
+				r.keep(su.username, "", why)
+			}
 		}
 	}
 	return nil
@@ -851,7 +865,7 @@ func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool)
 	if su == nil {
 		r.seen[key] = struct{}{}
 	} else {
-		su.present = true
+		su.present, su.dn = true, e.DN
 	}
 	r.dirUsers++
 	return su, true
