@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -101,8 +102,9 @@ func (r *syncRun) confirmAbsent(ctx context.Context, c *conn) error {
 	if err := r.confirmMembershipRemovals(ctx, c); err != nil {
 		return r.abort(SyncReadGroups, err)
 	}
+	r.keepUnreadFields()
 	slices.SortFunc(r.report.Unconfirmed, func(a, b KeptRemoval) int {
-		return cmp.Or(strings.Compare(a.GroupDN, b.GroupDN), strings.Compare(a.Username, b.Username))
+		return cmp.Or(strings.Compare(a.Field, b.Field), strings.Compare(a.GroupDN, b.GroupDN), strings.Compare(a.Username, b.Username))
 	})
 	return nil
 }
@@ -236,4 +238,71 @@ func resultName(err error) string {
 		}
 	}
 	return unprefixed(err)
+}
+
+// sawFields records the mapped fields the entry carries.
+func (r *syncRun) sawFields(e *ldap.Entry) {
+	if r.fieldsSeen == nil {
+		r.fieldsSeen = make(map[string]bool, len(r.a.cfg.UserFields))
+	} else if len(r.fieldsSeen) == len(r.a.cfg.UserFields) {
+		return
+	}
+	for field, attr := range r.a.cfg.UserFields {
+		if !r.fieldsSeen[field] && e.GetEqualFoldAttributeValue(attr) != "" {
+			r.fieldsSeen[field] = true
+		}
+	}
+}
+
+// updatedDetails is what the run keeps of a stored user's details once its
+// entry is compared: for an update, the DN and fields (keepUnreadFields may
+// restore some); otherwise nothing.
+func (r *syncRun) updatedDetails(update bool, d StoredUser) StoredUser {
+	if !update {
+		return StoredUser{}
+	}
+	return StoredUser{DN: d.DN, Fields: d.Fields}
+}
+
+// keepUnreadFields keeps the stored values of a mapped field that no entry
+// of the read carried: an access rule hiding the attribute from the sync
+// account (mail, say) would otherwise clear it for every user. A field
+// absent from some entries only is a directory change and clears as
+// before. An update left with nothing to change is dropped. No read.
+func (r *syncRun) keepUnreadFields() {
+	var unread []string
+	for field := range r.a.cfg.UserFields {
+		if !r.fieldsSeen[field] {
+			unread = append(unread, field)
+		}
+	}
+	if len(unread) == 0 || r.dirUsers == 0 {
+		return
+	}
+	slices.Sort(unread)
+	kept := map[string]int{}
+	dropped := map[string]bool{}
+	r.saves = slices.DeleteFunc(r.saves, func(u *User) bool {
+		su := r.users[normUser(u.Username)]
+		if su == nil || !su.hasDetails || su.details.Fields == nil {
+			return false // created, or nothing stored to keep
+		}
+		for _, f := range unread {
+			if v, ok := su.details.Fields[f]; ok {
+				u.Fields[f] = v
+				kept[f]++
+			}
+		}
+		same := su.username == u.Username && su.details.DN == u.DN && maps.Equal(u.Fields, su.details.Fields)
+		dropped[u.Username] = same
+		return same
+	})
+	r.report.UsersUpdated = slices.DeleteFunc(r.report.UsersUpdated, func(name string) bool { return dropped[name] })
+	for _, f := range unread {
+		if kept[f] > 0 {
+			r.report.Unconfirmed = append(r.report.Unconfirmed, KeptRemoval{Field: f, Reason: fmt.Sprintf(
+				"no entry of the read carried %s while the store holds it for %d users read (an access rule may hide it from the sync account): their stored values are kept",
+				r.a.cfg.UserFields[f], kept[f])})
+		}
+	}
 }

@@ -244,6 +244,8 @@ type syncRun struct {
 	matched []int // scratch: synced groups of the current entry
 
 	saves []*User // users to create or update, in that order of the report
+	// fieldsSeen holds the mapped fields some entry of the read carried.
+	fieldsSeen map[string]bool
 
 	// confirm holds memberships the direct rule would remove but a login
 	// might keep (nested groups, an Active Directory primary group): they
@@ -799,6 +801,7 @@ func (r *syncRun) entry(e *ldap.Entry) {
 	if !ok {
 		return
 	}
+	r.sawFields(e)
 	hasMemberOf := r.matchMemberOf(e)
 	if su == nil && !r.opts.CreateUsers {
 		return
@@ -901,15 +904,17 @@ func (r *syncRun) planUser(e *ldap.Entry, su *storeUser, username string) {
 		}
 		return
 	}
-	if !su.hasDetails || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields) {
+	update := !su.hasDetails || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields)
+	if update {
 		r.saves = append(r.saves, r.user(e, username))
 		r.report.UsersUpdated = append(r.report.UsersUpdated, username)
 	}
 	if orgID := r.a.cfg.OrganisationID; orgID != "" && (!su.hasDetails || !slices.Contains(su.details.Organisations, orgID)) {
 		r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
 	}
-	// Compared: the run keeps no more of it than the username.
-	su.details = StoredUser{}
+	// Compared: the run keeps no more of it than the username, and, for an
+	// update, the stored fields (keepUnreadFields).
+	su.details = r.updatedDetails(update, su.details)
 }
 
 // multiValued skips an entry whose username attribute has several values:

@@ -58,6 +58,9 @@ type KeptRemoval struct {
 	Username string `json:"username"`
 	// GroupDN is the synced group's, for a membership; empty for the user.
 	GroupDN string `json:"group_dn,omitempty"`
+	// Field is set, with no Username, for a mapped field no entry of the
+	// read carried: the stored values of every user are kept.
+	Field string `json:"field,omitempty"`
 	// Reason says why the removal is not proven.
 	Reason string `json:"reason"`
 }
@@ -233,7 +236,10 @@ func (r *SyncReport) WriteText(w io.Writer) error {
 	writeList(&b, "groups left alone", lines(r.GroupsLeftAlone, func(n GroupNote) string { return n.DN + ": " + n.Reason }))
 	writeList(&b, "entries skipped", lines(r.Skipped, func(s SkippedEntry) string { return s.DN + ": " + s.Reason }))
 	writeList(&b, "removals not confirmed, kept", lines(r.Unconfirmed, func(k KeptRemoval) string {
-		if k.GroupDN != "" {
+		switch {
+		case k.Field != "":
+			return "field " + k.Field + ": " + k.Reason
+		case k.GroupDN != "":
 			return "membership " + k.Username + " in " + k.GroupDN + ": " + k.Reason
 		}
 		return "user " + k.Username + ": " + k.Reason

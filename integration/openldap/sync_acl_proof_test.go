@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/go-ldap/ldap/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -123,5 +124,48 @@ func TestSyncHiddenMemberOfValueOpenLDAP(t *testing.T) {
 		assert.Contains(t, notes["alice in "+readers], "answered 50 Insufficient Access Rights")
 		require.Len(t, rep.GroupsLeftAlone, 1)
 		assert.Equal(t, readers, rep.GroupsLeftAlone[0].DN)
+	})
+}
+
+// mail is hidden from the sync account for every user: no entry of the
+// read carries it, so the stored emails are kept (and reported) while a
+// real change of another field (bob's sn) is still applied. Without the
+// rule, not one entry clears mail: carol's, deleted for real, clears.
+func TestSyncHiddenMappedFieldOpenLDAP(t *testing.T) {
+	t.Run("hidden from every entry", func(t *testing.T) {
+		srv := slapdtest.StartWith(t, slapdtest.Options{ACL: hideFromSvc(fmt.Sprintf("dn.subtree=%q attrs=mail", slapdtest.PeopleDN))})
+		store := ldapauth.NewMemStore()
+		a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword), store)
+		loginAll(t, a, "alice", "bob")
+		aliceBefore := *store.User("alice")
+		require.NotEmpty(t, aliceBefore.Fields["email"])
+		modify := ldap.NewModifyRequest(slapdtest.UserDN("bob"), nil)
+		modify.Replace("sn", []string{"Builder-Renamed"})
+		require.NoError(t, srv.Admin(t).Modify(modify))
+
+		rep := runSync(t, a, ldapauth.SyncOptions{})
+		assert.Equal(t, []string{"bob"}, rep.UsersUpdated, "%s", rep)
+		assert.Equal(t, aliceBefore, *store.User("alice"), "alice's email is kept")
+		bob := store.User("bob")
+		assert.Equal(t, "Builder-Renamed", bob.Fields["last_name"])
+		assert.NotEmpty(t, bob.Fields["email"], "bob's email is kept with his update")
+		require.Len(t, rep.Unconfirmed, 1, "%s", rep)
+		assert.Equal(t, "email", rep.Unconfirmed[0].Field)
+		assert.Contains(t, rep.Unconfirmed[0].Reason, "no entry of the read carried mail")
+		assert.Contains(t, rep.String(), "  field email: ")
+	})
+	t.Run("cleared on one entry", func(t *testing.T) {
+		srv := slapdtest.Start(t)
+		store := ldapauth.NewMemStore()
+		a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword), store)
+		loginAll(t, a, "alice", "carol")
+		modify := ldap.NewModifyRequest(slapdtest.UserDN("carol"), nil)
+		modify.Delete("mail", nil)
+		require.NoError(t, srv.Admin(t).Modify(modify))
+
+		rep := runSync(t, a, ldapauth.SyncOptions{})
+		assert.Equal(t, []string{"carol"}, rep.UsersUpdated, "%s", rep)
+		assert.NotContains(t, store.User("carol").Fields, "email", "a real change clears")
+		assert.Empty(t, rep.Unconfirmed)
 	})
 }
