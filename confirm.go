@@ -40,16 +40,49 @@ func (c *conn) compare(ctx context.Context, dn, attr, value string) (bool, error
 type memberProof struct {
 	c      *conn
 	absent map[string]bool // DNKey(group) + "\x00" + attribute
+	// answers remembers, by DNKey(group), whether the server answers a
+	// Compare of the group's entry at all (answersCompare).
+	answers map[string]bool
+}
+
+// answersCompare reports whether the server answers a Compare of the group
+// entry groupDN as the sync account: objectClass, which the account reads
+// to find any entry, against "top" must answer compareTrue or
+// compareFalse. A server that answers otherwise (GLAuth refuses every
+// Compare with insufficientAccess) cannot tell a hidden value from a
+// missing one this way, so there the read's judgment stands, as it did
+// before Compare was asked. One Compare per group.
+func (p *memberProof) answersCompare(ctx context.Context, groupDN string) (bool, error) {
+	key := DNKey(groupDN)
+	if ok, asked := p.answers[key]; asked {
+		return ok, nil
+	}
+	_, err := p.c.compare(ctx, groupDN, "objectClass", "top")
+	switch {
+	case err == nil:
+		p.answers[key] = true
+	case ctx.Err() != nil:
+		return false, ctxError(ctx)
+	case isNetworkError(err):
+		return false, wrap(classifyNetwork(err), "compare objectClass of %s", groupDN)
+	default:
+		p.answers[key] = false
+	}
+	return p.answers[key], nil
 }
 
 // notListed returns "" when the group entry groupDN proves, by Compare, that
-// it does not list the user (userDN in member or uniqueMember, username in
+// it does not list the user, or when the server does not answer Compare
+// (answersCompare) (userDN in member or uniqueMember, username in
 // memberUid): at least one compareFalse, every other attribute absent.
 // Otherwise it says why that is not proven: the entry lists the user, or an
 // answer was neither (slapd answers insufficientAccess, 50, for a value an
 // access rule hides, where a visible non-member gets compareFalse). Errors
 // are those of the connection or ctx.
 func (p *memberProof) notListed(ctx context.Context, groupDN, userDN, username string) (string, error) {
+	if ok, err := p.answersCompare(ctx, groupDN); err != nil || !ok {
+		return "", err
+	}
 	falseSeen := false
 	for _, attr := range memberAttrs {
 		key := DNKey(groupDN) + "\x00" + strings.ToLower(attr)
@@ -84,7 +117,7 @@ func (p *memberProof) notListed(ctx context.Context, groupDN, userDN, username s
 
 // newMemberProof is a memberProof on c.
 func newMemberProof(c *conn) *memberProof {
-	return &memberProof{c: c, absent: map[string]bool{}}
+	return &memberProof{c: c, absent: map[string]bool{}, answers: map[string]bool{}}
 }
 
 // keep records a removal the directory did not prove: the user (groupDN
@@ -125,9 +158,12 @@ func (r *syncRun) refused(remove, total int) bool {
 // returned is readable, so the user was filtered out (left the login
 // group, changed object class, moved) and its removal stands; noSuchObject
 // stands only with proveGone's proof (a readable parent that has no such
-// child). Anything else keeps the user. A stored user without a DN is
-// removed as before: there is nothing to ask. Cost: one read per user about
-// to be removed, three more for one answered noSuchObject.
+// child). An answer without a matched DN (or success without the entry)
+// keeps the user where the server names matched DNs for missing entries
+// (namesMatchedDN), and stands where it does not. Anything else keeps the
+// user. A stored user without a DN is removed as before: there is nothing
+// to ask. Cost: one read per user about to be removed, three more for one
+// answered noSuchObject with a matched DN, one per parent otherwise.
 func (r *syncRun) confirmUsersGone(ctx context.Context, c *conn) error {
 	missing := 0
 	for _, su := range r.users {
@@ -138,19 +174,31 @@ func (r *syncRun) confirmUsersGone(ctx context.Context, c *conn) error {
 	if missing == 0 || r.refused(missing, len(r.users)) || (r.dirUsers == 0 && !r.opts.Force) {
 		return nil
 	}
+	parents := map[string]bool{}
 	for _, su := range r.users {
 		if su.present || !su.hasDetails || su.details.DN == "" {
 			continue
 		}
 		dn := su.details.DN
-		res, err := c.Search(ctx, ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
-			1, 0, false, "(objectClass=*)", []string{"1.1"}, nil))
+		res, err := c.Search(ctx, baseSearch(dn))
 		why := ""
+		var lerr *ldap.Error
+		hidden := err == nil && len(res.Entries) == 0 ||
+			ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) && errors.As(err, &lerr) && lerr.MatchedDN == ""
 		switch {
 		case err == nil && len(res.Entries) > 0:
 			continue // readable: filtered out, removed
-		case err == nil:
-			why = "the sync account is not shown its entry " + dn
+		case hidden:
+			// A hidden entry's answer, or a missing one's on a server that
+			// names no matched DN: only the first keeps the user.
+			names, perr := namesMatchedDN(ctx, c, dn, parents)
+			if perr != nil {
+				return perr
+			}
+			if !names {
+				continue
+			}
+			why = "not confirmed gone: the sync account is not shown its entry " + dn + ", while this server names the matched DN for an entry really missing there (an access rule may hide it)"
 		case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
 			why, err = proveGone(ctx, c, dn)
 			if err != nil {
@@ -305,4 +353,41 @@ func (r *syncRun) keepUnreadFields() {
 				r.a.cfg.UserFields[f], kept[f])})
 		}
 	}
+}
+
+// baseSearch is a base search of dn for no attribute.
+func baseSearch(dn string) *ldap.SearchRequest {
+	return ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+		1, 0, false, "(objectClass=*)", []string{"1.1"}, nil)
+}
+
+// namesMatchedDN reports whether the server, asked as the sync account for
+// an entry that does not exist beside dn (a probe RDN under dn's parent),
+// answers noSuchObject naming a matched DN. OpenLDAP does, and names none
+// for an entry an access rule hides, so there an answer without one means
+// hidden. GLAuth (success, no entry) and Samba (no matched DN) answer a
+// missing entry exactly as a hidden one: there the read's judgment stands.
+// parents caches the answer by parent; one search per parent asked.
+func namesMatchedDN(ctx context.Context, c *conn, dn string, parents map[string]bool) (bool, error) {
+	parsed, err := ldap.ParseDN(dn)
+	if err != nil || len(parsed.RDNs) < 2 {
+		return true, nil // nothing to compare with: keep
+	}
+	parent := (&ldap.DN{RDNs: parsed.RDNs[1:]}).String()
+	key := DNKey(parent)
+	if names, asked := parents[key]; asked {
+		return names, nil
+	}
+	_, err = c.Search(ctx, baseSearch("cn=ldapauth-absence-probe,"+parent))
+	var lerr *ldap.Error
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return false, ctxError(ctx)
+	case isNetworkError(err):
+		return false, wrap(classifyNetwork(err), "read %s", parent)
+	case errors.As(err, &lerr) && lerr.ResultCode == ldap.LDAPResultNoSuchObject && lerr.MatchedDN != "":
+		parents[key] = true
+	}
+	return parents[key], nil
 }
