@@ -38,7 +38,7 @@ func (c *conn) compare(ctx context.Context, dn, attr, value string) (bool, error
 // they list a user. absent remembers the member attributes a group entry
 // does not have (noSuchAttribute), so each is asked once per group.
 type memberProof struct {
-	c      *conn
+	c      comparer
 	absent map[string]bool // DNKey(group) + "\x00" + attribute
 	// answers remembers, by DNKey(group), whether the server answers a
 	// Compare of the group's entry at all (answersCompare).
@@ -110,13 +110,41 @@ func (p *memberProof) notListed(ctx context.Context, groupDN, userDN, username s
 		}
 	}
 	if !falseSeen {
-		return "the group's entry has no member, uniqueMember or memberUid the sync account may compare", nil
+		return noMemberAttrs, nil
 	}
 	return "", nil
 }
 
+// comparer is a Directory that can Compare: the library's connections
+// (the sync's, a login's).
+type comparer interface {
+	compare(ctx context.Context, dn, attr, value string) (bool, error)
+}
+
+// noMemberAttrs is notListed's reason when the group's entry has none of
+// the member attributes: slapd answers noSuchAttribute only once the
+// access rules allow the Compare, so the group is empty.
+const noMemberAttrs = "the group's entry has no member, uniqueMember or memberUid the sync account may compare"
+
+// emptyConfirmed runs at a login (and a login-like check of the sync) for a
+// group entry read without any member value: an access rule hiding member
+// from the reader gives that too. It reports whether Compare confirms that
+// the entry does not list the user (compareFalse, or no member attribute
+// at all, which an emptied posixGroup gives); any other answer leaves the
+// membership unknown, so it is kept. A Directory that cannot Compare (a
+// caller's own) reads the entry as an empty group, as before. Cost: up to
+// four Compares, only for such an entry.
+func (m *memberCheck) emptyConfirmed(ctx context.Context, g groupRef) (bool, error) {
+	c, ok := m.dir.(comparer)
+	if !ok {
+		return true, nil
+	}
+	why, err := newMemberProof(c).notListed(ctx, g.dn, m.u.DN, m.u.Username)
+	return why == "" || why == noMemberAttrs, err
+}
+
 // newMemberProof is a memberProof on c.
-func newMemberProof(c *conn) *memberProof {
+func newMemberProof(c comparer) *memberProof {
 	return &memberProof{c: c, absent: map[string]bool{}, answers: map[string]bool{}}
 }
 

@@ -170,3 +170,29 @@ func TestSyncHiddenMappedFieldOpenLDAP(t *testing.T) {
 		assert.Empty(t, rep.Unconfirmed)
 	})
 }
+
+// A login without a service account reads as the user, who may read
+// neither memberOf nor the groups' member values: every synced group's
+// entry comes without member values. alice's login keeps her memberships
+// (a Compare of member answers insufficientAccess) rather than emptying
+// them.
+func TestLoginHiddenMembersKeepsMembershipsOpenLDAP(t *testing.T) {
+	services := "ou=services," + slapdtest.BaseDN
+	srv := slapdtest.StartWith(t, slapdtest.Options{ACL: fmt.Sprintf(`access to dn.subtree=%q attrs=memberOf
+	by dn.children=%q break
+	by * none
+access to dn.subtree=%q attrs=member
+	by dn.children=%q break
+	by * none
+`, slapdtest.PeopleDN, services, "ou=groups,"+slapdtest.BaseDN, services)})
+	store := ldapauth.NewMemStore()
+	a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword), store)
+	runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
+	require.Equal(t, []string{"alice", "bob"}, members(store, "readers"), "the sync account reads memberOf")
+	before := snapshot(t, store)
+
+	u, err := login(a, "alice", slapdtest.Password("alice"))
+	require.NoError(t, err)
+	assert.Empty(t, u.Groups, "alice is shown no memberOf")
+	assert.Equal(t, before.Groups, snapshot(t, store).Groups, "her login removes no membership it cannot confirm")
+}
