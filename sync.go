@@ -203,6 +203,7 @@ type storeUser struct {
 	details    StoredUser // what the store holds, until the entry is compared
 	hasDetails bool       // the store gave details
 	present    bool       // the directory returned it
+	dn         string     // the entry's DN, once returned
 }
 
 // confirmRemoval is a membership removal to confirm: the user (DN,
@@ -244,6 +245,8 @@ type syncRun struct {
 	matched []int // scratch: synced groups of the current entry
 
 	saves []*User // users to create or update, in that order of the report
+	// fieldsSeen holds the mapped fields some entry of the read carried.
+	fieldsSeen map[string]bool
 
 	// confirm holds memberships the direct rule would remove but a login
 	// might keep (nested groups, an Active Directory primary group): they
@@ -370,7 +373,10 @@ func (r *syncRun) read(ctx context.Context) error {
 		return err
 	}
 	r.resolvePending()
-	return r.confirmRemovals(ctx, c)
+	if err := r.confirmRemovals(ctx, c); err != nil {
+		return err
+	}
+	return r.confirmAbsent(ctx, c)
 }
 
 // bind dials and binds as the sync account.
@@ -704,6 +710,7 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 	if !a.cfg.usesLoginGroupFilters() || a.loginGroup.dn == "" {
 		return nil
 	}
+	proof := newMemberProof(c)
 	for _, key := range slices.Sorted(maps.Keys(r.users)) {
 		su := r.users[key]
 		if su.present {
@@ -716,6 +723,15 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 		if adm.check != nil {
 			r.entry(adm.entry)
 			r.prog.Users++
+		} else if adm.entry != nil {
+			why, err := r.loginGroupUnconfirmed(ctx, proof, adm.entry, su.username)
+			if err != nil {
+				return r.abort(SyncReadUsers, err)
+			}
+			if why != "" {
+				su.present = true
+				r.keep(su.username, "", why)
+			}
 		}
 	}
 	return nil
@@ -827,6 +843,7 @@ func (r *syncRun) entry(e *ldap.Entry) {
 	if !ok {
 		return
 	}
+	r.sawFields(e)
 	hasMemberOf := r.matchMemberOf(e)
 	if su == nil && !r.opts.CreateUsers {
 		return
@@ -893,7 +910,7 @@ func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool)
 	if su == nil {
 		r.seen[key] = struct{}{}
 	} else {
-		su.present = true
+		su.present, su.dn = true, e.DN
 	}
 	r.dirUsers++
 	return su, true
@@ -929,15 +946,17 @@ func (r *syncRun) planUser(e *ldap.Entry, su *storeUser, username string) {
 		}
 		return
 	}
-	if !su.hasDetails || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields) {
+	update := !su.hasDetails || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields)
+	if update {
 		r.saves = append(r.saves, r.user(e, username))
 		r.report.UsersUpdated = append(r.report.UsersUpdated, username)
 	}
 	if orgID := r.a.cfg.OrganisationID; orgID != "" && (!su.hasDetails || !slices.Contains(su.details.Organisations, orgID)) {
 		r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
 	}
-	// Compared: the run keeps no more of it than the username.
-	su.details = StoredUser{}
+	// Compared: the run keeps no more of it than the username, and, for an
+	// update, the stored fields (keepUnreadFields).
+	su.details = r.updatedDetails(update, su.details)
 }
 
 // multiValued skips an entry whose username attribute has several values:
