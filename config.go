@@ -260,7 +260,9 @@ type Config struct {
 
 	// DirectoryType is the kind of directory server; the default,
 	// [DirectoryAuto], reads it from the root DSE when the configuration
-	// depends on it (ExcludeDisabled, NestedGroups).
+	// depends on it (ExcludeDisabled, NestedGroups, or ObjectClass user
+	// with the built-in filters, which leave computer accounts out on
+	// Active Directory).
 	// LDAP_AUTH_DIRECTORY_TYPE.
 	DirectoryType DirectoryType
 
@@ -297,6 +299,12 @@ type Config struct {
 	MeterProvider  metric.MeterProvider
 	TracerProvider trace.TracerProvider
 	TraceUsernames bool
+
+	// loginGroupTerm, set only on the sync's own copy, replaces the
+	// login-group term of [LoginGroupFilters]: with NestedGroupsWalk, the
+	// memberOf terms of every group nested in the login group
+	// (Authenticator.Sync, nestedLoginTerm).
+	loginGroupTerm string
 }
 
 // Environment variable names read by [LoadConfig].

@@ -19,6 +19,13 @@
 // entries, same server and page size) runs with -scale, for example
 //
 //	go run ./cmd/ldapbench -logins=false -scale slapd:10000,slapd:100000,glauth:10000 -scale-rounds 3
+//
+// into the stores of -scale-stores (memstore, sqlite: examples/sqlstore on a
+// file in a temporary directory, postgres: examples/sqlstore on a server
+// started for the run), with -scale-per-call adding the first sync written
+// one call per change, as before batched writes:
+//
+//	go run ./cmd/ldapbench -logins=false -scale slapd:10000 -scale-stores memstore,sqlite,postgres -scale-per-call
 package main
 
 import (
@@ -63,6 +70,8 @@ func main() {
 	logins := flag.Bool("logins", true, "measure the logins")
 	scale := flag.String("scale", "", "sync at scale: server:users pairs, comma-separated (e.g. slapd:10000,slapd:100000,glauth:10000)")
 	scaleRounds := flag.Int("scale-rounds", 3, "interleaved rounds of the sync at scale")
+	scaleStores := flag.String("scale-stores", "memstore", "sync at scale: stores, comma-separated (memstore, sqlite, postgres)")
+	scalePerCall := flag.Bool("scale-per-call", false, "sync at scale: also the first sync written one call per change (no batches)")
 	failover := flag.Duration("failover", 0, "failover: run each scenario of -failover-scenarios this long in each of -rounds rounds, in each mode of -modes")
 	failoverTimeout := flag.Duration("failover-timeout", 2*time.Second, "failover: the connect and receive timeouts")
 	failoverInterval := flag.Duration("failover-interval", 0, "failover: each worker starts a login this often (0: flat out)")
@@ -79,7 +88,7 @@ func main() {
 		}
 	}
 	if *scale != "" {
-		if err := runScale(*scale, *scaleRounds); err != nil {
+		if err := runScale(*scale, *scaleStores, *scaleRounds, *scalePerCall); err != nil {
 			fmt.Fprintln(os.Stderr, "ldapbench:", err)
 			os.Exit(1)
 		}
@@ -94,7 +103,7 @@ func main() {
 }
 
 // runScale measures the sync at scale on each server:users pair of list.
-func runScale(list string, rounds int) error {
+func runScale(list, storeList string, rounds int, perCall bool) error {
 	type size struct {
 		server string
 		users  int
@@ -108,6 +117,10 @@ func runScale(list string, rounds int) error {
 		}
 		sizes = append(sizes, size{server, users})
 	}
+	var kinds []benchmarks.ScaleStore
+	for f := range strings.SplitSeq(storeList, ",") {
+		kinds = append(kinds, benchmarks.ScaleStore(strings.TrimSpace(f)))
+	}
 	ctx := context.Background()
 	var results []*benchmarks.ScaleResult
 	for _, sz := range sizes {
@@ -116,23 +129,39 @@ func runScale(list string, rounds int) error {
 		if err != nil {
 			return err
 		}
-		s, err := benchmarks.PrepareSyncScale(ctx, t, sz.users)
-		if err != nil {
-			stop()
-			return err
+		for _, kind := range kinds {
+			rs, err := measureStore(ctx, t, sz.server, sz.users, kind, rounds, perCall)
+			if err != nil {
+				stop()
+				return err
+			}
+			results = append(results, rs...)
 		}
-		rs, err := benchmarks.MeasureSyncScale(ctx, sz.server, s, rounds, os.Stderr)
-		s.Close()
 		stop()
-		if err != nil {
-			return err
-		}
-		results = append(results, rs...)
 	}
 	fmt.Printf("## Sync at scale (%d interleaved rounds; page size %d; ratios to the raw paged search of the same rounds)\n\n", rounds, benchmarks.ScalePageSize)
 	benchmarks.ScaleTable(os.Stdout, results)
 	fmt.Println()
 	return nil
+}
+
+// measureStore measures the sync at scale of t into stores of kind.
+func measureStore(ctx context.Context, t *benchmarks.Target, server string, users int, kind benchmarks.ScaleStore, rounds int, perCall bool) ([]*benchmarks.ScaleResult, error) {
+	stores, err := benchmarks.NewStores(kind)
+	if err != nil {
+		return nil, err
+	}
+	defer stores.Close()
+	fmt.Fprintf(os.Stderr, "filling a %s store with %d users\n", kind, users)
+	s, err := benchmarks.PrepareSyncScaleInto(ctx, t, users, stores)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	if perCall {
+		s.Cases = append(s.Cases, benchmarks.FirstSyncPerCall)
+	}
+	return benchmarks.MeasureSyncScale(ctx, server, s, rounds, os.Stderr)
 }
 
 func run(rounds int, duration time.Duration, workerList, serverList, modeList, only string, extra variants) error {
