@@ -32,6 +32,17 @@ const (
 	// DefaultReceiveTimeout bounds the wait for each LDAP response when
 	// LDAP_AUTH_RECEIVE_TIMEOUT is unset.
 	DefaultReceiveTimeout = 10 * time.Second
+	// DefaultHedgeDelay is how long a connect may take before one to the
+	// next server starts too, when Config.HedgeDelay is zero (see
+	// docs/connections.md, "Hedged connect"). A connect on a LAN takes
+	// milliseconds and StartTLS across a continent (three round trips)
+	// well under a second, so 1 s hedges no working connect, yet cuts what
+	// the first logins pay for a black-holed server from the connect
+	// timeout (10 s by default) to 1 s.
+	DefaultHedgeDelay = time.Second
+	// NoHedge, as Config.HedgeDelay, turns hedging off: a connect to the
+	// next server starts only when the one before failed.
+	NoHedge = -1
 	// DefaultSyncPageSize is the page size of the sync's paged search when
 	// LDAP_SYNC_PAGE_SIZE is unset: at most OpenLDAP's default size limit
 	// (500) and half of Active Directory's MaxPageSize (1000), so it works
@@ -131,6 +142,14 @@ type Config struct {
 	// LDAP_AUTH_RECEIVE_TIMEOUT in whole seconds, default
 	// [DefaultReceiveTimeout].
 	ReceiveTimeout time.Duration
+
+	// HedgeDelay: with several URLs, a connect (TCP plus TLS or StartTLS)
+	// that has not completed within HedgeDelay starts one to the next
+	// server too, and the first ready for a bind serves the login. Only
+	// the connect is hedged, never a bind. 0 means [DefaultHedgeDelay];
+	// [NoHedge] turns it off; a delay not below ConnectTimeout hedges
+	// nothing. No variable of the environment sets it.
+	HedgeDelay time.Duration
 
 	// PoolSize is how many idle connections of each kind are kept open for
 	// later logins: connections the users bind on, and, with a service
@@ -241,7 +260,9 @@ type Config struct {
 
 	// DirectoryType is the kind of directory server; the default,
 	// [DirectoryAuto], reads it from the root DSE when the configuration
-	// depends on it (ExcludeDisabled, NestedGroups).
+	// depends on it (ExcludeDisabled, NestedGroups, or ObjectClass user
+	// with the built-in filters, which leave computer accounts out on
+	// Active Directory).
 	// LDAP_AUTH_DIRECTORY_TYPE.
 	DirectoryType DirectoryType
 
@@ -278,6 +299,12 @@ type Config struct {
 	MeterProvider  metric.MeterProvider
 	TracerProvider trace.TracerProvider
 	TraceUsernames bool
+
+	// loginGroupTerm, set only on the sync's own copy, replaces the
+	// login-group term of [LoginGroupFilters]: with NestedGroupsWalk, the
+	// memberOf terms of every group nested in the login group
+	// (Authenticator.Sync, nestedLoginTerm).
+	loginGroupTerm string
 }
 
 // Environment variable names read by [LoadConfig].
@@ -603,6 +630,9 @@ func (c *Config) checkLimits(errs *problems) {
 	}
 	if c.ReceiveTimeout < 0 {
 		errs.add("negative", EnvReceiveTimeout)
+	}
+	if c.HedgeDelay < NoHedge {
+		errs.add("negative: use a positive delay, 0 for the default or NoHedge", "Config.HedgeDelay")
 	}
 	if c.SyncPageSize < NoPaging || c.SyncPageSize > math.MaxInt32 {
 		errs.add(fmt.Sprintf("page size %d out of range (NoPaging, 0 for the default, or a positive size)", c.SyncPageSize), EnvSyncPageSize)
@@ -936,6 +966,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if cp.ReceiveTimeout == 0 {
 		cp.ReceiveTimeout = DefaultReceiveTimeout
+	}
+	if cp.HedgeDelay == 0 {
+		cp.HedgeDelay = DefaultHedgeDelay
 	}
 	if cp.SyncPageSize == 0 {
 		cp.SyncPageSize = DefaultSyncPageSize

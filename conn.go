@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -124,9 +125,15 @@ func parseServer(raw string) (server, error) {
 // expired), the others at Warn (a server is down while logins carry on).
 func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
 	a.probeDue()
+	ord, ready := a.order()
+	if ready > 1 && a.cfg.HedgeDelay > 0 && a.cfg.HedgeDelay < a.cfg.ConnectTimeout {
+		if c, err, ok := a.dialHedged(ctx, ord, ready); ok {
+			return c, err
+		}
+	}
 	var errs []error
 	allTLS := true
-	for _, i := range a.order() {
+	for _, i := range ord {
 		s := a.servers[i]
 		dctx, op := a.obs.op(ctx, opDial, i)
 		c, err := a.dialServer(dctx, s, i)
@@ -141,20 +148,206 @@ func (a *Authenticator) dial(ctx context.Context) (*conn, error) {
 			return nil, ctxError(ctx)
 		}
 		a.health[i].down(a.now())
-		a.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "ldapauth: server unreachable", slog.String("url", s.url), slog.String("error", err.Error()))
-		if !isTLSError(err) {
-			allTLS = false
-			err = fmt.Errorf("%s: %w", s.url, err)
-		}
-		errs = append(errs, err)
+		errs, allTLS = a.dialFailed(ctx, s, err, errs, allTLS)
 	}
+	return nil, dialError(errs, allTLS)
+}
+
+// dialFailed logs the failure err of a connect to s at Debug and adds it
+// to errs, the failures of one dial; allTLS stays true while every one is
+// a [*TLSError].
+func (a *Authenticator) dialFailed(ctx context.Context, s server, err error, errs []error, allTLS bool) ([]error, bool) {
+	a.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "ldapauth: server unreachable", slog.String("url", s.url), slog.String("error", err.Error()))
+	if !isTLSError(err) {
+		allTLS = false
+		err = fmt.Errorf("%s: %w", s.url, err)
+	}
+	return append(errs, err), allTLS
+}
+
+// dialError is the error of a dial whose every connect failed with errs.
+func dialError(errs []error, allTLS bool) error {
 	switch {
 	case allTLS && len(errs) == 1:
-		return nil, errs[0]
+		return errs[0]
 	case allTLS:
-		return nil, wrap(joined(errs), "TLS failed with every server")
+		return wrap(joined(errs), "TLS failed with every server")
 	}
-	return nil, fmt.Errorf("%w: %w", ErrUnavailable, joined(errs))
+	return fmt.Errorf("%w: %w", ErrUnavailable, joined(errs))
+}
+
+// attempt is the outcome of one connect of a hedged dial.
+type attempt struct {
+	server int
+	c      *conn
+	err    error
+}
+
+// hedge is what a hedged dial shares with its connects: once decided (a
+// connect won, or the dial gave up), a connect that ends has nobody to
+// report to and closes its connection itself.
+type hedge struct {
+	a       *Authenticator
+	mu      sync.Mutex
+	decided bool
+	results chan attempt // buffered for every connect: a send never blocks
+	// pending: the servers whose connect has not reported yet; lagging:
+	// those the decision marked lagging (see health.lagging).
+	pending, lagging map[int]bool
+}
+
+// report hands r to the dial, or closes its connection when the dial is
+// decided. A connect that lost to a hedge stops counting as lagging once
+// its result is recorded (a failure has marked its server down).
+func (h *hedge) report(r attempt) {
+	h.mu.Lock()
+	delete(h.pending, r.server)
+	if !h.decided {
+		h.results <- r
+		h.mu.Unlock()
+		return
+	}
+	lagged := h.lagging[r.server]
+	h.mu.Unlock()
+	if r.err != nil && lagged {
+		s := h.a.servers[r.server]
+		h.a.cfg.Logger.LogAttrs(context.Background(), slog.LevelDebug, "ldapauth: server unreachable (a connect that lost to a hedge)",
+			slog.String("url", s.url), slog.String("error", r.err.Error()))
+	}
+	if lagged {
+		h.a.health[r.server].lagging.Add(-1)
+	}
+	if r.c != nil {
+		r.c.close()
+	}
+}
+
+// decide ends the dial's interest in its connects and closes the
+// connections reported but not taken. When a connect won, the servers
+// whose connect is still in flight are lagging until it ends.
+func (h *hedge) decide(won bool) {
+	h.mu.Lock()
+	h.decided = true
+	if won {
+		for i := range h.pending {
+			h.lagging[i] = true
+			h.a.health[i].lagging.Add(1)
+		}
+	}
+	h.mu.Unlock()
+	for {
+		select {
+		case r := <-h.results:
+			if r.c != nil {
+				r.c.close()
+			}
+		default:
+			return
+		}
+	}
+}
+
+// dialHedged is dial with hedging: it connects to the servers in the
+// order ord, starting the next connect when the one before failed, or,
+// among the first ready servers of ord (up, and with no connect that lost
+// to a hedge in flight: see order), when the one before has not completed
+// within the hedge delay; it returns the first connection ready for a
+// bind. A server marked down is never hedged to: it is tried only when
+// every server before it failed, as without hedging. Only connects are
+// hedged; the caller binds on the one connection returned.
+//
+// A connect that loses goes on in the background until it ends (within
+// the connect timeout; Close aborts it): a failure then marks its server
+// down as any failed connect does, so later logins keep away from a
+// black-holed server; a connection it makes is closed, and slowness alone
+// marks nothing down. The caller's ctx ending before a connect won aborts
+// them all. ok is false when the Authenticator is closing: no connect
+// was started and the caller dials without hedging.
+func (a *Authenticator) dialHedged(ctx context.Context, ord []int, ready int) (_ *conn, _ error, ok bool) {
+	h := &hedge{a: a, results: make(chan attempt, len(ord)), pending: map[int]bool{}, lagging: map[int]bool{}}
+	var detach []func() bool // each connect's link to ctx
+	start := func(i int) bool {
+		// A connect is aborted by ctx until the dial has a winner, and by
+		// Close; not by ctx after it has returned.
+		actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		stopCaller := context.AfterFunc(ctx, cancel)
+		stopClose := context.AfterFunc(a.probe.ctx, cancel)
+		h.mu.Lock()
+		h.pending[i] = true
+		h.mu.Unlock()
+		started := a.probe.goBackground(func() {
+			defer cancel()
+			defer stopClose()
+			defer stopCaller()
+			s := a.servers[i]
+			dctx, op := a.obs.op(actx, opDial, i)
+			c, err := a.dialServer(dctx, s, i)
+			op.done(err)
+			switch {
+			case err == nil:
+				c.server, c.health, c.now = i, &a.health[i], a.now
+				c.obs = a.obs
+			case actx.Err() == nil:
+				a.health[i].down(a.now())
+			}
+			h.report(attempt{server: i, c: c, err: err})
+		})
+		if !started {
+			h.mu.Lock()
+			delete(h.pending, i)
+			h.mu.Unlock()
+			cancel()
+			stopClose()
+			stopCaller()
+			return false
+		}
+		detach = append(detach, stopCaller)
+		return true
+	}
+	if !start(ord[0]) {
+		return nil, nil, false
+	}
+	next, pending := 1, 1
+	timer := time.NewTimer(a.cfg.HedgeDelay)
+	defer timer.Stop()
+	var errs []error
+	allTLS := true
+	launch := func(limit int) {
+		if next < limit && start(ord[next]) {
+			next++
+			pending++
+			timer.Reset(a.cfg.HedgeDelay)
+		}
+	}
+	for {
+		select {
+		case r := <-h.results:
+			pending--
+			if r.err == nil {
+				for _, d := range detach {
+					d()
+				}
+				h.decide(true)
+				a.logFailover(ctx, a.servers[r.server], errs)
+				return r.c, nil, true
+			}
+			if ctx.Err() != nil {
+				h.decide(false)
+				return nil, ctxError(ctx), true
+			}
+			errs, allTLS = a.dialFailed(ctx, a.servers[r.server], r.err, errs, allTLS)
+			launch(len(ord))
+			if pending == 0 {
+				h.decide(false)
+				return nil, dialError(errs, allTLS), true
+			}
+		case <-timer.C:
+			launch(ready)
+		case <-ctx.Done():
+			h.decide(false) // ctx aborts the connects in flight
+			return nil, ctxError(ctx), true
+		}
+	}
 }
 
 // logFailover logs the failures of the servers tried before s, which then

@@ -123,7 +123,10 @@ func directoryTypeOf(e *ldap.Entry) DirectoryType {
 // needsDirectoryType reports whether the configuration depends on the
 // directory type.
 func (c *Config) needsDirectoryType() bool {
-	return c.ExcludeDisabled || c.NestedGroups != NestedGroupsOff
+	// Object class user is Active Directory's, where the built-in filters
+	// leave computer accounts out (FilterNotComputerAD).
+	return c.ExcludeDisabled || c.NestedGroups != NestedGroupsOff ||
+		(strings.EqualFold(c.ObjectClass, "user") && (c.usesDefaultFilters() || c.usesLoginGroupFilters()))
 }
 
 // directoryType returns the configured directory type, or the one read

@@ -53,7 +53,9 @@ var (
 )
 
 // DefaultFilters returns one equality filter per lookup attribute, values
-// escaped per RFC 4515, then (objectClass=<Config.ObjectClass>), then, with
+// escaped per RFC 4515, then (objectClass=<Config.ObjectClass>), then, on
+// Active Directory, [FilterNotComputerAD] (an Authenticator resolves
+// DirectoryAuto when the object class is user), then, with
 // [Config.ExcludeDisabled], the directory type's [FilterEnabled]
 // ([FilterEnabledAD] for DirectoryAuto, which an Authenticator resolves
 // before it calls a builder). It is
@@ -72,6 +74,9 @@ func (DefaultFilters) SearchFilters(cfg *Config, lookup map[string]string) ([]st
 		filters = append(filters, "("+a+"="+EscapeFilterValue(lookup[a])+")")
 	}
 	filters = append(filters, "(objectClass="+EscapeFilterValue(cfg.ObjectClass)+")")
+	if cfg.DirectoryType == DirectoryActiveDirectory {
+		filters = append(filters, FilterNotComputerAD)
+	}
 	if cfg.ExcludeDisabled {
 		if f := FilterEnabled(cfg.DirectoryType); f != "" {
 			filters = append(filters, f)
@@ -100,7 +105,9 @@ func (DefaultFilters) LoginGroupTerm() bool { return false }
 // [Config.NestedGroups] set to [NestedGroupsActiveDirectory] the filter is
 // (memberOf:1.2.840.113556.1.4.1941:=<group>), which also finds members of
 // groups in the group; for the other nesting and for Active Directory
-// primary groups the Authenticator checks a user the filter leaves out. Without
+// primary groups the Authenticator checks a user the filter leaves out, and
+// with [NestedGroupsWalk] the sync's read ORs the memberOf terms of every
+// group nested in the login group (docs/sync.md). Without
 // a login group it would add nothing, as Flagsmith's function does, and let
 // everyone in: [Config.Validate] (and so [New]) refuses that. It is
 // flagsmith_ldap.ldap.login_group_search_filter (custom_auth.ldap.* in the
@@ -114,7 +121,11 @@ func (LoginGroupFilters) SearchFilters(cfg *Config, lookup map[string]string) ([
 		return nil, err
 	}
 	if cfg.LoginGroup != "" {
-		filters = append(filters, memberOfFilter(cfg.NestedGroups, cfg.LoginGroup))
+		term := cfg.loginGroupTerm
+		if term == "" {
+			term = memberOfFilter(cfg.NestedGroups, cfg.LoginGroup)
+		}
+		filters = append(filters, term)
 	}
 	return filters, nil
 }

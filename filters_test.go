@@ -107,3 +107,26 @@ func FuzzEscapeFilterValue(f *testing.F) {
 		assert.Equal(t, s, packet.Children[1].Data.String())
 	})
 }
+
+// On Active Directory the built-in filters leave computer accounts out
+// (computer is a subclass of user); on other directories, where
+// objectClass=computer may be unknown and the NOT would then exclude
+// everyone, they add nothing.
+func TestFiltersComputerAccounts(t *testing.T) {
+	for _, tt := range []struct {
+		dir  ldapauth.DirectoryType
+		want []string
+	}{
+		{ldapauth.DirectoryActiveDirectory, []string{"(sAMAccountName=jdoe)", "(objectClass=user)", ldapauth.FilterNotComputerAD, "(memberOf=CN=G,DC=corp,DC=test)"}},
+		{ldapauth.DirectoryOpenLDAP, []string{"(sAMAccountName=jdoe)", "(objectClass=user)", "(memberOf=CN=G,DC=corp,DC=test)"}},
+		{ldapauth.Directory389, []string{"(sAMAccountName=jdoe)", "(objectClass=user)", "(memberOf=CN=G,DC=corp,DC=test)"}},
+		{ldapauth.DirectoryAuto, []string{"(sAMAccountName=jdoe)", "(objectClass=user)", "(memberOf=CN=G,DC=corp,DC=test)"}},
+	} {
+		t.Run(string(tt.dir), func(t *testing.T) {
+			cfg := &ldapauth.Config{ObjectClass: "user", LoginGroup: "CN=G,DC=corp,DC=test", DirectoryType: tt.dir}
+			got, err := ldapauth.LoginGroupFilters{}.SearchFilters(cfg, map[string]string{"sAMAccountName": "jdoe"})
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}

@@ -27,7 +27,8 @@ const (
 	// groups that hold the user's groups ((member=<dn>) or
 	// (uniqueMember=<dn>) under the group's domain), one search per level,
 	// at most [MaxNestingDepth] levels, each group visited once, so a cycle
-	// of groups ends.
+	// of groups ends. [Authenticator.Sync] walks down from the login group
+	// once per run instead and reads the members of every group reached.
 	NestedGroupsWalk NestedGroups = "walk"
 )
 
@@ -44,6 +45,14 @@ const OIDMatchingRuleInChain = "1.2.840.113556.1.4.1941"
 // (1.2.840.113556.1.4.803). [Config.ExcludeDisabled] adds it to the
 // built-in search filters.
 const FilterEnabledAD = "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"
+
+// FilterNotComputerAD leaves Active Directory computer accounts out:
+// computer is a subclass of user, so (objectClass=user) matches the DC's
+// own account (DC1$) and every joined machine. [DefaultFilters] (and so
+// [LoginGroupFilters]) adds it on Active Directory, whatever
+// LDAP_AUTH_OBJECT_CLASS says; a custom [SearchFilterBuilder] adds it
+// itself.
+const FilterNotComputerAD = "(!(objectClass=computer))"
 
 // ParseNestedGroups parses a value of LDAP_AUTH_NESTED_GROUPS: off (or
 // empty), active_directory, or walk, in any case.
@@ -317,4 +326,66 @@ func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username s
 func ReadGroupMembers(ctx context.Context, dir Directory, groupDN string) (dns, uids []string, err error) {
 	dns, uids, _, err = readGroup(ctx, dir, groupDN)
 	return dns, uids, err
+}
+
+// groupsUnder returns the DNs of g and of the groups nested in it: the
+// groups among g's member values, the groups among theirs, and so on down
+// to MaxNestingDepth-1 levels below g, each group read once (so a cycle
+// ends). A user whose memberOf names one of them reaches g within
+// MaxNestingDepth levels, as the login's walk (groupsAbove) counts it. A
+// group is what groupsHolding finds: an entry under g's base with member
+// or uniqueMember values. They are listed by one paged search of their DNs,
+// then only the groups reached are read (readGroup, with Active
+// Directory's ranges). A group whose read shows no members (an access rule
+// may hide them) adds nothing: the users below it are those a login's walk
+// could not reach either, which the sync's second look (admitMissing) still
+// gives a login's check.
+func groupsUnder(ctx context.Context, c *conn, g groupRef, pageSize int) ([]string, error) {
+	groups := map[string]bool{} // DNKey of every group under the base
+	req := ldap.NewSearchRequest(g.base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		"(|(member=*)(uniqueMember=*))", []string{"1.1"}, nil)
+	err := pagedSearch(ctx, c, req, pageSize, func(page *ldap.SearchResult) error {
+		for _, e := range page.Entries {
+			groups[DNKey(e.DN)] = true
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return nil, wrap(classifyNetwork(err), "groups under %s", g.base)
+	}
+	out := []string{g.dn}
+	seen := map[string]bool{g.key: true}
+	frontier := []string{g.dn}
+	for depth := 1; depth < MaxNestingDepth && len(frontier) > 0; depth++ {
+		var next []string
+		for _, dn := range frontier {
+			members, _, _, err := readGroup(ctx, c, dn)
+			if err != nil {
+				return nil, err
+			}
+			for _, m := range members {
+				if k := DNKey(m); groups[k] && !seen[k] {
+					seen[k] = true
+					next = append(next, m)
+				}
+			}
+		}
+		out = append(out, next...)
+		frontier = next
+	}
+	return out, nil
+}
+
+// anyMemberOf is the filter matching direct members of any of dns.
+func anyMemberOf(dns []string) string {
+	if len(dns) == 1 {
+		return memberOfFilter(NestedGroupsOff, dns[0])
+	}
+	var b strings.Builder
+	b.WriteString("(|")
+	for _, dn := range dns {
+		b.WriteString(memberOfFilter(NestedGroupsOff, dn))
+	}
+	b.WriteString(")")
+	return b.String()
 }

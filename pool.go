@@ -24,6 +24,10 @@ type health struct {
 	mu       sync.Mutex
 	until    time.Time   // probed again from then on
 	probing  atomic.Bool // a probe is checking it
+	// lagging counts the connects to it that lost to a hedge and are
+	// still in flight: while one is, the server is up but a connect to it
+	// hangs, so logins try the other servers first (see order).
+	lagging atomic.Int32
 }
 
 // down records a failure at now. Failures within the back-off period
@@ -71,17 +75,21 @@ func (h *health) due(now time.Time) bool {
 }
 
 // order returns the indexes of the servers in the order a dial tries
-// them: those known up, in configuration order; then, reached only when
+// them: those known up, in configuration order, those with a connect that
+// lost to a hedge still in flight last of them; then, reached only when
 // all of those failed, those marked down, the ones out of back-off first.
 // A login never waits on a server marked down while another is up (the
 // prober finds when it is back), and is never refused without trying
-// every server.
-func (a *Authenticator) order() []int {
+// every server. ready counts the servers up and not lagging, which come
+// first: the only ones a hedge starts a connect to.
+func (a *Authenticator) order() (ord []int, ready int) {
 	now := a.now()
-	const up, due, waiting = 0, 1, 2
+	const up, lagging, due, waiting = 0, 1, 2, 3
 	state := make([]int, len(a.servers)) // read once: another call may change it
 	for i := range a.servers {
 		switch {
+		case a.health[i].isUp() && a.health[i].lagging.Load() > 0:
+			state[i] = lagging
 		case a.health[i].isUp():
 			state[i] = up
 		case a.health[i].due(now):
@@ -90,25 +98,36 @@ func (a *Authenticator) order() []int {
 			state[i] = waiting
 		}
 	}
-	ord := make([]int, 0, len(a.servers))
-	for _, want := range []int{up, due, waiting} {
+	ord = make([]int, 0, len(a.servers))
+	for _, want := range []int{up, lagging, due, waiting} {
 		for i, st := range state {
 			if st == want {
 				ord = append(ord, i)
 			}
 		}
-	}
-	return ord
-}
-
-// preferred returns the first server known up, or -1 when all are down.
-func (a *Authenticator) preferred() int {
-	for i := range a.servers {
-		if a.health[i].isUp() {
-			return i
+		if want == up {
+			ready = len(ord)
 		}
 	}
-	return -1
+	return ord, ready
+}
+
+// preferred returns the first server known up, one without a connect
+// that lost to a hedge in flight if there is one, or -1 when all are
+// down.
+func (a *Authenticator) preferred() int {
+	first := -1
+	for i := range a.servers {
+		if a.health[i].isUp() {
+			if a.health[i].lagging.Load() == 0 {
+				return i
+			}
+			if first < 0 {
+				first = i
+			}
+		}
+	}
+	return first
 }
 
 // pool keeps idle connections of one kind for later logins: at most size,

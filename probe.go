@@ -81,6 +81,24 @@ func (a *Authenticator) startProbes(wg *sync.WaitGroup) {
 	}
 }
 
+// goBackground runs f in a goroutine that Close waits for (and whose
+// context, p.ctx, Close cancels), and reports whether it did: not once
+// Close has begun.
+func (p *prober) goBackground(f func()) bool {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		f()
+	}()
+	return true
+}
+
 // stopProbes aborts the probes in flight and waits for them; no probe
 // starts after it.
 func (a *Authenticator) stopProbes() {

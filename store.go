@@ -370,3 +370,122 @@ func (s *MemStore) GroupOf(dn string) (Group, bool) {
 	g, ok := s.groups[DNKey(dn)]
 	return g, ok
 }
+
+// BatchStore is an optional interface of a [UserStore]: a store that
+// implements it has [Authenticator.Sync] apply its changes in batches, each
+// in one call (for a database, one transaction and a few multi-row
+// statements), instead of one call per change. A store without it keeps
+// working one call per change.
+//
+// Contract, beyond the [UserStore]'s:
+//   - ApplyBatch applies the batch's changes as the UserStore methods would,
+//     in the order of the Batch's fields (groups saved, users saved,
+//     organisation joins, memberships added, memberships removed, groups
+//     deleted, users deleted), with the same idempotence and the same
+//     refusals (joining or adding a user the store does not hold and that
+//     the batch does not save, adding to a group neither held nor saved).
+//   - It is atomic: when it returns an error, the store is as before the
+//     call; the sync stops there and the next run completes the work.
+//   - It is called concurrently with the UserStore methods (logins) and must
+//     be safe for that; the sync itself makes one call at a time.
+//   - It must not keep or modify the Batch or anything it points to.
+type BatchStore interface {
+	UserStore
+	ApplyBatch(ctx context.Context, b *Batch) error
+}
+
+// Batch is a bounded set of changes for [BatchStore.ApplyBatch], applied in
+// the order of its fields. The sync makes batches of at most
+// Config.SyncPageSize (or [DefaultSyncPageSize]) changes.
+type Batch struct {
+	SaveGroups    []Group
+	SaveUsers     []*User
+	Joins         []OrganisationJoin
+	AddMembers    []Membership
+	RemoveMembers []Membership
+	DeleteGroups  []string // group DNs
+	DeleteUsers   []string // usernames
+}
+
+// OrganisationJoin is a user joining an organisation, in a [Batch].
+type OrganisationJoin struct {
+	Username       string
+	OrganisationID string
+}
+
+// Len is the number of changes in b.
+func (b *Batch) Len() int {
+	return len(b.SaveGroups) + len(b.SaveUsers) + len(b.Joins) + len(b.AddMembers) +
+		len(b.RemoveMembers) + len(b.DeleteGroups) + len(b.DeleteUsers)
+}
+
+var _ BatchStore = (*MemStore)(nil)
+
+// ApplyBatch implements [BatchStore]: it checks every refusal before it
+// changes anything, so a refused batch changes nothing.
+func (s *MemStore) ApplyBatch(_ context.Context, b *Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	saved := make(map[string]bool, len(b.SaveUsers))
+	for _, u := range b.SaveUsers {
+		saved[normUser(u.Username)] = true
+	}
+	groups := make(map[string]bool, len(b.SaveGroups))
+	for _, g := range b.SaveGroups {
+		groups[DNKey(g.DN)] = true
+	}
+	held := func(name string) bool {
+		_, ok := s.users[normUser(name)]
+		return ok || saved[normUser(name)]
+	}
+	for _, j := range b.Joins {
+		if !held(j.Username) {
+			return errNoSuchUser
+		}
+	}
+	for _, m := range b.AddMembers {
+		if _, ok := s.groups[DNKey(m.GroupDN)]; !ok && !groups[DNKey(m.GroupDN)] {
+			return errNoSuchGroup
+		}
+		if !held(m.Username) {
+			return errNoSuchUser
+		}
+	}
+	// Nothing below can fail.
+	for _, g := range b.SaveGroups {
+		key := DNKey(g.DN)
+		s.groups[key] = g
+		if s.members[key] == nil {
+			s.members[key] = map[string]string{}
+		}
+	}
+	for _, u := range b.SaveUsers {
+		s.users[normUser(u.Username)] = u.clone()
+	}
+	for _, j := range b.Joins {
+		key := normUser(j.Username)
+		if s.orgs[key] == nil {
+			s.orgs[key] = map[string]bool{}
+		}
+		s.orgs[key][j.OrganisationID] = true
+	}
+	for _, m := range b.AddMembers {
+		s.members[DNKey(m.GroupDN)][normUser(m.Username)] = m.Username
+	}
+	for _, m := range b.RemoveMembers {
+		delete(s.members[DNKey(m.GroupDN)], normUser(m.Username))
+	}
+	for _, dn := range b.DeleteGroups {
+		delete(s.groups, DNKey(dn))
+		delete(s.members, DNKey(dn))
+	}
+	for _, name := range b.DeleteUsers {
+		key := normUser(name)
+		delete(s.users, key)
+		delete(s.orgs, key)
+		for _, m := range s.members {
+			delete(m, key)
+		}
+	}
+	return nil
+}

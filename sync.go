@@ -39,8 +39,9 @@ type SyncOptions struct {
 // store in step with the directory. It binds as the sync account
 // (LDAP_SYNC_USER_USERNAME: a DN verbatim, a plain name through the
 // username formatter), reads every user the login search would accept
-// (object class and search filters, the login group included) with a paged
-// search, and then:
+// (object class and search filters, the login group included, with its
+// nested groups under LDAP_AUTH_NESTED_GROUPS, as a login admits them) with
+// a paged search, and then:
 //
 //   - removes the directory-managed users the directory no longer returns;
 //   - removes the synced groups the directory proves gone: noSuchObject
@@ -202,6 +203,7 @@ type storeUser struct {
 	details    StoredUser // what the store holds, until the entry is compared
 	hasDetails bool       // the store gave details
 	present    bool       // the directory returned it
+	dn         string     // the entry's DN, once returned
 }
 
 // confirmRemoval is a membership removal to confirm: the user (DN,
@@ -243,6 +245,8 @@ type syncRun struct {
 	matched []int // scratch: synced groups of the current entry
 
 	saves []*User // users to create or update, in that order of the report
+	// fieldsSeen holds the mapped fields some entry of the read carried.
+	fieldsSeen map[string]bool
 
 	// confirm holds memberships the direct rule would remove but a login
 	// might keep (nested groups, an Active Directory primary group): they
@@ -369,7 +373,10 @@ func (r *syncRun) read(ctx context.Context) error {
 		return err
 	}
 	r.resolvePending()
-	return r.confirmRemovals(ctx, c)
+	if err := r.confirmRemovals(ctx, c); err != nil {
+		return err
+	}
+	return r.confirmAbsent(ctx, c)
 }
 
 // bind dials and binds as the sync account.
@@ -435,6 +442,9 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 	if err != nil {
 		return r.abort(SyncReadUsers, err)
 	}
+	if cfg, err = r.nestedLoginTerm(ctx, c, cfg); err != nil {
+		return r.abort(SyncReadUsers, orCtxError(ctx, err))
+	}
 	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
 	if err != nil {
 		return r.abort(SyncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
@@ -475,10 +485,38 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 	// is references alone while every user may log in. Aborting there would
 	// make that setup unsyncable; a sync that admits nobody still aborts.
 	if r.prog.Users == 0 && referrals > 0 {
-		return &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("the directory answered %s with %d referrals and no entry", a.cfg.SearchBase, referrals),
+		e := &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("the directory answered %s with %d referrals and no entry", a.cfg.SearchBase, referrals),
 			Hint: "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds", Variables: []string{EnvSearchBase}}
+		if a.cfg.usesLoginGroupFilters() && a.loginGroup.dn != "" {
+			// From a domain root, references come with every answer: the
+			// likelier cause is a login group the filter finds no member of.
+			e.Err = fmt.Errorf("no user entry matched the search filters, the login group %s included (the directory answered %s with %d referrals and no entry)", a.loginGroup.dn, a.cfg.SearchBase, referrals)
+			e.Hint = "check that LDAP_LOGIN_GROUP has members that LDAP_AUTH_OBJECT_CLASS and the filters match (members of its nested groups count only with LDAP_AUTH_NESTED_GROUPS), and that LDAP_AUTH_SEARCH_BASE holds the users (referrals are not chased)"
+			e.Variables = []string{EnvLoginGroup, EnvNestedGroups, EnvSearchBase}
+		}
+		return e
 	}
 	return nil
+}
+
+// nestedLoginTerm returns cfg with, for LDAP_AUTH_NESTED_GROUPS=walk and
+// the login-group filter, the login-group term widened to the members of
+// every group nested in the login group (groupsUnder): the read then finds
+// the users a login's walk admits, not only the direct members. With
+// active_directory the term already holds the in-chain rule; with nesting
+// off it stays the direct term, as a login's.
+func (r *syncRun) nestedLoginTerm(ctx context.Context, c *conn, cfg *Config) (*Config, error) {
+	a := r.a
+	if a.cfg.NestedGroups != NestedGroupsWalk || !a.cfg.usesLoginGroupFilters() || a.loginGroup.dn == "" {
+		return cfg, nil
+	}
+	dns, err := groupsUnder(ctx, c, a.loginGroup, a.cfg.SyncPageSize)
+	if err != nil {
+		return nil, wrap(err, "groups nested in %s (%s)", a.loginGroup.dn, EnvLoginGroup)
+	}
+	cp := *cfg
+	cp.loginGroupTerm = anyMemberOf(dns)
+	return &cp, nil
 }
 
 // readGroups reads the synced groups' entries: all of them when some user
@@ -672,6 +710,7 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 	if !a.cfg.usesLoginGroupFilters() || a.loginGroup.dn == "" {
 		return nil
 	}
+	proof := newMemberProof(c)
 	for _, key := range slices.Sorted(maps.Keys(r.users)) {
 		su := r.users[key]
 		if su.present {
@@ -684,6 +723,15 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 		if adm.check != nil {
 			r.entry(adm.entry)
 			r.prog.Users++
+		} else if adm.entry != nil {
+			why, err := r.loginGroupUnconfirmed(ctx, proof, adm.entry, su.username)
+			if err != nil {
+				return r.abort(SyncReadUsers, err)
+			}
+			if why != "" {
+				su.present = true
+				r.keep(su.username, "", why)
+			}
 		}
 	}
 	return nil
@@ -701,6 +749,9 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 		// conn.do has made a connection reset mid-answer, which go-ldap
 		// reports as a plain error, a network error.
 		e.Err = classifyNetwork(err)
+	case errors.Is(err, errPagingLost):
+		e.Hint = "the server, or a proxy in front of it, dropped the paging control part-way: fix that, or read without paging (LDAP_SYNC_PAGE_SIZE=0)"
+		e.Variables = []string{EnvSyncPageSize}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
 		e.Hint = "the sync account's size limit cut the result: raise its limit (OpenLDAP: size.prtotal for paged searches) or page with LDAP_SYNC_PAGE_SIZE"
 		e.Variables = []string{EnvSyncPageSize}
@@ -733,33 +784,40 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 // c, handing each page to each and holding no more than one. A pageSize of
 // NoPaging (or less than 1) runs one unpaged search. It stops at the first
 // error, of the server or of each.
-func pagedSearch(ctx context.Context, c *conn, req *ldap.SearchRequest, pageSize int, each func(*ldap.SearchResult) error) error {
+func pagedSearch(ctx context.Context, c Directory, req *ldap.SearchRequest, pageSize int, each func(*ldap.SearchResult) error) error {
 	base := req.Controls
 	var paging *ldap.ControlPaging
 	if pageSize > 0 {
 		paging = ldap.NewControlPaging(uint32(pageSize))
 		req.Controls = append(slices.Clip(base), paging)
 	}
-	for {
+	for page := 1; ; page++ {
 		res, err := c.Search(ctx, req)
 		if err != nil {
 			return err
 		}
+		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
+		if paging != nil && !ok && page > 1 {
+			// The server paged, then stopped saying where it is: the read
+			// may be cut short, and a short read must remove nothing.
+			return errPagingLost
+		}
 		if err := each(res); err != nil {
 			return err
 		}
-		if paging == nil {
-			return nil
-		}
-		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
-		if !ok || len(ctrl.Cookie) == 0 {
-			// No control: the server ignored the (non-critical) request and
-			// sent everything; an empty cookie: that was the last page.
+		if paging == nil || !ok || len(ctrl.Cookie) == 0 {
+			// No control on the first page: the server ignored the
+			// (non-critical) request and sent everything; an empty cookie:
+			// that was the last page.
 			return nil
 		}
 		paging.SetCookie(ctrl.Cookie)
 	}
 }
+
+// errPagingLost: a page after the first came back without the paging
+// control, so nothing says whether the read is complete.
+var errPagingLost = errors.New("ldapauth: a page of the paged search came back without the paging control, so the read may be incomplete")
 
 // memberOfIndex returns the index of the synced group the memberOf value
 // names, or -1.
@@ -785,6 +843,7 @@ func (r *syncRun) entry(e *ldap.Entry) {
 	if !ok {
 		return
 	}
+	r.sawFields(e)
 	hasMemberOf := r.matchMemberOf(e)
 	if su == nil && !r.opts.CreateUsers {
 		return
@@ -851,7 +910,7 @@ func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool)
 	if su == nil {
 		r.seen[key] = struct{}{}
 	} else {
-		su.present = true
+		su.present, su.dn = true, e.DN
 	}
 	r.dirUsers++
 	return su, true
@@ -887,15 +946,17 @@ func (r *syncRun) planUser(e *ldap.Entry, su *storeUser, username string) {
 		}
 		return
 	}
-	if !su.hasDetails || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields) {
+	update := !su.hasDetails || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields)
+	if update {
 		r.saves = append(r.saves, r.user(e, username))
 		r.report.UsersUpdated = append(r.report.UsersUpdated, username)
 	}
 	if orgID := r.a.cfg.OrganisationID; orgID != "" && (!su.hasDetails || !slices.Contains(su.details.Organisations, orgID)) {
 		r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
 	}
-	// Compared: the run keeps no more of it than the username.
-	su.details = StoredUser{}
+	// Compared: the run keeps no more of it than the username, and, for an
+	// update, the stored fields (keepUnreadFields).
+	su.details = r.updatedDetails(update, su.details)
 }
 
 // multiValued skips an entry whose username attribute has several values:
@@ -1125,39 +1186,69 @@ func (r *syncRun) guard() error {
 }
 
 // apply writes the plan: additions first, removals last, so that a run
-// stopped part-way has removed as little as possible.
+// stopped part-way has removed as little as possible. A [BatchStore] gets
+// the writes in that order, in batches of at most the page size.
 func (r *syncRun) apply(ctx context.Context) error {
 	store := r.a.cfg.Store
 	rep := r.report
 	orgID := r.a.cfg.OrganisationID
 	type write struct {
-		op string
-		do func() error
+		op    string
+		do    func() error
+		batch func(*Batch)
 	}
 	var writes []write
 	for _, g := range rep.GroupsCreated {
-		writes = append(writes, write{"save group", func() error { return store.SaveGroup(ctx, g) }})
+		writes = append(writes, write{"save group", func() error { return store.SaveGroup(ctx, g) },
+			func(b *Batch) { b.SaveGroups = append(b.SaveGroups, g) }})
 	}
 	for _, u := range r.saves {
-		writes = append(writes, write{"save user", func() error { return store.SaveUser(ctx, u) }})
+		writes = append(writes, write{"save user", func() error { return store.SaveUser(ctx, u) },
+			func(b *Batch) { b.SaveUsers = append(b.SaveUsers, u) }})
 	}
 	for _, name := range rep.OrganisationJoins {
-		writes = append(writes, write{"join organisation", func() error { return store.JoinOrganisation(ctx, name, orgID) }})
+		writes = append(writes, write{"join organisation", func() error { return store.JoinOrganisation(ctx, name, orgID) },
+			func(b *Batch) { b.Joins = append(b.Joins, OrganisationJoin{name, orgID}) }})
 	}
 	for _, m := range rep.MembershipsAdded {
-		writes = append(writes, write{"set member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, true) }})
+		writes = append(writes, write{"set member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, true) },
+			func(b *Batch) { b.AddMembers = append(b.AddMembers, m) }})
 	}
 	for _, m := range rep.MembershipsRemoved {
-		writes = append(writes, write{"remove member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, false) }})
+		writes = append(writes, write{"remove member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, false) },
+			func(b *Batch) { b.RemoveMembers = append(b.RemoveMembers, m) }})
 	}
 	for _, g := range rep.GroupsRemoved {
-		writes = append(writes, write{"delete group", func() error { return store.DeleteGroup(ctx, g.DN) }})
+		writes = append(writes, write{"delete group", func() error { return store.DeleteGroup(ctx, g.DN) },
+			func(b *Batch) { b.DeleteGroups = append(b.DeleteGroups, g.DN) }})
 	}
 	for _, name := range rep.UsersRemoved {
-		writes = append(writes, write{"delete user", func() error { return store.DeleteUser(ctx, name) }})
+		writes = append(writes, write{"delete user", func() error { return store.DeleteUser(ctx, name) },
+			func(b *Batch) { b.DeleteUsers = append(b.DeleteUsers, name) }})
 	}
 	r.prog.Total = len(writes)
 	r.progress(SyncApply)
+	if bs, ok := store.(BatchStore); ok {
+		size := r.a.cfg.SyncPageSize
+		if size <= 0 {
+			size = DefaultSyncPageSize
+		}
+		for i := 0; i < len(writes); i += size {
+			if ctx.Err() != nil {
+				return wrap(ctx.Err(), "sync stopped after %d of %d changes", i, len(writes))
+			}
+			var b Batch
+			for _, w := range writes[i:min(i+size, len(writes))] {
+				w.batch(&b)
+			}
+			if err := bs.ApplyBatch(ctx, &b); err != nil {
+				return wrap(&StoreError{Op: "apply batch", Err: err}, "sync stopped after %d of %d changes", i, len(writes))
+			}
+			r.prog.Done = i + b.Len()
+			r.progress(SyncApply)
+		}
+		return nil
+	}
 	for i, w := range writes {
 		if ctx.Err() != nil {
 			return wrap(ctx.Err(), "sync stopped after %d of %d changes", i, len(writes))

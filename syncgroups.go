@@ -250,11 +250,17 @@ func (m *memberCheck) direct(ctx context.Context, g groupRef) (member, known boo
 			return false, false, err
 		}
 		// An entry without member values is an empty group to a login
-		// (an emptied posixGroup removes its members at their next
-		// login); the batch sync, which would empty the group for every
-		// member at once, keeps them (see syncRun.weigh).
+		// once Compare confirms it (an emptied posixGroup removes its
+		// members at their next login; a member an access rule hides
+		// does not); the batch sync, which would empty the group for
+		// every member at once, keeps them (see syncRun.weigh).
 		if state != groupFound && state != groupNoMemberValues {
 			return false, false, nil
+		}
+		if state == groupNoMemberValues {
+			if empty, err := m.emptyConfirmed(ctx, g); err != nil || !empty {
+				return false, false, err
+			}
 		}
 		entry = &groupEntry{dns: dns, uids: uids}
 	}

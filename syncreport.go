@@ -49,6 +49,22 @@ type SkippedEntry struct {
 	Reason string `json:"reason"`
 }
 
+// KeptRemoval is a removal a read implied that the directory did not prove
+// (an access rule may hide what it would remove): the user, or its
+// membership of GroupDN, is kept.
+type KeptRemoval struct {
+	// Username is the user's, in the store's spelling for a user, the
+	// directory's for a membership.
+	Username string `json:"username"`
+	// GroupDN is the synced group's, for a membership; empty for the user.
+	GroupDN string `json:"group_dn,omitempty"`
+	// Field is set, with no Username, for a mapped field no entry of the
+	// read carried: the stored values of every user are kept.
+	Field string `json:"field,omitempty"`
+	// Reason says why the removal is not proven.
+	Reason string `json:"reason"`
+}
+
 // RemovalCount is one kind of removal the removal guard weighs: how many a
 // run removes, of how many the store holds.
 type RemovalCount struct {
@@ -128,6 +144,8 @@ type SyncCounts struct {
 	MembershipsRemoved int `json:"memberships_removed"`
 	// Skipped is len(SyncReport.Skipped).
 	Skipped int `json:"skipped"`
+	// Unconfirmed is len(SyncReport.Unconfirmed).
+	Unconfirmed int `json:"unconfirmed"`
 	// Held is the number of removals in SyncReport.Held, of every kind.
 	Held int `json:"held"`
 }
@@ -181,6 +199,9 @@ type SyncReport struct {
 	MembershipsRemoved []Membership `json:"memberships_removed"`
 	// Skipped are directory entries the sync could not use.
 	Skipped []SkippedEntry `json:"skipped"`
+	// Unconfirmed are removals of users and memberships the read implied
+	// but the directory did not prove: kept (see docs/sync.md, fail closed).
+	Unconfirmed []KeptRemoval `json:"unconfirmed"`
 	// Held are the removals planned but not made, and why.
 	Held HeldRemovals `json:"held"`
 
@@ -220,6 +241,15 @@ func (r *SyncReport) WriteText(w io.Writer) error {
 	writeList(&b, "memberships removed", lines(r.MembershipsRemoved, membership))
 	writeList(&b, "groups left alone", lines(r.GroupsLeftAlone, func(n GroupNote) string { return n.DN + ": " + n.Reason }))
 	writeList(&b, "entries skipped", lines(r.Skipped, func(s SkippedEntry) string { return s.DN + ": " + s.Reason }))
+	writeList(&b, "removals not confirmed, kept", lines(r.Unconfirmed, func(k KeptRemoval) string {
+		switch {
+		case k.Field != "":
+			return "field " + k.Field + ": " + k.Reason
+		case k.GroupDN != "":
+			return "membership " + k.Username + " in " + k.GroupDN + ": " + k.Reason
+		}
+		return "user " + k.Username + ": " + k.Reason
+	}))
 	if r.Held.Reason != "" {
 		held := lines(r.Held.UsersRemoved, func(u string) string { return "user " + u })
 		held = append(held, lines(r.Held.GroupsRemoved, func(g Group) string { return "group " + g.DN })...)
@@ -279,7 +309,7 @@ func (r *SyncReport) count() {
 		UsersRemoved: len(r.UsersRemoved), UsersUpdated: len(r.UsersUpdated), UsersCreated: len(r.UsersCreated),
 		OrganisationJoins: len(r.OrganisationJoins), GroupsCreated: len(r.GroupsCreated), GroupsRemoved: len(r.GroupsRemoved),
 		GroupsLeftAlone: len(r.GroupsLeftAlone), MembershipsAdded: len(r.MembershipsAdded),
-		MembershipsRemoved: len(r.MembershipsRemoved), Skipped: len(r.Skipped),
+		MembershipsRemoved: len(r.MembershipsRemoved), Skipped: len(r.Skipped), Unconfirmed: len(r.Unconfirmed),
 		Held: len(r.Held.UsersRemoved) + len(r.Held.GroupsRemoved) + len(r.Held.MembershipsRemoved),
 	}
 }
@@ -299,6 +329,7 @@ func (r SyncReport) MarshalJSON() ([]byte, error) {
 	p.MembershipsAdded = orEmpty(p.MembershipsAdded)
 	p.MembershipsRemoved = orEmpty(p.MembershipsRemoved)
 	p.Skipped = orEmpty(p.Skipped)
+	p.Unconfirmed = orEmpty(p.Unconfirmed)
 	p.Held.UsersRemoved = orEmpty(p.Held.UsersRemoved)
 	p.Held.GroupsRemoved = orEmpty(p.Held.GroupsRemoved)
 	p.Held.MembershipsRemoved = orEmpty(p.Held.MembershipsRemoved)

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/go-ldapauth/ldapauth"
+	"github.com/go-ldapauth/ldapauth/examples/sqlstore"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
 )
 
@@ -133,13 +136,101 @@ const (
 	// SteadySync is a no-op sync: the store already in step (filled by one
 	// sync with CreateUsers beforehand), as a scheduled job mostly runs.
 	SteadySync SyncCase = "sync"
-	// FirstSync is a sync with CreateUsers into an empty MemStore: every
-	// user, join and membership written.
+	// FirstSync is a sync with CreateUsers into an empty store: every
+	// user, join and membership written, in batches when the store
+	// implements ldapauth.BatchStore.
 	FirstSync SyncCase = "first-sync"
+	// FirstSyncPerCall is FirstSync with the store seen through
+	// ldapauth.UserStore alone: one call per change, as before batching.
+	FirstSyncPerCall SyncCase = "first-sync-per-call"
 )
 
-// SyncCases are the cases measured, the floor first.
+// SyncCases are the cases measured by default, the floor first.
 var SyncCases = []SyncCase{PagedSearchCase, SteadySync, FirstSync}
+
+// ScaleStore names the store the sync at scale writes into.
+type ScaleStore string
+
+const (
+	StoreMem      ScaleStore = "memstore"
+	StoreSQLite   ScaleStore = "sqlite"   // examples/sqlstore, a file in a temporary directory
+	StorePostgres ScaleStore = "postgres" // examples/sqlstore on a server of the run's own
+)
+
+// Stores makes empty stores of one kind; Close removes what it made.
+type Stores struct {
+	Kind ScaleStore
+	dir  string
+	pg   *pgServer
+	n    int
+}
+
+// NewStores prepares to make stores of kind: a temporary directory for
+// SQLite files, a PostgreSQL server (started here) for PostgreSQL.
+func NewStores(kind ScaleStore) (*Stores, error) {
+	st := &Stores{Kind: kind}
+	switch kind {
+	case StoreMem:
+	case StoreSQLite:
+		dir, err := os.MkdirTemp("", "ldapbench-sqlite-")
+		if err != nil {
+			return nil, err
+		}
+		st.dir = dir
+	case StorePostgres:
+		pg, err := startPostgres()
+		if err != nil {
+			return nil, err
+		}
+		st.pg = pg
+	default:
+		return nil, fmt.Errorf("benchmarks: unknown store %q (want memstore, sqlite or postgres)", kind)
+	}
+	return st, nil
+}
+
+// New returns an empty store and a function that closes it.
+func (st *Stores) New(ctx context.Context) (ldapauth.UserStore, func(), error) {
+	st.n++
+	switch st.Kind {
+	case StoreSQLite:
+		path := filepath.Join(st.dir, fmt.Sprintf("sync-%d.db", st.n))
+		s, err := sqlstore.Open(ctx, sqlstore.DriverSQLite, path)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() {
+			s.Close()
+			for _, suffix := range []string{"", "-wal", "-shm"} {
+				os.Remove(path + suffix)
+			}
+		}, nil
+	case StorePostgres:
+		dsn, err := st.pg.newDatabase(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := sqlstore.Open(ctx, sqlstore.DriverPostgres, dsn)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() { s.Close() }, nil
+	}
+	return ldapauth.NewMemStore(), func() {}, nil
+}
+
+// Close stops the PostgreSQL server and removes the SQLite files.
+func (st *Stores) Close() {
+	if st.pg != nil {
+		st.pg.Stop()
+	}
+	if st.dir != "" {
+		os.RemoveAll(st.dir)
+	}
+}
+
+// perCall hides a store's BatchStore: the sync writes one call per change.
+type perCall struct{ ldapauth.UserStore }
 
 // SyncScale runs the cases of the sync at scale against t, which holds at
 // least users users. Prepare once (it fills the steady store), then call
@@ -148,57 +239,103 @@ type SyncScale struct {
 	t      *Target
 	users  int
 	steady *ldapauth.Authenticator
+	stores *Stores
+	close  func()
+	// Cases are the cases MeasureSyncScale runs, the floor first.
+	Cases []SyncCase
 }
 
 // PrepareSyncScale fills a MemStore with one sync, for the steady case.
 func PrepareSyncScale(ctx context.Context, t *Target, users int) (*SyncScale, error) {
-	a, err := NewSyncer(t, ldapauth.NewMemStore())
+	return PrepareSyncScaleInto(ctx, t, users, &Stores{Kind: StoreMem})
+}
+
+// PrepareSyncScaleInto fills a store of stores with one sync, for the
+// steady case; the first syncs write into new stores of stores.
+func PrepareSyncScaleInto(ctx context.Context, t *Target, users int, stores *Stores) (*SyncScale, error) {
+	store, closeStore, err := stores.New(ctx)
 	if err != nil {
+		return nil, err
+	}
+	a, err := NewSyncer(t, store)
+	if err != nil {
+		closeStore()
 		return nil, err
 	}
 	rep, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+	if err == nil && rep.DirectoryUsers < users {
+		err = fmt.Errorf("benchmarks: the sync read %d users of %d", rep.DirectoryUsers, users)
+	}
 	if err != nil {
 		a.Close()
+		closeStore()
 		return nil, err
 	}
-	if rep.DirectoryUsers < users {
-		a.Close()
-		return nil, fmt.Errorf("benchmarks: the sync read %d users of %d", rep.DirectoryUsers, users)
-	}
-	return &SyncScale{t: t, users: users, steady: a}, nil
+	return &SyncScale{t: t, users: users, steady: a, stores: stores, close: closeStore, Cases: slices.Clone(SyncCases)}, nil
 }
 
-// Close releases the steady Authenticator.
-func (s *SyncScale) Close() { s.steady.Close() }
+// Store is the kind of store the syncs write into.
+func (s *SyncScale) Store() ScaleStore { return s.stores.Kind }
+
+// Close releases the steady Authenticator and its store.
+func (s *SyncScale) Close() { s.steady.Close(); s.close() }
 
 // Run runs one case once and checks it did all its work.
 func (s *SyncScale) Run(ctx context.Context, c SyncCase) error {
-	switch c {
-	case PagedSearchCase:
-		n, err := PagedSearch(s.t, ScalePageSize)
-		if err == nil && n < s.users {
-			err = fmt.Errorf("benchmarks: the paged search read %d entries of %d", n, s.users)
-		}
-		return err
-	case SteadySync:
-		rep, err := s.steady.Sync(ctx, ldapauth.SyncOptions{})
-		if err == nil && (rep.DirectoryUsers < s.users || rep.Counts.Changes() != 0) {
-			err = fmt.Errorf("benchmarks: not a steady-state sync: %d users, %d changes", rep.DirectoryUsers, rep.Counts.Changes())
-		}
-		return err
-	case FirstSync:
-		a, err := NewSyncer(s.t, ldapauth.NewMemStore())
-		if err != nil {
-			return err
-		}
-		defer a.Close()
-		rep, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
-		if err == nil && (rep.DirectoryUsers < s.users || rep.Counts.UsersCreated < s.users) {
-			err = fmt.Errorf("benchmarks: first sync: %d users read, %d created", rep.DirectoryUsers, rep.Counts.UsersCreated)
-		}
+	run, cleanup, err := s.Prepare(ctx, c)
+	if err != nil {
 		return err
 	}
-	return fmt.Errorf("benchmarks: unknown sync case %q", c)
+	defer cleanup()
+	return run()
+}
+
+// Prepare readies one run of a case (a new, empty store for the first
+// syncs, outside what is measured) and returns it, and what to call after
+// it.
+func (s *SyncScale) Prepare(ctx context.Context, c SyncCase) (run func() error, cleanup func(), err error) {
+	switch c {
+	case PagedSearchCase:
+		return func() error {
+			n, err := PagedSearch(s.t, ScalePageSize)
+			if err == nil && n < s.users {
+				err = fmt.Errorf("benchmarks: the paged search read %d entries of %d", n, s.users)
+			}
+			return err
+		}, func() {}, nil
+	case SteadySync:
+		return func() error {
+			rep, err := s.steady.Sync(ctx, ldapauth.SyncOptions{})
+			if err == nil && (rep.DirectoryUsers < s.users || rep.Counts.Changes() != 0) {
+				err = fmt.Errorf("benchmarks: not a steady-state sync: %d users, %d changes", rep.DirectoryUsers, rep.Counts.Changes())
+			}
+			return err
+		}, func() {}, nil
+	case FirstSync, FirstSyncPerCall:
+		store, closeStore, err := s.stores.New(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if c == FirstSyncPerCall {
+			store = perCall{store}
+		}
+		a, err := NewSyncer(s.t, store)
+		if err != nil {
+			closeStore()
+			return nil, nil, err
+		}
+		return func() error {
+				rep, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
+				if err == nil && (rep.DirectoryUsers < s.users || rep.Counts.UsersCreated < s.users) {
+					err = fmt.Errorf("benchmarks: first sync: %d users read, %d created", rep.DirectoryUsers, rep.Counts.UsersCreated)
+				}
+				return err
+			}, func() {
+				a.Close()
+				closeStore()
+			}, nil
+	}
+	return nil, nil, fmt.Errorf("benchmarks: unknown sync case %q", c)
 }
 
 // heapMetric is the bytes of live and not yet swept heap objects, kept up
@@ -255,6 +392,7 @@ func PeakHeap(f func() error) (wall time.Duration, peak uint64, err error) {
 type ScaleResult struct {
 	Server string
 	Users  int
+	Store  ScaleStore
 	Case   SyncCase
 	// Wall is the median wall time; WallRatio the median of the per-round
 	// ratios to the paged search of the same round.
@@ -298,31 +436,44 @@ func MeasureSyncScale(ctx context.Context, server string, s *SyncScale, rounds i
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	resting := ms.HeapAlloc
+	cases := s.Cases
 	for r := range rounds {
-		for i := range SyncCases {
-			c := SyncCases[(i+r)%len(SyncCases)]
+		for i := range cases {
+			c := cases[(i+r)%len(cases)]
+			do, cleanup, err := s.Prepare(ctx, c)
+			if err != nil {
+				return nil, fmt.Errorf("%s/%d %s %s: %w", server, s.users, s.Store(), c, err)
+			}
 			runtime.GC()
 			runtime.ReadMemStats(&ms)
 			before := ms.Mallocs
 			cpu := cpuTime()
 			start := time.Now()
-			if err := s.Run(ctx, c); err != nil {
-				return nil, fmt.Errorf("%s/%d %s: %w", server, s.users, c, err)
-			}
+			err = do()
 			wall := time.Since(start)
 			cpu = cpuTime() - cpu
+			cleanup()
+			if err != nil {
+				return nil, fmt.Errorf("%s/%d %s %s: %w", server, s.users, s.Store(), c, err)
+			}
 			runtime.ReadMemStats(&ms)
 			runs[c] = append(runs[c], run{wall, cpu, ms.Mallocs - before})
 			if progress != nil {
-				fmt.Fprintf(progress, "%s/%d round %d %s: %v\n", server, s.users, r+1, c, wall.Round(time.Millisecond))
+				fmt.Fprintf(progress, "%s/%d %s round %d %s: %v\n", server, s.users, s.Store(), r+1, c, wall.Round(time.Millisecond))
 			}
 		}
 	}
 	peaks := map[SyncCase]uint64{}
 	old := debug.SetGCPercent(HeapGCPercent)
-	for _, c := range SyncCases {
+	for _, c := range cases {
+		do, cleanup, err := s.Prepare(ctx, c)
+		if err != nil {
+			debug.SetGCPercent(old)
+			return nil, fmt.Errorf("%s/%d %s: %w", server, s.users, c, err)
+		}
 		runtime.GC()
-		_, peak, err := PeakHeap(func() error { return s.Run(ctx, c) })
+		_, peak, err := PeakHeap(do)
+		cleanup()
 		if err != nil {
 			debug.SetGCPercent(old)
 			return nil, fmt.Errorf("%s/%d %s: %w", server, s.users, c, err)
@@ -336,8 +487,8 @@ func MeasureSyncScale(ctx context.Context, server string, s *SyncScale, rounds i
 
 	floor := runs[PagedSearchCase]
 	var out []*ScaleResult
-	for _, c := range SyncCases {
-		res := &ScaleResult{Server: server, Users: s.users, Case: c, PeakHeap: peaks[c], RestingHeap: resting}
+	for _, c := range cases {
+		res := &ScaleResult{Server: server, Users: s.users, Store: s.Store(), Case: c, PeakHeap: peaks[c], RestingHeap: resting}
 		var walls, ratios, cpus, cpuRatios, allocs []float64
 		for i, x := range runs[c] {
 			walls = append(walls, float64(x.wall))
@@ -363,16 +514,16 @@ func MeasureSyncScale(ctx context.Context, server string, s *SyncScale, rounds i
 
 // ScaleTable writes the sync-at-scale results as a Markdown table.
 func ScaleTable(w io.Writer, results []*ScaleResult) {
-	fmt.Fprintln(w, "| server | users | case | wall time | × paged search | client CPU | × paged search | peak heap | × paged search | allocs | × paged search | resting heap |")
-	fmt.Fprintln(w, "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintln(w, "| server | users | store | case | wall time | × paged search | client CPU | × paged search | peak heap | × paged search | allocs | × paged search | resting heap |")
+	fmt.Fprintln(w, "|---|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	floor := map[string]float64{}
 	for _, r := range results {
-		key := fmt.Sprint(r.Server, r.Users)
+		key := fmt.Sprint(r.Server, r.Users, r.Store)
 		if r.Case == PagedSearchCase {
 			floor[key] = r.Allocs
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %.2f | %s | %.2f | %s | %.2f | %.2f M | %.2f | %s |\n",
-			r.Server, r.Users, r.Case, r.Wall.Round(time.Millisecond), r.WallRatio,
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %.2f | %s | %.2f | %s | %.2f | %.2f M | %.2f | %s |\n",
+			r.Server, r.Users, r.Store, r.Case, r.Wall.Round(time.Millisecond), r.WallRatio,
 			r.CPU.Round(time.Millisecond), r.CPURatio, mib(r.PeakHeap), r.PeakRatio,
 			r.Allocs/1e6, r.Allocs/floor[key], mib(r.RestingHeap))
 	}

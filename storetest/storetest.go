@@ -13,7 +13,9 @@
 // [Reader] gets the checks of the mapped fields and the organisation join
 // too; for one that does not, those subtests skip and say why. A store that
 // fills Snapshot.Details has them checked against what was saved; for one
-// that leaves them nil, that subtest skips and says why.
+// that leaves them nil, that subtest skips and says why. A store that
+// implements [ldapauth.BatchStore] is held to its contract too (the batch
+// subtests skip, saying why, for one that does not).
 package storetest
 
 import (
@@ -68,6 +70,9 @@ func Run(t *testing.T, newStore func(t *testing.T) ldapauth.UserStore) {
 		{"UnsavedUser", testUnsavedUser},
 		{"SnapshotDetails", testSnapshotDetails},
 		{"Concurrent", testConcurrent},
+		{"Batch", testBatch},
+		{"BatchRefusedChangesNothing", testBatchRefused},
+		{"BatchConcurrent", testBatchConcurrent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

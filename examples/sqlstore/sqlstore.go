@@ -219,7 +219,7 @@ func (s *Store) inTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) 
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
-		if errors.Is(err, ErrNoSuchUser) || errors.Is(err, ErrNoSuchGroup) {
+		if errors.Is(err, ErrNoSuchUser) || errors.Is(err, ErrNoSuchGroup) || errors.Is(err, ErrLeaseHeld) {
 			return err
 		}
 		return fmt.Errorf("sqlstore: %s: %w", op, err)

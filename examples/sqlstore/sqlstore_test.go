@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -22,7 +23,12 @@ import (
 // pg is the PostgreSQL server shared by the tests of this binary.
 var pg pgtest.Shared
 
-func TestMain(m *testing.M) { os.Exit(pg.Main(m)) }
+func TestMain(m *testing.M) {
+	if dsn := os.Getenv(leaseHolderEnv); dsn != "" { // re-executed as another process holding the lease
+		os.Exit(holdLease(dsn))
+	}
+	os.Exit(pg.Main(m))
+}
 
 // backend makes empty databases of one kind.
 type backend struct {
@@ -268,6 +274,29 @@ func (c *counting) SetMember(ctx context.Context, groupDN, username string, memb
 	return c.Store.SetMember(ctx, groupDN, username, member)
 }
 
+// ApplyBatch records each change of the batch as the method calls would.
+func (c *counting) ApplyBatch(ctx context.Context, b *ldapauth.Batch) error {
+	for _, g := range b.SaveGroups {
+		c.wrote("save group " + g.DN)
+	}
+	for _, u := range b.SaveUsers {
+		c.wrote("save user " + u.Username)
+	}
+	for _, j := range b.Joins {
+		c.wrote("join " + j.Username)
+	}
+	for _, m := range append(slices.Clone(b.AddMembers), b.RemoveMembers...) {
+		c.wrote("set member " + m.Username)
+	}
+	for _, dn := range b.DeleteGroups {
+		c.wrote("delete group " + dn)
+	}
+	for _, name := range b.DeleteUsers {
+		c.wrote("delete user " + name)
+	}
+	return c.Store.ApplyBatch(ctx, b)
+}
+
 func (c *counting) take() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -373,6 +402,11 @@ func (b *barrier) SaveGroup(ctx context.Context, g ldapauth.Group) error {
 func (b *barrier) DeleteGroup(ctx context.Context, dn string) error {
 	b.wait()
 	return b.counting.DeleteGroup(ctx, dn)
+}
+
+func (b *barrier) ApplyBatch(ctx context.Context, batch *ldapauth.Batch) error {
+	b.wait()
+	return b.counting.ApplyBatch(ctx, batch)
 }
 
 func (b *barrier) SetMember(ctx context.Context, groupDN, username string, member bool) error {

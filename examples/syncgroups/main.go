@@ -33,11 +33,14 @@
 // sync ran (or planned, with -dry-run); 1 it failed (directory or database
 // unreachable, the sync aborted, a write failed); 2 bad flags or
 // configuration; 3 the removal guard refused, nothing written (the plan is
-// on stdout: check it, then run once with -force).
+// on stdout: check it, then run once with -force); 4 another sync holds the
+// lease, nothing done (the message says since when and which host and
+// process).
 //
-// Two runs at once do no harm: each reads, then writes idempotent upserts
-// and deletes, each in its own transaction; the later run rewrites what the
-// earlier one wrote, or finds it done.
+// One run at a time: a run (not a dry run) takes the database's sync lease
+// (sqlstore.Store.AcquireSyncLease) before it reads anything, so of several
+// replicas scheduling the job, one runs and the others exit at once with
+// status 4.
 package main
 
 import (
@@ -64,6 +67,7 @@ const (
 	exitFailure = 1 // the sync or the database failed
 	exitUsage   = 2 // bad flags or configuration
 	exitGuard   = 3 // the removal guard refused: nothing written
+	exitLease   = 4 // another sync holds the lease: nothing done
 )
 
 func main() {
@@ -104,7 +108,8 @@ func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bo
 			"Brings the users and groups of the database in step with the LDAP directory\n"+
 			"(Flagsmith's sync_ldap_users_and_groups). Configured by the LDAP_AUTH_* and\n"+
 			"LDAP_SYNC_* variables; with LDAP_AUTH_URL unset, syncs the embedded demo directory.\n"+
-			"Exit status: 0 done, 1 failed, 2 bad flags or configuration, 3 refused by the removal guard.\n\n")
+			"Exit status: 0 done, 1 failed, 2 bad flags or configuration, 3 refused by the removal guard,\n"+
+			"4 another sync holds the lease.\n\n")
 		fs.PrintDefaults()
 	}
 	fs.BoolVar(&o.changes, "changes", false, "read only what changed since the last run (OpenLDAP syncprov; the cookie is kept in the database)")
@@ -166,6 +171,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	}
 	defer auth.Close()
 
+	if !o.dryRun { // a dry run writes nothing: it needs no lease
+		lease, err := store.AcquireSyncLease(ctx, 0)
+		if err != nil {
+			return fail(exitCode(err), fmt.Errorf("%w; nothing done", err))
+		}
+		defer lease.Release()
+		ctx = lease.Context()
+	}
+
 	syncOpts := ldapauth.SyncOptions{DryRun: o.dryRun, Force: o.force, CreateUsers: o.createUsers}
 	if o.watch {
 		return watch(ctx, auth, syncOpts, o, stdout, stderr)
@@ -182,6 +196,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	start := time.Now()
 	rep, err := syncRun(ctx, syncOpts)
 	end := time.Now()
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, sqlstore.ErrLeaseLost) {
+		err = fmt.Errorf("%w (%w)", err, cause)
+	}
 	if bar != nil {
 		bar.finish()
 	}
@@ -223,6 +240,8 @@ func exitCode(err error) int {
 	switch {
 	case errors.Is(err, ldapauth.ErrRemovalGuard):
 		return exitGuard
+	case errors.Is(err, sqlstore.ErrLeaseHeld):
+		return exitLease
 	case errors.Is(err, ldapauth.ErrConfig), errors.Is(err, ldapauth.ErrNotConfigured):
 		return exitUsage
 	default:

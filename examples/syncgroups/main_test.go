@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -316,11 +315,11 @@ func bindAnswerSize(t *testing.T, srv *ldaptest.Server, vars map[string]string) 
 	return n
 }
 
-// TestConcurrentRuns: two runs at once over one database (two processes
-// of an overlapping schedule), both planned from the database as it was
-// before either wrote, both succeed, and leave the database as one run
-// would: a third run has nothing to do, and the database equals one synced
-// alone.
+// TestConcurrentRuns: two runs at once over one database (two replicas of
+// an overlapping schedule): the second, started while the first is held
+// mid-run, exits at once with exitLease and says since when the lease is
+// held; the first completes, a third run has nothing to do, and the
+// database equals one synced alone.
 func TestConcurrentRuns(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -346,40 +345,41 @@ func TestConcurrentRuns(t *testing.T) {
 			}
 			require.NoError(t, srv.SetDirectory(d))
 
-			// The barrier: both runs read the directory through a proxy
-			// that holds each connection's answers after the bind. A run
-			// reads the database before the directory, so once both are
-			// held, both have read the database and neither has written:
-			// the runs overlap at their worst, then both write.
+			// The barrier: the first run reads the directory through a
+			// proxy that holds its connection's answers after the bind. A
+			// run takes the lease, then reads the database, then the
+			// directory, so once it is held it is mid-run, holding the
+			// lease. The second run starts then, over the same database.
 			p := faultproxy.Start(t, strings.TrimPrefix(srv.URL(), "ldap://"))
 			p.StallAfter(bindAnswerSize(t, srv, vars))
-			concurrent := maps.Clone(vars)
-			concurrent[ldapauth.EnvURL] = p.URL()
-			concurrent[ldapauth.EnvReceiveTimeout] = "600" // held until the other run catches up
+			held := maps.Clone(vars)
+			held[ldapauth.EnvURL] = p.URL()
+			held[ldapauth.EnvReceiveTimeout] = "600" // held until the second run is refused
 
-			var wg sync.WaitGroup
-			results := make([]result, 2)
-			for i := range results {
-				wg.Go(func() {
-					var stdout, stderr bytes.Buffer
-					code := run(context.Background(), []string{"-db", db, "-create-users", "-json", "-quiet"}, &stdout, &stderr,
-						func(k string) (string, bool) { v, ok := concurrent[k]; return v, ok })
-					results[i] = result{code, stdout.String(), stderr.String()}
-				})
-			}
+			var first result
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				var stdout, stderr bytes.Buffer
+				code := run(context.Background(), []string{"-db", db, "-create-users", "-json", "-quiet"}, &stdout, &stderr,
+					func(k string) (string, bool) { v, ok := held[k]; return v, ok })
+				first = result{code, stdout.String(), stderr.String()}
+			}()
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-			held := p.WaitStalled(ctx, 2)
+			stalled := p.WaitStalled(ctx, 1)
 			cancel()
-			conns := p.Accepted()
-			p.StallAfter(-1)
-			wg.Wait()
-			require.NoError(t, held, "both runs reached their directory read")
-			require.Equal(t, int64(2), conns, "one connection per run, each held after its bind")
-			for i, r := range results {
-				require.Equal(t, exitOK, r.code, "run %d: %s", i, r.stderr)
-				rep := decode(t, r.stdout)
-				assert.True(t, rep.Applied)
+			var second result
+			if stalled == nil {
+				second = command(t, vars, "-db", db, "-create-users", "-json", "-quiet")
 			}
+			p.StallAfter(-1)
+			<-done
+			require.NoError(t, stalled, "the first run reached its directory read")
+			require.Equal(t, exitLease, second.code, "the second run is refused: %s", second.stderr)
+			assert.Contains(t, second.stderr, "another sync holds the lease since ")
+			assert.Empty(t, second.stdout, "no report: the refused run did nothing")
+			require.Equal(t, exitOK, first.code, "the first run: %s", first.stderr)
+			assert.True(t, decode(t, first.stdout).Applied)
 
 			r := command(t, vars, "-db", db, "-create-users", "-json", "-quiet")
 			require.Equal(t, exitOK, r.code, r.stderr)

@@ -167,8 +167,9 @@ func TestSyncLeftLoginGroup(t *testing.T) {
 
 // A login group and a synced group reached through nesting (a
 // groupOfUniqueNames in a groupOfNames): the memberOf plugin lists them, so
-// the sync keeps the user, with or without walk, and drops them once the
-// nesting is gone.
+// the sync finds the nested members (CreateUsers would create them) and
+// keeps them, with or without walk, and drops them once the nesting is
+// gone.
 func TestSyncNestedGroups(t *testing.T) {
 	srv := dstest.Shared(t)
 	for _, nested := range []string{"walk", "off"} {
@@ -184,6 +185,8 @@ func TestSyncNestedGroups(t *testing.T) {
 				ldapauth.EnvSyncRelations, "sync_user_groups", ldapauth.EnvOrganisationID, "1",
 				ldapauth.EnvSyncedGroups, parent, ldapauth.EnvNestedGroups, nested,
 				ldapauth.EnvSyncUsername, dstest.ServiceDN, ldapauth.EnvSyncPassword, dstest.ServicePassword), store)
+			created := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, DryRun: true})
+			assert.ElementsMatch(t, []string{uid, other}, created.UsersCreated, "CreateUsers finds the nested members, as a login admits them")
 			loginAll(t, a, uid, other)
 			require.ElementsMatch(t, []string{uid, other}, members(store, parent))
 			rep := runSync(t, a, ldapauth.SyncOptions{})

@@ -266,11 +266,13 @@ func TestSyncADPrimaryGroupAsLoginGroup(t *testing.T) {
 }
 
 // Which accounts the recipe's (objectClass=user) search reads, and so what
-// CreateUsers would create: the DC's computer account (DC1$, objectCategory
-// Computer: computer is a subclass of user) and Samba's dns-dc1 service
-// account are enabled user objects, so LDAP_AUTH_EXCLUDE_DISABLED keeps
-// them; a login group leaves them out. Without CreateUsers the sync only
-// touches users the store holds, so they never arrive there.
+// CreateUsers would create. The DC's computer account (DC1$, objectClass
+// computer, a subclass of user) matches (objectClass=user): the built-in
+// filters leave computers out on Active Directory, so the recipe alone
+// creates no computer account. Samba's dns-dc1 service account is an
+// enabled user object, so LDAP_AUTH_EXCLUDE_DISABLED keeps it; a login
+// group leaves it out. Without CreateUsers the sync only touches users the
+// store holds.
 func TestSyncADComputerAccounts(t *testing.T) {
 	d := dc.Get(t)
 	o := newADObjects(t, d)
@@ -281,20 +283,50 @@ func TestSyncADComputerAccounts(t *testing.T) {
 		rep := adSync(t, a, ldapauth.SyncOptions{DryRun: true, CreateUsers: true})
 		return rep.UsersCreated
 	}
+	// The DC's own account is what a computer search finds: prove it is
+	// there, so that its absence below means the filter left it out.
+	res, err := o.admin.Search(ldap.NewSearchRequest(d.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		"(&(objectClass=user)(objectClass=computer))", []string{"sAMAccountName"}, nil))
+	require.NoError(t, err)
+	var computers []string
+	dcDN := ""
+	for _, e := range res.Entries {
+		computers = append(computers, e.GetAttributeValue("sAMAccountName"))
+		if e.GetAttributeValue("sAMAccountName") == "DC1$" {
+			dcDN = e.DN
+		}
+	}
+	require.Contains(t, computers, "DC1$", "(objectClass=user) matches the computer account")
 	t.Run("recipe alone", func(t *testing.T) {
 		got := created(nil)
-		assert.Contains(t, got, "DC1$", "the computer account matches (objectClass=user)")
+		for _, c := range computers {
+			assert.NotContains(t, got, c, "a computer account")
+		}
 		assert.Contains(t, got, "krbtgt")
+		assert.Contains(t, got, u)
+	})
+	t.Run("recipe, directory type given", func(t *testing.T) {
+		got := created(map[string]string{"LDAP_AUTH_DIRECTORY_TYPE": "active_directory"})
+		assert.NotContains(t, got, "DC1$")
 		assert.Contains(t, got, u)
 	})
 	t.Run("exclude disabled", func(t *testing.T) {
 		got := created(map[string]string{"LDAP_AUTH_EXCLUDE_DISABLED": "true"})
-		assert.Contains(t, got, "DC1$", "a computer account is enabled")
+		assert.NotContains(t, got, "DC1$", "a computer account is enabled, but no person")
 		assert.Contains(t, got, "dns-dc1")
 		assert.NotContains(t, got, "krbtgt")
 		assert.NotContains(t, got, "Guest")
 	})
 	t.Run("login group", func(t *testing.T) {
+		got := created(map[string]string{
+			"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter",
+			"LDAP_LOGIN_GROUP":                loginGroup,
+		})
+		assert.Equal(t, []string{u}, got)
+	})
+	t.Run("a computer in the login group", func(t *testing.T) {
+		o.member(loginGroup, dcDN, true)
+		defer o.member(loginGroup, dcDN, false)
 		got := created(map[string]string{
 			"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter",
 			"LDAP_LOGIN_GROUP":                loginGroup,
@@ -309,6 +341,63 @@ func TestSyncADComputerAccounts(t *testing.T) {
 		assert.Zero(t, rep.Counts.Changes(), "%s", rep)
 		assert.Greater(t, rep.DirectoryUsers, sambatest.BigGroupSize, "every user object was read, in pages")
 		assert.Equal(t, []string{u}, adSnapshot(t, store).Users, "only the user who logged in")
+	})
+}
+
+// A login group whose direct members are all groups (outer holds inner
+// and deep; inner holds u1, deep holds inner2, which holds u2): with
+// either nesting the first sync of an empty store succeeds and creates
+// exactly the nested members, as a login admits them; a user who leaves
+// the nested group is removed by the next run. With nesting off nobody may
+// log in, and the referral-only answer names the login group, not the
+// search base.
+func TestSyncADNestedLoginGroup(t *testing.T) {
+	d := dc.Get(t)
+	o := newADObjects(t, d)
+	u1, u2, out := o.user("nestu1"), o.user("nestu2"), o.user("nestout")
+	inner := o.group("nestinner", d.UserDN(u1))
+	inner2 := o.group("nestinner2", d.UserDN(u2))
+	deep := o.group("nestdeep", inner2)
+	outer := o.group("nestouter", inner, deep)
+	_ = out // in no group: never created
+
+	env := func(nested string) map[string]string {
+		return syncEnv(d, []string{outer}, map[string]string{
+			"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter",
+			"LDAP_LOGIN_GROUP":                outer,
+			"LDAP_AUTH_NESTED_GROUPS":         nested,
+		})
+	}
+	for _, nested := range []string{"active_directory", "walk"} {
+		t.Run(nested, func(t *testing.T) {
+			a, store := newAuth(t, d, env(nested))
+			rep := adSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
+			assert.Equal(t, []string{u1, u2}, rep.UsersCreated, "the nested members, no one else")
+			assert.Equal(t, []string{u1, u2}, adSnapshot(t, store).Users)
+			for _, u := range []string{u1, u2} {
+				_, err := a.Authenticate(context.Background(), u, syncPassword)
+				require.NoError(t, err, "a login admits %s too", u)
+			}
+
+			o.member(inner2, d.UserDN(u2), false)
+			defer o.member(inner2, d.UserDN(u2), true)
+			_, err := a.Authenticate(context.Background(), u2, syncPassword)
+			require.ErrorIs(t, err, ldapauth.ErrNotPermitted, "a login refuses u2 now")
+			rep = adSync(t, a, ldapauth.SyncOptions{Force: true})
+			assert.Equal(t, []string{u2}, rep.UsersRemoved)
+			assert.Equal(t, []string{u1}, adSnapshot(t, store).Users)
+		})
+	}
+	t.Run("off", func(t *testing.T) {
+		a, store := newAuth(t, d, env(""))
+		rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{CreateUsers: true})
+		require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
+		assert.Nil(t, rep)
+		var aerr *ldapauth.SyncAbortError
+		require.ErrorAs(t, err, &aerr)
+		assert.Equal(t, ldapauth.EnvLoginGroup, aerr.Variables[0], "%v", err)
+		assert.Contains(t, err.Error(), outer)
+		assert.Empty(t, adSnapshot(t, store).Users)
 	})
 }
 

@@ -111,3 +111,67 @@ func TestNestedGroupsWalkDepthBound(t *testing.T) {
 func env(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
+
+// The sync with a login group whose only member is a group
+// (LDAP_AUTH_NESTED_GROUPS=walk, login group nested-parent, which holds
+// nested-child, which holds carol): the sync treats users as a login does.
+// CreateUsers creates carol, the one user a login admits; a later run keeps
+// her; once she leaves nested-child, a login refuses her and the sync
+// removes her.
+func TestSyncNestedLoginGroupWalk(t *testing.T) {
+	srv := slapdtest.Start(t)
+	store := ldapauth.NewMemStore()
+	a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword,
+		ldapauth.EnvSearchFilters, "flagsmith_ldap.ldap.login_group_search_filter",
+		ldapauth.EnvLoginGroup, slapdtest.GroupDN("nested-parent"),
+		ldapauth.EnvNestedGroups, "walk",
+		ldapauth.EnvSyncedGroups, slapdtest.GroupDN("nested-parent"),
+	), store)
+
+	rep := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
+	assert.Equal(t, []string{"carol"}, rep.UsersCreated, "the nested member, and no one else")
+	assert.Equal(t, 1, rep.DirectoryUsers)
+
+	again := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
+	assert.Zero(t, again.Counts.Changes(), "kept: %s", again)
+
+	// groupOfNames needs a member: the service account, not a user, stays.
+	srv.AddMember(t, "nested-child", slapdtest.ServiceDN)
+	srv.RemoveMember(t, "nested-child", slapdtest.UserDN("carol"))
+	_, err := login(a, "carol", slapdtest.Password("carol"))
+	require.ErrorIs(t, err, ldapauth.ErrNotPermitted, "a login refuses her now")
+	rep = runSync(t, a, ldapauth.SyncOptions{Force: true})
+	assert.Equal(t, []string{"carol"}, rep.UsersRemoved)
+	assert.Empty(t, snapshot(t, store).Users)
+}
+
+// The sync's walk down from the login group stops where the login's walk
+// up from the user does: a group MaxNestingDepth levels above the user
+// counts, one more does not.
+func TestSyncNestedLoginGroupWalkDepthBound(t *testing.T) {
+	srv := slapdtest.Start(t)
+	admin := srv.Admin(t)
+	chain := func(i int) string { return slapdtest.GroupDN(fmt.Sprintf("chain%02d", i)) }
+	member := slapdtest.UserDN("carol")
+	for i := 1; i <= ldapauth.MaxNestingDepth+1; i++ {
+		req := ldap.NewAddRequest(chain(i), nil)
+		req.Attribute("objectClass", []string{"groupOfNames"})
+		req.Attribute("member", []string{member})
+		require.NoError(t, admin.Add(req))
+		member = chain(i)
+	}
+	for _, tt := range []struct {
+		depth   int
+		created []string
+	}{{ldapauth.MaxNestingDepth, []string{"carol"}}, {ldapauth.MaxNestingDepth + 1, nil}} {
+		t.Run(fmt.Sprint(tt.depth), func(t *testing.T) {
+			a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword,
+				ldapauth.EnvSearchFilters, "flagsmith_ldap.ldap.login_group_search_filter",
+				ldapauth.EnvLoginGroup, chain(tt.depth),
+				ldapauth.EnvNestedGroups, "walk",
+			), ldapauth.NewMemStore())
+			rep := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, DryRun: true})
+			assert.Equal(t, tt.created, rep.UsersCreated)
+		})
+	}
+}

@@ -27,6 +27,11 @@ const (
 	Blackhole
 	// Refuse closes each connection as soon as it is accepted.
 	Refuse
+	// Hold accepts connections and holds each one, reading and sending
+	// nothing, until the mode changes; it then goes on as the new mode
+	// says: a server slow to start its handshake. Each connection held
+	// counts as a stall (Stalled, WaitStalled).
+	Hold
 )
 
 // Proxy forwards 127.0.0.1:<port> to a target address.
@@ -37,6 +42,7 @@ type Proxy struct {
 	cutAfter atomic.Int64 // bytes server→client before a reset; 0: never
 	delay    atomic.Int64 // per chunk, nanoseconds
 	accepted atomic.Int64
+	open     atomic.Int64 // client connections not yet closed
 
 	stallAfter  atomic.Int64 // bytes server→client before holding the rest; <0: never
 	stalled     atomic.Int64 // chunks held back so far
@@ -88,7 +94,8 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 func (p *Proxy) URL() string { return "ldap://" + p.Addr() }
 
 // SetMode sets what happens to connections accepted from now on; Blackhole
-// and Refuse also apply to connections already open at their next chunk.
+// and Refuse also apply to connections already open at their next chunk,
+// Hold only to new ones.
 func (p *Proxy) SetMode(m Mode) { p.mode.Store(int32(m)) }
 
 // CutAfter makes every connection reset once n bytes have gone from the
@@ -158,6 +165,10 @@ func (p *Proxy) ServerBytes() int64 { return p.serverBytes.Load() }
 // Forget are not affected.
 func (p *Proxy) Forget() { p.forgetGen.Add(1) }
 
+// Open returns how many of the connections the proxy accepted are still
+// open on its side.
+func (p *Proxy) Open() int64 { return p.open.Load() }
+
 // Accepted returns how many connections the proxy has accepted.
 func (p *Proxy) Accepted() int64 { return p.accepted.Load() }
 
@@ -213,6 +224,7 @@ func (p *Proxy) serve() {
 		if !p.track(client) {
 			continue
 		}
+		p.open.Add(1)
 		p.wg.Add(1)
 		go p.handle(client)
 	}
@@ -220,7 +232,14 @@ func (p *Proxy) serve() {
 
 func (p *Proxy) handle(client net.Conn) {
 	defer p.wg.Done()
+	defer p.open.Add(-1)
 	defer p.untrack(client)
+	if Mode(p.mode.Load()) == Hold {
+		p.noteStall()
+		if !p.release(client) {
+			return
+		}
+	}
 	switch Mode(p.mode.Load()) {
 	case Refuse:
 		return
@@ -273,7 +292,7 @@ func (p *Proxy) pipe(dst, src net.Conn, toClient bool, gen int64) {
 					return
 				}
 			}
-			if Mode(p.mode.Load()) != Pass {
+			if m := Mode(p.mode.Load()); m == Blackhole || m == Refuse {
 				return
 			}
 			chunk := buf[:n]
@@ -335,6 +354,26 @@ func (p *Proxy) hold(client, server net.Conn) bool {
 			return false
 		}
 		if _, err := server.Write(nil); err != nil {
+			return false
+		}
+	}
+}
+
+// release waits until the mode is no longer Hold (true), or the client
+// connection or the proxy is closed (false).
+func (p *Proxy) release(client net.Conn) bool {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.done:
+			return false
+		case <-tick.C:
+		}
+		if Mode(p.mode.Load()) != Hold {
+			return true
+		}
+		if _, err := client.Write(nil); err != nil {
 			return false
 		}
 	}

@@ -19,6 +19,13 @@
 // entries, same server and page size) runs with -scale, for example
 //
 //	go run ./cmd/ldapbench -logins=false -scale slapd:10000,slapd:100000,glauth:10000 -scale-rounds 3
+//
+// into the stores of -scale-stores (memstore, sqlite: examples/sqlstore on a
+// file in a temporary directory, postgres: examples/sqlstore on a server
+// started for the run), with -scale-per-call adding the first sync written
+// one call per change, as before batched writes:
+//
+//	go run ./cmd/ldapbench -logins=false -scale slapd:10000 -scale-stores memstore,sqlite,postgres -scale-per-call
 package main
 
 import (
@@ -28,6 +35,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,9 +70,13 @@ func main() {
 	logins := flag.Bool("logins", true, "measure the logins")
 	scale := flag.String("scale", "", "sync at scale: server:users pairs, comma-separated (e.g. slapd:10000,slapd:100000,glauth:10000)")
 	scaleRounds := flag.Int("scale-rounds", 3, "interleaved rounds of the sync at scale")
-	failover := flag.Duration("failover", 0, "failover: run each scenario (both servers healthy, the first hung) this long in each of -rounds rounds, in each mode of -modes")
+	scaleStores := flag.String("scale-stores", "memstore", "sync at scale: stores, comma-separated (memstore, sqlite, postgres)")
+	scalePerCall := flag.Bool("scale-per-call", false, "sync at scale: also the first sync written one call per change (no batches)")
+	failover := flag.Duration("failover", 0, "failover: run each scenario of -failover-scenarios this long in each of -rounds rounds, in each mode of -modes")
 	failoverTimeout := flag.Duration("failover-timeout", 2*time.Second, "failover: the connect and receive timeouts")
 	failoverInterval := flag.Duration("failover-interval", 0, "failover: each worker starts a login this often (0: flat out)")
+	failoverHedge := flag.Duration("failover-hedge", 0, "failover: Config.HedgeDelay of the hedged scenario (0: ldapauth's default)")
+	failoverScenarios := flag.String("failover-scenarios", strings.Join(benchmarks.FailoverScenarios, ","), "failover: the scenarios to run")
 	flag.Parse()
 
 	printMachine()
@@ -76,13 +88,13 @@ func main() {
 		}
 	}
 	if *scale != "" {
-		if err := runScale(*scale, *scaleRounds); err != nil {
+		if err := runScale(*scale, *scaleStores, *scaleRounds, *scalePerCall); err != nil {
 			fmt.Fprintln(os.Stderr, "ldapbench:", err)
 			os.Exit(1)
 		}
 	}
 	if *failover > 0 {
-		if err := runFailover(*failover, *failoverTimeout, *failoverInterval, *rounds, *workers, *modes); err != nil {
+		if err := runFailover(*failover, *failoverTimeout, *failoverInterval, *failoverHedge, *rounds, *workers, *modes, *failoverScenarios); err != nil {
 			fmt.Fprintln(os.Stderr, "ldapbench:", err)
 			os.Exit(1)
 		}
@@ -91,7 +103,7 @@ func main() {
 }
 
 // runScale measures the sync at scale on each server:users pair of list.
-func runScale(list string, rounds int) error {
+func runScale(list, storeList string, rounds int, perCall bool) error {
 	type size struct {
 		server string
 		users  int
@@ -105,6 +117,10 @@ func runScale(list string, rounds int) error {
 		}
 		sizes = append(sizes, size{server, users})
 	}
+	var kinds []benchmarks.ScaleStore
+	for f := range strings.SplitSeq(storeList, ",") {
+		kinds = append(kinds, benchmarks.ScaleStore(strings.TrimSpace(f)))
+	}
 	ctx := context.Background()
 	var results []*benchmarks.ScaleResult
 	for _, sz := range sizes {
@@ -113,23 +129,39 @@ func runScale(list string, rounds int) error {
 		if err != nil {
 			return err
 		}
-		s, err := benchmarks.PrepareSyncScale(ctx, t, sz.users)
-		if err != nil {
-			stop()
-			return err
+		for _, kind := range kinds {
+			rs, err := measureStore(ctx, t, sz.server, sz.users, kind, rounds, perCall)
+			if err != nil {
+				stop()
+				return err
+			}
+			results = append(results, rs...)
 		}
-		rs, err := benchmarks.MeasureSyncScale(ctx, sz.server, s, rounds, os.Stderr)
-		s.Close()
 		stop()
-		if err != nil {
-			return err
-		}
-		results = append(results, rs...)
 	}
 	fmt.Printf("## Sync at scale (%d interleaved rounds; page size %d; ratios to the raw paged search of the same rounds)\n\n", rounds, benchmarks.ScalePageSize)
 	benchmarks.ScaleTable(os.Stdout, results)
 	fmt.Println()
 	return nil
+}
+
+// measureStore measures the sync at scale of t into stores of kind.
+func measureStore(ctx context.Context, t *benchmarks.Target, server string, users int, kind benchmarks.ScaleStore, rounds int, perCall bool) ([]*benchmarks.ScaleResult, error) {
+	stores, err := benchmarks.NewStores(kind)
+	if err != nil {
+		return nil, err
+	}
+	defer stores.Close()
+	fmt.Fprintf(os.Stderr, "filling a %s store with %d users\n", kind, users)
+	s, err := benchmarks.PrepareSyncScaleInto(ctx, t, users, stores)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	if perCall {
+		s.Cases = append(s.Cases, benchmarks.FirstSyncPerCall)
+	}
+	return benchmarks.MeasureSyncScale(ctx, server, s, rounds, os.Stderr)
 }
 
 func run(rounds int, duration time.Duration, workerList, serverList, modeList, only string, extra variants) error {
@@ -274,7 +306,7 @@ func printLoad(when string) {
 
 // runFailover measures the failover scenarios in each mode, with the
 // largest number of workers of -workers.
-func runFailover(d, timeout, interval time.Duration, rounds int, workerList, modeList string) error {
+func runFailover(d, timeout, interval, hedge time.Duration, rounds int, workerList, modeList, scenarioList string) error {
 	workers := 0
 	for _, w := range strings.Split(workerList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(w))
@@ -283,12 +315,20 @@ func runFailover(d, timeout, interval time.Duration, rounds int, workerList, mod
 		}
 		workers = max(workers, n)
 	}
-	fmt.Printf("## Failover: two servers, the first healthy or hung; %d workers (a login every %s each; 0: flat out), %d rounds of %s per scenario, timeouts %s\n\n",
-		workers, interval, rounds, d, timeout)
+	var scenarios []string
+	for _, s := range strings.Split(scenarioList, ",") {
+		if s = strings.TrimSpace(s); !slices.Contains(benchmarks.FailoverScenarios, s) {
+			return fmt.Errorf("-failover-scenarios: %q is not one of %q", s, benchmarks.FailoverScenarios)
+		}
+		scenarios = append(scenarios, s)
+	}
+	fmt.Printf("## Failover: two servers, the first %s; %d workers (a login every %s each; 0: flat out), %d rounds of %s per scenario, timeouts %s, hedge delay %s (0: the default)\n\n",
+		strings.Join(scenarios, " / "), workers, interval, rounds, d, timeout, hedge)
 	var all []benchmarks.FailoverResult
 	for _, m := range strings.Split(modeList, ",") {
 		rs, err := benchmarks.MeasureFailover(context.Background(), benchmarks.Mode(strings.TrimSpace(m)),
-			benchmarks.FailoverOptions{Workers: workers, Duration: d, Timeout: timeout, Rounds: rounds, Interval: interval})
+			benchmarks.FailoverOptions{Workers: workers, Duration: d, Timeout: timeout, Rounds: rounds, Interval: interval,
+				HedgeDelay: hedge, Scenarios: scenarios})
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,275 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/go-ldapauth/ldapauth"
+)
+
+var _ ldapauth.BatchStore = (*Store)(nil)
+
+// maxParams bounds the placeholders of one statement: below SQLite's limit
+// (32766) and PostgreSQL's (65535).
+const maxParams = 30000
+
+// ApplyBatch implements [ldapauth.BatchStore]: the whole batch in one
+// transaction, a few multi-row statements per kind of change (INSERT ...
+// ON CONFLICT upserts, DELETE ... IN), so a sync writes a page of changes
+// in a handful of round trips. A refusal ([ErrNoSuchUser],
+// [ErrNoSuchGroup]) or any failure rolls the whole batch back.
+func (s *Store) ApplyBatch(ctx context.Context, b *ldapauth.Batch) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	return s.inTx(ctx, "apply batch", func(tx *sql.Tx) error {
+		for _, step := range []func(context.Context, *sql.Tx, *ldapauth.Batch) error{
+			s.batchSaveGroups, s.batchSaveUsers, s.batchJoins, s.batchAddMembers,
+			s.batchRemoveMembers, s.batchDeleteGroups, s.batchDeleteUsers,
+		} {
+			if err := step(ctx, tx, b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// insertRows runs head + " VALUES (...), (...) " + tail for rows, as few
+// statements as maxParams allows.
+func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, head, tail string, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	cols := len(rows[0])
+	tuple := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	for chunk := range slices.Chunk(rows, maxParams/cols) {
+		var q strings.Builder
+		q.WriteString(head)
+		q.WriteString(" VALUES ")
+		args := make([]any, 0, len(chunk)*cols)
+		for i, row := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(tuple)
+			args = append(args, row...)
+		}
+		q.WriteString(" ")
+		q.WriteString(tail)
+		if _, err := s.exec(ctx, tx, q.String(), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inList runs query, whose "IN (*)" is replaced by a list of placeholders,
+// with prefix args and then keys, as few statements as maxParams allows.
+func (s *Store) inList(ctx context.Context, tx *sql.Tx, query string, prefix []any, keys []string) error {
+	for chunk := range slices.Chunk(keys, maxParams-len(prefix)) {
+		list := "IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ") + ")"
+		args := append(slices.Clone(prefix), anys(chunk)...)
+		if _, err := s.exec(ctx, tx, strings.Replace(query, "IN (*)", list, 1), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// present returns which of keys the table holds in column, inside tx.
+func (s *Store) present(ctx context.Context, tx *sql.Tx, table, column string, keys []string) (map[string]bool, error) {
+	found := make(map[string]bool, len(keys))
+	for chunk := range slices.Chunk(keys, maxParams) {
+		list := strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ")
+		got, err := queryStrings(ctx, tx, s.dialect.rebind("SELECT "+column+" FROM "+table+" WHERE "+column+" IN ("+list+")"), anys(chunk)...)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range got {
+			found[k] = true
+		}
+	}
+	return found, nil
+}
+
+func anys(keys []string) []any {
+	out := make([]any, len(keys))
+	for i, k := range keys {
+		out[i] = k
+	}
+	return out
+}
+
+func (s *Store) batchSaveGroups(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) error {
+	byKey := map[string]ldapauth.Group{} // the last of a key wins: PostgreSQL refuses to upsert a row twice in one statement
+	for _, g := range b.SaveGroups {
+		byKey[ldapauth.DNKey(g.DN)] = g
+	}
+	now := s.now()
+	var rows [][]any
+	for _, key := range slices.Sorted(maps.Keys(byKey)) {
+		g := byKey[key]
+		rows = append(rows, []any{key, g.DN, g.Name, now, now})
+	}
+	return s.insertRows(ctx, tx, `INSERT INTO ldap_groups (dn_key, dn, name, created_at, updated_at)`,
+		`ON CONFLICT (dn_key) DO UPDATE SET dn = excluded.dn, name = excluded.name, updated_at = excluded.updated_at`, rows)
+}
+
+func (s *Store) batchSaveUsers(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) error {
+	byKey := map[string]*ldapauth.User{}
+	for _, u := range b.SaveUsers {
+		byKey[userKey(u.Username)] = u
+	}
+	if len(byKey) == 0 {
+		return nil
+	}
+	keys := slices.Sorted(maps.Keys(byKey))
+	now := s.now()
+	var users, fields [][]any
+	for _, key := range keys {
+		u := byKey[key]
+		users = append(users, []any{key, u.Username, u.DN, now, now})
+		for _, f := range slices.Sorted(maps.Keys(u.Fields)) {
+			fields = append(fields, []any{key, f, u.Fields[f]})
+		}
+	}
+	if err := s.insertRows(ctx, tx, `INSERT INTO ldap_users (username_key, username, dn, created_at, updated_at)`,
+		`ON CONFLICT (username_key) DO UPDATE SET username = excluded.username, dn = excluded.dn, updated_at = excluded.updated_at`, users); err != nil {
+		return err
+	}
+	if err := s.inList(ctx, tx, `DELETE FROM ldap_user_fields WHERE username_key IN (*)`, nil, keys); err != nil {
+		return err
+	}
+	return s.insertRows(ctx, tx, `INSERT INTO ldap_user_fields (username_key, field, value)`, "", fields)
+}
+
+// requireUsers returns ErrNoSuchUser unless the store holds every user
+// named, inside tx.
+func (s *Store) requireUsers(ctx context.Context, tx *sql.Tx, names []string) error {
+	keys := make([]string, len(names))
+	for i, n := range names {
+		keys[i] = userKey(n)
+	}
+	held, err := s.present(ctx, tx, "ldap_users", "username_key", keys)
+	if err != nil {
+		return err
+	}
+	for i, key := range keys {
+		if !held[key] {
+			return fmt.Errorf("%w: %q", ErrNoSuchUser, names[i])
+		}
+	}
+	return nil
+}
+
+func (s *Store) batchJoins(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) error {
+	if len(b.Joins) == 0 {
+		return nil
+	}
+	names := make([]string, len(b.Joins))
+	for i, j := range b.Joins {
+		names[i] = j.Username
+	}
+	if err := s.requireUsers(ctx, tx, names); err != nil {
+		return err
+	}
+	now := s.now()
+	rows := make([][]any, len(b.Joins))
+	for i, j := range b.Joins {
+		rows[i] = []any{j.OrganisationID, userKey(j.Username), now}
+	}
+	return s.insertRows(ctx, tx, `INSERT INTO organisation_members (organisation_id, username_key, joined_at)`,
+		`ON CONFLICT (organisation_id, username_key) DO NOTHING`, rows)
+}
+
+func (s *Store) batchAddMembers(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) error {
+	if len(b.AddMembers) == 0 {
+		return nil
+	}
+	names := make([]string, len(b.AddMembers))
+	gkeys := map[string]string{} // DNKey -> DN
+	for i, m := range b.AddMembers {
+		names[i] = m.Username
+		gkeys[ldapauth.DNKey(m.GroupDN)] = m.GroupDN
+	}
+	held, err := s.present(ctx, tx, "ldap_groups", "dn_key", slices.Sorted(maps.Keys(gkeys)))
+	if err != nil {
+		return err
+	}
+	for key, dn := range gkeys {
+		if !held[key] {
+			return fmt.Errorf("%w: %s", ErrNoSuchGroup, dn)
+		}
+	}
+	if err := s.requireUsers(ctx, tx, names); err != nil {
+		return err
+	}
+	rows := make([][]any, len(b.AddMembers))
+	for i, m := range b.AddMembers {
+		rows[i] = []any{ldapauth.DNKey(m.GroupDN), userKey(m.Username), m.Username}
+	}
+	return s.insertRows(ctx, tx, `INSERT INTO ldap_group_members (dn_key, username_key, username)`,
+		`ON CONFLICT (dn_key, username_key) DO NOTHING`, rows)
+}
+
+func (s *Store) batchRemoveMembers(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) error {
+	byGroup := map[string][]string{} // DNKey -> user keys: synced groups are few
+	for _, m := range b.RemoveMembers {
+		key := ldapauth.DNKey(m.GroupDN)
+		byGroup[key] = append(byGroup[key], userKey(m.Username))
+	}
+	for _, gkey := range slices.Sorted(maps.Keys(byGroup)) {
+		if err := s.inList(ctx, tx, `DELETE FROM ldap_group_members WHERE dn_key = ? AND username_key IN (*)`,
+			[]any{gkey}, byGroup[gkey]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) batchDeleteGroups(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) error {
+	if len(b.DeleteGroups) == 0 {
+		return nil
+	}
+	keys := make([]string, len(b.DeleteGroups))
+	for i, dn := range b.DeleteGroups {
+		keys[i] = ldapauth.DNKey(dn)
+	}
+	for _, q := range []string{
+		`DELETE FROM ldap_group_members WHERE dn_key IN (*)`,
+		`DELETE FROM ldap_groups WHERE dn_key IN (*)`,
+	} {
+		if err := s.inList(ctx, tx, q, nil, keys); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) batchDeleteUsers(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) error {
+	if len(b.DeleteUsers) == 0 {
+		return nil
+	}
+	keys := make([]string, len(b.DeleteUsers))
+	for i, n := range b.DeleteUsers {
+		keys[i] = userKey(n)
+	}
+	for _, q := range []string{ // as DeleteUser
+		`DELETE FROM login_sessions WHERE username_key IN (*)`,
+		`DELETE FROM login_known_clients WHERE username_key IN (*)`,
+		`DELETE FROM ldap_user_fields WHERE username_key IN (*)`,
+		`DELETE FROM ldap_group_members WHERE username_key IN (*)`,
+		`DELETE FROM organisation_members WHERE username_key IN (*)`,
+		`DELETE FROM ldap_users WHERE username_key IN (*)`,
+	} {
+		if err := s.inList(ctx, tx, q, nil, keys); err != nil {
+			return err
+		}
+	}
+	return nil
+}
