@@ -263,8 +263,9 @@ func TestSyncChangesOpenLDAPWithoutSyncProv(t *testing.T) {
 	assert.Nil(t, state)
 }
 
-// failingStore fails DeleteUser while fail is set, as a database going
-// away in the middle of a run would.
+// failingStore fails its writes while fail is set, as a database going
+// away in the middle of a run would: the batches the sync applies through
+// (MemStore is a BatchStore) and DeleteUser.
 type failingStore struct {
 	*ldapauth.MemStore
 	fail bool
@@ -275,6 +276,13 @@ func (s *failingStore) DeleteUser(ctx context.Context, name string) error {
 		return errors.New("database gone")
 	}
 	return s.MemStore.DeleteUser(ctx, name)
+}
+
+func (s *failingStore) ApplyBatch(ctx context.Context, b *ldapauth.Batch) error {
+	if s.fail {
+		return errors.New("database gone")
+	}
+	return s.MemStore.ApplyBatch(ctx, b)
 }
 
 func TestSyncChangesOpenLDAPResume(t *testing.T) {
@@ -297,7 +305,7 @@ func TestSyncChangesOpenLDAPResume(t *testing.T) {
 		rep, err := a.SyncChanges(context.Background(), ldapauth.SyncOptions{CreateUsers: true})
 		var storeErr *ldapauth.StoreError
 		require.ErrorAs(t, err, &storeErr)
-		assert.Equal(t, "delete user", storeErr.Op)
+		assert.Equal(t, "apply batch", storeErr.Op)
 		require.NotNil(t, rep)
 		assert.False(t, rep.ChangeSync.StateSaved)
 		require.NotNil(t, store.User("dave"))
