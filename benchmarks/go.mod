@@ -8,7 +8,6 @@ require (
 	github.com/go-ldap/ldap/v3 v3.4.15
 	github.com/go-ldapauth/ldapauth v0.0.0-00010101000000-000000000000
 	github.com/hashicorp/cap/ldap v0.0.0-20250911140431-44d01434c285
-	github.com/jackc/pgx/v5 v5.12.0
 	github.com/jtblin/go-ldap-client v1.0.0
 	github.com/korylprince/go-ad-auth/v3 v3.3.0
 	github.com/stretchr/testify v1.12.1
@@ -40,6 +39,7 @@ require (
 	github.com/hashicorp/go-sockaddr v1.0.6 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/pgx/v5 v5.12.0 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/mattn/go-colorable v0.1.13 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect

@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/examples/sqlstore"
+	"github.com/go-ldapauth/ldapauth/internal/pgtest"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
 )
 
@@ -161,7 +162,7 @@ const (
 type Stores struct {
 	Kind ScaleStore
 	dir  string
-	pg   *pgServer
+	pg   *pgtest.Server
 	n    int
 }
 
@@ -178,7 +179,7 @@ func NewStores(kind ScaleStore) (*Stores, error) {
 		}
 		st.dir = dir
 	case StorePostgres:
-		pg, err := startPostgres()
+		pg, err := pgtest.NewWith(pgtest.Options{Durable: true})
 		if err != nil {
 			return nil, err
 		}
@@ -206,7 +207,7 @@ func (st *Stores) New(ctx context.Context) (ldapauth.UserStore, func(), error) {
 			}
 		}, nil
 	case StorePostgres:
-		dsn, err := st.pg.newDatabase(ctx)
+		dsn, err := st.pg.CreateDatabase(ctx)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/examples/internal/demo"
-	"github.com/go-ldapauth/ldapauth/examples/internal/pgtest"
 	"github.com/go-ldapauth/ldapauth/examples/sqlstore"
+	"github.com/go-ldapauth/ldapauth/internal/pgtest"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
 	"github.com/go-ldapauth/ldapauth/storetest"
 )

@@ -19,9 +19,9 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/examples/internal/demo"
-	"github.com/go-ldapauth/ldapauth/examples/internal/pgtest"
 	"github.com/go-ldapauth/ldapauth/examples/sqlstore"
 	"github.com/go-ldapauth/ldapauth/internal/faultproxy"
+	"github.com/go-ldapauth/ldapauth/internal/pgtest"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
 )
 

@@ -51,11 +51,20 @@ type Server struct {
 	Dir  string
 	Port int
 
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *syncBuffer
-	dbs  atomic.Int64
-	once sync.Once
+	cmd     *exec.Cmd
+	done    chan struct{}
+	log     *syncBuffer
+	dbs     atomic.Int64
+	once    sync.Once
+	durable bool
+}
+
+// Options change how New starts a server.
+type Options struct {
+	// Durable keeps PostgreSQL's durability defaults (fsync, synchronous
+	// commit, full page writes), as a deployment runs it: for benchmarks.
+	// Tests leave it off, which is much faster.
+	Durable bool
 }
 
 // Start starts a server for the test, or skips it (fails it under
@@ -161,7 +170,10 @@ func credential() (*syscall.Credential, error) {
 }
 
 // New starts a server without a testing.TB; the caller must call Stop.
-func New() (*Server, error) {
+func New() (*Server, error) { return NewWith(Options{}) }
+
+// NewWith is New with options.
+func NewWith(o Options) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -174,7 +186,7 @@ func New() (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
-	s := &Server{Dir: dir, log: &syncBuffer{}, done: make(chan struct{})}
+	s := &Server{Dir: dir, log: &syncBuffer{}, done: make(chan struct{}), durable: o.Durable}
 	if cred != nil {
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			os.RemoveAll(dir)
@@ -222,10 +234,11 @@ func (s *Server) launch(bin, data string, cred *syscall.Credential) error {
 		return err
 	}
 	s.Port = port
-	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data,
-		"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-k", s.Dir,
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=100")
+	args := []string{"-D", data, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-k", s.Dir, "-c", "max_connections=100"}
+	if !s.durable {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	// SIGKILL the server when the test binary dies without stopping it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
@@ -290,16 +303,25 @@ func (s *Server) DSN(database string) string {
 // Tests sharing one server each get their own database.
 func (s *Server) NewDatabase(tb testing.TB) string {
 	tb.Helper()
-	name := fmt.Sprintf("test_%d", s.dbs.Add(1))
-	db, err := sql.Open("pgx", s.DSN("postgres"))
+	dsn, err := s.CreateDatabase(tb.Context())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer db.Close()
-	if _, err := db.ExecContext(tb.Context(), "CREATE DATABASE "+name); err != nil {
-		tb.Fatalf("pgtest: create database: %v", err)
+	return dsn
+}
+
+// CreateDatabase creates an empty database and returns its URL.
+func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
+	name := fmt.Sprintf("test_%d", s.dbs.Add(1))
+	db, err := sql.Open("pgx", s.DSN("postgres"))
+	if err != nil {
+		return "", err
 	}
-	return s.DSN(name)
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", fmt.Errorf("pgtest: create database: %w", err)
+	}
+	return s.DSN(name), nil
 }
 
 // Stop stops the server (a fast shutdown, then SIGKILL after ten seconds)
