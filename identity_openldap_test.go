@@ -12,22 +12,6 @@ import (
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
 )
 
-// addEntry adds an inetOrgPerson at dn with the uid values and password,
-// as the rootdn, and puts it in the login group when inGroup.
-func addEntry(t *testing.T, srv *slapdtest.Server, dn string, uids []string, password string, inGroup bool) {
-	t.Helper()
-	req := ldap.NewAddRequest(dn, nil)
-	req.Attribute("objectClass", []string{"inetOrgPerson"})
-	req.Attribute("uid", uids)
-	req.Attribute("cn", uids[:1])
-	req.Attribute("sn", uids[:1])
-	req.Attribute("userPassword", []string{password})
-	require.NoError(t, srv.Admin(t).Add(req), "add %s", dn)
-	if inGroup {
-		srv.AddMember(t, "ldapusers", dn)
-	}
-}
-
 // The second attack of issue 11, on real OpenLDAP (no uniqueness overlay):
 // two entries share uid=jdoe, one directly under ou=people outside the
 // login group, one in a sub-OU inside it. The formatter's bind checks the
@@ -43,8 +27,8 @@ func TestIdentityDuplicateUIDOpenLDAP(t *testing.T) {
 	sub.Attribute("ou", []string{"sub"})
 	require.NoError(t, srv.Admin(t).Add(sub))
 	outer, inner := slapdtest.UserDN("jdoe"), "uid=jdoe,ou=sub,"+slapdtest.PeopleDN
-	addEntry(t, srv, outer, []string{"jdoe"}, "outer-password", false)
-	addEntry(t, srv, inner, []string{"jdoe"}, "inner-password", true)
+	srv.AddPerson(t, outer, []string{"jdoe"}, "outer-password")
+	srv.AddPerson(t, inner, []string{"jdoe"}, "inner-password", "ldapusers")
 
 	cfg := func(searchThenBind bool) *ldapauth.Config {
 		return &ldapauth.Config{URLs: []string{srv.URL}, SearchBase: slapdtest.PeopleDN,
@@ -85,7 +69,7 @@ func TestIdentityDuplicateUIDOpenLDAP(t *testing.T) {
 func TestUsernameIsTheMatchingValueOpenLDAP(t *testing.T) {
 	srv := slapdtest.Start(t)
 	dn := "uid=admin," + slapdtest.PeopleDN
-	addEntry(t, srv, dn, []string{"admin", "Mallory"}, "mallory-password", true)
+	srv.AddPerson(t, dn, []string{"admin", "Mallory"}, "mallory-password", "ldapusers")
 	store := ldapauth.NewMemStore()
 	a, err := ldapauth.New(&ldapauth.Config{URLs: []string{srv.URL}, SearchBase: slapdtest.PeopleDN,
 		ConnectionUsername: slapdtest.ServiceDN, ConnectionPassword: slapdtest.ServicePassword,

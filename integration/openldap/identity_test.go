@@ -11,22 +11,6 @@ import (
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
 )
 
-// addPerson adds an inetOrgPerson at dn with the uid values and password as
-// the rootdn, in the login group when inGroup.
-func addPerson(t *testing.T, srv *slapdtest.Server, dn string, uids []string, password string, inGroup bool) {
-	t.Helper()
-	req := ldap.NewAddRequest(dn, nil)
-	req.Attribute("objectClass", []string{"inetOrgPerson"})
-	req.Attribute("uid", uids)
-	req.Attribute("cn", uids[:1])
-	req.Attribute("sn", uids[:1])
-	req.Attribute("userPassword", []string{password})
-	require.NoError(t, srv.Admin(t).Add(req), "add %s", dn)
-	if inGroup {
-		srv.AddMember(t, "ldapusers", dn)
-	}
-}
-
 // Issue 11 on a Flagsmith deployment's variables (own server: it adds
 // entries). Two entries share uid=jdoe, one under ou=people outside the
 // login group, one in a sub-OU inside it: the OpenLDAP formatter's bind
@@ -42,9 +26,9 @@ func TestIdentityFlagsmithOpenLDAP(t *testing.T) {
 	sub.Attribute("ou", []string{"sub"})
 	require.NoError(t, srv.Admin(t).Add(sub))
 	outer, inner := slapdtest.UserDN("jdoe"), "uid=jdoe,ou=sub,"+slapdtest.PeopleDN
-	addPerson(t, srv, outer, []string{"jdoe"}, "outer-password", false)
-	addPerson(t, srv, inner, []string{"jdoe"}, "inner-password", true)
-	addPerson(t, srv, "uid=admin,"+slapdtest.PeopleDN, []string{"admin", "mallory"}, "mallory-password", true)
+	srv.AddPerson(t, outer, []string{"jdoe"}, "outer-password")
+	srv.AddPerson(t, inner, []string{"jdoe"}, "inner-password", "ldapusers")
+	srv.AddPerson(t, "uid=admin,"+slapdtest.PeopleDN, []string{"admin", "mallory"}, "mallory-password", "ldapusers")
 
 	group := append([]string{
 		ldapauth.EnvSearchFilters, "flagsmith_ldap.ldap.login_group_search_filter",

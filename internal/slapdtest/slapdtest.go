@@ -772,6 +772,26 @@ func (s *Server) AddUser(tb testing.TB, uid, password string, groups ...string) 
 	return dn
 }
 
+// AddPerson adds an inetOrgPerson at dn, anywhere in the tree, with the
+// uid values (cn and sn the first) and password, and makes it a member of
+// groups (cn values): for entries AddUser cannot make, such as two entries
+// sharing a uid or one entry holding several.
+func (s *Server) AddPerson(tb testing.TB, dn string, uids []string, password string, groups ...string) {
+	tb.Helper()
+	req := ldap.NewAddRequest(dn, nil)
+	req.Attribute("objectClass", []string{"inetOrgPerson"})
+	req.Attribute("uid", uids)
+	req.Attribute("cn", uids[:1])
+	req.Attribute("sn", uids[:1])
+	req.Attribute("userPassword", []string{password})
+	if err := s.Admin(tb).Add(req); err != nil {
+		tb.Fatalf("slapdtest: add %s: %v", dn, err)
+	}
+	for _, g := range groups {
+		s.AddMember(tb, g, dn)
+	}
+}
+
 // DeleteUser deletes the user uid; refint removes it from its groups.
 func (s *Server) DeleteUser(tb testing.TB, uid string) {
 	tb.Helper()
