@@ -191,7 +191,9 @@ func (a *Authenticator) watchOnce(ctx context.Context, opts WatchOptions) (held 
 		taken := maps.Clone(deleted)
 		mu.Unlock()
 		rep, err := a.syncChanges(wctx, opts.SyncOptions, taken)
-		if wctx.Err() != nil {
+		if wctx.Err() != nil && (rep == nil || !rep.Applied) {
+			// Stopped mid-run: nothing was written. A run that applied
+			// its changes just before the stop is still reported below.
 			return
 		}
 		if rep != nil && rep.ChangeSync != nil && rep.ChangeSync.StateSaved {
