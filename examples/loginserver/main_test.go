@@ -33,20 +33,22 @@ func (b *lockedBuffer) String() string {
 	return b.b.String()
 }
 
-// TestRun runs the program as `go run ./examples/loginserver` does, in demo
-// mode, and stops it as Ctrl-C would: it serves, logs requests, and shuts
-// down cleanly.
-func TestRun(t *testing.T) {
+// startDemo runs the program in demo mode as `go run ./examples/loginserver`
+// does, on a free port of 127.0.0.1, and returns the URL it logs, its logs,
+// and stop, which cancels it as Ctrl-C would and returns run's error.
+func startDemo(t *testing.T) (url string, logs *lockedBuffer, stop func() error) {
+	t.Helper()
 	t.Setenv("LDAP_AUTH_URL", "") // demo mode
-	logs := &lockedBuffer{}
+	logs = &lockedBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	st := defaultSettings()
 	st.addr, st.db = "127.0.0.1:0", filepath.Join(t.TempDir(), "run.db")
 	go func() { done <- run(ctx, logger, st) }()
+	stop = sync.OnceValue(func() error { cancel(); return <-done })
+	t.Cleanup(func() { _ = stop() })
 
-	var url string
 	require.Eventually(t, func() bool {
 		for line := range strings.Lines(logs.String()) {
 			var rec struct{ Msg, URL string }
@@ -57,6 +59,14 @@ func TestRun(t *testing.T) {
 		}
 		return false
 	}, 30*time.Second, 10*time.Millisecond, "the server logs where it listens:\n%s", logs)
+	return url, logs, stop
+}
+
+// TestRun runs the program as `go run ./examples/loginserver` does, in demo
+// mode, and stops it as Ctrl-C would: it serves, logs requests, and shuts
+// down cleanly.
+func TestRun(t *testing.T) {
+	url, logs, stop := startDemo(t)
 
 	resp, err := http.Post(url+"/api/login", "application/json", strings.NewReader(`{"username":"alice","password":"alice-password"}`))
 	require.NoError(t, err)
@@ -67,8 +77,7 @@ func TestRun(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the demo's inactive account is refused")
 
-	cancel()
-	require.NoError(t, <-done, "a graceful shutdown is no error")
+	require.NoError(t, stop(), "a graceful shutdown is no error")
 	assert.Contains(t, logs.String(), `"msg":"request","method":"POST","path":"/api/login","status":200`)
 	assert.Contains(t, logs.String(), `"msg":"stopped"`)
 	assert.NotContains(t, logs.String(), "alice-password", "passwords are never logged")

@@ -1,14 +1,9 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -22,29 +17,8 @@ import (
 // text parser: ldapauth's metrics are there with the logins counted, and
 // the throttle's counts beside them.
 func TestMetricsEndpoint(t *testing.T) {
-	t.Setenv("LDAP_AUTH_URL", "") // demo mode
-	logs := &lockedBuffer{}
-	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	st := defaultSettings()
-	st.addr, st.db = "127.0.0.1:0", filepath.Join(t.TempDir(), "run.db")
-	go func() { done <- run(ctx, logger, st) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	var url string
-	require.Eventually(t, func() bool {
-		for line := range strings.Lines(logs.String()) {
-			var rec struct{ Msg, URL string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
-				url = rec.URL
-				return true
-			}
-		}
-		return false
-	}, 30*time.Second, 10*time.Millisecond, "the server logs where it listens:\n%s", logs)
+	url, _, stop := startDemo(t)
+	t.Cleanup(func() { require.NoError(t, stop()) })
 
 	for _, body := range []string{`{"username":"alice","password":"alice-password"}`, `{"username":"alice","password":"wrong"}`} {
 		resp, err := http.Post(url+"/api/login", "application/json", strings.NewReader(body))
