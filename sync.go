@@ -260,6 +260,12 @@ type syncRun struct {
 	related []*User
 
 	report *SyncReport
+
+	// extraAttrs are read with the users, and onEntry sees each user
+	// entry before the run handles it: SyncChanges keeps the ids of the
+	// entries of a full read (DirSync's objectGUIDs).
+	extraAttrs []string
+	onEntry    func(*ldap.Entry)
 }
 
 func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
@@ -453,12 +459,18 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 	if r.custom {
 		attrs = a.attrs // what a login reads, for the syncer
 	}
+	if len(r.extraAttrs) > 0 {
+		attrs = append(slices.Clone(attrs), r.extraAttrs...)
+	}
 	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 		0, 0, false, filter, attrs, nil)
 	referrals := 0
 	err = pagedSearch(ctx, c, req, a.cfg.SyncPageSize, func(page *ldap.SearchResult) error {
 		referrals += len(page.Referrals)
 		for _, e := range page.Entries {
+			if r.onEntry != nil {
+				r.onEntry(e)
+			}
 			r.entry(e)
 		}
 		r.prog.Pages++

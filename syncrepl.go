@@ -60,7 +60,8 @@ type ChangeSync struct {
 	Deleted int `json:"deleted"`
 	// Phase is how deletions were learnt: "delete" (the server listed the
 	// deleted entries' entryUUIDs) or "present" (it listed the unchanged
-	// ones; the others are gone). Empty in a full sync.
+	// ones; the others are gone), or "dirsync" (Active Directory's
+	// DirSync returned the deleted objects). Empty in a full sync.
 	Phase string `json:"phase,omitempty"`
 	// StateSaved is set when the new cookie and state were written to the
 	// store (never in a dry run or a refused run).
@@ -175,7 +176,14 @@ func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, delet
 	if err != nil {
 		return nil, &SyncAbortError{Phase: SyncReadStore, Err: orCtxError(ctx, &StoreError{Op: "load sync state", Err: err})}
 	}
+	dirsync, err := a.usesDirSync(ctx)
+	if err != nil {
+		return nil, &SyncAbortError{Phase: SyncBind, Err: err}
+	}
 	fp := a.changeFingerprint()
+	if dirsync {
+		fp = dirsyncFingerprintPrefix + fp // Active Directory: dirsync.go
+	}
 	var st *changeState
 	fallback := ""
 	switch {
@@ -198,7 +206,7 @@ func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, delet
 		fallback = "the directory refused the stored cookie (" + why + "): every entry is read again"
 		rep, err = a.changeRun(ctx, opts, states, nil, fp, nil)
 	}
-	if errors.Is(err, ErrNoContentSync) {
+	if errors.Is(err, ErrNoContentSync) || errors.Is(err, errNoDirSync) {
 		return a.fullSync(ctx, opts, unprefixed(err)+": the full sync runs instead, and keeps no cookie")
 	}
 	if rep != nil && rep.ChangeSync != nil {
@@ -245,7 +253,11 @@ func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states 
 	if err := r.loadStore(ctx); err != nil {
 		return nil, err
 	}
-	if err := cr.read(ctx); err != nil {
+	read := cr.read
+	if strings.HasPrefix(fp, dirsyncFingerprintPrefix) {
+		read = cr.readDirSync
+	}
+	if err := read(ctx); err != nil {
 		return nil, err
 	}
 	r.plan()

@@ -1,0 +1,431 @@
+package ldapauth
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// Active Directory's change tracking for SyncChanges and WatchChanges:
+// the DirSync control (MS-ADTS 3.1.1.3.4.1.3, LDAP_SERVER_DIRSYNC_OID
+// 1.2.840.113556.1.4.841). DirSync says which objects changed since a
+// cookie and returns only their changed attributes, so a run reads each
+// changed user entry whole with the login search (a base search on its DN
+// with the login filter): the login group, disabled accounts, computer
+// accounts and the mapped fields follow exactly the full sync's rules.
+// Deleted objects come back as tombstones (isDeleted TRUE, under
+// CN=Deleted Objects) with their objectGUID, which the state maps to the
+// stored user, as the RFC 4533 path maps an entryUUID.
+
+// dirsyncFlags asks for the changed values of linked attributes (member)
+// rather than all of them: added values come as member;range=1-1, removed
+// ones as member;range=0-0. Without LDAP_DIRSYNC_OBJECT_SECURITY, so
+// deletions are returned, the sync account needs the "Replicating
+// Directory Changes" right.
+const dirsyncFlags = ldap.DirSyncIncrementalValues
+
+// dirsyncFingerprintPrefix marks a state made by DirSync: its cookie and
+// ids (objectGUIDs) mean nothing to the RFC 4533 path, and the reverse.
+const dirsyncFingerprintPrefix = "dirsync:"
+
+// errNoDirSync is a directory taken for Active Directory that refused the
+// DirSync control; SyncChanges then runs the full sync.
+var errNoDirSync = errors.New("ldapauth: the directory refused the DirSync control (1.2.840.113556.1.4.841)")
+
+// rightReplicatingChanges names the extended right DirSync needs.
+const rightReplicatingChanges = `"Replicating Directory Changes"`
+
+// usesDirSync reports whether change-driven runs use DirSync: the
+// directory is Active Directory, configured or read from the root DSE (on
+// a connection of its own, once per Authenticator).
+func (a *Authenticator) usesDirSync(ctx context.Context) (bool, error) {
+	d := a.knownDirectoryType()
+	if d == DirectoryAuto {
+		c, err := a.syncConn(ctx)
+		if err != nil {
+			return false, err
+		}
+		defer c.close()
+		if d, err = a.directoryType(ctx, c); err != nil {
+			return false, err
+		}
+	}
+	return d == DirectoryActiveDirectory, nil
+}
+
+// guidKey is the state's id of an entry: its objectGUID in hex, or "".
+func guidKey(e *ldap.Entry) string {
+	return hex.EncodeToString(e.GetEqualFoldRawAttributeValue("objectGUID"))
+}
+
+// dirsyncRequest is the DirSync search: the user objects and the groups
+// (tombstones keep objectClass) of the naming context, every attribute
+// (any change of a user's entry makes the run read it again).
+func (a *Authenticator) dirsyncRequest(base string, cookie []byte) *ldap.SearchRequest {
+	filter := "(|(objectClass=" + ldap.EscapeFilter(a.cfg.ObjectClass) + ")(objectClass=group))"
+	return ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false, filter, nil,
+		[]ldap.Control{ldap.NewRequestControlDirSync(dirsyncFlags, 0, cookie)})
+}
+
+// dirsyncBase is the naming context that holds the search base: DirSync
+// takes only the head of a naming context as its base.
+func (a *Authenticator) dirsyncBase(ctx context.Context, c *conn) (string, error) {
+	res, err := c.Search(ctx, ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
+		"(objectClass=*)", []string{"namingContexts", "defaultNamingContext"}, nil))
+	if err != nil {
+		return "", wrap(orCtxError(ctx, classifyNetwork(err)), "reading the root DSE's naming contexts")
+	}
+	base := DNKey(a.cfg.SearchBase)
+	best, def := "", ""
+	if len(res.Entries) > 0 {
+		e := res.Entries[0]
+		def = e.GetEqualFoldAttributeValue("defaultNamingContext")
+		for _, nc := range e.GetEqualFoldAttributeValues("namingContexts") {
+			k := DNKey(nc)
+			if (base == k || strings.HasSuffix(base, ","+k)) && len(nc) > len(best) {
+				best = nc
+			}
+		}
+	}
+	return cmp.Or(best, def, a.cfg.SearchBase), nil
+}
+
+// dirsync runs the DirSync search from cookie to the end of the changes
+// (the server says "more" in the response control's flags), handing each
+// entry to each, and returns the new cookie. A refused cookie is
+// ErrRefreshRequired, a refused control errNoDirSync, a sync account
+// without the right a *SyncAbortError naming it.
+func (a *Authenticator) dirsync(ctx context.Context, c *conn, base string, cookie []byte, each func(*ldap.Entry)) ([]byte, error) {
+	for {
+		res, err := c.Search(ctx, a.dirsyncRequest(base, cookie))
+		if err != nil {
+			return nil, a.dirsyncError(ctx, c, base, cookie != nil, err)
+		}
+		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypeDirSync).(*ldap.ControlDirSync)
+		if !ok {
+			return nil, &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("%w: the answer came without its DirSync control", errNoDirSync)}
+		}
+		for _, e := range res.Entries {
+			each(e)
+		}
+		if len(ctrl.Cookie) > 0 {
+			cookie = ctrl.Cookie
+		}
+		if ctrl.Flags == 0 || len(ctrl.Cookie) == 0 {
+			return cookie, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, &SyncAbortError{Phase: SyncReadUsers, Err: ctxError(ctx)}
+		}
+	}
+}
+
+// dirsyncError says what a refused DirSync search means.
+func (a *Authenticator) dirsyncError(ctx context.Context, c *conn, base string, withCookie bool, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return &SyncAbortError{Phase: SyncReadUsers, Err: ctxError(ctx)}
+	case isNetworkError(err):
+		return &SyncAbortError{Phase: SyncReadUsers, Err: classifyNetwork(err)}
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultInsufficientAccessRights):
+		return &SyncAbortError{Phase: SyncReadUsers,
+			Err: fmt.Errorf("the sync account %q may not read changes with DirSync on %s: it lacks the %s right (%s)", c.as.name, base, rightReplicatingChanges, ldapMessage(err)),
+			Hint: "grant " + c.as.name + " the " + rightReplicatingChanges + " right on " + base +
+				" (see docs/active-directory.md), or run the full sync (Sync) instead of SyncChanges",
+			Variables: []string{EnvSyncUsername}}
+	case withCookie && (ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) ||
+		ldap.IsErrorWithCode(err, ldap.LDAPResultProtocolError) || ldap.IsErrorWithCode(err, ldap.LDAPResultUnwillingToPerform) ||
+		ldap.IsErrorWithCode(err, ldap.LDAPResultOperationsError) || ldap.IsErrorWithCode(err, ldap.LDAPResultOther)):
+		// Samba answers unavailableCriticalExtension for a cookie it
+		// cannot unmarshal; the run without a cookie, which follows,
+		// tells a refused control from a refused cookie.
+		return fmt.Errorf("%w: %s", ErrRefreshRequired, ldapMessage(err))
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
+		return fmt.Errorf("%w: %s", errNoDirSync, ldapMessage(err))
+	}
+	return &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("DirSync on %s: %w", base, err)}
+}
+
+// readDirSync is the read of a change-driven run on Active Directory:
+// without a stored state, a full refresh; with one, the changes since its
+// cookie.
+func (cr *changeRead) readDirSync(ctx context.Context) error {
+	if cr.old == nil {
+		return cr.dirsyncRefresh(ctx)
+	}
+	return cr.dirsyncChanges(ctx)
+}
+
+// dirsyncRefresh takes a DirSync cookie for now (with a filter no object
+// matches, so nothing is sent), then reads as the full sync reads, keeping
+// each entry's objectGUID. A change made between the two is read again by
+// the next run: every store write is idempotent.
+func (cr *changeRead) dirsyncRefresh(ctx context.Context) error {
+	r, a := cr.r, cr.r.a
+	c, err := r.bind(ctx)
+	if err != nil {
+		return err
+	}
+	base, err := a.dirsyncBase(ctx, c)
+	if err == nil {
+		req := a.dirsyncRequest(base, nil)
+		req.Filter, req.Attributes = `(objectGUID=\00)`, []string{"objectGUID"}
+		var res *ldap.SearchResult
+		if res, err = c.Search(ctx, req); err != nil {
+			err = a.dirsyncError(ctx, c, base, false, err)
+		} else if ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypeDirSync).(*ldap.ControlDirSync); ok && len(ctrl.Cookie) > 0 {
+			cr.cookie = ctrl.Cookie
+		} else {
+			err = fmt.Errorf("%w: the answer came without a DirSync cookie", errNoDirSync)
+		}
+	}
+	c.close()
+	if err != nil {
+		return cr.abortRead(err)
+	}
+	cr.changed = map[string]changeEntry{}
+	r.extraAttrs = []string{"objectGUID"}
+	r.onEntry = func(e *ldap.Entry) {
+		id := guidKey(e)
+		e.Attributes = slices.DeleteFunc(e.Attributes, func(at *ldap.EntryAttribute) bool { return strings.EqualFold(at.Name, "objectGUID") })
+		if id == "" {
+			return // placed by DN, as the full sync does; not kept
+		}
+		cr.changed[id] = changeEntry{DN: e.DN, Names: usernames(e, a.cfg.usernameAttribute())}
+	}
+	if err := r.read(ctx); err != nil {
+		return err
+	}
+	cr.merge()
+	return nil
+}
+
+// abortRead makes err a SyncAbortError unless it says something the
+// caller acts on (a refused cookie or control) or is one already.
+func (cr *changeRead) abortRead(err error) error {
+	var abort *SyncAbortError
+	if errors.Is(err, ErrRefreshRequired) || errors.Is(err, errNoDirSync) || errors.As(err, &abort) {
+		return err
+	}
+	return cr.r.abort(SyncReadUsers, err)
+}
+
+// usernames are the entry's non-empty values of attr.
+func usernames(e *ldap.Entry, attr string) []string {
+	var names []string
+	for _, v := range e.GetEqualFoldAttributeValues(attr) {
+		if v != "" {
+			names = append(names, v)
+		}
+	}
+	return names
+}
+
+// dirsyncChanges reads the changes since the stored cookie: the objects
+// DirSync returns, each user among them read again whole with the login
+// search, deletions mapped through the state, and, for each group whose
+// members changed, the members who joined or left read again (with nested
+// groups, the users under a group that joined or left).
+func (cr *changeRead) dirsyncChanges(ctx context.Context) error {
+	r, a := cr.r, cr.r.a
+	r.progress(SyncReadUsers)
+	c, err := r.bind(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	cfg, err := a.searchConfig(ctx, c)
+	if err != nil {
+		return r.abort(SyncReadUsers, err)
+	}
+	if cfg, err = r.nestedLoginTerm(ctx, c, cfg); err != nil {
+		return r.abort(SyncReadUsers, orCtxError(ctx, err))
+	}
+	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
+	if err != nil {
+		return r.abort(SyncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
+	}
+	cr.filter = filter
+	cr.attrs = append(slices.Clone(a.syncAttrs), "objectGUID")
+	if r.custom {
+		cr.attrs = append(slices.Clone(a.attrs), "objectGUID")
+	}
+	base, err := a.dirsyncBase(ctx, c)
+	if err != nil {
+		return r.abort(SyncReadUsers, err)
+	}
+	cr.changed = map[string]changeEntry{}
+	cr.deleted = map[string]bool{}
+	cr.present = map[string]bool{}
+	cr.gone = map[string]bool{}
+	cr.refreshDeletes = true
+
+	byDN := map[string]string{} // DNKey -> id, of the entries known
+	for id, e := range cr.old.Entries {
+		byDN[DNKey(e.DN)] = id
+	}
+	searchBase := DNKey(a.cfg.SearchBase)
+	under := func(dn string) bool { k := DNKey(dn); return k == searchBase || strings.HasSuffix(k, ","+searchBase) }
+	objects := map[string]string{} // id -> DN of the live objects returned
+	var order []string
+	members := map[string]bool{} // DNKey -> DN of members that joined or left a group
+	var memberDNs []string
+	cookie, err := a.dirsync(ctx, c, base, cr.old.Cookie, func(e *ldap.Entry) {
+		r.prog.Users++
+		id := guidKey(e)
+		for _, at := range e.Attributes {
+			name := strings.ToLower(at.Name)
+			if name == "member" || strings.HasPrefix(name, "member;range=") {
+				for _, v := range at.Values {
+					if k := DNKey(v); !members[k] {
+						members[k] = true
+						memberDNs = append(memberDNs, v)
+					}
+				}
+			}
+		}
+		switch {
+		case id == "":
+		case strings.EqualFold(e.GetEqualFoldAttributeValue("isDeleted"), "TRUE"):
+			cr.deleted[id] = true
+			delete(objects, id)
+		case !under(e.DN):
+			// Moved out of the search base: no longer a user of the
+			// login search (if it was one).
+			cr.gone[id] = true
+			delete(objects, id)
+		default:
+			if _, seen := objects[id]; !seen {
+				order = append(order, id)
+			}
+			objects[id] = e.DN
+		}
+	})
+	if err != nil {
+		return cr.abortRead(err)
+	}
+	cr.cookie = cookie
+	read := map[string]bool{} // DNKey of the entries read again
+	for _, id := range order {
+		dn, ok := objects[id]
+		if !ok {
+			continue
+		}
+		read[DNKey(dn)] = true
+		found, err := cr.rereadDirSync(ctx, c, dn, byDN)
+		if err != nil {
+			return err
+		}
+		if !found && cr.old.Entries[id].DN != "" {
+			cr.gone[id] = true
+		}
+	}
+	nested := a.cfg.NestedGroups != NestedGroupsOff
+	for _, dn := range memberDNs {
+		k := DNKey(dn)
+		if read[k] || !under(dn) {
+			continue
+		}
+		read[k] = true
+		found, err := cr.rereadDirSync(ctx, c, dn, byDN)
+		if err != nil {
+			return err
+		}
+		if found || byDN[k] != "" || !nested {
+			continue
+		}
+		// A group that joined or left a group: with nested groups, the
+		// users under it may have gained or lost the login group or a
+		// synced group. The DC resolves the nesting (in-chain rule).
+		users, err := cr.usersUnder(ctx, c, dn)
+		if err != nil {
+			return err
+		}
+		for _, u := range users {
+			if uk := DNKey(u); !read[uk] {
+				read[uk] = true
+				if _, err := cr.rereadDirSync(ctx, c, u, byDN); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for id := range cr.changed {
+		delete(cr.gone, id)
+		delete(cr.deleted, id)
+	}
+	cr.merge()
+	cr.info.Phase = "dirsync"
+	r.placeUnnamed()
+	if err := r.admitMissing(ctx, c); err != nil {
+		return err
+	}
+	r.prog.Pages = 1
+	r.progress(SyncReadUsers)
+	r.report.Pages = 1
+	r.report.DirectoryUsers = r.dirUsers
+	if err := r.readGroups(ctx, c); err != nil {
+		return err
+	}
+	r.resolvePending()
+	return r.confirmRemovals(ctx, c)
+}
+
+// rereadDirSync reads dn with the login search's filter (a base search)
+// and hands an entry found to the full sync's entry handling. An entry
+// found whose DN an other known entry had marks that one gone. found is
+// false when the login search does not return dn (deleted, out of the
+// login group, disabled, not a user).
+func (cr *changeRead) rereadDirSync(ctx context.Context, c *conn, dn string, byDN map[string]string) (found bool, err error) {
+	r := cr.r
+	res, err := c.Search(ctx, ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, cr.filter, cr.attrs, nil))
+	if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+		return false, r.abort(SyncReadUsers, orCtxError(ctx, classifyNetwork(err)))
+	}
+	if err != nil || len(res.Entries) == 0 {
+		if id := byDN[DNKey(dn)]; id != "" {
+			cr.gone[id] = true
+		}
+		return false, nil
+	}
+	e := res.Entries[0]
+	id := guidKey(e)
+	if id == "" {
+		return false, r.abort(SyncReadUsers, fmt.Errorf("the entry %q came without objectGUID: the sync account must read it", e.DN))
+	}
+	e.Attributes = slices.DeleteFunc(e.Attributes, func(at *ldap.EntryAttribute) bool { return strings.EqualFold(at.Name, "objectGUID") })
+	if old := byDN[DNKey(e.DN)]; old != "" && old != id {
+		cr.gone[old] = true
+	}
+	if _, dup := cr.changed[id]; dup {
+		return true, nil
+	}
+	cr.changed[id] = changeEntry{DN: e.DN, Names: usernames(e, r.a.cfg.usernameAttribute())}
+	r.entry(e)
+	return true, nil
+}
+
+// usersUnder lists the DNs of the user objects under the search base that
+// are members of group, directly or through nesting.
+func (cr *changeRead) usersUnder(ctx context.Context, c *conn, group string) ([]string, error) {
+	a := cr.r.a
+	filter := "(&(objectClass=" + ldap.EscapeFilter(a.cfg.ObjectClass) + ")(memberOf:" + OIDMatchingRuleInChain + ":=" + ldap.EscapeFilter(group) + "))"
+	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false, filter, []string{"1.1"}, nil)
+	var out []string
+	err := pagedSearch(ctx, c, req, a.cfg.SyncPageSize, func(page *ldap.SearchResult) error {
+		for _, e := range page.Entries {
+			out = append(out, e.DN)
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return nil, cr.r.abort(SyncReadUsers, wrap(orCtxError(ctx, classifyNetwork(err)), "the members of %s, nested included", group))
+	}
+	return out, nil
+}
