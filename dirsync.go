@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 )
@@ -152,6 +154,32 @@ func (a *Authenticator) dirsyncError(ctx context.Context, c *conn, base string, 
 	return &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("DirSync on %s: %w", base, err)}
 }
 
+// dirsyncNow returns a DirSync cookie for the directory as it is now: a
+// DirSync search without cookie, with a filter no object matches, so that
+// nothing is sent.
+func (a *Authenticator) dirsyncNow(ctx context.Context, c *conn, base string) ([]byte, error) {
+	req := a.dirsyncRequest(base, nil)
+	req.Filter, req.Attributes = `(objectGUID=\00)`, []string{"objectGUID"}
+	var cookie []byte
+	for {
+		res, err := c.Search(ctx, req)
+		if err != nil {
+			return nil, a.dirsyncError(ctx, c, base, false, err)
+		}
+		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypeDirSync).(*ldap.ControlDirSync)
+		if !ok || len(ctrl.Cookie) == 0 {
+			return nil, fmt.Errorf("%w: the answer came without a DirSync cookie", errNoDirSync)
+		}
+		cookie = ctrl.Cookie
+		if ctrl.Flags == 0 {
+			return cookie, nil
+		}
+		// More to walk (Windows walks the whole naming context in
+		// batches even when nothing matches).
+		req.Controls = []ldap.Control{ldap.NewRequestControlDirSync(dirsyncFlags, 0, cookie)}
+	}
+}
+
 // readDirSync is the read of a change-driven run on Active Directory:
 // without a stored state, a full refresh; with one, the changes since its
 // cookie.
@@ -174,16 +202,7 @@ func (cr *changeRead) dirsyncRefresh(ctx context.Context) error {
 	}
 	base, err := a.dirsyncBase(ctx, c)
 	if err == nil {
-		req := a.dirsyncRequest(base, nil)
-		req.Filter, req.Attributes = `(objectGUID=\00)`, []string{"objectGUID"}
-		var res *ldap.SearchResult
-		if res, err = c.Search(ctx, req); err != nil {
-			err = a.dirsyncError(ctx, c, base, false, err)
-		} else if ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypeDirSync).(*ldap.ControlDirSync); ok && len(ctrl.Cookie) > 0 {
-			cr.cookie = ctrl.Cookie
-		} else {
-			err = fmt.Errorf("%w: the answer came without a DirSync cookie", errNoDirSync)
-		}
+		cr.cookie, err = a.dirsyncNow(ctx, c, base)
 	}
 	c.close()
 	if err != nil {
@@ -428,4 +447,93 @@ func (cr *changeRead) usersUnder(ctx context.Context, c *conn, group string) ([]
 		return nil, cr.r.abort(SyncReadUsers, wrap(orCtxError(ctx, classifyNetwork(err)), "the members of %s, nested included", group))
 	}
 	return out, nil
+}
+
+// defaultPollInterval is WatchOptions.PollInterval's default.
+const defaultPollInterval = 5 * time.Second
+
+// watchDirSync is WatchChanges on Active Directory, on the connection c:
+// one run to catch up, then, every PollInterval, a DirSync search from the
+// last cookie seen (which writes nothing); when it returns an object, a
+// run of SyncChanges reads and applies the changes since the stored
+// cookie, with the same rules, guard and report. A run the removal guard
+// refuses saves no cookie: the next change runs it again. The connection
+// lost, it returns (WatchChanges reconnects with back-off).
+func (a *Authenticator) watchDirSync(ctx context.Context, c *conn, opts WatchOptions) (held bool, err error) {
+	interval := opts.PollInterval
+	if interval <= 0 {
+		interval = defaultPollInterval
+	}
+	base, err := a.dirsyncBase(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	run := func() {
+		rep, err := a.syncChanges(ctx, opts.SyncOptions, nil)
+		if ctx.Err() != nil && (rep == nil || !rep.Applied) {
+			return // stopped mid-run: nothing was written
+		}
+		if opts.Report != nil {
+			opts.Report(rep, err)
+		}
+	}
+	// seen is the cookie of the last poll: a poll asks only for what
+	// changed since, so a change a refused run left unapplied does not
+	// run again every interval; the next change runs it.
+	seen, err := a.storedDirSyncCookie(ctx)
+	if err != nil {
+		return false, err
+	}
+	run()
+	if seen == nil {
+		if seen, err = a.dirsyncNow(ctx, c, base); err != nil {
+			return false, err
+		}
+	}
+	t := time.NewTimer(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return held, ctxError(ctx)
+		case <-t.C:
+		}
+		changed := false
+		next, err := a.dirsync(ctx, c, base, seen, func(*ldap.Entry) { changed = true })
+		switch {
+		case ctx.Err() != nil:
+			return held, ctxError(ctx)
+		case errors.Is(err, ErrRefreshRequired):
+			next, changed = nil, true
+		case errors.Is(err, errNoDirSync):
+			return held, fmt.Errorf("%w (%s)", ErrNoContentSync, unprefixed(err))
+		case err != nil:
+			return held, err
+		}
+		held = true
+		if changed {
+			run()
+		}
+		if next == nil {
+			if next, err = a.dirsyncNow(ctx, c, base); err != nil {
+				return held, err
+			}
+		}
+		seen = next
+		t.Reset(interval)
+	}
+}
+
+// storedDirSyncCookie is the cookie of the stored state, if it is one of
+// DirSync for the current settings.
+func (a *Authenticator) storedDirSyncCookie(ctx context.Context) ([]byte, error) {
+	raw, err := a.cfg.Store.(SyncStateStore).LoadSyncState(ctx)
+	if err != nil {
+		return nil, &StoreError{Op: "load sync state", Err: err}
+	}
+	var st changeState
+	if len(raw) == 0 || json.Unmarshal(raw, &st) != nil || st.Fingerprint != dirsyncFingerprintPrefix+a.changeFingerprint() {
+		return nil, nil
+	}
+	return st.Cookie, nil
 }

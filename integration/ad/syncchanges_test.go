@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 	"github.com/stretchr/testify/assert"
@@ -271,5 +272,99 @@ func TestSyncChangesADWithoutReplicationRight(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, state, after)
 		}
+	}
+}
+
+// WatchChanges on Active Directory polls DirSync: each change reaches the
+// store in about one interval, with a report per applied run; a DC
+// restart is reported and survived; cancelling the context stops it.
+func TestWatchChangesAD(t *testing.T) {
+	d := dc.Get(t)
+	// The admin connection made after the restart is closed after the
+	// objects' cleanups, which use it: registered first, run last.
+	var late *ldap.Conn
+	t.Cleanup(func() {
+		if late != nil {
+			late.Close()
+		}
+	})
+	o := newADObjects(t, d)
+	u1, u3 := o.user("dswu1"), o.user("dswu3")
+	login := o.group("dswlogin", d.UserDN(u1), d.UserDN(u3))
+	store := ldapauth.NewMemStore()
+	a := authWithStore(t, d, changesEnv(d, login, []string{login}, nil), store)
+
+	type result struct {
+		rep *ldapauth.SyncReport
+		err error
+	}
+	results := make(chan result, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- a.WatchChanges(ctx, ldapauth.WatchOptions{
+			SyncOptions:  ldapauth.SyncOptions{CreateUsers: true},
+			PollInterval: 200 * time.Millisecond,
+			RetryMin:     100 * time.Millisecond, RetryMax: 500 * time.Millisecond,
+			Report: func(rep *ldapauth.SyncReport, err error) { results <- result{rep, err} },
+		})
+	}()
+	// next waits for the next run that applied something, collecting the
+	// errors reported before it.
+	next := func(what string) (*ldapauth.SyncReport, []error) {
+		t.Helper()
+		var errs []error
+		timeout := time.After(60 * time.Second)
+		for {
+			select {
+			case r := <-results:
+				if r.err != nil {
+					errs = append(errs, r.err)
+					continue
+				}
+				if r.rep != nil && r.rep.Counts.Changes() > 0 {
+					return r.rep, errs
+				}
+			case <-timeout:
+				t.Fatalf("no run applied %s within 60s (errors: %v)", what, errs)
+			}
+		}
+	}
+	rep, _ := next("the first run")
+	assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+	assert.ElementsMatch(t, []string{u1, u3}, rep.UsersCreated)
+
+	u2 := o.user("dswu2")
+	o.member(login, d.UserDN(u2), true)
+	rep, _ = next("a user joining the login group")
+	assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+	assert.Equal(t, []string{u2}, rep.UsersCreated)
+
+	o.delete(d.UserDN(u1))
+	rep, _ = next("a deletion")
+	assert.Equal(t, []string{u1}, rep.UsersRemoved)
+	assert.Nil(t, store.User(u1))
+
+	// The DC restarts under the watcher: the lost connection is
+	// reported, the watcher reconnects, and a change made after the
+	// restart is applied.
+	d.Restart(t)
+	late, err := ldap.DialURL(d.LDAPSURL, ldap.DialWithTLSConfig(d.TLSConfig()))
+	require.NoError(t, err)
+	require.NoError(t, late.Bind(d.AdminDN, d.AdminPassword))
+	o.admin = late
+	o.modify(d.UserDN(u2), "userAccountControl", "514")
+	rep, errs := next("a change after the DC restarted")
+	assert.Equal(t, []string{u2}, rep.UsersRemoved)
+	require.NotEmpty(t, errs, "the lost connection is reported")
+	assert.ErrorIs(t, errs[0], ldapauth.ErrUnavailable)
+
+	cancel()
+	select {
+	case err := <-done:
+		assert.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("WatchChanges did not return after its context ended")
 	}
 }
