@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -103,11 +104,11 @@ func (a *Authenticator) dirsyncBase(ctx context.Context, c *conn) (string, error
 // entry to each, and returns the new cookie. A refused cookie is
 // ErrRefreshRequired, a refused control errNoDirSync, a sync account
 // without the right a *SyncAbortError naming it.
-func (a *Authenticator) dirsync(ctx context.Context, c *conn, base string, cookie []byte, each func(*ldap.Entry)) ([]byte, error) {
+func (a *Authenticator) dirsync(ctx context.Context, dir Directory, account, base string, cookie []byte, each func(*ldap.Entry)) ([]byte, error) {
 	for {
-		res, err := c.Search(ctx, a.dirsyncRequest(base, cookie))
+		res, err := dir.Search(ctx, a.dirsyncRequest(base, cookie))
 		if err != nil {
-			return nil, a.dirsyncError(ctx, c, base, cookie != nil, err)
+			return nil, dirsyncError(ctx, account, base, cookie != nil, err)
 		}
 		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypeDirSync).(*ldap.ControlDirSync)
 		if !ok {
@@ -129,7 +130,7 @@ func (a *Authenticator) dirsync(ctx context.Context, c *conn, base string, cooki
 }
 
 // dirsyncError says what a refused DirSync search means.
-func (a *Authenticator) dirsyncError(ctx context.Context, c *conn, base string, withCookie bool, err error) error {
+func dirsyncError(ctx context.Context, account, base string, withCookie bool, err error) error {
 	switch {
 	case ctx.Err() != nil:
 		return &SyncAbortError{Phase: SyncReadUsers, Err: ctxError(ctx)}
@@ -137,8 +138,8 @@ func (a *Authenticator) dirsyncError(ctx context.Context, c *conn, base string, 
 		return &SyncAbortError{Phase: SyncReadUsers, Err: classifyNetwork(err)}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultInsufficientAccessRights):
 		return &SyncAbortError{Phase: SyncReadUsers,
-			Err: fmt.Errorf("the sync account %q may not read changes with DirSync on %s: it lacks the %s right (%s)", c.as.name, base, rightReplicatingChanges, ldapMessage(err)),
-			Hint: "grant " + c.as.name + " the " + rightReplicatingChanges + " right on " + base +
+			Err: fmt.Errorf("the sync account %q may not read changes with DirSync on %s: it lacks the %s right (%s)", account, base, rightReplicatingChanges, ldapMessage(err)),
+			Hint: "grant " + account + " the " + rightReplicatingChanges + " right on " + base +
 				" (see docs/active-directory.md), or run the full sync (Sync) instead of SyncChanges",
 			Variables: []string{EnvSyncUsername}}
 	case withCookie && (ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) ||
@@ -164,7 +165,7 @@ func (a *Authenticator) dirsyncNow(ctx context.Context, c *conn, base string) ([
 	for {
 		res, err := c.Search(ctx, req)
 		if err != nil {
-			return nil, a.dirsyncError(ctx, c, base, false, err)
+			return nil, dirsyncError(ctx, c.as.name, base, false, err)
 		}
 		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypeDirSync).(*ldap.ControlDirSync)
 		if !ok || len(ctrl.Cookie) == 0 {
@@ -289,47 +290,16 @@ func (cr *changeRead) dirsyncChanges(ctx context.Context) error {
 	for id, e := range cr.old.Entries {
 		byDN[DNKey(e.DN)] = id
 	}
-	searchBase := DNKey(a.cfg.SearchBase)
-	under := func(dn string) bool { k := DNKey(dn); return k == searchBase || strings.HasSuffix(k, ","+searchBase) }
-	objects := map[string]string{} // id -> DN of the live objects returned
-	var order []string
-	members := map[string]bool{} // DNKey -> DN of members that joined or left a group
-	var memberDNs []string
-	cookie, err := a.dirsync(ctx, c, base, cr.old.Cookie, func(e *ldap.Entry) {
-		r.prog.Users++
-		id := guidKey(e)
-		for _, at := range e.Attributes {
-			name := strings.ToLower(at.Name)
-			if name == "member" || strings.HasPrefix(name, "member;range=") {
-				for _, v := range at.Values {
-					if k := DNKey(v); !members[k] {
-						members[k] = true
-						memberDNs = append(memberDNs, v)
-					}
-				}
-			}
-		}
-		switch {
-		case id == "":
-		case strings.EqualFold(e.GetEqualFoldAttributeValue("isDeleted"), "TRUE"):
-			cr.deleted[id] = true
-			delete(objects, id)
-		case !under(e.DN):
-			// Moved out of the search base: no longer a user of the
-			// login search (if it was one).
-			cr.gone[id] = true
-			delete(objects, id)
-		default:
-			if _, seen := objects[id]; !seen {
-				order = append(order, id)
-			}
-			objects[id] = e.DN
-		}
-	})
+	delta, cookie, err := a.readDelta(ctx, c, c.as.name, base, cr.old.Cookie)
 	if err != nil {
 		return cr.abortRead(err)
 	}
+	r.prog.Users += delta.entries
 	cr.cookie = cookie
+	maps.Copy(cr.deleted, delta.deleted)
+	maps.Copy(cr.gone, delta.outside)
+	under := a.underSearchBase
+	objects, order, memberDNs := delta.objects, delta.order, delta.members
 	read := map[string]bool{} // DNKey of the entries read again
 	for _, id := range order {
 		dn, ok := objects[id]
@@ -394,6 +364,74 @@ func (cr *changeRead) dirsyncChanges(ctx context.Context) error {
 	}
 	r.resolvePending()
 	return r.confirmRemovals(ctx, c)
+}
+
+// dirsyncDelta is what DirSync returned since a cookie.
+type dirsyncDelta struct {
+	// entries counts the objects returned.
+	entries int
+	// deleted are the ids (objectGUIDs) of the tombstones returned.
+	deleted map[string]bool
+	// outside are the ids of the objects returned outside the search
+	// base (moved out of it).
+	outside map[string]bool
+	// objects maps the id of each other object returned to its DN, and
+	// order lists those ids in the order they came.
+	objects map[string]string
+	order   []string
+	// members are the member values added or removed (member;range=1-1
+	// and member;range=0-0), or every value of a member attribute sent
+	// whole, once each.
+	members []string
+}
+
+// underSearchBase reports whether dn is the search base or below it.
+func (a *Authenticator) underSearchBase(dn string) bool {
+	k, base := DNKey(dn), DNKey(a.cfg.SearchBase)
+	return k == base || strings.HasSuffix(k, ","+base)
+}
+
+// readDelta runs DirSync from cookie over dir and sorts what it returns.
+func (a *Authenticator) readDelta(ctx context.Context, dir Directory, account, base string, cookie []byte) (*dirsyncDelta, []byte, error) {
+	d := &dirsyncDelta{deleted: map[string]bool{}, outside: map[string]bool{}, objects: map[string]string{}}
+	seen := map[string]bool{} // DNKey of members
+	cookie, err := a.dirsync(ctx, dir, account, base, cookie, func(e *ldap.Entry) {
+		d.entries++
+		for _, at := range e.Attributes {
+			name := strings.ToLower(at.Name)
+			if name == "member" || strings.HasPrefix(name, "member;range=") {
+				for _, v := range at.Values {
+					if k := DNKey(v); !seen[k] {
+						seen[k] = true
+						d.members = append(d.members, v)
+					}
+				}
+			}
+		}
+		id := guidKey(e)
+		switch {
+		case id == "":
+		case strings.EqualFold(e.GetEqualFoldAttributeValue("isDeleted"), "TRUE"):
+			d.deleted[id] = true
+			delete(d.objects, id)
+		case !a.underSearchBase(e.DN):
+			// Moved out of the search base: no longer a user of the
+			// login search (if it was one).
+			d.outside[id] = true
+			delete(d.objects, id)
+		default:
+			if _, ok := d.objects[id]; !ok {
+				d.order = append(d.order, id)
+			}
+			delete(d.deleted, id)
+			delete(d.outside, id)
+			d.objects[id] = e.DN
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, cookie, nil
 }
 
 // rereadDirSync reads dn with the login search's filter (a base search)
@@ -498,8 +536,8 @@ func (a *Authenticator) watchDirSync(ctx context.Context, c *conn, opts WatchOpt
 			return held, ctxError(ctx)
 		case <-t.C:
 		}
-		changed := false
-		next, err := a.dirsync(ctx, c, base, seen, func(*ldap.Entry) { changed = true })
+		delta, next, err := a.readDelta(ctx, c, c.as.name, base, seen)
+		changed := delta != nil && delta.entries > 0
 		switch {
 		case ctx.Err() != nil:
 			return held, ctxError(ctx)
