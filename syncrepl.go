@@ -153,6 +153,14 @@ var ErrNoContentSync = errors.New("ldapauth: the directory does not offer conten
 // synced group) changes neither the user's entry nor the synced group's
 // member values, and is seen by the next full sync, not by SyncChanges.
 // A cookie the directory ignores rather than refuses is not detected.
+//
+// On Active Directory (configured, or read from the root DSE) it uses the
+// DirSync control instead, with the same state, rules and fallbacks: the
+// objects DirSync returns are read again whole with the login search,
+// tombstones are mapped to stored users by objectGUID, and the members
+// who joined or left a group are read again. The sync account needs the
+// "Replicating Directory Changes" right; without it the run aborts with
+// nothing written. See docs/active-directory.md.
 func (a *Authenticator) SyncChanges(ctx context.Context, opts SyncOptions) (*SyncReport, error) {
 	return a.syncChanges(ctx, opts, nil)
 }

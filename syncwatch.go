@@ -53,6 +53,10 @@ type WatchOptions struct {
 // ctx ends, [ErrNoContentSync] when the directory offers no content
 // synchronisation, and a configuration error when the store does not
 // implement [SyncStateStore] or the options ask for a dry run.
+//
+// Active Directory pushes no changes: there it asks DirSync every
+// opts.PollInterval whether anything changed since the last poll (one
+// search on a held connection) and runs SyncChanges when something did.
 func (a *Authenticator) WatchChanges(ctx context.Context, opts WatchOptions) error {
 	if err := a.cfg.ValidateSync(); err != nil {
 		return err
