@@ -138,7 +138,7 @@ func dirsyncError(ctx context.Context, account, base string, withCookie bool, er
 		return &SyncAbortError{Phase: SyncReadUsers, Err: classifyNetwork(err)}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultInsufficientAccessRights):
 		return &SyncAbortError{Phase: SyncReadUsers,
-			Err: fmt.Errorf("the sync account %q may not read changes with DirSync on %s: it lacks the %s right (%s)", account, base, rightReplicatingChanges, ldapMessage(err)),
+			Err: fmt.Errorf("the sync account %s may not read changes with DirSync on %s: it lacks the %s right (%s)", account, base, rightReplicatingChanges, ldapMessage(err)),
 			Hint: "grant " + account + " the " + rightReplicatingChanges + " right on " + base +
 				" (see docs/active-directory.md), or run the full sync (Sync) instead of SyncChanges",
 			Variables: []string{EnvSyncUsername}}

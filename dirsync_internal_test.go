@@ -177,7 +177,7 @@ func TestDirSyncErrors(t *testing.T) {
 	require.ErrorAs(t, err, &abort)
 	assert.ErrorIs(t, err, ErrSyncAborted)
 	assert.Contains(t, err.Error(), `lacks the "Replicating Directory Changes" right`)
-	assert.Contains(t, err.Error(), `LDAPAUTH\\plain`)
+	assert.Contains(t, err.Error(), `account LDAPAUTH\plain may not`)
 	assert.Equal(t, []string{EnvSyncUsername}, abort.Variables)
 
 	for _, code := range []uint16{ldap.LDAPResultUnavailableCriticalExtension, ldap.LDAPResultUnwillingToPerform, ldap.LDAPResultOther, ldap.LDAPResultProtocolError} {
