@@ -107,6 +107,12 @@ type SyncOptions struct {
 func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (report *SyncReport, err error) {
 	ctx, obs := a.obs.syncStart(ctx, opts)
 	defer obs.end(&report, &err)
+	return a.runSync(ctx, opts)
+}
+
+// runSync is Sync, unmeasured: SyncChanges measures its own runs, the
+// full sync it falls back to included.
+func (a *Authenticator) runSync(ctx context.Context, opts SyncOptions) (*SyncReport, error) {
 	if err := a.cfg.ValidateSync(); err != nil {
 		return nil, err
 	}

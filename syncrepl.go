@@ -169,7 +169,10 @@ func (a *Authenticator) SyncChanges(ctx context.Context, opts SyncOptions) (*Syn
 // deleted (WatchChanges): syncprov advances its contextCSN before it logs a
 // deletion, so a refresh run at that moment gets a cookie past the
 // deletion without it.
-func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, deleted map[string]bool) (*SyncReport, error) {
+func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, deleted map[string]bool) (report *SyncReport, err error) {
+	ctx, obs := a.obs.syncStart(ctx, opts)
+	obs.changes = true
+	defer obs.end(&report, &err)
 	if err := a.cfg.ValidateSync(); err != nil {
 		return nil, err
 	}
@@ -226,7 +229,7 @@ func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, delet
 // fullSync runs Sync for SyncChanges, saying why in the report.
 func (a *Authenticator) fullSync(ctx context.Context, opts SyncOptions, why string) (*SyncReport, error) {
 	a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: change-driven sync falls back to the full sync", slog.String("reason", why))
-	rep, err := a.Sync(ctx, opts)
+	rep, err := a.runSync(ctx, opts)
 	if rep != nil {
 		rep.ChangeSync = &ChangeSync{Mode: ChangeSyncFull, Fallback: why}
 	}
