@@ -272,6 +272,10 @@ type syncRun struct {
 	// entries of a full read (DirSync's objectGUIDs).
 	extraAttrs []string
 	onEntry    func(*ldap.Entry)
+	// unpaged marks a read that is one search whatever
+	// LDAP_SYNC_PAGE_SIZE says (SyncChanges' refresh), for readError's
+	// hints.
+	unpaged bool
 }
 
 func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
@@ -759,10 +763,16 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 // hint where a setting can fix it.
 func (r *syncRun) readError(ctx context.Context, err error) error {
 	e := &SyncAbortError{Phase: SyncReadUsers, Page: r.prog.Pages + 1, Err: err}
-	paging := r.a.cfg.SyncPageSize > 0
+	paging := r.a.cfg.SyncPageSize > 0 && !r.unpaged
 	switch {
 	case ctx.Err() != nil:
 		e.Err = ctxError(ctx)
+	case r.unpaged && ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
+		e.Hint = "the refresh that reads every entry is one search, not paged: raise the sync account's size limit above the number of users (OpenLDAP: limits ... size=unlimited)"
+		e.Variables = []string{EnvSyncUsername}
+	case r.unpaged && ldap.IsErrorWithCode(err, ldap.LDAPResultTimeLimitExceeded):
+		e.Hint = "the refresh that reads every entry is one search, not paged: raise the sync account's time limit"
+		e.Variables = []string{EnvSyncUsername}
 	case isNetworkError(err):
 		// conn.do has made a connection reset mid-answer, which go-ldap
 		// reports as a plain error, a network error.

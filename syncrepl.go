@@ -460,6 +460,7 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 		return ErrNoContentSync
 	case err != nil:
 		c.broken = c.broken || isNetworkError(err)
+		r.unpaged = true // the refresh is one search: no paging hint
 		return r.readError(ctx, classifyNetwork(err))
 	case !done:
 		c.broken = true
