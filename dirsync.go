@@ -525,7 +525,7 @@ func (a *Authenticator) watchDirSync(ctx context.Context, c *conn, opts WatchOpt
 	run()
 	if seen == nil {
 		if seen, err = a.dirsyncNow(ctx, c, base); err != nil {
-			return false, err
+			return false, watchError(err)
 		}
 	}
 	t := time.NewTimer(interval)
@@ -543,10 +543,8 @@ func (a *Authenticator) watchDirSync(ctx context.Context, c *conn, opts WatchOpt
 			return held, ctxError(ctx)
 		case errors.Is(err, ErrRefreshRequired):
 			next, changed = nil, true
-		case errors.Is(err, errNoDirSync):
-			return held, fmt.Errorf("%w (%s)", ErrNoContentSync, unprefixed(err))
 		case err != nil:
-			return held, err
+			return held, watchError(err)
 		}
 		held = true
 		if changed {
@@ -554,12 +552,22 @@ func (a *Authenticator) watchDirSync(ctx context.Context, c *conn, opts WatchOpt
 		}
 		if next == nil {
 			if next, err = a.dirsyncNow(ctx, c, base); err != nil {
-				return held, err
+				return held, watchError(err)
 			}
 		}
 		seen = next
 		t.Reset(interval)
 	}
+}
+
+// watchError is err for WatchChanges: a DC that refuses DirSync ends the
+// watch with ErrNoContentSync, as a directory without content
+// synchronisation does; anything else is retried.
+func watchError(err error) error {
+	if errors.Is(err, errNoDirSync) {
+		return fmt.Errorf("%w (%s)", ErrNoContentSync, unprefixed(err))
+	}
+	return err
 }
 
 // storedDirSyncCookie is the cookie of the stored state, if it is one of
