@@ -506,27 +506,41 @@ func (a *Authenticator) watchDirSync(ctx context.Context, c *conn, opts WatchOpt
 	if err != nil {
 		return false, err
 	}
-	run := func() {
+	// seen is the cookie the next poll asks from. After a run that saved
+	// its state it is the stored cookie, so a change made during the run
+	// is seen by the next poll; after a run that saved nothing (the
+	// removal guard refused it) it is the last poll's, so the changes the
+	// run left do not run it again every interval: the next change does.
+	var seen []byte
+	run := func(next []byte) error {
 		rep, err := a.syncChanges(ctx, opts.SyncOptions, nil)
 		if ctx.Err() != nil && (rep == nil || !rep.Applied) {
-			return // stopped mid-run: nothing was written
+			return ctxError(ctx) // stopped mid-run: nothing was written
 		}
 		if opts.Report != nil {
 			opts.Report(rep, err)
 		}
+		seen = next
+		if rep != nil && rep.ChangeSync != nil && rep.ChangeSync.StateSaved {
+			stored, err := a.storedDirSyncCookie(ctx)
+			if err != nil {
+				return err
+			}
+			seen = stored
+		}
+		if seen == nil {
+			if seen, err = a.dirsyncNow(ctx, c, base); err != nil {
+				return watchError(err)
+			}
+		}
+		return nil
 	}
-	// seen is the cookie of the last poll: a poll asks only for what
-	// changed since, so a change a refused run left unapplied does not
-	// run again every interval; the next change runs it.
-	seen, err := a.storedDirSyncCookie(ctx)
+	stored, err := a.storedDirSyncCookie(ctx)
 	if err != nil {
 		return false, err
 	}
-	run()
-	if seen == nil {
-		if seen, err = a.dirsyncNow(ctx, c, base); err != nil {
-			return false, watchError(err)
-		}
+	if err := run(stored); err != nil { // catch up
+		return false, err
 	}
 	t := time.NewTimer(interval)
 	defer t.Stop()
@@ -537,25 +551,23 @@ func (a *Authenticator) watchDirSync(ctx context.Context, c *conn, opts WatchOpt
 		case <-t.C:
 		}
 		delta, next, err := a.readDelta(ctx, c, c.as.name, base, seen)
-		changed := delta != nil && delta.entries > 0
 		switch {
 		case ctx.Err() != nil:
 			return held, ctxError(ctx)
 		case errors.Is(err, ErrRefreshRequired):
-			next, changed = nil, true
+			// The run reads every entry again and saves a new cookie.
+			delta, next = &dirsyncDelta{entries: 1}, nil
 		case err != nil:
 			return held, watchError(err)
 		}
 		held = true
-		if changed {
-			run()
-		}
-		if next == nil {
-			if next, err = a.dirsyncNow(ctx, c, base); err != nil {
-				return held, watchError(err)
+		if delta.entries > 0 {
+			if err := run(next); err != nil {
+				return held, err
 			}
+		} else {
+			seen = next
 		}
-		seen = next
 		t.Reset(interval)
 	}
 }
