@@ -394,3 +394,67 @@ func TestWatchChangesAD(t *testing.T) {
 		t.Fatal("WatchChanges did not return after its context ended")
 	}
 }
+
+// A watcher whose run the removal guard refuses reports it and writes
+// nothing; the refused changes do not run again at every poll, only when
+// something else changes.
+func TestWatchChangesADRemovalGuard(t *testing.T) {
+	d := dc.Get(t)
+	o := newADObjects(t, d)
+	var dns []string
+	for _, n := range []string{"dswg1", "dswg2", "dswg3", "dswg4", "dswg5", "dswg6", "dswg7", "dswg8"} {
+		dns = append(dns, d.UserDN(o.user(n)))
+	}
+	login := o.group("dswglogin", dns...)
+	store := ldapauth.NewMemStore()
+	a := authWithStore(t, d, changesEnv(d, login, []string{login}, nil), store)
+	adChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
+	for _, dn := range dns[:7] {
+		o.delete(dn)
+	}
+	before := adSnapshot(t, store)
+
+	reports := make(chan error, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- a.WatchChanges(ctx, ldapauth.WatchOptions{
+			SyncOptions:  ldapauth.SyncOptions{CreateUsers: true},
+			PollInterval: 100 * time.Millisecond,
+			Report:       func(_ *ldapauth.SyncReport, err error) { reports <- err },
+		})
+	}()
+	refused := func(what string) {
+		t.Helper()
+		select {
+		case err := <-reports:
+			t.Logf("%s: %v", what, err)
+			require.ErrorIs(t, err, ldapauth.ErrRemovalGuard, what)
+		case <-time.After(60 * time.Second):
+			t.Fatalf("no report: %s", what)
+		}
+	}
+	// The catch-up run, then the first poll (which sees the deletions
+	// since the stored cookie) are refused...
+	refused("the catch-up run")
+	refused("the first poll's run")
+	// ...and then the watcher waits for something new: ten more polls
+	// run nothing.
+	deadline := time.After(time.Second)
+wait:
+	for {
+		select {
+		case err := <-reports:
+			t.Fatalf("a run without a new change: %v", err)
+		case <-deadline:
+			break wait
+		}
+	}
+	assert.Equal(t, before, adSnapshot(t, store), "nothing written")
+	o.modify(dns[7], "mail", "still-here@example.com")
+	refused("the run of a new change, with the deletions still pending")
+	cancel()
+	require.NoError(t, <-done)
+	assert.Equal(t, before, adSnapshot(t, store), "nothing written")
+}
