@@ -14,9 +14,9 @@ import (
 	"github.com/go-ldapauth/ldapauth/internal/sambatest"
 )
 
-// -watch against Active Directory (a Samba DC of its own): the first run
-// fills the database, a user deleted on the DC is removed within a few
-// polls, and the command stops cleanly.
+// -changes and -watch against Active Directory (a Samba DC of its own):
+// incremental runs from cron, then a watcher that removes a user deleted on
+// the DC within a few polls and stops cleanly.
 func TestWatchAD(t *testing.T) {
 	d := sambatest.Start(t)
 	vars := map[string]string{
@@ -35,6 +35,19 @@ func TestWatchAD(t *testing.T) {
 		"LDAP_SYNC_USER_PASSWORD":                d.AdminPassword,
 	}
 	db := sqliteDB(t)
+
+	// -changes from cron: the first run reads everything, the next one
+	// only the deletion.
+	r := command(t, vars, "-db", db, "-changes", "-create-users", "-json", "-quiet")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, ldapauth.ChangeSyncFullRefresh, decode(t, r.stdout).ChangeSync.Mode)
+	require.NoError(t, d.Admin(t).Del(ldap.NewDelRequest(d.UserDN(sambatest.UserCarol), nil)))
+	r = command(t, vars, "-db", db, "-changes", "-create-users", "-json", "-quiet")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	rep := decode(t, r.stdout)
+	assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+	assert.Equal(t, []string{sambatest.UserCarol}, rep.UsersRemoved)
+
 	ctx, stop := context.WithCancel(context.Background()) // SIGTERM, as main's NotifyContext makes it
 	defer stop()
 	var stdout, stderr lockedBuffer
@@ -54,7 +67,7 @@ func TestWatchAD(t *testing.T) {
 			}
 		}
 	}
-	until("the first run", func(s *ldapauth.Snapshot) bool { return slices.Contains(s.Users, sambatest.UserBob) })
+	until("the catch-up run", func(s *ldapauth.Snapshot) bool { return slices.Contains(s.Users, sambatest.UserBob) })
 	require.NoError(t, d.Admin(t).Del(ldap.NewDelRequest(d.UserDN(sambatest.UserBob), nil)))
 	until("bob removed", func(s *ldapauth.Snapshot) bool { return !slices.Contains(s.Users, sambatest.UserBob) })
 	stop()
