@@ -107,6 +107,12 @@ type SyncOptions struct {
 func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (report *SyncReport, err error) {
 	ctx, obs := a.obs.syncStart(ctx, opts)
 	defer obs.end(&report, &err)
+	return a.runSync(ctx, opts)
+}
+
+// runSync is Sync, unmeasured: SyncChanges measures its own runs, the
+// full sync it falls back to included.
+func (a *Authenticator) runSync(ctx context.Context, opts SyncOptions) (*SyncReport, error) {
 	if err := a.cfg.ValidateSync(); err != nil {
 		return nil, err
 	}
@@ -260,6 +266,16 @@ type syncRun struct {
 	related []*User
 
 	report *SyncReport
+
+	// extraAttrs are read with the users, and onEntry sees each user
+	// entry before the run handles it: SyncChanges keeps the ids of the
+	// entries of a full read (DirSync's objectGUIDs).
+	extraAttrs []string
+	onEntry    func(*ldap.Entry)
+	// unpaged marks a read that is one search whatever
+	// LDAP_SYNC_PAGE_SIZE says (SyncChanges' refresh), for readError's
+	// hints.
+	unpaged bool
 }
 
 func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
@@ -453,12 +469,18 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 	if r.custom {
 		attrs = a.attrs // what a login reads, for the syncer
 	}
+	if len(r.extraAttrs) > 0 {
+		attrs = append(slices.Clone(attrs), r.extraAttrs...)
+	}
 	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 		0, 0, false, filter, attrs, nil)
 	referrals := 0
 	err = pagedSearch(ctx, c, req, a.cfg.SyncPageSize, func(page *ldap.SearchResult) error {
 		referrals += len(page.Referrals)
 		for _, e := range page.Entries {
+			if r.onEntry != nil {
+				r.onEntry(e)
+			}
 			r.entry(e)
 		}
 		r.prog.Pages++
@@ -741,10 +763,16 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 // hint where a setting can fix it.
 func (r *syncRun) readError(ctx context.Context, err error) error {
 	e := &SyncAbortError{Phase: SyncReadUsers, Page: r.prog.Pages + 1, Err: err}
-	paging := r.a.cfg.SyncPageSize > 0
+	paging := r.a.cfg.SyncPageSize > 0 && !r.unpaged
 	switch {
 	case ctx.Err() != nil:
 		e.Err = ctxError(ctx)
+	case r.unpaged && ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
+		e.Hint = "the refresh that reads every entry is one search, not paged: raise the sync account's size limit above the number of users (OpenLDAP: limits ... size=unlimited)"
+		e.Variables = []string{EnvSyncUsername}
+	case r.unpaged && ldap.IsErrorWithCode(err, ldap.LDAPResultTimeLimitExceeded):
+		e.Hint = "the refresh that reads every entry is one search, not paged: raise the sync account's time limit"
+		e.Variables = []string{EnvSyncUsername}
 	case isNetworkError(err):
 		// conn.do has made a connection reset mid-answer, which go-ldap
 		// reports as a plain error, a network error.

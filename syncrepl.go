@@ -60,7 +60,8 @@ type ChangeSync struct {
 	Deleted int `json:"deleted"`
 	// Phase is how deletions were learnt: "delete" (the server listed the
 	// deleted entries' entryUUIDs) or "present" (it listed the unchanged
-	// ones; the others are gone). Empty in a full sync.
+	// ones; the others are gone), or "dirsync" (Active Directory's
+	// DirSync returned the deleted objects). Empty in a full sync.
 	Phase string `json:"phase,omitempty"`
 	// StateSaved is set when the new cookie and state were written to the
 	// store (never in a dry run or a refused run).
@@ -152,6 +153,14 @@ var ErrNoContentSync = errors.New("ldapauth: the directory does not offer conten
 // synced group) changes neither the user's entry nor the synced group's
 // member values, and is seen by the next full sync, not by SyncChanges.
 // A cookie the directory ignores rather than refuses is not detected.
+//
+// On Active Directory (configured, or read from the root DSE) it uses the
+// DirSync control instead, with the same state, rules and fallbacks: the
+// objects DirSync returns are read again whole with the login search,
+// tombstones are mapped to stored users by objectGUID, and the members
+// who joined or left a group are read again. The sync account needs the
+// "Replicating Directory Changes" right; without it the run aborts with
+// nothing written. See docs/active-directory.md.
 func (a *Authenticator) SyncChanges(ctx context.Context, opts SyncOptions) (*SyncReport, error) {
 	return a.syncChanges(ctx, opts, nil)
 }
@@ -160,7 +169,10 @@ func (a *Authenticator) SyncChanges(ctx context.Context, opts SyncOptions) (*Syn
 // deleted (WatchChanges): syncprov advances its contextCSN before it logs a
 // deletion, so a refresh run at that moment gets a cookie past the
 // deletion without it.
-func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, deleted map[string]bool) (*SyncReport, error) {
+func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, deleted map[string]bool) (report *SyncReport, err error) {
+	ctx, obs := a.obs.syncStart(ctx, opts)
+	obs.changes = true
+	defer obs.end(&report, &err)
 	if err := a.cfg.ValidateSync(); err != nil {
 		return nil, err
 	}
@@ -175,7 +187,14 @@ func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, delet
 	if err != nil {
 		return nil, &SyncAbortError{Phase: SyncReadStore, Err: orCtxError(ctx, &StoreError{Op: "load sync state", Err: err})}
 	}
+	dirsync, err := a.usesDirSync(ctx)
+	if err != nil {
+		return nil, &SyncAbortError{Phase: SyncBind, Err: err}
+	}
 	fp := a.changeFingerprint()
+	if dirsync {
+		fp = dirsyncFingerprintPrefix + fp // Active Directory: dirsync.go
+	}
 	var st *changeState
 	fallback := ""
 	switch {
@@ -198,7 +217,7 @@ func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, delet
 		fallback = "the directory refused the stored cookie (" + why + "): every entry is read again"
 		rep, err = a.changeRun(ctx, opts, states, nil, fp, nil)
 	}
-	if errors.Is(err, ErrNoContentSync) {
+	if errors.Is(err, ErrNoContentSync) || errors.Is(err, errNoDirSync) {
 		return a.fullSync(ctx, opts, unprefixed(err)+": the full sync runs instead, and keeps no cookie")
 	}
 	if rep != nil && rep.ChangeSync != nil {
@@ -210,7 +229,7 @@ func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, delet
 // fullSync runs Sync for SyncChanges, saying why in the report.
 func (a *Authenticator) fullSync(ctx context.Context, opts SyncOptions, why string) (*SyncReport, error) {
 	a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: change-driven sync falls back to the full sync", slog.String("reason", why))
-	rep, err := a.Sync(ctx, opts)
+	rep, err := a.runSync(ctx, opts)
 	if rep != nil {
 		rep.ChangeSync = &ChangeSync{Mode: ChangeSyncFull, Fallback: why}
 	}
@@ -245,7 +264,11 @@ func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states 
 	if err := r.loadStore(ctx); err != nil {
 		return nil, err
 	}
-	if err := cr.read(ctx); err != nil {
+	read := cr.read
+	if strings.HasPrefix(fp, dirsyncFingerprintPrefix) {
+		read = cr.readDirSync
+	}
+	if err := read(ctx); err != nil {
 		return nil, err
 	}
 	r.plan()
@@ -437,6 +460,7 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 		return ErrNoContentSync
 	case err != nil:
 		c.broken = c.broken || isNetworkError(err)
+		r.unpaged = true // the refresh is one search: no paging hint
 		return r.readError(ctx, classifyNetwork(err))
 	case !done:
 		c.broken = true

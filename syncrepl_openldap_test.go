@@ -321,3 +321,18 @@ func TestSyncChangesOpenLDAPResume(t *testing.T) {
 		assert.Contains(t, members(t, store.MemStore, "readers"), "frank")
 	})
 }
+
+// A refresh the sync account's size limit cuts says to raise the limit:
+// the refresh is one search, so the paging advice of the full sync's read
+// (LDAP_SYNC_PAGE_SIZE) would not help.
+func TestSyncChangesOpenLDAPSizeLimitHint(t *testing.T) {
+	srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, GeneratedUsers: slapdtest.DefaultSizeLimit + 10})
+	a := syncAuth(t, slapdSyncVars(srv, slapdtest.LimitedServiceDN, slapdtest.LimitedServicePassword, nil), ldapauth.NewMemStore())
+	_, err := a.SyncChanges(context.Background(), ldapauth.SyncOptions{CreateUsers: true})
+	var abort *ldapauth.SyncAbortError
+	require.ErrorAs(t, err, &abort)
+	assert.Contains(t, abort.Hint, "size limit")
+	assert.NotContains(t, abort.Hint, "LDAP_SYNC_PAGE_SIZE")
+	assert.NotContains(t, abort.Hint, "paged search")
+	assert.Equal(t, []string{"LDAP_SYNC_USER_USERNAME"}, abort.Variables)
+}

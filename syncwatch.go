@@ -29,6 +29,10 @@ type WatchOptions struct {
 	// lost connection: it starts at RetryMin (default 1s) and doubles up
 	// to RetryMax (default 1m), back to RetryMin once a connection holds.
 	RetryMin, RetryMax time.Duration
+	// PollInterval is how often an Active Directory watcher asks DirSync
+	// whether anything changed (default 5s); a run follows only when
+	// something did. Other directories push their changes and ignore it.
+	PollInterval time.Duration
 }
 
 // WatchChanges keeps the store in step with the directory until ctx ends:
@@ -49,6 +53,10 @@ type WatchOptions struct {
 // ctx ends, [ErrNoContentSync] when the directory offers no content
 // synchronisation, and a configuration error when the store does not
 // implement [SyncStateStore] or the options ask for a dry run.
+//
+// Active Directory pushes no changes: there it asks DirSync every
+// opts.PollInterval whether anything changed since the last poll (one
+// search on a held connection) and runs SyncChanges when something did.
 func (a *Authenticator) WatchChanges(ctx context.Context, opts WatchOptions) error {
 	if err := a.cfg.ValidateSync(); err != nil {
 		return err
@@ -114,6 +122,11 @@ func (a *Authenticator) watchOnce(ctx context.Context, opts WatchOptions) (held 
 	defer c.close()
 	defer cancel()
 
+	if d, err := a.directoryType(wctx, c); err != nil {
+		return false, err
+	} else if d == DirectoryActiveDirectory {
+		return a.watchDirSync(wctx, c, opts) // dirsync.go
+	}
 	cfg, err := a.searchConfig(wctx, c)
 	if err != nil {
 		return false, err

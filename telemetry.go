@@ -95,6 +95,7 @@ const (
 	keyURL         = attribute.Key("ldapauth.server.url")
 	keySyncOutcome = attribute.Key("ldapauth.sync.outcome")
 	keySyncChange  = attribute.Key("ldapauth.sync.change")
+	keySyncMode    = attribute.Key("ldapauth.sync.mode")
 )
 
 // Histogram buckets in seconds: those the semantic conventions advise for
@@ -484,6 +485,10 @@ type syncSpan struct {
 	span  trace.Span
 	start time.Time
 	opts  SyncOptions
+	// changes marks a change-driven run (SyncChanges, WatchChanges): its
+	// runs and duration also carry ldapauth.sync.mode, the report's
+	// ChangeSync.Mode, once known.
+	changes bool
 }
 
 func (t *telemetry) syncStart(ctx context.Context, opts SyncOptions) (context.Context, syncSpan) {
@@ -530,10 +535,13 @@ func (s syncSpan) end(rep **SyncReport, err *error) {
 		return
 	}
 	outcome, guard := syncOutcome(*rep, *err)
-	set := metric.WithAttributeSet(attribute.NewSet(keySyncOutcome.String(outcome)))
+	attrs := []attribute.KeyValue{keySyncOutcome.String(outcome)}
+	if r := *rep; s.changes && r != nil && r.ChangeSync != nil {
+		attrs = append(attrs, keySyncMode.String(r.ChangeSync.Mode))
+	}
+	set := metric.WithAttributeSet(attribute.NewSet(attrs...))
 	t.syncRuns.Add(s.ctx, 1, set)
 	t.syncDur.Record(s.ctx, time.Since(s.start).Seconds(), set)
-	attrs := []attribute.KeyValue{keySyncOutcome.String(outcome)}
 	if r := *rep; r != nil {
 		t.syncPages.Add(s.ctx, int64(r.Pages))
 		t.syncUsers.Record(s.ctx, int64(r.DirectoryUsers), metric.WithAttributes(attribute.String("ldapauth.sync.source", "directory")))

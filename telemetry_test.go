@@ -566,3 +566,28 @@ func TestStatsDuringLogins(t *testing.T) {
 	assert.LessOrEqual(t, st.Users.Open, ldapauth.DefaultPoolSize)
 	assert.GreaterOrEqual(t, st.Users.Dials, uint64(st.Users.Open))
 }
+
+// SyncChanges (and WatchChanges, which runs it) records the sync's metrics
+// and span, once per run, with the change-driven mode: here GLAuth offers
+// no content synchronisation, so the run is the full sync it falls back
+// to, counted once, not twice.
+func TestTelemetrySyncChangesMetrics(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.Generate(20, 2))
+	vars := syncVars(srv, map[string]string{"LDAP_SYNCED_GROUPS": srv.GroupDN("group0001")})
+	a, reader, rec := telemetryAuth(t, vars)
+	rep, err := a.SyncChanges(context.Background(), ldapauth.SyncOptions{CreateUsers: true})
+	require.NoError(t, err)
+	require.Equal(t, ldapauth.ChangeSyncFull, rep.ChangeSync.Mode)
+
+	m := collect(t, reader)
+	v, ok := value(m, "ldapauth.sync.runs", map[string]string{"ldapauth.sync.outcome": "applied", "ldapauth.sync.mode": ldapauth.ChangeSyncFull})
+	require.True(t, ok, "%v", m["ldapauth.sync.runs"])
+	assert.EqualValues(t, 1, v)
+	all, _ := value(m, "ldapauth.sync.runs", nil)
+	assert.EqualValues(t, 1, all, "the fallback's full sync is not counted again")
+	v, _ = value(m, "ldapauth.sync.changes", map[string]string{"ldapauth.sync.change": "users_created"})
+	assert.EqualValues(t, rep.Counts.UsersCreated, v)
+	root := onlySpan(t, rec.Ended(), "ldapauth.sync")
+	assert.Equal(t, ldapauth.ChangeSyncFull, spanAttrs(root)["ldapauth.sync.mode"])
+	assert.Equal(t, "applied", spanAttrs(root)["ldapauth.sync.outcome"])
+}

@@ -23,10 +23,12 @@
 //	-textfile PATH.prom  also write the run's numbers as Prometheus metrics to this file, for
 //	                     node_exporter's textfile collector (replaced atomically each run)
 //	-changes             read only what changed since the last run (Authenticator.SyncChanges:
-//	                     OpenLDAP's syncprov; the cookie is kept in the database); the first
-//	                     run, and any run the directory refuses the cookie, reads everything
+//	                     OpenLDAP's syncprov, Active Directory's DirSync; the cookie is kept in
+//	                     the database); the first run, and any run the directory refuses the
+//	                     cookie, reads everything
 //	-watch               keep running: apply each directory change as it arrives
 //	                     (Authenticator.WatchChanges), one report per run, until SIGTERM
+//	-poll 5s             with -watch on Active Directory: how often to ask DirSync for changes
 //
 // The report goes to stdout; progress (a bar on a terminal, plain lines
 // otherwise) and the reason for a failure go to stderr. Exit status: 0 the
@@ -84,6 +86,7 @@ type options struct {
 	json, quiet                bool
 	textfile                   string
 	changes, watch             bool
+	poll                       time.Duration
 }
 
 // parseFlags reads args and prints what is wrong with them; the error is
@@ -112,7 +115,8 @@ func parseFlags(args []string, stderr io.Writer, lookup func(string) (string, bo
 			"4 another sync holds the lease.\n\n")
 		fs.PrintDefaults()
 	}
-	fs.BoolVar(&o.changes, "changes", false, "read only what changed since the last run (OpenLDAP syncprov; the cookie is kept in the database)")
+	fs.BoolVar(&o.changes, "changes", false, "read only what changed since the last run (OpenLDAP syncprov, Active Directory DirSync; the cookie is kept in the database)")
+	fs.DurationVar(&o.poll, "poll", 5*time.Second, "with -watch on Active Directory: how often to ask DirSync for changes")
 	fs.BoolVar(&o.watch, "watch", false, "keep running, applying each directory change as it arrives, until SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -19,6 +19,8 @@ func checkWatch(o options) error {
 		return errors.New("-watch applies changes: it cannot be a -dry-run")
 	case o.textfile != "":
 		return errors.New("-watch runs for ever: -textfile is for runs that end")
+	case o.poll <= 0:
+		return errors.New("-poll must be a positive duration, such as 5s")
 	}
 	return nil
 }
@@ -56,7 +58,7 @@ func watch(ctx context.Context, auth *ldapauth.Authenticator, syncOpts ldapauth.
 	if !o.quiet {
 		fmt.Fprintln(stderr, "syncgroups: watching the directory for changes (SIGTERM to stop)")
 	}
-	err := auth.WatchChanges(ctx, ldapauth.WatchOptions{SyncOptions: syncOpts, Report: report})
+	err := auth.WatchChanges(ctx, ldapauth.WatchOptions{SyncOptions: syncOpts, Report: report, PollInterval: o.poll})
 	if err != nil {
 		fmt.Fprintln(stderr, "syncgroups:", oneLine(err))
 		return exitCode(err)

@@ -104,6 +104,9 @@ func TestWatchFlags(t *testing.T) {
 		assert.Equal(t, exitUsage, r.code, strings.Join(args, " "))
 		assert.Contains(t, r.stderr, "-watch")
 	}
+	r := command(t, map[string]string{}, "-watch", "-poll", "0s")
+	assert.Equal(t, exitUsage, r.code)
+	assert.Contains(t, r.stderr, "-poll must be a positive duration")
 }
 
 func TestWatchWithoutSyncProv(t *testing.T) {

@@ -284,6 +284,22 @@ func (d *DC) Stop() {
 	}
 }
 
+// Restart stops samba and starts it again on the same database, as a DC
+// restart does, and waits until Administrator can bind. Every connection
+// open to the DC is lost.
+func (d *DC) Restart(tb testing.TB) {
+	tb.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped {
+		tb.Fatal("sambatest: Restart after Stop")
+	}
+	d.kill()
+	if err := d.run(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // Admin returns a connection bound as Administrator over LDAPS (so it may
 // set passwords), closed when tb ends.
 func (d *DC) Admin(tb testing.TB) *ldap.Conn {
