@@ -72,8 +72,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Equal(t, "ou=people,dc=example,dc=com", cfg.SearchBase)
 	assert.Equal(t, "inetOrgPerson", cfg.ObjectClass)
 	assert.Equal(t, map[string]string{"username": "uid", "first_name": "givenName", "last_name": "sn", "email": "mail"}, cfg.UserFields)
-	assert.Equal(t, ldapauth.DefaultConnectTimeout, cfg.ConnectTimeout)
-	assert.Equal(t, ldapauth.DefaultReceiveTimeout, cfg.ReceiveTimeout)
+	assert.Equal(t, (10 * time.Second), cfg.ConnectTimeout)
+	assert.Equal(t, (10 * time.Second), cfg.ReceiveTimeout)
 	assert.Equal(t, 8, cfg.PoolSize)
 	assert.Equal(t, 180*time.Second, cfg.PoolIdleTimeout, "below Active Directory's 900 s")
 	assert.Nil(t, cfg.FormatUsername, "nil means the OpenLDAP formatter")
@@ -188,7 +188,7 @@ func TestLoadConfigSyncSettings(t *testing.T) {
 		wantPage, wantPercent   int
 	}{
 		{"unset: the defaults apply in New", "", "", 0, 0},
-		{"paging off", "0", "", ldapauth.NoPaging, 0},
+		{"paging off", "0", "", -1, 0},
 		{"a page size", "1000", "", 1000, 0},
 		{"a share", "", "50", 0, 50},
 		{"a share with a percent sign", "", "5%", 0, 5},
@@ -314,8 +314,10 @@ func TestLoadConfigFlagsmithEnvFiles(t *testing.T) {
 
 func TestLoadConfigNotConfigured(t *testing.T) {
 	_, err := ldapauth.LoadConfig(env(map[string]string{}))
-	require.ErrorIs(t, err, ldapauth.ErrNotConfigured)
 	require.ErrorIs(t, err, ldapauth.ErrConfig)
+	var cerr *ldapauth.ConfigError
+	require.ErrorAs(t, err, &cerr)
+	assert.Equal(t, []string{"LDAP_AUTH_URL"}, cerr.Variables, "the error names the variable")
 }
 
 // Every bad variable is reported in the one error, never only the first,
@@ -536,7 +538,8 @@ func TestValidateCodeBuiltConfig(t *testing.T) {
 	require.ErrorIs(t, err, ldapauth.ErrConfig, "New validates too")
 
 	_, err = ldapauth.New(&ldapauth.Config{})
-	require.ErrorIs(t, err, ldapauth.ErrNotConfigured)
+	require.ErrorIs(t, err, ldapauth.ErrConfig)
+	assert.Contains(t, configErrors(t, err), "LDAP_AUTH_URL")
 
 	err = (&ldapauth.Config{URLs: []string{"ldap://127.0.0.1"}, NestedGroups: "deep", LoginGroup: "cn=g,dc=x", SearchFilters: ldapauth.LoginGroupFilters{}}).Validate()
 	assert.Contains(t, configErrors(t, err), "LDAP_AUTH_NESTED_GROUPS", "a code-built value is checked too")
@@ -555,8 +558,8 @@ func TestLoadConfigPool(t *testing.T) {
 		wantIdle         time.Duration
 		bad              []string
 	}{
-		{name: "unset", wantSize: ldapauth.DefaultPoolSize, wantIdle: ldapauth.DefaultPoolIdleTimeout},
-		{name: "zero turns pooling off", size: "0", wantSize: ldapauth.NoPool, wantIdle: ldapauth.DefaultPoolIdleTimeout},
+		{name: "unset", wantSize: 8, wantIdle: (180 * time.Second)},
+		{name: "zero turns pooling off", size: "0", wantSize: -1, wantIdle: (180 * time.Second)},
 		{name: "set", size: "32", idle: "600", wantSize: 32, wantIdle: 600 * time.Second},
 		{name: "quoted", size: `"4"`, idle: "'30'", wantSize: 4, wantIdle: 30 * time.Second},
 		{name: "negative size", size: "-1", bad: []string{"LDAP_AUTH_POOL_SIZE"}},
@@ -596,7 +599,7 @@ func TestValidatePool(t *testing.T) {
 		bad  string
 	}{
 		{name: "zero values mean the defaults", cfg: ldapauth.Config{}},
-		{name: "no pool", cfg: ldapauth.Config{PoolSize: ldapauth.NoPool}},
+		{name: "no pool", cfg: ldapauth.Config{PoolSize: -1}},
 		{name: "below NoPool", cfg: ldapauth.Config{PoolSize: -5}, bad: "LDAP_AUTH_POOL_SIZE"},
 		{name: "negative idle timeout", cfg: ldapauth.Config{PoolIdleTimeout: -time.Second}, bad: "LDAP_AUTH_POOL_IDLE_TIMEOUT"},
 	} {

@@ -53,7 +53,7 @@ type conn struct {
 type identity struct {
 	name string // the bind name
 	// variable names the setting of a service or sync account
-	// (EnvConnectionUsername, EnvSyncUsername); empty for the user logging
+	// (envConnectionUsername, envSyncUsername); empty for the user logging
 	// in.
 	variable string
 }

@@ -41,9 +41,9 @@ const (
 	DirectoryOther DirectoryType = "other"
 )
 
-// ParseDirectoryType parses a value of LDAP_AUTH_DIRECTORY_TYPE: auto (or
+// parseDirectoryType parses a value of LDAP_AUTH_DIRECTORY_TYPE: auto (or
 // empty), active_directory, 389ds, openldap or other, in any case.
-func ParseDirectoryType(v string) (DirectoryType, error) {
+func parseDirectoryType(v string) (DirectoryType, error) {
 	switch d := DirectoryType(strings.ToLower(strings.TrimSpace(v))); d {
 	case "auto", "":
 		return DirectoryAuto, nil
@@ -62,14 +62,14 @@ func (d DirectoryType) valid() bool {
 }
 
 // Filters that leave disabled accounts out, per directory
-// ([Config.ExcludeDisabled], [FilterEnabled]).
+// ([Config.ExcludeDisabled], [filterEnabled]).
 const (
-	// FilterEnabled389 matches 389 Directory Server (and FreeIPA) entries
+	// filterEnabled389 matches 389 Directory Server (and FreeIPA) entries
 	// without nsAccountLock: true. The attribute's values compare
 	// case-insensitively (true, TRUE, True), as its directory-string syntax
 	// says.
-	FilterEnabled389 = "(!(nsAccountLock=true))"
-	// FilterEnabledOpenLDAP matches OpenLDAP entries that the ppolicy
+	filterEnabled389 = "(!(nsAccountLock=true))"
+	// filterEnabledOpenLDAP matches OpenLDAP entries that the ppolicy
 	// overlay does not hold locked for good: pwdAccountLockedTime
 	// 000001010000Z is how an administrator disables an account; a
 	// lockout after wrong passwords (another time) is not a disabled
@@ -77,20 +77,20 @@ const (
 	// guessing passwords. The identity that searches needs search access to
 	// pwdAccountLockedTime: without it slapd evaluates the filter as
 	// undefined and finds nobody (the sync's removal guard then refuses).
-	FilterEnabledOpenLDAP = "(!(pwdAccountLockedTime=000001010000Z))"
+	filterEnabledOpenLDAP = "(!(pwdAccountLockedTime=000001010000Z))"
 )
 
-// FilterEnabled returns the filter that leaves the directory type's
-// disabled accounts out: [FilterEnabledAD], [FilterEnabled389],
-// [FilterEnabledOpenLDAP], or "" for DirectoryAuto and DirectoryOther.
-func FilterEnabled(d DirectoryType) string {
+// filterEnabled returns the filter that leaves the directory type's
+// disabled accounts out: [filterEnabledAD], [filterEnabled389],
+// [filterEnabledOpenLDAP], or "" for DirectoryAuto and DirectoryOther.
+func filterEnabled(d DirectoryType) string {
 	switch d {
 	case DirectoryActiveDirectory:
-		return FilterEnabledAD
+		return filterEnabledAD
 	case Directory389:
-		return FilterEnabled389
+		return filterEnabled389
 	case DirectoryOpenLDAP:
-		return FilterEnabledOpenLDAP
+		return filterEnabledOpenLDAP
 	}
 	return ""
 }
@@ -124,7 +124,7 @@ func directoryTypeOf(e *ldap.Entry) DirectoryType {
 // directory type.
 func (c *Config) needsDirectoryType() bool {
 	// Object class user is Active Directory's, where the built-in filters
-	// leave computer accounts out (FilterNotComputerAD).
+	// leave computer accounts out (filterNotComputerAD).
 	return c.ExcludeDisabled || c.NestedGroups != NestedGroupsOff ||
 		(strings.EqualFold(c.ObjectClass, "user") && (c.usesDefaultFilters() || c.usesLoginGroupFilters()))
 }
@@ -200,7 +200,7 @@ func directoryFits(cfg *Config, d DirectoryType) error {
 		return inChainUnsupported(d, nil)
 	}
 	if cfg.ExcludeDisabled && (d == DirectoryOther || d == DirectoryAuto) && (cfg.usesDefaultFilters() || cfg.usesLoginGroupFilters()) {
-		return &ConfigError{Variables: []string{EnvExcludeDisabled, EnvDirectoryType},
+		return &ConfigError{Variables: []string{envExcludeDisabled, envDirectoryType},
 			Problem: "set, but the directory is neither Active Directory, 389 Directory Server nor OpenLDAP (by LDAP_AUTH_DIRECTORY_TYPE, or by its root DSE), so ldapauth knows no attribute that marks a disabled account: set LDAP_AUTH_DIRECTORY_TYPE if it is one of them, or add your own filter with a SearchFilterBuilder"}
 	}
 	return nil
@@ -219,9 +219,9 @@ func inChainUnsupported(d DirectoryType, err error) error {
 	case DirectoryOpenLDAP:
 		server = "OpenLDAP"
 	}
-	return &ConfigError{Variables: []string{EnvNestedGroups}, Err: err,
+	return &ConfigError{Variables: []string{envNestedGroups}, Err: err,
 		Problem: fmt.Sprintf("active_directory needs Active Directory's LDAP_MATCHING_RULE_IN_CHAIN (%s), which %s does not support: set LDAP_AUTH_NESTED_GROUPS=walk",
-			OIDMatchingRuleInChain, server)}
+			oidMatchingRuleInChain, server)}
 }
 
 // inChainError turns a search answered unavailableCriticalExtension (12)

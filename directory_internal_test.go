@@ -32,10 +32,10 @@ func TestDirectoryTypeOf(t *testing.T) {
 
 func TestFilterEnabled(t *testing.T) {
 	for d, want := range map[DirectoryType]string{
-		DirectoryActiveDirectory: FilterEnabledAD, Directory389: "(!(nsAccountLock=true))",
+		DirectoryActiveDirectory: filterEnabledAD, Directory389: "(!(nsAccountLock=true))",
 		DirectoryOpenLDAP: "(!(pwdAccountLockedTime=000001010000Z))", DirectoryOther: "", DirectoryAuto: "",
 	} {
-		assert.Equal(t, want, FilterEnabled(d), d)
+		assert.Equal(t, want, filterEnabled(d), d)
 		if want != "" {
 			_, err := ldap.CompileFilter(want)
 			assert.NoError(t, err)
@@ -44,7 +44,7 @@ func TestFilterEnabled(t *testing.T) {
 	cfg := &Config{ObjectClass: "inetOrgPerson", ExcludeDisabled: true, DirectoryType: Directory389}
 	f, err := DefaultFilters{}.SearchFilters(cfg, map[string]string{"uid": "jdoe"})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"(uid=jdoe)", "(objectClass=inetOrgPerson)", FilterEnabled389}, f)
+	assert.Equal(t, []string{"(uid=jdoe)", "(objectClass=inetOrgPerson)", filterEnabled389}, f)
 	cfg.DirectoryType = DirectoryOther
 	_, err = DefaultFilters{}.SearchFilters(cfg, nil)
 	assert.ErrorIs(t, err, ErrConfig, "no filter to add on an unknown directory")

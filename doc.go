@@ -9,7 +9,7 @@
 // same login flow:
 //
 //  1. an empty password or username, one longer than the limits
-//     ([DefaultMaxUsernameLength], [DefaultMaxPasswordLength]), or an empty
+//     ([defaultMaxUsernameLength], [defaultMaxPasswordLength]), or an empty
 //     bind name made by the username formatter, is refused before any
 //     network I/O;
 //  2. connect, with StartTLS when configured (certificates verified), or

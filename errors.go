@@ -31,34 +31,45 @@ var (
 	ErrServiceAccount = errors.New("ldapauth: service account bind refused")
 	// ErrConfig matches every configuration error ([*ConfigError]).
 	ErrConfig = errors.New("ldapauth: bad configuration")
-	// ErrNotConfigured means LDAP_AUTH_URL is unset: LDAP login is off.
-	ErrNotConfigured = errors.New("ldapauth: LDAP_AUTH_URL is not set")
 )
 
-// LoginError reports a refused login with what a person debugging the
-// configuration needs: the bind name tried and the formatter that made it.
-// It never holds the password. errors.Is matches its Kind (and
-// [ErrInvalidCredentials] when the Kind is [ErrUnknownUser]).
+// LoginError reports a refused login with what a person debugging it needs:
+// the bind name tried, the formatter that made it, the directory's code. It
+// never holds the password. errors.Is matches Err, and
+// [ErrInvalidCredentials] too when Err is [ErrUnknownUser],
+// [ErrIdentityMismatch] or an account state; errors.As reaches the
+// directory's own answer.
 type LoginError struct {
-	// Kind is ErrInvalidCredentials, ErrUnknownUser or ErrNotPermitted.
-	Kind error
-	// Username is what was typed.
+	// Err is the reason: ErrInvalidCredentials, ErrUnknownUser,
+	// ErrNotPermitted, ErrAmbiguousUser, an account state such as
+	// ErrAccountLocked, ErrIdentityMismatch or ErrIdentityUnproven.
+	Err error
+	// Username is what was typed (at most a short prefix of it).
 	Username string
-	// BindName is the name the bind was tried with, if any.
-	BindName string
-	// Formatter names the username formatter that made BindName.
+	// BindName is the name the bind was tried with, if any, and Formatter
+	// the username formatter (or search-then-bind) that made it.
+	BindName  string
 	Formatter string
+	// EntryDN is the entry the login search found, for an identity refusal.
+	EntryDN string
+	// Code is the directory's own code, when it gave one: the data code of
+	// an Active Directory bind diagnostic ("52e", "775"), or the password
+	// policy error ("accountLocked").
+	Code string
 	// Reason says what happened, in words.
 	Reason string
-	// Err is the directory's answer, if any.
-	Err error
+
+	cause error // the directory's answer, if any
 }
 
-// Error says why the login was refused, with the bind name and the
-// formatter, never the password.
+// Error says why the login was refused, with the names involved, never the
+// password.
 func (e *LoginError) Error() string {
 	var b strings.Builder
-	b.WriteString(e.Kind.Error())
+	b.WriteString(e.Err.Error())
+	if e.Code != "" {
+		b.WriteString(" (" + e.Code + ")")
+	}
 	if e.Reason != "" {
 		b.WriteString(": ")
 		b.WriteString(e.Reason)
@@ -66,20 +77,31 @@ func (e *LoginError) Error() string {
 	if e.BindName != "" {
 		fmt.Fprintf(&b, " (bind name %q from %s)", e.BindName, e.Formatter)
 	}
-	if e.Err != nil {
+	if e.EntryDN != "" {
+		fmt.Fprintf(&b, ", entry %q", e.EntryDN)
+	}
+	if e.Err == ErrIdentityUnproven {
+		b.WriteString("; set " + envSearchThenBind + " (with a service account) to bind as the DN found")
+	}
+	if e.cause != nil {
 		b.WriteString(": ")
-		b.WriteString(unprefixed(e.Err))
+		b.WriteString(unprefixed(e.cause))
 	}
 	return b.String()
 }
 
-// Is matches the Kind, and ErrInvalidCredentials for an unknown user.
+// Is reports whether target is ErrInvalidCredentials and Err implies it.
 func (e *LoginError) Is(target error) bool {
-	return target == e.Kind || (target == ErrInvalidCredentials && e.Kind == ErrUnknownUser)
+	return target == ErrInvalidCredentials && (e.Err == ErrUnknownUser || e.Err == ErrIdentityMismatch || isAccountState(e.Err))
 }
 
-// Unwrap returns the directory's answer.
-func (e *LoginError) Unwrap() error { return e.Err }
+// Unwrap returns Err and the directory's answer.
+func (e *LoginError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Err, e.cause}
+}
 
 // chained adds context to err. Its message is "ldapauth: <context>: " and
 // err's message without its own "ldapauth: " prefix, so that however deep
@@ -162,17 +184,21 @@ var (
 	// ErrRemovalGuard means the sync refused to remove as many users,
 	// synced groups or memberships as it planned (see
 	// [Config.SyncMaxRemovalPercent]) and wrote nothing. The error is a
-	// [*RemovalGuardError]; the report returned with it is the plan. Check
-	// it, then run again with [SyncOptions.Force].
+	// [*SyncAbortError] (which does not match ErrSyncAborted); the report
+	// returned with it is the plan, its RemovalGuard the figures. Check it,
+	// then run again with [SyncOptions.Force].
 	ErrRemovalGuard = errors.New("ldapauth: sync refused: too many removals")
 )
 
 // SyncAbortError reports a sync that stopped before writing anything. It
-// matches [ErrSyncAborted] and, through Unwrap, its cause.
+// matches [ErrSyncAborted] and, through Unwrap, its cause; a refusal of the
+// removal guard (Phase "removal guard") matches [ErrRemovalGuard] instead,
+// and comes with the report of the plan.
 type SyncAbortError struct {
-	// Phase is where the run stopped.
-	Phase SyncPhase
-	// Page is the page of users being read (1-based) in SyncReadUsers.
+	// Phase is where the run stopped: a stage of [SyncProgress.Phase], or
+	// "removal guard".
+	Phase string
+	// Page is the page of users being read (1-based) in syncReadUsers.
 	Page int
 	// Hint says what may fix it, when something might.
 	Hint string
@@ -185,13 +211,17 @@ type SyncAbortError struct {
 // Error names the phase, the page and the cause, with the hint.
 func (e *SyncAbortError) Error() string {
 	var b strings.Builder
-	b.WriteString(ErrSyncAborted.Error())
-	b.WriteString(": ")
-	b.WriteString(string(e.Phase))
+	if e.guardRefused() {
+		b.WriteString(e.Err.Error())
+	} else {
+		b.WriteString(ErrSyncAborted.Error())
+		b.WriteString(": ")
+		b.WriteString(e.Phase)
+	}
 	if e.Page > 0 {
 		fmt.Fprintf(&b, ", page %d", e.Page)
 	}
-	if e.Err != nil {
+	if e.Err != nil && !e.guardRefused() {
 		b.WriteString(": ")
 		b.WriteString(strings.TrimPrefix(e.Err.Error(), "ldapauth: "))
 	}
@@ -203,43 +233,43 @@ func (e *SyncAbortError) Error() string {
 	return b.String()
 }
 
-// Is reports whether target is ErrSyncAborted.
-func (e *SyncAbortError) Is(target error) bool { return target == ErrSyncAborted }
+// Is reports whether target is ErrSyncAborted (for any stop but the removal
+// guard's).
+func (e *SyncAbortError) Is(target error) bool { return target == ErrSyncAborted && !e.guardRefused() }
+
+func (e *SyncAbortError) guardRefused() bool {
+	_, ok := e.Err.(*guardRefusal)
+	return ok
+}
 
 // Unwrap returns the cause.
 func (e *SyncAbortError) Unwrap() error { return e.Err }
 
-// RemovalGuardError reports a sync refused by the removal guard. It matches
-// [ErrRemovalGuard].
-type RemovalGuardError struct {
-	// RemovalGuard is what the guard weighed; the kinds it refused have
-	// OverLimit set.
-	RemovalGuard
-	// EmptyDirectory is set when the directory returned no user at all
-	// while the sync would remove some.
-	EmptyDirectory bool
+// guardRefusal is the cause of a [*SyncAbortError] the removal guard
+// returns: what it would remove, of how many. It matches [ErrRemovalGuard].
+type guardRefusal struct {
+	guard          RemovalGuard
+	emptyDirectory bool // the directory returned no user while the sync would remove some
 }
 
-// Error says what the sync would remove, of how many, and why it refused.
-func (e *RemovalGuardError) Error() string {
-	if e.EmptyDirectory {
-		return fmt.Sprintf("%s: the directory returned no user, the sync would remove all %d directory-managed users; check the search base and filters, then force", ErrRemovalGuard, e.Users.Remove)
+func (e *guardRefusal) Error() string {
+	if e.emptyDirectory {
+		return fmt.Sprintf("%s: the directory returned no user, the sync would remove all %d directory-managed users", ErrRemovalGuard, e.guard.Users.Remove)
 	}
 	var over []string
 	for _, k := range []struct {
 		what string
 		c    RemovalCount
-	}{{"directory-managed users", e.Users}, {"synced groups", e.Groups}, {"memberships of synced groups", e.Memberships}} {
+	}{{"directory-managed users", e.guard.Users}, {"synced groups", e.guard.Groups}, {"memberships of synced groups", e.guard.Memberships}} {
 		if k.c.OverLimit {
 			over = append(over, fmt.Sprintf("%d of %d %s (%.1f%%)", k.c.Remove, k.c.Total, k.what, 100*float64(k.c.Remove)/float64(max(k.c.Total, 1))))
 		}
 	}
-	return fmt.Sprintf("%s: %s, above %s=%d and the allowance of %d; check the plan, then force",
-		ErrRemovalGuard, strings.Join(over, "; "), EnvSyncMaxRemoval, e.LimitPercent, e.Allowance)
+	return fmt.Sprintf("%s: %s, above %s=%d and the allowance of %d",
+		ErrRemovalGuard, strings.Join(over, "; "), envSyncMaxRemoval, e.guard.LimitPercent, e.guard.Allowance)
 }
 
-// Is reports whether target is ErrRemovalGuard.
-func (e *RemovalGuardError) Is(target error) bool { return target == ErrRemovalGuard }
+func (e *guardRefusal) Is(target error) bool { return target == ErrRemovalGuard }
 
 // Account states a directory reports on a refused bind, matched with
 // errors.Is. Every error that matches one of them also matches
@@ -247,7 +277,7 @@ func (e *RemovalGuardError) Is(target error) bool { return target == ErrRemovalG
 // keeps working, while a UI can tell a person "your password expired". They
 // come from the Active Directory bind diagnostic (data 530 ... 775) and from
 // the password policy response control of OpenLDAP and others
-// (draft-behera-ldap-password-policy). [*AccountError] carries the code.
+// (draft-behera-ldap-password-policy). [LoginError.Code] holds the code.
 var (
 	// ErrAccountDisabled means the account is disabled (AD data 533).
 	ErrAccountDisabled = errors.New("ldapauth: account disabled")
@@ -269,43 +299,17 @@ var (
 	ErrLogonNotPermitted = errors.New("ldapauth: logon not permitted at this time or from this workstation")
 )
 
-// AccountError reports the account state a directory gave as the reason for
-// refusing a bind. It is held in [LoginError.Err]. errors.Is matches its
-// Kind and [ErrInvalidCredentials]; errors.As reaches the directory's own
-// error through Unwrap.
-type AccountError struct {
-	// Kind is one of ErrAccountDisabled, ErrAccountLocked,
-	// ErrAccountExpired, ErrPasswordExpired, ErrPasswordMustChange,
-	// ErrLogonNotPermitted.
-	Kind error
-	// Code is the directory's own code: the data code of an Active
-	// Directory bind diagnostic ("533"), or the name of the password policy
-	// error ("accountLocked").
-	Code string
-	// Err is the directory's answer: the bind error, or nil when the bind
-	// succeeded but the password policy control refused the login.
-	Err error
-}
-
-// Error names the account state and the directory's code.
-func (e *AccountError) Error() string {
-	msg := strings.TrimPrefix(e.Kind.Error(), "ldapauth: ") + " (" + e.Code + ")"
-	if e.Err != nil {
-		msg += ": " + e.Err.Error()
+// isAccountState reports whether err is one of the account states.
+func isAccountState(err error) bool {
+	switch err {
+	case ErrAccountDisabled, ErrAccountLocked, ErrAccountExpired, ErrPasswordExpired, ErrPasswordMustChange, ErrLogonNotPermitted:
+		return true
 	}
-	return msg
+	return false
 }
 
-// Is matches the Kind and ErrInvalidCredentials.
-func (e *AccountError) Is(target error) bool {
-	return target == e.Kind || target == ErrInvalidCredentials
-}
-
-// Unwrap returns the directory's answer.
-func (e *AccountError) Unwrap() error { return e.Err }
-
-// Errors of the identity proof, matched with errors.Is (held in an
-// [*IdentityError]).
+// Errors of the identity proof, matched with errors.Is (held in a
+// [*LoginError] with the EntryDN).
 var (
 	// ErrIdentityMismatch means the entry the login search found is not the
 	// account whose password the bind checked: a name that resolves to one
@@ -321,51 +325,6 @@ var (
 	// DN). It is a configuration fault, not the user's.
 	ErrIdentityUnproven = errors.New("ldapauth: cannot prove the entry found is the account whose password was checked")
 )
-
-// IdentityError reports a login refused because the entry found could not
-// be proven to be the account the bind checked. errors.Is matches its Kind
-// (and ErrInvalidCredentials for ErrIdentityMismatch).
-type IdentityError struct {
-	// Kind is ErrIdentityMismatch or ErrIdentityUnproven.
-	Kind error
-	// Username is what was typed (at most a short prefix of it).
-	Username string
-	// BindName is the name the bind succeeded with.
-	BindName string
-	// Bound is the server's answer to Who Am I ("dn:..." or "u:..."), if
-	// it gave one.
-	Bound string
-	// EntryDN is the entry the login search found.
-	EntryDN string
-	// Err is the cause, such as the server's refusal of Who Am I.
-	Err error
-}
-
-// Error says which names disagreed, never the password.
-func (e *IdentityError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.Kind.Error())
-	fmt.Fprintf(&b, ": bind name %q, entry %q", e.BindName, e.EntryDN)
-	if e.Bound != "" {
-		fmt.Fprintf(&b, ", the server says the bind is %q", e.Bound)
-	}
-	if e.Kind == ErrIdentityUnproven {
-		b.WriteString("; set " + EnvSearchThenBind + " (with a service account) to bind as the DN found")
-	}
-	if e.Err != nil {
-		b.WriteString(": ")
-		b.WriteString(unprefixed(e.Err))
-	}
-	return b.String()
-}
-
-// Is matches the Kind, and ErrInvalidCredentials for a mismatch.
-func (e *IdentityError) Is(target error) bool {
-	return target == e.Kind || (target == ErrInvalidCredentials && e.Kind == ErrIdentityMismatch)
-}
-
-// Unwrap returns the cause.
-func (e *IdentityError) Unwrap() error { return e.Err }
 
 // StoreError reports a failure of the [UserStore].
 type StoreError struct {

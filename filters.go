@@ -11,7 +11,7 @@ import (
 // builder's to add ([DefaultFilters] does).
 //
 // lookup maps directory attributes to the raw values to match, for example
-// {"uid": "jdoe"}; a builder must escape them with [EscapeFilterValue]. An
+// {"uid": "jdoe"}; a builder must escape them with [escapeFilterValue]. An
 // empty lookup means "every user": [Authenticator.Sync] reads the whole
 // directory view with it, so a builder must then return the filters that
 // admit exactly the users who may log in (DefaultFilters gives the
@@ -54,10 +54,10 @@ var (
 
 // DefaultFilters returns one equality filter per lookup attribute, values
 // escaped per RFC 4515, then (objectClass=<Config.ObjectClass>), then, on
-// Active Directory, [FilterNotComputerAD] (an Authenticator resolves
+// Active Directory, [filterNotComputerAD] (an Authenticator resolves
 // DirectoryAuto when the object class is user), then, with
-// [Config.ExcludeDisabled], the directory type's [FilterEnabled]
-// ([FilterEnabledAD] for DirectoryAuto, which an Authenticator resolves
+// [Config.ExcludeDisabled], the directory type's [filterEnabled]
+// ([filterEnabledAD] for DirectoryAuto, which an Authenticator resolves
 // before it calls a builder). It is
 // django_python3_ldap.utils.format_search_filters and the default.
 type DefaultFilters struct{}
@@ -71,22 +71,22 @@ func (DefaultFilters) SearchFilters(cfg *Config, lookup map[string]string) ([]st
 	sort.Strings(attrs) // a stable filter for a given lookup
 	filters := make([]string, 0, len(attrs))
 	for _, a := range attrs {
-		filters = append(filters, "("+a+"="+EscapeFilterValue(lookup[a])+")")
+		filters = append(filters, "("+a+"="+escapeFilterValue(lookup[a])+")")
 	}
-	filters = append(filters, "(objectClass="+EscapeFilterValue(cfg.ObjectClass)+")")
+	filters = append(filters, "(objectClass="+escapeFilterValue(cfg.ObjectClass)+")")
 	if cfg.DirectoryType == DirectoryActiveDirectory {
-		filters = append(filters, FilterNotComputerAD)
+		filters = append(filters, filterNotComputerAD)
 	}
 	if cfg.ExcludeDisabled {
-		if f := FilterEnabled(cfg.DirectoryType); f != "" {
+		if f := filterEnabled(cfg.DirectoryType); f != "" {
 			filters = append(filters, f)
 		} else if cfg.DirectoryType == DirectoryAuto {
 			// An Authenticator resolves DirectoryAuto before calling;
 			// called on its own, the builder keeps its Active Directory
 			// filter of old.
-			filters = append(filters, FilterEnabledAD)
+			filters = append(filters, filterEnabledAD)
 		} else {
-			return nil, &ConfigError{Variables: []string{EnvExcludeDisabled, EnvDirectoryType},
+			return nil, &ConfigError{Variables: []string{envExcludeDisabled, envDirectoryType},
 				Problem: "set, but ldapauth knows no attribute that marks a disabled account on this directory"}
 		}
 	}
@@ -137,11 +137,11 @@ func (LoginGroupFilters) String() string { return "flagsmith_ldap.ldap.login_gro
 // login-group term.
 func (LoginGroupFilters) LoginGroupTerm() bool { return true }
 
-// EscapeFilterValue escapes s for use as an assertion value in a search
+// escapeFilterValue escapes s for use as an assertion value in a search
 // filter, per RFC 4515: the bytes *, (, ), \ and NUL become \2a, \28, \29,
 // \5c and \00. UTF-8 is kept as it is (the filter is sent as UTF-8 octets),
 // unlike django-python3-ldap, which leaves * unescaped.
-func EscapeFilterValue(s string) string {
+func escapeFilterValue(s string) string {
 	if !strings.ContainsAny(s, "*()\\\x00") {
 		return s
 	}

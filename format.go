@@ -38,7 +38,7 @@ type OpenLDAPFormatter struct{}
 
 // FormatUsername implements [UsernameFormatter].
 func (OpenLDAPFormatter) FormatUsername(cfg *Config, username string) (string, error) {
-	return cfg.usernameAttribute() + "=" + EscapeDNValue(username) + "," + cfg.SearchBase, nil
+	return cfg.usernameAttribute() + "=" + escapeDNValue(username) + "," + cfg.SearchBase, nil
 }
 
 // String returns the Python name of the formatter.
@@ -72,7 +72,7 @@ type ActiveDirectoryPrincipalFormatter struct{}
 // FormatUsername implements [UsernameFormatter].
 func (ActiveDirectoryPrincipalFormatter) FormatUsername(cfg *Config, username string) (string, error) {
 	if cfg.ActiveDirectoryDomain == "" {
-		return "", configErr("the principal formatter needs a domain", EnvADDomain, EnvFormatUsername)
+		return "", configErr("the principal formatter needs a domain", envADDomain, envFormatUsername)
 	}
 	return username + "@" + cfg.ActiveDirectoryDomain, nil
 }
@@ -90,11 +90,11 @@ func formatterName(f any) string {
 	return fmt.Sprintf("%T", f)
 }
 
-// EscapeDNValue escapes s for use as an attribute value in a DN, per RFC 4514
+// escapeDNValue escapes s for use as an attribute value in a DN, per RFC 4514
 // section 2.4: the characters " + , ; < > \ anywhere, a leading space or #,
 // a trailing space, and NUL (as \00); = is escaped too (RFC 4514 allows it,
 // and some servers' parsers need it). Other bytes, UTF-8 included, are kept.
-func EscapeDNValue(s string) string {
+func escapeDNValue(s string) string {
 	var b strings.Builder
 	b.Grow(len(s) + 8)
 	for i := 0; i < len(s); i++ {

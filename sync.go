@@ -22,7 +22,7 @@ type SyncOptions struct {
 	// Force removes users, synced groups and memberships even when the
 	// removal guard would refuse, and makes the removals a run holds back
 	// because of entries without the username attribute (see
-	// [SyncReport.Held]).
+	// [RemovalGuard.Held]).
 	Force bool
 	// CreateUsers also creates, with their organisation join and
 	// memberships, the users the directory returns that never logged in.
@@ -69,7 +69,7 @@ type SyncOptions struct {
 // entry without the username attribute (an access rule may hide it). Such
 // an entry is matched to a stored user by DN when the store gives details
 // (that user is kept unchanged); when one matches nobody, the run holds
-// back every removal ([SyncReport.Held]) unless opts.Force, since any
+// back every removal ([RemovalGuard.Held]) unless opts.Force, since any
 // stored user the read missed may be that entry. A group entry read
 // without any member values (an access rule may hide them) confirms no
 // membership either way: those memberships are kept, and reported.
@@ -91,7 +91,7 @@ type SyncOptions struct {
 // been compared, the usernames seen that the store does not hold, the
 // planned changes and, for entries without memberOf, their usernames and
 // DNs. With paging off
-// (NoPaging) the directory sends every entry in one response, which go-ldap
+// (noPaging) the directory sends every entry in one response, which go-ldap
 // holds in full.
 //
 // With a relation syncer other than the built-in ones (one that does not
@@ -111,7 +111,7 @@ func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (report *Syn
 		return nil, err
 	}
 	if a.cfg.Store == nil {
-		return nil, configErr("the sync writes into Config.Store, which is nil", EnvSyncRelations)
+		return nil, configErr("the sync writes into Config.Store, which is nil", envSyncRelations)
 	}
 	r := a.newSyncRun(opts)
 	if err := r.loadStore(ctx); err != nil {
@@ -127,7 +127,7 @@ func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (report *Syn
 		return rep, err // the caller logs it, or not
 	}
 	if opts.DryRun {
-		r.progress(SyncDone)
+		r.progress(syncDone)
 		log.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync dry run planned", slog.Int("changes", rep.Counts.Changes()))
 		return rep, nil
 	}
@@ -138,7 +138,7 @@ func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (report *Syn
 	if err := r.relate(ctx); err != nil {
 		return rep, err
 	}
-	r.progress(SyncDone)
+	r.progress(syncDone)
 	log.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync applied",
 		slog.Int("pages", rep.Pages), slog.Int("users", rep.DirectoryUsers), slog.Int("changes", rep.Counts.Changes()),
 		slog.Int("users_removed", rep.Counts.UsersRemoved), slog.Int("groups_removed", rep.Counts.GroupsRemoved),
@@ -158,22 +158,22 @@ func (c *Config) ValidateSync() error {
 		errs = append(errs, configErr("not set: the sync job needs it ("+why+")", variable))
 	}
 	if c.SyncUsername == "" {
-		missing(EnvSyncUsername, "the account it binds as")
+		missing(envSyncUsername, "the account it binds as")
 	}
 	if c.SyncPassword == "" {
-		missing(EnvSyncPassword, "the sync account's password")
+		missing(envSyncPassword, "the sync account's password")
 	}
 	// A custom syncer keeps relations its own way: the groups and the
 	// organisation are then optional.
 	groups := c.usesGroupSyncer() || c.usesNoRelations()
 	if groups && len(c.SyncedGroups) == 0 {
-		missing(EnvSyncedGroups, "the groups it keeps in step")
+		missing(envSyncedGroups, "the groups it keeps in step")
 	}
 	if c.usesNoRelations() {
-		missing(EnvSyncRelations, "set it to flagsmith_ldap.ldap.sync_user_groups")
+		missing(envSyncRelations, "set it to flagsmith_ldap.ldap.sync_user_groups")
 	}
 	if groups && c.OrganisationID == "" {
-		missing(EnvOrganisationID, "the organisation users join")
+		missing(envOrganisationID, "the organisation users join")
 	}
 	return errors.Join(errs...)
 }
@@ -283,14 +283,14 @@ func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
 	return r
 }
 
-func (r *syncRun) progress(phase SyncPhase) {
+func (r *syncRun) progress(phase string) {
 	r.prog.Phase = phase
 	if r.opts.Progress != nil {
 		r.opts.Progress(r.prog)
 	}
 }
 
-func (r *syncRun) abort(phase SyncPhase, err error) error {
+func (r *syncRun) abort(phase string, err error) error {
 	return &SyncAbortError{Phase: phase, Err: err}
 }
 
@@ -299,9 +299,9 @@ func (r *syncRun) loadStore(ctx context.Context) error {
 	snap, err := r.a.cfg.Store.Snapshot(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return r.abort(SyncReadStore, ctxError(ctx))
+			return r.abort(syncReadStore, ctxError(ctx))
 		}
-		return r.abort(SyncReadStore, &StoreError{Op: "snapshot", Err: err})
+		return r.abort(syncReadStore, &StoreError{Op: "snapshot", Err: err})
 	}
 	// Details is keyed by username as in Users; a store that spells them
 	// differently is looked up by normUser, as the contract compares them.
@@ -349,10 +349,10 @@ func (a *Authenticator) syncBindName() (string, error) {
 	}
 	bindName, err := a.cfg.FormatUsername.FormatUsername(&a.cfg, name)
 	if err != nil {
-		return "", wrap(err, "username formatter %s for %s", formatterName(a.cfg.FormatUsername), EnvSyncUsername)
+		return "", wrap(err, "username formatter %s for %s", formatterName(a.cfg.FormatUsername), envSyncUsername)
 	}
 	if !validCredentialText(bindName) {
-		return "", fmt.Errorf("%w: the username formatter %s made an empty or malformed bind name from %s", ErrServiceAccount, formatterName(a.cfg.FormatUsername), EnvSyncUsername)
+		return "", fmt.Errorf("%w: the username formatter %s made an empty or malformed bind name from %s", ErrServiceAccount, formatterName(a.cfg.FormatUsername), envSyncUsername)
 	}
 	return bindName, nil
 }
@@ -383,7 +383,7 @@ func (r *syncRun) read(ctx context.Context) error {
 func (r *syncRun) bind(ctx context.Context) (*conn, error) {
 	c, err := r.a.syncConn(ctx)
 	if err != nil {
-		return nil, r.abort(SyncBind, err)
+		return nil, r.abort(syncBind, err)
 	}
 	return c, nil
 }
@@ -403,9 +403,9 @@ func (a *Authenticator) syncConn(ctx context.Context) (*conn, error) {
 		if isNetworkError(err) || errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 			return nil, classifyNetwork(err)
 		}
-		return nil, fmt.Errorf("%w: bind as %q (%s): %w", ErrServiceAccount, bindName, EnvSyncUsername, err)
+		return nil, fmt.Errorf("%w: bind as %q (%s): %w", ErrServiceAccount, bindName, envSyncUsername, err)
 	}
-	c.as = identity{name: bindName, variable: EnvSyncUsername}
+	c.as = identity{name: bindName, variable: envSyncUsername}
 	return c, nil
 }
 
@@ -437,17 +437,17 @@ func (r *syncRun) relate(ctx context.Context) error {
 // and admits those a login would admit through the login group's entry.
 func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 	a := r.a
-	r.progress(SyncReadUsers)
+	r.progress(syncReadUsers)
 	cfg, err := a.searchConfig(ctx, c)
 	if err != nil {
-		return r.abort(SyncReadUsers, err)
+		return r.abort(syncReadUsers, err)
 	}
 	if cfg, err = r.nestedLoginTerm(ctx, c, cfg); err != nil {
-		return r.abort(SyncReadUsers, orCtxError(ctx, err))
+		return r.abort(syncReadUsers, orCtxError(ctx, err))
 	}
 	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
 	if err != nil {
-		return r.abort(SyncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
+		return r.abort(syncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
 	}
 	attrs := a.syncAttrs
 	if r.custom {
@@ -465,7 +465,7 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 		r.prog.Users += len(page.Entries)
 		a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync read a page of users",
 			slog.Int("pages", r.prog.Pages), slog.Int("users", r.prog.Users))
-		r.progress(SyncReadUsers)
+		r.progress(syncReadUsers)
 		return ctx.Err()
 	})
 	if err != nil {
@@ -485,14 +485,14 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 	// is references alone while every user may log in. Aborting there would
 	// make that setup unsyncable; a sync that admits nobody still aborts.
 	if r.prog.Users == 0 && referrals > 0 {
-		e := &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("the directory answered %s with %d referrals and no entry", a.cfg.SearchBase, referrals),
-			Hint: "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds", Variables: []string{EnvSearchBase}}
+		e := &SyncAbortError{Phase: syncReadUsers, Err: fmt.Errorf("the directory answered %s with %d referrals and no entry", a.cfg.SearchBase, referrals),
+			Hint: "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds", Variables: []string{envSearchBase}}
 		if a.cfg.usesLoginGroupFilters() && a.loginGroup.dn != "" {
 			// From a domain root, references come with every answer: the
 			// likelier cause is a login group the filter finds no member of.
 			e.Err = fmt.Errorf("no user entry matched the search filters, the login group %s included (the directory answered %s with %d referrals and no entry)", a.loginGroup.dn, a.cfg.SearchBase, referrals)
 			e.Hint = "check that LDAP_LOGIN_GROUP has members that LDAP_AUTH_OBJECT_CLASS and the filters match (members of its nested groups count only with LDAP_AUTH_NESTED_GROUPS), and that LDAP_AUTH_SEARCH_BASE holds the users (referrals are not chased)"
-			e.Variables = []string{EnvLoginGroup, EnvNestedGroups, EnvSearchBase}
+			e.Variables = []string{envLoginGroup, envNestedGroups, envSearchBase}
 		}
 		return e
 	}
@@ -512,7 +512,7 @@ func (r *syncRun) nestedLoginTerm(ctx context.Context, c *conn, cfg *Config) (*C
 	}
 	dns, err := groupsUnder(ctx, c, a.loginGroup, a.cfg.SyncPageSize)
 	if err != nil {
-		return nil, wrap(err, "groups nested in %s (%s)", a.loginGroup.dn, EnvLoginGroup)
+		return nil, wrap(err, "groups nested in %s (%s)", a.loginGroup.dn, envLoginGroup)
 	}
 	cp := *cfg
 	cp.loginGroupTerm = anyMemberOf(dns)
@@ -540,20 +540,20 @@ func (r *syncRun) readGroups(ctx context.Context, c *conn) error {
 		}
 		entry, state, err := readGroupEntry(ctx, c, g.dn, needMembers)
 		if err != nil {
-			return r.abort(SyncReadGroups, orCtxError(ctx, err))
+			return r.abort(syncReadGroups, orCtxError(ctx, err))
 		}
 		if entry != nil {
 			entry.index(wantDNs, wantUIDs)
 		}
 		g.read, g.state, g.entry = true, state, entry
 		if err := r.weigh(ctx, c, g); err != nil {
-			return r.abort(SyncReadGroups, err)
+			return r.abort(syncReadGroups, err)
 		}
 		r.prog.Groups++
-		r.progress(SyncReadGroups)
+		r.progress(syncReadGroups)
 	}
 	if err := ctx.Err(); err != nil {
-		return r.abort(SyncReadGroups, ctxError(ctx))
+		return r.abort(syncReadGroups, ctxError(ctx))
 	}
 	return nil
 }
@@ -587,7 +587,7 @@ func (r *syncRun) confirmRemovals(ctx context.Context, c *conn) error {
 		}
 		member, err := r.a.newMemberCheck(cr.user, c).indirect(ctx, g.ref)
 		if err != nil {
-			return r.abort(SyncReadGroups, orCtxError(ctx, err))
+			return r.abort(syncReadGroups, orCtxError(ctx, err))
 		}
 		if !member {
 			r.member(cr.group, cr.user.Username, false)
@@ -718,7 +718,7 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 		}
 		adm, err := a.admitLoginGroup(ctx, c, su.username)
 		if err != nil {
-			return r.abort(SyncReadUsers, orCtxError(ctx, err))
+			return r.abort(syncReadUsers, orCtxError(ctx, err))
 		}
 		if adm.check != nil {
 			r.entry(adm.entry)
@@ -726,7 +726,7 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 		} else if adm.entry != nil {
 			why, err := r.loginGroupUnconfirmed(ctx, proof, adm.entry, su.username)
 			if err != nil {
-				return r.abort(SyncReadUsers, err)
+				return r.abort(syncReadUsers, err)
 			}
 			if why != "" {
 				su.present = true
@@ -740,7 +740,7 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 // readError turns an error of the paged read into a SyncAbortError with a
 // hint where a setting can fix it.
 func (r *syncRun) readError(ctx context.Context, err error) error {
-	e := &SyncAbortError{Phase: SyncReadUsers, Page: r.prog.Pages + 1, Err: err}
+	e := &SyncAbortError{Phase: syncReadUsers, Page: r.prog.Pages + 1, Err: err}
 	paging := r.a.cfg.SyncPageSize > 0
 	switch {
 	case ctx.Err() != nil:
@@ -751,38 +751,38 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 		e.Err = classifyNetwork(err)
 	case errors.Is(err, errPagingLost):
 		e.Hint = "the server, or a proxy in front of it, dropped the paging control part-way: fix that, or read without paging (LDAP_SYNC_PAGE_SIZE=0)"
-		e.Variables = []string{EnvSyncPageSize}
+		e.Variables = []string{envSyncPageSize}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
 		e.Hint = "the sync account's size limit cut the result: raise its limit (OpenLDAP: size.prtotal for paged searches) or page with LDAP_SYNC_PAGE_SIZE"
-		e.Variables = []string{EnvSyncPageSize}
+		e.Variables = []string{envSyncPageSize}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultTimeLimitExceeded):
 		e.Hint = "the sync account's time limit cut the result: raise it, or use smaller pages (LDAP_SYNC_PAGE_SIZE)"
-		e.Variables = []string{EnvSyncPageSize}
+		e.Variables = []string{envSyncPageSize}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
 		e.Hint = "the search base does not exist, or the sync account may not read it: check LDAP_AUTH_SEARCH_BASE and the account's access"
-		e.Variables = []string{EnvSearchBase, EnvSyncUsername}
+		e.Variables = []string{envSearchBase, envSyncUsername}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultReferral):
 		e.Hint = "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds"
-		e.Variables = []string{EnvSearchBase}
+		e.Variables = []string{envSearchBase}
 	case r.a.cfg.NestedGroups == NestedGroupsActiveDirectory && r.a.loginGroup.dn != "" && r.a.cfg.usesLoginGroupFilters() &&
 		ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
 		// The filter holds the in-chain rule: that is what the server
 		// refused.
 		e.Err = inChainUnsupported(r.a.cfg.DirectoryType, err)
 		e.Hint = "set LDAP_AUTH_NESTED_GROUPS=walk"
-		e.Variables = []string{EnvNestedGroups}
+		e.Variables = []string{envNestedGroups}
 	case paging && (ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded) ||
 		ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) ||
 		ldap.IsErrorWithCode(err, ldap.LDAPResultUnwillingToPerform)):
 		e.Hint = "the server refused the paged search: set LDAP_SYNC_PAGE_SIZE=0 to read without paging"
-		e.Variables = []string{EnvSyncPageSize}
+		e.Variables = []string{envSyncPageSize}
 	}
 	return e
 }
 
 // pagedSearch runs req page by page (RFC 2696, pageSize entries a page) on
 // c, handing each page to each and holding no more than one. A pageSize of
-// NoPaging (or less than 1) runs one unpaged search. It stops at the first
+// noPaging (or less than 1) runs one unpaged search. It stops at the first
 // error, of the server or of each.
 func pagedSearch(ctx context.Context, c Directory, req *ldap.SearchRequest, pageSize int, each func(*ldap.SearchResult) error) error {
 	base := req.Controls
@@ -903,7 +903,7 @@ func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool)
 	}
 	if dup {
 		r.ambiguous[key] = true
-		r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: e.DN,
+		r.report.Skipped = append(r.report.Skipped, Notice{DN: e.DN,
 			Reason: fmt.Sprintf("username %q is on more than one entry: the user is kept, nothing else changes for it", username)})
 		return nil, false
 	}
@@ -970,7 +970,7 @@ func (r *syncRun) multiValued(dn string, names []string) {
 		}
 		quoted[i] = strconv.Quote(n)
 	}
-	r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: dn,
+	r.report.Skipped = append(r.report.Skipped, Notice{DN: dn,
 		Reason: fmt.Sprintf("%d values of %s (%s): which one is the user is ambiguous, so the entry is mapped to no user; the users they name are kept unchanged",
 			len(names), r.a.cfg.usernameAttribute(), strings.Join(quoted, ", "))})
 	for _, n := range names {
@@ -1004,12 +1004,12 @@ func (r *syncRun) placeUnnamed() {
 		if su := byDN[DNKey(dn)]; su != nil && !su.present {
 			su.present = true
 			r.ambiguous[normUser(su.username)] = true
-			r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: dn,
+			r.report.Skipped = append(r.report.Skipped, Notice{DN: dn,
 				Reason: fmt.Sprintf("no %s attribute (the username field; an access rule may hide it): matched by DN to the stored user %q, kept unchanged", attr, su.username)})
 			continue
 		}
 		unmatched++
-		r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: dn,
+		r.report.Skipped = append(r.report.Skipped, Notice{DN: dn,
 			Reason: fmt.Sprintf("no %s attribute (the username field; an access rule may hide it), and no stored user has this DN: removals are held back", attr)})
 	}
 	if unmatched > 0 {
@@ -1100,11 +1100,11 @@ func (r *syncRun) plan() {
 				rep.GroupsRemoved = append(rep.GroupsRemoved, g.group)
 			}
 		case g.note != "":
-			rep.GroupsLeftAlone = append(rep.GroupsLeftAlone, GroupNote{DN: g.group.DN, Reason: g.note})
+			rep.GroupsLeftAlone = append(rep.GroupsLeftAlone, Notice{DN: g.group.DN, Reason: g.note})
 		}
 	}
 	for _, g := range r.others {
-		rep.GroupsLeftAlone = append(rep.GroupsLeftAlone, GroupNote{DN: g.DN, Reason: "not in " + EnvSyncedGroups})
+		rep.GroupsLeftAlone = append(rep.GroupsLeftAlone, Notice{DN: g.DN, Reason: "not in " + envSyncedGroups})
 	}
 	keep := func(m Membership) bool { return !gone[m.GroupDN] && !r.ambiguous[normUser(m.Username)] }
 	rep.MembershipsAdded = slices.DeleteFunc(rep.MembershipsAdded, func(m Membership) bool { return !keep(m) })
@@ -1132,7 +1132,7 @@ func (r *syncRun) plan() {
 	byDN := func(a, b Group) int { return strings.Compare(a.DN, b.DN) }
 	slices.SortFunc(rep.GroupsCreated, byDN)
 	slices.SortFunc(rep.GroupsRemoved, byDN)
-	slices.SortFunc(rep.GroupsLeftAlone, func(a, b GroupNote) int { return strings.Compare(a.DN, b.DN) })
+	slices.SortFunc(rep.GroupsLeftAlone, func(a, b Notice) int { return strings.Compare(a.DN, b.DN) })
 	byMember := func(a, b Membership) int {
 		if c := strings.Compare(a.GroupDN, b.GroupDN); c != 0 {
 			return c
@@ -1141,11 +1141,13 @@ func (r *syncRun) plan() {
 	}
 	slices.SortFunc(rep.MembershipsAdded, byMember)
 	slices.SortFunc(rep.MembershipsRemoved, byMember)
+	var held []Notice
 	if r.hold != "" && !r.opts.Force {
-		rep.Held = HeldRemovals{Reason: r.hold, UsersRemoved: rep.UsersRemoved, GroupsRemoved: rep.GroupsRemoved, MembershipsRemoved: rep.MembershipsRemoved}
+		held = heldRemovals(r.hold, rep)
 		rep.UsersRemoved, rep.GroupsRemoved, rep.MembershipsRemoved = nil, nil, nil
 	}
 	r.weighRemovals()
+	rep.RemovalGuard.Held = held
 	rep.count()
 }
 
@@ -1155,7 +1157,7 @@ func (r *syncRun) weighRemovals() {
 	rep := r.report
 	limit := r.a.cfg.SyncMaxRemovalPercent
 	count := func(remove, total int) RemovalCount {
-		return RemovalCount{Remove: remove, Total: total, OverLimit: remove > SyncRemovalAllowance && remove*100 > limit*total}
+		return RemovalCount{Remove: remove, Total: total, OverLimit: remove > syncRemovalAllowance && remove*100 > limit*total}
 	}
 	groups, memberships := 0, 0
 	for _, g := range r.groups {
@@ -1166,7 +1168,7 @@ func (r *syncRun) weighRemovals() {
 	}
 	rep.RemovalGuard = RemovalGuard{
 		LimitPercent: limit,
-		Allowance:    SyncRemovalAllowance,
+		Allowance:    syncRemovalAllowance,
 		Users:        count(len(rep.UsersRemoved), rep.StoreUsers),
 		Groups:       count(len(rep.GroupsRemoved), groups),
 		Memberships:  count(len(rep.MembershipsRemoved), memberships),
@@ -1182,7 +1184,12 @@ func (r *syncRun) guard() error {
 	if r.opts.Force || !g.overLimit() {
 		return nil
 	}
-	return &RemovalGuardError{RemovalGuard: g, EmptyDirectory: g.Users.Remove > 0 && r.report.DirectoryUsers == 0}
+	refusal := &guardRefusal{guard: g, emptyDirectory: g.Users.Remove > 0 && r.report.DirectoryUsers == 0}
+	hint := "check the plan, then force"
+	if refusal.emptyDirectory {
+		hint = "check the search base and filters, then force"
+	}
+	return &SyncAbortError{Phase: "removal guard", Hint: hint, Err: refusal}
 }
 
 // apply writes the plan: additions first, removals last, so that a run
@@ -1227,11 +1234,11 @@ func (r *syncRun) apply(ctx context.Context) error {
 			func(b *Batch) { b.DeleteUsers = append(b.DeleteUsers, name) }})
 	}
 	r.prog.Total = len(writes)
-	r.progress(SyncApply)
+	r.progress(syncApply)
 	if bs, ok := store.(BatchStore); ok {
 		size := r.a.cfg.SyncPageSize
 		if size <= 0 {
-			size = DefaultSyncPageSize
+			size = defaultSyncPageSize
 		}
 		for i := 0; i < len(writes); i += size {
 			if ctx.Err() != nil {
@@ -1245,7 +1252,7 @@ func (r *syncRun) apply(ctx context.Context) error {
 				return wrap(&StoreError{Op: "apply batch", Err: err}, "sync stopped after %d of %d changes", i, len(writes))
 			}
 			r.prog.Done = i + b.Len()
-			r.progress(SyncApply)
+			r.progress(syncApply)
 		}
 		return nil
 	}
@@ -1258,7 +1265,7 @@ func (r *syncRun) apply(ctx context.Context) error {
 		}
 		r.prog.Done = i + 1
 		if r.prog.Done%500 == 0 {
-			r.progress(SyncApply)
+			r.progress(syncApply)
 		}
 	}
 	return nil

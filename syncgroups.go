@@ -126,7 +126,7 @@ func (d *loginDirectory) check(u *User) *memberCheck {
 func syncGroups(ctx context.Context, cfg *Config, groups []groupRef, m *memberCheck) error {
 	store := cfg.Store
 	if store == nil {
-		return configErr("the group syncer needs Config.Store", EnvSyncRelations)
+		return configErr("the group syncer needs Config.Store", envSyncRelations)
 	}
 	username := m.u.Username
 	if err := store.JoinOrganisation(ctx, username, cfg.OrganisationID); err != nil {
@@ -159,14 +159,14 @@ func syncGroups(ctx context.Context, cfg *Config, groups []groupRef, m *memberCh
 type groupRef struct {
 	dn     string // as configured
 	key    string // DNKey(dn)
-	name   string // GroupName(dn)
+	name   string // groupName(dn)
 	base   string // domainOf(dn), where a walk looks for the groups above
 	domain string // DNKey(base)
 }
 
 func newGroupRef(dn string) groupRef {
 	base := domainOf(dn)
-	return groupRef{dn: dn, key: DNKey(dn), name: GroupName(dn), base: base, domain: DNKey(base)}
+	return groupRef{dn: dn, key: DNKey(dn), name: groupName(dn), base: base, domain: DNKey(base)}
 }
 
 func groupRefs(dns []string) []groupRef {

@@ -32,22 +32,22 @@ type SyncStateStore interface {
 
 // The modes of a change-driven run ([ChangeSync.Mode]).
 const (
-	// ChangeSyncIncremental: the directory returned only what changed
+	// changeSyncIncremental: the directory returned only what changed
 	// since the stored cookie.
-	ChangeSyncIncremental = "incremental"
-	// ChangeSyncFullRefresh: a content synchronisation without a cookie,
+	changeSyncIncremental = "incremental"
+	// changeSyncFullRefresh: a content synchronisation without a cookie,
 	// which returns every entry (and the cookie for the next run).
-	ChangeSyncFullRefresh = "full refresh"
-	// ChangeSyncFull: the paged full sync of [Authenticator.Sync]; no
+	changeSyncFullRefresh = "full refresh"
+	// changeSyncFull: the paged full sync of [Authenticator.Sync]; no
 	// cookie is kept.
-	ChangeSyncFull = "full sync"
+	changeSyncFull = "full sync"
 )
 
 // ChangeSync is what a run of [Authenticator.SyncChanges] did, in its
 // [SyncReport].
 type ChangeSync struct {
-	// Mode is ChangeSyncIncremental, ChangeSyncFullRefresh or
-	// ChangeSyncFull.
+	// Mode is changeSyncIncremental, changeSyncFullRefresh or
+	// changeSyncFull.
 	Mode string `json:"mode"`
 	// Fallback says why the run read the whole directory rather than the
 	// changes; empty for an incremental run.
@@ -106,10 +106,10 @@ type changeEntry struct {
 
 const changeStateVersion = 1
 
-// ErrRefreshRequired is the directory refusing a sync cookie
+// errRefreshRequired is the directory refusing a sync cookie
 // (e-syncRefreshRequired, or an answer that says the same);
 // [Authenticator.SyncChanges] then reads the whole directory once.
-var ErrRefreshRequired = errors.New("ldapauth: the directory refused the sync cookie")
+var errRefreshRequired = errors.New("ldapauth: the directory refused the sync cookie")
 
 // ErrNoContentSync is a directory that does not offer RFC 4533 content
 // synchronisation (OpenLDAP without the syncprov overlay);
@@ -143,7 +143,7 @@ var ErrNoContentSync = errors.New("ldapauth: the directory does not offer conten
 //
 // Fallbacks, each named in [SyncReport].ChangeSync.Fallback: with no state
 // yet, a state for other search settings, or a cookie the directory
-// refuses ([ErrRefreshRequired]), the run is a full refresh (every entry,
+// refuses ([errRefreshRequired]), the run is a full refresh (every entry,
 // as a full sync, and a new cookie). A directory without content
 // synchronisation ([ErrNoContentSync]) or a store without
 // [SyncStateStore] gets the full sync of [Authenticator.Sync], every time.
@@ -165,7 +165,7 @@ func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, delet
 		return nil, err
 	}
 	if a.cfg.Store == nil {
-		return nil, configErr("the sync writes into Config.Store, which is nil", EnvSyncRelations)
+		return nil, configErr("the sync writes into Config.Store, which is nil", envSyncRelations)
 	}
 	states, ok := a.cfg.Store.(SyncStateStore)
 	if !ok {
@@ -173,7 +173,7 @@ func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, delet
 	}
 	raw, err := states.LoadSyncState(ctx)
 	if err != nil {
-		return nil, &SyncAbortError{Phase: SyncReadStore, Err: orCtxError(ctx, &StoreError{Op: "load sync state", Err: err})}
+		return nil, &SyncAbortError{Phase: syncReadStore, Err: orCtxError(ctx, &StoreError{Op: "load sync state", Err: err})}
 	}
 	fp := a.changeFingerprint()
 	var st *changeState
@@ -193,8 +193,8 @@ func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, delet
 		}
 	}
 	rep, err := a.changeRun(ctx, opts, states, st, fp, deleted)
-	if st != nil && errors.Is(err, ErrRefreshRequired) {
-		why := strings.TrimPrefix(unprefixed(err), unprefixed(ErrRefreshRequired)+": ")
+	if st != nil && errors.Is(err, errRefreshRequired) {
+		why := strings.TrimPrefix(unprefixed(err), unprefixed(errRefreshRequired)+": ")
 		fallback = "the directory refused the stored cookie (" + why + "): every entry is read again"
 		rep, err = a.changeRun(ctx, opts, states, nil, fp, nil)
 	}
@@ -212,7 +212,7 @@ func (a *Authenticator) fullSync(ctx context.Context, opts SyncOptions, why stri
 	a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: change-driven sync falls back to the full sync", slog.String("reason", why))
 	rep, err := a.Sync(ctx, opts)
 	if rep != nil {
-		rep.ChangeSync = &ChangeSync{Mode: ChangeSyncFull, Fallback: why}
+		rep.ChangeSync = &ChangeSync{Mode: changeSyncFull, Fallback: why}
 	}
 	return rep, err
 }
@@ -236,9 +236,9 @@ func (a *Authenticator) changeFingerprint() string {
 // without, a refresh from nothing (every entry).
 func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states SyncStateStore, st *changeState, fp string, deleted map[string]bool) (*SyncReport, error) {
 	r := a.newSyncRun(opts)
-	cr := &changeRead{r: r, old: st, info: &ChangeSync{Mode: ChangeSyncFullRefresh}, seenDeleted: deleted}
+	cr := &changeRead{r: r, old: st, info: &ChangeSync{Mode: changeSyncFullRefresh}, seenDeleted: deleted}
 	if st != nil {
-		cr.info.Mode = ChangeSyncIncremental
+		cr.info.Mode = changeSyncIncremental
 		cr.sawMemberOf = st.MemberOf
 	}
 	r.report.ChangeSync = cr.info
@@ -254,7 +254,7 @@ func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states 
 		return rep, err
 	}
 	if opts.DryRun {
-		r.progress(SyncDone)
+		r.progress(syncDone)
 		return rep, nil
 	}
 	if err := r.apply(ctx); err != nil {
@@ -272,7 +272,7 @@ func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states 
 		return rep, wrap(&StoreError{Op: "save sync state", Err: err}, "the changes are applied; the next run reads them again")
 	}
 	cr.info.StateSaved = true
-	r.progress(SyncDone)
+	r.progress(syncDone)
 	a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "ldapauth: change-driven sync applied",
 		slog.String("mode", cr.info.Mode), slog.Int("changed", cr.info.Changed), slog.Int("deleted", cr.info.Deleted),
 		slog.Int("changes", rep.Counts.Changes()))
@@ -363,14 +363,14 @@ func (cr *changeRead) read(ctx context.Context) error {
 // entry to the full sync's entry handling.
 func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 	r, a := cr.r, cr.r.a
-	r.progress(SyncReadUsers)
+	r.progress(syncReadUsers)
 	cfg, err := a.searchConfig(ctx, c)
 	if err != nil {
-		return r.abort(SyncReadUsers, err)
+		return r.abort(syncReadUsers, err)
 	}
 	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
 	if err != nil {
-		return r.abort(SyncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
+		return r.abort(syncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
 	}
 	attrs := a.syncAttrs
 	if r.custom {
@@ -411,11 +411,11 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 				if errors.Is(err, ErrNoContentSync) {
 					return err
 				}
-				return r.abort(SyncReadUsers, err)
+				return r.abort(syncReadUsers, err)
 			}
 			r.prog.Users++
 			if r.prog.Users%1000 == 0 {
-				r.progress(SyncReadUsers)
+				r.progress(syncReadUsers)
 			}
 			continue
 		}
@@ -428,11 +428,11 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 	switch {
 	case ctx.Err() != nil:
 		c.broken = true
-		return r.abort(SyncReadUsers, ctxError(ctx))
+		return r.abort(syncReadUsers, ctxError(ctx))
 	case err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultSyncRefreshRequired):
-		return fmt.Errorf("%w: e-syncRefreshRequired", ErrRefreshRequired)
+		return fmt.Errorf("%w: e-syncRefreshRequired", errRefreshRequired)
 	case err != nil && cookie != nil && isCookieRefusal(err):
-		return fmt.Errorf("%w: %s", ErrRefreshRequired, ldapMessage(err))
+		return fmt.Errorf("%w: %s", errRefreshRequired, ldapMessage(err))
 	case err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
 		return ErrNoContentSync
 	case err != nil:
@@ -440,10 +440,10 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 		return r.readError(ctx, classifyNetwork(err))
 	case !done:
 		c.broken = true
-		return r.abort(SyncReadUsers, errors.New("the refresh ended without its sync done control: the read is incomplete"))
+		return r.abort(syncReadUsers, errors.New("the refresh ended without its sync done control: the read is incomplete"))
 	}
 	r.prog.Pages = 1
-	r.progress(SyncReadUsers)
+	r.progress(syncReadUsers)
 	return nil
 }
 
@@ -700,7 +700,7 @@ func (cr *changeRead) readGroup(ctx context.Context, c *conn, dn string, members
 	case err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
 		return "", nil, nil
 	case err != nil:
-		return "", nil, cr.r.abort(SyncReadGroups, orCtxError(ctx, classifyNetwork(err)))
+		return "", nil, cr.r.abort(syncReadGroups, orCtxError(ctx, classifyNetwork(err)))
 	case len(res.Entries) == 0:
 		return "", nil, nil
 	}
@@ -762,7 +762,7 @@ func (cr *changeRead) reread(ctx context.Context, c *conn, affected map[string][
 		}
 		res, err := c.Search(ctx, ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, cr.filter, attrs, nil))
 		if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-			return nil, r.abort(SyncReadUsers, orCtxError(ctx, classifyNetwork(err)))
+			return nil, r.abort(syncReadUsers, orCtxError(ctx, classifyNetwork(err)))
 		}
 		if err != nil || len(res.Entries) == 0 {
 			if id := byDN[dn]; id != "" {
@@ -782,7 +782,7 @@ func (cr *changeRead) reread(ctx context.Context, c *conn, affected map[string][
 		e := res.Entries[0]
 		id := e.GetAttributeValue("entryUUID")
 		if id == "" {
-			return nil, r.abort(SyncReadUsers, fmt.Errorf("the entry %q came without entryUUID: the sync account must read it", e.DN))
+			return nil, r.abort(syncReadUsers, fmt.Errorf("the entry %q came without entryUUID: the sync account must read it", e.DN))
 		}
 		if old := byDN[DNKey(e.DN)]; old != "" && old != id {
 			cr.gone[old] = true
@@ -810,7 +810,7 @@ func (cr *changeRead) readMemberOf(ctx context.Context, c *conn, dn string) (key
 	case err != nil && !isNetworkError(err) && ctx.Err() == nil:
 		return nil, false, nil // noSuchObject, or refused: gone or hidden
 	case err != nil:
-		return nil, false, cr.r.abort(SyncReadUsers, orCtxError(ctx, classifyNetwork(err)))
+		return nil, false, cr.r.abort(syncReadUsers, orCtxError(ctx, classifyNetwork(err)))
 	case len(res.Entries) == 0:
 		return nil, false, nil
 	}

@@ -7,13 +7,11 @@ import (
 	"strings"
 )
 
-// SyncPhase names a stage of a sync run.
-type SyncPhase string
-
 // SyncProgress says how far a sync run has come.
 type SyncProgress struct {
-	// Phase is the stage the run is in.
-	Phase SyncPhase `json:"phase"`
+	// Phase is the stage the run is in: "read store", "bind", "read
+	// users", "read groups", "apply", then "done".
+	Phase string `json:"phase"`
 	// Pages is the number of pages of users read so far.
 	Pages int `json:"pages"`
 	// Users is the number of user entries read so far.
@@ -33,36 +31,17 @@ type Membership struct {
 	Username string `json:"username"`
 }
 
-// GroupNote is a group the sync left alone, and why.
-type GroupNote struct {
-	// DN is the group's, as the store holds it.
-	DN string `json:"dn"`
-	// Reason says why the sync left it alone.
-	Reason string `json:"reason"`
-}
-
-// SkippedEntry is a directory entry the sync could not use, and why.
-type SkippedEntry struct {
-	// DN is the entry's.
-	DN string `json:"dn"`
-	// Reason says why the sync could not use it.
-	Reason string `json:"reason"`
-}
-
-// KeptRemoval is a removal a read implied that the directory did not prove
-// (an access rule may hide what it would remove): the user, or its
-// membership of GroupDN, is kept.
-type KeptRemoval struct {
-	// Username is the user's, in the store's spelling for a user, the
-	// directory's for a membership.
-	Username string `json:"username"`
-	// GroupDN is the synced group's, for a membership; empty for the user.
-	GroupDN string `json:"group_dn,omitempty"`
-	// Field is set, with no Username, for a mapped field no entry of the
-	// read carried: the stored values of every user are kept.
-	Field string `json:"field,omitempty"`
-	// Reason says why the removal is not proven.
-	Reason string `json:"reason"`
+// Notice is something a sync run left as it was, and why: a store group
+// (DN), a directory entry it could not use (DN), a removal the directory did
+// not prove (Username, with Group for a membership; or Field, a mapped field
+// no entry carried), or a removal held back (Username, DN of a group, or
+// Username and Group).
+type Notice struct {
+	DN       string `json:"dn,omitempty"`
+	Username string `json:"username,omitempty"`
+	Group    string `json:"group_dn,omitempty"`
+	Field    string `json:"field,omitempty"`
+	Reason   string `json:"reason"`
 }
 
 // RemovalCount is one kind of removal the removal guard weighs: how many a
@@ -87,11 +66,11 @@ func (c RemovalCount) String() string {
 
 // RemovalGuard is what the removal guard weighed in a run: each kind of
 // removal against its own total in the store, each with the same share
-// (LDAP_SYNC_MAX_REMOVAL_PERCENT) and allowance ([SyncRemovalAllowance]).
+// (LDAP_SYNC_MAX_REMOVAL_PERCENT) and allowance ([syncRemovalAllowance]).
 type RemovalGuard struct {
 	// LimitPercent is Config.SyncMaxRemovalPercent.
 	LimitPercent int `json:"limit_percent"`
-	// Allowance is SyncRemovalAllowance.
+	// Allowance is syncRemovalAllowance.
 	Allowance int `json:"allowance"`
 	// Users: directory-managed users removed, of those the store holds.
 	Users RemovalCount `json:"users"`
@@ -101,24 +80,16 @@ type RemovalGuard struct {
 	// those that go with a removed user or group), of the memberships the
 	// store holds in synced groups.
 	Memberships RemovalCount `json:"memberships"`
+	// Held are the removals the run planned but did not make: the read
+	// returned entries without the username attribute that match no stored
+	// user by DN, so any stored user the read missed may be one of them.
+	// The next complete read makes them, or [SyncOptions.Force] does.
+	Held []Notice `json:"held"`
 }
 
 // overLimit reports whether the guard refuses any kind.
 func (g RemovalGuard) overLimit() bool {
 	return g.Users.OverLimit || g.Groups.OverLimit || g.Memberships.OverLimit
-}
-
-// HeldRemovals are the removals a run planned but did not make, and why:
-// the read returned entries without the username attribute (an access rule
-// may hide it) that match no stored user by DN, so any stored user the read
-// missed may be one of them. The next complete read makes them, or
-// [SyncOptions.Force] does.
-type HeldRemovals struct {
-	// Reason says why; empty when nothing was held.
-	Reason             string       `json:"reason"`
-	UsersRemoved       []string     `json:"users_removed"`
-	GroupsRemoved      []Group      `json:"groups_removed"`
-	MembershipsRemoved []Membership `json:"memberships_removed"`
 }
 
 // SyncCounts are the lengths of a [SyncReport]'s lists, each field the
@@ -146,7 +117,7 @@ type SyncCounts struct {
 	Skipped int `json:"skipped"`
 	// Unconfirmed is len(SyncReport.Unconfirmed).
 	Unconfirmed int `json:"unconfirmed"`
-	// Held is the number of removals in SyncReport.Held, of every kind.
+	// Held is len(SyncReport.RemovalGuard.Held).
 	Held int `json:"held"`
 }
 
@@ -192,18 +163,16 @@ type SyncReport struct {
 	// GroupsLeftAlone are store groups the sync did not touch: not in
 	// LDAP_SYNCED_GROUPS, not confirmed gone, or whose entry came without
 	// member values (their memberships read from it are kept).
-	GroupsLeftAlone []GroupNote `json:"groups_left_alone"`
+	GroupsLeftAlone []Notice `json:"groups_left_alone"`
 	// MembershipsAdded and MembershipsRemoved are changes of the synced
 	// groups' members (those of removed users and groups not included).
 	MembershipsAdded   []Membership `json:"memberships_added"`
 	MembershipsRemoved []Membership `json:"memberships_removed"`
 	// Skipped are directory entries the sync could not use.
-	Skipped []SkippedEntry `json:"skipped"`
+	Skipped []Notice `json:"skipped"`
 	// Unconfirmed are removals of users and memberships the read implied
 	// but the directory did not prove: kept (see docs/sync.md, fail closed).
-	Unconfirmed []KeptRemoval `json:"unconfirmed"`
-	// Held are the removals planned but not made, and why.
-	Held HeldRemovals `json:"held"`
+	Unconfirmed []Notice `json:"unconfirmed"`
 
 	// RemovalGuard is what the removal guard weighed.
 	RemovalGuard RemovalGuard `json:"removal_guard"`
@@ -239,24 +208,14 @@ func (r *SyncReport) WriteText(w io.Writer) error {
 	writeList(&b, "groups removed", lines(r.GroupsRemoved, groupDN))
 	writeList(&b, "memberships added", lines(r.MembershipsAdded, membership))
 	writeList(&b, "memberships removed", lines(r.MembershipsRemoved, membership))
-	writeList(&b, "groups left alone", lines(r.GroupsLeftAlone, func(n GroupNote) string { return n.DN + ": " + n.Reason }))
-	writeList(&b, "entries skipped", lines(r.Skipped, func(s SkippedEntry) string { return s.DN + ": " + s.Reason }))
-	writeList(&b, "removals not confirmed, kept", lines(r.Unconfirmed, func(k KeptRemoval) string {
-		switch {
-		case k.Field != "":
-			return "field " + k.Field + ": " + k.Reason
-		case k.GroupDN != "":
-			return "membership " + k.Username + " in " + k.GroupDN + ": " + k.Reason
-		}
-		return "user " + k.Username + ": " + k.Reason
-	}))
-	if r.Held.Reason != "" {
-		held := lines(r.Held.UsersRemoved, func(u string) string { return "user " + u })
-		held = append(held, lines(r.Held.GroupsRemoved, func(g Group) string { return "group " + g.DN })...)
-		held = append(held, lines(r.Held.MembershipsRemoved, func(m Membership) string { return "membership " + membership(m) })...)
-		fmt.Fprintf(&b, "removals held back (%d): %s\n", len(held), r.Held.Reason)
-		for _, it := range held {
-			fmt.Fprintf(&b, "  %s\n", it)
+	dnReason := func(n Notice) string { return n.DN + ": " + n.Reason }
+	writeList(&b, "groups left alone", lines(r.GroupsLeftAlone, dnReason))
+	writeList(&b, "entries skipped", lines(r.Skipped, dnReason))
+	writeList(&b, "removals not confirmed, kept", lines(r.Unconfirmed, func(n Notice) string { return n.what() + ": " + n.Reason }))
+	if held := r.RemovalGuard.Held; len(held) > 0 {
+		fmt.Fprintf(&b, "removals held back (%d): %s\n", len(held), held[0].Reason)
+		for _, n := range held {
+			fmt.Fprintf(&b, "  %s\n", n.what())
 		}
 	}
 	_, err := io.WriteString(w, b.String())
@@ -282,6 +241,34 @@ func (r *SyncReport) writeSummary(b *strings.Builder) {
 	g := r.RemovalGuard
 	fmt.Fprintf(b, "removal guard (%d%% of each, or %d): users %s, synced groups %s, memberships %s\n",
 		g.LimitPercent, g.Allowance, g.Users, g.Groups, g.Memberships)
+}
+
+// heldRemovals lists the removals of rep, held back for reason.
+func heldRemovals(reason string, rep *SyncReport) []Notice {
+	var held []Notice
+	for _, u := range rep.UsersRemoved {
+		held = append(held, Notice{Username: u, Reason: reason})
+	}
+	for _, g := range rep.GroupsRemoved {
+		held = append(held, Notice{DN: g.DN, Reason: reason})
+	}
+	for _, m := range rep.MembershipsRemoved {
+		held = append(held, Notice{Username: m.Username, Group: m.GroupDN, Reason: reason})
+	}
+	return held
+}
+
+// what names what a removal notice is about.
+func (n Notice) what() string {
+	switch {
+	case n.Field != "":
+		return "field " + n.Field
+	case n.Group != "":
+		return "membership " + n.Username + " in " + n.Group
+	case n.Username != "":
+		return "user " + n.Username
+	}
+	return "group " + n.DN
 }
 
 // writeList writes a titled list, nothing when it is empty.
@@ -310,7 +297,7 @@ func (r *SyncReport) count() {
 		OrganisationJoins: len(r.OrganisationJoins), GroupsCreated: len(r.GroupsCreated), GroupsRemoved: len(r.GroupsRemoved),
 		GroupsLeftAlone: len(r.GroupsLeftAlone), MembershipsAdded: len(r.MembershipsAdded),
 		MembershipsRemoved: len(r.MembershipsRemoved), Skipped: len(r.Skipped), Unconfirmed: len(r.Unconfirmed),
-		Held: len(r.Held.UsersRemoved) + len(r.Held.GroupsRemoved) + len(r.Held.MembershipsRemoved),
+		Held: len(r.RemovalGuard.Held),
 	}
 }
 
@@ -330,9 +317,7 @@ func (r SyncReport) MarshalJSON() ([]byte, error) {
 	p.MembershipsRemoved = orEmpty(p.MembershipsRemoved)
 	p.Skipped = orEmpty(p.Skipped)
 	p.Unconfirmed = orEmpty(p.Unconfirmed)
-	p.Held.UsersRemoved = orEmpty(p.Held.UsersRemoved)
-	p.Held.GroupsRemoved = orEmpty(p.Held.GroupsRemoved)
-	p.Held.MembershipsRemoved = orEmpty(p.Held.MembershipsRemoved)
+	p.RemovalGuard.Held = orEmpty(p.RemovalGuard.Held)
 	return json.Marshal(p)
 }
 
@@ -345,10 +330,10 @@ func orEmpty[T any](s []T) []T {
 
 // The stages of a sync run, in order.
 const (
-	SyncReadStore  SyncPhase = "read store"
-	SyncBind       SyncPhase = "bind"
-	SyncReadUsers  SyncPhase = "read users"
-	SyncReadGroups SyncPhase = "read groups"
-	SyncApply      SyncPhase = "apply"
-	SyncDone       SyncPhase = "done"
+	syncReadStore  = "read store"
+	syncBind       = "bind"
+	syncReadUsers  = "read users"
+	syncReadGroups = "read groups"
+	syncApply      = "apply"
+	syncDone       = "done"
 )

@@ -54,13 +54,13 @@ func (a *Authenticator) WatchChanges(ctx context.Context, opts WatchOptions) err
 		return err
 	}
 	if a.cfg.Store == nil {
-		return configErr("the sync writes into Config.Store, which is nil", EnvSyncRelations)
+		return configErr("the sync writes into Config.Store, which is nil", envSyncRelations)
 	}
 	if _, ok := a.cfg.Store.(SyncStateStore); !ok {
-		return configErr("WatchChanges keeps its cookie in the store: Config.Store must implement SyncStateStore", EnvSyncRelations)
+		return configErr("WatchChanges keeps its cookie in the store: Config.Store must implement SyncStateStore", envSyncRelations)
 	}
 	if opts.DryRun {
-		return wrap(ErrWatchDryRun, "WatchChanges")
+		return wrap(errWatchDryRun, "WatchChanges")
 	}
 	minWait, maxWait := opts.RetryMin, opts.RetryMax
 	if minWait <= 0 {
@@ -97,8 +97,8 @@ func (a *Authenticator) WatchChanges(ctx context.Context, opts WatchOptions) err
 	}
 }
 
-// ErrWatchDryRun is WatchChanges refusing SyncOptions.DryRun.
-var ErrWatchDryRun = errors.New("ldapauth: a watch cannot be a dry run")
+// errWatchDryRun is WatchChanges refusing SyncOptions.DryRun.
+var errWatchDryRun = errors.New("ldapauth: a watch cannot be a dry run")
 
 // watchOnce watches on one connection until it is lost or ctx ends. held
 // reports whether the searches were running (the back-off then starts
@@ -177,7 +177,7 @@ func (a *Authenticator) watchOnce(ctx context.Context, opts WatchOptions) (held 
 			case err != nil && (ldap.IsErrorWithCode(err, ldap.LDAPResultSyncRefreshRequired) || isCookieRefusal(err)):
 				// The run below reads every entry and saves a new
 				// cookie; the next connection uses it.
-				err = fmt.Errorf("%w: %s", ErrRefreshRequired, ldapMessage(err))
+				err = fmt.Errorf("%w: %s", errRefreshRequired, ldapMessage(err))
 			case err != nil:
 				err = wrap(classifyNetwork(err), "watch %s", req.BaseDN)
 			default:
@@ -213,7 +213,7 @@ func (a *Authenticator) watchOnce(ctx context.Context, opts WatchOptions) (held 
 		case <-wctx.Done():
 			return held, ctxError(wctx)
 		case err := <-ended:
-			if errors.Is(err, ErrRefreshRequired) {
+			if errors.Is(err, errRefreshRequired) {
 				run()
 			}
 			return held, err

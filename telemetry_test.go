@@ -49,7 +49,7 @@ func TestStatsPoolsServersAndLogins(t *testing.T) {
 	})
 	ctx := context.Background()
 	st := a.Stats()
-	assert.Equal(t, ldapauth.PoolStats{MaxIdle: ldapauth.DefaultPoolSize}, st.Users, "nothing dialled yet")
+	assert.Equal(t, ldapauth.PoolStats{MaxIdle: 8}, st.Users, "nothing dialled yet")
 	require.Len(t, st.Servers, 2)
 	assert.True(t, st.Servers[0].Up && st.Servers[1].Up)
 
@@ -65,7 +65,7 @@ func TestStatsPoolsServersAndLogins(t *testing.T) {
 	st = a.Stats()
 	assert.Equal(t, ldapauth.LoginStats{Succeeded: 1, NotPermitted: 1, InvalidCredentials: 2}, st.Logins)
 	assert.EqualValues(t, 4, st.Logins.Total())
-	assert.Equal(t, ldapauth.PoolStats{MaxIdle: ldapauth.DefaultPoolSize, Open: 1, Idle: 1, Dials: 1}, st.Users,
+	assert.Equal(t, ldapauth.PoolStats{MaxIdle: 8, Open: 1, Idle: 1, Dials: 1}, st.Users,
 		"one connection, dialled once and reused")
 	down, up := st.Servers[0], st.Servers[1]
 	assert.Equal(t, dead, down.URL)
@@ -75,7 +75,7 @@ func TestStatsPoolsServersAndLogins(t *testing.T) {
 	assert.Equal(t, "refused", down.LastError)
 	assert.False(t, down.LastErrorAt.Before(before))
 	assert.Equal(t, ldapauth.ServerStats{URL: srv.URL(), Up: true}, up)
-	assert.Equal(t, ldapauth.PoolStats{MaxIdle: ldapauth.DefaultPoolSize}, st.Service, "no service account: the service pool stays empty")
+	assert.Equal(t, ldapauth.PoolStats{MaxIdle: 8}, st.Service, "no service account: the service pool stays empty")
 
 	// A cancelled login takes the pooled connection and closes it.
 	cancelled, cancel := context.WithCancel(ctx)
@@ -84,7 +84,7 @@ func TestStatsPoolsServersAndLogins(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	st = a.Stats()
 	assert.EqualValues(t, 1, st.Logins.Canceled)
-	assert.Equal(t, ldapauth.PoolStats{MaxIdle: ldapauth.DefaultPoolSize, Dials: 1}, st.Users, "broken connections are closed, never pooled")
+	assert.Equal(t, ldapauth.PoolStats{MaxIdle: 8, Dials: 1}, st.Users, "broken connections are closed, never pooled")
 	_, err = a.Authenticate(ctx, "alice", "alice-password")
 	require.NoError(t, err)
 
@@ -106,10 +106,10 @@ func TestStatsPoolsServersAndLogins(t *testing.T) {
 		ldapauth.SetClock(a, func() time.Time { return time.Unix(0, now.Load()) })
 		_, err := a.Authenticate(ctx, "alice", "alice-password")
 		require.NoError(t, err)
-		now.Add(int64(ldapauth.DefaultPoolIdleTimeout + time.Second))
+		now.Add(int64((180 * time.Second) + time.Second))
 		_, err = a.Authenticate(ctx, "alice", "alice-password")
 		require.NoError(t, err)
-		assert.Equal(t, ldapauth.PoolStats{MaxIdle: ldapauth.DefaultPoolSize, Open: 1, Idle: 1, Dials: 2, StaleClosed: 1}, a.Stats().Users)
+		assert.Equal(t, ldapauth.PoolStats{MaxIdle: 8, Open: 1, Idle: 1, Dials: 2, StaleClosed: 1}, a.Stats().Users)
 	})
 
 	t.Run("every server down", func(t *testing.T) {
@@ -118,7 +118,7 @@ func TestStatsPoolsServersAndLogins(t *testing.T) {
 		require.ErrorIs(t, err, ldapauth.ErrUnavailable)
 		st := a.Stats()
 		assert.Equal(t, ldapauth.LoginStats{Unavailable: 1}, st.Logins)
-		assert.Equal(t, ldapauth.PoolStats{MaxIdle: ldapauth.DefaultPoolSize, DialFailures: 1}, st.Users)
+		assert.Equal(t, ldapauth.PoolStats{MaxIdle: 8, DialFailures: 1}, st.Users)
 		assert.Equal(t, "refused", st.Servers[0].LastError)
 	})
 
@@ -132,8 +132,8 @@ func TestStatsPoolsServersAndLogins(t *testing.T) {
 			require.NoError(t, err)
 		}
 		st := a.Stats()
-		assert.Equal(t, ldapauth.PoolStats{MaxIdle: ldapauth.DefaultPoolSize, Open: 1, Idle: 1, Dials: 1}, st.Service)
-		assert.Equal(t, ldapauth.PoolStats{MaxIdle: ldapauth.DefaultPoolSize, Open: 1, Idle: 1, Dials: 1}, st.Users)
+		assert.Equal(t, ldapauth.PoolStats{MaxIdle: 8, Open: 1, Idle: 1, Dials: 1}, st.Service)
+		assert.Equal(t, ldapauth.PoolStats{MaxIdle: 8, Open: 1, Idle: 1, Dials: 1}, st.Users)
 		assert.EqualValues(t, 3, st.Logins.Succeeded)
 	})
 }
@@ -297,7 +297,7 @@ func TestTelemetryLoginMetrics(t *testing.T) {
 	users := map[string]string{"db.client.connection.pool.name": "ldapauth.users"}
 	assert.EqualValues(t, 1, get("db.client.connection.count", map[string]string{"db.client.connection.pool.name": "ldapauth.users", "db.client.connection.state": "idle"}))
 	assert.EqualValues(t, 0, get("db.client.connection.count", map[string]string{"db.client.connection.pool.name": "ldapauth.users", "db.client.connection.state": "used"}))
-	assert.EqualValues(t, ldapauth.DefaultPoolSize, get("db.client.connection.idle.max", users))
+	assert.EqualValues(t, 8, get("db.client.connection.idle.max", users))
 	assert.EqualValues(t, 1, get("ldapauth.pool.dials", users))
 	assert.EqualValues(t, 0, get("ldapauth.pool.dial_failures", users))
 	assert.EqualValues(t, 1, get("ldapauth.server.up", map[string]string{"ldapauth.server.url": srv.URL()}))
@@ -563,6 +563,6 @@ func TestStatsDuringLogins(t *testing.T) {
 	assert.EqualValues(t, 160, st.Logins.Succeeded)
 	assert.Zero(t, st.Users.InUse, "every connection back in the pool or closed")
 	assert.Equal(t, st.Users.Idle, st.Users.Open)
-	assert.LessOrEqual(t, st.Users.Open, ldapauth.DefaultPoolSize)
+	assert.LessOrEqual(t, st.Users.Open, 8)
 	assert.GreaterOrEqual(t, st.Users.Dials, uint64(st.Users.Open))
 }

@@ -23,7 +23,7 @@ func TestSyncChangesAD(t *testing.T) {
 	rep, err := a.SyncChanges(context.Background(), ldapauth.SyncOptions{CreateUsers: true})
 	require.NoError(t, err)
 	require.NotNil(t, rep.ChangeSync)
-	assert.Equal(t, ldapauth.ChangeSyncFull, rep.ChangeSync.Mode)
+	assert.Equal(t, "full sync", rep.ChangeSync.Mode)
 	assert.Contains(t, rep.ChangeSync.Fallback, "content synchronisation")
 	assert.True(t, rep.Applied)
 	m, _ := store.Members(team)
