@@ -155,8 +155,8 @@ type Config struct {
 	// later logins: connections the users bind on, and, with a service
 	// account, connections bound as it for the searches. Logins beyond it
 	// at the same moment dial extra connections, closed after use; nobody
-	// waits for a pooled one. 0 means [defaultPoolSize]; [noPool] dials per
-	// login. LDAP_AUTH_POOL_SIZE (0 turns pooling off).
+	// waits for a pooled one. 0 means the default, 8; -1 dials per login.
+	// LDAP_AUTH_POOL_SIZE (off or -1 turns pooling off; 0 is refused).
 	PoolSize int
 
 	// PoolIdleTimeout is how long a pooled connection may sit idle before
@@ -439,7 +439,7 @@ var envVars = []envVar{
 	envSeconds(envConnectTimeout, func(c *Config) *time.Duration { return &c.ConnectTimeout }),
 	envSeconds(envReceiveTimeout, func(c *Config) *time.Duration { return &c.ReceiveTimeout }),
 	envSeconds(envPoolIdleTimeout, func(c *Config) *time.Duration { return &c.PoolIdleTimeout }),
-	envCount(envSyncPageSize, "entries (0 turns paging off)", noPaging, func(c *Config) *int { return &c.SyncPageSize }),
+	envCount(envSyncPageSize, "entries", "paging", defaultSyncPageSize, func(c *Config) *int { return &c.SyncPageSize }),
 	{name: envSyncMaxRemoval, set: func(c *Config, v string) error {
 		n, err := strconv.Atoi(strings.TrimSuffix(v, "%"))
 		if err != nil || n < 1 || n > 100 {
@@ -448,7 +448,7 @@ var envVars = []envVar{
 		c.SyncMaxRemovalPercent = n
 		return nil
 	}},
-	envCount(envPoolSize, "connections (0 turns pooling off)", noPool, func(c *Config) *int { return &c.PoolSize }),
+	envCount(envPoolSize, "connections", "pooling", defaultPoolSize, func(c *Config) *int { return &c.PoolSize }),
 	{name: envOrganisationID, set: func(c *Config, v string) error {
 		// Flagsmith reads it as an integer: refuse what it would refuse,
 		// here rather than at the first login. Code may set any string.
@@ -522,19 +522,23 @@ func envSeconds(name string, field func(*Config) *time.Duration) envVar {
 	}}
 }
 
-// envCount reads a whole number of what; 0 in the environment means off,
-// stored as the field's off value.
-func envCount(name, what string, off int, field func(*Config) *int) envVar {
+// envCount reads a whole number of what: a positive size, or off (or -1)
+// to turn the feature off. 0 is refused, since in code it means the default
+// def.
+func envCount(name, what, feature string, def int, field func(*Config) *int) envVar {
 	return envVar{name: name, set: func(c *Config, v string) error {
+		if strings.EqualFold(v, "off") {
+			v = "-1"
+		}
 		n, err := strconv.Atoi(v)
 		switch {
-		case err != nil || n < 0:
-			return fmt.Errorf("%q is not a whole number of %s", v, what)
+		case err != nil || n < -1:
+			return fmt.Errorf("%q is not a whole number of %s, or off", v, what)
 		case n == 0:
-			*field(c) = off
-		default:
-			*field(c) = n
+			// In code 0 is the default: an env file must not mean something else.
+			return fmt.Errorf("0 is refused: use off to disable %s, or leave it unset for the default %d", feature, def)
 		}
+		*field(c) = n
 		return nil
 	}}
 }
@@ -632,16 +636,16 @@ func (c *Config) checkLimits(errs *problems) {
 		errs.add("negative", envReceiveTimeout)
 	}
 	if c.HedgeDelay < noHedge {
-		errs.add("negative: use a positive delay, 0 for the default or noHedge", "Config.HedgeDelay")
+		errs.add("negative: use a positive delay, 0 for the default or -1 to turn hedging off", "Config.HedgeDelay")
 	}
 	if c.SyncPageSize < noPaging || c.SyncPageSize > math.MaxInt32 {
-		errs.add(fmt.Sprintf("page size %d out of range (noPaging, 0 for the default, or a positive size)", c.SyncPageSize), envSyncPageSize)
+		errs.add(fmt.Sprintf("page size %d out of range (a positive size, 0 for the default, or -1 to turn paging off)", c.SyncPageSize), envSyncPageSize)
 	}
 	if c.SyncMaxRemovalPercent < 0 || c.SyncMaxRemovalPercent > 100 {
 		errs.add(fmt.Sprintf("%d is not a percentage from 1 to 100 (0 for the default)", c.SyncMaxRemovalPercent), envSyncMaxRemoval)
 	}
 	if c.PoolSize < noPool {
-		errs.add(fmt.Sprintf("%d: use a positive size, 0 for the default or noPool", c.PoolSize), envPoolSize)
+		errs.add(fmt.Sprintf("%d: use a positive size, 0 for the default or -1 to turn pooling off", c.PoolSize), envPoolSize)
 	}
 	if c.PoolIdleTimeout < 0 {
 		errs.add("negative", envPoolIdleTimeout)

@@ -188,7 +188,9 @@ func TestLoadConfigSyncSettings(t *testing.T) {
 		wantPage, wantPercent   int
 	}{
 		{"unset: the defaults apply in New", "", "", 0, 0},
-		{"paging off", "0", "", -1, 0},
+		{"paging off", "off", "", -1, 0},
+		{"paging off, any case", "OFF", "", -1, 0},
+		{"paging off as in code", "-1", "", -1, 0},
 		{"a page size", "1000", "", 1000, 0},
 		{"a share", "", "50", 0, 50},
 		{"a share with a percent sign", "", "5%", 0, 5},
@@ -558,11 +560,13 @@ func TestLoadConfigPool(t *testing.T) {
 		wantIdle         time.Duration
 		bad              []string
 	}{
-		{name: "unset", wantSize: 8, wantIdle: (180 * time.Second)},
-		{name: "zero turns pooling off", size: "0", wantSize: -1, wantIdle: (180 * time.Second)},
+		{name: "unset", wantSize: 8, wantIdle: 180 * time.Second},
+		{name: "off turns pooling off", size: "off", wantSize: -1, wantIdle: 180 * time.Second},
+		{name: "-1 turns pooling off, as in code", size: "-1", wantSize: -1, wantIdle: 180 * time.Second},
 		{name: "set", size: "32", idle: "600", wantSize: 32, wantIdle: 600 * time.Second},
 		{name: "quoted", size: `"4"`, idle: "'30'", wantSize: 4, wantIdle: 30 * time.Second},
-		{name: "negative size", size: "-1", bad: []string{"LDAP_AUTH_POOL_SIZE"}},
+		{name: "zero is refused", size: "0", bad: []string{"LDAP_AUTH_POOL_SIZE"}},
+		{name: "negative size", size: "-2", bad: []string{"LDAP_AUTH_POOL_SIZE"}},
 		{name: "not a number", size: "eight", idle: "1.5", bad: []string{"LDAP_AUTH_POOL_SIZE", "LDAP_AUTH_POOL_IDLE_TIMEOUT"}},
 		{name: "zero idle timeout", idle: "0", bad: []string{"LDAP_AUTH_POOL_IDLE_TIMEOUT"}},
 	}
@@ -590,6 +594,34 @@ func TestLoadConfigPool(t *testing.T) {
 			assert.Equal(t, tt.wantIdle, cfg.PoolIdleTimeout)
 		})
 	}
+}
+
+// 0 means the default in code and used to mean off in the environment: an
+// env file saying 0 is refused with what to write instead, for both sizes,
+// and -1 means off in code and environment alike.
+func TestLoadConfigZeroSizeRefused(t *testing.T) {
+	for _, tt := range []struct{ name, want string }{
+		{"LDAP_AUTH_POOL_SIZE", "use off to disable pooling, or leave it unset for the default 8"},
+		{"LDAP_SYNC_PAGE_SIZE", "use off to disable paging, or leave it unset for the default 500"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ldapauth.LoadConfig(env(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1", tt.name: "0"}))
+			require.ErrorIs(t, err, ldapauth.ErrConfig)
+			got := configErrors(t, err)
+			require.Len(t, got, 1)
+			require.Contains(t, got, tt.name, "the error names the variable")
+			assert.Contains(t, got[tt.name].Error(), tt.want)
+		})
+	}
+	t.Run("-1 is off in code, as off in the environment", func(t *testing.T) {
+		fromEnv, err := ldapauth.LoadConfig(env(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1",
+			"LDAP_AUTH_POOL_SIZE": "off", "LDAP_SYNC_PAGE_SIZE": "off"}))
+		require.NoError(t, err)
+		inCode := ldapauth.Config{URLs: []string{"ldap://127.0.0.1"}, PoolSize: -1, SyncPageSize: -1}
+		require.NoError(t, inCode.Validate())
+		assert.Equal(t, inCode.PoolSize, fromEnv.PoolSize)
+		assert.Equal(t, inCode.SyncPageSize, fromEnv.SyncPageSize)
+	})
 }
 
 func TestValidatePool(t *testing.T) {

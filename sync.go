@@ -750,7 +750,7 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 		// reports as a plain error, a network error.
 		e.Err = classifyNetwork(err)
 	case errors.Is(err, errPagingLost):
-		e.Hint = "the server, or a proxy in front of it, dropped the paging control part-way: fix that, or read without paging (LDAP_SYNC_PAGE_SIZE=0)"
+		e.Hint = "the server, or a proxy in front of it, dropped the paging control part-way: fix that, or read without paging (LDAP_SYNC_PAGE_SIZE=off)"
 		e.Variables = []string{envSyncPageSize}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
 		e.Hint = "the sync account's size limit cut the result: raise its limit (OpenLDAP: size.prtotal for paged searches) or page with LDAP_SYNC_PAGE_SIZE"
@@ -774,7 +774,7 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 	case paging && (ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded) ||
 		ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) ||
 		ldap.IsErrorWithCode(err, ldap.LDAPResultUnwillingToPerform)):
-		e.Hint = "the server refused the paged search: set LDAP_SYNC_PAGE_SIZE=0 to read without paging"
+		e.Hint = "the server refused the paged search: set LDAP_SYNC_PAGE_SIZE=off to read without paging"
 		e.Variables = []string{envSyncPageSize}
 	}
 	return e

@@ -83,9 +83,9 @@ type LDAPAuthVariant struct {
 // default: the default configuration (pooled, LDAP_AUTH_POOL_SIZE unset),
 // the login search run as a service account (pooled too; its search runs
 // beside the user's bind), and both with pooling turned off
-// (LDAP_AUTH_POOL_SIZE=0: dial per login).
+// (LDAP_AUTH_POOL_SIZE=off: dial per login).
 func DefaultLDAPAuthVariants() []LDAPAuthVariant {
-	nopool := func() map[string]string { return map[string]string{"LDAP_AUTH_POOL_SIZE": "0"} }
+	nopool := func() map[string]string { return map[string]string{"LDAP_AUTH_POOL_SIZE": "off"} }
 	return []LDAPAuthVariant{
 		{Name: "ldapauth"},
 		{Name: "ldapauth-svc", Service: true},

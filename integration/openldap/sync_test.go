@@ -152,7 +152,7 @@ func TestSyncPaging(t *testing.T) {
 		})
 	}
 	t.Run("svc-nopaging, paging off", func(t *testing.T) {
-		a := syncAuth(t, jobEnv(srv, slapdtest.NoPagingServiceDN, slapdtest.NoPagingServicePassword, "LDAP_SYNC_PAGE_SIZE", "0"), unpaged)
+		a := syncAuth(t, jobEnv(srv, slapdtest.NoPagingServiceDN, slapdtest.NoPagingServicePassword, "LDAP_SYNC_PAGE_SIZE", "off"), unpaged)
 		rep := runSync(t, a, ldapauth.SyncOptions{})
 		assert.Equal(t, 1, rep.Pages)
 		assert.Equal(t, users-1, rep.DirectoryUsers)
