@@ -240,7 +240,7 @@ type Config struct {
 
 	// NestedGroups says whether membership of the login group and of the
 	// synced groups counts through groups of groups, and how it is found:
-	// [NestedGroupsOff] (the default, direct membership only, as Flagsmith
+	// [nestedGroupsOff] (the default, direct membership only, as Flagsmith
 	// does), [NestedGroupsActiveDirectory] (Active Directory's
 	// LDAP_MATCHING_RULE_IN_CHAIN, 1.2.840.113556.1.4.1941, resolved by the
 	// server) or [NestedGroupsWalk] (any server: ldapauth follows the
@@ -259,7 +259,7 @@ type Config struct {
 	ExcludeDisabled bool
 
 	// DirectoryType is the kind of directory server; the default,
-	// [DirectoryAuto], reads it from the root DSE when the configuration
+	// [directoryAuto], reads it from the root DSE when the configuration
 	// depends on it (ExcludeDisabled, NestedGroups, or ObjectClass user
 	// with the built-in filters, which leave computer accounts out on
 	// Active Directory).
@@ -684,12 +684,12 @@ func (c *Config) checkDirectoryFeatures(errs *problems) {
 	if !c.NestedGroups.valid() {
 		errs.add(fmt.Sprintf("%q is not one of off, active_directory, walk", string(c.NestedGroups)), envNestedGroups)
 	}
-	if c.NestedGroups != NestedGroupsOff && c.NestedGroups.valid() && c.LoginGroup == "" && len(c.SyncedGroups) == 0 {
+	if c.NestedGroups != nestedGroupsOff && c.NestedGroups.valid() && c.LoginGroup == "" && len(c.SyncedGroups) == 0 {
 		errs.add("set, but there is neither a login group nor a synced group to resolve", envNestedGroups, envLoginGroup, envSyncedGroups)
 	}
 	if !c.DirectoryType.valid() {
 		errs.add(fmt.Sprintf("%q is not one of auto, active_directory, 389ds, openldap, other", string(c.DirectoryType)), envDirectoryType)
-	} else if c.DirectoryType != DirectoryAuto && c.NestedGroups.valid() {
+	} else if c.DirectoryType != directoryAuto && c.NestedGroups.valid() {
 		var cerr *ConfigError
 		if err := directoryFits(c, c.DirectoryType); errors.As(err, &cerr) {
 			vars := cerr.Variables

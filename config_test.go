@@ -83,7 +83,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Empty(t, cfg.LoginGroup)
 	assert.Empty(t, cfg.OrganisationID)
 	assert.False(t, cfg.InsecureSkipVerify)
-	assert.Equal(t, ldapauth.NestedGroupsOff, cfg.NestedGroups)
+	assert.Equal(t, ldapauth.NestedGroups(""), cfg.NestedGroups)
 	assert.False(t, cfg.ExcludeDisabled)
 }
 
@@ -93,14 +93,14 @@ func TestLoadConfigNestedGroups(t *testing.T) {
 		want  ldapauth.NestedGroups
 		ok    bool
 	}{
-		{"", ldapauth.NestedGroupsOff, true},
-		{"off", ldapauth.NestedGroupsOff, true},
-		{"OFF", ldapauth.NestedGroupsOff, true},
+		{"", ldapauth.NestedGroups(""), true},
+		{"off", ldapauth.NestedGroups(""), true},
+		{"OFF", ldapauth.NestedGroups(""), true},
 		{"active_directory", ldapauth.NestedGroupsActiveDirectory, true},
 		{"Active_Directory", ldapauth.NestedGroupsActiveDirectory, true},
 		{`"walk"`, ldapauth.NestedGroupsWalk, true},
-		{"true", ldapauth.NestedGroupsOff, false},
-		{"in_chain", ldapauth.NestedGroupsOff, false},
+		{"true", ldapauth.NestedGroups(""), false},
+		{"in_chain", ldapauth.NestedGroups(""), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.value, func(t *testing.T) {
@@ -690,12 +690,12 @@ func TestLoadConfigDirectoryType(t *testing.T) {
 		want                   ldapauth.DirectoryType
 		bad                    []string // the variables the error names, first the one at fault
 	}{
-		{value: "", want: ldapauth.DirectoryAuto},
-		{value: "auto", want: ldapauth.DirectoryAuto},
+		{value: "", want: ldapauth.DirectoryType("")},
+		{value: "auto", want: ldapauth.DirectoryType("")},
 		{value: "389DS", want: ldapauth.Directory389},
 		{value: "openldap", want: ldapauth.DirectoryOpenLDAP},
 		{value: "active_directory", nested: "active_directory", want: ldapauth.DirectoryActiveDirectory},
-		{value: "other", want: ldapauth.DirectoryOther},
+		{value: "other", want: ldapauth.DirectoryType("other")},
 		{value: "freeipa", bad: []string{"LDAP_AUTH_DIRECTORY_TYPE"}},
 		// What the directory cannot do is named before any login.
 		{value: "389ds", nested: "active_directory", bad: []string{"LDAP_AUTH_NESTED_GROUPS", "LDAP_AUTH_DIRECTORY_TYPE"}},

@@ -14,19 +14,19 @@ import (
 // LDAP_AUTH_EXCLUDE_DISABLED filters on, whether
 // LDAP_AUTH_NESTED_GROUPS=active_directory can work, and whether memberOf
 // already lists nested groups (LDAP_AUTH_DIRECTORY_TYPE). The zero value,
-// [DirectoryAuto], reads it from the server's root DSE.
+// [directoryAuto], reads it from the server's root DSE.
 type DirectoryType string
 
 // The values of LDAP_AUTH_DIRECTORY_TYPE.
 const (
-	// DirectoryAuto reads the type from the root DSE on the first
+	// directoryAuto reads the type from the root DSE on the first
 	// connection that needs it (one base search per Authenticator):
 	// supportedCapabilities 1.2.840.113556.1.4.800 is Active Directory
 	// (Samba's too), a vendorVersion or vendorName of 389 or Red Hat is
 	// 389 Directory Server, objectClass OpenLDAProotDSE is OpenLDAP, and
-	// anything else (or an unreadable root DSE) is DirectoryOther. The
+	// anything else (or an unreadable root DSE) is directoryOther. The
 	// default; the variable may also say "auto".
-	DirectoryAuto DirectoryType = ""
+	directoryAuto DirectoryType = ""
 	// DirectoryActiveDirectory is Microsoft Active Directory or Samba AD.
 	DirectoryActiveDirectory DirectoryType = "active_directory"
 	// Directory389 is 389 Directory Server, Red Hat Directory Server and
@@ -36,9 +36,9 @@ const (
 	// DirectoryOpenLDAP is OpenLDAP's slapd: the ppolicy overlay's
 	// pwdAccountLockedTime 000001010000Z disables an account.
 	DirectoryOpenLDAP DirectoryType = "openldap"
-	// DirectoryOther is any other server: LDAP_AUTH_EXCLUDE_DISABLED has
+	// directoryOther is any other server: LDAP_AUTH_EXCLUDE_DISABLED has
 	// no attribute to filter on there.
-	DirectoryOther DirectoryType = "other"
+	directoryOther DirectoryType = "other"
 )
 
 // parseDirectoryType parses a value of LDAP_AUTH_DIRECTORY_TYPE: auto (or
@@ -46,16 +46,16 @@ const (
 func parseDirectoryType(v string) (DirectoryType, error) {
 	switch d := DirectoryType(strings.ToLower(strings.TrimSpace(v))); d {
 	case "auto", "":
-		return DirectoryAuto, nil
-	case DirectoryActiveDirectory, Directory389, DirectoryOpenLDAP, DirectoryOther:
+		return directoryAuto, nil
+	case DirectoryActiveDirectory, Directory389, DirectoryOpenLDAP, directoryOther:
 		return d, nil
 	}
-	return DirectoryAuto, fmt.Errorf("%q is not one of auto, active_directory, 389ds, openldap, other", v)
+	return directoryAuto, fmt.Errorf("%q is not one of auto, active_directory, 389ds, openldap, other", v)
 }
 
 func (d DirectoryType) valid() bool {
 	switch d {
-	case DirectoryAuto, DirectoryActiveDirectory, Directory389, DirectoryOpenLDAP, DirectoryOther:
+	case directoryAuto, DirectoryActiveDirectory, Directory389, DirectoryOpenLDAP, directoryOther:
 		return true
 	}
 	return false
@@ -82,7 +82,7 @@ const (
 
 // filterEnabled returns the filter that leaves the directory type's
 // disabled accounts out: [filterEnabledAD], [filterEnabled389],
-// [filterEnabledOpenLDAP], or "" for DirectoryAuto and DirectoryOther.
+// [filterEnabledOpenLDAP], or "" for directoryAuto and directoryOther.
 func filterEnabled(d DirectoryType) string {
 	switch d {
 	case DirectoryActiveDirectory:
@@ -103,7 +103,7 @@ const oidActiveDirectoryCapability = "1.2.840.113556.1.4.800"
 // directoryTypeOf tells the directory type from a root DSE entry.
 func directoryTypeOf(e *ldap.Entry) DirectoryType {
 	if e == nil {
-		return DirectoryOther
+		return directoryOther
 	}
 	if slices.Contains(e.GetEqualFoldAttributeValues("supportedCapabilities"), oidActiveDirectoryCapability) {
 		return DirectoryActiveDirectory
@@ -117,7 +117,7 @@ func directoryTypeOf(e *ldap.Entry) DirectoryType {
 			return DirectoryOpenLDAP
 		}
 	}
-	return DirectoryOther
+	return directoryOther
 }
 
 // needsDirectoryType reports whether the configuration depends on the
@@ -125,7 +125,7 @@ func directoryTypeOf(e *ldap.Entry) DirectoryType {
 func (c *Config) needsDirectoryType() bool {
 	// Object class user is Active Directory's, where the built-in filters
 	// leave computer accounts out (filterNotComputerAD).
-	return c.ExcludeDisabled || c.NestedGroups != NestedGroupsOff ||
+	return c.ExcludeDisabled || c.NestedGroups != nestedGroupsOff ||
 		(strings.EqualFold(c.ObjectClass, "user") && (c.usesDefaultFilters() || c.usesLoginGroupFilters()))
 }
 
@@ -133,7 +133,7 @@ func (c *Config) needsDirectoryType() bool {
 // from the root DSE over c, once per Authenticator: a type read is kept;
 // a read that failed on the network is tried again on the next call.
 func (a *Authenticator) directoryType(ctx context.Context, c *conn) (DirectoryType, error) {
-	if a.cfg.DirectoryType != DirectoryAuto {
+	if a.cfg.DirectoryType != directoryAuto {
 		return a.cfg.DirectoryType, nil
 	}
 	if d := a.detected.Load(); d != nil {
@@ -144,7 +144,7 @@ func (a *Authenticator) directoryType(ctx context.Context, c *conn) (DirectoryTy
 	if err != nil && (isNetworkError(err) || ctx.Err() != nil) {
 		return "", wrap(classifyNetwork(err), "reading the root DSE")
 	}
-	d := DirectoryOther // a root DSE the server will not show
+	d := directoryOther // a root DSE the server will not show
 	if err == nil && len(res.Entries) > 0 {
 		d = directoryTypeOf(res.Entries[0])
 	}
@@ -155,15 +155,15 @@ func (a *Authenticator) directoryType(ctx context.Context, c *conn) (DirectoryTy
 }
 
 // knownDirectoryType is the configured directory type, or the one read
-// from the root DSE, or DirectoryAuto when none has been read yet.
+// from the root DSE, or directoryAuto when none has been read yet.
 func (a *Authenticator) knownDirectoryType() DirectoryType {
-	if a.cfg.DirectoryType != DirectoryAuto {
+	if a.cfg.DirectoryType != directoryAuto {
 		return a.cfg.DirectoryType
 	}
 	if d := a.detected.Load(); d != nil {
 		return *d
 	}
-	return DirectoryAuto
+	return directoryAuto
 }
 
 // searchConfig returns the configuration the search filter builders get
@@ -199,7 +199,7 @@ func directoryFits(cfg *Config, d DirectoryType) error {
 	if cfg.NestedGroups == NestedGroupsActiveDirectory && (d == Directory389 || d == DirectoryOpenLDAP) {
 		return inChainUnsupported(d, nil)
 	}
-	if cfg.ExcludeDisabled && (d == DirectoryOther || d == DirectoryAuto) && (cfg.usesDefaultFilters() || cfg.usesLoginGroupFilters()) {
+	if cfg.ExcludeDisabled && (d == directoryOther || d == directoryAuto) && (cfg.usesDefaultFilters() || cfg.usesLoginGroupFilters()) {
 		return &ConfigError{Variables: []string{envExcludeDisabled, envDirectoryType},
 			Problem: "set, but the directory is neither Active Directory, 389 Directory Server nor OpenLDAP (by LDAP_AUTH_DIRECTORY_TYPE, or by its root DSE), so ldapauth knows no attribute that marks a disabled account: set LDAP_AUTH_DIRECTORY_TYPE if it is one of them, or add your own filter with a SearchFilterBuilder"}
 	}

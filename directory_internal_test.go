@@ -22,8 +22,8 @@ func TestDirectoryTypeOf(t *testing.T) {
 		{"389-DS", entry(map[string][]string{"vendorName": {"389 Project"}, "vendorVersion": {"389-Directory/2.3.1 B2025.016.1616"}, "objectClass": {"top"}}), Directory389},
 		{"Red Hat Directory Server", entry(map[string][]string{"vendorName": {"Red Hat, Inc."}, "vendorVersion": {"Red Hat-Directory/11.7"}}), Directory389},
 		{"OpenLDAP", entry(map[string][]string{"objectClass": {"top", "OpenLDAProotDSE"}}), DirectoryOpenLDAP},
-		{"other", entry(map[string][]string{"vendorName": {"Example"}, "objectClass": {"top"}}), DirectoryOther},
-		{"no root DSE", nil, DirectoryOther},
+		{"other", entry(map[string][]string{"vendorName": {"Example"}, "objectClass": {"top"}}), directoryOther},
+		{"no root DSE", nil, directoryOther},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { assert.Equal(t, tt.want, directoryTypeOf(tt.entry)) })
@@ -33,7 +33,7 @@ func TestDirectoryTypeOf(t *testing.T) {
 func TestFilterEnabled(t *testing.T) {
 	for d, want := range map[DirectoryType]string{
 		DirectoryActiveDirectory: filterEnabledAD, Directory389: "(!(nsAccountLock=true))",
-		DirectoryOpenLDAP: "(!(pwdAccountLockedTime=000001010000Z))", DirectoryOther: "", DirectoryAuto: "",
+		DirectoryOpenLDAP: "(!(pwdAccountLockedTime=000001010000Z))", directoryOther: "", directoryAuto: "",
 	} {
 		assert.Equal(t, want, filterEnabled(d), d)
 		if want != "" {
@@ -45,7 +45,7 @@ func TestFilterEnabled(t *testing.T) {
 	f, err := DefaultFilters{}.SearchFilters(cfg, map[string]string{"uid": "jdoe"})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"(uid=jdoe)", "(objectClass=inetOrgPerson)", filterEnabled389}, f)
-	cfg.DirectoryType = DirectoryOther
+	cfg.DirectoryType = directoryOther
 	_, err = DefaultFilters{}.SearchFilters(cfg, nil)
 	assert.ErrorIs(t, err, ErrConfig, "no filter to add on an unknown directory")
 }

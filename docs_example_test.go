@@ -98,7 +98,7 @@ func ExampleAuthenticator_Stats() {
 	defer auth.Close()
 
 	st := auth.Stats()
-	fmt.Println(st.Users.InUse, st.Servers[0].Up, st.Logins.Unavailable)
+	fmt.Println(st.Users.InUse, st.Servers[0].Up, st.Logins["unavailable"])
 	// Output:
 	// 0 true 0
 }

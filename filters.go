@@ -55,9 +55,9 @@ var (
 // DefaultFilters returns one equality filter per lookup attribute, values
 // escaped per RFC 4515, then (objectClass=<Config.ObjectClass>), then, on
 // Active Directory, [filterNotComputerAD] (an Authenticator resolves
-// DirectoryAuto when the object class is user), then, with
+// directoryAuto when the object class is user), then, with
 // [Config.ExcludeDisabled], the directory type's [filterEnabled]
-// ([filterEnabledAD] for DirectoryAuto, which an Authenticator resolves
+// ([filterEnabledAD] for directoryAuto, which an Authenticator resolves
 // before it calls a builder). It is
 // django_python3_ldap.utils.format_search_filters and the default.
 type DefaultFilters struct{}
@@ -80,8 +80,8 @@ func (DefaultFilters) SearchFilters(cfg *Config, lookup map[string]string) ([]st
 	if cfg.ExcludeDisabled {
 		if f := filterEnabled(cfg.DirectoryType); f != "" {
 			filters = append(filters, f)
-		} else if cfg.DirectoryType == DirectoryAuto {
-			// An Authenticator resolves DirectoryAuto before calling;
+		} else if cfg.DirectoryType == directoryAuto {
+			// An Authenticator resolves directoryAuto before calling;
 			// called on its own, the builder keeps its Active Directory
 			// filter of old.
 			filters = append(filters, filterEnabledAD)

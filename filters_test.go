@@ -45,7 +45,7 @@ func TestFiltersNestedAndDisabled(t *testing.T) {
 			[]string{"(sAMAccountName=jdoe)", "(objectClass=user)", `(memberOf=CN=Readers \28EU\29,CN=Users,DC=corp,DC=test)`}},
 		{"login group, disabled excluded", ldapauth.NestedGroupsActiveDirectory, true, ldapauth.LoginGroupFilters{},
 			[]string{"(sAMAccountName=jdoe)", "(objectClass=user)", "(!(userAccountControl:1.2.840.113556.1.4.803:=2))", `(memberOf:1.2.840.113556.1.4.1941:=CN=Readers \28EU\29,CN=Users,DC=corp,DC=test)`}},
-		{"default, disabled excluded", ldapauth.NestedGroupsOff, true, ldapauth.DefaultFilters{},
+		{"default, disabled excluded", ldapauth.NestedGroups(""), true, ldapauth.DefaultFilters{},
 			[]string{"(sAMAccountName=jdoe)", "(objectClass=user)", "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"}},
 	}
 	for _, tt := range tests {
@@ -81,7 +81,7 @@ func TestFiltersComputerAccounts(t *testing.T) {
 		{ldapauth.DirectoryActiveDirectory, []string{"(sAMAccountName=jdoe)", "(objectClass=user)", "(!(objectClass=computer))", "(memberOf=CN=G,DC=corp,DC=test)"}},
 		{ldapauth.DirectoryOpenLDAP, []string{"(sAMAccountName=jdoe)", "(objectClass=user)", "(memberOf=CN=G,DC=corp,DC=test)"}},
 		{ldapauth.Directory389, []string{"(sAMAccountName=jdoe)", "(objectClass=user)", "(memberOf=CN=G,DC=corp,DC=test)"}},
-		{ldapauth.DirectoryAuto, []string{"(sAMAccountName=jdoe)", "(objectClass=user)", "(memberOf=CN=G,DC=corp,DC=test)"}},
+		{ldapauth.DirectoryType(""), []string{"(sAMAccountName=jdoe)", "(objectClass=user)", "(memberOf=CN=G,DC=corp,DC=test)"}},
 	} {
 		t.Run(string(tt.dir), func(t *testing.T) {
 			cfg := &ldapauth.Config{ObjectClass: "user", LoginGroup: "CN=G,DC=corp,DC=test", DirectoryType: tt.dir}

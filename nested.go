@@ -9,15 +9,15 @@ import (
 )
 
 // NestedGroups says how group membership counts through groups of groups
-// (LDAP_AUTH_NESTED_GROUPS). The zero value is [NestedGroupsOff].
+// (LDAP_AUTH_NESTED_GROUPS). The zero value is [nestedGroupsOff].
 type NestedGroups string
 
 // The values of LDAP_AUTH_NESTED_GROUPS.
 const (
-	// NestedGroupsOff counts direct membership only (memberOf, or the
+	// nestedGroupsOff counts direct membership only (memberOf, or the
 	// group's member values), as Flagsmith does. The default; the variable
 	// may also say "off".
-	NestedGroupsOff NestedGroups = ""
+	nestedGroupsOff NestedGroups = ""
 	// NestedGroupsActiveDirectory lets Active Directory resolve nesting with
 	// LDAP_MATCHING_RULE_IN_CHAIN ([oidMatchingRuleInChain]): the login
 	// group filter becomes (memberOf:1.2.840.113556.1.4.1941:=<group>) and
@@ -59,16 +59,16 @@ const filterNotComputerAD = "(!(objectClass=computer))"
 func parseNestedGroups(v string) (NestedGroups, error) {
 	switch n := NestedGroups(strings.ToLower(strings.TrimSpace(v))); n {
 	case "off", "":
-		return NestedGroupsOff, nil
+		return nestedGroupsOff, nil
 	case NestedGroupsActiveDirectory, NestedGroupsWalk:
 		return n, nil
 	}
-	return NestedGroupsOff, fmt.Errorf("%q is not one of off, active_directory, walk", v)
+	return nestedGroupsOff, fmt.Errorf("%q is not one of off, active_directory, walk", v)
 }
 
 func (n NestedGroups) valid() bool {
 	switch n {
-	case NestedGroupsOff, NestedGroupsActiveDirectory, NestedGroupsWalk:
+	case nestedGroupsOff, NestedGroupsActiveDirectory, NestedGroupsWalk:
 		return true
 	}
 	return false
@@ -303,7 +303,7 @@ func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username s
 		return adm, nil
 	}
 	u := a.userFromEntry(entry)
-	if a.cfg.NestedGroups == NestedGroupsOff && attributeValue(u.Attributes, "primaryGroupID") == "" {
+	if a.cfg.NestedGroups == nestedGroupsOff && attributeValue(u.Attributes, "primaryGroupID") == "" {
 		return adm, nil
 	}
 	check := a.newMemberCheck(u, c)
@@ -379,12 +379,12 @@ func groupsUnder(ctx context.Context, c *conn, g groupRef, pageSize int) ([]stri
 // anyMemberOf is the filter matching direct members of any of dns.
 func anyMemberOf(dns []string) string {
 	if len(dns) == 1 {
-		return memberOfFilter(NestedGroupsOff, dns[0])
+		return memberOfFilter(nestedGroupsOff, dns[0])
 	}
 	var b strings.Builder
 	b.WriteString("(|")
 	for _, dn := range dns {
-		b.WriteString(memberOfFilter(NestedGroupsOff, dn))
+		b.WriteString(memberOfFilter(nestedGroupsOff, dn))
 	}
 	b.WriteString(")")
 	return b.String()

@@ -15,8 +15,12 @@ type Stats struct {
 	Service PoolStats `json:"service"`
 	// Servers are the servers of LDAP_AUTH_URL, in order.
 	Servers []ServerStats `json:"servers"`
-	// Logins counts the logins by outcome.
-	Logins LoginStats `json:"logins"`
+	// Logins counts the logins by outcome, under the names of the
+	// ldapauth.login.outcome attribute (docs/observability.md): success,
+	// canceled, account_state, unknown_user, not_permitted,
+	// invalid_credentials, unavailable, config_error and error, each
+	// present. Each Authenticate call counts once.
+	Logins map[string]uint64 `json:"logins"`
 }
 
 // PoolStats describes one connection pool.
@@ -65,39 +69,6 @@ type ServerStats struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
-// LoginStats counts logins by outcome: each [Authenticator.Authenticate]
-// call counts once, under the first field of this list that its error
-// matches.
-type LoginStats struct {
-	// Succeeded: the login was accepted.
-	Succeeded uint64 `json:"succeeded"`
-	// Canceled: ctx was cancelled.
-	Canceled uint64 `json:"canceled"`
-	// AccountState: the directory refused the account's state (an
-	// [*AccountError]: locked, disabled, expired, password expired or to
-	// be changed).
-	AccountState uint64 `json:"account_state"`
-	// UnknownUser: [ErrUnknownUser].
-	UnknownUser uint64 `json:"unknown_user"`
-	// NotPermitted: [ErrNotPermitted] (the login group).
-	NotPermitted uint64 `json:"not_permitted"`
-	// InvalidCredentials: [ErrInvalidCredentials] otherwise (wrong
-	// password, or refused before any I/O).
-	InvalidCredentials uint64 `json:"invalid_credentials"`
-	// Unavailable: [ErrUnavailable], ctx's deadline included.
-	Unavailable uint64 `json:"unavailable"`
-	// ConfigError: [ErrConfig] or [ErrServiceAccount].
-	ConfigError uint64 `json:"config_error"`
-	// Failed: any other error (store, syncer, closed Authenticator, ...).
-	Failed uint64 `json:"failed"`
-}
-
-// Total is the number of logins counted.
-func (l LoginStats) Total() uint64 {
-	return l.Succeeded + l.Canceled + l.AccountState + l.UnknownUser + l.NotPermitted + l.InvalidCredentials +
-		l.Unavailable + l.ConfigError + l.Failed
-}
-
 // Stats returns a snapshot of the pools, the servers and the logins. It is
 // cheap enough for every scrape: atomic loads, and each pool's lock held
 // only to count its idle connections, never across I/O. The numbers are
@@ -120,13 +91,12 @@ func (a *Authenticator) Stats() Stats {
 			s.LastError, s.LastErrorAt = e.class, e.at
 		}
 	}
-	if a.obs != nil {
-		n := &a.obs.logins
-		st.Logins = LoginStats{
-			Succeeded: n[outSuccess].Load(), Canceled: n[outCanceled].Load(), AccountState: n[outAccount].Load(),
-			UnknownUser: n[outUnknown].Load(), NotPermitted: n[outNotPermitted].Load(),
-			InvalidCredentials: n[outInvalid].Load(), Unavailable: n[outUnavailable].Load(),
-			ConfigError: n[outConfig].Load(), Failed: n[outError].Load(),
+	st.Logins = make(map[string]uint64, numOutcomes)
+	for i, name := range outcomeNames {
+		if a.obs != nil {
+			st.Logins[name] = a.obs.logins[i].Load()
+		} else {
+			st.Logins[name] = 0
 		}
 	}
 	return st

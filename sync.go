@@ -1022,7 +1022,7 @@ func (r *syncRun) placeUnnamed() {
 // direct rule does not: nested groups are on, or the entry has an Active
 // Directory primary group.
 func (r *syncRun) indirect(primaryGroupID string) bool {
-	return r.a.cfg.NestedGroups != NestedGroupsOff || primaryGroupID != ""
+	return r.a.cfg.NestedGroups != nestedGroupsOff || primaryGroupID != ""
 }
 
 // isCurrent reports whether the store has the user in synced group i.

@@ -24,7 +24,7 @@ import (
 const instrumentationName = "github.com/go-ldapauth/ldapauth"
 
 // Login outcomes, the ldapauth.login.outcome attribute; the order of
-// LoginStats' fields, which is the order they are matched in.
+// outcomeNames, which is the order they are matched in.
 const (
 	outSuccess = iota
 	outCanceled
