@@ -98,207 +98,53 @@ func defaultUserFields() map[string]string {
 	}
 }
 
-// Config configures an [Authenticator]. It is plain data: build it in code,
-// or read it from the environment with [ConfigFromEnv]. Each field names the
-// environment variable it is read from. [New] validates and copies it, so a
-// Config may be reused or changed after New returns without effect on the
-// Authenticator.
+// Config configures an [Authenticator]: plain data, built in code or read
+// from the environment by [LoadConfig]; [New] validates and copies it. Each
+// field names its variable. For the sizes, 0 means the default and -1 off;
+// in the environment "off" (or -1), and 0 is refused. Defaults, values and
+// details: docs/configuration.md.
 type Config struct {
-	// URLs lists the directory servers, ldap:// or ldaps://, tried in order.
-	// LDAP_AUTH_URL (several URLs separated by spaces or commas).
-	URLs []string
+	URLs                  []string          // LDAP_AUTH_URL: ldap:// or ldaps://, tried in order
+	UseTLS                bool              // LDAP_AUTH_USE_TLS: StartTLS before any bind
+	SearchBase            string            // LDAP_AUTH_SEARCH_BASE
+	ObjectClass           string            // LDAP_AUTH_OBJECT_CLASS: a name or a numeric OID
+	UserFields            map[string]string // LDAP_AUTH_USER_FIELDS: field to attribute; "username" required
+	ActiveDirectoryDomain string            // LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN
+	ConnectTimeout        time.Duration     // LDAP_AUTH_CONNECT_TIMEOUT (whole seconds there)
+	ReceiveTimeout        time.Duration     // LDAP_AUTH_RECEIVE_TIMEOUT (whole seconds there)
+	HedgeDelay            time.Duration     // code only: a slow connect starts one to the next server (1 s)
+	PoolSize              int               // LDAP_AUTH_POOL_SIZE: idle connections kept per kind (8)
+	PoolIdleTimeout       time.Duration     // LDAP_AUTH_POOL_IDLE_TIMEOUT (whole seconds there)
 
-	// UseTLS upgrades ldap:// connections with StartTLS before any bind. A
-	// failed upgrade is an error, never a fall-back to plain text. It does
-	// not apply to ldaps:// servers, which use TLS from the start.
-	// LDAP_AUTH_USE_TLS.
-	UseTLS bool
+	FormatUsername UsernameFormatter   // LDAP_AUTH_FORMAT_USERNAME (OpenLDAPFormatter)
+	SearchFilters  SearchFilterBuilder // LDAP_AUTH_FORMAT_SEARCH_FILTERS (DefaultFilters)
+	SyncRelations  RelationSyncer      // LDAP_AUTH_SYNC_USER_RELATIONS (NoRelations)
+	OrganisationID string              // LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID
+	SyncedGroups   []string            // LDAP_SYNCED_GROUPS: group DNs
+	LoginGroup     string              // LDAP_LOGIN_GROUP: a group DN
 
-	// SearchBase is where users are searched for (subtree).
-	// LDAP_AUTH_SEARCH_BASE, default [defaultSearchBase].
-	SearchBase string
+	SyncUsername          string // LDAP_SYNC_USER_USERNAME: a DN, or a name for FormatUsername
+	SyncPassword          string // LDAP_SYNC_USER_PASSWORD
+	SyncPageSize          int    // LDAP_SYNC_PAGE_SIZE (500)
+	SyncMaxRemovalPercent int    // LDAP_SYNC_MAX_REMOVAL_PERCENT: the removal guard, 1 to 100 (10)
+	ConnectionUsername    string // LDAP_AUTH_CONNECTION_USERNAME: the service account, verbatim
+	ConnectionPassword    string // LDAP_AUTH_CONNECTION_PASSWORD
+	SearchThenBind        bool   // LDAP_AUTH_SEARCH_THEN_BIND
+	MaxUsernameLength     int    // code only, in bytes (256)
+	MaxPasswordLength     int    // code only, in bytes (1024)
 
-	// ObjectClass is the object class of user entries: a name (a
-	// descriptor such as inetOrgPerson) or a numeric OID; anything else is
-	// refused. LDAP_AUTH_OBJECT_CLASS, default [defaultObjectClass].
-	ObjectClass string
+	NestedGroups       NestedGroups  // LDAP_AUTH_NESTED_GROUPS
+	ExcludeDisabled    bool          // LDAP_AUTH_EXCLUDE_DISABLED
+	DirectoryType      DirectoryType // LDAP_AUTH_DIRECTORY_TYPE
+	TLSCAFile          string        // LDAP_AUTH_TLS_CA_FILE
+	InsecureSkipVerify bool          // LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY: for tests only
+	TLSConfig          *tls.Config   // code only: base TLS configuration, cloned
 
-	// UserFields maps user fields to the directory attributes that hold
-	// them. The "username" field is required: its attribute identifies the
-	// user in the search filter. LDAP_AUTH_USER_FIELDS, default
-	// [defaultUserFields].
-	UserFields map[string]string
-
-	// ActiveDirectoryDomain is the domain the Active Directory formatters add
-	// (DOMAIN\user or user@domain). LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN.
-	ActiveDirectoryDomain string
-
-	// ConnectTimeout bounds connecting (TCP plus TLS or StartTLS).
-	// LDAP_AUTH_CONNECT_TIMEOUT in whole seconds, default
-	// [defaultConnectTimeout].
-	ConnectTimeout time.Duration
-
-	// ReceiveTimeout bounds the wait for each response from the server.
-	// LDAP_AUTH_RECEIVE_TIMEOUT in whole seconds, default
-	// [defaultReceiveTimeout].
-	ReceiveTimeout time.Duration
-
-	// HedgeDelay: with several URLs, a connect (TCP plus TLS or StartTLS)
-	// that has not completed within HedgeDelay starts one to the next
-	// server too, and the first ready for a bind serves the login. Only
-	// the connect is hedged, never a bind. 0 means [defaultHedgeDelay];
-	// [noHedge] turns it off; a delay not below ConnectTimeout hedges
-	// nothing. No variable of the environment sets it.
-	HedgeDelay time.Duration
-
-	// PoolSize is how many idle connections of each kind are kept open for
-	// later logins: connections the users bind on, and, with a service
-	// account, connections bound as it for the searches. Logins beyond it
-	// at the same moment dial extra connections, closed after use; nobody
-	// waits for a pooled one. 0 means the default, 8; -1 dials per login.
-	// LDAP_AUTH_POOL_SIZE (off or -1 turns pooling off; 0 is refused).
-	PoolSize int
-
-	// PoolIdleTimeout is how long a pooled connection may sit idle before
-	// it is closed instead of used. LDAP_AUTH_POOL_IDLE_TIMEOUT in whole
-	// seconds, default [defaultPoolIdleTimeout].
-	PoolIdleTimeout time.Duration
-
-	// FormatUsername turns the typed username into the bind name.
-	// LDAP_AUTH_FORMAT_USERNAME, default [OpenLDAPFormatter].
-	FormatUsername UsernameFormatter
-
-	// SearchFilters builds the filters that find the user's entry.
-	// LDAP_AUTH_FORMAT_SEARCH_FILTERS, default [DefaultFilters].
-	SearchFilters SearchFilterBuilder
-
-	// SyncRelations runs after every successful login.
-	// LDAP_AUTH_SYNC_USER_RELATIONS, default [NoRelations].
-	SyncRelations RelationSyncer
-
-	// OrganisationID is the organisation every user logging in joins, used
-	// by [SyncUserGroups]. LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID, which
-	// must be a positive whole number that fits in 64 bits, as Flagsmith
-	// reads it; set in code, any string.
-	OrganisationID string
-
-	// SyncedGroups lists the DNs of the groups copied into the store, used
-	// by [SyncUserGroups]. LDAP_SYNCED_GROUPS (separated by colons).
-	SyncedGroups []string
-
-	// LoginGroup is the DN of the group whose members alone may log in,
-	// used by [LoginGroupFilters], which refuses to run without it (the
-	// Python original would then let everyone in). LDAP_LOGIN_GROUP.
-	LoginGroup string
-
-	// SyncUsername and SyncPassword are the account the directory sync job
-	// binds as. A DN is used verbatim; anything else goes through
-	// FormatUsername. LDAP_SYNC_USER_USERNAME, LDAP_SYNC_USER_PASSWORD.
-	SyncUsername string
-	SyncPassword string
-
-	// SyncPageSize is the page size of the sync's paged search (RFC 2696).
-	// Zero means [defaultSyncPageSize]; [noPaging] reads everything in one
-	// unpaged search, for servers that refuse paging (the sync account then
-	// needs a size limit above the number of users). LDAP_SYNC_PAGE_SIZE,
-	// where 0 means noPaging.
-	SyncPageSize int
-
-	// SyncMaxRemovalPercent is the removal guard: a sync that would remove
-	// more than this share of the directory-managed users, and more than
-	// [syncRemovalAllowance] of them, refuses unless forced. 1 to 100 (100
-	// turns the share check off; a directory that returns no user at all
-	// is still refused). Zero means [defaultSyncMaxRemovalPercent].
-	// LDAP_SYNC_MAX_REMOVAL_PERCENT.
-	SyncMaxRemovalPercent int
-
-	// ConnectionUsername and ConnectionPassword are a service account that
-	// runs the login search, on its own (pooled) connection, at the same
-	// time as the user's bind checks the password; the search's result is
-	// used only once that bind has succeeded. Empty: the search runs as the
-	// user, after the bind. Used verbatim (a DN or whatever the server
-	// accepts as a bind name).
-	// LDAP_AUTH_CONNECTION_USERNAME, LDAP_AUTH_CONNECTION_PASSWORD.
-	ConnectionUsername string
-	ConnectionPassword string
-
-	// SearchThenBind finds the user's entry first, as the service account,
-	// then binds as the DN found, as Authelia and Gitea do. The bind and
-	// the entry are then the same account by construction, and users
-	// anywhere under the search base (sub-OUs included) can log in; the
-	// username formatter is not used for logins. Needs the service
-	// account. LDAP_AUTH_SEARCH_THEN_BIND.
-	SearchThenBind bool
-
-	// MaxUsernameLength and MaxPasswordLength are the longest username and
-	// password, in bytes, a login accepts; longer ones are refused with
-	// ErrInvalidCredentials before any network I/O. Zero means
-	// [defaultMaxUsernameLength] and [defaultMaxPasswordLength]. Set in code
-	// only.
-	MaxUsernameLength int
-	MaxPasswordLength int
-
-	// NestedGroups says whether membership of the login group and of the
-	// synced groups counts through groups of groups, and how it is found:
-	// [nestedGroupsOff] (the default, direct membership only, as Flagsmith
-	// does), [NestedGroupsActiveDirectory] (Active Directory's
-	// LDAP_MATCHING_RULE_IN_CHAIN, 1.2.840.113556.1.4.1941, resolved by the
-	// server) or [NestedGroupsWalk] (any server: ldapauth follows the
-	// groups that hold the user's groups, at most [maxNestingDepth] levels,
-	// each group once). LDAP_AUTH_NESTED_GROUPS.
-	NestedGroups NestedGroups
-
-	// ExcludeDisabled adds the directory's filter for enabled accounts
-	// ([filterEnabled]) to the built-in search filters, so that disabled
-	// accounts are not found: they cannot log in and the sync job treats
-	// them as removed. Active Directory: the userAccountControl
-	// ACCOUNTDISABLE bit; 389 Directory Server and FreeIPA: nsAccountLock;
-	// OpenLDAP: the ppolicy's permanent lock (pwdAccountLockedTime
-	// 000001010000Z). The directory type comes from DirectoryType.
-	// LDAP_AUTH_EXCLUDE_DISABLED.
-	ExcludeDisabled bool
-
-	// DirectoryType is the kind of directory server; the default,
-	// [directoryAuto], reads it from the root DSE when the configuration
-	// depends on it (ExcludeDisabled, NestedGroups, or ObjectClass user
-	// with the built-in filters, which leave computer accounts out on
-	// Active Directory).
-	// LDAP_AUTH_DIRECTORY_TYPE.
-	DirectoryType DirectoryType
-
-	// TLSCAFile is a PEM bundle of the certificate authorities to trust in
-	// place of the system pool. LDAP_AUTH_TLS_CA_FILE.
-	TLSCAFile string
-
-	// InsecureSkipVerify turns off certificate verification. Dangerous:
-	// anyone on the network path can then read every password. For tests
-	// only. LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY.
-	InsecureSkipVerify bool
-
-	// TLSConfig, when set in code, is used as the base TLS configuration
-	// (cloned; ServerName is filled in per server when empty). It cannot be
-	// set from the environment.
-	TLSConfig *tls.Config
-
-	// Store receives users, groups, memberships and the organisation join.
-	// Nil: users are authenticated but not stored; the group syncer then
-	// cannot be used.
-	Store UserStore
-
-	// Logger receives debug, info and warning records; nil discards them.
-	// An error that is returned is not also logged: warnings are for what
-	// the caller does not otherwise learn, such as a server that is down
-	// while another serves the logins. Passwords are never logged.
-	Logger *slog.Logger
-
-	// MeterProvider and TracerProvider receive ldapauth's metrics and spans
-	// (docs/observability.md); nil uses the global providers of
-	// go.opentelemetry.io/otel, which do nothing until the program sets
-	// them. TraceUsernames adds the username typed (user.name) to the login
-	// span and error messages to span statuses; off, spans carry neither.
-	MeterProvider  metric.MeterProvider
-	TracerProvider trace.TracerProvider
-	TraceUsernames bool
+	Store          UserStore            // users, groups, memberships; nil stores nothing
+	Logger         *slog.Logger         // nil discards; never given a password
+	MeterProvider  metric.MeterProvider // nil: the otel global
+	TracerProvider trace.TracerProvider // nil: the otel global
+	TraceUsernames bool                 // the username typed on spans
 
 	// loginGroupTerm, set only on the sync's own copy, replaces the
 	// login-group term of [LoginGroupFilters]: with NestedGroupsWalk, the
@@ -339,19 +185,14 @@ const (
 	envSearchThenBind     = "LDAP_AUTH_SEARCH_THEN_BIND"
 )
 
-// ConfigFromEnv reads the configuration from the process environment. See
-// [LoadConfig].
+// ConfigFromEnv is LoadConfig(os.LookupEnv).
 func ConfigFromEnv() (*Config, error) {
 	return LoadConfig(os.LookupEnv)
 }
 
-// LoadConfig reads the configuration through lookup (os.LookupEnv, or a map
-// in tests), applies the documented defaults and validates the result.
-//
-// Every bad variable is reported: the error joins one [*ConfigError] per
-// problem. When LDAP_AUTH_URL is unset the error matches [ErrNotConfigured],
-// so a backend can run with LDAP turned off. Secret values never appear in
-// errors.
+// LoadConfig reads the configuration through lookup (os.LookupEnv, or a map),
+// applies the defaults and validates it. The error joins one [*ConfigError]
+// per bad variable, LDAP_AUTH_URL unset included; secrets are never shown.
 func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
 	cfg := &Config{
 		SearchBase:      defaultSearchBase,
@@ -543,9 +384,8 @@ func envCount(name, what, feature string, def int, field func(*Config) *int) env
 	}}
 }
 
-// Validate reports every problem with c, one [*ConfigError] per problem,
-// joined. It applies to configurations built in code and to those read from
-// the environment alike; [New] calls it.
+// Validate reports every problem with c, one [*ConfigError] each, joined;
+// New calls it.
 func (c *Config) Validate() error {
 	_, problems := c.parse()
 	return joinProblems(problems)

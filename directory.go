@@ -10,34 +10,23 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// DirectoryType is the kind of directory server, which decides what
-// LDAP_AUTH_EXCLUDE_DISABLED filters on, whether
-// LDAP_AUTH_NESTED_GROUPS=active_directory can work, and whether memberOf
-// already lists nested groups (LDAP_AUTH_DIRECTORY_TYPE). The zero value,
-// [directoryAuto], reads it from the server's root DSE.
+// DirectoryType is the kind of directory server
+// (LDAP_AUTH_DIRECTORY_TYPE): "" (auto, from the root DSE), the constants
+// below, or "other". It decides what ExcludeDisabled filters on and what
+// nesting can do (docs/configuration.md).
 type DirectoryType string
 
-// The values of LDAP_AUTH_DIRECTORY_TYPE.
+// The directory types (docs/configuration.md).
 const (
-	// directoryAuto reads the type from the root DSE on the first
-	// connection that needs it (one base search per Authenticator):
-	// supportedCapabilities 1.2.840.113556.1.4.800 is Active Directory
-	// (Samba's too), a vendorVersion or vendorName of 389 or Red Hat is
-	// 389 Directory Server, objectClass OpenLDAProotDSE is OpenLDAP, and
-	// anything else (or an unreadable root DSE) is directoryOther. The
-	// default; the variable may also say "auto".
-	directoryAuto DirectoryType = ""
-	// DirectoryActiveDirectory is Microsoft Active Directory or Samba AD.
-	DirectoryActiveDirectory DirectoryType = "active_directory"
-	// Directory389 is 389 Directory Server, Red Hat Directory Server and
-	// FreeIPA's directory: nsAccountLock disables an account, and the
-	// memberOf plugin lists nested groups in memberOf.
-	Directory389 DirectoryType = "389ds"
-	// DirectoryOpenLDAP is OpenLDAP's slapd: the ppolicy overlay's
-	// pwdAccountLockedTime 000001010000Z disables an account.
-	DirectoryOpenLDAP DirectoryType = "openldap"
-	// directoryOther is any other server: LDAP_AUTH_EXCLUDE_DISABLED has
-	// no attribute to filter on there.
+	DirectoryActiveDirectory DirectoryType = "active_directory" // Microsoft Active Directory or Samba AD
+	Directory389             DirectoryType = "389ds"            // 389-DS, Red Hat Directory Server, FreeIPA
+	DirectoryOpenLDAP        DirectoryType = "openldap"
+)
+
+// directoryAuto (the zero value) reads the type from the root DSE;
+// directoryOther is any other server.
+const (
+	directoryAuto  DirectoryType = ""
 	directoryOther DirectoryType = "other"
 )
 
@@ -234,25 +223,16 @@ func inChainError(cfg *Config, err error) error {
 	return err
 }
 
-// AttributeRequester is implemented by a [RelationSyncer] or
-// [SearchFilterBuilder] that needs attributes of the user's entry besides
-// the mapped fields and memberOf; the login search then asks for them.
-// [New] calls RequestedAttributes once, with the configuration the
-// Authenticator keeps; the list applies to every login.
+// AttributeRequester is implemented by a RelationSyncer or
+// SearchFilterBuilder that needs more attributes of the user's entry; New
+// asks once.
 type AttributeRequester interface {
 	RequestedAttributes(cfg *Config) []string
 }
 
-// Directory searches the directory on behalf of a [RelationSyncer]: during
-// a login, on the login's own connection, bound as the identity that ran
-// the login search (the user, or the service account).
-//
-// The Directory a login hands to SyncRelations is valid only until
-// SyncRelations returns: the connection then goes back to the pool, to
-// serve another login. It must not be kept, nor used from a goroutine that
-// outlives the call; it runs one search at a time and is not safe for
-// concurrent use. Implementations of Directory (for tests, or to wrap one)
-// are called by one goroutine at a time.
+// Directory searches the directory for a RelationSyncer, on the login's
+// connection and identity. It is valid only during the call that receives
+// it and not safe for concurrent use.
 type Directory interface {
 	Search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error)
 }
@@ -260,7 +240,6 @@ type Directory interface {
 // DirectoryFunc adapts a function to [Directory].
 type DirectoryFunc func(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error)
 
-// Search calls f.
 func (f DirectoryFunc) Search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
 	return f(ctx, req)
 }

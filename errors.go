@@ -7,63 +7,37 @@ import (
 	"strings"
 )
 
-// Errors returned by ldapauth, matched with errors.Is.
+// Errors of a login, matched with errors.Is (docs/errors.md says when each
+// occurs). ErrUnknownUser matches ErrInvalidCredentials too: show a person
+// only the latter.
 var (
-	// ErrInvalidCredentials means the login was refused: wrong password,
-	// unknown user, or an empty or malformed username or password.
 	ErrInvalidCredentials = errors.New("ldapauth: invalid credentials")
-	// ErrUnknownUser means the directory has no such user. It also matches
-	// ErrInvalidCredentials; tell it apart only for diagnostics, never in
-	// what a person trying to log in is shown.
-	ErrUnknownUser = errors.New("ldapauth: unknown user")
-	// ErrNotPermitted means the password was right but the user may not log
-	// in: the search filters (the login group) exclude the user.
-	ErrNotPermitted = errors.New("ldapauth: not permitted to log in")
-	// ErrAmbiguousUser means more than one entry matches the login search.
-	ErrAmbiguousUser = errors.New("ldapauth: more than one directory entry matches the user")
-	// ErrUnavailable means no server could be reached or a server did not
-	// answer in time, or answered busy or unavailable.
-	ErrUnavailable = errors.New("ldapauth: directory unavailable")
-	// ErrServiceAccount means the service account (or the sync account)
-	// could not bind, or may not see the search base (then in a
-	// [*ConfigError]). It is a configuration fault, never reported as the
-	// user's invalid credentials.
-	ErrServiceAccount = errors.New("ldapauth: service account bind refused")
-	// ErrConfig matches every configuration error ([*ConfigError]).
-	ErrConfig = errors.New("ldapauth: bad configuration")
+	ErrUnknownUser        = errors.New("ldapauth: unknown user")
+	ErrNotPermitted       = errors.New("ldapauth: not permitted to log in") // right password, excluded by the filters
+	ErrAmbiguousUser      = errors.New("ldapauth: more than one directory entry matches the user")
+	ErrUnavailable        = errors.New("ldapauth: directory unavailable")
+	ErrServiceAccount     = errors.New("ldapauth: service account bind refused") // a configuration fault
+	ErrConfig             = errors.New("ldapauth: bad configuration")            // every [*ConfigError]
 )
 
-// LoginError reports a refused login with what a person debugging it needs:
-// the bind name tried, the formatter that made it, the directory's code. It
-// never holds the password. errors.Is matches Err, and
-// [ErrInvalidCredentials] too when Err is [ErrUnknownUser],
-// [ErrIdentityMismatch] or an account state; errors.As reaches the
-// directory's own answer.
+// LoginError is a refused login: Err is the reason (ErrInvalidCredentials,
+// ErrUnknownUser, ErrNotPermitted, ErrAmbiguousUser, an account state or an
+// identity error), with the bind name tried and the Formatter that made it,
+// the EntryDN found, the directory's Code ("52e", "accountLocked"), never
+// the password. errors.Is matches Err (and ErrInvalidCredentials where Err
+// implies it); errors.As reaches the directory's answer.
 type LoginError struct {
-	// Err is the reason: ErrInvalidCredentials, ErrUnknownUser,
-	// ErrNotPermitted, ErrAmbiguousUser, an account state such as
-	// ErrAccountLocked, ErrIdentityMismatch or ErrIdentityUnproven.
-	Err error
-	// Username is what was typed (at most a short prefix of it).
-	Username string
-	// BindName is the name the bind was tried with, if any, and Formatter
-	// the username formatter (or search-then-bind) that made it.
+	Err       error
+	Username  string // what was typed, at most a short prefix of it
 	BindName  string
 	Formatter string
-	// EntryDN is the entry the login search found, for an identity refusal.
-	EntryDN string
-	// Code is the directory's own code, when it gave one: the data code of
-	// an Active Directory bind diagnostic ("52e", "775"), or the password
-	// policy error ("accountLocked").
-	Code string
-	// Reason says what happened, in words.
-	Reason string
+	EntryDN   string
+	Code      string
+	Reason    string
 
 	cause error // the directory's answer, if any
 }
 
-// Error says why the login was refused, with the names involved, never the
-// password.
 func (e *LoginError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Err.Error())
@@ -90,12 +64,10 @@ func (e *LoginError) Error() string {
 	return b.String()
 }
 
-// Is reports whether target is ErrInvalidCredentials and Err implies it.
 func (e *LoginError) Is(target error) bool {
 	return target == ErrInvalidCredentials && (e.Err == ErrUnknownUser || e.Err == ErrIdentityMismatch || isAccountState(e.Err))
 }
 
-// Unwrap returns Err and the directory's answer.
 func (e *LoginError) Unwrap() []error {
 	if e.cause == nil {
 		return []error{e.Err}
@@ -124,11 +96,8 @@ func wrap(err error, format string, args ...any) error {
 // unprefixed is err's message without a leading "ldapauth: ".
 func unprefixed(err error) string { return strings.TrimPrefix(err.Error(), "ldapauth: ") }
 
-// TLSError reports a TLS failure: a certificate that does not verify
-// (unknown authority, expired, wrong name), a TLS alert, or a server that
-// refuses StartTLS (other than busy or unavailable, which are outages). It
-// is classified the same for LDAPS and StartTLS and never matches
-// ErrUnavailable. ldapauth never falls back to plain text.
+// TLSError is a TLS failure with a server (certificate, alert, StartTLS
+// refused), never ErrUnavailable and never a fall-back to plain text.
 type TLSError struct {
 	// URL is the server's, as in LDAP_AUTH_URL.
 	URL string
@@ -136,10 +105,8 @@ type TLSError struct {
 	Err error
 }
 
-// Error names the server and the failure.
 func (e *TLSError) Error() string { return "ldapauth: TLS with " + e.URL + ": " + e.Err.Error() }
 
-// Unwrap returns the cause.
 func (e *TLSError) Unwrap() error { return e.Err }
 
 // errClosed is returned by Authenticate after Close.
@@ -148,67 +115,43 @@ var errClosed = fmt.Errorf("ldapauth: authenticator closed: %w", net.ErrClosed)
 // ConfigError reports one bad configuration value. It never holds the value
 // of a secret. It matches [ErrConfig] with errors.Is.
 type ConfigError struct {
-	// Variables names the environment variables involved, the first being
-	// the one at fault (two or more for a mistake across variables).
-	Variables []string
-	// Problem says what is wrong.
-	Problem string
-	// Err is the underlying cause, if any.
-	Err error
+	Variables []string // the first is the one at fault
+	Problem   string
+	Err       error // the cause, if any
 }
 
-// Error names the variables and the problem.
 func (e *ConfigError) Error() string {
 	return "ldapauth: " + strings.Join(e.Variables, ", ") + ": " + e.Problem
 }
 
-// Unwrap returns the cause.
 func (e *ConfigError) Unwrap() error { return e.Err }
 
-// Is reports whether target is [ErrConfig].
 func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
 
 func configErr(problem string, vars ...string) *ConfigError {
 	return &ConfigError{Variables: vars, Problem: problem}
 }
 
-// Errors of [Authenticator.Sync], matched with errors.Is.
+// Errors of [Authenticator.Sync], matched with errors.Is, both in a
+// [*SyncAbortError]: nothing was written. With ErrRemovalGuard the report
+// returned is the plan; run again with [SyncOptions.Force] once checked.
 var (
-	// ErrSyncAborted means the sync stopped before writing anything: the
-	// sync account could not bind, a search failed, hit a size or time
-	// limit or was answered with referrals only, the connection was lost,
-	// or ctx ended during the read. The error is a [*SyncAbortError] that
-	// also matches its cause (ErrUnavailable, ErrServiceAccount,
-	// context.Canceled, ...).
-	ErrSyncAborted = errors.New("ldapauth: sync aborted, nothing written")
-	// ErrRemovalGuard means the sync refused to remove as many users,
-	// synced groups or memberships as it planned (see
-	// [Config.SyncMaxRemovalPercent]) and wrote nothing. The error is a
-	// [*SyncAbortError] (which does not match ErrSyncAborted); the report
-	// returned with it is the plan, its RemovalGuard the figures. Check it,
-	// then run again with [SyncOptions.Force].
+	ErrSyncAborted  = errors.New("ldapauth: sync aborted, nothing written")
 	ErrRemovalGuard = errors.New("ldapauth: sync refused: too many removals")
 )
 
-// SyncAbortError reports a sync that stopped before writing anything. It
-// matches [ErrSyncAborted] and, through Unwrap, its cause; a refusal of the
-// removal guard (Phase "removal guard") matches [ErrRemovalGuard] instead,
-// and comes with the report of the plan.
+// SyncAbortError is a sync that stopped before writing anything, at Phase
+// (and Page), with a Hint and the Variables it names. It matches
+// ErrSyncAborted and its cause; a removal guard refusal (Phase "removal
+// guard") matches ErrRemovalGuard instead.
 type SyncAbortError struct {
-	// Phase is where the run stopped: a stage of [SyncProgress.Phase], or
-	// "removal guard".
-	Phase string
-	// Page is the page of users being read (1-based) in syncReadUsers.
-	Page int
-	// Hint says what may fix it, when something might.
-	Hint string
-	// Variables names the settings the hint is about.
+	Phase     string // a stage of SyncProgress.Phase, or "removal guard"
+	Page      int    // of users, 1-based, when reading users
+	Hint      string
 	Variables []string
-	// Err is the cause.
-	Err error
+	Err       error
 }
 
-// Error names the phase, the page and the cause, with the hint.
 func (e *SyncAbortError) Error() string {
 	var b strings.Builder
 	if e.guardRefused() {
@@ -233,8 +176,6 @@ func (e *SyncAbortError) Error() string {
 	return b.String()
 }
 
-// Is reports whether target is ErrSyncAborted (for any stop but the removal
-// guard's).
 func (e *SyncAbortError) Is(target error) bool { return target == ErrSyncAborted && !e.guardRefused() }
 
 func (e *SyncAbortError) guardRefused() bool {
@@ -242,7 +183,6 @@ func (e *SyncAbortError) guardRefused() bool {
 	return ok
 }
 
-// Unwrap returns the cause.
 func (e *SyncAbortError) Unwrap() error { return e.Err }
 
 // guardRefusal is the cause of a [*SyncAbortError] the removal guard
@@ -271,32 +211,16 @@ func (e *guardRefusal) Error() string {
 
 func (e *guardRefusal) Is(target error) bool { return target == ErrRemovalGuard }
 
-// Account states a directory reports on a refused bind, matched with
-// errors.Is. Every error that matches one of them also matches
-// [ErrInvalidCredentials], so a caller that only checks for a failed login
-// keeps working, while a UI can tell a person "your password expired". They
-// come from the Active Directory bind diagnostic (data 530 ... 775) and from
-// the password policy response control of OpenLDAP and others
-// (draft-behera-ldap-password-policy). [LoginError.Code] holds the code.
+// Account states a directory gives for a refused bind (Active Directory's
+// bind diagnostic, the password policy control), matched with errors.Is;
+// each also matches ErrInvalidCredentials. [LoginError.Code] has the code.
 var (
-	// ErrAccountDisabled means the account is disabled (AD data 533).
-	ErrAccountDisabled = errors.New("ldapauth: account disabled")
-	// ErrAccountLocked means the account is locked out after too many
-	// wrong passwords (AD data 775, password policy accountLocked).
-	ErrAccountLocked = errors.New("ldapauth: account locked")
-	// ErrAccountExpired means the account itself has expired (AD data 701).
-	ErrAccountExpired = errors.New("ldapauth: account expired")
-	// ErrPasswordExpired means the password has expired (AD data 532,
-	// password policy passwordExpired).
-	ErrPasswordExpired = errors.New("ldapauth: password expired")
-	// ErrPasswordMustChange means the password was right but must be changed
-	// before the account can be used (AD data 773, password policy
-	// changeAfterReset).
+	ErrAccountDisabled    = errors.New("ldapauth: account disabled")
+	ErrAccountLocked      = errors.New("ldapauth: account locked")
+	ErrAccountExpired     = errors.New("ldapauth: account expired")
+	ErrPasswordExpired    = errors.New("ldapauth: password expired")
 	ErrPasswordMustChange = errors.New("ldapauth: password must be changed")
-	// ErrLogonNotPermitted means the account may not log on now or from
-	// here: outside its logon hours (AD data 530) or from a workstation it
-	// is not allowed on (AD data 531).
-	ErrLogonNotPermitted = errors.New("ldapauth: logon not permitted at this time or from this workstation")
+	ErrLogonNotPermitted  = errors.New("ldapauth: logon not permitted at this time or from this workstation")
 )
 
 // isAccountState reports whether err is one of the account states.
@@ -308,21 +232,11 @@ func isAccountState(err error) bool {
 	return false
 }
 
-// Errors of the identity proof, matched with errors.Is (held in a
-// [*LoginError] with the EntryDN).
+// Errors of the identity proof, in a [*LoginError]: the entry found is not
+// the account the bind checked (also ErrInvalidCredentials), or nothing can
+// prove it is (a configuration fault: use LDAP_AUTH_SEARCH_THEN_BIND).
 var (
-	// ErrIdentityMismatch means the entry the login search found is not the
-	// account whose password the bind checked: a name that resolves to one
-	// account for the bind and to another for the search (a mail or UPN
-	// equal to another user's name, the same uid in two places). The login
-	// is refused; it also matches ErrInvalidCredentials.
 	ErrIdentityMismatch = errors.New("ldapauth: the entry found is not the account whose password was checked")
-	// ErrIdentityUnproven means ldapauth could not prove that the entry
-	// found is the account the bind checked: the bind name is not the
-	// entry's DN and the server does not answer Who Am I (RFC 4532) in a
-	// form ldapauth can compare. Every such login is refused; the fix is
-	// LDAP_AUTH_SEARCH_THEN_BIND (or a formatter that makes the entry's
-	// DN). It is a configuration fault, not the user's.
 	ErrIdentityUnproven = errors.New("ldapauth: cannot prove the entry found is the account whose password was checked")
 )
 
@@ -334,10 +248,8 @@ type StoreError struct {
 	Err error
 }
 
-// Error names the operation and the store's error.
 func (e *StoreError) Error() string { return "ldapauth: store: " + e.Op + ": " + unprefixed(e.Err) }
 
-// Unwrap returns the store's error.
 func (e *StoreError) Unwrap() error { return e.Err }
 
 var errNoSuchGroup = errors.New("no such group")

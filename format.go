@@ -6,11 +6,9 @@ import (
 	"unicode/utf8"
 )
 
-// UsernameFormatter turns the username a person typed into the name the
-// Authenticator binds as. It mirrors LDAP_AUTH_FORMAT_USERNAME.
-//
-// cfg is the Authenticator's own configuration with defaults applied; it
-// must not be modified. Implementations must be safe for concurrent use.
+// UsernameFormatter turns the username typed into the bind name
+// (LDAP_AUTH_FORMAT_USERNAME). cfg has the defaults applied and must not be
+// modified; implementations must be safe for concurrent use.
 type UsernameFormatter interface {
 	FormatUsername(cfg *Config, username string) (string, error)
 }
@@ -18,7 +16,6 @@ type UsernameFormatter interface {
 // UsernameFormatterFunc adapts a function to [UsernameFormatter].
 type UsernameFormatterFunc func(cfg *Config, username string) (string, error)
 
-// FormatUsername calls f.
 func (f UsernameFormatterFunc) FormatUsername(cfg *Config, username string) (string, error) {
 	return f(cfg, username)
 }
@@ -30,28 +27,22 @@ var (
 	_ UsernameFormatter = ActiveDirectoryPrincipalFormatter{}
 )
 
-// OpenLDAPFormatter binds as <username attribute>=<username>,<search base>,
-// for example uid=jdoe,ou=people,dc=example,dc=com, with the value escaped
-// per RFC 4514. It is django_python3_ldap.utils.format_username_openldap and
-// the default.
+// OpenLDAPFormatter binds as <username attribute>=<escaped name>,<search
+// base>: django_python3_ldap.utils.format_username_openldap, the default.
 type OpenLDAPFormatter struct{}
 
-// FormatUsername implements [UsernameFormatter].
 func (OpenLDAPFormatter) FormatUsername(cfg *Config, username string) (string, error) {
 	return cfg.usernameAttribute() + "=" + escapeDNValue(username) + "," + cfg.SearchBase, nil
 }
 
-// String returns the Python name of the formatter.
 func (OpenLDAPFormatter) String() string {
 	return "django_python3_ldap.utils.format_username_openldap"
 }
 
-// ActiveDirectoryFormatter binds as the plain username, or DOMAIN\username
-// when [Config.ActiveDirectoryDomain] is set. It is
-// django_python3_ldap.utils.format_username_active_directory.
+// ActiveDirectoryFormatter binds as the name, or DOMAIN\name with
+// Config.ActiveDirectoryDomain: format_username_active_directory.
 type ActiveDirectoryFormatter struct{}
 
-// FormatUsername implements [UsernameFormatter].
 func (ActiveDirectoryFormatter) FormatUsername(cfg *Config, username string) (string, error) {
 	if cfg.ActiveDirectoryDomain == "" {
 		return username, nil
@@ -59,17 +50,14 @@ func (ActiveDirectoryFormatter) FormatUsername(cfg *Config, username string) (st
 	return cfg.ActiveDirectoryDomain + `\` + username, nil
 }
 
-// String returns the Python name of the formatter.
 func (ActiveDirectoryFormatter) String() string {
 	return "django_python3_ldap.utils.format_username_active_directory"
 }
 
-// ActiveDirectoryPrincipalFormatter binds as the user principal name
-// username@domain, the domain being [Config.ActiveDirectoryDomain]. It is
-// django_python3_ldap.utils.format_username_active_directory_principal.
+// ActiveDirectoryPrincipalFormatter binds as name@domain
+// (Config.ActiveDirectoryDomain): format_username_active_directory_principal.
 type ActiveDirectoryPrincipalFormatter struct{}
 
-// FormatUsername implements [UsernameFormatter].
 func (ActiveDirectoryPrincipalFormatter) FormatUsername(cfg *Config, username string) (string, error) {
 	if cfg.ActiveDirectoryDomain == "" {
 		return "", configErr("the principal formatter needs a domain", envADDomain, envFormatUsername)
@@ -77,7 +65,6 @@ func (ActiveDirectoryPrincipalFormatter) FormatUsername(cfg *Config, username st
 	return username + "@" + cfg.ActiveDirectoryDomain, nil
 }
 
-// String returns the Python name of the formatter.
 func (ActiveDirectoryPrincipalFormatter) String() string {
 	return "django_python3_ldap.utils.format_username_active_directory_principal"
 }

@@ -16,24 +16,17 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// User is a user as read from the directory on login.
+// User is a user as read from the directory on login: the entry's DN, the
+// directory's spelling of the username, the mapped fields (the first value
+// of each attribute), memberOf, every attribute read, and the password
+// policy's warning if any.
 type User struct {
-	// DN is the user's entry.
-	DN string `json:"dn"`
-	// Username is the directory's value of the username attribute, which
-	// may differ in case from what was typed.
-	Username string `json:"username"`
-	// Fields holds the mapped fields (LDAP_AUTH_USER_FIELDS) found on the
-	// entry: the first value of each attribute.
-	Fields map[string]string `json:"fields"`
-	// Groups holds the DNs in the entry's memberOf.
-	Groups []string `json:"groups,omitempty"`
-	// Attributes holds every attribute read, by the server's spelling.
-	Attributes map[string][]string `json:"attributes,omitempty"`
-	// PasswordWarning is set when the directory's password policy warned
-	// that the password expires soon or has expired and this login used a
-	// grace login.
-	PasswordWarning *PasswordWarning `json:"password_warning,omitempty"`
+	DN              string              `json:"dn"`
+	Username        string              `json:"username"`
+	Fields          map[string]string   `json:"fields"`
+	Groups          []string            `json:"groups,omitempty"`
+	Attributes      map[string][]string `json:"attributes,omitempty"`
+	PasswordWarning *PasswordWarning    `json:"password_warning,omitempty"`
 
 	hasMemberOf bool
 }
@@ -185,12 +178,9 @@ func (a *Authenticator) warnInsecure() {
 	}
 }
 
-// Close closes every pooled connection and aborts the background probes of
-// servers marked down (waiting for those in flight to end); connections of
-// logins in flight are closed as those logins end. Service-account searches
-// left running by refused logins are cut short and waited for. Authenticate returns an
-// error matching net.ErrClosed after Close. Close may be called more than
-// once.
+// Close closes the pooled connections and stops the background probes;
+// logins in flight finish, later ones fail with net.ErrClosed. Close may be
+// called more than once.
 func (a *Authenticator) Close() error {
 	a.closed.Store(true)
 	a.bgMu.Lock()
@@ -205,19 +195,9 @@ func (a *Authenticator) Close() error {
 	return nil
 }
 
-// Authenticate logs the user in with the password, as described in the
-// package documentation, and returns the user as the directory holds it.
-//
-// A refused login returns a [*LoginError] matching ErrInvalidCredentials
-// (ErrUnknownUser also matches it) or ErrNotPermitted. An unreachable or
-// slow directory returns an error matching ErrUnavailable; a cancelled ctx
-// returns ctx's error. A search base that does not exist, or that the
-// identity searching may not see, returns a [*ConfigError] (ErrConfig) that
-// also matches ErrServiceAccount when the service account searched. Store
-// and syncer errors are returned wrapped.
-// When the directory names the account's state (disabled, locked, expired,
-// password expired or to be changed), the error also matches the state's
-// error, such as [ErrAccountLocked], with the directory's code in [LoginError.Code].
+// Authenticate logs the user in (docs/login.md) and returns the user as
+// the directory holds it. A refusal is a [*LoginError]; docs/errors.md
+// lists every error and what it means.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string) (_ *User, err error) {
 	ctx, obs := a.obs.loginStart(ctx, username)
 	defer obs.end(&err)

@@ -8,29 +8,18 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// NestedGroups says how group membership counts through groups of groups
-// (LDAP_AUTH_NESTED_GROUPS). The zero value is [nestedGroupsOff].
+// NestedGroups says how membership counts through groups of groups
+// (LDAP_AUTH_NESTED_GROUPS): "" (off, direct only) or a constant below.
 type NestedGroups string
 
-// The values of LDAP_AUTH_NESTED_GROUPS.
+// The ways nesting is found (docs/configuration.md).
 const (
-	// nestedGroupsOff counts direct membership only (memberOf, or the
-	// group's member values), as Flagsmith does. The default; the variable
-	// may also say "off".
-	nestedGroupsOff NestedGroups = ""
-	// NestedGroupsActiveDirectory lets Active Directory resolve nesting with
-	// LDAP_MATCHING_RULE_IN_CHAIN ([oidMatchingRuleInChain]): the login
-	// group filter becomes (memberOf:1.2.840.113556.1.4.1941:=<group>) and
-	// each synced group costs one base search on the user's entry.
-	NestedGroupsActiveDirectory NestedGroups = "active_directory"
-	// NestedGroupsWalk works on any server: ldapauth searches for the
-	// groups that hold the user's groups ((member=<dn>) or
-	// (uniqueMember=<dn>) under the group's domain), one search per level,
-	// at most [maxNestingDepth] levels, each group visited once, so a cycle
-	// of groups ends. [Authenticator.Sync] walks down from the login group
-	// once per run instead and reads the members of every group reached.
-	NestedGroupsWalk NestedGroups = "walk"
+	NestedGroupsActiveDirectory NestedGroups = "active_directory" // the server resolves it (LDAP_MATCHING_RULE_IN_CHAIN)
+	NestedGroupsWalk            NestedGroups = "walk"             // any server: ldapauth follows the groups, 10 levels at most
 )
+
+// nestedGroupsOff (the zero value) counts direct membership only.
+const nestedGroupsOff NestedGroups = ""
 
 // maxNestingDepth bounds [NestedGroupsWalk]: a group more levels above the
 // user than this does not count.

@@ -17,14 +17,11 @@ import (
 // good password has left (timeBeforeExpiration, graceAuthNsRemaining).
 
 // PasswordWarning is what the directory's password policy said about a
-// password that still logged the user in.
+// password that still logged the user in: the time left before it expires
+// (zero: not said), or the grace logins left (-1: not said).
 type PasswordWarning struct {
-	// ExpiresIn is the time left before the password expires; zero when the
-	// directory did not say.
-	ExpiresIn time.Duration `json:"expires_in,omitempty"`
-	// GraceLogins is the number of logins left with the expired password
-	// (this login was one of them); -1 when the directory did not say.
-	GraceLogins int `json:"grace_logins"`
+	ExpiresIn   time.Duration `json:"expires_in,omitempty"`
+	GraceLogins int           `json:"grace_logins"`
 }
 
 // policyBindError is a refused bind with the password policy response

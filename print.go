@@ -80,10 +80,8 @@ func (c *Config) printable() printedConfig {
 	}
 }
 
-// Format prints the Config for every verb (%v, %+v, %#v, %s...) without its
-// secrets: ConnectionPassword and SyncPassword show as "[redacted]" when
-// set, URLs lose any user info, and TLSConfig, Store and Logger are named,
-// not printed.
+// Format prints the Config for every verb without its secrets: passwords
+// "[redacted]", URLs without user info; TLSConfig, Store, Logger named.
 func (c Config) Format(f fmt.State, verb rune) {
 	fmt.Fprintf(f, fmt.FormatString(f, verb), c.printable())
 }

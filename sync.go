@@ -16,94 +16,18 @@ import (
 
 // SyncOptions changes what one [Authenticator.Sync] run does.
 type SyncOptions struct {
-	// DryRun reads the directory and the store, plans every change and
-	// returns the plan without writing anything.
-	DryRun bool
-	// Force removes users, synced groups and memberships even when the
-	// removal guard would refuse, and makes the removals a run holds back
-	// because of entries without the username attribute (see
-	// [RemovalGuard.Held]).
-	Force bool
-	// CreateUsers also creates, with their organisation join and
-	// memberships, the users the directory returns that never logged in.
-	// Off by default: users normally arrive in the store at their first
-	// login, as with Flagsmith.
-	CreateUsers bool
-	// Progress, when set, is called from the goroutine running Sync after
-	// each page of users, each group entry read, and every few hundred
-	// changes written. It must return quickly.
-	Progress func(SyncProgress)
+	DryRun      bool               // plan every change, write nothing
+	Force       bool               // past the removal guard, and the removals held back
+	CreateUsers bool               // also create the directory's users that never logged in
+	Progress    func(SyncProgress) // called after each page, group and few hundred writes; must be quick
 }
 
-// Sync is Flagsmith's sync_ldap_users_and_groups command: it brings the
-// store in step with the directory. It binds as the sync account
-// (LDAP_SYNC_USER_USERNAME: a DN verbatim, a plain name through the
-// username formatter), reads every user the login search would accept
-// (object class and search filters, the login group included, with its
-// nested groups under LDAP_AUTH_NESTED_GROUPS, as a login admits them) with
-// a paged search, and then:
-//
-//   - removes the directory-managed users the directory no longer returns;
-//   - removes the synced groups the directory proves gone: noSuchObject
-//     alone is no proof (OpenLDAP answers it for an entry an access rule
-//     hides), so the answer must name the group's parent (or another entry
-//     above it) as its matched DN, the sync account must read that entry,
-//     and a one-level search under it must return no such entry; any other
-//     answer, an empty one, or a group no longer in LDAP_SYNCED_GROUPS, is
-//     left alone and reported;
-//   - removes users from the synced groups they left and adds them to the
-//     synced groups they joined, by the same rule as the login syncer
-//     (memberOf, or where an entry has none, the group's own entry, read
-//     once per group);
-//     with nested groups (LDAP_AUTH_NESTED_GROUPS) or an Active Directory
-//     primary group, a removal is first confirmed as a login would check
-//     it, so the sync never removes what the next login would put back;
-//     memberships held only through nesting are added at the next login;
-//   - updates the mapped fields of users still there and runs the
-//     organisation join, as a login would;
-//   - with CreateUsers, creates users that never logged in.
-//
-// Entries it cannot map to one user are skipped and reported, and change
-// no user: an entry whose username attribute has several values (the
-// users they name are kept unchanged), a username on two entries, and an
-// entry without the username attribute (an access rule may hide it). Such
-// an entry is matched to a stored user by DN when the store gives details
-// (that user is kept unchanged); when one matches nobody, the run holds
-// back every removal ([RemovalGuard.Held]) unless opts.Force, since any
-// stored user the read missed may be that entry. A group entry read
-// without any member values (an access rule may hide them) confirms no
-// membership either way: those memberships are kept, and reported.
-//
-// Nothing is written until the whole directory view has been read: any
-// search error, size or time limit, referral-only answer, lost connection
-// or end of ctx during the read returns a [*SyncAbortError] (ErrSyncAborted)
-// and no report. A run that would remove too many users, synced groups or
-// memberships (each kind weighed against its own total in the store)
-// returns the plan with a [*RemovalGuardError] (ErrRemovalGuard) and writes
-// nothing, unless opts.Force. A dry run returns the plan and writes nothing. Missing
-// settings return the joined [*ConfigError]s, one per variable. If a store
-// write fails or ctx ends while applying, the report (Applied false) lists
-// the whole plan and the error wraps the cause; every store method is
-// idempotent, so the next run completes the work.
-//
-// Memory: entries are handled one page at a time; the run keeps the
-// store's snapshot, dropping a stored user's details once its entry has
-// been compared, the usernames seen that the store does not hold, the
-// planned changes and, for entries without memberOf, their usernames and
-// DNs. With paging off
-// (noPaging) the directory sends every entry in one response, which go-ldap
-// holds in full.
-//
-// With a relation syncer other than the built-in ones (one that does not
-// implement [GroupSyncer]), Sync plans the users (and the synced groups, if
-// any) as above, then, once the plan is applied (never in a dry run), calls
-// the syncer for every user the directory returned and the store holds, as
-// a login would, on a connection bound as the sync account; a syncer error
-// stops there and is returned with the report. LDAP_SYNCED_GROUPS and the
-// organisation are then optional.
-//
-// Sync may run concurrently with logins; it does not run concurrently with
-// itself usefully (two runs would plan the same changes).
+// Sync is Flagsmith's sync_ldap_users_and_groups command: it binds as the
+// sync account, reads every user the login search would accept, and brings
+// the store in step (users removed, updated or created, synced groups and
+// memberships), writing nothing until the whole read succeeded. Too many
+// removals return the plan with [ErrRemovalGuard], unless opts.Force; a
+// failed read returns a [*SyncAbortError]. The rules: docs/sync.md.
 func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (report *SyncReport, err error) {
 	ctx, obs := a.obs.syncStart(ctx, opts)
 	defer obs.end(&report, &err)
@@ -146,12 +70,8 @@ func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (report *Syn
 	return rep, nil
 }
 
-// ValidateSync reports, one [*ConfigError] per variable, joined, the
-// settings the Flagsmith docs require for the sync job that are unset:
-// LDAP_SYNC_USER_USERNAME, LDAP_SYNC_USER_PASSWORD, LDAP_SYNCED_GROUPS,
-// LDAP_AUTH_SYNC_USER_RELATIONS (the group syncer) and
-// LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID. [Authenticator.Sync] calls it; a
-// sync command may call it first, before opening its database.
+// ValidateSync reports the sync job's unset settings, one [*ConfigError]
+// per variable, joined; Sync calls it (docs/sync.md).
 func (c *Config) ValidateSync() error {
 	var errs []error
 	missing := func(variable, why string) {

@@ -16,12 +16,9 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// SyncStateStore is an optional interface of a [UserStore]: a store that
-// implements it keeps the state of [Authenticator.SyncChanges] between runs
-// (the directory's cookie and the entryUUIDs of the entries it returned),
-// so that each run reads only what changed since the last one, a restarted
-// job included. The state is opaque bytes, written whole after the changes
-// of a run are applied; a store keeps the last one saved.
+// SyncStateStore is an optional interface of a UserStore that keeps the
+// state of [Authenticator.SyncChanges] between runs: opaque bytes, saved
+// whole after a run's changes are applied.
 type SyncStateStore interface {
 	// LoadSyncState returns the state last saved, or nil when there is
 	// none.
@@ -43,28 +40,17 @@ const (
 	changeSyncFull = "full sync"
 )
 
-// ChangeSync is what a run of [Authenticator.SyncChanges] did, in its
-// [SyncReport].
+// ChangeSync is how a run of [Authenticator.SyncChanges] read the directory
+// (docs/sync.md): Mode "incremental", "full refresh" or "full sync", and
+// why not incremental (Fallback); entries Changed and Deleted, learnt in a
+// "delete" or "present" Phase; StateSaved once the cookie is written.
 type ChangeSync struct {
-	// Mode is changeSyncIncremental, changeSyncFullRefresh or
-	// changeSyncFull.
-	Mode string `json:"mode"`
-	// Fallback says why the run read the whole directory rather than the
-	// changes; empty for an incremental run.
-	Fallback string `json:"fallback,omitempty"`
-	// Changed counts the entries the directory returned as added or
-	// modified (every entry in a full refresh).
-	Changed int `json:"changed"`
-	// Deleted counts the entries known from the last run that the
-	// directory reported deleted or no longer matching the search.
-	Deleted int `json:"deleted"`
-	// Phase is how deletions were learnt: "delete" (the server listed the
-	// deleted entries' entryUUIDs) or "present" (it listed the unchanged
-	// ones; the others are gone). Empty in a full sync.
-	Phase string `json:"phase,omitempty"`
-	// StateSaved is set when the new cookie and state were written to the
-	// store (never in a dry run or a refused run).
-	StateSaved bool `json:"state_saved"`
+	Mode       string `json:"mode"`
+	Fallback   string `json:"fallback,omitempty"`
+	Changed    int    `json:"changed"`
+	Deleted    int    `json:"deleted"`
+	Phase      string `json:"phase,omitempty"`
+	StateSaved bool   `json:"state_saved"`
 }
 
 // changeState is the state SyncChanges keeps through a SyncStateStore.
@@ -116,42 +102,11 @@ var errRefreshRequired = errors.New("ldapauth: the directory refused the sync co
 // [Authenticator.SyncChanges] then runs the full sync.
 var ErrNoContentSync = errors.New("ldapauth: the directory does not offer content synchronisation (RFC 4533; OpenLDAP's syncprov overlay)")
 
-// SyncChanges is the change-driven sync: the sync of [Authenticator.Sync],
-// with the same rules, the same removal guard and the same report, that
-// reads only what changed in the directory since its last run. It uses RFC
-// 4533 content synchronisation (refreshOnly) with the cookie kept in the
-// store, which must implement [SyncStateStore]:
-//
-//   - The directory returns the entries the login search matches that were
-//     added or modified since the cookie, and either the entryUUIDs of the
-//     entries deleted or no longer matching (a delete phase) or those of
-//     every unchanged entry (a present phase). The state maps each
-//     entryUUID to the entry's DN and username, so a deletion removes the
-//     stored user whose entry it was.
-//   - Every entry known and unchanged counts as read, unchanged: the plan
-//     is the one a full sync would make, from the changed entries alone.
-//   - The memberof overlay writes memberOf without changing the user's
-//     entryCSN, so the synced groups' and the login group's entries are
-//     compared with the last run's, and the users who joined or left one
-//     are read again with the login search's filter (one who left the
-//     login group is then gone).
-//   - Synced groups are then read as a full sync reads them.
-//   - Nothing is written until the whole refresh is read; a removal guard
-//     refusal or a dry run writes nothing, the cookie included, so the
-//     next run reads the same changes again. The cookie and state are
-//     saved once the plan is applied.
-//
-// Fallbacks, each named in [SyncReport].ChangeSync.Fallback: with no state
-// yet, a state for other search settings, or a cookie the directory
-// refuses ([errRefreshRequired]), the run is a full refresh (every entry,
-// as a full sync, and a new cookie). A directory without content
-// synchronisation ([ErrNoContentSync]) or a store without
-// [SyncStateStore] gets the full sync of [Authenticator.Sync], every time.
-//
-// Limits: a membership gained or lost through nesting (a group joining a
-// synced group) changes neither the user's entry nor the synced group's
-// member values, and is seen by the next full sync, not by SyncChanges.
-// A cookie the directory ignores rather than refuses is not detected.
+// SyncChanges is the sync of [Authenticator.Sync], with its rules, removal
+// guard and report, reading only what changed since the last run (RFC 4533
+// refreshOnly, the cookie kept by a store implementing [SyncStateStore]).
+// It falls back to a full refresh or a full sync, named in the report's
+// ChangeSync. The rules and limits: docs/sync.md.
 func (a *Authenticator) SyncChanges(ctx context.Context, opts SyncOptions) (*SyncReport, error) {
 	return a.syncChanges(ctx, opts, nil)
 }

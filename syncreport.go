@@ -9,33 +9,22 @@ import (
 
 // SyncProgress says how far a sync run has come.
 type SyncProgress struct {
-	// Phase is the stage the run is in: "read store", "bind", "read
-	// users", "read groups", "apply", then "done".
-	Phase string `json:"phase"`
-	// Pages is the number of pages of users read so far.
-	Pages int `json:"pages"`
-	// Users is the number of user entries read so far.
-	Users int `json:"users"`
-	// Groups is the number of group entries read so far.
-	Groups int `json:"groups"`
-	// Done and Total count the store writes of the apply phase.
-	Done  int `json:"done"`
-	Total int `json:"total"`
+	Phase  string `json:"phase"`  // "read store", "bind", "read users", "read groups", "apply", "done"
+	Pages  int    `json:"pages"`  // pages of users read so far
+	Users  int    `json:"users"`  // user entries read so far
+	Groups int    `json:"groups"` // group entries read so far
+	Done   int    `json:"done"`   // store writes of the apply phase made,
+	Total  int    `json:"total"`  // of this many
 }
 
-// Membership is one user in one group.
+// Membership is one user (the directory's spelling) in one synced group.
 type Membership struct {
-	// GroupDN is the synced group's DN, as configured.
-	GroupDN string `json:"group_dn"`
-	// Username is the user's, in the directory's spelling.
+	GroupDN  string `json:"group_dn"`
 	Username string `json:"username"`
 }
 
-// Notice is something a sync run left as it was, and why: a store group
-// (DN), a directory entry it could not use (DN), a removal the directory did
-// not prove (Username, with Group for a membership; or Field, a mapped field
-// no entry carried), or a removal held back (Username, DN of a group, or
-// Username and Group).
+// Notice is something a sync left as it was, and why: a group or entry
+// (DN), a user or membership (Username, Group), or a mapped Field.
 type Notice struct {
 	DN       string `json:"dn,omitempty"`
 	Username string `json:"username,omitempty"`
@@ -44,18 +33,14 @@ type Notice struct {
 	Reason   string `json:"reason"`
 }
 
-// RemovalCount is one kind of removal the removal guard weighs: how many a
-// run removes, of how many the store holds.
+// RemovalCount is one kind of removal the removal guard weighs: Remove of
+// Total, OverLimit when the guard refuses it.
 type RemovalCount struct {
-	Remove int `json:"remove"`
-	Total  int `json:"total"`
-	// OverLimit is set when Remove is above both the guard's share of
-	// Total and its allowance (and, for users, when the directory
-	// returned no user at all): the run is refused unless forced.
+	Remove    int  `json:"remove"`
+	Total     int  `json:"total"`
 	OverLimit bool `json:"over_limit"`
 }
 
-// String returns "remove of total", with "over the limit" when it is.
 func (c RemovalCount) String() string {
 	s := fmt.Sprintf("%d of %d", c.Remove, c.Total)
 	if c.OverLimit {
@@ -64,27 +49,16 @@ func (c RemovalCount) String() string {
 	return s
 }
 
-// RemovalGuard is what the removal guard weighed in a run: each kind of
-// removal against its own total in the store, each with the same share
-// (LDAP_SYNC_MAX_REMOVAL_PERCENT) and allowance ([syncRemovalAllowance]).
+// RemovalGuard is what the removal guard weighed: each kind of removal
+// against its own total, with LDAP_SYNC_MAX_REMOVAL_PERCENT and the
+// allowance, and the removals held back (docs/sync.md).
 type RemovalGuard struct {
-	// LimitPercent is Config.SyncMaxRemovalPercent.
-	LimitPercent int `json:"limit_percent"`
-	// Allowance is syncRemovalAllowance.
-	Allowance int `json:"allowance"`
-	// Users: directory-managed users removed, of those the store holds.
-	Users RemovalCount `json:"users"`
-	// Groups: synced groups removed, of the synced groups the store holds.
-	Groups RemovalCount `json:"groups"`
-	// Memberships: memberships removed from synced groups (not counting
-	// those that go with a removed user or group), of the memberships the
-	// store holds in synced groups.
-	Memberships RemovalCount `json:"memberships"`
-	// Held are the removals the run planned but did not make: the read
-	// returned entries without the username attribute that match no stored
-	// user by DN, so any stored user the read missed may be one of them.
-	// The next complete read makes them, or [SyncOptions.Force] does.
-	Held []Notice `json:"held"`
+	LimitPercent int          `json:"limit_percent"`
+	Allowance    int          `json:"allowance"`
+	Users        RemovalCount `json:"users"`
+	Groups       RemovalCount `json:"groups"`
+	Memberships  RemovalCount `json:"memberships"`
+	Held         []Notice     `json:"held"`
 }
 
 // overLimit reports whether the guard refuses any kind.
@@ -92,33 +66,21 @@ func (g RemovalGuard) overLimit() bool {
 	return g.Users.OverLimit || g.Groups.OverLimit || g.Memberships.OverLimit
 }
 
-// SyncCounts are the lengths of a [SyncReport]'s lists, each field the
-// length of the list of the same name.
+// SyncCounts are the lengths of a [SyncReport]'s lists of the same names
+// (Held: RemovalGuard.Held).
 type SyncCounts struct {
-	// UsersRemoved is len(SyncReport.UsersRemoved).
-	UsersRemoved int `json:"users_removed"`
-	// UsersUpdated is len(SyncReport.UsersUpdated).
-	UsersUpdated int `json:"users_updated"`
-	// UsersCreated is len(SyncReport.UsersCreated).
-	UsersCreated int `json:"users_created"`
-	// OrganisationJoins is len(SyncReport.OrganisationJoins).
-	OrganisationJoins int `json:"organisation_joins"`
-	// GroupsCreated is len(SyncReport.GroupsCreated).
-	GroupsCreated int `json:"groups_created"`
-	// GroupsRemoved is len(SyncReport.GroupsRemoved).
-	GroupsRemoved int `json:"groups_removed"`
-	// GroupsLeftAlone is len(SyncReport.GroupsLeftAlone).
-	GroupsLeftAlone int `json:"groups_left_alone"`
-	// MembershipsAdded is len(SyncReport.MembershipsAdded).
-	MembershipsAdded int `json:"memberships_added"`
-	// MembershipsRemoved is len(SyncReport.MembershipsRemoved).
+	UsersRemoved       int `json:"users_removed"`
+	UsersUpdated       int `json:"users_updated"`
+	UsersCreated       int `json:"users_created"`
+	OrganisationJoins  int `json:"organisation_joins"`
+	GroupsCreated      int `json:"groups_created"`
+	GroupsRemoved      int `json:"groups_removed"`
+	GroupsLeftAlone    int `json:"groups_left_alone"`
+	MembershipsAdded   int `json:"memberships_added"`
 	MembershipsRemoved int `json:"memberships_removed"`
-	// Skipped is len(SyncReport.Skipped).
-	Skipped int `json:"skipped"`
-	// Unconfirmed is len(SyncReport.Unconfirmed).
-	Unconfirmed int `json:"unconfirmed"`
-	// Held is len(SyncReport.RemovalGuard.Held).
-	Held int `json:"held"`
+	Skipped            int `json:"skipped"`
+	Unconfirmed        int `json:"unconfirmed"`
+	Held               int `json:"held"`
 }
 
 // Changes is the number of store writes the counts stand for.
@@ -128,62 +90,34 @@ func (c SyncCounts) Changes() int {
 }
 
 // SyncReport lists every change of a sync run: made, or planned when the
-// run was a dry run or was refused. Lists are sorted; usernames are the
+// run was a dry run or refused. Lists are sorted; usernames are the
 // directory's spelling (the store's for removed users). Print it with
-// String or WriteText; encode it with encoding/json.
+// String or WriteText, or encode it as JSON. The fields: docs/sync.md.
 type SyncReport struct {
-	// DryRun is set when nothing was meant to be written.
-	DryRun bool `json:"dry_run"`
-	// Forced is set when the run was forced past the removal guard.
-	Forced bool `json:"forced"`
-	// Applied is set when every change listed was written.
-	Applied bool `json:"applied"`
+	DryRun         bool `json:"dry_run"`
+	Forced         bool `json:"forced"`
+	Applied        bool `json:"applied"` // every change listed was written
+	Pages          int  `json:"pages"`
+	DirectoryUsers int  `json:"directory_users"`
+	StoreUsers     int  `json:"store_users"`
 
-	// Pages and DirectoryUsers say what was read: pages of the user search
-	// and user entries with a username. StoreUsers is the number of
-	// directory-managed users the store held before the run.
-	Pages          int `json:"pages"`
-	DirectoryUsers int `json:"directory_users"`
-	StoreUsers     int `json:"store_users"`
-
-	// UsersRemoved are directory-managed users the directory no longer
-	// returns (the login search would not find them).
-	UsersRemoved []string `json:"users_removed"`
-	// UsersUpdated are users whose mapped fields or DN changed.
-	UsersUpdated []string `json:"users_updated"`
-	// UsersCreated are directory users new to the store (CreateUsers).
-	UsersCreated []string `json:"users_created"`
-	// OrganisationJoins are users joined to Config.OrganisationID.
-	OrganisationJoins []string `json:"organisation_joins"`
-	// GroupsCreated are synced groups created because a user is a member.
-	GroupsCreated []Group `json:"groups_created"`
-	// GroupsRemoved are synced groups the directory proves gone (see
-	// [Authenticator.Sync]), removed with their memberships.
-	GroupsRemoved []Group `json:"groups_removed"`
-	// GroupsLeftAlone are store groups the sync did not touch: not in
-	// LDAP_SYNCED_GROUPS, not confirmed gone, or whose entry came without
-	// member values (their memberships read from it are kept).
-	GroupsLeftAlone []Notice `json:"groups_left_alone"`
-	// MembershipsAdded and MembershipsRemoved are changes of the synced
-	// groups' members (those of removed users and groups not included).
+	UsersRemoved       []string     `json:"users_removed"`
+	UsersUpdated       []string     `json:"users_updated"`
+	UsersCreated       []string     `json:"users_created"`
+	OrganisationJoins  []string     `json:"organisation_joins"`
+	GroupsCreated      []Group      `json:"groups_created"`
+	GroupsRemoved      []Group      `json:"groups_removed"`
+	GroupsLeftAlone    []Notice     `json:"groups_left_alone"`
 	MembershipsAdded   []Membership `json:"memberships_added"`
 	MembershipsRemoved []Membership `json:"memberships_removed"`
-	// Skipped are directory entries the sync could not use.
-	Skipped []Notice `json:"skipped"`
-	// Unconfirmed are removals of users and memberships the read implied
-	// but the directory did not prove: kept (see docs/sync.md, fail closed).
-	Unconfirmed []Notice `json:"unconfirmed"`
+	Skipped            []Notice     `json:"skipped"`     // entries the sync could not use
+	Unconfirmed        []Notice     `json:"unconfirmed"` // removals not proven, kept
 
-	// RemovalGuard is what the removal guard weighed.
 	RemovalGuard RemovalGuard `json:"removal_guard"`
-	// Counts are the lengths of the lists above.
-	Counts SyncCounts `json:"counts"`
-	// ChangeSync is set by [Authenticator.SyncChanges]: how the directory
-	// was read, and why not incrementally when it was not.
-	ChangeSync *ChangeSync `json:"change_sync,omitempty"`
+	Counts       SyncCounts   `json:"counts"`
+	ChangeSync   *ChangeSync  `json:"change_sync,omitempty"` // set by SyncChanges
 }
 
-// String returns the report as WriteText writes it.
 func (r *SyncReport) String() string {
 	var b strings.Builder
 	_ = r.WriteText(&b)

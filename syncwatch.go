@@ -14,41 +14,22 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// WatchOptions changes what [Authenticator.WatchChanges] does.
+// WatchOptions changes what [Authenticator.WatchChanges] does: the options
+// of every run (DryRun refused), Report called after each run and each lost
+// connection (it must be quick), and the reconnect back-off bounds (default
+// 1 s and 1 min).
 type WatchOptions struct {
-	// SyncOptions are those of every run (DryRun is refused: a watcher
-	// that writes nothing would read the same changes forever).
 	SyncOptions
-	// Report, when set, is called from the watching goroutine after each
-	// run with its report and error, as [Authenticator.SyncChanges]
-	// returned them; and with a nil report and the error when the
-	// connection is lost, before the watcher reconnects. It must return
-	// quickly.
-	Report func(*SyncReport, error)
-	// RetryMin and RetryMax bound the wait before reconnecting after a
-	// lost connection: it starts at RetryMin (default 1s) and doubles up
-	// to RetryMax (default 1m), back to RetryMin once a connection holds.
+	Report             func(*SyncReport, error)
 	RetryMin, RetryMax time.Duration
 }
 
-// WatchChanges keeps the store in step with the directory until ctx ends:
-// it holds RFC 4533 refreshAndPersist searches open on the users (the
-// login search, from the stored cookie) and on each synced group and the
-// login group, and each time the directory sends a change, runs
-// [Authenticator.SyncChanges], which reads what changed since the cookie
-// and applies it with the full sync's rules and removal guard. Changes
-// that arrive during a run are taken by the next one. A run's error (the
-// removal guard refusing, a store failure) is passed to opts.Report, and
-// the watcher goes on: the next change, or the next connection, runs
-// again from the same cookie.
-//
-// A lost connection (a server restart, a network fault) is reported and
-// retried with back-off, through the same servers and connection settings
-// as the sync; each new connection starts with one run, which catches up
-// with the changes made while it was down. WatchChanges returns nil when
-// ctx ends, [ErrNoContentSync] when the directory offers no content
-// synchronisation, and a configuration error when the store does not
-// implement [SyncStateStore] or the options ask for a dry run.
+// WatchChanges keeps the store in step until ctx ends: RFC 4533
+// refreshAndPersist searches say when to run [Authenticator.SyncChanges].
+// A run's error goes to opts.Report and the watch goes on; a lost
+// connection is retried with back-off. It returns nil when ctx ends,
+// [ErrNoContentSync], or a configuration error (no [SyncStateStore], or a
+// dry run). Details: docs/sync.md.
 func (a *Authenticator) WatchChanges(ctx context.Context, opts WatchOptions) error {
 	if err := a.cfg.ValidateSync(); err != nil {
 		return err
