@@ -15,8 +15,5 @@
 // the answer. [Authenticator.Sync] and [Authenticator.SyncChanges] are the
 // sync job. Errors are matched with errors.Is against the Err... sentinels.
 //
-// The documentation, in the repository's docs/ folder: login.md (the
-// flow), connections.md (failover, pooling, the retry rule),
-// configuration.md, errors.md, sync.md, active-directory.md, security.md,
-// observability.md.
+// The details are in the repository's docs/ folder.
 package ldapauth

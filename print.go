@@ -89,8 +89,7 @@ func (c Config) Format(f fmt.State, verb rune) {
 // LogValue logs the Config without its secrets (see Format).
 func (c Config) LogValue() slog.Value { return slog.AnyValue(c.printable()) }
 
-// MarshalJSON encodes the Config without its secrets (see Format). It is
-// for display: it cannot be decoded back into a working Config.
+// MarshalJSON encodes the Config without its secrets, for display only.
 func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.printable()) }
 
 // printedAuthenticator is what an Authenticator shows of itself.
@@ -103,17 +102,15 @@ func (a *Authenticator) printable() printedAuthenticator {
 	return printedAuthenticator{Config: a.cfg.printable(), Closed: a.closed.Load()}
 }
 
-// Format prints the Authenticator's configuration without its secrets, for
-// every verb (see [Config.Format]).
+// Format prints the configuration without its secrets (see [Config.Format]).
 func (a *Authenticator) Format(f fmt.State, verb rune) {
 	fmt.Fprintf(f, fmt.FormatString(f, verb), a.printable())
 }
 
-// LogValue logs the Authenticator's configuration without its secrets.
+// LogValue logs the configuration without its secrets.
 func (a *Authenticator) LogValue() slog.Value { return slog.AnyValue(a.printable()) }
 
-// MarshalJSON encodes the Authenticator's configuration without its
-// secrets.
+// MarshalJSON encodes the configuration without its secrets.
 func (a *Authenticator) MarshalJSON() ([]byte, error) { return json.Marshal(a.printable()) }
 
 // withoutUserInfo returns raw with any user info (user:password@) replaced

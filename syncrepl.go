@@ -20,11 +20,8 @@ import (
 // state of [Authenticator.SyncChanges] between runs: opaque bytes, saved
 // whole after a run's changes are applied.
 type SyncStateStore interface {
-	// LoadSyncState returns the state last saved, or nil when there is
-	// none.
-	LoadSyncState(ctx context.Context) ([]byte, error)
-	// SaveSyncState replaces the state.
-	SaveSyncState(ctx context.Context, state []byte) error
+	LoadSyncState(ctx context.Context) ([]byte, error)     // the state last saved, or nil
+	SaveSyncState(ctx context.Context, state []byte) error // replaces it
 }
 
 // The modes of a change-driven run ([ChangeSync.Mode]).
@@ -97,9 +94,8 @@ const changeStateVersion = 1
 // [Authenticator.SyncChanges] then reads the whole directory once.
 var errRefreshRequired = errors.New("ldapauth: the directory refused the sync cookie")
 
-// ErrNoContentSync is a directory that does not offer RFC 4533 content
-// synchronisation (OpenLDAP without the syncprov overlay);
-// [Authenticator.SyncChanges] then runs the full sync.
+// ErrNoContentSync: the directory has no RFC 4533 content synchronisation;
+// SyncChanges then runs the full sync, WatchChanges returns it.
 var ErrNoContentSync = errors.New("ldapauth: the directory does not offer content synchronisation (RFC 4533; OpenLDAP's syncprov overlay)")
 
 // SyncChanges is the sync of [Authenticator.Sync], with its rules, removal

@@ -124,8 +124,7 @@ func (r *SyncReport) String() string {
 	return b.String()
 }
 
-// WriteText writes the report for people: a summary line, then one line per
-// change.
+// WriteText writes the report for people, one line per change.
 func (r *SyncReport) WriteText(w io.Writer) error {
 	var b strings.Builder
 	r.writeSummary(&b)
@@ -235,8 +234,7 @@ func (r *SyncReport) count() {
 	}
 }
 
-// MarshalJSON encodes the report with empty lists as [], never null, so that
-// consumers of the JSON need no nil checks.
+// MarshalJSON encodes the report with empty lists as [], never null.
 func (r SyncReport) MarshalJSON() ([]byte, error) {
 	type plain SyncReport // without this method
 	p := plain(r)

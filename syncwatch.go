@@ -24,12 +24,9 @@ type WatchOptions struct {
 	RetryMin, RetryMax time.Duration
 }
 
-// WatchChanges keeps the store in step until ctx ends: RFC 4533
-// refreshAndPersist searches say when to run [Authenticator.SyncChanges].
-// A run's error goes to opts.Report and the watch goes on; a lost
-// connection is retried with back-off. It returns nil when ctx ends,
-// [ErrNoContentSync], or a configuration error (no [SyncStateStore], or a
-// dry run). Details: docs/sync.md.
+// WatchChanges runs [Authenticator.SyncChanges] whenever RFC 4533
+// refreshAndPersist searches see a change, until ctx ends (then nil). Run
+// errors go to opts.Report; lost connections are retried (docs/sync.md).
 func (a *Authenticator) WatchChanges(ctx context.Context, opts WatchOptions) error {
 	if err := a.cfg.ValidateSync(); err != nil {
 		return err
