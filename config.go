@@ -498,11 +498,8 @@ func (c *Config) checkLimits(errs *problems) {
 // checkLoginFilters checks the username formatter and the login group
 // against the search filter builder.
 func (c *Config) checkLoginFilters(errs *problems) {
-	switch c.FormatUsername.(type) {
-	case ActiveDirectoryPrincipalFormatter, *ActiveDirectoryPrincipalFormatter:
-		if c.ActiveDirectoryDomain == "" {
-			errs.add("the principal formatter needs a domain (user@domain)", envADDomain, envFormatUsername)
-		}
+	if f, ok := c.FormatUsername.(domainFormatter); ok && f.needsDomain() && c.ActiveDirectoryDomain == "" {
+		errs.add("the principal formatter needs a domain (user@domain)", envADDomain, envFormatUsername)
 	}
 	if c.LoginGroup != "" {
 		if _, err := ldap.ParseDN(c.LoginGroup); err != nil {

@@ -65,6 +65,14 @@ func (ActiveDirectoryPrincipalFormatter) FormatUsername(cfg *Config, username st
 	return username + "@" + cfg.ActiveDirectoryDomain, nil
 }
 
+// domainFormatter is implemented by a formatter that cannot make a bind name
+// without Config.ActiveDirectoryDomain, so that Validate refuses the
+// configuration rather than every login. The principal formatter implements
+// it, and so does a wrapper that embeds it (the method is promoted).
+type domainFormatter interface{ needsDomain() bool }
+
+func (ActiveDirectoryPrincipalFormatter) needsDomain() bool { return true }
+
 func (ActiveDirectoryPrincipalFormatter) String() string {
 	return "django_python3_ldap.utils.format_username_active_directory_principal"
 }
