@@ -135,7 +135,7 @@ func TestSyncPaging(t *testing.T) {
 	}{
 		{"svc-limited, pages of 400", slapdtest.LimitedServiceDN, slapdtest.LimitedServicePassword, "400", ldap.LDAPResultSizeLimitExceeded},
 		{"svc-limited, pages of 1000", slapdtest.LimitedServiceDN, slapdtest.LimitedServicePassword, "1000", ldap.LDAPResultSizeLimitExceeded},
-		{"svc-limited, unpaged", slapdtest.LimitedServiceDN, slapdtest.LimitedServicePassword, "0", ldap.LDAPResultSizeLimitExceeded},
+		{"svc-limited, unpaged", slapdtest.LimitedServiceDN, slapdtest.LimitedServicePassword, "off", ldap.LDAPResultSizeLimitExceeded},
 		{"svc-nopaging, pages of 400", slapdtest.NoPagingServiceDN, slapdtest.NoPagingServicePassword, "400", ldap.LDAPResultAdminLimitExceeded},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -53,6 +53,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/go-ldapauth/ldapauth/internal/proctest"
 )
 
 // The domain every DC is provisioned with.
@@ -138,8 +140,7 @@ type DC struct {
 	StartupTime time.Duration
 
 	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	proc    *proctest.Process
 	lock    *os.File
 	stopped bool
 }
@@ -275,7 +276,7 @@ func (d *DC) Stop() {
 		return
 	}
 	d.stopped = true
-	d.kill()
+	d.proc.Stop(stopTimeout)
 	if d.Dir != "" {
 		os.RemoveAll(d.Dir)
 	}
