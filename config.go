@@ -98,53 +98,47 @@ func defaultUserFields() map[string]string {
 	}
 }
 
-// Config configures an [Authenticator]: plain data, built in code or read
-// from the environment by [LoadConfig]; [New] validates and copies it. Each
-// field names its variable. For the sizes, 0 means the default and -1 off;
-// in the environment "off" (or -1), and 0 is refused. Defaults, values and
-// details: docs/configuration.md.
+// Config configures an [Authenticator], in code or by [LoadConfig]. Sizes:
+// 0 is the default, -1 off ("off" in the environment, where 0 is refused).
+// Each field names its variable (docs/configuration.md).
 type Config struct {
-	URLs                  []string          // LDAP_AUTH_URL: ldap:// or ldaps://, tried in order
-	UseTLS                bool              // LDAP_AUTH_USE_TLS: StartTLS before any bind
-	SearchBase            string            // LDAP_AUTH_SEARCH_BASE
-	ObjectClass           string            // LDAP_AUTH_OBJECT_CLASS: a name or a numeric OID
-	UserFields            map[string]string // LDAP_AUTH_USER_FIELDS: field to attribute; "username" required
-	ActiveDirectoryDomain string            // LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN
-	ConnectTimeout        time.Duration     // LDAP_AUTH_CONNECT_TIMEOUT (whole seconds there)
-	ReceiveTimeout        time.Duration     // LDAP_AUTH_RECEIVE_TIMEOUT (whole seconds there)
-	HedgeDelay            time.Duration     // code only: a slow connect starts one to the next server (1 s)
-	PoolSize              int               // LDAP_AUTH_POOL_SIZE: idle connections kept per kind (8)
-	PoolIdleTimeout       time.Duration     // LDAP_AUTH_POOL_IDLE_TIMEOUT (whole seconds there)
-
-	FormatUsername UsernameFormatter   // LDAP_AUTH_FORMAT_USERNAME (OpenLDAPFormatter)
-	SearchFilters  SearchFilterBuilder // LDAP_AUTH_FORMAT_SEARCH_FILTERS (DefaultFilters)
-	SyncRelations  RelationSyncer      // LDAP_AUTH_SYNC_USER_RELATIONS (NoRelations)
-	OrganisationID string              // LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID
-	SyncedGroups   []string            // LDAP_SYNCED_GROUPS: group DNs
-	LoginGroup     string              // LDAP_LOGIN_GROUP: a group DN
-
-	SyncUsername          string // LDAP_SYNC_USER_USERNAME: a DN, or a name for FormatUsername
-	SyncPassword          string // LDAP_SYNC_USER_PASSWORD
-	SyncPageSize          int    // LDAP_SYNC_PAGE_SIZE (500)
-	SyncMaxRemovalPercent int    // LDAP_SYNC_MAX_REMOVAL_PERCENT: the removal guard, 1 to 100 (10)
-	ConnectionUsername    string // LDAP_AUTH_CONNECTION_USERNAME: the service account, verbatim
-	ConnectionPassword    string // LDAP_AUTH_CONNECTION_PASSWORD
-	SearchThenBind        bool   // LDAP_AUTH_SEARCH_THEN_BIND
-	MaxUsernameLength     int    // code only, in bytes (256)
-	MaxPasswordLength     int    // code only, in bytes (1024)
-
-	NestedGroups       NestedGroups  // LDAP_AUTH_NESTED_GROUPS
-	ExcludeDisabled    bool          // LDAP_AUTH_EXCLUDE_DISABLED
-	DirectoryType      DirectoryType // LDAP_AUTH_DIRECTORY_TYPE
-	TLSCAFile          string        // LDAP_AUTH_TLS_CA_FILE
-	InsecureSkipVerify bool          // LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY: for tests only
-	TLSConfig          *tls.Config   // code only: base TLS configuration, cloned
-
-	Store          UserStore            // users, groups, memberships; nil stores nothing
-	Logger         *slog.Logger         // nil discards; never given a password
-	MeterProvider  metric.MeterProvider // nil: the otel global
-	TracerProvider trace.TracerProvider // nil: the otel global
-	TraceUsernames bool                 // the username typed on spans
+	URLs                  []string             // LDAP_AUTH_URL: ldap:// or ldaps://, tried in order
+	UseTLS                bool                 // LDAP_AUTH_USE_TLS: StartTLS before any bind
+	SearchBase            string               // LDAP_AUTH_SEARCH_BASE
+	ObjectClass           string               // LDAP_AUTH_OBJECT_CLASS: a name or a numeric OID
+	UserFields            map[string]string    // LDAP_AUTH_USER_FIELDS: field to attribute; "username" required
+	ActiveDirectoryDomain string               // LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN
+	ConnectTimeout        time.Duration        // LDAP_AUTH_CONNECT_TIMEOUT (whole seconds there)
+	ReceiveTimeout        time.Duration        // LDAP_AUTH_RECEIVE_TIMEOUT (whole seconds there)
+	HedgeDelay            time.Duration        // code only: a slow connect starts one to the next server (1 s)
+	PoolSize              int                  // LDAP_AUTH_POOL_SIZE: idle connections kept per kind (8)
+	PoolIdleTimeout       time.Duration        // LDAP_AUTH_POOL_IDLE_TIMEOUT (whole seconds there)
+	FormatUsername        UsernameFormatter    // LDAP_AUTH_FORMAT_USERNAME (OpenLDAPFormatter)
+	SearchFilters         SearchFilterBuilder  // LDAP_AUTH_FORMAT_SEARCH_FILTERS (DefaultFilters)
+	SyncRelations         RelationSyncer       // LDAP_AUTH_SYNC_USER_RELATIONS (NoRelations)
+	OrganisationID        string               // LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID
+	SyncedGroups          []string             // LDAP_SYNCED_GROUPS: group DNs
+	LoginGroup            string               // LDAP_LOGIN_GROUP: a group DN
+	SyncUsername          string               // LDAP_SYNC_USER_USERNAME: a DN, or a name for FormatUsername
+	SyncPassword          string               // LDAP_SYNC_USER_PASSWORD
+	SyncPageSize          int                  // LDAP_SYNC_PAGE_SIZE (500)
+	SyncMaxRemovalPercent int                  // LDAP_SYNC_MAX_REMOVAL_PERCENT: the removal guard, 1 to 100 (10)
+	ConnectionUsername    string               // LDAP_AUTH_CONNECTION_USERNAME: the service account, verbatim
+	ConnectionPassword    string               // LDAP_AUTH_CONNECTION_PASSWORD
+	SearchThenBind        bool                 // LDAP_AUTH_SEARCH_THEN_BIND
+	MaxUsernameLength     int                  // code only, in bytes (256)
+	MaxPasswordLength     int                  // code only, in bytes (1024)
+	NestedGroups          NestedGroups         // LDAP_AUTH_NESTED_GROUPS
+	ExcludeDisabled       bool                 // LDAP_AUTH_EXCLUDE_DISABLED
+	DirectoryType         DirectoryType        // LDAP_AUTH_DIRECTORY_TYPE
+	TLSCAFile             string               // LDAP_AUTH_TLS_CA_FILE
+	InsecureSkipVerify    bool                 // LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY: for tests only
+	TLSConfig             *tls.Config          // code only: base TLS configuration, cloned
+	Store                 UserStore            // users, groups, memberships; nil stores nothing
+	Logger                *slog.Logger         // nil discards; never given a password
+	MeterProvider         metric.MeterProvider // nil: the otel global
+	TracerProvider        trace.TracerProvider // nil: the otel global
+	TraceUsernames        bool                 // the username typed on spans
 
 	// loginGroupTerm, set only on the sync's own copy, replaces the
 	// login-group term of [LoginGroupFilters]: with NestedGroupsWalk, the

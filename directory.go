@@ -10,10 +10,8 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// DirectoryType is the kind of directory server
-// (LDAP_AUTH_DIRECTORY_TYPE): "" (auto, from the root DSE), the constants
-// below, or "other". It decides what ExcludeDisabled filters on and what
-// nesting can do (docs/configuration.md).
+// DirectoryType is the kind of directory server: "" (read from the root
+// DSE), a constant below, or "other".
 type DirectoryType string
 
 // The directory types (docs/configuration.md).

@@ -7,9 +7,8 @@ import (
 	"strings"
 )
 
-// Errors of a login, matched with errors.Is (docs/errors.md says when each
-// occurs). ErrUnknownUser matches ErrInvalidCredentials too: show a person
-// only the latter.
+// Errors of a login, matched with errors.Is (docs/errors.md). ErrUnknownUser
+// also matches ErrInvalidCredentials: show a person only the latter.
 var (
 	ErrInvalidCredentials = errors.New("ldapauth: invalid credentials")
 	ErrUnknownUser        = errors.New("ldapauth: unknown user")
@@ -20,12 +19,9 @@ var (
 	ErrConfig             = errors.New("ldapauth: bad configuration")            // every [*ConfigError]
 )
 
-// LoginError is a refused login: Err is the reason (ErrInvalidCredentials,
-// ErrUnknownUser, ErrNotPermitted, ErrAmbiguousUser, an account state or an
-// identity error), with the bind name tried and the Formatter that made it,
-// the EntryDN found, the directory's Code ("52e", "accountLocked"), never
-// the password. errors.Is matches Err (and ErrInvalidCredentials where Err
-// implies it); errors.As reaches the directory's answer.
+// LoginError is a refused login, never holding the password: Err is the
+// reason (a sentinel), Code the directory's ("52e", "accountLocked").
+// errors.Is matches Err; errors.As reaches the directory's answer.
 type LoginError struct {
 	Err       error
 	Username  string // what was typed, at most a short prefix of it
@@ -96,8 +92,7 @@ func wrap(err error, format string, args ...any) error {
 // unprefixed is err's message without a leading "ldapauth: ".
 func unprefixed(err error) string { return strings.TrimPrefix(err.Error(), "ldapauth: ") }
 
-// TLSError is a TLS failure with a server (certificate, alert, StartTLS
-// refused), never ErrUnavailable and never a fall-back to plain text.
+// TLSError is a TLS failure with a server, never ErrUnavailable.
 type TLSError struct {
 	// URL is the server's, as in LDAP_AUTH_URL.
 	URL string
@@ -112,8 +107,8 @@ func (e *TLSError) Unwrap() error { return e.Err }
 // errClosed is returned by Authenticate after Close.
 var errClosed = fmt.Errorf("ldapauth: authenticator closed: %w", net.ErrClosed)
 
-// ConfigError reports one bad configuration value. It never holds the value
-// of a secret. It matches [ErrConfig] with errors.Is.
+// ConfigError is one bad configuration value (never a secret's); it matches
+// [ErrConfig].
 type ConfigError struct {
 	Variables []string // the first is the one at fault
 	Problem   string
@@ -132,18 +127,15 @@ func configErr(problem string, vars ...string) *ConfigError {
 	return &ConfigError{Variables: vars, Problem: problem}
 }
 
-// Errors of [Authenticator.Sync], matched with errors.Is, both in a
-// [*SyncAbortError]: nothing was written. With ErrRemovalGuard the report
-// returned is the plan; run again with [SyncOptions.Force] once checked.
+// Errors of [Authenticator.Sync], in a [*SyncAbortError]: nothing written.
+// With ErrRemovalGuard the report is the plan ([SyncOptions.Force]).
 var (
 	ErrSyncAborted  = errors.New("ldapauth: sync aborted, nothing written")
 	ErrRemovalGuard = errors.New("ldapauth: sync refused: too many removals")
 )
 
-// SyncAbortError is a sync that stopped before writing anything, at Phase
-// (and Page), with a Hint and the Variables it names. It matches
-// ErrSyncAborted and its cause; a removal guard refusal (Phase "removal
-// guard") matches ErrRemovalGuard instead.
+// SyncAbortError is a sync stopped before writing anything. It matches
+// ErrSyncAborted and its cause, or only ErrRemovalGuard for the guard's.
 type SyncAbortError struct {
 	Phase     string // a stage of SyncProgress.Phase, or "removal guard"
 	Page      int    // of users, 1-based, when reading users
@@ -211,9 +203,8 @@ func (e *guardRefusal) Error() string {
 
 func (e *guardRefusal) Is(target error) bool { return target == ErrRemovalGuard }
 
-// Account states a directory gives for a refused bind (Active Directory's
-// bind diagnostic, the password policy control), matched with errors.Is;
-// each also matches ErrInvalidCredentials. [LoginError.Code] has the code.
+// Account states of a refused bind, each also ErrInvalidCredentials;
+// [LoginError.Code] has the directory's code.
 var (
 	ErrAccountDisabled    = errors.New("ldapauth: account disabled")
 	ErrAccountLocked      = errors.New("ldapauth: account locked")
@@ -232,9 +223,8 @@ func isAccountState(err error) bool {
 	return false
 }
 
-// Errors of the identity proof, in a [*LoginError]: the entry found is not
-// the account the bind checked (also ErrInvalidCredentials), or nothing can
-// prove it is (a configuration fault: use LDAP_AUTH_SEARCH_THEN_BIND).
+// The entry found is not the account the bind checked (also
+// ErrInvalidCredentials), or nothing proves it is (use search-then-bind).
 var (
 	ErrIdentityMismatch = errors.New("ldapauth: the entry found is not the account whose password was checked")
 	ErrIdentityUnproven = errors.New("ldapauth: cannot prove the entry found is the account whose password was checked")

@@ -195,9 +195,8 @@ func (a *Authenticator) Close() error {
 	return nil
 }
 
-// Authenticate logs the user in (docs/login.md) and returns the user as
-// the directory holds it. A refusal is a [*LoginError]; docs/errors.md
-// lists every error and what it means.
+// Authenticate logs the user in and returns the user as the directory holds
+// it; a refusal is a [*LoginError] (docs/errors.md).
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string) (_ *User, err error) {
 	ctx, obs := a.obs.loginStart(ctx, username)
 	defer obs.end(&err)

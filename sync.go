@@ -22,12 +22,9 @@ type SyncOptions struct {
 	Progress    func(SyncProgress) // called after each page, group and few hundred writes; must be quick
 }
 
-// Sync is Flagsmith's sync_ldap_users_and_groups command: it binds as the
-// sync account, reads every user the login search would accept, and brings
-// the store in step (users removed, updated or created, synced groups and
-// memberships), writing nothing until the whole read succeeded. Too many
-// removals return the plan with [ErrRemovalGuard], unless opts.Force; a
-// failed read returns a [*SyncAbortError]. The rules: docs/sync.md.
+// Sync is Flagsmith's sync_ldap_users_and_groups: it reads every user the
+// login search accepts and brings the store in step, writing nothing until
+// the read succeeded and the removal guard agreed (docs/sync.md).
 func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (report *SyncReport, err error) {
 	ctx, obs := a.obs.syncStart(ctx, opts)
 	defer obs.end(&report, &err)

@@ -16,9 +16,8 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// SyncStateStore is an optional interface of a UserStore that keeps the
-// state of [Authenticator.SyncChanges] between runs: opaque bytes, saved
-// whole after a run's changes are applied.
+// SyncStateStore is an optional interface of a UserStore: it keeps
+// SyncChanges' state (opaque bytes) between runs.
 type SyncStateStore interface {
 	LoadSyncState(ctx context.Context) ([]byte, error)     // the state last saved, or nil
 	SaveSyncState(ctx context.Context, state []byte) error // replaces it
@@ -37,10 +36,8 @@ const (
 	changeSyncFull = "full sync"
 )
 
-// ChangeSync is how a run of [Authenticator.SyncChanges] read the directory
-// (docs/sync.md): Mode "incremental", "full refresh" or "full sync", and
-// why not incremental (Fallback); entries Changed and Deleted, learnt in a
-// "delete" or "present" Phase; StateSaved once the cookie is written.
+// ChangeSync is how SyncChanges read the directory: Mode "incremental",
+// "full refresh" or "full sync", the Fallback's reason (docs/sync.md).
 type ChangeSync struct {
 	Mode       string `json:"mode"`
 	Fallback   string `json:"fallback,omitempty"`
@@ -98,11 +95,8 @@ var errRefreshRequired = errors.New("ldapauth: the directory refused the sync co
 // SyncChanges then runs the full sync, WatchChanges returns it.
 var ErrNoContentSync = errors.New("ldapauth: the directory does not offer content synchronisation (RFC 4533; OpenLDAP's syncprov overlay)")
 
-// SyncChanges is the sync of [Authenticator.Sync], with its rules, removal
-// guard and report, reading only what changed since the last run (RFC 4533
-// refreshOnly, the cookie kept by a store implementing [SyncStateStore]).
-// It falls back to a full refresh or a full sync, named in the report's
-// ChangeSync. The rules and limits: docs/sync.md.
+// SyncChanges is [Authenticator.Sync] reading only what changed since the
+// last run (RFC 4533, the cookie in a [SyncStateStore]), or falling back.
 func (a *Authenticator) SyncChanges(ctx context.Context, opts SyncOptions) (*SyncReport, error) {
 	return a.syncChanges(ctx, opts, nil)
 }

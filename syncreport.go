@@ -49,9 +49,8 @@ func (c RemovalCount) String() string {
 	return s
 }
 
-// RemovalGuard is what the removal guard weighed: each kind of removal
-// against its own total, with LDAP_SYNC_MAX_REMOVAL_PERCENT and the
-// allowance, and the removals held back (docs/sync.md).
+// RemovalGuard is what the removal guard weighed, and the removals held
+// back (docs/sync.md).
 type RemovalGuard struct {
 	LimitPercent int          `json:"limit_percent"`
 	Allowance    int          `json:"allowance"`
@@ -89,10 +88,8 @@ func (c SyncCounts) Changes() int {
 		c.GroupsRemoved + c.MembershipsAdded + c.MembershipsRemoved
 }
 
-// SyncReport lists every change of a sync run: made, or planned when the
-// run was a dry run or refused. Lists are sorted; usernames are the
-// directory's spelling (the store's for removed users). Print it with
-// String or WriteText, or encode it as JSON. The fields: docs/sync.md.
+// SyncReport lists every change of a sync run, made or planned, sorted
+// (docs/sync.md). Print it with String or WriteText, or encode it as JSON.
 type SyncReport struct {
 	DryRun         bool `json:"dry_run"`
 	Forced         bool `json:"forced"`
