@@ -593,3 +593,16 @@ func TestSyncRemovalGuardMemberships(t *testing.T) {
 	now, _ := store.Members(group)
 	assert.Len(t, now, len(held)-len(left))
 }
+
+// A watch that would write nothing is refused before any I/O, as a
+// configuration error naming the option.
+func TestWatchChangesRefusesDryRun(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	a := syncAuth(t, syncVars(srv, nil), ldapauth.NewMemStore())
+	err := a.WatchChanges(context.Background(), ldapauth.WatchOptions{SyncOptions: ldapauth.SyncOptions{DryRun: true}})
+	require.ErrorIs(t, err, ldapauth.ErrConfig)
+	var cerr *ldapauth.ConfigError
+	require.ErrorAs(t, err, &cerr)
+	assert.Equal(t, []string{"WatchOptions.DryRun"}, cerr.Variables)
+	assert.Contains(t, err.Error(), "a watch cannot be a dry run")
+}

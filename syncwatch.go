@@ -38,7 +38,8 @@ func (a *Authenticator) WatchChanges(ctx context.Context, opts WatchOptions) err
 		return configErr("WatchChanges keeps its cookie in the store: Config.Store must implement SyncStateStore", envSyncRelations)
 	}
 	if opts.DryRun {
-		return wrap(errWatchDryRun, "WatchChanges")
+		return &ConfigError{Variables: []string{"WatchOptions.DryRun"},
+			Problem: "a watch cannot be a dry run: a watcher that writes nothing would read the same changes forever"}
 	}
 	minWait, maxWait := opts.RetryMin, opts.RetryMax
 	if minWait <= 0 {
@@ -74,9 +75,6 @@ func (a *Authenticator) WatchChanges(ctx context.Context, opts WatchOptions) err
 		wait = min(2*wait, maxWait)
 	}
 }
-
-// errWatchDryRun is WatchChanges refusing SyncOptions.DryRun.
-var errWatchDryRun = errors.New("ldapauth: a watch cannot be a dry run")
 
 // watchOnce watches on one connection until it is lost or ctx ends. held
 // reports whether the searches were running (the back-off then starts
