@@ -396,7 +396,7 @@ type BatchStore interface {
 
 // Batch is a bounded set of changes for [BatchStore.ApplyBatch], applied in
 // the order of its fields. The sync makes batches of at most
-// Config.SyncPageSize (or [defaultSyncPageSize]) changes.
+// Config.SyncPageSize (500 by default) changes.
 type Batch struct {
 	SaveGroups    []Group
 	SaveUsers     []*User
