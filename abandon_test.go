@@ -173,7 +173,7 @@ func TestCloseCutsAbandonedSearch(t *testing.T) {
 // before, the known user's refusal also waited for the search.
 func BenchmarkWrongPassword(b *testing.B) {
 	d := startScripted(b, 2*time.Millisecond)
-	a := scriptedAuth(b, d, ldapauth.DefaultPoolSize)
+	a := scriptedAuth(b, d, 8)
 	for _, user := range []string{"known", "unknown"} {
 		name := map[string]string{"known": "alice", "unknown": "nobody"}[user]
 		b.Run(user, func(b *testing.B) {

@@ -13,10 +13,10 @@ import (
 // AcceptSecurityContext error, data 775, v2580".
 var adDiagnostic = regexp.MustCompile(`AcceptSecurityContext error, data ([0-9a-fA-F]{1,8})(?:,|$)`)
 
-// ADBindCode returns the data code of an Active Directory bind diagnostic
+// adBindCode returns the data code of an Active Directory bind diagnostic
 // (for example "52e" or "775", lower-case) found in err, an LDAP
 // invalidCredentials error, and false when err holds none.
-func ADBindCode(err error) (string, bool) {
+func adBindCode(err error) (string, bool) {
 	var lerr *ldap.Error
 	if !errors.As(err, &lerr) || lerr.ResultCode != ldap.LDAPResultInvalidCredentials || lerr.Err == nil {
 		return "", false
@@ -50,23 +50,24 @@ const adUnknownUser = "525"
 // Active Directory diagnostic, an unknown user (AD data 525), or plain
 // invalid credentials.
 func (a *Authenticator) refusedBind(err error, username, bindName string) *LoginError {
-	lerr := &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
-		Formatter: a.bindSource(), Reason: "the directory refused the bind", Err: err}
-	if acct := policyAccountError(err); acct != nil {
-		lerr.Err = acct
+	lerr := &LoginError{Err: ErrInvalidCredentials, Username: username, BindName: bindName,
+		Formatter: a.bindSource(), Reason: "the directory refused the bind", cause: err}
+	if st, ok := policyAccountState(err); ok {
+		lerr.Err, lerr.Code = st.kind, st.code
 		return lerr
 	}
-	code, ok := ADBindCode(err)
+	code, ok := adBindCode(err)
 	if !ok {
 		return lerr
 	}
+	lerr.Code = code
 	if code == adUnknownUser {
-		lerr.Kind = ErrUnknownUser
-		lerr.Reason = "the directory has no user by this bind name (data 525)"
+		lerr.Err = ErrUnknownUser
+		lerr.Reason = "the directory has no user by this bind name"
 		return lerr
 	}
 	if kind, ok := adAccountStates[code]; ok {
-		lerr.Err = &AccountError{Kind: kind, Code: code, Err: err}
+		lerr.Err = kind
 	}
 	return lerr
 }

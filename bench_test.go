@@ -63,7 +63,7 @@ func BenchmarkLogin(b *testing.B) {
 		for _, pool := range []struct {
 			name string
 			size int
-		}{{"pooled", 0}, {"dial", ldapauth.NoPool}} {
+		}{{"pooled", 0}, {"dial", -1}} {
 			for _, account := range []struct {
 				name string
 				opts []func(*ldapauth.Config)

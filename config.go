@@ -21,75 +21,75 @@ import (
 
 // Defaults applied by [LoadConfig] and by [New] to zero fields.
 const (
-	// DefaultSearchBase is django-python3-ldap's LDAP_AUTH_SEARCH_BASE default.
-	DefaultSearchBase = "ou=people,dc=example,dc=com"
-	// DefaultObjectClass is django-python3-ldap's LDAP_AUTH_OBJECT_CLASS default.
-	DefaultObjectClass = "inetOrgPerson"
-	// DefaultConnectTimeout bounds establishing a connection (TCP and TLS)
+	// defaultSearchBase is django-python3-ldap's LDAP_AUTH_SEARCH_BASE default.
+	defaultSearchBase = "ou=people,dc=example,dc=com"
+	// defaultObjectClass is django-python3-ldap's LDAP_AUTH_OBJECT_CLASS default.
+	defaultObjectClass = "inetOrgPerson"
+	// defaultConnectTimeout bounds establishing a connection (TCP and TLS)
 	// when LDAP_AUTH_CONNECT_TIMEOUT is unset. The Python original waits
 	// forever by default; ldapauth does not.
-	DefaultConnectTimeout = 10 * time.Second
-	// DefaultReceiveTimeout bounds the wait for each LDAP response when
+	defaultConnectTimeout = 10 * time.Second
+	// defaultReceiveTimeout bounds the wait for each LDAP response when
 	// LDAP_AUTH_RECEIVE_TIMEOUT is unset.
-	DefaultReceiveTimeout = 10 * time.Second
-	// DefaultHedgeDelay is how long a connect may take before one to the
+	defaultReceiveTimeout = 10 * time.Second
+	// defaultHedgeDelay is how long a connect may take before one to the
 	// next server starts too, when Config.HedgeDelay is zero (see
 	// docs/connections.md, "Hedged connect"). A connect on a LAN takes
 	// milliseconds and StartTLS across a continent (three round trips)
 	// well under a second, so 1 s hedges no working connect, yet cuts what
 	// the first logins pay for a black-holed server from the connect
 	// timeout (10 s by default) to 1 s.
-	DefaultHedgeDelay = time.Second
-	// NoHedge, as Config.HedgeDelay, turns hedging off: a connect to the
+	defaultHedgeDelay = time.Second
+	// noHedge, as Config.HedgeDelay, turns hedging off: a connect to the
 	// next server starts only when the one before failed.
-	NoHedge = -1
-	// DefaultSyncPageSize is the page size of the sync's paged search when
+	noHedge = -1
+	// defaultSyncPageSize is the page size of the sync's paged search when
 	// LDAP_SYNC_PAGE_SIZE is unset: at most OpenLDAP's default size limit
 	// (500) and half of Active Directory's MaxPageSize (1000), so it works
 	// with both unchanged.
-	DefaultSyncPageSize = 500
-	// DefaultSyncMaxRemovalPercent is the removal guard's share when
+	defaultSyncPageSize = 500
+	// defaultSyncMaxRemovalPercent is the removal guard's share when
 	// LDAP_SYNC_MAX_REMOVAL_PERCENT is unset: a sync that would remove more
 	// than 10% of the directory-managed users (and more than
-	// SyncRemovalAllowance of them) refuses unless forced.
-	DefaultSyncMaxRemovalPercent = 10
-	// SyncRemovalAllowance is how many users a sync may always remove,
+	// syncRemovalAllowance of them) refuses unless forced.
+	defaultSyncMaxRemovalPercent = 10
+	// syncRemovalAllowance is how many users a sync may always remove,
 	// whatever the share: in a directory of twenty people, two leavers are
 	// already 10%, and a guard that trips on ordinary turnover teaches
 	// operators to always force it. A run that goes wrong on a small
 	// directory removes at most this many users, who are re-created at
 	// their next login.
-	SyncRemovalAllowance = 5
-	// NoPaging as Config.SyncPageSize makes the sync read without the paged
+	syncRemovalAllowance = 5
+	// noPaging as Config.SyncPageSize makes the sync read without the paged
 	// results control, for servers that refuse it (LDAP_SYNC_PAGE_SIZE=0).
-	NoPaging = -1
-	// DefaultPoolSize is how many idle connections of each kind (user
+	noPaging = -1
+	// defaultPoolSize is how many idle connections of each kind (user
 	// binds; service-account searches) an Authenticator keeps open when
 	// LDAP_AUTH_POOL_SIZE is unset. A login holds a connection for two
 	// round trips, so eight serve thousands of logins a second on a LAN,
 	// far more than a sign-in page sees, while staying well under any
 	// server's connection limits.
-	DefaultPoolSize = 8
-	// DefaultPoolIdleTimeout is how long an idle pooled connection is kept
+	defaultPoolSize = 8
+	// defaultPoolIdleTimeout is how long an idle pooled connection is kept
 	// when LDAP_AUTH_POOL_IDLE_TIMEOUT is unset: below Active Directory's
 	// 900 s MaxConnIdleTime and below the idle timeouts of common load
 	// balancers and NAT gateways (Azure 240 s, AWS NLB 350 s), which drop
 	// connections without telling either end.
-	DefaultPoolIdleTimeout = 180 * time.Second
-	// NoPool, as Config.PoolSize, turns pooling off: every login dials its
+	defaultPoolIdleTimeout = 180 * time.Second
+	// noPool, as Config.PoolSize, turns pooling off: every login dials its
 	// own connections and closes them (LDAP_AUTH_POOL_SIZE=0).
-	NoPool = -1
-	// DefaultMaxUsernameLength and DefaultMaxPasswordLength are the longest
+	noPool = -1
+	// defaultMaxUsernameLength and defaultMaxPasswordLength are the longest
 	// username and password, in bytes, a login sends to the directory when
 	// Config.MaxUsernameLength and Config.MaxPasswordLength are zero.
 	// Longer ones are refused before any network I/O.
-	DefaultMaxUsernameLength = 256
-	DefaultMaxPasswordLength = 1024
+	defaultMaxUsernameLength = 256
+	defaultMaxPasswordLength = 1024
 )
 
-// DefaultUserFields returns django-python3-ldap's LDAP_AUTH_USER_FIELDS
+// defaultUserFields returns django-python3-ldap's LDAP_AUTH_USER_FIELDS
 // default: username=uid, first_name=givenName, last_name=sn, email=mail.
-func DefaultUserFields() map[string]string {
+func defaultUserFields() map[string]string {
 	return map[string]string{
 		"username":   "uid",
 		"first_name": "givenName",
@@ -98,207 +98,47 @@ func DefaultUserFields() map[string]string {
 	}
 }
 
-// Config configures an [Authenticator]. It is plain data: build it in code,
-// or read it from the environment with [ConfigFromEnv]. Each field names the
-// environment variable it is read from. [New] validates and copies it, so a
-// Config may be reused or changed after New returns without effect on the
-// Authenticator.
+// Config configures an [Authenticator], in code or by [LoadConfig]. Sizes:
+// 0 is the default, -1 off ("off" in the environment, where 0 is refused).
+// Each field names its variable (docs/configuration.md).
 type Config struct {
-	// URLs lists the directory servers, ldap:// or ldaps://, tried in order.
-	// LDAP_AUTH_URL (several URLs separated by spaces or commas).
-	URLs []string
-
-	// UseTLS upgrades ldap:// connections with StartTLS before any bind. A
-	// failed upgrade is an error, never a fall-back to plain text. It does
-	// not apply to ldaps:// servers, which use TLS from the start.
-	// LDAP_AUTH_USE_TLS.
-	UseTLS bool
-
-	// SearchBase is where users are searched for (subtree).
-	// LDAP_AUTH_SEARCH_BASE, default [DefaultSearchBase].
-	SearchBase string
-
-	// ObjectClass is the object class of user entries: a name (a
-	// descriptor such as inetOrgPerson) or a numeric OID; anything else is
-	// refused. LDAP_AUTH_OBJECT_CLASS, default [DefaultObjectClass].
-	ObjectClass string
-
-	// UserFields maps user fields to the directory attributes that hold
-	// them. The "username" field is required: its attribute identifies the
-	// user in the search filter. LDAP_AUTH_USER_FIELDS, default
-	// [DefaultUserFields].
-	UserFields map[string]string
-
-	// ActiveDirectoryDomain is the domain the Active Directory formatters add
-	// (DOMAIN\user or user@domain). LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN.
-	ActiveDirectoryDomain string
-
-	// ConnectTimeout bounds connecting (TCP plus TLS or StartTLS).
-	// LDAP_AUTH_CONNECT_TIMEOUT in whole seconds, default
-	// [DefaultConnectTimeout].
-	ConnectTimeout time.Duration
-
-	// ReceiveTimeout bounds the wait for each response from the server.
-	// LDAP_AUTH_RECEIVE_TIMEOUT in whole seconds, default
-	// [DefaultReceiveTimeout].
-	ReceiveTimeout time.Duration
-
-	// HedgeDelay: with several URLs, a connect (TCP plus TLS or StartTLS)
-	// that has not completed within HedgeDelay starts one to the next
-	// server too, and the first ready for a bind serves the login. Only
-	// the connect is hedged, never a bind. 0 means [DefaultHedgeDelay];
-	// [NoHedge] turns it off; a delay not below ConnectTimeout hedges
-	// nothing. No variable of the environment sets it.
-	HedgeDelay time.Duration
-
-	// PoolSize is how many idle connections of each kind are kept open for
-	// later logins: connections the users bind on, and, with a service
-	// account, connections bound as it for the searches. Logins beyond it
-	// at the same moment dial extra connections, closed after use; nobody
-	// waits for a pooled one. 0 means [DefaultPoolSize]; [NoPool] dials per
-	// login. LDAP_AUTH_POOL_SIZE (0 turns pooling off).
-	PoolSize int
-
-	// PoolIdleTimeout is how long a pooled connection may sit idle before
-	// it is closed instead of used. LDAP_AUTH_POOL_IDLE_TIMEOUT in whole
-	// seconds, default [DefaultPoolIdleTimeout].
-	PoolIdleTimeout time.Duration
-
-	// FormatUsername turns the typed username into the bind name.
-	// LDAP_AUTH_FORMAT_USERNAME, default [OpenLDAPFormatter].
-	FormatUsername UsernameFormatter
-
-	// SearchFilters builds the filters that find the user's entry.
-	// LDAP_AUTH_FORMAT_SEARCH_FILTERS, default [DefaultFilters].
-	SearchFilters SearchFilterBuilder
-
-	// SyncRelations runs after every successful login.
-	// LDAP_AUTH_SYNC_USER_RELATIONS, default [NoRelations].
-	SyncRelations RelationSyncer
-
-	// OrganisationID is the organisation every user logging in joins, used
-	// by [SyncUserGroups]. LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID, which
-	// must be a positive whole number that fits in 64 bits, as Flagsmith
-	// reads it; set in code, any string.
-	OrganisationID string
-
-	// SyncedGroups lists the DNs of the groups copied into the store, used
-	// by [SyncUserGroups]. LDAP_SYNCED_GROUPS (separated by colons).
-	SyncedGroups []string
-
-	// LoginGroup is the DN of the group whose members alone may log in,
-	// used by [LoginGroupFilters], which refuses to run without it (the
-	// Python original would then let everyone in). LDAP_LOGIN_GROUP.
-	LoginGroup string
-
-	// SyncUsername and SyncPassword are the account the directory sync job
-	// binds as. A DN is used verbatim; anything else goes through
-	// FormatUsername. LDAP_SYNC_USER_USERNAME, LDAP_SYNC_USER_PASSWORD.
-	SyncUsername string
-	SyncPassword string
-
-	// SyncPageSize is the page size of the sync's paged search (RFC 2696).
-	// Zero means [DefaultSyncPageSize]; [NoPaging] reads everything in one
-	// unpaged search, for servers that refuse paging (the sync account then
-	// needs a size limit above the number of users). LDAP_SYNC_PAGE_SIZE,
-	// where 0 means NoPaging.
-	SyncPageSize int
-
-	// SyncMaxRemovalPercent is the removal guard: a sync that would remove
-	// more than this share of the directory-managed users, and more than
-	// [SyncRemovalAllowance] of them, refuses unless forced. 1 to 100 (100
-	// turns the share check off; a directory that returns no user at all
-	// is still refused). Zero means [DefaultSyncMaxRemovalPercent].
-	// LDAP_SYNC_MAX_REMOVAL_PERCENT.
-	SyncMaxRemovalPercent int
-
-	// ConnectionUsername and ConnectionPassword are a service account that
-	// runs the login search, on its own (pooled) connection, at the same
-	// time as the user's bind checks the password; the search's result is
-	// used only once that bind has succeeded. Empty: the search runs as the
-	// user, after the bind. Used verbatim (a DN or whatever the server
-	// accepts as a bind name).
-	// LDAP_AUTH_CONNECTION_USERNAME, LDAP_AUTH_CONNECTION_PASSWORD.
-	ConnectionUsername string
-	ConnectionPassword string
-
-	// SearchThenBind finds the user's entry first, as the service account,
-	// then binds as the DN found, as Authelia and Gitea do. The bind and
-	// the entry are then the same account by construction, and users
-	// anywhere under the search base (sub-OUs included) can log in; the
-	// username formatter is not used for logins. Needs the service
-	// account. LDAP_AUTH_SEARCH_THEN_BIND.
-	SearchThenBind bool
-
-	// MaxUsernameLength and MaxPasswordLength are the longest username and
-	// password, in bytes, a login accepts; longer ones are refused with
-	// ErrInvalidCredentials before any network I/O. Zero means
-	// [DefaultMaxUsernameLength] and [DefaultMaxPasswordLength]. Set in code
-	// only.
-	MaxUsernameLength int
-	MaxPasswordLength int
-
-	// NestedGroups says whether membership of the login group and of the
-	// synced groups counts through groups of groups, and how it is found:
-	// [NestedGroupsOff] (the default, direct membership only, as Flagsmith
-	// does), [NestedGroupsActiveDirectory] (Active Directory's
-	// LDAP_MATCHING_RULE_IN_CHAIN, 1.2.840.113556.1.4.1941, resolved by the
-	// server) or [NestedGroupsWalk] (any server: ldapauth follows the
-	// groups that hold the user's groups, at most [MaxNestingDepth] levels,
-	// each group once). LDAP_AUTH_NESTED_GROUPS.
-	NestedGroups NestedGroups
-
-	// ExcludeDisabled adds the directory's filter for enabled accounts
-	// ([FilterEnabled]) to the built-in search filters, so that disabled
-	// accounts are not found: they cannot log in and the sync job treats
-	// them as removed. Active Directory: the userAccountControl
-	// ACCOUNTDISABLE bit; 389 Directory Server and FreeIPA: nsAccountLock;
-	// OpenLDAP: the ppolicy's permanent lock (pwdAccountLockedTime
-	// 000001010000Z). The directory type comes from DirectoryType.
-	// LDAP_AUTH_EXCLUDE_DISABLED.
-	ExcludeDisabled bool
-
-	// DirectoryType is the kind of directory server; the default,
-	// [DirectoryAuto], reads it from the root DSE when the configuration
-	// depends on it (ExcludeDisabled, NestedGroups, or ObjectClass user
-	// with the built-in filters, which leave computer accounts out on
-	// Active Directory).
-	// LDAP_AUTH_DIRECTORY_TYPE.
-	DirectoryType DirectoryType
-
-	// TLSCAFile is a PEM bundle of the certificate authorities to trust in
-	// place of the system pool. LDAP_AUTH_TLS_CA_FILE.
-	TLSCAFile string
-
-	// InsecureSkipVerify turns off certificate verification. Dangerous:
-	// anyone on the network path can then read every password. For tests
-	// only. LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY.
-	InsecureSkipVerify bool
-
-	// TLSConfig, when set in code, is used as the base TLS configuration
-	// (cloned; ServerName is filled in per server when empty). It cannot be
-	// set from the environment.
-	TLSConfig *tls.Config
-
-	// Store receives users, groups, memberships and the organisation join.
-	// Nil: users are authenticated but not stored; the group syncer then
-	// cannot be used.
-	Store UserStore
-
-	// Logger receives debug, info and warning records; nil discards them.
-	// An error that is returned is not also logged: warnings are for what
-	// the caller does not otherwise learn, such as a server that is down
-	// while another serves the logins. Passwords are never logged.
-	Logger *slog.Logger
-
-	// MeterProvider and TracerProvider receive ldapauth's metrics and spans
-	// (docs/observability.md); nil uses the global providers of
-	// go.opentelemetry.io/otel, which do nothing until the program sets
-	// them. TraceUsernames adds the username typed (user.name) to the login
-	// span and error messages to span statuses; off, spans carry neither.
-	MeterProvider  metric.MeterProvider
-	TracerProvider trace.TracerProvider
-	TraceUsernames bool
+	URLs                  []string             // LDAP_AUTH_URL: ldap:// or ldaps://, tried in order
+	UseTLS                bool                 // LDAP_AUTH_USE_TLS: StartTLS before any bind
+	SearchBase            string               // LDAP_AUTH_SEARCH_BASE
+	ObjectClass           string               // LDAP_AUTH_OBJECT_CLASS: a name or a numeric OID
+	UserFields            map[string]string    // LDAP_AUTH_USER_FIELDS: field to attribute; "username" required
+	ActiveDirectoryDomain string               // LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN
+	ConnectTimeout        time.Duration        // LDAP_AUTH_CONNECT_TIMEOUT (whole seconds there)
+	ReceiveTimeout        time.Duration        // LDAP_AUTH_RECEIVE_TIMEOUT (whole seconds there)
+	HedgeDelay            time.Duration        // code only: a slow connect starts one to the next server (1 s)
+	PoolSize              int                  // LDAP_AUTH_POOL_SIZE: idle connections kept per kind (8)
+	PoolIdleTimeout       time.Duration        // LDAP_AUTH_POOL_IDLE_TIMEOUT (whole seconds there)
+	FormatUsername        UsernameFormatter    // LDAP_AUTH_FORMAT_USERNAME (OpenLDAPFormatter)
+	SearchFilters         SearchFilterBuilder  // LDAP_AUTH_FORMAT_SEARCH_FILTERS (DefaultFilters)
+	SyncRelations         RelationSyncer       // LDAP_AUTH_SYNC_USER_RELATIONS (NoRelations)
+	OrganisationID        string               // LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID
+	SyncedGroups          []string             // LDAP_SYNCED_GROUPS: group DNs
+	LoginGroup            string               // LDAP_LOGIN_GROUP: a group DN
+	SyncUsername          string               // LDAP_SYNC_USER_USERNAME: a DN, or a name for FormatUsername
+	SyncPassword          string               // LDAP_SYNC_USER_PASSWORD
+	SyncPageSize          int                  // LDAP_SYNC_PAGE_SIZE (500)
+	SyncMaxRemovalPercent int                  // LDAP_SYNC_MAX_REMOVAL_PERCENT: the removal guard, 1 to 100 (10)
+	ConnectionUsername    string               // LDAP_AUTH_CONNECTION_USERNAME: the service account, verbatim
+	ConnectionPassword    string               // LDAP_AUTH_CONNECTION_PASSWORD
+	SearchThenBind        bool                 // LDAP_AUTH_SEARCH_THEN_BIND
+	MaxUsernameLength     int                  // code only, in bytes (256)
+	MaxPasswordLength     int                  // code only, in bytes (1024)
+	NestedGroups          NestedGroups         // LDAP_AUTH_NESTED_GROUPS
+	ExcludeDisabled       bool                 // LDAP_AUTH_EXCLUDE_DISABLED
+	DirectoryType         DirectoryType        // LDAP_AUTH_DIRECTORY_TYPE
+	TLSCAFile             string               // LDAP_AUTH_TLS_CA_FILE
+	InsecureSkipVerify    bool                 // LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY: for tests only
+	TLSConfig             *tls.Config          // code only: base TLS configuration, cloned
+	Store                 UserStore            // users, groups, memberships; nil stores nothing
+	Logger                *slog.Logger         // nil discards; never given a password
+	MeterProvider         metric.MeterProvider // nil: the otel global
+	TracerProvider        trace.TracerProvider // nil: the otel global
+	TraceUsernames        bool                 // the username typed on spans
 
 	// loginGroupTerm, set only on the sync's own copy, replaces the
 	// login-group term of [LoginGroupFilters]: with NestedGroupsWalk, the
@@ -309,62 +149,57 @@ type Config struct {
 
 // Environment variable names read by [LoadConfig].
 const (
-	EnvURL                = "LDAP_AUTH_URL"
-	EnvUseTLS             = "LDAP_AUTH_USE_TLS"
-	EnvSearchBase         = "LDAP_AUTH_SEARCH_BASE"
-	EnvObjectClass        = "LDAP_AUTH_OBJECT_CLASS"
-	EnvUserFields         = "LDAP_AUTH_USER_FIELDS"
-	EnvADDomain           = "LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN"
-	EnvConnectTimeout     = "LDAP_AUTH_CONNECT_TIMEOUT"
-	EnvReceiveTimeout     = "LDAP_AUTH_RECEIVE_TIMEOUT"
-	EnvPoolSize           = "LDAP_AUTH_POOL_SIZE"
-	EnvPoolIdleTimeout    = "LDAP_AUTH_POOL_IDLE_TIMEOUT"
-	EnvFormatUsername     = "LDAP_AUTH_FORMAT_USERNAME"
-	EnvOrganisationID     = "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID"
-	EnvSyncRelations      = "LDAP_AUTH_SYNC_USER_RELATIONS"
-	EnvSearchFilters      = "LDAP_AUTH_FORMAT_SEARCH_FILTERS"
-	EnvSyncedGroups       = "LDAP_SYNCED_GROUPS"
-	EnvLoginGroup         = "LDAP_LOGIN_GROUP"
-	EnvSyncUsername       = "LDAP_SYNC_USER_USERNAME"
-	EnvSyncPassword       = "LDAP_SYNC_USER_PASSWORD"
-	EnvSyncPageSize       = "LDAP_SYNC_PAGE_SIZE"
-	EnvSyncMaxRemoval     = "LDAP_SYNC_MAX_REMOVAL_PERCENT"
-	EnvConnectionUsername = "LDAP_AUTH_CONNECTION_USERNAME"
-	EnvConnectionPassword = "LDAP_AUTH_CONNECTION_PASSWORD"
-	EnvTLSCAFile          = "LDAP_AUTH_TLS_CA_FILE"
-	EnvInsecureSkipVerify = "LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY"
-	EnvNestedGroups       = "LDAP_AUTH_NESTED_GROUPS"
-	EnvExcludeDisabled    = "LDAP_AUTH_EXCLUDE_DISABLED"
-	EnvDirectoryType      = "LDAP_AUTH_DIRECTORY_TYPE"
-	EnvSearchThenBind     = "LDAP_AUTH_SEARCH_THEN_BIND"
+	envURL                = "LDAP_AUTH_URL"
+	envUseTLS             = "LDAP_AUTH_USE_TLS"
+	envSearchBase         = "LDAP_AUTH_SEARCH_BASE"
+	envObjectClass        = "LDAP_AUTH_OBJECT_CLASS"
+	envUserFields         = "LDAP_AUTH_USER_FIELDS"
+	envADDomain           = "LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN"
+	envConnectTimeout     = "LDAP_AUTH_CONNECT_TIMEOUT"
+	envReceiveTimeout     = "LDAP_AUTH_RECEIVE_TIMEOUT"
+	envPoolSize           = "LDAP_AUTH_POOL_SIZE"
+	envPoolIdleTimeout    = "LDAP_AUTH_POOL_IDLE_TIMEOUT"
+	envFormatUsername     = "LDAP_AUTH_FORMAT_USERNAME"
+	envOrganisationID     = "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID"
+	envSyncRelations      = "LDAP_AUTH_SYNC_USER_RELATIONS"
+	envSearchFilters      = "LDAP_AUTH_FORMAT_SEARCH_FILTERS"
+	envSyncedGroups       = "LDAP_SYNCED_GROUPS"
+	envLoginGroup         = "LDAP_LOGIN_GROUP"
+	envSyncUsername       = "LDAP_SYNC_USER_USERNAME"
+	envSyncPassword       = "LDAP_SYNC_USER_PASSWORD"
+	envSyncPageSize       = "LDAP_SYNC_PAGE_SIZE"
+	envSyncMaxRemoval     = "LDAP_SYNC_MAX_REMOVAL_PERCENT"
+	envConnectionUsername = "LDAP_AUTH_CONNECTION_USERNAME"
+	envConnectionPassword = "LDAP_AUTH_CONNECTION_PASSWORD"
+	envTLSCAFile          = "LDAP_AUTH_TLS_CA_FILE"
+	envInsecureSkipVerify = "LDAP_AUTH_TLS_INSECURE_SKIP_VERIFY"
+	envNestedGroups       = "LDAP_AUTH_NESTED_GROUPS"
+	envExcludeDisabled    = "LDAP_AUTH_EXCLUDE_DISABLED"
+	envDirectoryType      = "LDAP_AUTH_DIRECTORY_TYPE"
+	envSearchThenBind     = "LDAP_AUTH_SEARCH_THEN_BIND"
 )
 
-// ConfigFromEnv reads the configuration from the process environment. See
-// [LoadConfig].
+// ConfigFromEnv is LoadConfig(os.LookupEnv).
 func ConfigFromEnv() (*Config, error) {
 	return LoadConfig(os.LookupEnv)
 }
 
-// LoadConfig reads the configuration through lookup (os.LookupEnv, or a map
-// in tests), applies the documented defaults and validates the result.
-//
-// Every bad variable is reported: the error joins one [*ConfigError] per
-// problem. When LDAP_AUTH_URL is unset the error matches [ErrNotConfigured],
-// so a backend can run with LDAP turned off. Secret values never appear in
-// errors.
+// LoadConfig reads the configuration through lookup (os.LookupEnv, or a map),
+// applies the defaults and validates it. The error joins one [*ConfigError]
+// per bad variable, LDAP_AUTH_URL unset included; secrets are never shown.
 func LoadConfig(lookup func(string) (string, bool)) (*Config, error) {
 	cfg := &Config{
-		SearchBase:      DefaultSearchBase,
-		ObjectClass:     DefaultObjectClass,
-		UserFields:      DefaultUserFields(),
-		ConnectTimeout:  DefaultConnectTimeout,
-		ReceiveTimeout:  DefaultReceiveTimeout,
-		PoolSize:        DefaultPoolSize,
-		PoolIdleTimeout: DefaultPoolIdleTimeout,
+		SearchBase:      defaultSearchBase,
+		ObjectClass:     defaultObjectClass,
+		UserFields:      defaultUserFields(),
+		ConnectTimeout:  defaultConnectTimeout,
+		ReceiveTimeout:  defaultReceiveTimeout,
+		PoolSize:        defaultPoolSize,
+		PoolIdleTimeout: defaultPoolIdleTimeout,
 	}
 	var errs []error
-	if v, _ := lookup(EnvURL); unquote(strings.TrimSpace(v)) == "" {
-		errs = append(errs, &ConfigError{Variables: []string{EnvURL}, Problem: "not set: LDAP login is off", Err: ErrNotConfigured})
+	if v, _ := lookup(envURL); unquote(strings.TrimSpace(v)) == "" {
+		errs = append(errs, &ConfigError{Variables: []string{envURL}, Problem: "not set: LDAP login is off"})
 	}
 	for _, e := range envVars {
 		v, _ := lookup(e.name)
@@ -422,25 +257,25 @@ type envVar struct {
 // envVars are the variables LoadConfig reads, in the order it reports
 // their problems.
 var envVars = []envVar{
-	{name: EnvURL, set: func(c *Config, v string) error { c.URLs = splitURLs(v); return nil }},
-	envText(EnvSearchBase, func(c *Config) *string { return &c.SearchBase }),
-	envText(EnvObjectClass, func(c *Config) *string { return &c.ObjectClass }),
-	{name: EnvUserFields, set: func(c *Config, v string) error {
+	{name: envURL, set: func(c *Config, v string) error { c.URLs = splitURLs(v); return nil }},
+	envText(envSearchBase, func(c *Config) *string { return &c.SearchBase }),
+	envText(envObjectClass, func(c *Config) *string { return &c.ObjectClass }),
+	{name: envUserFields, set: func(c *Config, v string) error {
 		fields, err := parseUserFields(v)
 		if err == nil {
 			c.UserFields = fields
 		}
 		return err
 	}},
-	envBool(EnvUseTLS, func(c *Config) *bool { return &c.UseTLS }),
-	envBool(EnvInsecureSkipVerify, func(c *Config) *bool { return &c.InsecureSkipVerify }),
-	envBool(EnvExcludeDisabled, func(c *Config) *bool { return &c.ExcludeDisabled }),
-	envBool(EnvSearchThenBind, func(c *Config) *bool { return &c.SearchThenBind }),
-	envSeconds(EnvConnectTimeout, func(c *Config) *time.Duration { return &c.ConnectTimeout }),
-	envSeconds(EnvReceiveTimeout, func(c *Config) *time.Duration { return &c.ReceiveTimeout }),
-	envSeconds(EnvPoolIdleTimeout, func(c *Config) *time.Duration { return &c.PoolIdleTimeout }),
-	envCount(EnvSyncPageSize, "entries (0 turns paging off)", NoPaging, func(c *Config) *int { return &c.SyncPageSize }),
-	{name: EnvSyncMaxRemoval, set: func(c *Config, v string) error {
+	envBool(envUseTLS, func(c *Config) *bool { return &c.UseTLS }),
+	envBool(envInsecureSkipVerify, func(c *Config) *bool { return &c.InsecureSkipVerify }),
+	envBool(envExcludeDisabled, func(c *Config) *bool { return &c.ExcludeDisabled }),
+	envBool(envSearchThenBind, func(c *Config) *bool { return &c.SearchThenBind }),
+	envSeconds(envConnectTimeout, func(c *Config) *time.Duration { return &c.ConnectTimeout }),
+	envSeconds(envReceiveTimeout, func(c *Config) *time.Duration { return &c.ReceiveTimeout }),
+	envSeconds(envPoolIdleTimeout, func(c *Config) *time.Duration { return &c.PoolIdleTimeout }),
+	envCount(envSyncPageSize, "entries", "paging", defaultSyncPageSize, func(c *Config) *int { return &c.SyncPageSize }),
+	{name: envSyncMaxRemoval, set: func(c *Config, v string) error {
 		n, err := strconv.Atoi(strings.TrimSuffix(v, "%"))
 		if err != nil || n < 1 || n > 100 {
 			return fmt.Errorf("%q is not a whole percentage from 1 to 100", v)
@@ -448,8 +283,8 @@ var envVars = []envVar{
 		c.SyncMaxRemovalPercent = n
 		return nil
 	}},
-	envCount(EnvPoolSize, "connections (0 turns pooling off)", NoPool, func(c *Config) *int { return &c.PoolSize }),
-	{name: EnvOrganisationID, set: func(c *Config, v string) error {
+	envCount(envPoolSize, "connections", "pooling", defaultPoolSize, func(c *Config) *int { return &c.PoolSize }),
+	{name: envOrganisationID, set: func(c *Config, v string) error {
 		// Flagsmith reads it as an integer: refuse what it would refuse,
 		// here rather than at the first login. Code may set any string.
 		c.OrganisationID = v
@@ -460,7 +295,7 @@ var envVars = []envVar{
 		c.OrganisationID = strconv.FormatInt(n, 10)
 		return nil
 	}},
-	{name: EnvSyncedGroups, set: func(c *Config, v string) error {
+	{name: envSyncedGroups, set: func(c *Config, v string) error {
 		for _, item := range strings.Split(v, ":") {
 			if item = strings.TrimSpace(item); item != "" {
 				c.SyncedGroups = append(c.SyncedGroups, item)
@@ -468,33 +303,33 @@ var envVars = []envVar{
 		}
 		return nil
 	}},
-	{name: EnvDirectoryType, set: func(c *Config, v string) (err error) {
-		c.DirectoryType, err = ParseDirectoryType(v)
+	{name: envDirectoryType, set: func(c *Config, v string) (err error) {
+		c.DirectoryType, err = parseDirectoryType(v)
 		return err
 	}},
-	{name: EnvNestedGroups, set: func(c *Config, v string) (err error) {
-		c.NestedGroups, err = ParseNestedGroups(v)
+	{name: envNestedGroups, set: func(c *Config, v string) (err error) {
+		c.NestedGroups, err = parseNestedGroups(v)
 		return err
 	}},
-	{name: EnvFormatUsername, set: func(c *Config, v string) (err error) {
-		c.FormatUsername, err = lookupCallable(EnvFormatUsername, v, usernameFormatters)
+	{name: envFormatUsername, set: func(c *Config, v string) (err error) {
+		c.FormatUsername, err = lookupCallable(envFormatUsername, v, usernameFormatters)
 		return err
 	}},
-	{name: EnvSearchFilters, set: func(c *Config, v string) (err error) {
-		c.SearchFilters, err = lookupCallable(EnvSearchFilters, v, filterBuilders)
+	{name: envSearchFilters, set: func(c *Config, v string) (err error) {
+		c.SearchFilters, err = lookupCallable(envSearchFilters, v, filterBuilders)
 		return err
 	}},
-	{name: EnvSyncRelations, set: func(c *Config, v string) (err error) {
-		c.SyncRelations, err = lookupCallable(EnvSyncRelations, v, relationSyncers)
+	{name: envSyncRelations, set: func(c *Config, v string) (err error) {
+		c.SyncRelations, err = lookupCallable(envSyncRelations, v, relationSyncers)
 		return err
 	}},
-	envText(EnvADDomain, func(c *Config) *string { return &c.ActiveDirectoryDomain }),
-	envText(EnvLoginGroup, func(c *Config) *string { return &c.LoginGroup }),
-	envText(EnvSyncUsername, func(c *Config) *string { return &c.SyncUsername }),
-	envText(EnvConnectionUsername, func(c *Config) *string { return &c.ConnectionUsername }),
-	envText(EnvTLSCAFile, func(c *Config) *string { return &c.TLSCAFile }),
-	{name: EnvSyncPassword, secret: true, set: func(c *Config, v string) error { c.SyncPassword = v; return nil }},
-	{name: EnvConnectionPassword, secret: true, set: func(c *Config, v string) error { c.ConnectionPassword = v; return nil }},
+	envText(envADDomain, func(c *Config) *string { return &c.ActiveDirectoryDomain }),
+	envText(envLoginGroup, func(c *Config) *string { return &c.LoginGroup }),
+	envText(envSyncUsername, func(c *Config) *string { return &c.SyncUsername }),
+	envText(envConnectionUsername, func(c *Config) *string { return &c.ConnectionUsername }),
+	envText(envTLSCAFile, func(c *Config) *string { return &c.TLSCAFile }),
+	{name: envSyncPassword, secret: true, set: func(c *Config, v string) error { c.SyncPassword = v; return nil }},
+	{name: envConnectionPassword, secret: true, set: func(c *Config, v string) error { c.ConnectionPassword = v; return nil }},
 }
 
 // envText reads a string variable.
@@ -522,26 +357,29 @@ func envSeconds(name string, field func(*Config) *time.Duration) envVar {
 	}}
 }
 
-// envCount reads a whole number of what; 0 in the environment means off,
-// stored as the field's off value.
-func envCount(name, what string, off int, field func(*Config) *int) envVar {
+// envCount reads a whole number of what: a positive size, or off (or -1)
+// to turn the feature off. 0 is refused, since in code it means the default
+// def.
+func envCount(name, what, feature string, def int, field func(*Config) *int) envVar {
 	return envVar{name: name, set: func(c *Config, v string) error {
+		if strings.EqualFold(v, "off") {
+			v = "-1"
+		}
 		n, err := strconv.Atoi(v)
 		switch {
-		case err != nil || n < 0:
-			return fmt.Errorf("%q is not a whole number of %s", v, what)
+		case err != nil || n < -1:
+			return fmt.Errorf("%q is not a whole number of %s, or off", v, what)
 		case n == 0:
-			*field(c) = off
-		default:
-			*field(c) = n
+			// In code 0 is the default: an env file must not mean something else.
+			return fmt.Errorf("0 is refused: use off to disable %s, or leave it unset for the default %d", feature, def)
 		}
+		*field(c) = n
 		return nil
 	}}
 }
 
-// Validate reports every problem with c, one [*ConfigError] per problem,
-// joined. It applies to configurations built in code and to those read from
-// the environment alike; [New] calls it.
+// Validate reports every problem with c, one [*ConfigError] each, joined;
+// New calls it.
 func (c *Config) Validate() error {
 	_, problems := c.parse()
 	return joinProblems(problems)
@@ -588,13 +426,13 @@ func (c *Config) parse() (parsed, []*ConfigError) {
 // uses TLS.
 func (c *Config) parseServers(p *parsed, errs *problems) (usesTLS bool) {
 	if len(c.URLs) == 0 {
-		*errs = append(*errs, &ConfigError{Variables: []string{EnvURL}, Problem: "no server URL", Err: ErrNotConfigured})
+		*errs = append(*errs, &ConfigError{Variables: []string{envURL}, Problem: "no server URL"})
 	}
 	usesTLS = c.UseTLS
 	for _, u := range c.URLs {
 		s, err := parseServer(u)
 		if err != nil {
-			errs.add(err.Error(), EnvURL)
+			errs.add(err.Error(), envURL)
 			continue
 		}
 		p.servers = append(p.servers, s)
@@ -609,16 +447,16 @@ func (c *Config) parseServers(p *parsed, errs *problems) (usesTLS bool) {
 // checkEntries checks where and what the user entries are.
 func (c *Config) checkEntries(errs *problems) {
 	if c.ObjectClass != "" && !validObjectClass(c.ObjectClass) {
-		errs.add(fmt.Sprintf("%q is not an object class name (a name such as inetOrgPerson or user, or a numeric OID such as 2.5.6.6); anything else would go into every search filter", c.ObjectClass), EnvObjectClass)
+		errs.add(fmt.Sprintf("%q is not an object class name (a name such as inetOrgPerson or user, or a numeric OID such as 2.5.6.6); anything else would go into every search filter", c.ObjectClass), envObjectClass)
 	}
 	if c.SearchBase != "" {
 		if _, err := ldap.ParseDN(c.SearchBase); err != nil {
-			errs.add(fmt.Sprintf("%q is not a DN: %v", c.SearchBase, err), EnvSearchBase)
+			errs.add(fmt.Sprintf("%q is not a DN: %v", c.SearchBase, err), envSearchBase)
 		}
 	}
 	if c.UserFields != nil {
 		if attr := c.UserFields["username"]; attr == "" {
-			errs.add("no username field: it names the attribute users log in with (for example username=uid)", EnvUserFields)
+			errs.add("no username field: it names the attribute users log in with (for example username=uid)", envUserFields)
 		}
 	}
 }
@@ -626,25 +464,25 @@ func (c *Config) checkEntries(errs *problems) {
 // checkLimits checks the timeouts, sizes and lengths.
 func (c *Config) checkLimits(errs *problems) {
 	if c.ConnectTimeout < 0 {
-		errs.add("negative", EnvConnectTimeout)
+		errs.add("negative", envConnectTimeout)
 	}
 	if c.ReceiveTimeout < 0 {
-		errs.add("negative", EnvReceiveTimeout)
+		errs.add("negative", envReceiveTimeout)
 	}
-	if c.HedgeDelay < NoHedge {
-		errs.add("negative: use a positive delay, 0 for the default or NoHedge", "Config.HedgeDelay")
+	if c.HedgeDelay < noHedge {
+		errs.add("negative: use a positive delay, 0 for the default or -1 to turn hedging off", "Config.HedgeDelay")
 	}
-	if c.SyncPageSize < NoPaging || c.SyncPageSize > math.MaxInt32 {
-		errs.add(fmt.Sprintf("page size %d out of range (NoPaging, 0 for the default, or a positive size)", c.SyncPageSize), EnvSyncPageSize)
+	if c.SyncPageSize < noPaging || c.SyncPageSize > math.MaxInt32 {
+		errs.add(fmt.Sprintf("page size %d out of range (a positive size, 0 for the default, or -1 to turn paging off)", c.SyncPageSize), envSyncPageSize)
 	}
 	if c.SyncMaxRemovalPercent < 0 || c.SyncMaxRemovalPercent > 100 {
-		errs.add(fmt.Sprintf("%d is not a percentage from 1 to 100 (0 for the default)", c.SyncMaxRemovalPercent), EnvSyncMaxRemoval)
+		errs.add(fmt.Sprintf("%d is not a percentage from 1 to 100 (0 for the default)", c.SyncMaxRemovalPercent), envSyncMaxRemoval)
 	}
-	if c.PoolSize < NoPool {
-		errs.add(fmt.Sprintf("%d: use a positive size, 0 for the default or NoPool", c.PoolSize), EnvPoolSize)
+	if c.PoolSize < noPool {
+		errs.add(fmt.Sprintf("%d: use a positive size, 0 for the default or -1 to turn pooling off", c.PoolSize), envPoolSize)
 	}
 	if c.PoolIdleTimeout < 0 {
-		errs.add("negative", EnvPoolIdleTimeout)
+		errs.add("negative", envPoolIdleTimeout)
 	}
 	if c.MaxUsernameLength < 0 || c.MaxPasswordLength < 0 {
 		errs.add("Config.MaxUsernameLength and Config.MaxPasswordLength must not be negative (0 for the defaults)", "Config.MaxUsernameLength", "Config.MaxPasswordLength")
@@ -654,23 +492,20 @@ func (c *Config) checkLimits(errs *problems) {
 // checkLoginFilters checks the username formatter and the login group
 // against the search filter builder.
 func (c *Config) checkLoginFilters(errs *problems) {
-	switch c.FormatUsername.(type) {
-	case ActiveDirectoryPrincipalFormatter, *ActiveDirectoryPrincipalFormatter:
-		if c.ActiveDirectoryDomain == "" {
-			errs.add("the principal formatter needs a domain (user@domain)", EnvADDomain, EnvFormatUsername)
-		}
+	if f, ok := c.FormatUsername.(domainFormatter); ok && f.needsDomain() && c.ActiveDirectoryDomain == "" {
+		errs.add("the principal formatter needs a domain (user@domain)", envADDomain, envFormatUsername)
 	}
 	if c.LoginGroup != "" {
 		if _, err := ldap.ParseDN(c.LoginGroup); err != nil {
-			errs.add(fmt.Sprintf("%q is not a DN: %v", c.LoginGroup, err), EnvLoginGroup)
+			errs.add(fmt.Sprintf("%q is not a DN: %v", c.LoginGroup, err), envLoginGroup)
 		} else if c.usesDefaultFilters() {
-			errs.add("set, but the search filters ignore it: set LDAP_AUTH_FORMAT_SEARCH_FILTERS to flagsmith_ldap.ldap.login_group_search_filter", EnvLoginGroup, EnvSearchFilters)
+			errs.add("set, but the search filters ignore it: set LDAP_AUTH_FORMAT_SEARCH_FILTERS to flagsmith_ldap.ldap.login_group_search_filter", envLoginGroup, envSearchFilters)
 		}
 	}
 	if c.LoginGroup == "" && c.usesLoginGroupFilters() {
 		// Flagsmith then adds no filter and lets everyone in: a misspelt
 		// group variable would open the door.
-		errs.add("not set, but the login-group filter needs it: without a group it would let every user log in", EnvLoginGroup, EnvSearchFilters)
+		errs.add("not set, but the login-group filter needs it: without a group it would let every user log in", envLoginGroup, envSearchFilters)
 	}
 }
 
@@ -678,25 +513,25 @@ func (c *Config) checkLoginFilters(errs *problems) {
 // exclusion of disabled accounts.
 func (c *Config) checkDirectoryFeatures(errs *problems) {
 	if !c.NestedGroups.valid() {
-		errs.add(fmt.Sprintf("%q is not one of off, active_directory, walk", string(c.NestedGroups)), EnvNestedGroups)
+		errs.add(fmt.Sprintf("%q is not one of off, active_directory, walk", string(c.NestedGroups)), envNestedGroups)
 	}
-	if c.NestedGroups != NestedGroupsOff && c.NestedGroups.valid() && c.LoginGroup == "" && len(c.SyncedGroups) == 0 {
-		errs.add("set, but there is neither a login group nor a synced group to resolve", EnvNestedGroups, EnvLoginGroup, EnvSyncedGroups)
+	if c.NestedGroups != nestedGroupsOff && c.NestedGroups.valid() && c.LoginGroup == "" && len(c.SyncedGroups) == 0 {
+		errs.add("set, but there is neither a login group nor a synced group to resolve", envNestedGroups, envLoginGroup, envSyncedGroups)
 	}
 	if !c.DirectoryType.valid() {
-		errs.add(fmt.Sprintf("%q is not one of auto, active_directory, 389ds, openldap, other", string(c.DirectoryType)), EnvDirectoryType)
-	} else if c.DirectoryType != DirectoryAuto && c.NestedGroups.valid() {
+		errs.add(fmt.Sprintf("%q is not one of auto, active_directory, 389ds, openldap, other", string(c.DirectoryType)), envDirectoryType)
+	} else if c.DirectoryType != directoryAuto && c.NestedGroups.valid() {
 		var cerr *ConfigError
 		if err := directoryFits(c, c.DirectoryType); errors.As(err, &cerr) {
 			vars := cerr.Variables
-			if !slices.Contains(vars, EnvDirectoryType) {
-				vars = append(vars, EnvDirectoryType)
+			if !slices.Contains(vars, envDirectoryType) {
+				vars = append(vars, envDirectoryType)
 			}
 			errs.add(cerr.Problem, vars...)
 		}
 	}
 	if c.ExcludeDisabled && !c.usesDefaultFilters() && !c.usesLoginGroupFilters() {
-		errs.add("set, but the search filter builder is not a built-in one, which alone add the filter", EnvExcludeDisabled, EnvSearchFilters)
+		errs.add("set, but the search filter builder is not a built-in one, which alone add the filter", envExcludeDisabled, envSearchFilters)
 	}
 }
 
@@ -705,30 +540,30 @@ func (c *Config) checkDirectoryFeatures(errs *problems) {
 func (c *Config) checkRelations(errs *problems) {
 	for i, g := range c.SyncedGroups {
 		if _, err := ldap.ParseDN(strings.TrimSpace(g)); err != nil || strings.TrimSpace(g) == "" {
-			errs.add(fmt.Sprintf("item %d, %q, is not a DN", i+1, g), EnvSyncedGroups)
+			errs.add(fmt.Sprintf("item %d, %q, is not a DN", i+1, g), envSyncedGroups)
 		}
 	}
 	if c.usesGroupSyncer() && c.OrganisationID == "" {
-		errs.add("not set, but the group syncer adds every user to it", EnvOrganisationID, EnvSyncRelations)
+		errs.add("not set, but the group syncer adds every user to it", envOrganisationID, envSyncRelations)
 	}
 	if c.usesNoRelations() {
 		const ignored = "set, but the relation syncer ignores it: set LDAP_AUTH_SYNC_USER_RELATIONS to flagsmith_ldap.ldap.sync_user_groups"
 		if len(c.SyncedGroups) > 0 {
-			errs.add(ignored, EnvSyncedGroups, EnvSyncRelations)
+			errs.add(ignored, envSyncedGroups, envSyncRelations)
 		}
 		if c.OrganisationID != "" {
-			errs.add(ignored, EnvOrganisationID, EnvSyncRelations)
+			errs.add(ignored, envOrganisationID, envSyncRelations)
 		}
 	}
 }
 
 // checkAccounts checks the service and sync accounts.
 func (c *Config) checkAccounts(errs *problems) {
-	checkPair(errs, c.ConnectionUsername, c.ConnectionPassword, "service-account", EnvConnectionUsername, EnvConnectionPassword)
+	checkPair(errs, c.ConnectionUsername, c.ConnectionPassword, "service-account", envConnectionUsername, envConnectionPassword)
 	if c.SearchThenBind && c.ConnectionUsername == "" {
-		errs.add("set, but there is no service account to search with: set LDAP_AUTH_CONNECTION_USERNAME and LDAP_AUTH_CONNECTION_PASSWORD", EnvSearchThenBind, EnvConnectionUsername)
+		errs.add("set, but there is no service account to search with: set LDAP_AUTH_CONNECTION_USERNAME and LDAP_AUTH_CONNECTION_PASSWORD", envSearchThenBind, envConnectionUsername)
 	}
-	checkPair(errs, c.SyncUsername, c.SyncPassword, "sync", EnvSyncUsername, EnvSyncPassword)
+	checkPair(errs, c.SyncUsername, c.SyncPassword, "sync", envSyncUsername, envSyncPassword)
 }
 
 // checkPair reports a username without its password, or the reverse.
@@ -749,11 +584,11 @@ func (c *Config) loadTrust(usesTLS bool, errs *problems) *x509.CertPool {
 	pool, err := loadCAFile(c.TLSCAFile)
 	switch {
 	case err != nil:
-		*errs = append(*errs, &ConfigError{Variables: []string{EnvTLSCAFile}, Problem: err.Error(), Err: err})
+		*errs = append(*errs, &ConfigError{Variables: []string{envTLSCAFile}, Problem: err.Error(), Err: err})
 	case c.InsecureSkipVerify:
-		errs.add("a CA file is set but verification is turned off", EnvInsecureSkipVerify, EnvTLSCAFile)
+		errs.add("a CA file is set but verification is turned off", envInsecureSkipVerify, envTLSCAFile)
 	case !usesTLS:
-		errs.add("set, but no connection uses TLS: use ldaps:// or LDAP_AUTH_USE_TLS=true", EnvTLSCAFile, EnvURL, EnvUseTLS)
+		errs.add("set, but no connection uses TLS: use ldaps:// or LDAP_AUTH_USE_TLS=true", envTLSCAFile, envURL, envUseTLS)
 	}
 	return pool
 }
@@ -948,13 +783,13 @@ func (c *Config) withDefaults() Config {
 	cp.URLs = slices.Clone(c.URLs)
 	cp.SyncedGroups = slices.Clone(c.SyncedGroups)
 	if cp.SearchBase == "" {
-		cp.SearchBase = DefaultSearchBase
+		cp.SearchBase = defaultSearchBase
 	}
 	if cp.ObjectClass == "" {
-		cp.ObjectClass = DefaultObjectClass
+		cp.ObjectClass = defaultObjectClass
 	}
 	if c.UserFields == nil {
-		cp.UserFields = DefaultUserFields()
+		cp.UserFields = defaultUserFields()
 	} else {
 		cp.UserFields = make(map[string]string, len(c.UserFields))
 		for k, v := range c.UserFields {
@@ -962,31 +797,31 @@ func (c *Config) withDefaults() Config {
 		}
 	}
 	if cp.ConnectTimeout == 0 {
-		cp.ConnectTimeout = DefaultConnectTimeout
+		cp.ConnectTimeout = defaultConnectTimeout
 	}
 	if cp.ReceiveTimeout == 0 {
-		cp.ReceiveTimeout = DefaultReceiveTimeout
+		cp.ReceiveTimeout = defaultReceiveTimeout
 	}
 	if cp.HedgeDelay == 0 {
-		cp.HedgeDelay = DefaultHedgeDelay
+		cp.HedgeDelay = defaultHedgeDelay
 	}
 	if cp.SyncPageSize == 0 {
-		cp.SyncPageSize = DefaultSyncPageSize
+		cp.SyncPageSize = defaultSyncPageSize
 	}
 	if cp.SyncMaxRemovalPercent == 0 {
-		cp.SyncMaxRemovalPercent = DefaultSyncMaxRemovalPercent
+		cp.SyncMaxRemovalPercent = defaultSyncMaxRemovalPercent
 	}
 	if cp.PoolSize == 0 {
-		cp.PoolSize = DefaultPoolSize
+		cp.PoolSize = defaultPoolSize
 	}
 	if cp.PoolIdleTimeout == 0 {
-		cp.PoolIdleTimeout = DefaultPoolIdleTimeout
+		cp.PoolIdleTimeout = defaultPoolIdleTimeout
 	}
 	if cp.MaxUsernameLength == 0 {
-		cp.MaxUsernameLength = DefaultMaxUsernameLength
+		cp.MaxUsernameLength = defaultMaxUsernameLength
 	}
 	if cp.MaxPasswordLength == 0 {
-		cp.MaxPasswordLength = DefaultMaxPasswordLength
+		cp.MaxPasswordLength = defaultMaxPasswordLength
 	}
 	if cp.FormatUsername == nil {
 		cp.FormatUsername = OpenLDAPFormatter{}

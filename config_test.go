@@ -72,8 +72,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Equal(t, "ou=people,dc=example,dc=com", cfg.SearchBase)
 	assert.Equal(t, "inetOrgPerson", cfg.ObjectClass)
 	assert.Equal(t, map[string]string{"username": "uid", "first_name": "givenName", "last_name": "sn", "email": "mail"}, cfg.UserFields)
-	assert.Equal(t, ldapauth.DefaultConnectTimeout, cfg.ConnectTimeout)
-	assert.Equal(t, ldapauth.DefaultReceiveTimeout, cfg.ReceiveTimeout)
+	assert.Equal(t, (10 * time.Second), cfg.ConnectTimeout)
+	assert.Equal(t, (10 * time.Second), cfg.ReceiveTimeout)
 	assert.Equal(t, 8, cfg.PoolSize)
 	assert.Equal(t, 180*time.Second, cfg.PoolIdleTimeout, "below Active Directory's 900 s")
 	assert.Nil(t, cfg.FormatUsername, "nil means the OpenLDAP formatter")
@@ -83,7 +83,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Empty(t, cfg.LoginGroup)
 	assert.Empty(t, cfg.OrganisationID)
 	assert.False(t, cfg.InsecureSkipVerify)
-	assert.Equal(t, ldapauth.NestedGroupsOff, cfg.NestedGroups)
+	assert.Equal(t, ldapauth.NestedGroups(""), cfg.NestedGroups)
 	assert.False(t, cfg.ExcludeDisabled)
 }
 
@@ -93,14 +93,14 @@ func TestLoadConfigNestedGroups(t *testing.T) {
 		want  ldapauth.NestedGroups
 		ok    bool
 	}{
-		{"", ldapauth.NestedGroupsOff, true},
-		{"off", ldapauth.NestedGroupsOff, true},
-		{"OFF", ldapauth.NestedGroupsOff, true},
+		{"", ldapauth.NestedGroups(""), true},
+		{"off", ldapauth.NestedGroups(""), true},
+		{"OFF", ldapauth.NestedGroups(""), true},
 		{"active_directory", ldapauth.NestedGroupsActiveDirectory, true},
 		{"Active_Directory", ldapauth.NestedGroupsActiveDirectory, true},
 		{`"walk"`, ldapauth.NestedGroupsWalk, true},
-		{"true", ldapauth.NestedGroupsOff, false},
-		{"in_chain", ldapauth.NestedGroupsOff, false},
+		{"true", ldapauth.NestedGroups(""), false},
+		{"in_chain", ldapauth.NestedGroups(""), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.value, func(t *testing.T) {
@@ -188,7 +188,9 @@ func TestLoadConfigSyncSettings(t *testing.T) {
 		wantPage, wantPercent   int
 	}{
 		{"unset: the defaults apply in New", "", "", 0, 0},
-		{"paging off", "0", "", ldapauth.NoPaging, 0},
+		{"paging off", "off", "", -1, 0},
+		{"paging off, any case", "OFF", "", -1, 0},
+		{"paging off as in code", "-1", "", -1, 0},
 		{"a page size", "1000", "", 1000, 0},
 		{"a share", "", "50", 0, 50},
 		{"a share with a percent sign", "", "5%", 0, 5},
@@ -314,8 +316,10 @@ func TestLoadConfigFlagsmithEnvFiles(t *testing.T) {
 
 func TestLoadConfigNotConfigured(t *testing.T) {
 	_, err := ldapauth.LoadConfig(env(map[string]string{}))
-	require.ErrorIs(t, err, ldapauth.ErrNotConfigured)
 	require.ErrorIs(t, err, ldapauth.ErrConfig)
+	var cerr *ldapauth.ConfigError
+	require.ErrorAs(t, err, &cerr)
+	assert.Equal(t, []string{"LDAP_AUTH_URL"}, cerr.Variables, "the error names the variable")
 }
 
 // Every bad variable is reported in the one error, never only the first,
@@ -536,7 +540,8 @@ func TestValidateCodeBuiltConfig(t *testing.T) {
 	require.ErrorIs(t, err, ldapauth.ErrConfig, "New validates too")
 
 	_, err = ldapauth.New(&ldapauth.Config{})
-	require.ErrorIs(t, err, ldapauth.ErrNotConfigured)
+	require.ErrorIs(t, err, ldapauth.ErrConfig)
+	assert.Contains(t, configErrors(t, err), "LDAP_AUTH_URL")
 
 	err = (&ldapauth.Config{URLs: []string{"ldap://127.0.0.1"}, NestedGroups: "deep", LoginGroup: "cn=g,dc=x", SearchFilters: ldapauth.LoginGroupFilters{}}).Validate()
 	assert.Contains(t, configErrors(t, err), "LDAP_AUTH_NESTED_GROUPS", "a code-built value is checked too")
@@ -555,11 +560,13 @@ func TestLoadConfigPool(t *testing.T) {
 		wantIdle         time.Duration
 		bad              []string
 	}{
-		{name: "unset", wantSize: ldapauth.DefaultPoolSize, wantIdle: ldapauth.DefaultPoolIdleTimeout},
-		{name: "zero turns pooling off", size: "0", wantSize: ldapauth.NoPool, wantIdle: ldapauth.DefaultPoolIdleTimeout},
+		{name: "unset", wantSize: 8, wantIdle: 180 * time.Second},
+		{name: "off turns pooling off", size: "off", wantSize: -1, wantIdle: 180 * time.Second},
+		{name: "-1 turns pooling off, as in code", size: "-1", wantSize: -1, wantIdle: 180 * time.Second},
 		{name: "set", size: "32", idle: "600", wantSize: 32, wantIdle: 600 * time.Second},
 		{name: "quoted", size: `"4"`, idle: "'30'", wantSize: 4, wantIdle: 30 * time.Second},
-		{name: "negative size", size: "-1", bad: []string{"LDAP_AUTH_POOL_SIZE"}},
+		{name: "zero is refused", size: "0", bad: []string{"LDAP_AUTH_POOL_SIZE"}},
+		{name: "negative size", size: "-2", bad: []string{"LDAP_AUTH_POOL_SIZE"}},
 		{name: "not a number", size: "eight", idle: "1.5", bad: []string{"LDAP_AUTH_POOL_SIZE", "LDAP_AUTH_POOL_IDLE_TIMEOUT"}},
 		{name: "zero idle timeout", idle: "0", bad: []string{"LDAP_AUTH_POOL_IDLE_TIMEOUT"}},
 	}
@@ -589,6 +596,34 @@ func TestLoadConfigPool(t *testing.T) {
 	}
 }
 
+// 0 means the default in code and used to mean off in the environment: an
+// env file saying 0 is refused with what to write instead, for both sizes,
+// and -1 means off in code and environment alike.
+func TestLoadConfigZeroSizeRefused(t *testing.T) {
+	for _, tt := range []struct{ name, want string }{
+		{"LDAP_AUTH_POOL_SIZE", "use off to disable pooling, or leave it unset for the default 8"},
+		{"LDAP_SYNC_PAGE_SIZE", "use off to disable paging, or leave it unset for the default 500"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ldapauth.LoadConfig(env(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1", tt.name: "0"}))
+			require.ErrorIs(t, err, ldapauth.ErrConfig)
+			got := configErrors(t, err)
+			require.Len(t, got, 1)
+			require.Contains(t, got, tt.name, "the error names the variable")
+			assert.Contains(t, got[tt.name].Error(), tt.want)
+		})
+	}
+	t.Run("-1 is off in code, as off in the environment", func(t *testing.T) {
+		fromEnv, err := ldapauth.LoadConfig(env(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1",
+			"LDAP_AUTH_POOL_SIZE": "off", "LDAP_SYNC_PAGE_SIZE": "off"}))
+		require.NoError(t, err)
+		inCode := ldapauth.Config{URLs: []string{"ldap://127.0.0.1"}, PoolSize: -1, SyncPageSize: -1}
+		require.NoError(t, inCode.Validate())
+		assert.Equal(t, inCode.PoolSize, fromEnv.PoolSize)
+		assert.Equal(t, inCode.SyncPageSize, fromEnv.SyncPageSize)
+	})
+}
+
 func TestValidatePool(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -596,7 +631,7 @@ func TestValidatePool(t *testing.T) {
 		bad  string
 	}{
 		{name: "zero values mean the defaults", cfg: ldapauth.Config{}},
-		{name: "no pool", cfg: ldapauth.Config{PoolSize: ldapauth.NoPool}},
+		{name: "no pool", cfg: ldapauth.Config{PoolSize: -1}},
 		{name: "below NoPool", cfg: ldapauth.Config{PoolSize: -5}, bad: "LDAP_AUTH_POOL_SIZE"},
 		{name: "negative idle timeout", cfg: ldapauth.Config{PoolIdleTimeout: -time.Second}, bad: "LDAP_AUTH_POOL_IDLE_TIMEOUT"},
 	} {
@@ -655,12 +690,12 @@ func TestLoadConfigDirectoryType(t *testing.T) {
 		want                   ldapauth.DirectoryType
 		bad                    []string // the variables the error names, first the one at fault
 	}{
-		{value: "", want: ldapauth.DirectoryAuto},
-		{value: "auto", want: ldapauth.DirectoryAuto},
+		{value: "", want: ldapauth.DirectoryType("")},
+		{value: "auto", want: ldapauth.DirectoryType("")},
 		{value: "389DS", want: ldapauth.Directory389},
 		{value: "openldap", want: ldapauth.DirectoryOpenLDAP},
 		{value: "active_directory", nested: "active_directory", want: ldapauth.DirectoryActiveDirectory},
-		{value: "other", want: ldapauth.DirectoryOther},
+		{value: "other", want: ldapauth.DirectoryType("other")},
 		{value: "freeipa", bad: []string{"LDAP_AUTH_DIRECTORY_TYPE"}},
 		// What the directory cannot do is named before any login.
 		{value: "389ds", nested: "active_directory", bad: []string{"LDAP_AUTH_NESTED_GROUPS", "LDAP_AUTH_DIRECTORY_TYPE"}},

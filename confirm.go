@@ -151,21 +151,21 @@ func newMemberProof(c comparer) *memberProof {
 // keep records a removal the directory did not prove: the user (groupDN
 // empty) or its membership of groupDN stays, listed with why.
 func (r *syncRun) keep(username, groupDN, why string) {
-	r.report.Unconfirmed = append(r.report.Unconfirmed, KeptRemoval{Username: username, GroupDN: groupDN, Reason: why})
+	r.report.Unconfirmed = append(r.report.Unconfirmed, Notice{Username: username, Group: groupDN, Reason: why})
 }
 
 // confirmAbsent proves, before they are planned, the removals of users and
 // memberships the read implies; what it cannot prove is kept (keep).
 func (r *syncRun) confirmAbsent(ctx context.Context, c *conn) error {
 	if err := r.confirmUsersGone(ctx, c); err != nil {
-		return r.abort(SyncReadUsers, err)
+		return r.abort(syncReadUsers, err)
 	}
 	if err := r.confirmMembershipRemovals(ctx, c); err != nil {
-		return r.abort(SyncReadGroups, err)
+		return r.abort(syncReadGroups, err)
 	}
 	r.keepUnreadFields()
-	slices.SortFunc(r.report.Unconfirmed, func(a, b KeptRemoval) int {
-		return cmp.Or(strings.Compare(a.Field, b.Field), strings.Compare(a.GroupDN, b.GroupDN), strings.Compare(a.Username, b.Username))
+	slices.SortFunc(r.report.Unconfirmed, func(a, b Notice) int {
+		return cmp.Or(strings.Compare(a.Field, b.Field), strings.Compare(a.Group, b.Group), strings.Compare(a.Username, b.Username))
 	})
 	return nil
 }
@@ -178,7 +178,7 @@ func (r *syncRun) refused(remove, total int) bool {
 		return false
 	}
 	limit := r.a.cfg.SyncMaxRemovalPercent
-	return remove > SyncRemovalAllowance && remove*100 > limit*total
+	return remove > syncRemovalAllowance && remove*100 > limit*total
 }
 
 // confirmUsersGone gives each stored user the read did not return, whose
@@ -376,7 +376,7 @@ func (r *syncRun) keepUnreadFields() {
 	r.report.UsersUpdated = slices.DeleteFunc(r.report.UsersUpdated, func(name string) bool { return dropped[name] })
 	for _, f := range unread {
 		if kept[f] > 0 {
-			r.report.Unconfirmed = append(r.report.Unconfirmed, KeptRemoval{Field: f, Reason: fmt.Sprintf(
+			r.report.Unconfirmed = append(r.report.Unconfirmed, Notice{Field: f, Reason: fmt.Sprintf(
 				"no entry of the read carried %s while the store holds it for %d users read (an access rule may hide it from the sync account): their stored values are kept",
 				r.a.cfg.UserFields[f], kept[f])})
 		}

@@ -53,7 +53,7 @@ type conn struct {
 type identity struct {
 	name string // the bind name
 	// variable names the setting of a service or sync account
-	// (EnvConnectionUsername, EnvSyncUsername); empty for the user logging
+	// (envConnectionUsername, envSyncUsername); empty for the user logging
 	// in.
 	variable string
 }
@@ -619,7 +619,6 @@ func (c *conn) bind(ctx context.Context, name, password string, controls ...ldap
 	return resp, err
 }
 
-// Search implements [Directory] on the connection.
 func (c *conn) Search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
 	ctx, op := c.obs.op(ctx, opSearch, c.server)
 	var res *ldap.SearchResult

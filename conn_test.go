@@ -105,7 +105,7 @@ func TestPoolReusesConnectionsAndRebinds(t *testing.T) {
 		for _, pool := range []struct {
 			name string
 			size int
-		}{{"pooled", 1}, {"dial per login", ldapauth.NoPool}} {
+		}{{"pooled", 1}, {"dial per login", -1}} {
 			t.Run(mode.name+"/"+pool.name, func(t *testing.T) {
 				p := faultproxy.Start(t, hostPort(srv.URL()))
 				a, _ := poolAuth(t, srv, []string{p.URL()}, append(mode.opts(srv), func(c *ldapauth.Config) { c.PoolSize = pool.size })...)
@@ -131,7 +131,7 @@ func TestPoolReusesConnectionsAndRebinds(t *testing.T) {
 					}
 				}
 				want := mode.conns
-				if pool.size == ldapauth.NoPool {
+				if pool.size == -1 {
 					want = mode.conns * int64(len(steps))
 				}
 				assert.Equal(t, want, p.Accepted())
@@ -152,7 +152,7 @@ func TestStalePooledConnection(t *testing.T) {
 		{"server closed it", func(p *faultproxy.Proxy, _ *fakeClock) { p.CloseConnections() }},
 		{"server forgot it: reset on the next send", func(p *faultproxy.Proxy, _ *fakeClock) { p.Forget() }},
 		{"directory dropped every client", func(*faultproxy.Proxy, *fakeClock) { srv.CloseClientConnections() }},
-		{"idle past the idle timeout", func(_ *faultproxy.Proxy, c *fakeClock) { c.Advance(ldapauth.DefaultPoolIdleTimeout) }},
+		{"idle past the idle timeout", func(_ *faultproxy.Proxy, c *fakeClock) { c.Advance((180 * time.Second)) }},
 	}
 	for _, mode := range accountModes {
 		for _, f := range faults {

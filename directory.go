@@ -10,66 +10,53 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// DirectoryType is the kind of directory server, which decides what
-// LDAP_AUTH_EXCLUDE_DISABLED filters on, whether
-// LDAP_AUTH_NESTED_GROUPS=active_directory can work, and whether memberOf
-// already lists nested groups (LDAP_AUTH_DIRECTORY_TYPE). The zero value,
-// [DirectoryAuto], reads it from the server's root DSE.
+// DirectoryType is the kind of directory server: "" (read from the root
+// DSE), a constant below, or "other".
 type DirectoryType string
 
-// The values of LDAP_AUTH_DIRECTORY_TYPE.
+// The directory types (docs/configuration.md).
 const (
-	// DirectoryAuto reads the type from the root DSE on the first
-	// connection that needs it (one base search per Authenticator):
-	// supportedCapabilities 1.2.840.113556.1.4.800 is Active Directory
-	// (Samba's too), a vendorVersion or vendorName of 389 or Red Hat is
-	// 389 Directory Server, objectClass OpenLDAProotDSE is OpenLDAP, and
-	// anything else (or an unreadable root DSE) is DirectoryOther. The
-	// default; the variable may also say "auto".
-	DirectoryAuto DirectoryType = ""
-	// DirectoryActiveDirectory is Microsoft Active Directory or Samba AD.
-	DirectoryActiveDirectory DirectoryType = "active_directory"
-	// Directory389 is 389 Directory Server, Red Hat Directory Server and
-	// FreeIPA's directory: nsAccountLock disables an account, and the
-	// memberOf plugin lists nested groups in memberOf.
-	Directory389 DirectoryType = "389ds"
-	// DirectoryOpenLDAP is OpenLDAP's slapd: the ppolicy overlay's
-	// pwdAccountLockedTime 000001010000Z disables an account.
-	DirectoryOpenLDAP DirectoryType = "openldap"
-	// DirectoryOther is any other server: LDAP_AUTH_EXCLUDE_DISABLED has
-	// no attribute to filter on there.
-	DirectoryOther DirectoryType = "other"
+	DirectoryActiveDirectory DirectoryType = "active_directory" // Microsoft Active Directory or Samba AD
+	Directory389             DirectoryType = "389ds"            // 389-DS, Red Hat Directory Server, FreeIPA
+	DirectoryOpenLDAP        DirectoryType = "openldap"
 )
 
-// ParseDirectoryType parses a value of LDAP_AUTH_DIRECTORY_TYPE: auto (or
+// directoryAuto (the zero value) reads the type from the root DSE;
+// directoryOther is any other server.
+const (
+	directoryAuto  DirectoryType = ""
+	directoryOther DirectoryType = "other"
+)
+
+// parseDirectoryType parses a value of LDAP_AUTH_DIRECTORY_TYPE: auto (or
 // empty), active_directory, 389ds, openldap or other, in any case.
-func ParseDirectoryType(v string) (DirectoryType, error) {
+func parseDirectoryType(v string) (DirectoryType, error) {
 	switch d := DirectoryType(strings.ToLower(strings.TrimSpace(v))); d {
 	case "auto", "":
-		return DirectoryAuto, nil
-	case DirectoryActiveDirectory, Directory389, DirectoryOpenLDAP, DirectoryOther:
+		return directoryAuto, nil
+	case DirectoryActiveDirectory, Directory389, DirectoryOpenLDAP, directoryOther:
 		return d, nil
 	}
-	return DirectoryAuto, fmt.Errorf("%q is not one of auto, active_directory, 389ds, openldap, other", v)
+	return directoryAuto, fmt.Errorf("%q is not one of auto, active_directory, 389ds, openldap, other", v)
 }
 
 func (d DirectoryType) valid() bool {
 	switch d {
-	case DirectoryAuto, DirectoryActiveDirectory, Directory389, DirectoryOpenLDAP, DirectoryOther:
+	case directoryAuto, DirectoryActiveDirectory, Directory389, DirectoryOpenLDAP, directoryOther:
 		return true
 	}
 	return false
 }
 
 // Filters that leave disabled accounts out, per directory
-// ([Config.ExcludeDisabled], [FilterEnabled]).
+// ([Config.ExcludeDisabled], [filterEnabled]).
 const (
-	// FilterEnabled389 matches 389 Directory Server (and FreeIPA) entries
+	// filterEnabled389 matches 389 Directory Server (and FreeIPA) entries
 	// without nsAccountLock: true. The attribute's values compare
 	// case-insensitively (true, TRUE, True), as its directory-string syntax
 	// says.
-	FilterEnabled389 = "(!(nsAccountLock=true))"
-	// FilterEnabledOpenLDAP matches OpenLDAP entries that the ppolicy
+	filterEnabled389 = "(!(nsAccountLock=true))"
+	// filterEnabledOpenLDAP matches OpenLDAP entries that the ppolicy
 	// overlay does not hold locked for good: pwdAccountLockedTime
 	// 000001010000Z is how an administrator disables an account; a
 	// lockout after wrong passwords (another time) is not a disabled
@@ -77,20 +64,20 @@ const (
 	// guessing passwords. The identity that searches needs search access to
 	// pwdAccountLockedTime: without it slapd evaluates the filter as
 	// undefined and finds nobody (the sync's removal guard then refuses).
-	FilterEnabledOpenLDAP = "(!(pwdAccountLockedTime=000001010000Z))"
+	filterEnabledOpenLDAP = "(!(pwdAccountLockedTime=000001010000Z))"
 )
 
-// FilterEnabled returns the filter that leaves the directory type's
-// disabled accounts out: [FilterEnabledAD], [FilterEnabled389],
-// [FilterEnabledOpenLDAP], or "" for DirectoryAuto and DirectoryOther.
-func FilterEnabled(d DirectoryType) string {
+// filterEnabled returns the filter that leaves the directory type's
+// disabled accounts out: [filterEnabledAD], [filterEnabled389],
+// [filterEnabledOpenLDAP], or "" for directoryAuto and directoryOther.
+func filterEnabled(d DirectoryType) string {
 	switch d {
 	case DirectoryActiveDirectory:
-		return FilterEnabledAD
+		return filterEnabledAD
 	case Directory389:
-		return FilterEnabled389
+		return filterEnabled389
 	case DirectoryOpenLDAP:
-		return FilterEnabledOpenLDAP
+		return filterEnabledOpenLDAP
 	}
 	return ""
 }
@@ -103,7 +90,7 @@ const oidActiveDirectoryCapability = "1.2.840.113556.1.4.800"
 // directoryTypeOf tells the directory type from a root DSE entry.
 func directoryTypeOf(e *ldap.Entry) DirectoryType {
 	if e == nil {
-		return DirectoryOther
+		return directoryOther
 	}
 	if slices.Contains(e.GetEqualFoldAttributeValues("supportedCapabilities"), oidActiveDirectoryCapability) {
 		return DirectoryActiveDirectory
@@ -117,15 +104,15 @@ func directoryTypeOf(e *ldap.Entry) DirectoryType {
 			return DirectoryOpenLDAP
 		}
 	}
-	return DirectoryOther
+	return directoryOther
 }
 
 // needsDirectoryType reports whether the configuration depends on the
 // directory type.
 func (c *Config) needsDirectoryType() bool {
 	// Object class user is Active Directory's, where the built-in filters
-	// leave computer accounts out (FilterNotComputerAD).
-	return c.ExcludeDisabled || c.NestedGroups != NestedGroupsOff ||
+	// leave computer accounts out (filterNotComputerAD).
+	return c.ExcludeDisabled || c.NestedGroups != nestedGroupsOff ||
 		(strings.EqualFold(c.ObjectClass, "user") && (c.usesDefaultFilters() || c.usesLoginGroupFilters()))
 }
 
@@ -133,7 +120,7 @@ func (c *Config) needsDirectoryType() bool {
 // from the root DSE over c, once per Authenticator: a type read is kept;
 // a read that failed on the network is tried again on the next call.
 func (a *Authenticator) directoryType(ctx context.Context, c *conn) (DirectoryType, error) {
-	if a.cfg.DirectoryType != DirectoryAuto {
+	if a.cfg.DirectoryType != directoryAuto {
 		return a.cfg.DirectoryType, nil
 	}
 	if d := a.detected.Load(); d != nil {
@@ -144,7 +131,7 @@ func (a *Authenticator) directoryType(ctx context.Context, c *conn) (DirectoryTy
 	if err != nil && (isNetworkError(err) || ctx.Err() != nil) {
 		return "", wrap(classifyNetwork(err), "reading the root DSE")
 	}
-	d := DirectoryOther // a root DSE the server will not show
+	d := directoryOther // a root DSE the server will not show
 	if err == nil && len(res.Entries) > 0 {
 		d = directoryTypeOf(res.Entries[0])
 	}
@@ -155,15 +142,15 @@ func (a *Authenticator) directoryType(ctx context.Context, c *conn) (DirectoryTy
 }
 
 // knownDirectoryType is the configured directory type, or the one read
-// from the root DSE, or DirectoryAuto when none has been read yet.
+// from the root DSE, or directoryAuto when none has been read yet.
 func (a *Authenticator) knownDirectoryType() DirectoryType {
-	if a.cfg.DirectoryType != DirectoryAuto {
+	if a.cfg.DirectoryType != directoryAuto {
 		return a.cfg.DirectoryType
 	}
 	if d := a.detected.Load(); d != nil {
 		return *d
 	}
-	return DirectoryAuto
+	return directoryAuto
 }
 
 // searchConfig returns the configuration the search filter builders get
@@ -199,8 +186,8 @@ func directoryFits(cfg *Config, d DirectoryType) error {
 	if cfg.NestedGroups == NestedGroupsActiveDirectory && (d == Directory389 || d == DirectoryOpenLDAP) {
 		return inChainUnsupported(d, nil)
 	}
-	if cfg.ExcludeDisabled && (d == DirectoryOther || d == DirectoryAuto) && (cfg.usesDefaultFilters() || cfg.usesLoginGroupFilters()) {
-		return &ConfigError{Variables: []string{EnvExcludeDisabled, EnvDirectoryType},
+	if cfg.ExcludeDisabled && (d == directoryOther || d == directoryAuto) && (cfg.usesDefaultFilters() || cfg.usesLoginGroupFilters()) {
+		return &ConfigError{Variables: []string{envExcludeDisabled, envDirectoryType},
 			Problem: "set, but the directory is neither Active Directory, 389 Directory Server nor OpenLDAP (by LDAP_AUTH_DIRECTORY_TYPE, or by its root DSE), so ldapauth knows no attribute that marks a disabled account: set LDAP_AUTH_DIRECTORY_TYPE if it is one of them, or add your own filter with a SearchFilterBuilder"}
 	}
 	return nil
@@ -219,9 +206,9 @@ func inChainUnsupported(d DirectoryType, err error) error {
 	case DirectoryOpenLDAP:
 		server = "OpenLDAP"
 	}
-	return &ConfigError{Variables: []string{EnvNestedGroups}, Err: err,
+	return &ConfigError{Variables: []string{envNestedGroups}, Err: err,
 		Problem: fmt.Sprintf("active_directory needs Active Directory's LDAP_MATCHING_RULE_IN_CHAIN (%s), which %s does not support: set LDAP_AUTH_NESTED_GROUPS=walk",
-			OIDMatchingRuleInChain, server)}
+			oidMatchingRuleInChain, server)}
 }
 
 // inChainError turns a search answered unavailableCriticalExtension (12)
@@ -234,25 +221,16 @@ func inChainError(cfg *Config, err error) error {
 	return err
 }
 
-// AttributeRequester is implemented by a [RelationSyncer] or
-// [SearchFilterBuilder] that needs attributes of the user's entry besides
-// the mapped fields and memberOf; the login search then asks for them.
-// [New] calls RequestedAttributes once, with the configuration the
-// Authenticator keeps; the list applies to every login.
+// AttributeRequester is implemented by a RelationSyncer or
+// SearchFilterBuilder that needs more attributes of the user's entry; New
+// asks once.
 type AttributeRequester interface {
 	RequestedAttributes(cfg *Config) []string
 }
 
-// Directory searches the directory on behalf of a [RelationSyncer]: during
-// a login, on the login's own connection, bound as the identity that ran
-// the login search (the user, or the service account).
-//
-// The Directory a login hands to SyncRelations is valid only until
-// SyncRelations returns: the connection then goes back to the pool, to
-// serve another login. It must not be kept, nor used from a goroutine that
-// outlives the call; it runs one search at a time and is not safe for
-// concurrent use. Implementations of Directory (for tests, or to wrap one)
-// are called by one goroutine at a time.
+// Directory searches the directory for a RelationSyncer, on the login's
+// connection and identity. It is valid only during the call that receives
+// it and not safe for concurrent use.
 type Directory interface {
 	Search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error)
 }
@@ -260,7 +238,6 @@ type Directory interface {
 // DirectoryFunc adapts a function to [Directory].
 type DirectoryFunc func(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error)
 
-// Search calls f.
 func (f DirectoryFunc) Search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
 	return f(ctx, req)
 }

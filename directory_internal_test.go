@@ -22,8 +22,8 @@ func TestDirectoryTypeOf(t *testing.T) {
 		{"389-DS", entry(map[string][]string{"vendorName": {"389 Project"}, "vendorVersion": {"389-Directory/2.3.1 B2025.016.1616"}, "objectClass": {"top"}}), Directory389},
 		{"Red Hat Directory Server", entry(map[string][]string{"vendorName": {"Red Hat, Inc."}, "vendorVersion": {"Red Hat-Directory/11.7"}}), Directory389},
 		{"OpenLDAP", entry(map[string][]string{"objectClass": {"top", "OpenLDAProotDSE"}}), DirectoryOpenLDAP},
-		{"other", entry(map[string][]string{"vendorName": {"Example"}, "objectClass": {"top"}}), DirectoryOther},
-		{"no root DSE", nil, DirectoryOther},
+		{"other", entry(map[string][]string{"vendorName": {"Example"}, "objectClass": {"top"}}), directoryOther},
+		{"no root DSE", nil, directoryOther},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { assert.Equal(t, tt.want, directoryTypeOf(tt.entry)) })
@@ -32,10 +32,10 @@ func TestDirectoryTypeOf(t *testing.T) {
 
 func TestFilterEnabled(t *testing.T) {
 	for d, want := range map[DirectoryType]string{
-		DirectoryActiveDirectory: FilterEnabledAD, Directory389: "(!(nsAccountLock=true))",
-		DirectoryOpenLDAP: "(!(pwdAccountLockedTime=000001010000Z))", DirectoryOther: "", DirectoryAuto: "",
+		DirectoryActiveDirectory: filterEnabledAD, Directory389: "(!(nsAccountLock=true))",
+		DirectoryOpenLDAP: "(!(pwdAccountLockedTime=000001010000Z))", directoryOther: "", directoryAuto: "",
 	} {
-		assert.Equal(t, want, FilterEnabled(d), d)
+		assert.Equal(t, want, filterEnabled(d), d)
 		if want != "" {
 			_, err := ldap.CompileFilter(want)
 			assert.NoError(t, err)
@@ -44,8 +44,8 @@ func TestFilterEnabled(t *testing.T) {
 	cfg := &Config{ObjectClass: "inetOrgPerson", ExcludeDisabled: true, DirectoryType: Directory389}
 	f, err := DefaultFilters{}.SearchFilters(cfg, map[string]string{"uid": "jdoe"})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"(uid=jdoe)", "(objectClass=inetOrgPerson)", FilterEnabled389}, f)
-	cfg.DirectoryType = DirectoryOther
+	assert.Equal(t, []string{"(uid=jdoe)", "(objectClass=inetOrgPerson)", filterEnabled389}, f)
+	cfg.DirectoryType = directoryOther
 	_, err = DefaultFilters{}.SearchFilters(cfg, nil)
 	assert.ErrorIs(t, err, ErrConfig, "no filter to add on an unknown directory")
 }

@@ -49,7 +49,7 @@ const rightReplicatingChanges = `"Replicating Directory Changes"`
 // a connection of its own, once per Authenticator).
 func (a *Authenticator) usesDirSync(ctx context.Context) (bool, error) {
 	d := a.knownDirectoryType()
-	if d == DirectoryAuto {
+	if d == directoryAuto {
 		c, err := a.syncConn(ctx)
 		if err != nil {
 			return false, err
@@ -102,7 +102,7 @@ func (a *Authenticator) dirsyncBase(ctx context.Context, c *conn) (string, error
 // dirsync runs the DirSync search from cookie to the end of the changes
 // (the server says "more" in the response control's flags), handing each
 // entry to each, and returns the new cookie. A refused cookie is
-// ErrRefreshRequired, a refused control errNoDirSync, a sync account
+// errRefreshRequired, a refused control errNoDirSync, a sync account
 // without the right a *SyncAbortError naming it.
 func (a *Authenticator) dirsync(ctx context.Context, dir Directory, account, base string, cookie []byte, each func(*ldap.Entry)) ([]byte, error) {
 	for {
@@ -112,7 +112,7 @@ func (a *Authenticator) dirsync(ctx context.Context, dir Directory, account, bas
 		}
 		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypeDirSync).(*ldap.ControlDirSync)
 		if !ok {
-			return nil, &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("%w: the answer came without its DirSync control", errNoDirSync)}
+			return nil, &SyncAbortError{Phase: syncReadUsers, Err: fmt.Errorf("%w: the answer came without its DirSync control", errNoDirSync)}
 		}
 		for _, e := range res.Entries {
 			each(e)
@@ -124,7 +124,7 @@ func (a *Authenticator) dirsync(ctx context.Context, dir Directory, account, bas
 			return cookie, nil
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, &SyncAbortError{Phase: SyncReadUsers, Err: ctxError(ctx)}
+			return nil, &SyncAbortError{Phase: syncReadUsers, Err: ctxError(ctx)}
 		}
 	}
 }
@@ -133,26 +133,26 @@ func (a *Authenticator) dirsync(ctx context.Context, dir Directory, account, bas
 func dirsyncError(ctx context.Context, account, base string, withCookie bool, err error) error {
 	switch {
 	case ctx.Err() != nil:
-		return &SyncAbortError{Phase: SyncReadUsers, Err: ctxError(ctx)}
+		return &SyncAbortError{Phase: syncReadUsers, Err: ctxError(ctx)}
 	case isNetworkError(err):
-		return &SyncAbortError{Phase: SyncReadUsers, Err: classifyNetwork(err)}
+		return &SyncAbortError{Phase: syncReadUsers, Err: classifyNetwork(err)}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultInsufficientAccessRights):
-		return &SyncAbortError{Phase: SyncReadUsers,
+		return &SyncAbortError{Phase: syncReadUsers,
 			Err: fmt.Errorf("the sync account %s may not read changes with DirSync on %s: it lacks the %s right (%s)", account, base, rightReplicatingChanges, ldapMessage(err)),
 			Hint: "grant " + account + " the " + rightReplicatingChanges + " right on " + base +
 				" (see docs/active-directory.md), or run the full sync (Sync) instead of SyncChanges",
-			Variables: []string{EnvSyncUsername}}
+			Variables: []string{envSyncUsername}}
 	case withCookie && (ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) ||
 		ldap.IsErrorWithCode(err, ldap.LDAPResultProtocolError) || ldap.IsErrorWithCode(err, ldap.LDAPResultUnwillingToPerform) ||
 		ldap.IsErrorWithCode(err, ldap.LDAPResultOperationsError) || ldap.IsErrorWithCode(err, ldap.LDAPResultOther)):
 		// Samba answers unavailableCriticalExtension for a cookie it
 		// cannot unmarshal; the run without a cookie, which follows,
 		// tells a refused control from a refused cookie.
-		return fmt.Errorf("%w: %s", ErrRefreshRequired, ldapMessage(err))
+		return fmt.Errorf("%w: %s", errRefreshRequired, ldapMessage(err))
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
 		return fmt.Errorf("%w: %s", errNoDirSync, ldapMessage(err))
 	}
-	return &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("DirSync on %s: %w", base, err)}
+	return &SyncAbortError{Phase: syncReadUsers, Err: fmt.Errorf("DirSync on %s: %w", base, err)}
 }
 
 // dirsyncNow returns a DirSync cookie for the directory as it is now: a
@@ -230,10 +230,10 @@ func (cr *changeRead) dirsyncRefresh(ctx context.Context) error {
 // caller acts on (a refused cookie or control) or is one already.
 func (cr *changeRead) abortRead(err error) error {
 	var abort *SyncAbortError
-	if errors.Is(err, ErrRefreshRequired) || errors.Is(err, errNoDirSync) || errors.As(err, &abort) {
+	if errors.Is(err, errRefreshRequired) || errors.Is(err, errNoDirSync) || errors.As(err, &abort) {
 		return err
 	}
-	return cr.r.abort(SyncReadUsers, err)
+	return cr.r.abort(syncReadUsers, err)
 }
 
 // usernames are the entry's non-empty values of attr.
@@ -254,7 +254,7 @@ func usernames(e *ldap.Entry, attr string) []string {
 // groups, the users under a group that joined or left).
 func (cr *changeRead) dirsyncChanges(ctx context.Context) error {
 	r, a := cr.r, cr.r.a
-	r.progress(SyncReadUsers)
+	r.progress(syncReadUsers)
 	c, err := r.bind(ctx)
 	if err != nil {
 		return err
@@ -262,14 +262,14 @@ func (cr *changeRead) dirsyncChanges(ctx context.Context) error {
 	defer c.close()
 	cfg, err := a.searchConfig(ctx, c)
 	if err != nil {
-		return r.abort(SyncReadUsers, err)
+		return r.abort(syncReadUsers, err)
 	}
 	if cfg, err = r.nestedLoginTerm(ctx, c, cfg); err != nil {
-		return r.abort(SyncReadUsers, orCtxError(ctx, err))
+		return r.abort(syncReadUsers, orCtxError(ctx, err))
 	}
 	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
 	if err != nil {
-		return r.abort(SyncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
+		return r.abort(syncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
 	}
 	cr.filter = filter
 	cr.attrs = append(slices.Clone(a.syncAttrs), "objectGUID")
@@ -278,7 +278,7 @@ func (cr *changeRead) dirsyncChanges(ctx context.Context) error {
 	}
 	base, err := a.dirsyncBase(ctx, c)
 	if err != nil {
-		return r.abort(SyncReadUsers, err)
+		return r.abort(syncReadUsers, err)
 	}
 	cr.changed = map[string]changeEntry{}
 	cr.deleted = map[string]bool{}
@@ -315,7 +315,7 @@ func (cr *changeRead) dirsyncChanges(ctx context.Context) error {
 			cr.gone[id] = true
 		}
 	}
-	nested := a.cfg.NestedGroups != NestedGroupsOff
+	nested := a.cfg.NestedGroups != nestedGroupsOff
 	for _, dn := range memberDNs {
 		k := DNKey(dn)
 		if read[k] || !under(dn) {
@@ -356,7 +356,7 @@ func (cr *changeRead) dirsyncChanges(ctx context.Context) error {
 		return err
 	}
 	r.prog.Pages = 1
-	r.progress(SyncReadUsers)
+	r.progress(syncReadUsers)
 	r.report.Pages = 1
 	r.report.DirectoryUsers = r.dirUsers
 	if err := r.readGroups(ctx, c); err != nil {
@@ -443,7 +443,7 @@ func (cr *changeRead) rereadDirSync(ctx context.Context, c *conn, dn string, byD
 	r := cr.r
 	res, err := c.Search(ctx, ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, cr.filter, cr.attrs, nil))
 	if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-		return false, r.abort(SyncReadUsers, orCtxError(ctx, classifyNetwork(err)))
+		return false, r.abort(syncReadUsers, orCtxError(ctx, classifyNetwork(err)))
 	}
 	if err != nil || len(res.Entries) == 0 {
 		if id := byDN[DNKey(dn)]; id != "" {
@@ -454,7 +454,7 @@ func (cr *changeRead) rereadDirSync(ctx context.Context, c *conn, dn string, byD
 	e := res.Entries[0]
 	id := guidKey(e)
 	if id == "" {
-		return false, r.abort(SyncReadUsers, fmt.Errorf("the entry %q came without objectGUID: the sync account must read it", e.DN))
+		return false, r.abort(syncReadUsers, fmt.Errorf("the entry %q came without objectGUID: the sync account must read it", e.DN))
 	}
 	e.Attributes = slices.DeleteFunc(e.Attributes, func(at *ldap.EntryAttribute) bool { return strings.EqualFold(at.Name, "objectGUID") })
 	if old := byDN[DNKey(e.DN)]; old != "" && old != id {
@@ -472,7 +472,7 @@ func (cr *changeRead) rereadDirSync(ctx context.Context, c *conn, dn string, byD
 // are members of group, directly or through nesting.
 func (cr *changeRead) usersUnder(ctx context.Context, c *conn, group string) ([]string, error) {
 	a := cr.r.a
-	filter := "(&(objectClass=" + ldap.EscapeFilter(a.cfg.ObjectClass) + ")(memberOf:" + OIDMatchingRuleInChain + ":=" + ldap.EscapeFilter(group) + "))"
+	filter := "(&(objectClass=" + ldap.EscapeFilter(a.cfg.ObjectClass) + ")(memberOf:" + oidMatchingRuleInChain + ":=" + ldap.EscapeFilter(group) + "))"
 	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false, filter, []string{"1.1"}, nil)
 	var out []string
 	err := pagedSearch(ctx, c, req, a.cfg.SyncPageSize, func(page *ldap.SearchResult) error {
@@ -482,7 +482,7 @@ func (cr *changeRead) usersUnder(ctx context.Context, c *conn, group string) ([]
 		return ctx.Err()
 	})
 	if err != nil {
-		return nil, cr.r.abort(SyncReadUsers, wrap(orCtxError(ctx, classifyNetwork(err)), "the members of %s, nested included", group))
+		return nil, cr.r.abort(syncReadUsers, wrap(orCtxError(ctx, classifyNetwork(err)), "the members of %s, nested included", group))
 	}
 	return out, nil
 }
@@ -554,7 +554,7 @@ func (a *Authenticator) watchDirSync(ctx context.Context, c *conn, opts WatchOpt
 		switch {
 		case ctx.Err() != nil:
 			return held, ctxError(ctx)
-		case errors.Is(err, ErrRefreshRequired):
+		case errors.Is(err, errRefreshRequired):
 			// The run reads every entry again and saves a new cookie.
 			delta, next = &dirsyncDelta{entries: 1}, nil
 		case err != nil:

@@ -178,15 +178,15 @@ func TestDirSyncErrors(t *testing.T) {
 	assert.ErrorIs(t, err, ErrSyncAborted)
 	assert.Contains(t, err.Error(), `lacks the "Replicating Directory Changes" right`)
 	assert.Contains(t, err.Error(), `account LDAPAUTH\plain may not`)
-	assert.Equal(t, []string{EnvSyncUsername}, abort.Variables)
+	assert.Equal(t, []string{envSyncUsername}, abort.Variables)
 
 	for _, code := range []uint16{ldap.LDAPResultUnavailableCriticalExtension, ldap.LDAPResultUnwillingToPerform, ldap.LDAPResultOther, ldap.LDAPResultProtocolError} {
 		err = dirsyncError(ctx, "x", "DC=a", true, refused(code, "bad cookie"))
-		assert.ErrorIs(t, err, ErrRefreshRequired, "code %d with a cookie", code)
+		assert.ErrorIs(t, err, errRefreshRequired, "code %d with a cookie", code)
 	}
 	err = dirsyncError(ctx, "x", "DC=a", false, refused(ldap.LDAPResultUnavailableCriticalExtension, "unsupported"))
 	assert.ErrorIs(t, err, errNoDirSync)
-	assert.NotErrorIs(t, err, ErrRefreshRequired)
+	assert.NotErrorIs(t, err, errRefreshRequired)
 	err = dirsyncError(ctx, "x", "DC=a", true, ldap.NewError(ldap.ErrorNetwork, errors.New("connection reset")))
 	assert.ErrorIs(t, err, ErrUnavailable)
 	assert.ErrorIs(t, err, ErrSyncAborted)

@@ -39,7 +39,7 @@ func TestFailoverOpenLDAP(t *testing.T) {
 			a, err := ldapauth.New(&ldapauth.Config{
 				URLs:       []string{scheme + "://" + first.Addr(), scheme + "://" + second.Addr()},
 				SearchBase: slapdtest.PeopleDN, UseTLS: tt.useTLS, TLSConfig: s.TLSConfig(),
-				ConnectTimeout: time.Second, ReceiveTimeout: time.Second, PoolSize: ldapauth.NoPool,
+				ConnectTimeout: time.Second, ReceiveTimeout: time.Second, PoolSize: -1,
 			})
 			require.NoError(t, err)
 			defer a.Close()

@@ -120,7 +120,7 @@ var failoverFaults = []fault{
 // logs.
 func failoverAuth(t *testing.T, srv *ldaptest.Server, tr transport, cs *certs, urls []string, logs *syncBuffer) (*ldapauth.Authenticator, *fakeClock) {
 	return poolAuth(t, srv, urls, func(c *ldapauth.Config) {
-		c.PoolSize = ldapauth.NoPool // every login dials: the servers' order decides each one
+		c.PoolSize = -1 // every login dials: the servers' order decides each one
 		c.UseTLS = tr.startTLS
 		c.TLSConfig = &tls.Config{RootCAs: cs.pool, MinVersion: tls.VersionTLS12}
 		if logs != nil {
@@ -415,7 +415,7 @@ func TestHungServerConcurrentLogins(t *testing.T) {
 			healthy := faultproxy.Start(t, hostPort(srv.URL()))
 			hung.SetMode(faultproxy.Blackhole)
 			a, _ := poolAuth(t, srv, []string{hung.URL(), healthy.URL()}, append(mode.opts(srv), func(c *ldapauth.Config) {
-				c.PoolSize = ldapauth.NoPool // every login dials: the servers' order decides each one
+				c.PoolSize = -1 // every login dials: the servers' order decides each one
 			})...)
 			ldapauth.SetClock(a, time.Now) // the prober probes on its own
 			_, err := a.Authenticate(safetyNet(t), "alice", "alice-password")
@@ -477,7 +477,7 @@ func TestConcurrentFailuresCountOnce(t *testing.T) {
 	hung := faultproxy.Start(t, hostPort(srv.URL()))
 	healthy := faultproxy.Start(t, hostPort(srv.URL()))
 	hung.SetMode(faultproxy.Blackhole)
-	a, clock := poolAuth(t, srv, []string{hung.URL(), healthy.URL()}, func(c *ldapauth.Config) { c.PoolSize = ldapauth.NoPool })
+	a, clock := poolAuth(t, srv, []string{hung.URL(), healthy.URL()}, func(c *ldapauth.Config) { c.PoolSize = -1 })
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() { _, _ = a.Authenticate(safetyNet(t), "alice", "alice-password") })

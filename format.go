@@ -6,11 +6,9 @@ import (
 	"unicode/utf8"
 )
 
-// UsernameFormatter turns the username a person typed into the name the
-// Authenticator binds as. It mirrors LDAP_AUTH_FORMAT_USERNAME.
-//
-// cfg is the Authenticator's own configuration with defaults applied; it
-// must not be modified. Implementations must be safe for concurrent use.
+// UsernameFormatter turns the username typed into the bind name
+// (LDAP_AUTH_FORMAT_USERNAME). cfg has the defaults applied and must not be
+// modified; implementations must be safe for concurrent use.
 type UsernameFormatter interface {
 	FormatUsername(cfg *Config, username string) (string, error)
 }
@@ -18,7 +16,6 @@ type UsernameFormatter interface {
 // UsernameFormatterFunc adapts a function to [UsernameFormatter].
 type UsernameFormatterFunc func(cfg *Config, username string) (string, error)
 
-// FormatUsername calls f.
 func (f UsernameFormatterFunc) FormatUsername(cfg *Config, username string) (string, error) {
 	return f(cfg, username)
 }
@@ -30,28 +27,22 @@ var (
 	_ UsernameFormatter = ActiveDirectoryPrincipalFormatter{}
 )
 
-// OpenLDAPFormatter binds as <username attribute>=<username>,<search base>,
-// for example uid=jdoe,ou=people,dc=example,dc=com, with the value escaped
-// per RFC 4514. It is django_python3_ldap.utils.format_username_openldap and
-// the default.
+// OpenLDAPFormatter binds as <username attribute>=<escaped name>,<search
+// base>: django_python3_ldap.utils.format_username_openldap, the default.
 type OpenLDAPFormatter struct{}
 
-// FormatUsername implements [UsernameFormatter].
 func (OpenLDAPFormatter) FormatUsername(cfg *Config, username string) (string, error) {
-	return cfg.usernameAttribute() + "=" + EscapeDNValue(username) + "," + cfg.SearchBase, nil
+	return cfg.usernameAttribute() + "=" + escapeDNValue(username) + "," + cfg.SearchBase, nil
 }
 
-// String returns the Python name of the formatter.
 func (OpenLDAPFormatter) String() string {
 	return "django_python3_ldap.utils.format_username_openldap"
 }
 
-// ActiveDirectoryFormatter binds as the plain username, or DOMAIN\username
-// when [Config.ActiveDirectoryDomain] is set. It is
-// django_python3_ldap.utils.format_username_active_directory.
+// ActiveDirectoryFormatter binds as the name, or DOMAIN\name with
+// Config.ActiveDirectoryDomain: format_username_active_directory.
 type ActiveDirectoryFormatter struct{}
 
-// FormatUsername implements [UsernameFormatter].
 func (ActiveDirectoryFormatter) FormatUsername(cfg *Config, username string) (string, error) {
 	if cfg.ActiveDirectoryDomain == "" {
 		return username, nil
@@ -59,25 +50,29 @@ func (ActiveDirectoryFormatter) FormatUsername(cfg *Config, username string) (st
 	return cfg.ActiveDirectoryDomain + `\` + username, nil
 }
 
-// String returns the Python name of the formatter.
 func (ActiveDirectoryFormatter) String() string {
 	return "django_python3_ldap.utils.format_username_active_directory"
 }
 
-// ActiveDirectoryPrincipalFormatter binds as the user principal name
-// username@domain, the domain being [Config.ActiveDirectoryDomain]. It is
-// django_python3_ldap.utils.format_username_active_directory_principal.
+// ActiveDirectoryPrincipalFormatter binds as name@domain
+// (Config.ActiveDirectoryDomain): format_username_active_directory_principal.
 type ActiveDirectoryPrincipalFormatter struct{}
 
-// FormatUsername implements [UsernameFormatter].
 func (ActiveDirectoryPrincipalFormatter) FormatUsername(cfg *Config, username string) (string, error) {
 	if cfg.ActiveDirectoryDomain == "" {
-		return "", configErr("the principal formatter needs a domain", EnvADDomain, EnvFormatUsername)
+		return "", configErr("the principal formatter needs a domain", envADDomain, envFormatUsername)
 	}
 	return username + "@" + cfg.ActiveDirectoryDomain, nil
 }
 
-// String returns the Python name of the formatter.
+// domainFormatter is implemented by a formatter that cannot make a bind name
+// without Config.ActiveDirectoryDomain, so that Validate refuses the
+// configuration rather than every login. The principal formatter implements
+// it, and so does a wrapper that embeds it (the method is promoted).
+type domainFormatter interface{ needsDomain() bool }
+
+func (ActiveDirectoryPrincipalFormatter) needsDomain() bool { return true }
+
 func (ActiveDirectoryPrincipalFormatter) String() string {
 	return "django_python3_ldap.utils.format_username_active_directory_principal"
 }
@@ -90,11 +85,11 @@ func formatterName(f any) string {
 	return fmt.Sprintf("%T", f)
 }
 
-// EscapeDNValue escapes s for use as an attribute value in a DN, per RFC 4514
+// escapeDNValue escapes s for use as an attribute value in a DN, per RFC 4514
 // section 2.4: the characters " + , ; < > \ anywhere, a leading space or #,
 // a trailing space, and NUL (as \00); = is escaped too (RFC 4514 allows it,
 // and some servers' parsers need it). Other bytes, UTF-8 included, are kept.
-func EscapeDNValue(s string) string {
+func escapeDNValue(s string) string {
 	var b strings.Builder
 	b.Grow(len(s) + 8)
 	for i := 0; i < len(s); i++ {

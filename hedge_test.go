@@ -30,7 +30,7 @@ func hedgeAuth(t *testing.T, srv *ldaptest.Server, tr transport, cs *certs, urls
 
 // failoverCfg applies failoverAuth's settings to c.
 func failoverCfg(c *ldapauth.Config, tr transport, cs *certs) {
-	c.PoolSize = ldapauth.NoPool
+	c.PoolSize = -1
 	c.UseTLS = tr.startTLS
 	c.TLSConfig = &tls.Config{RootCAs: cs.pool, MinVersion: tls.VersionTLS12}
 }
@@ -150,7 +150,7 @@ func TestHedgeNotStartedForFastConnect(t *testing.T) {
 // NoHedge and the default are accepted.
 func TestHedgeDelayValidated(t *testing.T) {
 	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
-	for _, d := range []time.Duration{0, ldapauth.NoHedge, 50 * time.Millisecond} {
+	for _, d := range []time.Duration{0, -1, 50 * time.Millisecond} {
 		cfg, err := ldapauth.LoadConfig(env(srv.Env()))
 		require.NoError(t, err)
 		cfg.HedgeDelay = d

@@ -30,7 +30,11 @@ func (a *Authenticator) proveIdentity(ctx context.Context, uc *conn, username, b
 		return nil
 	}
 	idErr := func(kind error, bound string, err error) error {
-		return &IdentityError{Kind: kind, Username: clip(username), BindName: bindName, Bound: bound, EntryDN: entry.DN, Err: err}
+		lerr := &LoginError{Err: kind, Username: clip(username), BindName: bindName, Formatter: a.bindSource(), EntryDN: entry.DN, cause: err}
+		if bound != "" {
+			lerr.Reason = fmt.Sprintf("the server says the bind is %q", bound)
+		}
+		return lerr
 	}
 	verdict := func(same bool, bound string, err error) error {
 		switch {
@@ -288,7 +292,7 @@ func (a *Authenticator) loginName(entry *ldap.Entry, typed string) (string, erro
 	attr := a.cfg.usernameAttribute()
 	values := entry.GetEqualFoldAttributeValues(attr)
 	if len(values) == 0 {
-		return "", fmt.Errorf("ldapauth: entry %s has no %s attribute, the username field (%s)", entry.DN, attr, EnvUserFields)
+		return "", fmt.Errorf("ldapauth: entry %s has no %s attribute, the username field (%s)", entry.DN, attr, envUserFields)
 	}
 	if len(values) == 1 {
 		return values[0], nil
@@ -304,7 +308,7 @@ func (a *Authenticator) loginName(entry *ldap.Entry, typed string) (string, erro
 		}
 	}
 	if match == "" {
-		return "", &LoginError{Kind: ErrAmbiguousUser, Username: clip(typed),
+		return "", &LoginError{Err: ErrAmbiguousUser, Username: clip(typed),
 			Reason: fmt.Sprintf("entry %s has %d %s values and not exactly one equal to the name typed", entry.DN, len(values), attr)}
 	}
 	return match, nil

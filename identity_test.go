@@ -56,11 +56,11 @@ func TestIdentityUPNCollisionRefused(t *testing.T) {
 			u, err := a.Authenticate(context.Background(), "carol", "cmallory-password")
 			assert.Nil(t, u, "carol is not returned")
 			require.ErrorIs(t, err, ldapauth.ErrIdentityUnproven)
-			var ierr *ldapauth.IdentityError
+			var ierr *ldapauth.LoginError
 			require.ErrorAs(t, err, &ierr)
 			assert.Equal(t, "carol@example.com", ierr.BindName)
 			assert.Equal(t, srv.UserDN("carol"), ierr.EntryDN)
-			assert.Contains(t, err.Error(), ldapauth.EnvSearchThenBind, "the error says what to do")
+			assert.Contains(t, err.Error(), "LDAP_AUTH_SEARCH_THEN_BIND", "the error says what to do")
 			assert.Nil(t, store.User("carol"), "nothing stored")
 		})
 	}
@@ -139,7 +139,7 @@ func TestIdentityDNAliasUnproven(t *testing.T) {
 	_, err := a.Authenticate(context.Background(), "alice", "alice-password")
 	require.ErrorIs(t, err, ldapauth.ErrIdentityUnproven)
 	assert.NotErrorIs(t, err, ldapauth.ErrInvalidCredentials, "a configuration fault, not the user's")
-	var ierr *ldapauth.IdentityError
+	var ierr *ldapauth.LoginError
 	require.ErrorAs(t, err, &ierr)
 	assert.Equal(t, "uid=alice,dc=example,dc=com", ierr.BindName)
 	assert.Equal(t, srv.UserDN("alice"), ierr.EntryDN)
@@ -152,6 +152,6 @@ func TestSearchThenBindNeedsServiceAccount(t *testing.T) {
 	require.ErrorIs(t, err, ldapauth.ErrConfig)
 	var cerr *ldapauth.ConfigError
 	require.ErrorAs(t, err, &cerr)
-	assert.Equal(t, []string{ldapauth.EnvSearchThenBind, ldapauth.EnvConnectionUsername}, cerr.Variables)
-	assert.Contains(t, err.Error(), ldapauth.EnvConnectionPassword)
+	assert.Equal(t, []string{"LDAP_AUTH_SEARCH_THEN_BIND", "LDAP_AUTH_CONNECTION_USERNAME"}, cerr.Variables)
+	assert.Contains(t, err.Error(), "LDAP_AUTH_CONNECTION_PASSWORD")
 }

@@ -16,24 +16,17 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// User is a user as read from the directory on login.
+// User is a user as read from the directory on login: the entry's DN, the
+// directory's spelling of the username, the mapped fields (the first value
+// of each attribute), memberOf, every attribute read, and the password
+// policy's warning if any.
 type User struct {
-	// DN is the user's entry.
-	DN string `json:"dn"`
-	// Username is the directory's value of the username attribute, which
-	// may differ in case from what was typed.
-	Username string `json:"username"`
-	// Fields holds the mapped fields (LDAP_AUTH_USER_FIELDS) found on the
-	// entry: the first value of each attribute.
-	Fields map[string]string `json:"fields"`
-	// Groups holds the DNs in the entry's memberOf.
-	Groups []string `json:"groups,omitempty"`
-	// Attributes holds every attribute read, by the server's spelling.
-	Attributes map[string][]string `json:"attributes,omitempty"`
-	// PasswordWarning is set when the directory's password policy warned
-	// that the password expires soon or has expired and this login used a
-	// grace login.
-	PasswordWarning *PasswordWarning `json:"password_warning,omitempty"`
+	DN              string              `json:"dn"`
+	Username        string              `json:"username"`
+	Fields          map[string]string   `json:"fields"`
+	Groups          []string            `json:"groups,omitempty"`
+	Attributes      map[string][]string `json:"attributes,omitempty"`
+	PasswordWarning *PasswordWarning    `json:"password_warning,omitempty"`
 
 	hasMemberOf bool
 }
@@ -102,7 +95,7 @@ type Authenticator struct {
 // New validates cfg and returns an Authenticator using a copy of it.
 func New(cfg *Config) (*Authenticator, error) {
 	if cfg == nil {
-		return nil, configErr("no configuration", EnvURL)
+		return nil, configErr("no configuration", envURL)
 	}
 	p, problems := cfg.parse()
 	if err := joinProblems(problems); err != nil {
@@ -110,7 +103,7 @@ func New(cfg *Config) (*Authenticator, error) {
 	}
 	c := cfg.withDefaults()
 	if c.usesGroupSyncer() && c.Store == nil {
-		return nil, configErr("the group syncer writes groups into Config.Store, which is nil", EnvSyncRelations)
+		return nil, configErr("the group syncer writes groups into Config.Store, which is nil", envSyncRelations)
 	}
 	a := &Authenticator{cfg: c, servers: p.servers, health: make([]health, len(p.servers)), now: time.Now,
 		synced: groupRefs(c.SyncedGroups)}
@@ -168,7 +161,7 @@ func (a *Authenticator) warnInsecure() {
 	ctx := context.Background()
 	if a.tlsBase.InsecureSkipVerify {
 		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: TLS certificate verification is off: anyone on the network path can pose as the directory and read every password",
-			slog.String("setting", EnvInsecureSkipVerify+" or Config.TLSConfig.InsecureSkipVerify"))
+			slog.String("setting", envInsecureSkipVerify+" or Config.TLSConfig.InsecureSkipVerify"))
 	}
 	if a.cfg.UseTLS {
 		return
@@ -180,17 +173,14 @@ func (a *Authenticator) warnInsecure() {
 		}
 	}
 	if len(plain) > 0 {
-		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: passwords cross the network in clear text: plain ldap:// without StartTLS; use ldaps:// or "+EnvUseTLS+"=true",
+		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: passwords cross the network in clear text: plain ldap:// without StartTLS; use ldaps:// or "+envUseTLS+"=true",
 			slog.String("urls", strings.Join(plain, " ")))
 	}
 }
 
-// Close closes every pooled connection and aborts the background probes of
-// servers marked down (waiting for those in flight to end); connections of
-// logins in flight are closed as those logins end. Service-account searches
-// left running by refused logins are cut short and waited for. Authenticate returns an
-// error matching net.ErrClosed after Close. Close may be called more than
-// once.
+// Close closes the pooled connections and stops the background probes;
+// logins in flight finish, later ones fail with net.ErrClosed. Close may be
+// called more than once.
 func (a *Authenticator) Close() error {
 	a.closed.Store(true)
 	a.bgMu.Lock()
@@ -205,19 +195,8 @@ func (a *Authenticator) Close() error {
 	return nil
 }
 
-// Authenticate logs the user in with the password, as described in the
-// package documentation, and returns the user as the directory holds it.
-//
-// A refused login returns a [*LoginError] matching ErrInvalidCredentials
-// (ErrUnknownUser also matches it) or ErrNotPermitted. An unreachable or
-// slow directory returns an error matching ErrUnavailable; a cancelled ctx
-// returns ctx's error. A search base that does not exist, or that the
-// identity searching may not see, returns a [*ConfigError] (ErrConfig) that
-// also matches ErrServiceAccount when the service account searched. Store
-// and syncer errors are returned wrapped.
-// When the directory names the account's state (disabled, locked, expired,
-// password expired or to be changed), the error also matches the state's
-// error, such as [ErrAccountLocked], and holds an [*AccountError].
+// Authenticate logs the user in and returns the user as the directory holds
+// it; a refusal is a [*LoginError] (docs/errors.md).
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string) (_ *User, err error) {
 	ctx, obs := a.obs.loginStart(ctx, username)
 	defer obs.end(&err)
@@ -243,12 +222,12 @@ func (a *Authenticator) refuseEarly(ctx context.Context, username, password stri
 		// drop the connection and be marked down. The error quotes a short
 		// prefix of the name, never the password.
 		log.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login refused before contacting the directory: too long", slog.String("username", clip(username)))
-		return &LoginError{Kind: ErrInvalidCredentials, Username: clip(username),
+		return &LoginError{Err: ErrInvalidCredentials, Username: clip(username),
 			Reason: fmt.Sprintf("username or password too long (limits %d and %d bytes)", a.cfg.MaxUsernameLength, a.cfg.MaxPasswordLength)}
 	}
 	if !validCredentialText(username) || !validCredentialText(password) {
 		log.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login refused before contacting the directory", slog.String("username", username))
-		return &LoginError{Kind: ErrInvalidCredentials, Username: username, Reason: "empty or malformed username or password"}
+		return &LoginError{Err: ErrInvalidCredentials, Username: username, Reason: "empty or malformed username or password"}
 	}
 	if a.closed.Load() {
 		return errClosed
@@ -368,7 +347,7 @@ func (a *Authenticator) bindThenSearch(ctx context.Context, username, password s
 		// An empty bind name with a password is an unauthenticated or
 		// anonymous bind on some servers: never send it.
 		a.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "ldapauth: login refused before contacting the directory: bad bind name", slog.String("username", username))
-		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName, Formatter: formatterName(a.cfg.FormatUsername),
+		return nil, &LoginError{Err: ErrInvalidCredentials, Username: username, BindName: bindName, Formatter: formatterName(a.cfg.FormatUsername),
 			Reason: "the username formatter made an empty or malformed bind name"}
 	}
 	l := &login{bindName: bindName}
@@ -511,7 +490,7 @@ func (a *Authenticator) searchThenBind(ctx context.Context, username, password s
 		}
 		entry, l.entry, l.check = adm.entry, adm.entry, adm.check
 		if entry == nil {
-			return l, &LoginError{Kind: ErrUnknownUser, Username: username, Formatter: searchThenBindName,
+			return l, &LoginError{Err: ErrUnknownUser, Username: username, Formatter: searchThenBindName,
 				Reason: fmt.Sprintf("no %s entry under %s matches", a.cfg.ObjectClass, a.cfg.SearchBase)}
 		}
 	}
@@ -521,14 +500,14 @@ func (a *Authenticator) searchThenBind(ctx context.Context, username, password s
 	}
 	if l.check == nil && adm.searched {
 		// Found only without the login-group term, and not admitted.
-		return l, &LoginError{Kind: ErrNotPermitted, Username: username, Reason: "the search filters exclude the user (login group)"}
+		return l, &LoginError{Err: ErrNotPermitted, Username: username, Reason: "the search filters exclude the user (login group)"}
 	}
 	return l, nil
 }
 
 // searchThenBindName stands for the username formatter in the errors of
 // search-then-bind logins, which bind as the DN found.
-const searchThenBindName = "search-then-bind (" + EnvSearchThenBind + ")"
+const searchThenBindName = "search-then-bind (" + envSearchThenBind + ")"
 
 // session runs first, the first operation of a login, on a connection from
 // p, or on a new one that setup (if not nil) prepares. It returns the
@@ -576,7 +555,7 @@ func (a *Authenticator) serviceBind(ctx context.Context) func(*conn) error {
 	return func(c *conn) error {
 		_, err := c.bind(ctx, a.cfg.ConnectionUsername, a.cfg.ConnectionPassword)
 		if err == nil {
-			c.as = identity{name: a.cfg.ConnectionUsername, variable: EnvConnectionUsername}
+			c.as = identity{name: a.cfg.ConnectionUsername, variable: envConnectionUsername}
 			return nil
 		}
 		if isNetworkError(err) || errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) {
@@ -632,11 +611,11 @@ func (a *Authenticator) findUser(ctx context.Context, c *conn, username string, 
 // service or sync account searched, it also matches ErrServiceAccount.
 func (a *Authenticator) searchBaseError(as identity, err error) error {
 	if as.variable == "" {
-		return &ConfigError{Variables: []string{EnvSearchBase, EnvConnectionUsername}, Err: err,
+		return &ConfigError{Variables: []string{envSearchBase, envConnectionUsername}, Err: err,
 			Problem: fmt.Sprintf("the login search as the user (bind name %q) was answered noSuchObject: %s does not exist, or users may not read it; fix the search base, grant users read access, or set a service account that may read it",
 				as.name, a.cfg.SearchBase)}
 	}
-	return &ConfigError{Variables: []string{EnvSearchBase, as.variable}, Err: fmt.Errorf("%w: %w", ErrServiceAccount, err),
+	return &ConfigError{Variables: []string{envSearchBase, as.variable}, Err: fmt.Errorf("%w: %w", ErrServiceAccount, err),
 		Problem: fmt.Sprintf("the search as %q was answered noSuchObject: %s does not exist, or that account may not read it",
 			as.name, a.cfg.SearchBase)}
 }
@@ -648,7 +627,7 @@ func (a *Authenticator) searchBaseError(as identity, err error) error {
 // other than the default, it costs one more search, on this failure path
 // only (one more on a directory without memberOf).
 func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindName string, adm admission) error {
-	lerr := &LoginError{Kind: ErrUnknownUser, Username: username, BindName: bindName, Formatter: a.bindSource(),
+	lerr := &LoginError{Err: ErrUnknownUser, Username: username, BindName: bindName, Formatter: a.bindSource(),
 		Reason: fmt.Sprintf("the bind succeeded but no %s entry under %s matches", a.cfg.ObjectClass, a.cfg.SearchBase)}
 	if a.cfg.usesDefaultFilters() {
 		return lerr // the search that found nothing was this one
@@ -671,10 +650,10 @@ func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindNam
 			return err
 		}
 		if member {
-			return &LoginError{Kind: ErrNotPermitted, Username: username, Reason: "the directory has no memberOf; use a filter builder that reads group entries"}
+			return &LoginError{Err: ErrNotPermitted, Username: username, Reason: "the directory has no memberOf; use a filter builder that reads group entries"}
 		}
 	}
-	return &LoginError{Kind: ErrNotPermitted, Username: username, Reason: "the search filters exclude the user (login group)"}
+	return &LoginError{Err: ErrNotPermitted, Username: username, Reason: "the search filters exclude the user (login group)"}
 }
 
 // afterGoodBind reads the password policy control of a successful bind: the
@@ -683,8 +662,8 @@ func (a *Authenticator) notFound(ctx context.Context, c *conn, username, bindNam
 func (a *Authenticator) afterGoodBind(ctrls []ldap.Control, username, bindName string) (*PasswordWarning, error) {
 	warning, acct := afterGoodBind(ctrls)
 	if acct != nil {
-		return nil, &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
-			Formatter: a.bindSource(), Reason: "the password policy refused the login", Err: acct}
+		return nil, &LoginError{Err: acct.kind, Code: acct.code, Username: username, BindName: bindName,
+			Formatter: a.bindSource(), Reason: "the password policy refused the login"}
 	}
 	return warning, nil
 }
@@ -717,15 +696,15 @@ func (a *Authenticator) bindError(ctx context.Context, err error, username, bind
 	}
 	var lerr *ldap.Error
 	if errors.As(err, &lerr) {
-		if lerr.ResultCode == ldap.LDAPResultInvalidCredentials || policyAccountError(err) != nil {
+		if _, policy := policyAccountState(err); lerr.ResultCode == ldap.LDAPResultInvalidCredentials || policy {
 			return a.refusedBind(err, username, bindName)
 		}
 		if reason, ok := bindNameResults[lerr.ResultCode]; ok {
 			a.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "ldapauth: bind name refused by the directory",
 				slog.String("username", username), slog.String("bind_name", bindName),
 				slog.Int("result_code", int(lerr.ResultCode)), slog.String("result", ldap.LDAPResultCodeMap[lerr.ResultCode]))
-			return &LoginError{Kind: ErrInvalidCredentials, Username: username, BindName: bindName,
-				Formatter: a.bindSource(), Reason: reason, Err: err}
+			return &LoginError{Err: ErrInvalidCredentials, Username: username, BindName: bindName,
+				Formatter: a.bindSource(), Reason: reason, cause: err}
 		}
 	}
 	return wrap(err, "bind as %q (from %s)", bindName, a.bindSource())

@@ -48,13 +48,13 @@ func TestSearchBaseNotFoundOpenLDAP(t *testing.T) {
 			assert.NotErrorIs(t, err, ldapauth.ErrUnknownUser)
 			var cerr *ldapauth.ConfigError
 			require.ErrorAs(t, err, &cerr)
-			assert.Equal(t, ldapauth.EnvSearchBase, cerr.Variables[0])
+			assert.Equal(t, "LDAP_AUTH_SEARCH_BASE", cerr.Variables[0])
 			var lerr *ldap.Error
 			require.ErrorAs(t, err, &lerr, "the directory's answer is kept")
 			assert.Equal(t, uint16(ldap.LDAPResultNoSuchObject), lerr.ResultCode)
 			if tt.service {
 				assert.ErrorIs(t, err, ldapauth.ErrServiceAccount)
-				assert.Contains(t, cerr.Variables, ldapauth.EnvConnectionUsername)
+				assert.Contains(t, cerr.Variables, "LDAP_AUTH_CONNECTION_USERNAME")
 				assert.Contains(t, err.Error(), tt.account, "the error names who searched")
 				assert.NotContains(t, err.Error(), tt.secret)
 			} else {

@@ -459,11 +459,6 @@ func TestMemStoreContract(t *testing.T) {
 	assert.Empty(t, snap.Groups)
 }
 
-func TestGroupName(t *testing.T) {
-	assert.Equal(t, "Readers", ldapauth.GroupName("CN=Readers,CN=Roles,CN=webapp01,dc=admin,dc=com"))
-	assert.Equal(t, "a,b", ldapauth.GroupName(`cn=a\,b,dc=x`))
-}
-
 func BenchmarkAuthenticate(b *testing.B) {
 	a, _, _ := newAuth(b, nil)
 	ctx := context.Background()

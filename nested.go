@@ -8,67 +8,56 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// NestedGroups says how group membership counts through groups of groups
-// (LDAP_AUTH_NESTED_GROUPS). The zero value is [NestedGroupsOff].
+// NestedGroups says how membership counts through groups of groups
+// (LDAP_AUTH_NESTED_GROUPS): "" (off, direct only) or a constant below.
 type NestedGroups string
 
-// The values of LDAP_AUTH_NESTED_GROUPS.
+// The ways nesting is found (docs/configuration.md).
 const (
-	// NestedGroupsOff counts direct membership only (memberOf, or the
-	// group's member values), as Flagsmith does. The default; the variable
-	// may also say "off".
-	NestedGroupsOff NestedGroups = ""
-	// NestedGroupsActiveDirectory lets Active Directory resolve nesting with
-	// LDAP_MATCHING_RULE_IN_CHAIN ([OIDMatchingRuleInChain]): the login
-	// group filter becomes (memberOf:1.2.840.113556.1.4.1941:=<group>) and
-	// each synced group costs one base search on the user's entry.
-	NestedGroupsActiveDirectory NestedGroups = "active_directory"
-	// NestedGroupsWalk works on any server: ldapauth searches for the
-	// groups that hold the user's groups ((member=<dn>) or
-	// (uniqueMember=<dn>) under the group's domain), one search per level,
-	// at most [MaxNestingDepth] levels, each group visited once, so a cycle
-	// of groups ends. [Authenticator.Sync] walks down from the login group
-	// once per run instead and reads the members of every group reached.
-	NestedGroupsWalk NestedGroups = "walk"
+	NestedGroupsActiveDirectory NestedGroups = "active_directory" // the server resolves it (LDAP_MATCHING_RULE_IN_CHAIN)
+	NestedGroupsWalk            NestedGroups = "walk"             // any server: ldapauth follows the groups, 10 levels at most
 )
 
-// MaxNestingDepth bounds [NestedGroupsWalk]: a group more levels above the
+// nestedGroupsOff (the zero value) counts direct membership only.
+const nestedGroupsOff NestedGroups = ""
+
+// maxNestingDepth bounds [NestedGroupsWalk]: a group more levels above the
 // user than this does not count.
-const MaxNestingDepth = 10
+const maxNestingDepth = 10
 
-// OIDMatchingRuleInChain is Active Directory's LDAP_MATCHING_RULE_IN_CHAIN,
+// oidMatchingRuleInChain is Active Directory's LDAP_MATCHING_RULE_IN_CHAIN,
 // the matching rule that follows member links transitively.
-const OIDMatchingRuleInChain = "1.2.840.113556.1.4.1941"
+const oidMatchingRuleInChain = "1.2.840.113556.1.4.1941"
 
-// FilterEnabledAD matches Active Directory accounts whose userAccountControl
+// filterEnabledAD matches Active Directory accounts whose userAccountControl
 // lacks the ACCOUNTDISABLE bit (2), using LDAP_MATCHING_RULE_BIT_AND
 // (1.2.840.113556.1.4.803). [Config.ExcludeDisabled] adds it to the
 // built-in search filters.
-const FilterEnabledAD = "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"
+const filterEnabledAD = "(!(userAccountControl:1.2.840.113556.1.4.803:=2))"
 
-// FilterNotComputerAD leaves Active Directory computer accounts out:
+// filterNotComputerAD leaves Active Directory computer accounts out:
 // computer is a subclass of user, so (objectClass=user) matches the DC's
 // own account (DC1$) and every joined machine. [DefaultFilters] (and so
 // [LoginGroupFilters]) adds it on Active Directory, whatever
 // LDAP_AUTH_OBJECT_CLASS says; a custom [SearchFilterBuilder] adds it
 // itself.
-const FilterNotComputerAD = "(!(objectClass=computer))"
+const filterNotComputerAD = "(!(objectClass=computer))"
 
-// ParseNestedGroups parses a value of LDAP_AUTH_NESTED_GROUPS: off (or
+// parseNestedGroups parses a value of LDAP_AUTH_NESTED_GROUPS: off (or
 // empty), active_directory, or walk, in any case.
-func ParseNestedGroups(v string) (NestedGroups, error) {
+func parseNestedGroups(v string) (NestedGroups, error) {
 	switch n := NestedGroups(strings.ToLower(strings.TrimSpace(v))); n {
 	case "off", "":
-		return NestedGroupsOff, nil
+		return nestedGroupsOff, nil
 	case NestedGroupsActiveDirectory, NestedGroupsWalk:
 		return n, nil
 	}
-	return NestedGroupsOff, fmt.Errorf("%q is not one of off, active_directory, walk", v)
+	return nestedGroupsOff, fmt.Errorf("%q is not one of off, active_directory, walk", v)
 }
 
 func (n NestedGroups) valid() bool {
 	switch n {
-	case NestedGroupsOff, NestedGroupsActiveDirectory, NestedGroupsWalk:
+	case nestedGroupsOff, NestedGroupsActiveDirectory, NestedGroupsWalk:
 		return true
 	}
 	return false
@@ -77,9 +66,9 @@ func (n NestedGroups) valid() bool {
 // memberOfFilter is the filter matching members of groupDN.
 func memberOfFilter(n NestedGroups, groupDN string) string {
 	if n == NestedGroupsActiveDirectory {
-		return "(memberOf:" + OIDMatchingRuleInChain + ":=" + EscapeFilterValue(groupDN) + ")"
+		return "(memberOf:" + oidMatchingRuleInChain + ":=" + escapeFilterValue(groupDN) + ")"
 	}
-	return "(memberOf=" + EscapeFilterValue(groupDN) + ")"
+	return "(memberOf=" + escapeFilterValue(groupDN) + ")"
 }
 
 // indirect reports whether the user belongs to g other than directly.
@@ -124,7 +113,7 @@ func inChainMember(ctx context.Context, u *User, groupDN string, dir Directory) 
 
 // groupsAbove returns the DN keys of the groups above the user under g's
 // base (its domain): the user's groups, the groups holding them, and so on
-// upwards, one search per level, at most MaxNestingDepth levels, each group
+// upwards, one search per level, at most maxNestingDepth levels, each group
 // visited once (so a cycle ends). It walks once per base and user, however
 // many groups are then looked up in the result.
 func (m *memberCheck) groupsAbove(ctx context.Context, g groupRef) (map[string]struct{}, error) {
@@ -150,7 +139,7 @@ func (m *memberCheck) groupsAbove(ctx context.Context, g groupRef) (map[string]s
 				next = append(next, dn)
 			}
 		}
-		if len(next) == 0 || depth >= MaxNestingDepth {
+		if len(next) == 0 || depth >= maxNestingDepth {
 			break
 		}
 		var err error
@@ -180,11 +169,11 @@ func groupsHolding(ctx context.Context, dir Directory, base string, dns []string
 		var f strings.Builder
 		f.WriteString("(|")
 		for _, dn := range dns[start:min(start+chunk, len(dns))] {
-			v := EscapeFilterValue(dn)
+			v := escapeFilterValue(dn)
 			f.WriteString("(member=" + v + ")(uniqueMember=" + v + ")")
 		}
 		if start == 0 && uid != "" {
-			f.WriteString("(memberUid=" + EscapeFilterValue(uid) + ")")
+			f.WriteString("(memberUid=" + escapeFilterValue(uid) + ")")
 		}
 		f.WriteString(")")
 		res, err := dir.Search(ctx, ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
@@ -303,7 +292,7 @@ func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username s
 		return adm, nil
 	}
 	u := a.userFromEntry(entry)
-	if a.cfg.NestedGroups == NestedGroupsOff && attributeValue(u.Attributes, "primaryGroupID") == "" {
+	if a.cfg.NestedGroups == nestedGroupsOff && attributeValue(u.Attributes, "primaryGroupID") == "" {
 		return adm, nil
 	}
 	check := a.newMemberCheck(u, c)
@@ -317,22 +306,22 @@ func (a *Authenticator) admitLoginGroup(ctx context.Context, c *conn, username s
 	return adm, nil
 }
 
-// ReadGroupMembers reads the group entry groupDN and returns its member and
+// readGroupMembers reads the group entry groupDN and returns its member and
 // uniqueMember values (DNs) and its memberUid values (usernames), all of
 // them: where Active Directory answers with at most 1500 values at a time
 // (member;range=0-1499), it reads the following ranges to the end. A group
 // the directory does not return (noSuchObject, or no entry) has no members
 // and no error.
-func ReadGroupMembers(ctx context.Context, dir Directory, groupDN string) (dns, uids []string, err error) {
+func readGroupMembers(ctx context.Context, dir Directory, groupDN string) (dns, uids []string, err error) {
 	dns, uids, _, err = readGroup(ctx, dir, groupDN)
 	return dns, uids, err
 }
 
 // groupsUnder returns the DNs of g and of the groups nested in it: the
 // groups among g's member values, the groups among theirs, and so on down
-// to MaxNestingDepth-1 levels below g, each group read once (so a cycle
+// to maxNestingDepth-1 levels below g, each group read once (so a cycle
 // ends). A user whose memberOf names one of them reaches g within
-// MaxNestingDepth levels, as the login's walk (groupsAbove) counts it. A
+// maxNestingDepth levels, as the login's walk (groupsAbove) counts it. A
 // group is what groupsHolding finds: an entry under g's base with member
 // or uniqueMember values. They are listed by one paged search of their DNs,
 // then only the groups reached are read (readGroup, with Active
@@ -356,7 +345,7 @@ func groupsUnder(ctx context.Context, c *conn, g groupRef, pageSize int) ([]stri
 	out := []string{g.dn}
 	seen := map[string]bool{g.key: true}
 	frontier := []string{g.dn}
-	for depth := 1; depth < MaxNestingDepth && len(frontier) > 0; depth++ {
+	for depth := 1; depth < maxNestingDepth && len(frontier) > 0; depth++ {
 		var next []string
 		for _, dn := range frontier {
 			members, _, _, err := readGroup(ctx, c, dn)
@@ -379,12 +368,12 @@ func groupsUnder(ctx context.Context, c *conn, g groupRef, pageSize int) ([]stri
 // anyMemberOf is the filter matching direct members of any of dns.
 func anyMemberOf(dns []string) string {
 	if len(dns) == 1 {
-		return memberOfFilter(NestedGroupsOff, dns[0])
+		return memberOfFilter(nestedGroupsOff, dns[0])
 	}
 	var b strings.Builder
 	b.WriteString("(|")
 	for _, dn := range dns {
-		b.WriteString(memberOfFilter(NestedGroupsOff, dn))
+		b.WriteString(memberOfFilter(nestedGroupsOff, dn))
 	}
 	b.WriteString(")")
 	return b.String()

@@ -17,14 +17,11 @@ import (
 // good password has left (timeBeforeExpiration, graceAuthNsRemaining).
 
 // PasswordWarning is what the directory's password policy said about a
-// password that still logged the user in.
+// password that still logged the user in: the time left before it expires
+// (zero: not said), or the grace logins left (-1: not said).
 type PasswordWarning struct {
-	// ExpiresIn is the time left before the password expires; zero when the
-	// directory did not say.
-	ExpiresIn time.Duration `json:"expires_in,omitempty"`
-	// GraceLogins is the number of logins left with the expired password
-	// (this login was one of them); -1 when the directory did not say.
-	GraceLogins int `json:"grace_logins"`
+	ExpiresIn   time.Duration `json:"expires_in,omitempty"`
+	GraceLogins int           `json:"grace_logins"`
 }
 
 // policyBindError is a refused bind with the password policy response
@@ -51,47 +48,50 @@ func policyControl(ctrls []ldap.Control) *ldap.ControlBeheraPasswordPolicy {
 	return ctrl
 }
 
-// policyStates maps the password policy errors a bind can give.
-var policyStates = map[int8]struct {
+// accountState is an account state a directory gave, with its own code.
+type accountState struct {
 	kind error
 	code string
-}{
+}
+
+// policyStates maps the password policy errors a bind can give.
+var policyStates = map[int8]accountState{
 	ldap.BeheraPasswordExpired:  {ErrPasswordExpired, "passwordExpired"},
 	ldap.BeheraAccountLocked:    {ErrAccountLocked, "accountLocked"},
 	ldap.BeheraChangeAfterReset: {ErrPasswordMustChange, "changeAfterReset"},
 }
 
-// policyAccountError returns the account state of a refused bind carrying
+// policyAccountState returns the account state of a refused bind carrying
 // a password policy control, or nil. accountLocked on an
 // unwillingToPerform (53) answer is a disabled account: 389 Directory
 // Server (and so FreeIPA) answers so for nsAccountLock: true ("Account
 // inactivated"), and a lockout after wrong passwords with
 // constraintViolation (19) or invalidCredentials (49).
-func policyAccountError(err error) *AccountError {
+func policyAccountState(err error) (accountState, bool) {
 	var perr *policyBindError
 	if !errors.As(err, &perr) {
-		return nil
+		return accountState{}, false
 	}
 	s, ok := policyStates[perr.ctrl.Error]
 	if !ok {
-		return nil
+		return accountState{}, false
 	}
 	if perr.ctrl.Error == ldap.BeheraAccountLocked && ldap.IsErrorWithCode(perr.err, ldap.LDAPResultUnwillingToPerform) {
-		return &AccountError{Kind: ErrAccountDisabled, Code: s.code, Err: perr.err}
+		return accountState{ErrAccountDisabled, s.code}, true
 	}
-	return &AccountError{Kind: s.kind, Code: s.code, Err: perr.err}
+	return s, true
 }
 
 // afterGoodBind reads the password policy control of a successful bind: an
 // account state that refuses the login anyway (changeAfterReset), or a
 // warning for the user, or neither.
-func afterGoodBind(ctrls []ldap.Control) (*PasswordWarning, *AccountError) {
+func afterGoodBind(ctrls []ldap.Control) (*PasswordWarning, *accountState) {
 	ctrl := policyControl(ctrls)
 	if ctrl == nil {
 		return nil, nil
 	}
 	if s, ok := policyStates[ctrl.Error]; ok {
-		return nil, &AccountError{Kind: s.kind, Code: s.code}
+		return nil, &s
 	}
 	if ctrl.Expire < 0 && ctrl.Grace < 0 {
 		return nil, nil

@@ -80,10 +80,8 @@ func (c *Config) printable() printedConfig {
 	}
 }
 
-// Format prints the Config for every verb (%v, %+v, %#v, %s...) without its
-// secrets: ConnectionPassword and SyncPassword show as "[redacted]" when
-// set, URLs lose any user info, and TLSConfig, Store and Logger are named,
-// not printed.
+// Format prints the Config for every verb without its secrets: passwords
+// "[redacted]", URLs without user info; TLSConfig, Store, Logger named.
 func (c Config) Format(f fmt.State, verb rune) {
 	fmt.Fprintf(f, fmt.FormatString(f, verb), c.printable())
 }
@@ -91,8 +89,7 @@ func (c Config) Format(f fmt.State, verb rune) {
 // LogValue logs the Config without its secrets (see Format).
 func (c Config) LogValue() slog.Value { return slog.AnyValue(c.printable()) }
 
-// MarshalJSON encodes the Config without its secrets (see Format). It is
-// for display: it cannot be decoded back into a working Config.
+// MarshalJSON encodes the Config without its secrets, for display only.
 func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.printable()) }
 
 // printedAuthenticator is what an Authenticator shows of itself.
@@ -105,17 +102,15 @@ func (a *Authenticator) printable() printedAuthenticator {
 	return printedAuthenticator{Config: a.cfg.printable(), Closed: a.closed.Load()}
 }
 
-// Format prints the Authenticator's configuration without its secrets, for
-// every verb (see [Config.Format]).
+// Format prints the configuration without its secrets (see [Config.Format]).
 func (a *Authenticator) Format(f fmt.State, verb rune) {
 	fmt.Fprintf(f, fmt.FormatString(f, verb), a.printable())
 }
 
-// LogValue logs the Authenticator's configuration without its secrets.
+// LogValue logs the configuration without its secrets.
 func (a *Authenticator) LogValue() slog.Value { return slog.AnyValue(a.printable()) }
 
-// MarshalJSON encodes the Authenticator's configuration without its
-// secrets.
+// MarshalJSON encodes the configuration without its secrets.
 func (a *Authenticator) MarshalJSON() ([]byte, error) { return json.Marshal(a.printable()) }
 
 // withoutUserInfo returns raw with any user info (user:password@) replaced

@@ -65,7 +65,7 @@ func TestURLExtrasRefused(t *testing.T) {
 		require.ErrorIs(t, err, ldapauth.ErrConfig, raw)
 		var cerr *ldapauth.ConfigError
 		require.ErrorAs(t, err, &cerr, raw)
-		assert.Equal(t, ldapauth.EnvURL, cerr.Variables[0])
+		assert.Equal(t, "LDAP_AUTH_URL", cerr.Variables[0])
 		assert.NotContains(t, err.Error(), "hunter2", raw)
 		assert.NotContains(t, err.Error(), "admin", raw)
 	}

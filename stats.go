@@ -5,103 +5,43 @@ import (
 	"time"
 )
 
-// Stats is a snapshot of an [Authenticator]'s connections, servers and
-// logins, as database/sql's DBStats is of a DB. Counters count from New.
+// Stats is a snapshot of an [Authenticator]'s pools (users', and the
+// service account's), servers and logins (docs/observability.md).
 type Stats struct {
-	// Users is the pool of connections users bind on.
-	Users PoolStats `json:"users"`
-	// Service is the pool of connections bound as the service account
-	// (LDAP_AUTH_CONNECTION_USERNAME); all zero without one.
-	Service PoolStats `json:"service"`
-	// Servers are the servers of LDAP_AUTH_URL, in order.
+	Users   PoolStats     `json:"users"`
+	Service PoolStats     `json:"service"`
 	Servers []ServerStats `json:"servers"`
-	// Logins counts the logins by outcome.
-	Logins LoginStats `json:"logins"`
+	// Logins counts logins by the ldapauth.login.outcome names: success,
+	// canceled, account_state, unknown_user, not_permitted,
+	// invalid_credentials, unavailable, config_error, error.
+	Logins map[string]uint64 `json:"logins"`
 }
 
-// PoolStats describes one connection pool.
+// PoolStats describes one connection pool; the counters count from New.
 type PoolStats struct {
-	// MaxIdle is LDAP_AUTH_POOL_SIZE: the most idle connections kept.
-	MaxIdle int `json:"max_idle"`
-	// Open is the number of connections dialled for the pool and not yet
-	// closed: Idle + InUse.
-	Open int `json:"open"`
-	// Idle is the number of connections waiting in the pool.
-	Idle int `json:"idle"`
-	// InUse is the number of connections serving a login now.
-	InUse int `json:"in_use"`
-	// Dials counts the connections dialled (and set up with StartTLS or
-	// LDAPS) for the pool.
-	Dials uint64 `json:"dials"`
-	// DialFailures counts the dials for the pool that reached no server.
+	MaxIdle      int    `json:"max_idle"` // LDAP_AUTH_POOL_SIZE
+	Open         int    `json:"open"`     // Idle + InUse
+	Idle         int    `json:"idle"`
+	InUse        int    `json:"in_use"`
+	Dials        uint64 `json:"dials"`
 	DialFailures uint64 `json:"dial_failures"`
-	// StaleClosed counts the idle connections closed when taken from the
-	// pool instead of being used: closed by the server, idle longer than
-	// LDAP_AUTH_POOL_IDLE_TIMEOUT, or to a server after one back from
-	// back-off.
-	StaleClosed uint64 `json:"stale_closed"`
-	// Retries counts first operations run again on a new connection
-	// because theirs was lost before any answer (the package's retry rule).
-	Retries uint64 `json:"retries"`
+	StaleClosed  uint64 `json:"stale_closed"` // idle ones closed instead of used
+	Retries      uint64 `json:"retries"`      // by the retry rule
 }
 
-// ServerStats is one server's state as the connection logic sees it.
+// ServerStats is one server's state: Up, or down after Failures in a row
+// until DownUntil; the class and time of its last failure, kept.
 type ServerStats struct {
-	// URL is the server's, as in LDAP_AUTH_URL.
-	URL string `json:"url"`
-	// Up is false from a failure (refused, timed out, reset, busy) to the
-	// server's next answer.
-	Up bool `json:"up"`
-	// Failures counts the failures in a row; zero when Up.
-	Failures int `json:"failures"`
-	// DownUntil is the end of the server's back-off: until then it is
-	// tried only when every server is in back-off. Zero when Up.
-	DownUntil time.Time `json:"down_until,omitzero"`
-	// LastError is the class of the server's last failure (refused,
-	// timeout, closed, tls, busy, unavailable, ...; the error.type of
-	// docs/observability.md), empty if it never failed. LastErrorAt is
-	// when. They are kept after the server is up again.
+	URL         string    `json:"url"`
+	Up          bool      `json:"up"`
+	Failures    int       `json:"failures"`
+	DownUntil   time.Time `json:"down_until,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
-// LoginStats counts logins by outcome: each [Authenticator.Authenticate]
-// call counts once, under the first field of this list that its error
-// matches.
-type LoginStats struct {
-	// Succeeded: the login was accepted.
-	Succeeded uint64 `json:"succeeded"`
-	// Canceled: ctx was cancelled.
-	Canceled uint64 `json:"canceled"`
-	// AccountState: the directory refused the account's state (an
-	// [*AccountError]: locked, disabled, expired, password expired or to
-	// be changed).
-	AccountState uint64 `json:"account_state"`
-	// UnknownUser: [ErrUnknownUser].
-	UnknownUser uint64 `json:"unknown_user"`
-	// NotPermitted: [ErrNotPermitted] (the login group).
-	NotPermitted uint64 `json:"not_permitted"`
-	// InvalidCredentials: [ErrInvalidCredentials] otherwise (wrong
-	// password, or refused before any I/O).
-	InvalidCredentials uint64 `json:"invalid_credentials"`
-	// Unavailable: [ErrUnavailable], ctx's deadline included.
-	Unavailable uint64 `json:"unavailable"`
-	// ConfigError: [ErrConfig] or [ErrServiceAccount].
-	ConfigError uint64 `json:"config_error"`
-	// Failed: any other error (store, syncer, closed Authenticator, ...).
-	Failed uint64 `json:"failed"`
-}
-
-// Total is the number of logins counted.
-func (l LoginStats) Total() uint64 {
-	return l.Succeeded + l.Canceled + l.AccountState + l.UnknownUser + l.NotPermitted + l.InvalidCredentials +
-		l.Unavailable + l.ConfigError + l.Failed
-}
-
-// Stats returns a snapshot of the pools, the servers and the logins. It is
-// cheap enough for every scrape: atomic loads, and each pool's lock held
-// only to count its idle connections, never across I/O. The numbers are
-// read one after another, not at one instant.
+// Stats returns a snapshot of the pools, servers and logins, cheap enough
+// for every scrape; the numbers are not read at one instant.
 func (a *Authenticator) Stats() Stats {
 	st := Stats{Users: a.users.stats(), Service: a.service.stats(), Servers: make([]ServerStats, len(a.servers))}
 	now := a.now()
@@ -120,13 +60,12 @@ func (a *Authenticator) Stats() Stats {
 			s.LastError, s.LastErrorAt = e.class, e.at
 		}
 	}
-	if a.obs != nil {
-		n := &a.obs.logins
-		st.Logins = LoginStats{
-			Succeeded: n[outSuccess].Load(), Canceled: n[outCanceled].Load(), AccountState: n[outAccount].Load(),
-			UnknownUser: n[outUnknown].Load(), NotPermitted: n[outNotPermitted].Load(),
-			InvalidCredentials: n[outInvalid].Load(), Unavailable: n[outUnavailable].Load(),
-			ConfigError: n[outConfig].Load(), Failed: n[outError].Load(),
+	st.Logins = make(map[string]uint64, numOutcomes)
+	for i, name := range outcomeNames {
+		if a.obs != nil {
+			st.Logins[name] = a.obs.logins[i].Load()
+		} else {
+			st.Logins[name] = 0
 		}
 	}
 	return st

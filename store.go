@@ -100,9 +100,9 @@ type GroupMembers struct {
 	Members []string
 }
 
-// GroupName returns the value of the first RDN of dn, the name a group gets
+// groupName returns the value of the first RDN of dn, the name a group gets
 // in the store, or dn itself when it does not parse.
-func GroupName(dn string) string {
+func groupName(dn string) string {
 	parsed, err := ldap.ParseDN(dn)
 	if err != nil || len(parsed.RDNs) == 0 || len(parsed.RDNs[0].Attributes) == 0 {
 		return dn
@@ -145,7 +145,7 @@ func plainDNKey(dn string) (key string, ok bool) {
 		typ, value, _ := strings.Cut(rdn, "=")
 		b.WriteString(strings.ToLower(strings.Trim(typ, " ")))
 		b.WriteByte('=')
-		b.WriteString(EscapeDNValue(strings.ToLower(strings.Trim(value, " "))))
+		b.WriteString(escapeDNValue(strings.ToLower(strings.Trim(value, " "))))
 	}
 	return b.String(), true
 }
@@ -201,7 +201,7 @@ func parsedDNKey(dn string) string {
 		}
 		attrs := make([]string, len(rdn.Attributes))
 		for j, a := range rdn.Attributes {
-			attrs[j] = strings.ToLower(a.Type) + "=" + EscapeDNValue(strings.ToLower(a.Value))
+			attrs[j] = strings.ToLower(a.Type) + "=" + escapeDNValue(strings.ToLower(a.Value))
 		}
 		slices.Sort(attrs)
 		b.WriteString(strings.Join(attrs, "+"))
@@ -396,7 +396,7 @@ type BatchStore interface {
 
 // Batch is a bounded set of changes for [BatchStore.ApplyBatch], applied in
 // the order of its fields. The sync makes batches of at most
-// Config.SyncPageSize (or [DefaultSyncPageSize]) changes.
+// Config.SyncPageSize (500 by default) changes.
 type Batch struct {
 	SaveGroups    []Group
 	SaveUsers     []*User

@@ -16,94 +16,15 @@ import (
 
 // SyncOptions changes what one [Authenticator.Sync] run does.
 type SyncOptions struct {
-	// DryRun reads the directory and the store, plans every change and
-	// returns the plan without writing anything.
-	DryRun bool
-	// Force removes users, synced groups and memberships even when the
-	// removal guard would refuse, and makes the removals a run holds back
-	// because of entries without the username attribute (see
-	// [SyncReport.Held]).
-	Force bool
-	// CreateUsers also creates, with their organisation join and
-	// memberships, the users the directory returns that never logged in.
-	// Off by default: users normally arrive in the store at their first
-	// login, as with Flagsmith.
-	CreateUsers bool
-	// Progress, when set, is called from the goroutine running Sync after
-	// each page of users, each group entry read, and every few hundred
-	// changes written. It must return quickly.
-	Progress func(SyncProgress)
+	DryRun      bool               // plan every change, write nothing
+	Force       bool               // past the removal guard, and the removals held back
+	CreateUsers bool               // also create the directory's users that never logged in
+	Progress    func(SyncProgress) // called after each page, group and few hundred writes; must be quick
 }
 
-// Sync is Flagsmith's sync_ldap_users_and_groups command: it brings the
-// store in step with the directory. It binds as the sync account
-// (LDAP_SYNC_USER_USERNAME: a DN verbatim, a plain name through the
-// username formatter), reads every user the login search would accept
-// (object class and search filters, the login group included, with its
-// nested groups under LDAP_AUTH_NESTED_GROUPS, as a login admits them) with
-// a paged search, and then:
-//
-//   - removes the directory-managed users the directory no longer returns;
-//   - removes the synced groups the directory proves gone: noSuchObject
-//     alone is no proof (OpenLDAP answers it for an entry an access rule
-//     hides), so the answer must name the group's parent (or another entry
-//     above it) as its matched DN, the sync account must read that entry,
-//     and a one-level search under it must return no such entry; any other
-//     answer, an empty one, or a group no longer in LDAP_SYNCED_GROUPS, is
-//     left alone and reported;
-//   - removes users from the synced groups they left and adds them to the
-//     synced groups they joined, by the same rule as the login syncer
-//     (memberOf, or where an entry has none, the group's own entry, read
-//     once per group);
-//     with nested groups (LDAP_AUTH_NESTED_GROUPS) or an Active Directory
-//     primary group, a removal is first confirmed as a login would check
-//     it, so the sync never removes what the next login would put back;
-//     memberships held only through nesting are added at the next login;
-//   - updates the mapped fields of users still there and runs the
-//     organisation join, as a login would;
-//   - with CreateUsers, creates users that never logged in.
-//
-// Entries it cannot map to one user are skipped and reported, and change
-// no user: an entry whose username attribute has several values (the
-// users they name are kept unchanged), a username on two entries, and an
-// entry without the username attribute (an access rule may hide it). Such
-// an entry is matched to a stored user by DN when the store gives details
-// (that user is kept unchanged); when one matches nobody, the run holds
-// back every removal ([SyncReport.Held]) unless opts.Force, since any
-// stored user the read missed may be that entry. A group entry read
-// without any member values (an access rule may hide them) confirms no
-// membership either way: those memberships are kept, and reported.
-//
-// Nothing is written until the whole directory view has been read: any
-// search error, size or time limit, referral-only answer, lost connection
-// or end of ctx during the read returns a [*SyncAbortError] (ErrSyncAborted)
-// and no report. A run that would remove too many users, synced groups or
-// memberships (each kind weighed against its own total in the store)
-// returns the plan with a [*RemovalGuardError] (ErrRemovalGuard) and writes
-// nothing, unless opts.Force. A dry run returns the plan and writes nothing. Missing
-// settings return the joined [*ConfigError]s, one per variable. If a store
-// write fails or ctx ends while applying, the report (Applied false) lists
-// the whole plan and the error wraps the cause; every store method is
-// idempotent, so the next run completes the work.
-//
-// Memory: entries are handled one page at a time; the run keeps the
-// store's snapshot, dropping a stored user's details once its entry has
-// been compared, the usernames seen that the store does not hold, the
-// planned changes and, for entries without memberOf, their usernames and
-// DNs. With paging off
-// (NoPaging) the directory sends every entry in one response, which go-ldap
-// holds in full.
-//
-// With a relation syncer other than the built-in ones (one that does not
-// implement [GroupSyncer]), Sync plans the users (and the synced groups, if
-// any) as above, then, once the plan is applied (never in a dry run), calls
-// the syncer for every user the directory returned and the store holds, as
-// a login would, on a connection bound as the sync account; a syncer error
-// stops there and is returned with the report. LDAP_SYNCED_GROUPS and the
-// organisation are then optional.
-//
-// Sync may run concurrently with logins; it does not run concurrently with
-// itself usefully (two runs would plan the same changes).
+// Sync is Flagsmith's sync_ldap_users_and_groups: it reads every user the
+// login search accepts and brings the store in step, writing nothing until
+// the read succeeded and the removal guard agreed (docs/sync.md).
 func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (report *SyncReport, err error) {
 	ctx, obs := a.obs.syncStart(ctx, opts)
 	defer obs.end(&report, &err)
@@ -117,7 +38,7 @@ func (a *Authenticator) runSync(ctx context.Context, opts SyncOptions) (*SyncRep
 		return nil, err
 	}
 	if a.cfg.Store == nil {
-		return nil, configErr("the sync writes into Config.Store, which is nil", EnvSyncRelations)
+		return nil, configErr("the sync writes into Config.Store, which is nil", envSyncRelations)
 	}
 	r := a.newSyncRun(opts)
 	if err := r.loadStore(ctx); err != nil {
@@ -133,7 +54,7 @@ func (a *Authenticator) runSync(ctx context.Context, opts SyncOptions) (*SyncRep
 		return rep, err // the caller logs it, or not
 	}
 	if opts.DryRun {
-		r.progress(SyncDone)
+		r.progress(syncDone)
 		log.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync dry run planned", slog.Int("changes", rep.Counts.Changes()))
 		return rep, nil
 	}
@@ -144,7 +65,7 @@ func (a *Authenticator) runSync(ctx context.Context, opts SyncOptions) (*SyncRep
 	if err := r.relate(ctx); err != nil {
 		return rep, err
 	}
-	r.progress(SyncDone)
+	r.progress(syncDone)
 	log.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync applied",
 		slog.Int("pages", rep.Pages), slog.Int("users", rep.DirectoryUsers), slog.Int("changes", rep.Counts.Changes()),
 		slog.Int("users_removed", rep.Counts.UsersRemoved), slog.Int("groups_removed", rep.Counts.GroupsRemoved),
@@ -152,34 +73,30 @@ func (a *Authenticator) runSync(ctx context.Context, opts SyncOptions) (*SyncRep
 	return rep, nil
 }
 
-// ValidateSync reports, one [*ConfigError] per variable, joined, the
-// settings the Flagsmith docs require for the sync job that are unset:
-// LDAP_SYNC_USER_USERNAME, LDAP_SYNC_USER_PASSWORD, LDAP_SYNCED_GROUPS,
-// LDAP_AUTH_SYNC_USER_RELATIONS (the group syncer) and
-// LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID. [Authenticator.Sync] calls it; a
-// sync command may call it first, before opening its database.
+// ValidateSync reports the sync job's unset settings, one [*ConfigError]
+// per variable, joined; Sync calls it (docs/sync.md).
 func (c *Config) ValidateSync() error {
 	var errs []error
 	missing := func(variable, why string) {
 		errs = append(errs, configErr("not set: the sync job needs it ("+why+")", variable))
 	}
 	if c.SyncUsername == "" {
-		missing(EnvSyncUsername, "the account it binds as")
+		missing(envSyncUsername, "the account it binds as")
 	}
 	if c.SyncPassword == "" {
-		missing(EnvSyncPassword, "the sync account's password")
+		missing(envSyncPassword, "the sync account's password")
 	}
 	// A custom syncer keeps relations its own way: the groups and the
 	// organisation are then optional.
 	groups := c.usesGroupSyncer() || c.usesNoRelations()
 	if groups && len(c.SyncedGroups) == 0 {
-		missing(EnvSyncedGroups, "the groups it keeps in step")
+		missing(envSyncedGroups, "the groups it keeps in step")
 	}
 	if c.usesNoRelations() {
-		missing(EnvSyncRelations, "set it to flagsmith_ldap.ldap.sync_user_groups")
+		missing(envSyncRelations, "set it to flagsmith_ldap.ldap.sync_user_groups")
 	}
 	if groups && c.OrganisationID == "" {
-		missing(EnvOrganisationID, "the organisation users join")
+		missing(envOrganisationID, "the organisation users join")
 	}
 	return errors.Join(errs...)
 }
@@ -299,14 +216,14 @@ func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
 	return r
 }
 
-func (r *syncRun) progress(phase SyncPhase) {
+func (r *syncRun) progress(phase string) {
 	r.prog.Phase = phase
 	if r.opts.Progress != nil {
 		r.opts.Progress(r.prog)
 	}
 }
 
-func (r *syncRun) abort(phase SyncPhase, err error) error {
+func (r *syncRun) abort(phase string, err error) error {
 	return &SyncAbortError{Phase: phase, Err: err}
 }
 
@@ -315,9 +232,9 @@ func (r *syncRun) loadStore(ctx context.Context) error {
 	snap, err := r.a.cfg.Store.Snapshot(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return r.abort(SyncReadStore, ctxError(ctx))
+			return r.abort(syncReadStore, ctxError(ctx))
 		}
-		return r.abort(SyncReadStore, &StoreError{Op: "snapshot", Err: err})
+		return r.abort(syncReadStore, &StoreError{Op: "snapshot", Err: err})
 	}
 	// Details is keyed by username as in Users; a store that spells them
 	// differently is looked up by normUser, as the contract compares them.
@@ -365,10 +282,10 @@ func (a *Authenticator) syncBindName() (string, error) {
 	}
 	bindName, err := a.cfg.FormatUsername.FormatUsername(&a.cfg, name)
 	if err != nil {
-		return "", wrap(err, "username formatter %s for %s", formatterName(a.cfg.FormatUsername), EnvSyncUsername)
+		return "", wrap(err, "username formatter %s for %s", formatterName(a.cfg.FormatUsername), envSyncUsername)
 	}
 	if !validCredentialText(bindName) {
-		return "", fmt.Errorf("%w: the username formatter %s made an empty or malformed bind name from %s", ErrServiceAccount, formatterName(a.cfg.FormatUsername), EnvSyncUsername)
+		return "", fmt.Errorf("%w: the username formatter %s made an empty or malformed bind name from %s", ErrServiceAccount, formatterName(a.cfg.FormatUsername), envSyncUsername)
 	}
 	return bindName, nil
 }
@@ -399,7 +316,7 @@ func (r *syncRun) read(ctx context.Context) error {
 func (r *syncRun) bind(ctx context.Context) (*conn, error) {
 	c, err := r.a.syncConn(ctx)
 	if err != nil {
-		return nil, r.abort(SyncBind, err)
+		return nil, r.abort(syncBind, err)
 	}
 	return c, nil
 }
@@ -419,9 +336,9 @@ func (a *Authenticator) syncConn(ctx context.Context) (*conn, error) {
 		if isNetworkError(err) || errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 			return nil, classifyNetwork(err)
 		}
-		return nil, fmt.Errorf("%w: bind as %q (%s): %w", ErrServiceAccount, bindName, EnvSyncUsername, err)
+		return nil, fmt.Errorf("%w: bind as %q (%s): %w", ErrServiceAccount, bindName, envSyncUsername, err)
 	}
-	c.as = identity{name: bindName, variable: EnvSyncUsername}
+	c.as = identity{name: bindName, variable: envSyncUsername}
 	return c, nil
 }
 
@@ -453,17 +370,17 @@ func (r *syncRun) relate(ctx context.Context) error {
 // and admits those a login would admit through the login group's entry.
 func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 	a := r.a
-	r.progress(SyncReadUsers)
+	r.progress(syncReadUsers)
 	cfg, err := a.searchConfig(ctx, c)
 	if err != nil {
-		return r.abort(SyncReadUsers, err)
+		return r.abort(syncReadUsers, err)
 	}
 	if cfg, err = r.nestedLoginTerm(ctx, c, cfg); err != nil {
-		return r.abort(SyncReadUsers, orCtxError(ctx, err))
+		return r.abort(syncReadUsers, orCtxError(ctx, err))
 	}
 	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
 	if err != nil {
-		return r.abort(SyncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
+		return r.abort(syncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
 	}
 	attrs := a.syncAttrs
 	if r.custom {
@@ -487,7 +404,7 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 		r.prog.Users += len(page.Entries)
 		a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync read a page of users",
 			slog.Int("pages", r.prog.Pages), slog.Int("users", r.prog.Users))
-		r.progress(SyncReadUsers)
+		r.progress(syncReadUsers)
 		return ctx.Err()
 	})
 	if err != nil {
@@ -507,14 +424,14 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 	// is references alone while every user may log in. Aborting there would
 	// make that setup unsyncable; a sync that admits nobody still aborts.
 	if r.prog.Users == 0 && referrals > 0 {
-		e := &SyncAbortError{Phase: SyncReadUsers, Err: fmt.Errorf("the directory answered %s with %d referrals and no entry", a.cfg.SearchBase, referrals),
-			Hint: "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds", Variables: []string{EnvSearchBase}}
+		e := &SyncAbortError{Phase: syncReadUsers, Err: fmt.Errorf("the directory answered %s with %d referrals and no entry", a.cfg.SearchBase, referrals),
+			Hint: "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds", Variables: []string{envSearchBase}}
 		if a.cfg.usesLoginGroupFilters() && a.loginGroup.dn != "" {
 			// From a domain root, references come with every answer: the
 			// likelier cause is a login group the filter finds no member of.
 			e.Err = fmt.Errorf("no user entry matched the search filters, the login group %s included (the directory answered %s with %d referrals and no entry)", a.loginGroup.dn, a.cfg.SearchBase, referrals)
 			e.Hint = "check that LDAP_LOGIN_GROUP has members that LDAP_AUTH_OBJECT_CLASS and the filters match (members of its nested groups count only with LDAP_AUTH_NESTED_GROUPS), and that LDAP_AUTH_SEARCH_BASE holds the users (referrals are not chased)"
-			e.Variables = []string{EnvLoginGroup, EnvNestedGroups, EnvSearchBase}
+			e.Variables = []string{envLoginGroup, envNestedGroups, envSearchBase}
 		}
 		return e
 	}
@@ -534,7 +451,7 @@ func (r *syncRun) nestedLoginTerm(ctx context.Context, c *conn, cfg *Config) (*C
 	}
 	dns, err := groupsUnder(ctx, c, a.loginGroup, a.cfg.SyncPageSize)
 	if err != nil {
-		return nil, wrap(err, "groups nested in %s (%s)", a.loginGroup.dn, EnvLoginGroup)
+		return nil, wrap(err, "groups nested in %s (%s)", a.loginGroup.dn, envLoginGroup)
 	}
 	cp := *cfg
 	cp.loginGroupTerm = anyMemberOf(dns)
@@ -562,20 +479,20 @@ func (r *syncRun) readGroups(ctx context.Context, c *conn) error {
 		}
 		entry, state, err := readGroupEntry(ctx, c, g.dn, needMembers)
 		if err != nil {
-			return r.abort(SyncReadGroups, orCtxError(ctx, err))
+			return r.abort(syncReadGroups, orCtxError(ctx, err))
 		}
 		if entry != nil {
 			entry.index(wantDNs, wantUIDs)
 		}
 		g.read, g.state, g.entry = true, state, entry
 		if err := r.weigh(ctx, c, g); err != nil {
-			return r.abort(SyncReadGroups, err)
+			return r.abort(syncReadGroups, err)
 		}
 		r.prog.Groups++
-		r.progress(SyncReadGroups)
+		r.progress(syncReadGroups)
 	}
 	if err := ctx.Err(); err != nil {
-		return r.abort(SyncReadGroups, ctxError(ctx))
+		return r.abort(syncReadGroups, ctxError(ctx))
 	}
 	return nil
 }
@@ -609,7 +526,7 @@ func (r *syncRun) confirmRemovals(ctx context.Context, c *conn) error {
 		}
 		member, err := r.a.newMemberCheck(cr.user, c).indirect(ctx, g.ref)
 		if err != nil {
-			return r.abort(SyncReadGroups, orCtxError(ctx, err))
+			return r.abort(syncReadGroups, orCtxError(ctx, err))
 		}
 		if !member {
 			r.member(cr.group, cr.user.Username, false)
@@ -740,7 +657,7 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 		}
 		adm, err := a.admitLoginGroup(ctx, c, su.username)
 		if err != nil {
-			return r.abort(SyncReadUsers, orCtxError(ctx, err))
+			return r.abort(syncReadUsers, orCtxError(ctx, err))
 		}
 		if adm.check != nil {
 			r.entry(adm.entry)
@@ -748,7 +665,7 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 		} else if adm.entry != nil {
 			why, err := r.loginGroupUnconfirmed(ctx, proof, adm.entry, su.username)
 			if err != nil {
-				return r.abort(SyncReadUsers, err)
+				return r.abort(syncReadUsers, err)
 			}
 			if why != "" {
 				su.present = true
@@ -762,55 +679,55 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 // readError turns an error of the paged read into a SyncAbortError with a
 // hint where a setting can fix it.
 func (r *syncRun) readError(ctx context.Context, err error) error {
-	e := &SyncAbortError{Phase: SyncReadUsers, Page: r.prog.Pages + 1, Err: err}
+	e := &SyncAbortError{Phase: syncReadUsers, Page: r.prog.Pages + 1, Err: err}
 	paging := r.a.cfg.SyncPageSize > 0 && !r.unpaged
 	switch {
 	case ctx.Err() != nil:
 		e.Err = ctxError(ctx)
 	case r.unpaged && ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
 		e.Hint = "the refresh that reads every entry is one search, not paged: raise the sync account's size limit above the number of users (OpenLDAP: limits ... size=unlimited)"
-		e.Variables = []string{EnvSyncUsername}
+		e.Variables = []string{envSyncUsername}
 	case r.unpaged && ldap.IsErrorWithCode(err, ldap.LDAPResultTimeLimitExceeded):
 		e.Hint = "the refresh that reads every entry is one search, not paged: raise the sync account's time limit"
-		e.Variables = []string{EnvSyncUsername}
+		e.Variables = []string{envSyncUsername}
 	case isNetworkError(err):
 		// conn.do has made a connection reset mid-answer, which go-ldap
 		// reports as a plain error, a network error.
 		e.Err = classifyNetwork(err)
 	case errors.Is(err, errPagingLost):
-		e.Hint = "the server, or a proxy in front of it, dropped the paging control part-way: fix that, or read without paging (LDAP_SYNC_PAGE_SIZE=0)"
-		e.Variables = []string{EnvSyncPageSize}
+		e.Hint = "the server, or a proxy in front of it, dropped the paging control part-way: fix that, or read without paging (LDAP_SYNC_PAGE_SIZE=off)"
+		e.Variables = []string{envSyncPageSize}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
 		e.Hint = "the sync account's size limit cut the result: raise its limit (OpenLDAP: size.prtotal for paged searches) or page with LDAP_SYNC_PAGE_SIZE"
-		e.Variables = []string{EnvSyncPageSize}
+		e.Variables = []string{envSyncPageSize}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultTimeLimitExceeded):
 		e.Hint = "the sync account's time limit cut the result: raise it, or use smaller pages (LDAP_SYNC_PAGE_SIZE)"
-		e.Variables = []string{EnvSyncPageSize}
+		e.Variables = []string{envSyncPageSize}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
 		e.Hint = "the search base does not exist, or the sync account may not read it: check LDAP_AUTH_SEARCH_BASE and the account's access"
-		e.Variables = []string{EnvSearchBase, EnvSyncUsername}
+		e.Variables = []string{envSearchBase, envSyncUsername}
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultReferral):
 		e.Hint = "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds"
-		e.Variables = []string{EnvSearchBase}
+		e.Variables = []string{envSearchBase}
 	case r.a.cfg.NestedGroups == NestedGroupsActiveDirectory && r.a.loginGroup.dn != "" && r.a.cfg.usesLoginGroupFilters() &&
 		ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
 		// The filter holds the in-chain rule: that is what the server
 		// refused.
 		e.Err = inChainUnsupported(r.a.cfg.DirectoryType, err)
 		e.Hint = "set LDAP_AUTH_NESTED_GROUPS=walk"
-		e.Variables = []string{EnvNestedGroups}
+		e.Variables = []string{envNestedGroups}
 	case paging && (ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded) ||
 		ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) ||
 		ldap.IsErrorWithCode(err, ldap.LDAPResultUnwillingToPerform)):
-		e.Hint = "the server refused the paged search: set LDAP_SYNC_PAGE_SIZE=0 to read without paging"
-		e.Variables = []string{EnvSyncPageSize}
+		e.Hint = "the server refused the paged search: set LDAP_SYNC_PAGE_SIZE=off to read without paging"
+		e.Variables = []string{envSyncPageSize}
 	}
 	return e
 }
 
 // pagedSearch runs req page by page (RFC 2696, pageSize entries a page) on
 // c, handing each page to each and holding no more than one. A pageSize of
-// NoPaging (or less than 1) runs one unpaged search. It stops at the first
+// noPaging (or less than 1) runs one unpaged search. It stops at the first
 // error, of the server or of each.
 func pagedSearch(ctx context.Context, c Directory, req *ldap.SearchRequest, pageSize int, each func(*ldap.SearchResult) error) error {
 	base := req.Controls
@@ -931,7 +848,7 @@ func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool)
 	}
 	if dup {
 		r.ambiguous[key] = true
-		r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: e.DN,
+		r.report.Skipped = append(r.report.Skipped, Notice{DN: e.DN,
 			Reason: fmt.Sprintf("username %q is on more than one entry: the user is kept, nothing else changes for it", username)})
 		return nil, false
 	}
@@ -998,7 +915,7 @@ func (r *syncRun) multiValued(dn string, names []string) {
 		}
 		quoted[i] = strconv.Quote(n)
 	}
-	r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: dn,
+	r.report.Skipped = append(r.report.Skipped, Notice{DN: dn,
 		Reason: fmt.Sprintf("%d values of %s (%s): which one is the user is ambiguous, so the entry is mapped to no user; the users they name are kept unchanged",
 			len(names), r.a.cfg.usernameAttribute(), strings.Join(quoted, ", "))})
 	for _, n := range names {
@@ -1032,12 +949,12 @@ func (r *syncRun) placeUnnamed() {
 		if su := byDN[DNKey(dn)]; su != nil && !su.present {
 			su.present = true
 			r.ambiguous[normUser(su.username)] = true
-			r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: dn,
+			r.report.Skipped = append(r.report.Skipped, Notice{DN: dn,
 				Reason: fmt.Sprintf("no %s attribute (the username field; an access rule may hide it): matched by DN to the stored user %q, kept unchanged", attr, su.username)})
 			continue
 		}
 		unmatched++
-		r.report.Skipped = append(r.report.Skipped, SkippedEntry{DN: dn,
+		r.report.Skipped = append(r.report.Skipped, Notice{DN: dn,
 			Reason: fmt.Sprintf("no %s attribute (the username field; an access rule may hide it), and no stored user has this DN: removals are held back", attr)})
 	}
 	if unmatched > 0 {
@@ -1050,7 +967,7 @@ func (r *syncRun) placeUnnamed() {
 // direct rule does not: nested groups are on, or the entry has an Active
 // Directory primary group.
 func (r *syncRun) indirect(primaryGroupID string) bool {
-	return r.a.cfg.NestedGroups != NestedGroupsOff || primaryGroupID != ""
+	return r.a.cfg.NestedGroups != nestedGroupsOff || primaryGroupID != ""
 }
 
 // isCurrent reports whether the store has the user in synced group i.
@@ -1128,11 +1045,11 @@ func (r *syncRun) plan() {
 				rep.GroupsRemoved = append(rep.GroupsRemoved, g.group)
 			}
 		case g.note != "":
-			rep.GroupsLeftAlone = append(rep.GroupsLeftAlone, GroupNote{DN: g.group.DN, Reason: g.note})
+			rep.GroupsLeftAlone = append(rep.GroupsLeftAlone, Notice{DN: g.group.DN, Reason: g.note})
 		}
 	}
 	for _, g := range r.others {
-		rep.GroupsLeftAlone = append(rep.GroupsLeftAlone, GroupNote{DN: g.DN, Reason: "not in " + EnvSyncedGroups})
+		rep.GroupsLeftAlone = append(rep.GroupsLeftAlone, Notice{DN: g.DN, Reason: "not in " + envSyncedGroups})
 	}
 	keep := func(m Membership) bool { return !gone[m.GroupDN] && !r.ambiguous[normUser(m.Username)] }
 	rep.MembershipsAdded = slices.DeleteFunc(rep.MembershipsAdded, func(m Membership) bool { return !keep(m) })
@@ -1160,7 +1077,7 @@ func (r *syncRun) plan() {
 	byDN := func(a, b Group) int { return strings.Compare(a.DN, b.DN) }
 	slices.SortFunc(rep.GroupsCreated, byDN)
 	slices.SortFunc(rep.GroupsRemoved, byDN)
-	slices.SortFunc(rep.GroupsLeftAlone, func(a, b GroupNote) int { return strings.Compare(a.DN, b.DN) })
+	slices.SortFunc(rep.GroupsLeftAlone, func(a, b Notice) int { return strings.Compare(a.DN, b.DN) })
 	byMember := func(a, b Membership) int {
 		if c := strings.Compare(a.GroupDN, b.GroupDN); c != 0 {
 			return c
@@ -1169,11 +1086,13 @@ func (r *syncRun) plan() {
 	}
 	slices.SortFunc(rep.MembershipsAdded, byMember)
 	slices.SortFunc(rep.MembershipsRemoved, byMember)
+	var held []Notice
 	if r.hold != "" && !r.opts.Force {
-		rep.Held = HeldRemovals{Reason: r.hold, UsersRemoved: rep.UsersRemoved, GroupsRemoved: rep.GroupsRemoved, MembershipsRemoved: rep.MembershipsRemoved}
+		held = heldRemovals(r.hold, rep)
 		rep.UsersRemoved, rep.GroupsRemoved, rep.MembershipsRemoved = nil, nil, nil
 	}
 	r.weighRemovals()
+	rep.RemovalGuard.Held = held
 	rep.count()
 }
 
@@ -1183,7 +1102,7 @@ func (r *syncRun) weighRemovals() {
 	rep := r.report
 	limit := r.a.cfg.SyncMaxRemovalPercent
 	count := func(remove, total int) RemovalCount {
-		return RemovalCount{Remove: remove, Total: total, OverLimit: remove > SyncRemovalAllowance && remove*100 > limit*total}
+		return RemovalCount{Remove: remove, Total: total, OverLimit: remove > syncRemovalAllowance && remove*100 > limit*total}
 	}
 	groups, memberships := 0, 0
 	for _, g := range r.groups {
@@ -1194,7 +1113,7 @@ func (r *syncRun) weighRemovals() {
 	}
 	rep.RemovalGuard = RemovalGuard{
 		LimitPercent: limit,
-		Allowance:    SyncRemovalAllowance,
+		Allowance:    syncRemovalAllowance,
 		Users:        count(len(rep.UsersRemoved), rep.StoreUsers),
 		Groups:       count(len(rep.GroupsRemoved), groups),
 		Memberships:  count(len(rep.MembershipsRemoved), memberships),
@@ -1210,7 +1129,12 @@ func (r *syncRun) guard() error {
 	if r.opts.Force || !g.overLimit() {
 		return nil
 	}
-	return &RemovalGuardError{RemovalGuard: g, EmptyDirectory: g.Users.Remove > 0 && r.report.DirectoryUsers == 0}
+	refusal := &guardRefusal{guard: g, emptyDirectory: g.Users.Remove > 0 && r.report.DirectoryUsers == 0}
+	hint := "check the plan, then force"
+	if refusal.emptyDirectory {
+		hint = "check the search base and filters, then force"
+	}
+	return &SyncAbortError{Phase: "removal guard", Hint: hint, Err: refusal}
 }
 
 // apply writes the plan: additions first, removals last, so that a run
@@ -1255,11 +1179,11 @@ func (r *syncRun) apply(ctx context.Context) error {
 			func(b *Batch) { b.DeleteUsers = append(b.DeleteUsers, name) }})
 	}
 	r.prog.Total = len(writes)
-	r.progress(SyncApply)
+	r.progress(syncApply)
 	if bs, ok := store.(BatchStore); ok {
 		size := r.a.cfg.SyncPageSize
 		if size <= 0 {
-			size = DefaultSyncPageSize
+			size = defaultSyncPageSize
 		}
 		for i := 0; i < len(writes); i += size {
 			if ctx.Err() != nil {
@@ -1273,7 +1197,7 @@ func (r *syncRun) apply(ctx context.Context) error {
 				return wrap(&StoreError{Op: "apply batch", Err: err}, "sync stopped after %d of %d changes", i, len(writes))
 			}
 			r.prog.Done = i + b.Len()
-			r.progress(SyncApply)
+			r.progress(syncApply)
 		}
 		return nil
 	}
@@ -1286,7 +1210,7 @@ func (r *syncRun) apply(ctx context.Context) error {
 		}
 		r.prog.Done = i + 1
 		if r.prog.Done%500 == 0 {
-			r.progress(SyncApply)
+			r.progress(syncApply)
 		}
 	}
 	return nil

@@ -161,7 +161,7 @@ func BenchmarkRawPagedSearch(b *testing.B) {
 					b.Fatal(err)
 				}
 				res, err := c.SearchWithPaging(ldap.NewSearchRequest(d.base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
-					0, 0, false, d.filter, d.attrs, nil), ldapauth.DefaultSyncPageSize)
+					0, 0, false, d.filter, d.attrs, nil), 500)
 				if err != nil {
 					b.Fatal(err)
 				}

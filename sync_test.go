@@ -259,7 +259,7 @@ func TestSyncGroupDroppedFromSyncedGroupsIsLeftAlone(t *testing.T) {
 	require.NoError(t, srv.SetDirectory(d))
 
 	rep := runSync(t, a, ldapauth.SyncOptions{})
-	assert.Equal(t, []ldapauth.GroupNote{{DN: marvel, Reason: "not in LDAP_SYNCED_GROUPS"}}, rep.GroupsLeftAlone)
+	assert.Equal(t, []ldapauth.Notice{{DN: marvel, Reason: "not in LDAP_SYNCED_GROUPS"}}, rep.GroupsLeftAlone)
 	assert.Zero(t, rep.Counts.Changes(), "%s", rep)
 	members, ok := store.Members(marvel)
 	require.True(t, ok)
@@ -323,14 +323,16 @@ func TestSyncRemovalGuard(t *testing.T) {
 	rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{})
 	require.ErrorIs(t, err, ldapauth.ErrRemovalGuard)
 	assert.NotErrorIs(t, err, ldapauth.ErrSyncAborted)
-	var gerr *ldapauth.RemovalGuardError
+	var gerr *ldapauth.SyncAbortError
 	require.ErrorAs(t, err, &gerr)
-	assert.Equal(t, ldapauth.RemovalGuardError{RemovalGuard: ldapauth.RemovalGuard{
-		LimitPercent: ldapauth.DefaultSyncMaxRemovalPercent, Allowance: ldapauth.SyncRemovalAllowance,
+	assert.Equal(t, "removal guard", gerr.Phase)
+	require.NotNil(t, rep, "the plan comes with the refusal")
+	assert.Equal(t, ldapauth.RemovalGuard{
+		LimitPercent: 10, Allowance: 5,
 		Users:  ldapauth.RemovalCount{Remove: 10, Total: 41, OverLimit: true},
 		Groups: ldapauth.RemovalCount{Total: 1}, Memberships: ldapauth.RemovalCount{Total: 30},
-	}}, *gerr)
-	require.NotNil(t, rep, "the plan comes with the refusal")
+	}, rep.RemovalGuard)
+	assert.Contains(t, err.Error(), "10 of 41 directory-managed users (24.4%), above LDAP_SYNC_MAX_REMOVAL_PERCENT=10 and the allowance of 5 (check the plan, then force)")
 	assert.Equal(t, gone, rep.UsersRemoved)
 	assert.False(t, rep.Applied)
 	assert.Equal(t, before, snapshot(t, store), "nothing written")
@@ -365,10 +367,11 @@ func TestSyncRemovalGuardEmptyDirectory(t *testing.T) {
 	require.NoError(t, srv.SetDirectory(d))
 
 	rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{})
-	var gerr *ldapauth.RemovalGuardError
+	var gerr *ldapauth.SyncAbortError
 	require.ErrorAs(t, err, &gerr)
-	assert.True(t, gerr.EmptyDirectory)
-	assert.Equal(t, 2, gerr.Users.Remove)
+	assert.Equal(t, "removal guard", gerr.Phase)
+	assert.Contains(t, err.Error(), "the directory returned no user, the sync would remove all 2 directory-managed users (check the search base and filters, then force)")
+	assert.Equal(t, 2, rep.RemovalGuard.Users.Remove)
 	assert.Equal(t, 0, rep.DirectoryUsers)
 	assert.Len(t, snapshot(t, store).Users, 2)
 
@@ -417,7 +420,7 @@ func TestSyncConnectionCutMidRead(t *testing.T) {
 	require.ErrorIs(t, err, ldapauth.ErrUnavailable)
 	var aerr *ldapauth.SyncAbortError
 	require.ErrorAs(t, err, &aerr)
-	assert.Equal(t, ldapauth.SyncReadUsers, aerr.Phase)
+	assert.Equal(t, "read users", aerr.Phase)
 	assert.Nil(t, rep)
 	assert.Equal(t, before, snapshot(t, store), "nothing removed, even forced")
 
@@ -442,7 +445,7 @@ func TestSyncCancelledMidRead(t *testing.T) {
 	defer cancel()
 	var once sync.Once
 	rep, err := a.Sync(ctx, ldapauth.SyncOptions{Force: true, Progress: func(p ldapauth.SyncProgress) {
-		if p.Phase == ldapauth.SyncReadUsers && p.Pages == 0 {
+		if p.Phase == "read users" && p.Pages == 0 {
 			// Bound; the search is about to go out: hold it in the proxy
 			// and cancel while the client waits for the answer.
 			once.Do(func() {
@@ -512,7 +515,7 @@ func TestSyncReportAndProgress(t *testing.T) {
 	dropUsers(&d, "bob")
 	require.NoError(t, srv.SetDirectory(d))
 
-	var phases []ldapauth.SyncPhase
+	var phases []string
 	var last ldapauth.SyncProgress
 	rep := runSync(t, a, ldapauth.SyncOptions{Progress: func(p ldapauth.SyncProgress) {
 		if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
@@ -520,8 +523,8 @@ func TestSyncReportAndProgress(t *testing.T) {
 		}
 		last = p
 	}})
-	assert.Equal(t, []ldapauth.SyncPhase{ldapauth.SyncReadUsers, ldapauth.SyncApply, ldapauth.SyncDone}, phases)
-	assert.Equal(t, ldapauth.SyncProgress{Phase: ldapauth.SyncDone, Pages: 1, Users: 6, Done: 1, Total: 1}, last)
+	assert.Equal(t, []string{"read users", "apply", "done"}, phases)
+	assert.Equal(t, ldapauth.SyncProgress{Phase: "done", Pages: 1, Users: 6, Done: 1, Total: 1}, last)
 	assert.Contains(t, logs.String(), `"msg":"ldapauth: sync read a page of users","pages":1,"users":6`)
 	assert.NotContains(t, logs.String(), "svc-password")
 
@@ -566,15 +569,16 @@ func TestSyncRemovalGuardMemberships(t *testing.T) {
 			}
 		}
 	}
-	require.Greater(t, len(left), ldapauth.SyncRemovalAllowance, "more than the allowance leave")
+	require.Greater(t, len(left), 5, "more than the allowance leave")
 	require.NoError(t, srv.SetDirectory(d))
 
 	rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{})
 	require.ErrorIs(t, err, ldapauth.ErrRemovalGuard)
-	var gerr *ldapauth.RemovalGuardError
+	var gerr *ldapauth.SyncAbortError
 	require.ErrorAs(t, err, &gerr)
-	assert.Equal(t, ldapauth.RemovalCount{Remove: len(left), Total: len(held), OverLimit: true}, gerr.Memberships)
-	assert.False(t, gerr.Users.OverLimit)
+	assert.Equal(t, "removal guard", gerr.Phase)
+	assert.Equal(t, ldapauth.RemovalCount{Remove: len(left), Total: len(held), OverLimit: true}, rep.RemovalGuard.Memberships)
+	assert.False(t, rep.RemovalGuard.Users.OverLimit)
 	assert.Contains(t, err.Error(), fmt.Sprintf("%d of %d memberships of synced groups", len(left), len(held)))
 	assert.Len(t, rep.MembershipsRemoved, len(left), "the plan comes with the refusal")
 	assert.Equal(t, before, snapshot(t, store), "nothing written")
@@ -582,11 +586,23 @@ func TestSyncRemovalGuardMemberships(t *testing.T) {
 	assert.Contains(t, rep.String(), fmt.Sprintf("removal guard (10%% of each, or 5): users 0 of 41, synced groups 0 of 1, memberships %d of %d (over the limit)\n", len(left), len(held)))
 	raw, err := json.Marshal(rep)
 	require.NoError(t, err)
-	assert.Contains(t, string(raw), fmt.Sprintf(`"removal_guard":{"limit_percent":10,"allowance":5,"users":{"remove":0,"total":41,"over_limit":false},"groups":{"remove":0,"total":1,"over_limit":false},"memberships":{"remove":%d,"total":%d,"over_limit":true}}`, len(left), len(held)))
-	assert.Contains(t, string(raw), `"held":{"reason":"","users_removed":[],"groups_removed":[],"memberships_removed":[]}`)
+	assert.Contains(t, string(raw), fmt.Sprintf(`"removal_guard":{"limit_percent":10,"allowance":5,"users":{"remove":0,"total":41,"over_limit":false},"groups":{"remove":0,"total":1,"over_limit":false},"memberships":{"remove":%d,"total":%d,"over_limit":true},"held":[]}`, len(left), len(held)))
 
 	rep = runSync(t, a, ldapauth.SyncOptions{Force: true})
 	assert.Len(t, rep.MembershipsRemoved, len(left))
 	now, _ := store.Members(group)
 	assert.Len(t, now, len(held)-len(left))
+}
+
+// A watch that would write nothing is refused before any I/O, as a
+// configuration error naming the option.
+func TestWatchChangesRefusesDryRun(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	a := syncAuth(t, syncVars(srv, nil), ldapauth.NewMemStore())
+	err := a.WatchChanges(context.Background(), ldapauth.WatchOptions{SyncOptions: ldapauth.SyncOptions{DryRun: true}})
+	require.ErrorIs(t, err, ldapauth.ErrConfig)
+	var cerr *ldapauth.ConfigError
+	require.ErrorAs(t, err, &cerr)
+	assert.Equal(t, []string{"WatchOptions.DryRun"}, cerr.Variables)
+	assert.Contains(t, err.Error(), "a watch cannot be a dry run")
 }

@@ -12,14 +12,10 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// RelationSyncer runs after every successful login, with the user as read
-// from the directory and already saved in the store. It mirrors
-// LDAP_AUTH_SYNC_USER_RELATIONS.
-//
-// cfg is the Authenticator's own configuration with defaults applied (its
-// Store is where relations go); it must not be modified. dir searches the
-// directory on the login's connection. An error fails the login.
-// Implementations must be safe for concurrent use.
+// RelationSyncer runs after every successful login
+// (LDAP_AUTH_SYNC_USER_RELATIONS), with the user saved and a [Directory] on
+// the login's connection, valid only during the call. Safe for concurrent
+// use.
 type RelationSyncer interface {
 	SyncRelations(ctx context.Context, cfg *Config, u *User, dir Directory) error
 }
@@ -27,7 +23,6 @@ type RelationSyncer interface {
 // RelationSyncerFunc adapts a function to [RelationSyncer].
 type RelationSyncerFunc func(ctx context.Context, cfg *Config, u *User, dir Directory) error
 
-// SyncRelations calls f.
 func (f RelationSyncerFunc) SyncRelations(ctx context.Context, cfg *Config, u *User, dir Directory) error {
 	return f(ctx, cfg, u, dir)
 }
@@ -41,63 +36,33 @@ var (
 	_ GroupSyncer    = SyncUserGroups{}
 )
 
-// GroupSyncer is implemented by a [RelationSyncer] that declares whether it
-// keeps the user's memberships of [Config.SyncedGroups] and the join of
-// [Config.OrganisationID] in the store, as [SyncUserGroups] does (SyncsGroups
-// true), or ignores those settings, as [NoRelations] does (false). The
-// built-in syncers implement it, so a syncer that wraps one by embedding it
-// keeps its behaviour. With true, ldapauth requires Config.Store and
-// Config.OrganisationID, and [Authenticator.Sync] plans the groups itself;
-// with false, it refuses SyncedGroups and OrganisationID as settings nothing
-// reads, and Sync refuses to run. A syncer that does not implement it is
-// checked for none of these, and Sync calls it for every user it reads.
+// GroupSyncer is implemented by a RelationSyncer that says whether it keeps
+// Config.SyncedGroups and the organisation join, as SyncUserGroups does
+// (then Sync plans the groups itself) or not, as NoRelations (docs/sync.md).
 type GroupSyncer interface {
 	RelationSyncer
 	SyncsGroups() bool
 }
 
-// NoRelations does nothing. It is django_python3_ldap.utils.sync_user_relations
-// and the default.
+// NoRelations does nothing: django_python3_ldap.utils.sync_user_relations,
+// the default.
 type NoRelations struct{}
 
-// SyncRelations implements [RelationSyncer].
 func (NoRelations) SyncRelations(context.Context, *Config, *User, Directory) error { return nil }
 
-// String returns the Python name of the syncer.
 func (NoRelations) String() string { return "django_python3_ldap.utils.sync_user_relations" }
 
-// SyncsGroups implements [GroupSyncer]: NoRelations keeps no group.
 func (NoRelations) SyncsGroups() bool { return false }
 
-// SyncUserGroups is Flagsmith's sync_user_groups
-// (flagsmith_ldap.ldap.sync_user_groups, custom_auth.ldap.sync_user_groups).
-// On every login it
-//   - adds the user to [Config.OrganisationID] (again, harmlessly, for a
-//     returning user);
-//   - for each DN in [Config.SyncedGroups]: when the user is a member,
-//     creates the group in the store if missing and adds the user to it;
-//     when not, removes the user from it.
-//
-// Membership is read from the user's memberOf; for a user entry without
-// memberOf (directories without the memberOf overlay), from the group's
-// member, uniqueMember (user DN) or memberUid (username) values, read to
-// the end of Active Directory's ranges; a group entry the directory does
-// not return (noSuchObject, or an empty answer from an ACL or GLAuth)
-// confirms nothing, and the user's membership of it is left as it is. DNs
-// are compared parsed and case-insensitively. With [Config.NestedGroups] membership through groups
-// of groups counts too; a group that is the user's Active Directory primary
-// group (primaryGroupID) always counts.
+// SyncUserGroups is Flagsmith's sync_user_groups: on every login the user
+// joins Config.OrganisationID and the synced groups it is a member of, and
+// leaves the others (memberOf, or the group's entry; docs/login.md).
 type SyncUserGroups struct{}
 
-// String returns the Python name of the syncer.
 func (SyncUserGroups) String() string { return "flagsmith_ldap.ldap.sync_user_groups" }
 
-// SyncsGroups implements [GroupSyncer]: SyncUserGroups keeps the groups.
 func (SyncUserGroups) SyncsGroups() bool { return true }
 
-// SyncRelations implements [RelationSyncer]. After a login, dir is the
-// login's: the synced groups parsed once by [New], and the membership check
-// the login group made, are reused.
 func (SyncUserGroups) SyncRelations(ctx context.Context, cfg *Config, u *User, dir Directory) error {
 	if ld, ok := dir.(*loginDirectory); ok && &ld.a.cfg == cfg {
 		return syncGroups(ctx, cfg, ld.a.synced, ld.check(u))
@@ -126,7 +91,7 @@ func (d *loginDirectory) check(u *User) *memberCheck {
 func syncGroups(ctx context.Context, cfg *Config, groups []groupRef, m *memberCheck) error {
 	store := cfg.Store
 	if store == nil {
-		return configErr("the group syncer needs Config.Store", EnvSyncRelations)
+		return configErr("the group syncer needs Config.Store", envSyncRelations)
 	}
 	username := m.u.Username
 	if err := store.JoinOrganisation(ctx, username, cfg.OrganisationID); err != nil {
@@ -159,14 +124,14 @@ func syncGroups(ctx context.Context, cfg *Config, groups []groupRef, m *memberCh
 type groupRef struct {
 	dn     string // as configured
 	key    string // DNKey(dn)
-	name   string // GroupName(dn)
+	name   string // groupName(dn)
 	base   string // domainOf(dn), where a walk looks for the groups above
 	domain string // DNKey(base)
 }
 
 func newGroupRef(dn string) groupRef {
 	base := domainOf(dn)
-	return groupRef{dn: dn, key: DNKey(dn), name: GroupName(dn), base: base, domain: DNKey(base)}
+	return groupRef{dn: dn, key: DNKey(dn), name: groupName(dn), base: base, domain: DNKey(base)}
 }
 
 func groupRefs(dns []string) []groupRef {

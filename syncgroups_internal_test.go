@@ -18,6 +18,11 @@ import (
 // Directories with memberOf exercise it end to end; the group-entry side
 // has no positive case there (the memberof overlay always writes memberOf),
 // so it is covered here.
+func TestGroupName(t *testing.T) {
+	assert.Equal(t, "Readers", groupName("CN=Readers,CN=Roles,CN=webapp01,dc=admin,dc=com"))
+	assert.Equal(t, "a,b", groupName(`cn=a\,b,dc=x`))
+}
+
 func TestMemberByRule(t *testing.T) {
 	entry := func() *groupEntry {
 		return &groupEntry{dns: []string{"UID=Alice, OU=People,dc=example,dc=com"}, uids: []string{"Bob"}}
@@ -68,7 +73,7 @@ func TestSyncUserGroupsUnconfirmedGroupKeepsMembership(t *testing.T) {
 	store := NewMemStore()
 	require.NoError(t, store.SaveUser(ctx, u))
 	for _, g := range []string{listed, hidden} {
-		require.NoError(t, store.SaveGroup(ctx, Group{DN: g, Name: GroupName(g)}))
+		require.NoError(t, store.SaveGroup(ctx, Group{DN: g, Name: groupName(g)}))
 		require.NoError(t, store.SetMember(ctx, g, "alice", true))
 	}
 	dir := searchFunc(func(req *ldap.SearchRequest) (*ldap.SearchResult, error) {

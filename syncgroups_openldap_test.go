@@ -24,8 +24,8 @@ func TestSyncUserGroupsWithoutMemberOfOpenLDAP(t *testing.T) {
 	ctx := context.Background()
 	store := ldapauth.NewMemStore()
 	require.NoError(t, store.SaveUser(ctx, &ldapauth.User{Username: "frank", Fields: map[string]string{"username": "frank"}}))
-	for _, g := range []string{readers, retired} {
-		require.NoError(t, store.SaveGroup(ctx, ldapauth.Group{DN: g, Name: ldapauth.GroupName(g)}))
+	for g, name := range map[string]string{readers: "readers", retired: "retired"} {
+		require.NoError(t, store.SaveGroup(ctx, ldapauth.Group{DN: g, Name: name}))
 		require.NoError(t, store.SetMember(ctx, g, "frank", true))
 	}
 	a := syncAuth(t, map[string]string{

@@ -16,56 +16,35 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// SyncStateStore is an optional interface of a [UserStore]: a store that
-// implements it keeps the state of [Authenticator.SyncChanges] between runs
-// (the directory's cookie and the entryUUIDs of the entries it returned),
-// so that each run reads only what changed since the last one, a restarted
-// job included. The state is opaque bytes, written whole after the changes
-// of a run are applied; a store keeps the last one saved.
+// SyncStateStore is an optional interface of a UserStore: it keeps
+// SyncChanges' state (opaque bytes) between runs.
 type SyncStateStore interface {
-	// LoadSyncState returns the state last saved, or nil when there is
-	// none.
-	LoadSyncState(ctx context.Context) ([]byte, error)
-	// SaveSyncState replaces the state.
-	SaveSyncState(ctx context.Context, state []byte) error
+	LoadSyncState(ctx context.Context) ([]byte, error)     // the state last saved, or nil
+	SaveSyncState(ctx context.Context, state []byte) error // replaces it
 }
 
 // The modes of a change-driven run ([ChangeSync.Mode]).
 const (
-	// ChangeSyncIncremental: the directory returned only what changed
+	// changeSyncIncremental: the directory returned only what changed
 	// since the stored cookie.
-	ChangeSyncIncremental = "incremental"
-	// ChangeSyncFullRefresh: a content synchronisation without a cookie,
+	changeSyncIncremental = "incremental"
+	// changeSyncFullRefresh: a content synchronisation without a cookie,
 	// which returns every entry (and the cookie for the next run).
-	ChangeSyncFullRefresh = "full refresh"
-	// ChangeSyncFull: the paged full sync of [Authenticator.Sync]; no
+	changeSyncFullRefresh = "full refresh"
+	// changeSyncFull: the paged full sync of [Authenticator.Sync]; no
 	// cookie is kept.
-	ChangeSyncFull = "full sync"
+	changeSyncFull = "full sync"
 )
 
-// ChangeSync is what a run of [Authenticator.SyncChanges] did, in its
-// [SyncReport].
+// ChangeSync is how SyncChanges read the directory: Mode "incremental",
+// "full refresh" or "full sync", the Fallback's reason (docs/sync.md).
 type ChangeSync struct {
-	// Mode is ChangeSyncIncremental, ChangeSyncFullRefresh or
-	// ChangeSyncFull.
-	Mode string `json:"mode"`
-	// Fallback says why the run read the whole directory rather than the
-	// changes; empty for an incremental run.
-	Fallback string `json:"fallback,omitempty"`
-	// Changed counts the entries the directory returned as added or
-	// modified (every entry in a full refresh).
-	Changed int `json:"changed"`
-	// Deleted counts the entries known from the last run that the
-	// directory reported deleted or no longer matching the search.
-	Deleted int `json:"deleted"`
-	// Phase is how deletions were learnt: "delete" (the server listed the
-	// deleted entries' entryUUIDs) or "present" (it listed the unchanged
-	// ones; the others are gone), or "dirsync" (Active Directory's
-	// DirSync returned the deleted objects). Empty in a full sync.
-	Phase string `json:"phase,omitempty"`
-	// StateSaved is set when the new cookie and state were written to the
-	// store (never in a dry run or a refused run).
-	StateSaved bool `json:"state_saved"`
+	Mode       string `json:"mode"`
+	Fallback   string `json:"fallback,omitempty"`
+	Changed    int    `json:"changed"`
+	Deleted    int    `json:"deleted"`
+	Phase      string `json:"phase,omitempty"`
+	StateSaved bool   `json:"state_saved"`
 }
 
 // changeState is the state SyncChanges keeps through a SyncStateStore.
@@ -107,60 +86,17 @@ type changeEntry struct {
 
 const changeStateVersion = 1
 
-// ErrRefreshRequired is the directory refusing a sync cookie
+// errRefreshRequired is the directory refusing a sync cookie
 // (e-syncRefreshRequired, or an answer that says the same);
 // [Authenticator.SyncChanges] then reads the whole directory once.
-var ErrRefreshRequired = errors.New("ldapauth: the directory refused the sync cookie")
+var errRefreshRequired = errors.New("ldapauth: the directory refused the sync cookie")
 
-// ErrNoContentSync is a directory that does not offer RFC 4533 content
-// synchronisation (OpenLDAP without the syncprov overlay);
-// [Authenticator.SyncChanges] then runs the full sync.
+// ErrNoContentSync: the directory has no RFC 4533 content synchronisation;
+// SyncChanges then runs the full sync, WatchChanges returns it.
 var ErrNoContentSync = errors.New("ldapauth: the directory does not offer content synchronisation (RFC 4533; OpenLDAP's syncprov overlay)")
 
-// SyncChanges is the change-driven sync: the sync of [Authenticator.Sync],
-// with the same rules, the same removal guard and the same report, that
-// reads only what changed in the directory since its last run. It uses RFC
-// 4533 content synchronisation (refreshOnly) with the cookie kept in the
-// store, which must implement [SyncStateStore]:
-//
-//   - The directory returns the entries the login search matches that were
-//     added or modified since the cookie, and either the entryUUIDs of the
-//     entries deleted or no longer matching (a delete phase) or those of
-//     every unchanged entry (a present phase). The state maps each
-//     entryUUID to the entry's DN and username, so a deletion removes the
-//     stored user whose entry it was.
-//   - Every entry known and unchanged counts as read, unchanged: the plan
-//     is the one a full sync would make, from the changed entries alone.
-//   - The memberof overlay writes memberOf without changing the user's
-//     entryCSN, so the synced groups' and the login group's entries are
-//     compared with the last run's, and the users who joined or left one
-//     are read again with the login search's filter (one who left the
-//     login group is then gone).
-//   - Synced groups are then read as a full sync reads them.
-//   - Nothing is written until the whole refresh is read; a removal guard
-//     refusal or a dry run writes nothing, the cookie included, so the
-//     next run reads the same changes again. The cookie and state are
-//     saved once the plan is applied.
-//
-// Fallbacks, each named in [SyncReport].ChangeSync.Fallback: with no state
-// yet, a state for other search settings, or a cookie the directory
-// refuses ([ErrRefreshRequired]), the run is a full refresh (every entry,
-// as a full sync, and a new cookie). A directory without content
-// synchronisation ([ErrNoContentSync]) or a store without
-// [SyncStateStore] gets the full sync of [Authenticator.Sync], every time.
-//
-// Limits: a membership gained or lost through nesting (a group joining a
-// synced group) changes neither the user's entry nor the synced group's
-// member values, and is seen by the next full sync, not by SyncChanges.
-// A cookie the directory ignores rather than refuses is not detected.
-//
-// On Active Directory (configured, or read from the root DSE) it uses the
-// DirSync control instead, with the same state, rules and fallbacks: the
-// objects DirSync returns are read again whole with the login search,
-// tombstones are mapped to stored users by objectGUID, and the members
-// who joined or left a group are read again. The sync account needs the
-// "Replicating Directory Changes" right; without it the run aborts with
-// nothing written. See docs/active-directory.md.
+// SyncChanges is [Authenticator.Sync] reading only what changed since the
+// last run (RFC 4533, the cookie in a [SyncStateStore]), or falling back.
 func (a *Authenticator) SyncChanges(ctx context.Context, opts SyncOptions) (*SyncReport, error) {
 	return a.syncChanges(ctx, opts, nil)
 }
@@ -177,7 +113,7 @@ func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, delet
 		return nil, err
 	}
 	if a.cfg.Store == nil {
-		return nil, configErr("the sync writes into Config.Store, which is nil", EnvSyncRelations)
+		return nil, configErr("the sync writes into Config.Store, which is nil", envSyncRelations)
 	}
 	states, ok := a.cfg.Store.(SyncStateStore)
 	if !ok {
@@ -185,11 +121,11 @@ func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, delet
 	}
 	raw, err := states.LoadSyncState(ctx)
 	if err != nil {
-		return nil, &SyncAbortError{Phase: SyncReadStore, Err: orCtxError(ctx, &StoreError{Op: "load sync state", Err: err})}
+		return nil, &SyncAbortError{Phase: syncReadStore, Err: orCtxError(ctx, &StoreError{Op: "load sync state", Err: err})}
 	}
 	dirsync, err := a.usesDirSync(ctx)
 	if err != nil {
-		return nil, &SyncAbortError{Phase: SyncBind, Err: err}
+		return nil, &SyncAbortError{Phase: syncBind, Err: err}
 	}
 	fp := a.changeFingerprint()
 	if dirsync {
@@ -212,8 +148,8 @@ func (a *Authenticator) syncChanges(ctx context.Context, opts SyncOptions, delet
 		}
 	}
 	rep, err := a.changeRun(ctx, opts, states, st, fp, deleted)
-	if st != nil && errors.Is(err, ErrRefreshRequired) {
-		why := strings.TrimPrefix(unprefixed(err), unprefixed(ErrRefreshRequired)+": ")
+	if st != nil && errors.Is(err, errRefreshRequired) {
+		why := strings.TrimPrefix(unprefixed(err), unprefixed(errRefreshRequired)+": ")
 		fallback = "the directory refused the stored cookie (" + why + "): every entry is read again"
 		rep, err = a.changeRun(ctx, opts, states, nil, fp, nil)
 	}
@@ -231,7 +167,7 @@ func (a *Authenticator) fullSync(ctx context.Context, opts SyncOptions, why stri
 	a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: change-driven sync falls back to the full sync", slog.String("reason", why))
 	rep, err := a.runSync(ctx, opts)
 	if rep != nil {
-		rep.ChangeSync = &ChangeSync{Mode: ChangeSyncFull, Fallback: why}
+		rep.ChangeSync = &ChangeSync{Mode: changeSyncFull, Fallback: why}
 	}
 	return rep, err
 }
@@ -255,9 +191,9 @@ func (a *Authenticator) changeFingerprint() string {
 // without, a refresh from nothing (every entry).
 func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states SyncStateStore, st *changeState, fp string, deleted map[string]bool) (*SyncReport, error) {
 	r := a.newSyncRun(opts)
-	cr := &changeRead{r: r, old: st, info: &ChangeSync{Mode: ChangeSyncFullRefresh}, seenDeleted: deleted}
+	cr := &changeRead{r: r, old: st, info: &ChangeSync{Mode: changeSyncFullRefresh}, seenDeleted: deleted}
 	if st != nil {
-		cr.info.Mode = ChangeSyncIncremental
+		cr.info.Mode = changeSyncIncremental
 		cr.sawMemberOf = st.MemberOf
 	}
 	r.report.ChangeSync = cr.info
@@ -277,7 +213,7 @@ func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states 
 		return rep, err
 	}
 	if opts.DryRun {
-		r.progress(SyncDone)
+		r.progress(syncDone)
 		return rep, nil
 	}
 	if err := r.apply(ctx); err != nil {
@@ -295,7 +231,7 @@ func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states 
 		return rep, wrap(&StoreError{Op: "save sync state", Err: err}, "the changes are applied; the next run reads them again")
 	}
 	cr.info.StateSaved = true
-	r.progress(SyncDone)
+	r.progress(syncDone)
 	a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "ldapauth: change-driven sync applied",
 		slog.String("mode", cr.info.Mode), slog.Int("changed", cr.info.Changed), slog.Int("deleted", cr.info.Deleted),
 		slog.Int("changes", rep.Counts.Changes()))
@@ -386,14 +322,14 @@ func (cr *changeRead) read(ctx context.Context) error {
 // entry to the full sync's entry handling.
 func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 	r, a := cr.r, cr.r.a
-	r.progress(SyncReadUsers)
+	r.progress(syncReadUsers)
 	cfg, err := a.searchConfig(ctx, c)
 	if err != nil {
-		return r.abort(SyncReadUsers, err)
+		return r.abort(syncReadUsers, err)
 	}
 	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
 	if err != nil {
-		return r.abort(SyncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
+		return r.abort(syncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
 	}
 	attrs := a.syncAttrs
 	if r.custom {
@@ -434,11 +370,11 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 				if errors.Is(err, ErrNoContentSync) {
 					return err
 				}
-				return r.abort(SyncReadUsers, err)
+				return r.abort(syncReadUsers, err)
 			}
 			r.prog.Users++
 			if r.prog.Users%1000 == 0 {
-				r.progress(SyncReadUsers)
+				r.progress(syncReadUsers)
 			}
 			continue
 		}
@@ -451,11 +387,11 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 	switch {
 	case ctx.Err() != nil:
 		c.broken = true
-		return r.abort(SyncReadUsers, ctxError(ctx))
+		return r.abort(syncReadUsers, ctxError(ctx))
 	case err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultSyncRefreshRequired):
-		return fmt.Errorf("%w: e-syncRefreshRequired", ErrRefreshRequired)
+		return fmt.Errorf("%w: e-syncRefreshRequired", errRefreshRequired)
 	case err != nil && cookie != nil && isCookieRefusal(err):
-		return fmt.Errorf("%w: %s", ErrRefreshRequired, ldapMessage(err))
+		return fmt.Errorf("%w: %s", errRefreshRequired, ldapMessage(err))
 	case err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
 		return ErrNoContentSync
 	case err != nil:
@@ -464,10 +400,10 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 		return r.readError(ctx, classifyNetwork(err))
 	case !done:
 		c.broken = true
-		return r.abort(SyncReadUsers, errors.New("the refresh ended without its sync done control: the read is incomplete"))
+		return r.abort(syncReadUsers, errors.New("the refresh ended without its sync done control: the read is incomplete"))
 	}
 	r.prog.Pages = 1
-	r.progress(SyncReadUsers)
+	r.progress(syncReadUsers)
 	return nil
 }
 
@@ -724,7 +660,7 @@ func (cr *changeRead) readGroup(ctx context.Context, c *conn, dn string, members
 	case err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
 		return "", nil, nil
 	case err != nil:
-		return "", nil, cr.r.abort(SyncReadGroups, orCtxError(ctx, classifyNetwork(err)))
+		return "", nil, cr.r.abort(syncReadGroups, orCtxError(ctx, classifyNetwork(err)))
 	case len(res.Entries) == 0:
 		return "", nil, nil
 	}
@@ -786,7 +722,7 @@ func (cr *changeRead) reread(ctx context.Context, c *conn, affected map[string][
 		}
 		res, err := c.Search(ctx, ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, cr.filter, attrs, nil))
 		if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-			return nil, r.abort(SyncReadUsers, orCtxError(ctx, classifyNetwork(err)))
+			return nil, r.abort(syncReadUsers, orCtxError(ctx, classifyNetwork(err)))
 		}
 		if err != nil || len(res.Entries) == 0 {
 			if id := byDN[dn]; id != "" {
@@ -806,7 +742,7 @@ func (cr *changeRead) reread(ctx context.Context, c *conn, affected map[string][
 		e := res.Entries[0]
 		id := e.GetAttributeValue("entryUUID")
 		if id == "" {
-			return nil, r.abort(SyncReadUsers, fmt.Errorf("the entry %q came without entryUUID: the sync account must read it", e.DN))
+			return nil, r.abort(syncReadUsers, fmt.Errorf("the entry %q came without entryUUID: the sync account must read it", e.DN))
 		}
 		if old := byDN[DNKey(e.DN)]; old != "" && old != id {
 			cr.gone[old] = true
@@ -834,7 +770,7 @@ func (cr *changeRead) readMemberOf(ctx context.Context, c *conn, dn string) (key
 	case err != nil && !isNetworkError(err) && ctx.Err() == nil:
 		return nil, false, nil // noSuchObject, or refused: gone or hidden
 	case err != nil:
-		return nil, false, cr.r.abort(SyncReadUsers, orCtxError(ctx, classifyNetwork(err)))
+		return nil, false, cr.r.abort(syncReadUsers, orCtxError(ctx, classifyNetwork(err)))
 	case len(res.Entries) == 0:
 		return nil, false, nil
 	}

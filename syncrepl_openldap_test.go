@@ -50,7 +50,7 @@ func TestSyncChangesOpenLDAP(t *testing.T) {
 			opts := ldapauth.SyncOptions{CreateUsers: true}
 
 			rep := syncChanges(t, a, opts)
-			assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+			assert.Equal(t, "full refresh", rep.ChangeSync.Mode)
 			assert.Contains(t, rep.ChangeSync.Fallback, "no sync state yet")
 			assert.True(t, rep.ChangeSync.StateSaved)
 			require.Len(t, snapshot(t, store).Users, 7)
@@ -59,7 +59,7 @@ func TestSyncChangesOpenLDAP(t *testing.T) {
 			t.Run("nothing changed", func(t *testing.T) {
 				before := snapshot(t, store)
 				rep := syncChanges(t, a, opts)
-				assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+				assert.Equal(t, "incremental", rep.ChangeSync.Mode)
 				assert.Empty(t, rep.ChangeSync.Fallback)
 				assert.Zero(t, rep.ChangeSync.Changed)
 				assert.Zero(t, rep.ChangeSync.Deleted)
@@ -70,7 +70,7 @@ func TestSyncChangesOpenLDAP(t *testing.T) {
 			t.Run("create", func(t *testing.T) {
 				srv.AddUser(t, "frank", "frank-password", "readers")
 				rep := syncChanges(t, a, opts)
-				assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+				assert.Equal(t, "incremental", rep.ChangeSync.Mode)
 				assert.Equal(t, 1, rep.ChangeSync.Changed, "only the new entry is read")
 				assert.Equal(t, []string{"frank"}, rep.UsersCreated)
 				assert.Empty(t, rep.UsersRemoved)
@@ -141,7 +141,7 @@ func TestSyncChangesOpenLDAPLoginGroup(t *testing.T) {
 	srv.RemoveMember(t, "ldapusers", slapdtest.UserDN("carol"))
 	srv.AddMember(t, "ldapusers", slapdtest.UserDN("bob"))
 	rep := syncChanges(t, a, opts)
-	assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+	assert.Equal(t, "incremental", rep.ChangeSync.Mode)
 	assert.Equal(t, []string{"carol"}, rep.UsersRemoved, "a user leaving the login group is removed")
 	assert.Equal(t, []string{"bob"}, rep.UsersCreated, "a user joining it is created, as the full sync would")
 	assert.Nil(t, store.User("carol"))
@@ -164,12 +164,13 @@ func TestSyncChangesOpenLDAPRemovalGuard(t *testing.T) {
 	require.NoError(t, err)
 	for range 2 { // refused again: the cookie did not move on
 		rep, err := a.SyncChanges(context.Background(), ldapauth.SyncOptions{CreateUsers: true})
-		var guard *ldapauth.RemovalGuardError
+		var guard *ldapauth.SyncAbortError
 		require.ErrorAs(t, err, &guard)
-		assert.Equal(t, 20, guard.Users.Remove)
+		assert.Equal(t, "removal guard", guard.Phase)
+		assert.Equal(t, 20, rep.RemovalGuard.Users.Remove)
 		require.NotNil(t, rep)
 		assert.False(t, rep.Applied)
-		assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+		assert.Equal(t, "incremental", rep.ChangeSync.Mode)
 		assert.False(t, rep.ChangeSync.StateSaved)
 		assert.Equal(t, before, snapshot(t, store), "nothing written")
 		after, err := store.LoadSyncState(context.Background())
@@ -208,14 +209,14 @@ func TestSyncChangesOpenLDAPCookieRefused(t *testing.T) {
 			srv.DeleteUser(t, slapdtest.GeneratedUID(i))
 		}
 		rep := syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
-		assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+		assert.Equal(t, "full refresh", rep.ChangeSync.Mode)
 		assert.Contains(t, rep.ChangeSync.Fallback, "e-syncRefreshRequired")
 		assert.Len(t, rep.UsersRemoved, 5)
 		assert.Contains(t, rep.String(), "read in full: the directory refused the stored cookie")
 		// And the new cookie works.
 		srv.DeleteUser(t, slapdtest.GeneratedUID(6))
 		rep = syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
-		assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+		assert.Equal(t, "incremental", rep.ChangeSync.Mode)
 		assert.Equal(t, []string{slapdtest.GeneratedUID(6)}, rep.UsersRemoved)
 	})
 	t.Run("ahead of the directory", func(t *testing.T) {
@@ -227,7 +228,7 @@ func TestSyncChangesOpenLDAPCookieRefused(t *testing.T) {
 		cookieState(t, store, "rid=000,csn=20990101000000.000000Z#000000#000#000000")
 		srv.DeleteUser(t, "carol")
 		rep := syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
-		assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+		assert.Equal(t, "full refresh", rep.ChangeSync.Mode)
 		assert.Contains(t, rep.ChangeSync.Fallback, "consumer state is newer than provider")
 		assert.Equal(t, []string{"carol"}, rep.UsersRemoved)
 		assert.Nil(t, store.User("carol"))
@@ -241,7 +242,7 @@ func TestSyncChangesOpenLDAPCookieRefused(t *testing.T) {
 			"LDAP_LOGIN_GROUP":                slapdtest.GroupDN("ldapusers"),
 			"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter"}), store)
 		rep := syncChanges(t, b, ldapauth.SyncOptions{CreateUsers: true, Force: true})
-		assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+		assert.Equal(t, "full refresh", rep.ChangeSync.Mode)
 		assert.Contains(t, rep.ChangeSync.Fallback, "search settings changed")
 		assert.ElementsMatch(t, []string{"bob", "dave", "erin"}, rep.UsersRemoved)
 	})
@@ -253,7 +254,7 @@ func TestSyncChangesOpenLDAPWithoutSyncProv(t *testing.T) {
 	a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, nil), store)
 	for range 2 {
 		rep := syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
-		assert.Equal(t, ldapauth.ChangeSyncFull, rep.ChangeSync.Mode)
+		assert.Equal(t, "full sync", rep.ChangeSync.Mode)
 		assert.Contains(t, rep.ChangeSync.Fallback, "syncprov")
 		assert.False(t, rep.ChangeSync.StateSaved)
 		assert.Len(t, snapshot(t, store).Users, 7)
@@ -295,7 +296,7 @@ func TestSyncChangesOpenLDAPResume(t *testing.T) {
 		srv.DeleteUser(t, "erin")
 		srv.Restart(t)
 		rep := syncChanges(t, a, ldapauth.SyncOptions{CreateUsers: true})
-		assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode, "the cookie outlives the restart")
+		assert.Equal(t, "incremental", rep.ChangeSync.Mode, "the cookie outlives the restart")
 		assert.Equal(t, []string{"erin"}, rep.UsersRemoved)
 	})
 	t.Run("run stopped while applying", func(t *testing.T) {
@@ -314,7 +315,7 @@ func TestSyncChangesOpenLDAPResume(t *testing.T) {
 		store.fail = false
 		b := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, nil), store)
 		rep = syncChanges(t, b, ldapauth.SyncOptions{CreateUsers: true})
-		assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+		assert.Equal(t, "incremental", rep.ChangeSync.Mode)
 		assert.Equal(t, []string{"dave"}, rep.UsersRemoved)
 		assert.Nil(t, store.User("dave"))
 		require.NotNil(t, store.User("frank"))

@@ -7,76 +7,40 @@ import (
 	"strings"
 )
 
-// SyncPhase names a stage of a sync run.
-type SyncPhase string
-
 // SyncProgress says how far a sync run has come.
 type SyncProgress struct {
-	// Phase is the stage the run is in.
-	Phase SyncPhase `json:"phase"`
-	// Pages is the number of pages of users read so far.
-	Pages int `json:"pages"`
-	// Users is the number of user entries read so far.
-	Users int `json:"users"`
-	// Groups is the number of group entries read so far.
-	Groups int `json:"groups"`
-	// Done and Total count the store writes of the apply phase.
-	Done  int `json:"done"`
-	Total int `json:"total"`
+	Phase  string `json:"phase"`  // "read store", "bind", "read users", "read groups", "apply", "done"
+	Pages  int    `json:"pages"`  // pages of users read so far
+	Users  int    `json:"users"`  // user entries read so far
+	Groups int    `json:"groups"` // group entries read so far
+	Done   int    `json:"done"`   // store writes of the apply phase made,
+	Total  int    `json:"total"`  // of this many
 }
 
-// Membership is one user in one group.
+// Membership is one user (the directory's spelling) in one synced group.
 type Membership struct {
-	// GroupDN is the synced group's DN, as configured.
-	GroupDN string `json:"group_dn"`
-	// Username is the user's, in the directory's spelling.
+	GroupDN  string `json:"group_dn"`
 	Username string `json:"username"`
 }
 
-// GroupNote is a group the sync left alone, and why.
-type GroupNote struct {
-	// DN is the group's, as the store holds it.
-	DN string `json:"dn"`
-	// Reason says why the sync left it alone.
-	Reason string `json:"reason"`
+// Notice is something a sync left as it was, and why: a group or entry
+// (DN), a user or membership (Username, Group), or a mapped Field.
+type Notice struct {
+	DN       string `json:"dn,omitempty"`
+	Username string `json:"username,omitempty"`
+	Group    string `json:"group_dn,omitempty"`
+	Field    string `json:"field,omitempty"`
+	Reason   string `json:"reason"`
 }
 
-// SkippedEntry is a directory entry the sync could not use, and why.
-type SkippedEntry struct {
-	// DN is the entry's.
-	DN string `json:"dn"`
-	// Reason says why the sync could not use it.
-	Reason string `json:"reason"`
-}
-
-// KeptRemoval is a removal a read implied that the directory did not prove
-// (an access rule may hide what it would remove): the user, or its
-// membership of GroupDN, is kept.
-type KeptRemoval struct {
-	// Username is the user's, in the store's spelling for a user, the
-	// directory's for a membership.
-	Username string `json:"username"`
-	// GroupDN is the synced group's, for a membership; empty for the user.
-	GroupDN string `json:"group_dn,omitempty"`
-	// Field is set, with no Username, for a mapped field no entry of the
-	// read carried: the stored values of every user are kept.
-	Field string `json:"field,omitempty"`
-	// Reason says why the removal is not proven.
-	Reason string `json:"reason"`
-}
-
-// RemovalCount is one kind of removal the removal guard weighs: how many a
-// run removes, of how many the store holds.
+// RemovalCount is one kind of removal the removal guard weighs: Remove of
+// Total, OverLimit when the guard refuses it.
 type RemovalCount struct {
-	Remove int `json:"remove"`
-	Total  int `json:"total"`
-	// OverLimit is set when Remove is above both the guard's share of
-	// Total and its allowance (and, for users, when the directory
-	// returned no user at all): the run is refused unless forced.
+	Remove    int  `json:"remove"`
+	Total     int  `json:"total"`
 	OverLimit bool `json:"over_limit"`
 }
 
-// String returns "remove of total", with "over the limit" when it is.
 func (c RemovalCount) String() string {
 	s := fmt.Sprintf("%d of %d", c.Remove, c.Total)
 	if c.OverLimit {
@@ -85,22 +49,15 @@ func (c RemovalCount) String() string {
 	return s
 }
 
-// RemovalGuard is what the removal guard weighed in a run: each kind of
-// removal against its own total in the store, each with the same share
-// (LDAP_SYNC_MAX_REMOVAL_PERCENT) and allowance ([SyncRemovalAllowance]).
+// RemovalGuard is what the removal guard weighed, and the removals held
+// back (docs/sync.md).
 type RemovalGuard struct {
-	// LimitPercent is Config.SyncMaxRemovalPercent.
-	LimitPercent int `json:"limit_percent"`
-	// Allowance is SyncRemovalAllowance.
-	Allowance int `json:"allowance"`
-	// Users: directory-managed users removed, of those the store holds.
-	Users RemovalCount `json:"users"`
-	// Groups: synced groups removed, of the synced groups the store holds.
-	Groups RemovalCount `json:"groups"`
-	// Memberships: memberships removed from synced groups (not counting
-	// those that go with a removed user or group), of the memberships the
-	// store holds in synced groups.
-	Memberships RemovalCount `json:"memberships"`
+	LimitPercent int          `json:"limit_percent"`
+	Allowance    int          `json:"allowance"`
+	Users        RemovalCount `json:"users"`
+	Groups       RemovalCount `json:"groups"`
+	Memberships  RemovalCount `json:"memberships"`
+	Held         []Notice     `json:"held"`
 }
 
 // overLimit reports whether the guard refuses any kind.
@@ -108,46 +65,21 @@ func (g RemovalGuard) overLimit() bool {
 	return g.Users.OverLimit || g.Groups.OverLimit || g.Memberships.OverLimit
 }
 
-// HeldRemovals are the removals a run planned but did not make, and why:
-// the read returned entries without the username attribute (an access rule
-// may hide it) that match no stored user by DN, so any stored user the read
-// missed may be one of them. The next complete read makes them, or
-// [SyncOptions.Force] does.
-type HeldRemovals struct {
-	// Reason says why; empty when nothing was held.
-	Reason             string       `json:"reason"`
-	UsersRemoved       []string     `json:"users_removed"`
-	GroupsRemoved      []Group      `json:"groups_removed"`
-	MembershipsRemoved []Membership `json:"memberships_removed"`
-}
-
-// SyncCounts are the lengths of a [SyncReport]'s lists, each field the
-// length of the list of the same name.
+// SyncCounts are the lengths of a [SyncReport]'s lists of the same names
+// (Held: RemovalGuard.Held).
 type SyncCounts struct {
-	// UsersRemoved is len(SyncReport.UsersRemoved).
-	UsersRemoved int `json:"users_removed"`
-	// UsersUpdated is len(SyncReport.UsersUpdated).
-	UsersUpdated int `json:"users_updated"`
-	// UsersCreated is len(SyncReport.UsersCreated).
-	UsersCreated int `json:"users_created"`
-	// OrganisationJoins is len(SyncReport.OrganisationJoins).
-	OrganisationJoins int `json:"organisation_joins"`
-	// GroupsCreated is len(SyncReport.GroupsCreated).
-	GroupsCreated int `json:"groups_created"`
-	// GroupsRemoved is len(SyncReport.GroupsRemoved).
-	GroupsRemoved int `json:"groups_removed"`
-	// GroupsLeftAlone is len(SyncReport.GroupsLeftAlone).
-	GroupsLeftAlone int `json:"groups_left_alone"`
-	// MembershipsAdded is len(SyncReport.MembershipsAdded).
-	MembershipsAdded int `json:"memberships_added"`
-	// MembershipsRemoved is len(SyncReport.MembershipsRemoved).
+	UsersRemoved       int `json:"users_removed"`
+	UsersUpdated       int `json:"users_updated"`
+	UsersCreated       int `json:"users_created"`
+	OrganisationJoins  int `json:"organisation_joins"`
+	GroupsCreated      int `json:"groups_created"`
+	GroupsRemoved      int `json:"groups_removed"`
+	GroupsLeftAlone    int `json:"groups_left_alone"`
+	MembershipsAdded   int `json:"memberships_added"`
 	MembershipsRemoved int `json:"memberships_removed"`
-	// Skipped is len(SyncReport.Skipped).
-	Skipped int `json:"skipped"`
-	// Unconfirmed is len(SyncReport.Unconfirmed).
-	Unconfirmed int `json:"unconfirmed"`
-	// Held is the number of removals in SyncReport.Held, of every kind.
-	Held int `json:"held"`
+	Skipped            int `json:"skipped"`
+	Unconfirmed        int `json:"unconfirmed"`
+	Held               int `json:"held"`
 }
 
 // Changes is the number of store writes the counts stand for.
@@ -156,73 +88,40 @@ func (c SyncCounts) Changes() int {
 		c.GroupsRemoved + c.MembershipsAdded + c.MembershipsRemoved
 }
 
-// SyncReport lists every change of a sync run: made, or planned when the
-// run was a dry run or was refused. Lists are sorted; usernames are the
-// directory's spelling (the store's for removed users). Print it with
-// String or WriteText; encode it with encoding/json.
+// SyncReport lists every change of a sync run, made or planned, sorted
+// (docs/sync.md). Print it with String or WriteText, or encode it as JSON.
 type SyncReport struct {
-	// DryRun is set when nothing was meant to be written.
-	DryRun bool `json:"dry_run"`
-	// Forced is set when the run was forced past the removal guard.
-	Forced bool `json:"forced"`
-	// Applied is set when every change listed was written.
-	Applied bool `json:"applied"`
+	DryRun         bool `json:"dry_run"`
+	Forced         bool `json:"forced"`
+	Applied        bool `json:"applied"` // every change listed was written
+	Pages          int  `json:"pages"`
+	DirectoryUsers int  `json:"directory_users"`
+	StoreUsers     int  `json:"store_users"`
 
-	// Pages and DirectoryUsers say what was read: pages of the user search
-	// and user entries with a username. StoreUsers is the number of
-	// directory-managed users the store held before the run.
-	Pages          int `json:"pages"`
-	DirectoryUsers int `json:"directory_users"`
-	StoreUsers     int `json:"store_users"`
-
-	// UsersRemoved are directory-managed users the directory no longer
-	// returns (the login search would not find them).
-	UsersRemoved []string `json:"users_removed"`
-	// UsersUpdated are users whose mapped fields or DN changed.
-	UsersUpdated []string `json:"users_updated"`
-	// UsersCreated are directory users new to the store (CreateUsers).
-	UsersCreated []string `json:"users_created"`
-	// OrganisationJoins are users joined to Config.OrganisationID.
-	OrganisationJoins []string `json:"organisation_joins"`
-	// GroupsCreated are synced groups created because a user is a member.
-	GroupsCreated []Group `json:"groups_created"`
-	// GroupsRemoved are synced groups the directory proves gone (see
-	// [Authenticator.Sync]), removed with their memberships.
-	GroupsRemoved []Group `json:"groups_removed"`
-	// GroupsLeftAlone are store groups the sync did not touch: not in
-	// LDAP_SYNCED_GROUPS, not confirmed gone, or whose entry came without
-	// member values (their memberships read from it are kept).
-	GroupsLeftAlone []GroupNote `json:"groups_left_alone"`
-	// MembershipsAdded and MembershipsRemoved are changes of the synced
-	// groups' members (those of removed users and groups not included).
+	UsersRemoved       []string     `json:"users_removed"`
+	UsersUpdated       []string     `json:"users_updated"`
+	UsersCreated       []string     `json:"users_created"`
+	OrganisationJoins  []string     `json:"organisation_joins"`
+	GroupsCreated      []Group      `json:"groups_created"`
+	GroupsRemoved      []Group      `json:"groups_removed"`
+	GroupsLeftAlone    []Notice     `json:"groups_left_alone"`
 	MembershipsAdded   []Membership `json:"memberships_added"`
 	MembershipsRemoved []Membership `json:"memberships_removed"`
-	// Skipped are directory entries the sync could not use.
-	Skipped []SkippedEntry `json:"skipped"`
-	// Unconfirmed are removals of users and memberships the read implied
-	// but the directory did not prove: kept (see docs/sync.md, fail closed).
-	Unconfirmed []KeptRemoval `json:"unconfirmed"`
-	// Held are the removals planned but not made, and why.
-	Held HeldRemovals `json:"held"`
+	Skipped            []Notice     `json:"skipped"`     // entries the sync could not use
+	Unconfirmed        []Notice     `json:"unconfirmed"` // removals not proven, kept
 
-	// RemovalGuard is what the removal guard weighed.
 	RemovalGuard RemovalGuard `json:"removal_guard"`
-	// Counts are the lengths of the lists above.
-	Counts SyncCounts `json:"counts"`
-	// ChangeSync is set by [Authenticator.SyncChanges]: how the directory
-	// was read, and why not incrementally when it was not.
-	ChangeSync *ChangeSync `json:"change_sync,omitempty"`
+	Counts       SyncCounts   `json:"counts"`
+	ChangeSync   *ChangeSync  `json:"change_sync,omitempty"` // set by SyncChanges
 }
 
-// String returns the report as WriteText writes it.
 func (r *SyncReport) String() string {
 	var b strings.Builder
 	_ = r.WriteText(&b)
 	return b.String()
 }
 
-// WriteText writes the report for people: a summary line, then one line per
-// change.
+// WriteText writes the report for people, one line per change.
 func (r *SyncReport) WriteText(w io.Writer) error {
 	var b strings.Builder
 	r.writeSummary(&b)
@@ -239,24 +138,14 @@ func (r *SyncReport) WriteText(w io.Writer) error {
 	writeList(&b, "groups removed", lines(r.GroupsRemoved, groupDN))
 	writeList(&b, "memberships added", lines(r.MembershipsAdded, membership))
 	writeList(&b, "memberships removed", lines(r.MembershipsRemoved, membership))
-	writeList(&b, "groups left alone", lines(r.GroupsLeftAlone, func(n GroupNote) string { return n.DN + ": " + n.Reason }))
-	writeList(&b, "entries skipped", lines(r.Skipped, func(s SkippedEntry) string { return s.DN + ": " + s.Reason }))
-	writeList(&b, "removals not confirmed, kept", lines(r.Unconfirmed, func(k KeptRemoval) string {
-		switch {
-		case k.Field != "":
-			return "field " + k.Field + ": " + k.Reason
-		case k.GroupDN != "":
-			return "membership " + k.Username + " in " + k.GroupDN + ": " + k.Reason
-		}
-		return "user " + k.Username + ": " + k.Reason
-	}))
-	if r.Held.Reason != "" {
-		held := lines(r.Held.UsersRemoved, func(u string) string { return "user " + u })
-		held = append(held, lines(r.Held.GroupsRemoved, func(g Group) string { return "group " + g.DN })...)
-		held = append(held, lines(r.Held.MembershipsRemoved, func(m Membership) string { return "membership " + membership(m) })...)
-		fmt.Fprintf(&b, "removals held back (%d): %s\n", len(held), r.Held.Reason)
-		for _, it := range held {
-			fmt.Fprintf(&b, "  %s\n", it)
+	dnReason := func(n Notice) string { return n.DN + ": " + n.Reason }
+	writeList(&b, "groups left alone", lines(r.GroupsLeftAlone, dnReason))
+	writeList(&b, "entries skipped", lines(r.Skipped, dnReason))
+	writeList(&b, "removals not confirmed, kept", lines(r.Unconfirmed, func(n Notice) string { return n.what() + ": " + n.Reason }))
+	if held := r.RemovalGuard.Held; len(held) > 0 {
+		fmt.Fprintf(&b, "removals held back (%d): %s\n", len(held), held[0].Reason)
+		for _, n := range held {
+			fmt.Fprintf(&b, "  %s\n", n.what())
 		}
 	}
 	_, err := io.WriteString(w, b.String())
@@ -282,6 +171,34 @@ func (r *SyncReport) writeSummary(b *strings.Builder) {
 	g := r.RemovalGuard
 	fmt.Fprintf(b, "removal guard (%d%% of each, or %d): users %s, synced groups %s, memberships %s\n",
 		g.LimitPercent, g.Allowance, g.Users, g.Groups, g.Memberships)
+}
+
+// heldRemovals lists the removals of rep, held back for reason.
+func heldRemovals(reason string, rep *SyncReport) []Notice {
+	var held []Notice
+	for _, u := range rep.UsersRemoved {
+		held = append(held, Notice{Username: u, Reason: reason})
+	}
+	for _, g := range rep.GroupsRemoved {
+		held = append(held, Notice{DN: g.DN, Reason: reason})
+	}
+	for _, m := range rep.MembershipsRemoved {
+		held = append(held, Notice{Username: m.Username, Group: m.GroupDN, Reason: reason})
+	}
+	return held
+}
+
+// what names what a removal notice is about.
+func (n Notice) what() string {
+	switch {
+	case n.Field != "":
+		return "field " + n.Field
+	case n.Group != "":
+		return "membership " + n.Username + " in " + n.Group
+	case n.Username != "":
+		return "user " + n.Username
+	}
+	return "group " + n.DN
 }
 
 // writeList writes a titled list, nothing when it is empty.
@@ -310,12 +227,11 @@ func (r *SyncReport) count() {
 		OrganisationJoins: len(r.OrganisationJoins), GroupsCreated: len(r.GroupsCreated), GroupsRemoved: len(r.GroupsRemoved),
 		GroupsLeftAlone: len(r.GroupsLeftAlone), MembershipsAdded: len(r.MembershipsAdded),
 		MembershipsRemoved: len(r.MembershipsRemoved), Skipped: len(r.Skipped), Unconfirmed: len(r.Unconfirmed),
-		Held: len(r.Held.UsersRemoved) + len(r.Held.GroupsRemoved) + len(r.Held.MembershipsRemoved),
+		Held: len(r.RemovalGuard.Held),
 	}
 }
 
-// MarshalJSON encodes the report with empty lists as [], never null, so that
-// consumers of the JSON need no nil checks.
+// MarshalJSON encodes the report with empty lists as [], never null.
 func (r SyncReport) MarshalJSON() ([]byte, error) {
 	type plain SyncReport // without this method
 	p := plain(r)
@@ -330,9 +246,7 @@ func (r SyncReport) MarshalJSON() ([]byte, error) {
 	p.MembershipsRemoved = orEmpty(p.MembershipsRemoved)
 	p.Skipped = orEmpty(p.Skipped)
 	p.Unconfirmed = orEmpty(p.Unconfirmed)
-	p.Held.UsersRemoved = orEmpty(p.Held.UsersRemoved)
-	p.Held.GroupsRemoved = orEmpty(p.Held.GroupsRemoved)
-	p.Held.MembershipsRemoved = orEmpty(p.Held.MembershipsRemoved)
+	p.RemovalGuard.Held = orEmpty(p.RemovalGuard.Held)
 	return json.Marshal(p)
 }
 
@@ -345,10 +259,10 @@ func orEmpty[T any](s []T) []T {
 
 // The stages of a sync run, in order.
 const (
-	SyncReadStore  SyncPhase = "read store"
-	SyncBind       SyncPhase = "bind"
-	SyncReadUsers  SyncPhase = "read users"
-	SyncReadGroups SyncPhase = "read groups"
-	SyncApply      SyncPhase = "apply"
-	SyncDone       SyncPhase = "done"
+	syncReadStore  = "read store"
+	syncBind       = "bind"
+	syncReadUsers  = "read users"
+	syncReadGroups = "read groups"
+	syncApply      = "apply"
+	syncDone       = "done"
 )

@@ -14,20 +14,13 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// WatchOptions changes what [Authenticator.WatchChanges] does.
+// WatchOptions changes what [Authenticator.WatchChanges] does: the options
+// of every run (DryRun refused), Report called after each run and each lost
+// connection (it must be quick), and the reconnect back-off bounds (default
+// 1 s and 1 min).
 type WatchOptions struct {
-	// SyncOptions are those of every run (DryRun is refused: a watcher
-	// that writes nothing would read the same changes forever).
 	SyncOptions
-	// Report, when set, is called from the watching goroutine after each
-	// run with its report and error, as [Authenticator.SyncChanges]
-	// returned them; and with a nil report and the error when the
-	// connection is lost, before the watcher reconnects. It must return
-	// quickly.
-	Report func(*SyncReport, error)
-	// RetryMin and RetryMax bound the wait before reconnecting after a
-	// lost connection: it starts at RetryMin (default 1s) and doubles up
-	// to RetryMax (default 1m), back to RetryMin once a connection holds.
+	Report             func(*SyncReport, error)
 	RetryMin, RetryMax time.Duration
 	// PollInterval is how often an Active Directory watcher asks DirSync
 	// whether anything changed (default 5s); a run follows only when
@@ -35,40 +28,22 @@ type WatchOptions struct {
 	PollInterval time.Duration
 }
 
-// WatchChanges keeps the store in step with the directory until ctx ends:
-// it holds RFC 4533 refreshAndPersist searches open on the users (the
-// login search, from the stored cookie) and on each synced group and the
-// login group, and each time the directory sends a change, runs
-// [Authenticator.SyncChanges], which reads what changed since the cookie
-// and applies it with the full sync's rules and removal guard. Changes
-// that arrive during a run are taken by the next one. A run's error (the
-// removal guard refusing, a store failure) is passed to opts.Report, and
-// the watcher goes on: the next change, or the next connection, runs
-// again from the same cookie.
-//
-// A lost connection (a server restart, a network fault) is reported and
-// retried with back-off, through the same servers and connection settings
-// as the sync; each new connection starts with one run, which catches up
-// with the changes made while it was down. WatchChanges returns nil when
-// ctx ends, [ErrNoContentSync] when the directory offers no content
-// synchronisation, and a configuration error when the store does not
-// implement [SyncStateStore] or the options ask for a dry run.
-//
-// Active Directory pushes no changes: there it asks DirSync every
-// opts.PollInterval whether anything changed since the last poll (one
-// search on a held connection) and runs SyncChanges when something did.
+// WatchChanges runs [Authenticator.SyncChanges] whenever RFC 4533
+// refreshAndPersist searches see a change, until ctx ends (then nil). Run
+// errors go to opts.Report; lost connections are retried (docs/sync.md).
 func (a *Authenticator) WatchChanges(ctx context.Context, opts WatchOptions) error {
 	if err := a.cfg.ValidateSync(); err != nil {
 		return err
 	}
 	if a.cfg.Store == nil {
-		return configErr("the sync writes into Config.Store, which is nil", EnvSyncRelations)
+		return configErr("the sync writes into Config.Store, which is nil", envSyncRelations)
 	}
 	if _, ok := a.cfg.Store.(SyncStateStore); !ok {
-		return configErr("WatchChanges keeps its cookie in the store: Config.Store must implement SyncStateStore", EnvSyncRelations)
+		return configErr("WatchChanges keeps its cookie in the store: Config.Store must implement SyncStateStore", envSyncRelations)
 	}
 	if opts.DryRun {
-		return wrap(ErrWatchDryRun, "WatchChanges")
+		return &ConfigError{Variables: []string{"WatchOptions.DryRun"},
+			Problem: "a watch cannot be a dry run: a watcher that writes nothing would read the same changes forever"}
 	}
 	minWait, maxWait := opts.RetryMin, opts.RetryMax
 	if minWait <= 0 {
@@ -104,9 +79,6 @@ func (a *Authenticator) WatchChanges(ctx context.Context, opts WatchOptions) err
 		wait = min(2*wait, maxWait)
 	}
 }
-
-// ErrWatchDryRun is WatchChanges refusing SyncOptions.DryRun.
-var ErrWatchDryRun = errors.New("ldapauth: a watch cannot be a dry run")
 
 // watchOnce watches on one connection until it is lost or ctx ends. held
 // reports whether the searches were running (the back-off then starts
@@ -190,7 +162,7 @@ func (a *Authenticator) watchOnce(ctx context.Context, opts WatchOptions) (held 
 			case err != nil && (ldap.IsErrorWithCode(err, ldap.LDAPResultSyncRefreshRequired) || isCookieRefusal(err)):
 				// The run below reads every entry and saves a new
 				// cookie; the next connection uses it.
-				err = fmt.Errorf("%w: %s", ErrRefreshRequired, ldapMessage(err))
+				err = fmt.Errorf("%w: %s", errRefreshRequired, ldapMessage(err))
 			case err != nil:
 				err = wrap(classifyNetwork(err), "watch %s", req.BaseDN)
 			default:
@@ -226,7 +198,7 @@ func (a *Authenticator) watchOnce(ctx context.Context, opts WatchOptions) (held 
 		case <-wctx.Done():
 			return held, ctxError(wctx)
 		case err := <-ended:
-			if errors.Is(err, ErrRefreshRequired) {
+			if errors.Is(err, errRefreshRequired) {
 				run()
 			}
 			return held, err

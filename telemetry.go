@@ -24,7 +24,7 @@ import (
 const instrumentationName = "github.com/go-ldapauth/ldapauth"
 
 // Login outcomes, the ldapauth.login.outcome attribute; the order of
-// LoginStats' fields, which is the order they are matched in.
+// outcomeNames, which is the order they are matched in.
 const (
 	outSuccess = iota
 	outCanceled
@@ -43,13 +43,13 @@ var outcomeNames = [numOutcomes]string{"success", "canceled", "account_state", "
 
 // loginOutcome classifies Authenticate's error.
 func loginOutcome(err error) int {
-	var acct *AccountError
+	var lerr *LoginError
 	switch {
 	case err == nil:
 		return outSuccess
 	case errors.Is(err, context.Canceled):
 		return outCanceled
-	case errors.As(err, &acct):
+	case errors.As(err, &lerr) && isAccountState(lerr.Err):
 		return outAccount
 	case errors.Is(err, ErrUnknownUser):
 		return outUnknown

@@ -83,9 +83,9 @@ type LDAPAuthVariant struct {
 // default: the default configuration (pooled, LDAP_AUTH_POOL_SIZE unset),
 // the login search run as a service account (pooled too; its search runs
 // beside the user's bind), and both with pooling turned off
-// (LDAP_AUTH_POOL_SIZE=0: dial per login).
+// (LDAP_AUTH_POOL_SIZE=off: dial per login).
 func DefaultLDAPAuthVariants() []LDAPAuthVariant {
-	nopool := func() map[string]string { return map[string]string{ldapauth.EnvPoolSize: "0"} }
+	nopool := func() map[string]string { return map[string]string{"LDAP_AUTH_POOL_SIZE": "off"} }
 	return []LDAPAuthVariant{
 		{Name: "ldapauth"},
 		{Name: "ldapauth-svc", Service: true},
@@ -97,8 +97,8 @@ func DefaultLDAPAuthVariants() []LDAPAuthVariant {
 // targetVariables are set by the target (or by svc): a variant that set
 // them would no longer measure the target it is labelled with.
 var targetVariables = []string{
-	ldapauth.EnvURL, ldapauth.EnvSearchBase, ldapauth.EnvObjectClass, ldapauth.EnvUseTLS, ldapauth.EnvTLSCAFile,
-	ldapauth.EnvConnectionUsername, ldapauth.EnvConnectionPassword,
+	"LDAP_AUTH_URL", "LDAP_AUTH_SEARCH_BASE", "LDAP_AUTH_OBJECT_CLASS", "LDAP_AUTH_USE_TLS", "LDAP_AUTH_TLS_CA_FILE",
+	"LDAP_AUTH_CONNECTION_USERNAME", "LDAP_AUTH_CONNECTION_PASSWORD",
 }
 
 // ldapauthReads returns the environment variables LoadConfig reads, found
@@ -138,7 +138,7 @@ func ParseLDAPAuthVariant(s string) (LDAPAuthVariant, error) {
 		}
 	}
 	// The values must load: check them against a placeholder target.
-	if _, err := v.config(map[string]string{ldapauth.EnvURL: "ldap://127.0.0.1:389"}); err != nil {
+	if _, err := v.config(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1:389"}); err != nil {
 		return v, fmt.Errorf("benchmarks: ldapauth variant %q: %w", s, err)
 	}
 	return v, nil
@@ -194,15 +194,15 @@ func Contenders(variants []LDAPAuthVariant) []Contender {
 // Env returns the ldapauth environment variables for t.
 func (t *Target) Env() map[string]string {
 	env := map[string]string{
-		ldapauth.EnvURL:         t.URL,
-		ldapauth.EnvSearchBase:  t.SearchBase,
-		ldapauth.EnvObjectClass: t.ObjectClass,
+		"LDAP_AUTH_URL":          t.URL,
+		"LDAP_AUTH_SEARCH_BASE":  t.SearchBase,
+		"LDAP_AUTH_OBJECT_CLASS": t.ObjectClass,
 	}
 	if t.Mode == StartTLS {
-		env[ldapauth.EnvUseTLS] = "true"
+		env["LDAP_AUTH_USE_TLS"] = "true"
 	}
 	if t.Mode != Plain {
-		env[ldapauth.EnvTLSCAFile] = t.CAFile
+		env["LDAP_AUTH_TLS_CA_FILE"] = t.CAFile
 	}
 	return env
 }
@@ -211,7 +211,7 @@ func ldapauthContender(v LDAPAuthVariant) Contender {
 	// The setup line says what the configuration does, read back from the
 	// loaded Config rather than from the variant's name.
 	setup := "ldapauth: LoadConfig from the environment"
-	cfg, err := v.config(map[string]string{ldapauth.EnvURL: "ldap://127.0.0.1:389"})
+	cfg, err := v.config(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1:389"})
 	pooled := err == nil && cfg.PoolSize > 0
 	if pooled {
 		setup += fmt.Sprintf(", pool of %d idle connections per kind", cfg.PoolSize)
@@ -238,8 +238,8 @@ func ldapauthContender(v LDAPAuthVariant) Contender {
 	return Contender{Name: v.Name, Setup: setup, Open: func(t *Target) (*Session, error) {
 		env := t.Env()
 		if v.Service {
-			env[ldapauth.EnvConnectionUsername] = t.ServiceDN
-			env[ldapauth.EnvConnectionPassword] = t.ServicePassword
+			env["LDAP_AUTH_CONNECTION_USERNAME"] = t.ServiceDN
+			env["LDAP_AUTH_CONNECTION_PASSWORD"] = t.ServicePassword
 		}
 		cfg, err := v.config(env)
 		if err != nil {

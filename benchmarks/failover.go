@@ -119,7 +119,7 @@ func MeasureFailover(ctx context.Context, mode Mode, opts FailoverOptions) ([]Fa
 				return nil, err
 			}
 			firstAddr := first.Addr()
-			hedge, stop := time.Duration(ldapauth.NoHedge), func() {}
+			hedge, stop := time.Duration(-1), func() {}
 			switch scenarios[i] {
 			case Healthy:
 			case HungPrimary:

@@ -25,7 +25,7 @@ import (
 
 // ScalePageSize is the page size of both the sync and the raw paged
 // search at scale: ldapauth's default.
-const ScalePageSize = ldapauth.DefaultSyncPageSize
+const ScalePageSize = 500
 
 // StartScaleTarget starts server ("slapd" or "glauth") with users generated
 // users and returns its plain target, whose service account may read them
@@ -110,15 +110,15 @@ func PagedSearch(t *Target, pageSize uint32) (int, error) {
 // LDAP_SYNC_PAGE_SIZE is ScalePageSize, the synced groups are t's.
 func NewSyncer(t *Target, store ldapauth.UserStore) (*ldapauth.Authenticator, error) {
 	env := map[string]string{
-		ldapauth.EnvURL:            t.URL,
-		ldapauth.EnvSearchBase:     t.SearchBase,
-		ldapauth.EnvObjectClass:    t.ObjectClass,
-		ldapauth.EnvSyncRelations:  "flagsmith_ldap.ldap.sync_user_groups",
-		ldapauth.EnvOrganisationID: "1",
-		ldapauth.EnvSyncedGroups:   strings.Join(t.syncedGroups, ":"),
-		ldapauth.EnvSyncUsername:   t.ServiceDN,
-		ldapauth.EnvSyncPassword:   t.ServicePassword,
-		ldapauth.EnvSyncPageSize:   strconv.Itoa(ScalePageSize),
+		"LDAP_AUTH_URL":                          t.URL,
+		"LDAP_AUTH_SEARCH_BASE":                  t.SearchBase,
+		"LDAP_AUTH_OBJECT_CLASS":                 t.ObjectClass,
+		"LDAP_AUTH_SYNC_USER_RELATIONS":          "flagsmith_ldap.ldap.sync_user_groups",
+		"LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID": "1",
+		"LDAP_SYNCED_GROUPS":                     strings.Join(t.syncedGroups, ":"),
+		"LDAP_SYNC_USER_USERNAME":                t.ServiceDN,
+		"LDAP_SYNC_USER_PASSWORD":                t.ServicePassword,
+		"LDAP_SYNC_PAGE_SIZE":                    strconv.Itoa(ScalePageSize),
 	}
 	cfg, err := ldapauth.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {

@@ -25,6 +25,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/go-ldap/ldap/v3"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -89,7 +91,17 @@ func user(name string, fields map[string]string) *ldapauth.User {
 	return &ldapauth.User{DN: "uid=" + name + ",ou=people,dc=example,dc=com", Username: name, Fields: f}
 }
 
-func group(dn string) ldapauth.Group { return ldapauth.Group{DN: dn, Name: ldapauth.GroupName(dn)} }
+func group(dn string) ldapauth.Group { return ldapauth.Group{DN: dn, Name: groupName(dn)} }
+
+// groupName is the value of dn's first RDN, the name the Authenticator gives
+// a group in the store.
+func groupName(dn string) string {
+	parsed, err := ldap.ParseDN(dn)
+	if err != nil || len(parsed.RDNs) == 0 || len(parsed.RDNs[0].Attributes) == 0 {
+		return dn
+	}
+	return parsed.RDNs[0].Attributes[0].Value
+}
 
 func snapshot(t *testing.T, s ldapauth.UserStore) *ldapauth.Snapshot {
 	t.Helper()

@@ -411,8 +411,7 @@ func TestConcurrentLogins(t *testing.T) {
 // the order of the cases matters.
 func TestClassifyAccountStates(t *testing.T) {
 	loginErr := func(kind error, code string) error {
-		return &ldapauth.LoginError{Kind: ldapauth.ErrInvalidCredentials, Username: "x",
-			Err: &ldapauth.AccountError{Kind: kind, Code: code}}
+		return &ldapauth.LoginError{Err: kind, Code: code, Username: "x"}
 	}
 	tests := []struct {
 		err                error
@@ -426,9 +425,9 @@ func TestClassifyAccountStates(t *testing.T) {
 		{loginErr(ldapauth.ErrLogonNotPermitted, "530"), "logon_not_permitted", "logon_not_permitted"},
 		{loginErr(ldapauth.ErrAccountLocked, "775"), "invalid_credentials", "account_locked"},
 		{loginErr(ldapauth.ErrAccountLocked, "accountLocked"), "invalid_credentials", "account_locked"},
-		{&ldapauth.LoginError{Kind: ldapauth.ErrInvalidCredentials}, "invalid_credentials", "invalid_credentials"},
-		{&ldapauth.LoginError{Kind: ldapauth.ErrUnknownUser}, "invalid_credentials", "invalid_credentials"},
-		{&ldapauth.LoginError{Kind: ldapauth.ErrNotPermitted}, "invalid_credentials", "not_permitted"},
+		{&ldapauth.LoginError{Err: ldapauth.ErrInvalidCredentials}, "invalid_credentials", "invalid_credentials"},
+		{&ldapauth.LoginError{Err: ldapauth.ErrUnknownUser}, "invalid_credentials", "invalid_credentials"},
+		{&ldapauth.LoginError{Err: ldapauth.ErrNotPermitted}, "invalid_credentials", "not_permitted"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.code+"/"+tt.detailedCode, func(t *testing.T) {
@@ -436,6 +435,6 @@ func TestClassifyAccountStates(t *testing.T) {
 			assert.Equal(t, tt.detailedCode, classify(tt.err, true).Code)
 		})
 	}
-	assert.Equal(t, classify(&ldapauth.LoginError{Kind: ldapauth.ErrInvalidCredentials}, false),
-		classify(&ldapauth.LoginError{Kind: ldapauth.ErrNotPermitted}, false), "status, code and message alike")
+	assert.Equal(t, classify(&ldapauth.LoginError{Err: ldapauth.ErrInvalidCredentials}, false),
+		classify(&ldapauth.LoginError{Err: ldapauth.ErrNotPermitted}, false), "status, code and message alike")
 }

@@ -42,7 +42,7 @@ func TestSyncStoppedMidApply(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			var stoppedAt ldapauth.SyncProgress
 			_, err = a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true, Progress: func(p ldapauth.SyncProgress) {
-				if p.Phase == ldapauth.SyncApply && p.Done > 0 && ctx.Err() == nil {
+				if p.Phase == "apply" && p.Done > 0 && ctx.Err() == nil {
 					stoppedAt = p
 					cancel()
 				}

@@ -176,8 +176,8 @@ func TestUser(t *testing.T) {
 				Fields: map[string]string{"username": "alice", "first_name": "Alice", "email": "alice@example.com"}}
 			require.NoError(t, s.SaveUser(ctx, u))
 			require.NoError(t, s.JoinOrganisation(ctx, "alice", "1"))
-			for _, dn := range []string{storetest.ReadersDN, storetest.MarvelDN} {
-				require.NoError(t, s.SaveGroup(ctx, ldapauth.Group{DN: dn, Name: ldapauth.GroupName(dn)}))
+			for dn, name := range map[string]string{storetest.ReadersDN: "readers", storetest.MarvelDN: "marvel"} {
+				require.NoError(t, s.SaveGroup(ctx, ldapauth.Group{DN: dn, Name: name}))
 			}
 			require.NoError(t, s.SetMember(ctx, storetest.ReadersDN, "alice", true))
 

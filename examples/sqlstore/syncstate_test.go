@@ -64,15 +64,15 @@ func TestSyncChangesResumes(t *testing.T) {
 				return rep
 			}
 			rep := job()
-			assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+			assert.Equal(t, "full refresh", rep.ChangeSync.Mode)
 			uid := "resume-" + b.name
 			srv.AddUser(t, uid, "x-password", "readers")
 			rep = job()
-			assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+			assert.Equal(t, "incremental", rep.ChangeSync.Mode)
 			assert.Equal(t, []string{uid}, rep.UsersCreated)
 			srv.DeleteUser(t, uid)
 			rep = job()
-			assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+			assert.Equal(t, "incremental", rep.ChangeSync.Mode)
 			assert.Equal(t, []string{uid}, rep.UsersRemoved)
 			s := open(t, driver, dsn)
 			_, err := s.User(t.Context(), uid)

@@ -246,7 +246,7 @@ func exitCode(err error) int {
 		return exitGuard
 	case errors.Is(err, sqlstore.ErrLeaseHeld):
 		return exitLease
-	case errors.Is(err, ldapauth.ErrConfig), errors.Is(err, ldapauth.ErrNotConfigured):
+	case errors.Is(err, ldapauth.ErrConfig):
 		return exitUsage
 	default:
 		return exitFailure

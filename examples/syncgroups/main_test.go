@@ -196,7 +196,7 @@ func TestRemovalGuard(t *testing.T) {
 	assert.Len(t, rep.UsersRemoved, 5)
 	assert.Equal(t, ldapauth.RemovalCount{Remove: 5, Total: 5, OverLimit: true}, rep.RemovalGuard.Users, "what the guard weighed, per kind")
 	assert.Contains(t, r.stdout, `"removal_guard": {`)
-	assert.Contains(t, r.stdout, `"held": {`)
+	assert.Contains(t, r.stdout, `"held": []`, "the held removals are a list, never null")
 
 	r = command(t, vars, "-db", db, "-quiet", "-force")
 	require.Equal(t, exitOK, r.code, r.stderr)
@@ -291,13 +291,13 @@ var backends = []backend{
 // by ldaptest.Generate: no login group, three synced groups.
 func generatedEnv(srv *ldaptest.Server) map[string]string {
 	vars := srv.Env()
-	vars[ldapauth.EnvSyncRelations] = "flagsmith_ldap.ldap.sync_user_groups"
-	vars[ldapauth.EnvOrganisationID] = "1"
-	vars[ldapauth.EnvSyncedGroups] = srv.GroupDN("group0000") + ":" + srv.GroupDN("group0001") + ":" + srv.GroupDN("group0002")
-	vars[ldapauth.EnvSearchBase] = srv.BaseDN() // every user, whatever their primary group
-	vars[ldapauth.EnvSyncUsername] = "svc"
-	vars[ldapauth.EnvSyncPassword] = ldaptest.GeneratedPassword("svc")
-	vars[ldapauth.EnvSyncPageSize] = "50"
+	vars["LDAP_AUTH_SYNC_USER_RELATIONS"] = "flagsmith_ldap.ldap.sync_user_groups"
+	vars["LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID"] = "1"
+	vars["LDAP_SYNCED_GROUPS"] = srv.GroupDN("group0000") + ":" + srv.GroupDN("group0001") + ":" + srv.GroupDN("group0002")
+	vars["LDAP_AUTH_SEARCH_BASE"] = srv.BaseDN() // every user, whatever their primary group
+	vars["LDAP_SYNC_USER_USERNAME"] = "svc"
+	vars["LDAP_SYNC_USER_PASSWORD"] = ldaptest.GeneratedPassword("svc")
+	vars["LDAP_SYNC_PAGE_SIZE"] = "50"
 	return vars
 }
 
@@ -309,7 +309,7 @@ func bindAnswerSize(t *testing.T, srv *ldaptest.Server, vars map[string]string) 
 	l, err := ldap.DialURL(p.URL())
 	require.NoError(t, err)
 	defer l.Close()
-	require.NoError(t, l.Bind(srv.UserDN(vars[ldapauth.EnvSyncUsername]), vars[ldapauth.EnvSyncPassword]))
+	require.NoError(t, l.Bind(srv.UserDN(vars["LDAP_SYNC_USER_USERNAME"]), vars["LDAP_SYNC_USER_PASSWORD"]))
 	n := p.ServerBytes()
 	require.Positive(t, n)
 	return n
@@ -353,8 +353,8 @@ func TestConcurrentRuns(t *testing.T) {
 			p := faultproxy.Start(t, strings.TrimPrefix(srv.URL(), "ldap://"))
 			p.StallAfter(bindAnswerSize(t, srv, vars))
 			held := maps.Clone(vars)
-			held[ldapauth.EnvURL] = p.URL()
-			held[ldapauth.EnvReceiveTimeout] = "600" // held until the second run is refused
+			held["LDAP_AUTH_URL"] = p.URL()
+			held["LDAP_AUTH_RECEIVE_TIMEOUT"] = "600" // held until the second run is refused
 
 			var first result
 			done := make(chan struct{})

@@ -19,7 +19,7 @@ type progress struct {
 	fd   int  // the terminal's descriptor, when tty
 	tty  bool // w is a terminal
 	spin int
-	last ldapauth.SyncPhase
+	last string
 	// drawn is set while the terminal line holds progress, to be cleared.
 	drawn bool
 }
@@ -52,15 +52,15 @@ func (p *progress) finish() {
 
 func (p *progress) plain(sp ldapauth.SyncProgress) {
 	switch sp.Phase {
-	case ldapauth.SyncReadUsers:
+	case "read users":
 		if sp.Pages > 0 {
 			fmt.Fprintf(p.w, "syncgroups: read %d users (%s)\n", sp.Users, plural(sp.Pages, "page"))
 		}
-	case ldapauth.SyncReadGroups:
+	case "read groups":
 		if p.last != sp.Phase {
 			fmt.Fprintln(p.w, "syncgroups: reading the synced groups' entries")
 		}
-	case ldapauth.SyncApply:
+	case "apply":
 		switch {
 		case p.last == sp.Phase:
 			fmt.Fprintf(p.w, "syncgroups: wrote %d of %d changes\n", sp.Done, sp.Total)
@@ -75,14 +75,14 @@ func (p *progress) line(sp ldapauth.SyncProgress) string {
 	p.spin++
 	spinner := string(`|/-\`[p.spin%4])
 	switch sp.Phase {
-	case ldapauth.SyncReadUsers:
+	case "read users":
 		if sp.Pages == 0 {
 			return spinner + " reading users"
 		}
 		return fmt.Sprintf("%s reading users: %d read, %s", spinner, sp.Users, plural(sp.Pages, "page"))
-	case ldapauth.SyncReadGroups:
+	case "read groups":
 		return fmt.Sprintf("%s reading group entries: %d read, after %d users", spinner, sp.Groups, sp.Users)
-	case ldapauth.SyncApply:
+	case "apply":
 		return bar("writing", sp.Done, sp.Total, p.width())
 	default:
 		return ""

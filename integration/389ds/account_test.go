@@ -84,7 +84,7 @@ func assertAccountState(t *testing.T, err error, kind error, code uint16) {
 	t.Helper()
 	require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials, "a naive caller sees a refused login")
 	require.ErrorIs(t, err, kind)
-	var acct *ldapauth.AccountError
+	var acct *ldapauth.LoginError
 	require.ErrorAs(t, err, &acct)
 	assert.Equal(t, "accountLocked", acct.Code)
 	var lerr *ldap.Error
@@ -163,7 +163,7 @@ func TestMustChangePassword(t *testing.T) {
 			assert.Nil(t, u)
 			require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
 			require.ErrorIs(t, err, ldapauth.ErrPasswordMustChange)
-			var acct *ldapauth.AccountError
+			var acct *ldapauth.LoginError
 			require.ErrorAs(t, err, &acct)
 			assert.Equal(t, "changeAfterReset", acct.Code)
 			assert.Nil(t, store.User(uid))
@@ -188,7 +188,7 @@ func TestGraceLogins(t *testing.T) {
 	_, err := login(a, uid, dstest.Password(uid))
 	require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
 	require.ErrorIs(t, err, ldapauth.ErrPasswordExpired)
-	var acct *ldapauth.AccountError
+	var acct *ldapauth.LoginError
 	require.ErrorAs(t, err, &acct)
 	assert.Equal(t, "passwordExpired", acct.Code)
 }

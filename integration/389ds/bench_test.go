@@ -24,11 +24,11 @@ func BenchmarkNestedLogin(b *testing.B) {
 		{"walk as on other directories", "walk", "other"},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
-			env := flagsmithEnv(srv.URL, ldapauth.EnvDirectoryType, tt.dirType,
-				ldapauth.EnvSearchFilters, "login_group", ldapauth.EnvLoginGroup, dstest.GroupDN("nested-parent"),
-				ldapauth.EnvSyncRelations, "sync_user_groups", ldapauth.EnvOrganisationID, "1",
-				ldapauth.EnvSyncedGroups, dstest.GroupDN("nested-parent")+":"+dstest.GroupDN("staff"),
-				ldapauth.EnvNestedGroups, tt.nested)
+			env := flagsmithEnv(srv.URL, "LDAP_AUTH_DIRECTORY_TYPE", tt.dirType,
+				"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "login_group", "LDAP_LOGIN_GROUP", dstest.GroupDN("nested-parent"),
+				"LDAP_AUTH_SYNC_USER_RELATIONS", "sync_user_groups", "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID", "1",
+				"LDAP_SYNCED_GROUPS", dstest.GroupDN("nested-parent")+":"+dstest.GroupDN("staff"),
+				"LDAP_AUTH_NESTED_GROUPS", tt.nested)
 			cfg, err := ldapauth.LoadConfig(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 			if err != nil {
 				b.Fatal(err)

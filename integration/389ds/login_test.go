@@ -82,7 +82,7 @@ func TestInvalidCredentials(t *testing.T) {
 					assert.NotErrorIs(t, err, ldapauth.ErrUnavailable)
 					var lerr *ldapauth.LoginError
 					require.ErrorAs(t, err, &lerr)
-					if len(tt.username) > ldapauth.DefaultMaxUsernameLength {
+					if len(tt.username) > 256 {
 						// Refused before any I/O; the error quotes a short prefix only.
 						assert.Less(t, len(lerr.Username), 100)
 						assert.True(t, strings.HasPrefix(tt.username, strings.TrimSuffix(lerr.Username, "...")), lerr.Username)
@@ -121,8 +121,8 @@ func TestLoginGroup(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					a, store := newAuth(t, flagsmithEnv(srv.URL, append([]string{
-						ldapauth.EnvSearchFilters, "flagsmith_ldap.ldap.login_group_search_filter",
-						ldapauth.EnvLoginGroup, dstest.GroupDN(tt.group),
+						"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "flagsmith_ldap.ldap.login_group_search_filter",
+						"LDAP_LOGIN_GROUP", dstest.GroupDN(tt.group),
 					}, mode.extra...)...))
 					u, err := login(a, tt.username, tt.password)
 					if tt.wantErr == nil {
@@ -158,7 +158,7 @@ func TestServiceAccount(t *testing.T) {
 	t.Run("wrong service password", func(t *testing.T) {
 		_, svcDN := tempUser(t, srv)
 		a, store := newAuth(t, flagsmithEnv(srv.URL,
-			ldapauth.EnvConnectionUsername, svcDN, ldapauth.EnvConnectionPassword, "wrong-svc-password"))
+			"LDAP_AUTH_CONNECTION_USERNAME", svcDN, "LDAP_AUTH_CONNECTION_PASSWORD", "wrong-svc-password"))
 		u, err := login(a, "alice", dstest.Password("alice"))
 		assert.Nil(t, u)
 		require.ErrorIs(t, err, ldapauth.ErrServiceAccount)
@@ -173,16 +173,16 @@ func TestServiceAccount(t *testing.T) {
 func TestTLS(t *testing.T) {
 	srv := dstest.Shared(t)
 	startTLS := func(caFile string) []string {
-		vars := []string{ldapauth.EnvUseTLS, "true"}
+		vars := []string{"LDAP_AUTH_USE_TLS", "true"}
 		if caFile != "" {
-			vars = append(vars, ldapauth.EnvTLSCAFile, caFile)
+			vars = append(vars, "LDAP_AUTH_TLS_CA_FILE", caFile)
 		}
 		return vars
 	}
 	ldaps := func(caFile string) []string {
-		vars := []string{ldapauth.EnvURL, srv.LDAPSURL}
+		vars := []string{"LDAP_AUTH_URL", srv.LDAPSURL}
 		if caFile != "" {
-			vars = append(vars, ldapauth.EnvTLSCAFile, caFile)
+			vars = append(vars, "LDAP_AUTH_TLS_CA_FILE", caFile)
 		}
 		return vars
 	}

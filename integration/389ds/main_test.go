@@ -28,9 +28,9 @@ func TestMain(m *testing.M) {
 // fields. extra adds or overrides variables, as name, value pairs.
 func flagsmithEnv(url string, extra ...string) map[string]string {
 	env := map[string]string{
-		ldapauth.EnvURL:            url,
-		ldapauth.EnvSearchBase:     dstest.PeopleDN,
-		ldapauth.EnvFormatUsername: "django_python3_ldap.utils.format_username_openldap",
+		"LDAP_AUTH_URL":             url,
+		"LDAP_AUTH_SEARCH_BASE":     dstest.PeopleDN,
+		"LDAP_AUTH_FORMAT_USERNAME": "django_python3_ldap.utils.format_username_openldap",
 	}
 	if len(extra)%2 != 0 {
 		panic("flagsmithEnv: odd number of extra arguments")
@@ -42,8 +42,8 @@ func flagsmithEnv(url string, extra ...string) map[string]string {
 }
 
 var serviceAccount = []string{
-	ldapauth.EnvConnectionUsername, dstest.ServiceDN,
-	ldapauth.EnvConnectionPassword, dstest.ServicePassword,
+	"LDAP_AUTH_CONNECTION_USERNAME", dstest.ServiceDN,
+	"LDAP_AUTH_CONNECTION_PASSWORD", dstest.ServicePassword,
 }
 
 func modes() []struct {

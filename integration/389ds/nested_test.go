@@ -17,12 +17,12 @@ import (
 // nestedEnv: the login group and one synced group, with nesting as nested.
 func nestedEnv(srv *dstest.Server, nested, loginGroup, synced string, extra ...string) map[string]string {
 	return flagsmithEnv(srv.URL, append([]string{
-		ldapauth.EnvSearchFilters, "login_group",
-		ldapauth.EnvLoginGroup, dstest.GroupDN(loginGroup),
-		ldapauth.EnvSyncRelations, "sync_user_groups",
-		ldapauth.EnvOrganisationID, "1",
-		ldapauth.EnvSyncedGroups, dstest.GroupDN(synced),
-		ldapauth.EnvNestedGroups, nested,
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "login_group",
+		"LDAP_LOGIN_GROUP", dstest.GroupDN(loginGroup),
+		"LDAP_AUTH_SYNC_USER_RELATIONS", "sync_user_groups",
+		"LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID", "1",
+		"LDAP_SYNCED_GROUPS", dstest.GroupDN(synced),
+		"LDAP_AUTH_NESTED_GROUPS", nested,
 	}, extra...)...)
 }
 
@@ -67,8 +67,8 @@ func TestNestedGroups(t *testing.T) {
 		uid, dn := tempUser(t, srv)
 		child := srv.AddGroup(t, dstest.TempName("child"), true, dn)
 		parent := srv.AddGroup(t, dstest.TempName("parent"), false, child)
-		a, _ := newAuth(t, flagsmithEnv(srv.URL, ldapauth.EnvSearchFilters, "login_group", ldapauth.EnvLoginGroup, parent,
-			ldapauth.EnvNestedGroups, "walk"))
+		a, _ := newAuth(t, flagsmithEnv(srv.URL, "LDAP_AUTH_FORMAT_SEARCH_FILTERS", "login_group", "LDAP_LOGIN_GROUP", parent,
+			"LDAP_AUTH_NESTED_GROUPS", "walk"))
 		u, err := login(a, uid, dstest.Password(uid))
 		require.NoError(t, err)
 		assert.Contains(t, u.Groups, parent)
@@ -86,7 +86,7 @@ func TestNestedActiveDirectoryRefused(t *testing.T) {
 		require.ErrorIs(t, err, ldapauth.ErrConfig)
 		var cerr *ldapauth.ConfigError
 		require.ErrorAs(t, err, &cerr)
-		assert.Equal(t, ldapauth.EnvNestedGroups, cerr.Variables[0])
+		assert.Equal(t, "LDAP_AUTH_NESTED_GROUPS", cerr.Variables[0])
 		assert.Contains(t, cerr.Error(), "LDAP_AUTH_NESTED_GROUPS=walk")
 		assert.NotErrorIs(t, err, ldapauth.ErrInvalidCredentials)
 		assert.NotErrorIs(t, err, ldapauth.ErrNotPermitted)
@@ -106,7 +106,7 @@ func TestNestedActiveDirectoryRefused(t *testing.T) {
 	})
 	t.Run("setting", func(t *testing.T) {
 		_, err := ldapauth.LoadConfig(func(k string) (string, bool) {
-			v, ok := nestedEnv(srv, "active_directory", "nested-parent", "nested-parent", ldapauth.EnvDirectoryType, "389ds")[k]
+			v, ok := nestedEnv(srv, "active_directory", "nested-parent", "nested-parent", "LDAP_AUTH_DIRECTORY_TYPE", "389ds")[k]
 			return v, ok
 		})
 		assertConfig(t, err)
@@ -115,8 +115,8 @@ func TestNestedActiveDirectoryRefused(t *testing.T) {
 		for _, dirType := range []string{"auto", "other"} { // root DSE; answer 12
 			t.Run(dirType, func(t *testing.T) {
 				a, _ := newAuth(t, nestedEnv(srv, "active_directory", "nested-parent", "nested-parent",
-					ldapauth.EnvDirectoryType, dirType,
-					ldapauth.EnvSyncUsername, dstest.ServiceDN, ldapauth.EnvSyncPassword, dstest.ServicePassword))
+					"LDAP_AUTH_DIRECTORY_TYPE", dirType,
+					"LDAP_SYNC_USER_USERNAME", dstest.ServiceDN, "LDAP_SYNC_USER_PASSWORD", dstest.ServicePassword))
 				rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{Force: true})
 				assert.Nil(t, rep)
 				require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
@@ -128,9 +128,9 @@ func TestNestedActiveDirectoryRefused(t *testing.T) {
 		// The login group's in-chain filter, then a synced group's in-chain
 		// check (login group filter without a group).
 		for name, env := range map[string]map[string]string{
-			"login group": nestedEnv(srv, "active_directory", "nested-parent", "nested-parent", ldapauth.EnvDirectoryType, "other"),
-			"synced group": flagsmithEnv(srv.URL, ldapauth.EnvSyncRelations, "sync_user_groups", ldapauth.EnvOrganisationID, "1",
-				ldapauth.EnvSyncedGroups, dstest.GroupDN("marvel"), ldapauth.EnvNestedGroups, "active_directory", ldapauth.EnvDirectoryType, "other"),
+			"login group": nestedEnv(srv, "active_directory", "nested-parent", "nested-parent", "LDAP_AUTH_DIRECTORY_TYPE", "other"),
+			"synced group": flagsmithEnv(srv.URL, "LDAP_AUTH_SYNC_USER_RELATIONS", "sync_user_groups", "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID", "1",
+				"LDAP_SYNCED_GROUPS", dstest.GroupDN("marvel"), "LDAP_AUTH_NESTED_GROUPS", "active_directory", "LDAP_AUTH_DIRECTORY_TYPE", "other"),
 		} {
 			t.Run(name, func(t *testing.T) {
 				a, _ := newAuth(t, env)
@@ -155,11 +155,11 @@ func TestWalkCostsNothing(t *testing.T) {
 	srv := dstest.Shared(t)
 	proxy := faultproxy.Start(t, strings.TrimPrefix(srv.URL, "ldap://"))
 	perLogin := func(nested, dirType string) int64 {
-		a, _ := newAuth(t, flagsmithEnv(proxy.URL(), ldapauth.EnvDirectoryType, dirType,
-			ldapauth.EnvSearchFilters, "login_group", ldapauth.EnvLoginGroup, dstest.GroupDN("nested-parent"),
-			ldapauth.EnvSyncRelations, "sync_user_groups", ldapauth.EnvOrganisationID, "1",
-			ldapauth.EnvSyncedGroups, dstest.GroupDN("nested-parent")+":"+dstest.GroupDN("staff"),
-			ldapauth.EnvNestedGroups, nested))
+		a, _ := newAuth(t, flagsmithEnv(proxy.URL(), "LDAP_AUTH_DIRECTORY_TYPE", dirType,
+			"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "login_group", "LDAP_LOGIN_GROUP", dstest.GroupDN("nested-parent"),
+			"LDAP_AUTH_SYNC_USER_RELATIONS", "sync_user_groups", "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID", "1",
+			"LDAP_SYNCED_GROUPS", dstest.GroupDN("nested-parent")+":"+dstest.GroupDN("staff"),
+			"LDAP_AUTH_NESTED_GROUPS", nested))
 		_, err := login(a, "carol", dstest.Password("carol"))
 		require.NoError(t, err)
 		before := proxy.ServerBytes()

@@ -48,13 +48,13 @@ func newSyncFixture(t *testing.T, srv *dstest.Server, n int) *syncFixture {
 // env is the sync job's environment over the fixture, bound as svc.
 func (f *syncFixture) env(extra ...string) map[string]string {
 	return flagsmithEnv(f.srv.URL, append([]string{
-		ldapauth.EnvSearchFilters, "flagsmith_ldap.ldap.login_group_search_filter",
-		ldapauth.EnvLoginGroup, f.login,
-		ldapauth.EnvSyncRelations, "flagsmith_ldap.ldap.sync_user_groups",
-		ldapauth.EnvOrganisationID, "1",
-		ldapauth.EnvSyncedGroups, f.names + ":" + f.unique,
-		ldapauth.EnvSyncUsername, dstest.ServiceDN,
-		ldapauth.EnvSyncPassword, dstest.ServicePassword,
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "flagsmith_ldap.ldap.login_group_search_filter",
+		"LDAP_LOGIN_GROUP", f.login,
+		"LDAP_AUTH_SYNC_USER_RELATIONS", "flagsmith_ldap.ldap.sync_user_groups",
+		"LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID", "1",
+		"LDAP_SYNCED_GROUPS", f.names + ":" + f.unique,
+		"LDAP_SYNC_USER_USERNAME", dstest.ServiceDN,
+		"LDAP_SYNC_USER_PASSWORD", dstest.ServicePassword,
 	}, extra...)...)
 }
 
@@ -93,16 +93,16 @@ func TestSyncPaging(t *testing.T) {
 	const users = generatedUsers + 5
 	store := ldapauth.NewMemStore()
 	env := flagsmithEnv(srv.URL,
-		ldapauth.EnvSearchFilters, "login_group", ldapauth.EnvLoginGroup, dstest.GroupDN("ldapusers"),
-		ldapauth.EnvSyncRelations, "sync_user_groups", ldapauth.EnvOrganisationID, "1",
-		ldapauth.EnvSyncedGroups, dstest.GroupDN("readers")+":"+dstest.GroupDN("staff"),
-		ldapauth.EnvSyncUsername, dstest.ServiceDN, ldapauth.EnvSyncPassword, dstest.ServicePassword,
-		ldapauth.EnvSyncPageSize, "250")
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "login_group", "LDAP_LOGIN_GROUP", dstest.GroupDN("ldapusers"),
+		"LDAP_AUTH_SYNC_USER_RELATIONS", "sync_user_groups", "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID", "1",
+		"LDAP_SYNCED_GROUPS", dstest.GroupDN("readers")+":"+dstest.GroupDN("staff"),
+		"LDAP_SYNC_USER_USERNAME", dstest.ServiceDN, "LDAP_SYNC_USER_PASSWORD", dstest.ServicePassword,
+		"LDAP_SYNC_PAGE_SIZE", "250")
 	a := storeAuth(t, env, store)
 	for run := range 2 {
 		var perPage []int
 		rep := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, Progress: func(p ldapauth.SyncProgress) {
-			if p.Phase == ldapauth.SyncReadUsers && p.Pages > 0 {
+			if p.Phase == "read users" && p.Pages > 0 {
 				perPage = append(perPage, p.Users)
 			}
 		}})
@@ -181,10 +181,10 @@ func TestSyncNestedGroups(t *testing.T) {
 			parent := srv.AddGroup(t, dstest.TempName("parent"), false, child)
 			store := ldapauth.NewMemStore()
 			a := storeAuth(t, flagsmithEnv(srv.URL,
-				ldapauth.EnvSearchFilters, "login_group", ldapauth.EnvLoginGroup, parent,
-				ldapauth.EnvSyncRelations, "sync_user_groups", ldapauth.EnvOrganisationID, "1",
-				ldapauth.EnvSyncedGroups, parent, ldapauth.EnvNestedGroups, nested,
-				ldapauth.EnvSyncUsername, dstest.ServiceDN, ldapauth.EnvSyncPassword, dstest.ServicePassword), store)
+				"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "login_group", "LDAP_LOGIN_GROUP", parent,
+				"LDAP_AUTH_SYNC_USER_RELATIONS", "sync_user_groups", "LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID", "1",
+				"LDAP_SYNCED_GROUPS", parent, "LDAP_AUTH_NESTED_GROUPS", nested,
+				"LDAP_SYNC_USER_USERNAME", dstest.ServiceDN, "LDAP_SYNC_USER_PASSWORD", dstest.ServicePassword), store)
 			created := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, DryRun: true})
 			assert.ElementsMatch(t, []string{uid, other}, created.UsersCreated, "CreateUsers finds the nested members, as a login admits them")
 			loginAll(t, a, uid, other)
@@ -219,7 +219,7 @@ func TestSyncExcludeDisabled(t *testing.T) {
 
 	for _, dirType := range []string{"auto", "389ds"} {
 		t.Run(dirType, func(t *testing.T) {
-			a := storeAuth(t, f.env(ldapauth.EnvExcludeDisabled, "true", ldapauth.EnvDirectoryType, dirType), store)
+			a := storeAuth(t, f.env("LDAP_AUTH_EXCLUDE_DISABLED", "true", "LDAP_AUTH_DIRECTORY_TYPE", dirType), store)
 			rep := runSync(t, a, ldapauth.SyncOptions{DryRun: true, Force: true})
 			assert.ElementsMatch(t, []string{f.users[1], f.users[2]}, rep.UsersRemoved)
 			assert.Equal(t, 2, rep.DirectoryUsers)
@@ -227,7 +227,7 @@ func TestSyncExcludeDisabled(t *testing.T) {
 	}
 	// A login searched by the service account leaves them out too (their
 	// own bind is refused before that: 53).
-	a = storeAuth(t, f.env(ldapauth.EnvExcludeDisabled, "true"), store)
+	a = storeAuth(t, f.env("LDAP_AUTH_EXCLUDE_DISABLED", "true"), store)
 	_, err := login(a, f.users[3], dstest.Password(f.users[3]))
 	require.NoError(t, err)
 	_, err = login(a, f.users[1], dstest.Password(f.users[1]))
@@ -250,7 +250,7 @@ func TestSyncAccount(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := storeAuth(t, f.env(ldapauth.EnvSyncUsername, tt.account, ldapauth.EnvSyncPassword, tt.password), ldapauth.NewMemStore())
+			a := storeAuth(t, f.env("LDAP_SYNC_USER_USERNAME", tt.account, "LDAP_SYNC_USER_PASSWORD", tt.password), ldapauth.NewMemStore())
 			rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{DryRun: true, CreateUsers: true})
 			if tt.err == nil {
 				require.NoError(t, err)
@@ -272,13 +272,13 @@ func TestSyncServerRestartMidway(t *testing.T) {
 	srv := dstest.Start(t)
 	f := newSyncFixture(t, srv, 30)
 	store := ldapauth.NewMemStore()
-	a := storeAuth(t, f.env(ldapauth.EnvSyncPageSize, "10"), store)
+	a := storeAuth(t, f.env("LDAP_SYNC_PAGE_SIZE", "10"), store)
 	runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
 	srv.DeleteEntry(t, f.dns[f.users[0]])
 	before := snapshotUsers(t, store)
 
 	rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{Force: true, Progress: func(p ldapauth.SyncProgress) {
-		if p.Phase == ldapauth.SyncReadUsers && p.Pages == 2 {
+		if p.Phase == "read users" && p.Pages == 2 {
 			srv.Restart(t)
 		}
 	}})

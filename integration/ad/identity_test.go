@@ -93,7 +93,7 @@ func TestIdentityAD(t *testing.T) {
 			assert.Nil(t, u, "the victim is not returned")
 			require.ErrorIs(t, err, ldapauth.ErrIdentityMismatch)
 			require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
-			var ierr *ldapauth.IdentityError
+			var ierr *ldapauth.LoginError
 			require.ErrorAs(t, err, &ierr)
 			assert.Equal(t, form.bindAs(attacker), ierr.BindName)
 			assert.Equal(t, d.UserDN(victim), ierr.EntryDN)

@@ -69,7 +69,7 @@ func TestSyncChangesAD(t *testing.T) {
 	members := func(g string) []string { m, _ := store.Members(g); return m }
 
 	rep := adChanges(t, a, opts)
-	assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+	assert.Equal(t, "full refresh", rep.ChangeSync.Mode)
 	assert.Contains(t, rep.ChangeSync.Fallback, "no sync state yet")
 	assert.True(t, rep.ChangeSync.StateSaved)
 	assert.ElementsMatch(t, []string{u1, u2, u3}, usernames(store, t))
@@ -80,7 +80,7 @@ func TestSyncChangesAD(t *testing.T) {
 		t.Logf("step: %s", name)
 		f()
 		rep := adChanges(t, a, opts)
-		assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode, name)
+		assert.Equal(t, "incremental", rep.ChangeSync.Mode, name)
 		assert.Equal(t, "dirsync", rep.ChangeSync.Phase, name)
 		assert.Empty(t, rep.ChangeSync.Fallback, name)
 		assert.True(t, rep.ChangeSync.StateSaved, name)
@@ -175,12 +175,11 @@ func TestSyncChangesADRemovalGuard(t *testing.T) {
 	require.NoError(t, err)
 	for range 2 {
 		rep, err := a.SyncChanges(context.Background(), opts)
-		var guard *ldapauth.RemovalGuardError
-		require.ErrorAs(t, err, &guard)
-		assert.Equal(t, 7, guard.Users.Remove)
+		require.ErrorIs(t, err, ldapauth.ErrRemovalGuard)
 		require.NotNil(t, rep)
+		assert.Equal(t, 7, rep.RemovalGuard.Users.Remove)
 		assert.False(t, rep.Applied)
-		assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+		assert.Equal(t, "incremental", rep.ChangeSync.Mode)
 		assert.False(t, rep.ChangeSync.StateSaved)
 		assert.Equal(t, before, adSnapshot(t, store), "nothing written")
 		after, err := store.LoadSyncState(context.Background())
@@ -221,7 +220,7 @@ func TestSyncChangesADCookieRefused(t *testing.T) {
 	setCookie(t, store, []byte("not a DirSync cookie"))
 	o.delete(d.UserDN(u1))
 	rep := adChanges(t, a, opts)
-	assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+	assert.Equal(t, "full refresh", rep.ChangeSync.Mode)
 	assert.Contains(t, rep.ChangeSync.Fallback, "the directory refused the stored cookie")
 	assert.Contains(t, rep.String(), "read in full: the directory refused the stored cookie")
 	assert.Equal(t, []string{u1}, rep.UsersRemoved)
@@ -229,7 +228,7 @@ func TestSyncChangesADCookieRefused(t *testing.T) {
 
 	o.delete(d.UserDN(u2))
 	rep = adChanges(t, a, ldapauth.SyncOptions{CreateUsers: true, Force: true})
-	assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+	assert.Equal(t, "incremental", rep.ChangeSync.Mode)
 	assert.Equal(t, []string{u2}, rep.UsersRemoved)
 }
 
@@ -279,12 +278,12 @@ func TestSyncChangesADWithoutReplicationRight(t *testing.T) {
 	d.Tool(t, "dsacl", "set", "--car=get-changes", "--action=allow", "--objectdn="+d.BaseDN, "--trusteedn="+d.UserDN(plain))
 	rep, err := a.SyncChanges(context.Background(), ldapauth.SyncOptions{CreateUsers: true})
 	require.NoError(t, err)
-	assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+	assert.Equal(t, "full refresh", rep.ChangeSync.Mode)
 	assert.Equal(t, []string{u1}, rep.UsersRemoved)
 	o.modify(d.UserDN(u2), "mail", "granted-"+u2+"@example.com")
 	rep, err = a.SyncChanges(context.Background(), ldapauth.SyncOptions{CreateUsers: true})
 	require.NoError(t, err)
-	assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+	assert.Equal(t, "incremental", rep.ChangeSync.Mode)
 	assert.Equal(t, []string{u2}, rep.UsersUpdated)
 
 	// Samba 4.17 differs from Windows here: its DirSync hides tombstones
@@ -358,13 +357,13 @@ func TestWatchChangesAD(t *testing.T) {
 		}
 	}
 	rep, _ := next("the first run")
-	assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+	assert.Equal(t, "full refresh", rep.ChangeSync.Mode)
 	assert.ElementsMatch(t, []string{u1, u3}, rep.UsersCreated)
 
 	u2 := o.user("dswu2")
 	o.member(login, d.UserDN(u2), true)
 	rep, _ = next("a user joining the login group")
-	assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+	assert.Equal(t, "incremental", rep.ChangeSync.Mode)
 	assert.Equal(t, []string{u2}, rep.UsersCreated)
 
 	o.delete(d.UserDN(u1))

@@ -33,8 +33,8 @@ func TestSearchRefused(t *testing.T) {
 		require.NoError(t, srv.Admin(t).Modify(rotate))
 
 		a, store := newAuth(t, flagsmithEnv(srv.URL,
-			ldapauth.EnvConnectionUsername, slapdtest.ServiceDN,
-			ldapauth.EnvConnectionPassword, "svc-rotated-password",
+			"LDAP_AUTH_CONNECTION_USERNAME", slapdtest.ServiceDN,
+			"LDAP_AUTH_CONNECTION_PASSWORD", "svc-rotated-password",
 		))
 		u, err := login(a, "alice", slapdtest.Password("alice"))
 		assert.Nil(t, u)
@@ -54,12 +54,12 @@ func TestSearchRefused(t *testing.T) {
 	})
 
 	t.Run("a service account without a password is refused before any bind", func(t *testing.T) {
-		env := flagsmithEnv("ldap://127.0.0.1:1", ldapauth.EnvConnectionUsername, slapdtest.ServiceDN)
+		env := flagsmithEnv("ldap://127.0.0.1:1", "LDAP_AUTH_CONNECTION_USERNAME", slapdtest.ServiceDN)
 		_, err := ldapauth.LoadConfig(func(name string) (string, bool) { v, ok := env[name]; return v, ok })
 		require.ErrorIs(t, err, ldapauth.ErrConfig)
 		var cerr *ldapauth.ConfigError
 		require.ErrorAs(t, err, &cerr)
-		assert.Contains(t, cerr.Variables, ldapauth.EnvConnectionPassword)
+		assert.Contains(t, cerr.Variables, "LDAP_AUTH_CONNECTION_PASSWORD")
 	})
 
 	// A known limit, pinned: an identity that binds but may not see other
@@ -71,8 +71,8 @@ func TestSearchRefused(t *testing.T) {
 	t.Run("service account that cannot see users", func(t *testing.T) {
 		srv := sharedServer(t)
 		a, _ := newAuth(t, flagsmithEnv(srv.URL,
-			ldapauth.EnvConnectionUsername, slapdtest.UserDN("bob"),
-			ldapauth.EnvConnectionPassword, slapdtest.Password("bob"),
+			"LDAP_AUTH_CONNECTION_USERNAME", slapdtest.UserDN("bob"),
+			"LDAP_AUTH_CONNECTION_PASSWORD", slapdtest.Password("bob"),
 		))
 		_, err := login(a, "alice", slapdtest.Password("alice"))
 		require.ErrorIs(t, err, ldapauth.ErrUnknownUser)
@@ -96,8 +96,8 @@ func TestSizeLimit(t *testing.T) {
 		{"as the user", nil},
 		{"as svc, no size limit", serviceAccount},
 		{"as svc-limited, the default limit", []string{
-			ldapauth.EnvConnectionUsername, slapdtest.LimitedServiceDN,
-			ldapauth.EnvConnectionPassword, slapdtest.LimitedServicePassword,
+			"LDAP_AUTH_CONNECTION_USERNAME", slapdtest.LimitedServiceDN,
+			"LDAP_AUTH_CONNECTION_PASSWORD", slapdtest.LimitedServicePassword,
 		}},
 	}
 	for _, id := range identities {
@@ -138,8 +138,8 @@ func TestRestart(t *testing.T) {
 			vars []string
 		}{
 			{"plain", nil},
-			{"StartTLS", []string{ldapauth.EnvUseTLS, "true", ldapauth.EnvTLSCAFile, srv.CAFile}},
-			{"LDAPS", []string{ldapauth.EnvURL, srv.LDAPSURL, ldapauth.EnvTLSCAFile, srv.CAFile}},
+			{"StartTLS", []string{"LDAP_AUTH_USE_TLS", "true", "LDAP_AUTH_TLS_CA_FILE", srv.CAFile}},
+			{"LDAPS", []string{"LDAP_AUTH_URL", srv.LDAPSURL, "LDAP_AUTH_TLS_CA_FILE", srv.CAFile}},
 		} {
 			a, _ := newAuth(t, flagsmithEnv(srv.URL, append(transport.vars, mode.extra...)...))
 			auths = append(auths, auth{mode.name + ", " + transport.name, a})

@@ -40,7 +40,7 @@ func TestExcludeDisabledOpenLDAP(t *testing.T) {
 	for _, dirType := range []string{"auto", "openldap"} {
 		t.Run(dirType, func(t *testing.T) {
 			env := jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword,
-				ldapauth.EnvExcludeDisabled, "true", ldapauth.EnvDirectoryType, dirType)
+				"LDAP_AUTH_EXCLUDE_DISABLED", "true", "LDAP_AUTH_DIRECTORY_TYPE", dirType)
 			a := syncAuth(t, env, store)
 			rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{DryRun: true})
 			require.NoError(t, err)

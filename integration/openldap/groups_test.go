@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
 )
 
@@ -24,9 +23,9 @@ func syncEnv(url string, mode []string, groupDNs ...string) map[string]string {
 		synced += dn
 	}
 	return flagsmithEnv(url, append([]string{
-		ldapauth.EnvSyncRelations, "flagsmith_ldap.ldap.sync_user_groups",
-		ldapauth.EnvOrganisationID, organisationID,
-		ldapauth.EnvSyncedGroups, synced,
+		"LDAP_AUTH_SYNC_USER_RELATIONS", "flagsmith_ldap.ldap.sync_user_groups",
+		"LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID", organisationID,
+		"LDAP_SYNCED_GROUPS", synced,
 	}, mode...)...)
 }
 

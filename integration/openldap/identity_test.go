@@ -31,8 +31,8 @@ func TestIdentityFlagsmithOpenLDAP(t *testing.T) {
 	srv.AddPerson(t, "uid=admin,"+slapdtest.PeopleDN, []string{"admin", "mallory"}, "mallory-password", "ldapusers")
 
 	group := append([]string{
-		ldapauth.EnvSearchFilters, "flagsmith_ldap.ldap.login_group_search_filter",
-		ldapauth.EnvLoginGroup, slapdtest.GroupDN("ldapusers"),
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "flagsmith_ldap.ldap.login_group_search_filter",
+		"LDAP_LOGIN_GROUP", slapdtest.GroupDN("ldapusers"),
 	}, serviceAccount...)
 
 	a, _ := newAuth(t, flagsmithEnv(srv.URL, group...))
@@ -41,7 +41,7 @@ func TestIdentityFlagsmithOpenLDAP(t *testing.T) {
 	require.ErrorIs(t, err, ldapauth.ErrIdentityMismatch)
 	require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
 
-	stb, store := newAuth(t, flagsmithEnv(srv.URL, append(group, ldapauth.EnvSearchThenBind, "true")...))
+	stb, store := newAuth(t, flagsmithEnv(srv.URL, append(group, "LDAP_AUTH_SEARCH_THEN_BIND", "true")...))
 	_, err = login(stb, "jdoe", "outer-password")
 	require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
 	u, err = login(stb, "jdoe", "inner-password")

@@ -184,8 +184,8 @@ func TestLoginGroup(t *testing.T) {
 	for _, mode := range modes() {
 		t.Run(mode.name, func(t *testing.T) {
 			a, store := newAuth(t, flagsmithEnv(srv.URL, append([]string{
-				ldapauth.EnvSearchFilters, "flagsmith_ldap.ldap.login_group_search_filter",
-				ldapauth.EnvLoginGroup, slapdtest.GroupDN("ldapusers"),
+				"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "flagsmith_ldap.ldap.login_group_search_filter",
+				"LDAP_LOGIN_GROUP", slapdtest.GroupDN("ldapusers"),
 			}, mode.extra...)...))
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
@@ -227,8 +227,8 @@ func TestServiceAccount(t *testing.T) {
 	t.Run("wrong service password", func(t *testing.T) {
 		srv := slapdtest.Start(t)
 		a, store := newAuth(t, flagsmithEnv(srv.URL,
-			ldapauth.EnvConnectionUsername, slapdtest.ServiceDN,
-			ldapauth.EnvConnectionPassword, "wrong-svc-password",
+			"LDAP_AUTH_CONNECTION_USERNAME", slapdtest.ServiceDN,
+			"LDAP_AUTH_CONNECTION_PASSWORD", "wrong-svc-password",
 		))
 		u, err := login(a, "alice", slapdtest.Password("alice"))
 		assert.Nil(t, u)

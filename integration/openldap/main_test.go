@@ -57,9 +57,9 @@ func sharedServer(t *testing.T) *slapdtest.Server {
 // email=mail). extra adds or overrides variables, as name, value pairs.
 func flagsmithEnv(url string, extra ...string) map[string]string {
 	env := map[string]string{
-		ldapauth.EnvURL:            url,
-		ldapauth.EnvSearchBase:     "ou=people,dc=example,dc=com",
-		ldapauth.EnvFormatUsername: "django_python3_ldap.utils.format_username_openldap",
+		"LDAP_AUTH_URL":             url,
+		"LDAP_AUTH_SEARCH_BASE":     "ou=people,dc=example,dc=com",
+		"LDAP_AUTH_FORMAT_USERNAME": "django_python3_ldap.utils.format_username_openldap",
 	}
 	if len(extra)%2 != 0 {
 		panic("flagsmithEnv: odd number of extra arguments")
@@ -73,8 +73,8 @@ func flagsmithEnv(url string, extra ...string) map[string]string {
 // serviceAccount are the variables that make the login search run as svc
 // rather than as the user.
 var serviceAccount = []string{
-	ldapauth.EnvConnectionUsername, slapdtest.ServiceDN,
-	ldapauth.EnvConnectionPassword, slapdtest.ServicePassword,
+	"LDAP_AUTH_CONNECTION_USERNAME", slapdtest.ServiceDN,
+	"LDAP_AUTH_CONNECTION_PASSWORD", slapdtest.ServicePassword,
 }
 
 // newAuth loads env through ldapauth.LoadConfig, as ConfigFromEnv would,

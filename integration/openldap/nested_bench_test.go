@@ -28,10 +28,10 @@ func BenchmarkSyncNestedLoginGroup(b *testing.B) {
 	}
 	env := func(loginGroup, nested string) map[string]string {
 		return jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword,
-			ldapauth.EnvSearchFilters, "flagsmith_ldap.ldap.login_group_search_filter",
-			ldapauth.EnvLoginGroup, slapdtest.GroupDN(loginGroup),
-			ldapauth.EnvNestedGroups, nested,
-			ldapauth.EnvSyncedGroups, slapdtest.GroupDN("readers"))
+			"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "flagsmith_ldap.ldap.login_group_search_filter",
+			"LDAP_LOGIN_GROUP", slapdtest.GroupDN(loginGroup),
+			"LDAP_AUTH_NESTED_GROUPS", nested,
+			"LDAP_SYNCED_GROUPS", slapdtest.GroupDN("readers"))
 	}
 	store := ldapauth.NewMemStore()
 	fill, err := syncAuthB(b, env("readers", "off"), store).Sync(context.Background(), ldapauth.SyncOptions{CreateUsers: true})

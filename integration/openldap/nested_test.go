@@ -76,7 +76,7 @@ func TestNestedGroupsWalkDepthBound(t *testing.T) {
 	admin := srv.Admin(t)
 	chain := func(i int) string { return slapdtest.GroupDN(fmt.Sprintf("chain%02d", i)) }
 	member := slapdtest.UserDN("carol")
-	for i := 1; i <= ldapauth.MaxNestingDepth+1; i++ {
+	for i := 1; i <= 10+1; i++ {
 		req := ldap.NewAddRequest(chain(i), nil)
 		req.Attribute("objectClass", []string{"groupOfNames"})
 		req.Attribute("member", []string{member})
@@ -86,7 +86,7 @@ func TestNestedGroupsWalkDepthBound(t *testing.T) {
 	for _, tt := range []struct {
 		depth int
 		ok    bool
-	}{{1, true}, {ldapauth.MaxNestingDepth, true}, {ldapauth.MaxNestingDepth + 1, false}} {
+	}{{1, true}, {10, true}, {10 + 1, false}} {
 		t.Run(fmt.Sprint(tt.depth), func(t *testing.T) {
 			cfg, err := ldapauth.LoadConfig(env(map[string]string{
 				"LDAP_AUTH_URL":                   srv.URL,
@@ -122,10 +122,10 @@ func TestSyncNestedLoginGroupWalk(t *testing.T) {
 	srv := slapdtest.Start(t)
 	store := ldapauth.NewMemStore()
 	a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword,
-		ldapauth.EnvSearchFilters, "flagsmith_ldap.ldap.login_group_search_filter",
-		ldapauth.EnvLoginGroup, slapdtest.GroupDN("nested-parent"),
-		ldapauth.EnvNestedGroups, "walk",
-		ldapauth.EnvSyncedGroups, slapdtest.GroupDN("nested-parent"),
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "flagsmith_ldap.ldap.login_group_search_filter",
+		"LDAP_LOGIN_GROUP", slapdtest.GroupDN("nested-parent"),
+		"LDAP_AUTH_NESTED_GROUPS", "walk",
+		"LDAP_SYNCED_GROUPS", slapdtest.GroupDN("nested-parent"),
 	), store)
 
 	rep := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
@@ -153,7 +153,7 @@ func TestSyncNestedLoginGroupWalkDepthBound(t *testing.T) {
 	admin := srv.Admin(t)
 	chain := func(i int) string { return slapdtest.GroupDN(fmt.Sprintf("chain%02d", i)) }
 	member := slapdtest.UserDN("carol")
-	for i := 1; i <= ldapauth.MaxNestingDepth+1; i++ {
+	for i := 1; i <= 10+1; i++ {
 		req := ldap.NewAddRequest(chain(i), nil)
 		req.Attribute("objectClass", []string{"groupOfNames"})
 		req.Attribute("member", []string{member})
@@ -163,12 +163,12 @@ func TestSyncNestedLoginGroupWalkDepthBound(t *testing.T) {
 	for _, tt := range []struct {
 		depth   int
 		created []string
-	}{{ldapauth.MaxNestingDepth, []string{"carol"}}, {ldapauth.MaxNestingDepth + 1, nil}} {
+	}{{10, []string{"carol"}}, {10 + 1, nil}} {
 		t.Run(fmt.Sprint(tt.depth), func(t *testing.T) {
 			a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword,
-				ldapauth.EnvSearchFilters, "flagsmith_ldap.ldap.login_group_search_filter",
-				ldapauth.EnvLoginGroup, chain(tt.depth),
-				ldapauth.EnvNestedGroups, "walk",
+				"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "flagsmith_ldap.ldap.login_group_search_filter",
+				"LDAP_LOGIN_GROUP", chain(tt.depth),
+				"LDAP_AUTH_NESTED_GROUPS", "walk",
 			), ldapauth.NewMemStore())
 			rep := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, DryRun: true})
 			assert.Equal(t, tt.created, rep.UsersCreated)

@@ -58,11 +58,11 @@ func TestLockout(t *testing.T) {
 			var err error
 			slapdtest.WaitFor(t, 30*time.Second, func() error {
 				_, err = login(a, uid, slapdtest.Password(uid))
-				var acct *ldapauth.AccountError
+				var acct *ldapauth.LoginError
 				switch {
 				case errors.Is(err, ldapauth.ErrAccountLocked):
 					return nil
-				case err == nil, errors.Is(err, ldapauth.ErrInvalidCredentials) && !errors.As(err, &acct):
+				case err == nil, errors.As(err, &acct) && acct.Err == ldapauth.ErrInvalidCredentials:
 					// Let in, or refused with no account state: the lock
 					// is not in effect on binds yet.
 					return slapdtest.NotYet("slapd has not refused the locked account's bind: %v", err)
@@ -71,7 +71,7 @@ func TestLockout(t *testing.T) {
 			})
 			require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
 			require.ErrorIs(t, err, ldapauth.ErrAccountLocked)
-			var acct *ldapauth.AccountError
+			var acct *ldapauth.LoginError
 			require.ErrorAs(t, err, &acct)
 			assert.Equal(t, "accountLocked", acct.Code)
 			assert.NotErrorIs(t, err, ldapauth.ErrServiceAccount)
@@ -105,7 +105,7 @@ func TestMustChangePassword(t *testing.T) {
 			assert.Nil(t, u)
 			require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials, "a naive caller sees a failed login")
 			require.ErrorIs(t, err, ldapauth.ErrPasswordMustChange)
-			var acct *ldapauth.AccountError
+			var acct *ldapauth.LoginError
 			require.ErrorAs(t, err, &acct)
 			assert.Equal(t, "changeAfterReset", acct.Code)
 			for _, sentinel := range []error{ldapauth.ErrServiceAccount, ldapauth.ErrUnavailable, ldapauth.ErrConfig, ldapauth.ErrNotPermitted, ldapauth.ErrAccountLocked} {
@@ -148,7 +148,7 @@ func TestGraceLogins(t *testing.T) {
 	_, err := login(a, uid, slapdtest.Password(uid))
 	require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials)
 	require.ErrorIs(t, err, ldapauth.ErrPasswordExpired)
-	var acct *ldapauth.AccountError
+	var acct *ldapauth.LoginError
 	require.ErrorAs(t, err, &acct)
 	assert.Equal(t, "passwordExpired", acct.Code)
 }

@@ -22,8 +22,8 @@ func unconfirmed(rep *ldapauth.SyncReport) map[string]string {
 	out := map[string]string{}
 	for _, k := range rep.Unconfirmed {
 		key := k.Username
-		if k.GroupDN != "" {
-			key += " in " + k.GroupDN
+		if k.Group != "" {
+			key += " in " + k.Group
 		}
 		out[key] = k.Reason
 	}
@@ -64,8 +64,8 @@ func TestSyncLoginGroupMemberOfHiddenOpenLDAP(t *testing.T) {
 	srv := slapdtest.StartWith(t, slapdtest.Options{ACL: hideFromSvc(fmt.Sprintf("dn.exact=%q attrs=memberOf", slapdtest.UserDN("alice")))})
 	store := ldapauth.NewMemStore()
 	a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword,
-		ldapauth.EnvSearchFilters, "flagsmith_ldap.ldap.login_group_search_filter",
-		ldapauth.EnvLoginGroup, slapdtest.GroupDN("ldapusers")), store)
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "flagsmith_ldap.ldap.login_group_search_filter",
+		"LDAP_LOGIN_GROUP", slapdtest.GroupDN("ldapusers")), store)
 	loginAll(t, a, "alice", "carol", "jürgen")
 	srv.RemoveMember(t, "ldapusers", slapdtest.UserDN("carol"))
 

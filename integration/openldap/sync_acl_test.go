@@ -40,7 +40,7 @@ func TestSyncHiddenGroupsOpenLDAP(t *testing.T) {
 		hideFromSvc(fmt.Sprintf("dn.exact=%q attrs=member", readers))})
 	store := ldapauth.NewMemStore()
 	a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword,
-		ldapauth.EnvSyncedGroups, readers+":"+marvel+":"+ldapusers), store)
+		"LDAP_SYNCED_GROUPS", readers+":"+marvel+":"+ldapusers), store)
 	loginAll(t, a, "alice", "bob", "carol", "jürgen")
 	require.Equal(t, []string{"alice", "bob"}, members(store, "readers"), "the logins read memberOf as the user")
 	require.Equal(t, []string{"bob", "carol"}, members(store, "marvel"))
@@ -85,10 +85,10 @@ func TestSyncRemovalGuardGroupsOpenLDAP(t *testing.T) {
 		add.Attribute("objectClass", []string{"groupOfNames"})
 		add.Attribute("member", []string{slapdtest.ServiceDN})
 		require.NoError(t, admin.Add(add))
-		require.NoError(t, store.SaveGroup(ctx, ldapauth.Group{DN: dn, Name: ldapauth.GroupName(dn)}))
+		require.NoError(t, store.SaveGroup(ctx, ldapauth.Group{DN: dn, Name: fmt.Sprintf("team%d", i)}))
 		dns = append(dns, dn)
 	}
-	a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, ldapauth.EnvSyncedGroups, strings.Join(dns, ":")), store)
+	a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, "LDAP_SYNCED_GROUPS", strings.Join(dns, ":")), store)
 	rep := runSync(t, a, ldapauth.SyncOptions{})
 	require.Zero(t, rep.Counts.Changes(), "%s", rep)
 	for _, dn := range dns[1:] {
@@ -98,10 +98,11 @@ func TestSyncRemovalGuardGroupsOpenLDAP(t *testing.T) {
 
 	rep, err := a.Sync(ctx, ldapauth.SyncOptions{})
 	require.ErrorIs(t, err, ldapauth.ErrRemovalGuard)
-	var gerr *ldapauth.RemovalGuardError
+	var gerr *ldapauth.SyncAbortError
 	require.ErrorAs(t, err, &gerr)
-	assert.Equal(t, ldapauth.RemovalCount{Remove: 6, Total: 7, OverLimit: true}, gerr.Groups)
-	assert.False(t, gerr.Users.OverLimit)
+	assert.Equal(t, "removal guard", gerr.Phase)
+	assert.Equal(t, ldapauth.RemovalCount{Remove: 6, Total: 7, OverLimit: true}, rep.RemovalGuard.Groups)
+	assert.False(t, rep.RemovalGuard.Users.OverLimit)
 	assert.Contains(t, err.Error(), "6 of 7 synced groups")
 	assert.Len(t, rep.GroupsRemoved, 6, "the plan")
 	assert.Contains(t, rep.String(), "synced groups 6 of 7 (over the limit)")
@@ -142,7 +143,7 @@ func TestSyncEntryWithoutUsernameOpenLDAP(t *testing.T) {
 		require.Len(t, rep.Skipped, 1)
 		assert.Equal(t, slapdtest.UserDN("jürgen"), rep.Skipped[0].DN)
 		assert.Contains(t, rep.Skipped[0].Reason, `matched by DN to the stored user "jürgen"`)
-		assert.Empty(t, rep.Held.Reason)
+		assert.Empty(t, rep.RemovalGuard.Held)
 	})
 
 	srv.DeleteUser(t, "bob")
@@ -157,8 +158,11 @@ func TestSyncEntryWithoutUsernameOpenLDAP(t *testing.T) {
 	t.Run("no stored DN: removals held back", func(t *testing.T) {
 		rep := runSync(t, b, ldapauth.SyncOptions{})
 		assert.Empty(t, rep.UsersRemoved)
-		assert.Equal(t, []string{"bob", "jürgen"}, rep.Held.UsersRemoved, "what a complete read would remove")
-		assert.Contains(t, rep.Held.Reason, "without the uid attribute")
+		require.Len(t, rep.RemovalGuard.Held, 2)
+		for i, name := range []string{"bob", "jürgen"} {
+			assert.Equal(t, name, rep.RemovalGuard.Held[i].Username, "what a complete read would remove")
+			assert.Contains(t, rep.RemovalGuard.Held[i].Reason, "without the uid attribute")
+		}
 		assert.Equal(t, 2, rep.Counts.Held)
 		assert.Contains(t, rep.Skipped[0].Reason, "removals are held back")
 		assert.Contains(t, rep.String(), "removals held back (2): ")

@@ -22,11 +22,11 @@ import (
 // variables, as name, value pairs.
 func jobEnv(srv *slapdtest.Server, account, password string, extra ...string) map[string]string {
 	return flagsmithEnv(srv.URL, append([]string{
-		ldapauth.EnvSyncRelations, "flagsmith_ldap.ldap.sync_user_groups",
-		ldapauth.EnvOrganisationID, "1",
-		ldapauth.EnvSyncedGroups, slapdtest.GroupDN("readers") + ":" + slapdtest.GroupDN("marvel"),
-		ldapauth.EnvSyncUsername, account,
-		ldapauth.EnvSyncPassword, password,
+		"LDAP_AUTH_SYNC_USER_RELATIONS", "flagsmith_ldap.ldap.sync_user_groups",
+		"LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID", "1",
+		"LDAP_SYNCED_GROUPS", slapdtest.GroupDN("readers") + ":" + slapdtest.GroupDN("marvel"),
+		"LDAP_SYNC_USER_USERNAME", account,
+		"LDAP_SYNC_USER_PASSWORD", password,
 	}, extra...)...)
 }
 
@@ -95,10 +95,10 @@ func TestSyncPaging(t *testing.T) {
 	}{{"400", 13}, {"1000", 6}} {
 		t.Run("svc, pages of "+tt.pageSize, func(t *testing.T) {
 			store := ldapauth.NewMemStore()
-			a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, ldapauth.EnvSyncPageSize, tt.pageSize), store)
+			a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, "LDAP_SYNC_PAGE_SIZE", tt.pageSize), store)
 			var perPage []int
 			rep := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, Progress: func(p ldapauth.SyncProgress) {
-				if p.Phase == ldapauth.SyncReadUsers && p.Pages > 0 {
+				if p.Phase == "read users" && p.Pages > 0 {
 					perPage = append(perPage, p.Users)
 				}
 			}})
@@ -135,24 +135,24 @@ func TestSyncPaging(t *testing.T) {
 	}{
 		{"svc-limited, pages of 400", slapdtest.LimitedServiceDN, slapdtest.LimitedServicePassword, "400", ldap.LDAPResultSizeLimitExceeded},
 		{"svc-limited, pages of 1000", slapdtest.LimitedServiceDN, slapdtest.LimitedServicePassword, "1000", ldap.LDAPResultSizeLimitExceeded},
-		{"svc-limited, unpaged", slapdtest.LimitedServiceDN, slapdtest.LimitedServicePassword, "0", ldap.LDAPResultSizeLimitExceeded},
+		{"svc-limited, unpaged", slapdtest.LimitedServiceDN, slapdtest.LimitedServicePassword, "off", ldap.LDAPResultSizeLimitExceeded},
 		{"svc-nopaging, pages of 400", slapdtest.NoPagingServiceDN, slapdtest.NoPagingServicePassword, "400", ldap.LDAPResultAdminLimitExceeded},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			a := syncAuth(t, jobEnv(srv, tt.account, tt.password, ldapauth.EnvSyncPageSize, tt.pageSize), store)
+			a := syncAuth(t, jobEnv(srv, tt.account, tt.password, "LDAP_SYNC_PAGE_SIZE", tt.pageSize), store)
 			rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{Force: true})
 			require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
 			assert.True(t, ldap.IsErrorWithCode(err, tt.code), "%v", err)
 			var aerr *ldapauth.SyncAbortError
 			require.ErrorAs(t, err, &aerr)
-			assert.Equal(t, ldapauth.SyncReadUsers, aerr.Phase)
-			assert.Equal(t, []string{ldapauth.EnvSyncPageSize}, aerr.Variables, "the error names the setting that may fix it: %v", err)
+			assert.Equal(t, "read users", aerr.Phase)
+			assert.Equal(t, []string{"LDAP_SYNC_PAGE_SIZE"}, aerr.Variables, "the error names the setting that may fix it: %v", err)
 			assert.Nil(t, rep)
 			assert.Equal(t, before, snapshot(t, store), "nothing removed, even forced")
 		})
 	}
 	t.Run("svc-nopaging, paging off", func(t *testing.T) {
-		a := syncAuth(t, jobEnv(srv, slapdtest.NoPagingServiceDN, slapdtest.NoPagingServicePassword, ldapauth.EnvSyncPageSize, "0"), unpaged)
+		a := syncAuth(t, jobEnv(srv, slapdtest.NoPagingServiceDN, slapdtest.NoPagingServicePassword, "LDAP_SYNC_PAGE_SIZE", "off"), unpaged)
 		rep := runSync(t, a, ldapauth.SyncOptions{})
 		assert.Equal(t, 1, rep.Pages)
 		assert.Equal(t, users-1, rep.DirectoryUsers)
@@ -199,9 +199,9 @@ func TestSyncDirectoryChanges(t *testing.T) {
 
 	t.Run("a group dropped from LDAP_SYNCED_GROUPS", func(t *testing.T) {
 		a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword,
-			ldapauth.EnvSyncedGroups, slapdtest.GroupDN("ldapusers")), store)
+			"LDAP_SYNCED_GROUPS", slapdtest.GroupDN("ldapusers")), store)
 		rep := runSync(t, a, ldapauth.SyncOptions{})
-		assert.Equal(t, []ldapauth.GroupNote{{DN: readers, Reason: "not in " + ldapauth.EnvSyncedGroups}}, rep.GroupsLeftAlone)
+		assert.Equal(t, []ldapauth.Notice{{DN: readers, Reason: "not in " + "LDAP_SYNCED_GROUPS"}}, rep.GroupsLeftAlone)
 		assert.Empty(t, rep.GroupsRemoved)
 		assert.Equal(t, []string{"alice", "carol"}, members(store, "readers"), "left alone, members included")
 	})
@@ -212,8 +212,8 @@ func TestSyncLeftLoginGroup(t *testing.T) {
 	srv := slapdtest.Start(t)
 	store := ldapauth.NewMemStore()
 	a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword,
-		ldapauth.EnvSearchFilters, "flagsmith_ldap.ldap.login_group_search_filter",
-		ldapauth.EnvLoginGroup, slapdtest.GroupDN("ldapusers")), store)
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "flagsmith_ldap.ldap.login_group_search_filter",
+		"LDAP_LOGIN_GROUP", slapdtest.GroupDN("ldapusers")), store)
 	loginAll(t, a, "alice", "carol", "jürgen")
 
 	srv.RemoveMember(t, "ldapusers", slapdtest.UserDN("carol"))
@@ -232,9 +232,9 @@ func TestSyncNestedLoginGroup(t *testing.T) {
 	srv := slapdtest.Start(t)
 	store := ldapauth.NewMemStore()
 	a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword,
-		ldapauth.EnvSearchFilters, "flagsmith_ldap.ldap.login_group_search_filter",
-		ldapauth.EnvLoginGroup, slapdtest.GroupDN("nested-parent"),
-		ldapauth.EnvNestedGroups, "walk"), store)
+		"LDAP_AUTH_FORMAT_SEARCH_FILTERS", "flagsmith_ldap.ldap.login_group_search_filter",
+		"LDAP_LOGIN_GROUP", slapdtest.GroupDN("nested-parent"),
+		"LDAP_AUTH_NESTED_GROUPS", "walk"), store)
 	loginAll(t, a, "carol")
 
 	rep := runSync(t, a, ldapauth.SyncOptions{})
@@ -258,8 +258,8 @@ func TestSyncNestedGroupsKept(t *testing.T) {
 	store := ldapauth.NewMemStore()
 	parent := slapdtest.GroupDN("nested-parent")
 	a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword,
-		ldapauth.EnvSyncedGroups, parent,
-		ldapauth.EnvNestedGroups, "walk"), store)
+		"LDAP_SYNCED_GROUPS", parent,
+		"LDAP_AUTH_NESTED_GROUPS", "walk"), store)
 	loginAll(t, a, "carol")
 	require.Equal(t, []string{"carol"}, members(store, "nested-parent"), "the login counts the nested membership")
 
@@ -324,7 +324,7 @@ func TestSyncAccount(t *testing.T) {
 			assert.NotContains(t, err.Error(), "wrong-password")
 			var aerr *ldapauth.SyncAbortError
 			require.ErrorAs(t, err, &aerr)
-			assert.Equal(t, ldapauth.SyncBind, aerr.Phase)
+			assert.Equal(t, "bind", aerr.Phase)
 		})
 	}
 }
@@ -335,13 +335,13 @@ func TestSyncAccount(t *testing.T) {
 func TestSyncServerRestartMidway(t *testing.T) {
 	srv := slapdtest.StartWith(t, slapdtest.Options{GeneratedUsers: 1000})
 	store := ldapauth.NewMemStore()
-	a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, ldapauth.EnvSyncPageSize, "100"), store)
+	a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, "LDAP_SYNC_PAGE_SIZE", "100"), store)
 	runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
 	srv.DeleteUser(t, slapdtest.GeneratedUID(1))
 	before := snapshot(t, store)
 
 	rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{Force: true, Progress: func(p ldapauth.SyncProgress) {
-		if p.Phase == ldapauth.SyncReadUsers && p.Pages == 2 {
+		if p.Phase == "read users" && p.Pages == 2 {
 			srv.Restart(t)
 		}
 	}})

@@ -13,16 +13,16 @@ import (
 func TestTLS(t *testing.T) {
 	srv := sharedServer(t)
 	startTLS := func(caFile string) []string {
-		vars := []string{ldapauth.EnvUseTLS, "true"}
+		vars := []string{"LDAP_AUTH_USE_TLS", "true"}
 		if caFile != "" {
-			vars = append(vars, ldapauth.EnvTLSCAFile, caFile)
+			vars = append(vars, "LDAP_AUTH_TLS_CA_FILE", caFile)
 		}
 		return vars
 	}
 	ldaps := func(caFile string) []string {
-		vars := []string{ldapauth.EnvURL, srv.LDAPSURL}
+		vars := []string{"LDAP_AUTH_URL", srv.LDAPSURL}
 		if caFile != "" {
-			vars = append(vars, ldapauth.EnvTLSCAFile, caFile)
+			vars = append(vars, "LDAP_AUTH_TLS_CA_FILE", caFile)
 		}
 		return vars
 	}

@@ -54,7 +54,7 @@
 package dstest
 
 import (
-	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -63,16 +63,15 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/go-ldapauth/ldapauth/internal/proctest"
 	"github.com/go-ldapauth/ldapauth/internal/testcert"
 )
 
@@ -148,16 +147,7 @@ type Server struct {
 	configDir, errorsLog string
 	ca, wrongCA          *testcert.CA
 
-	mu      sync.Mutex // guards proc and stopped
-	proc    *process
-	stopped bool
-}
-
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-	out  *bytes.Buffer
+	proc proctest.Slot
 }
 
 // Start starts a server of its own for tb, or skips tb when 389-DS is not
@@ -221,7 +211,7 @@ func Shared(tb testing.TB) *Server {
 //	func TestMain(m *testing.M) { os.Exit(dstest.Run(m)) }
 func Run(m *testing.M) int {
 	code := m.Run()
-	for _, s := range running() {
+	for _, s := range registry.All() {
 		s.Stop()
 	}
 	return code
@@ -293,7 +283,7 @@ func New(opts Options) (s *Server, err error) {
 			s = nil
 		}
 	}()
-	register(s)
+	registry.Add(s)
 	ldapPort, ldapsPort, err := freePorts()
 	if err != nil {
 		return nil, err
@@ -433,7 +423,7 @@ create_suffix_entry = True
 	cmd := exec.Command(bins.dscreate, "from-file", infFile)
 	cmd.Env = append(os.Environ(), "PREFIX="+prefix)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("dstest: dscreate from-file: %w\n%s", err, lastLines(string(out), 30))
+		return fmt.Errorf("dstest: dscreate from-file: %w\n%s", err, proctest.LastLines(string(out), 30))
 	}
 	s.configDir = filepath.Join(inst, "etc", "dirsrv", "slapd-"+instanceName)
 	s.errorsLog = filepath.Join(inst, "log", "errors")
@@ -594,99 +584,43 @@ const startTimeout = 60 * time.Second
 // root DN's bind and accepts connections on the TLS port.
 func (s *Server) launch(nsSlapd string) error {
 	cmd := exec.Command(nsSlapd, "-D", s.configDir, "-i", filepath.Join(s.Dir, "inst", "run", "ns-slapd.pid"), "-d", "0")
-	out := &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = &lockedWriter{w: out}, &lockedWriter{w: out}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p := &process{cmd: cmd, done: make(chan struct{}), out: out}
-	started := make(chan error, 1)
-	go func() {
-		// The parent-death signal fires when the thread that started the
-		// child ends: keep this goroutine on its thread until ns-slapd exits.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
+	out := &proctest.TailBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	p, err := proctest.Start(cmd, proctest.Options{})
+	if err != nil {
 		return fmt.Errorf("dstest: starting ns-slapd: %w", err)
 	}
-	s.mu.Lock()
-	s.proc = p
-	s.mu.Unlock()
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case <-p.done:
-			return fmt.Errorf("dstest: ns-slapd exited at start (%v):\n%s", p.err, s.Log())
-		default:
-		}
-		if s.ready() {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			s.kill(p)
-			return fmt.Errorf("dstest: ns-slapd did not answer within %v:\n%s", startTimeout, s.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
+	s.proc.Set(p)
+	if err := p.Ready(context.Background(), startTimeout, 20*time.Millisecond, s.ready); err != nil {
+		p.Stop(stopGrace)
+		return fmt.Errorf("dstest: ns-slapd %v:\n%s", err, s.Log())
 	}
+	return nil
 }
 
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func (s *Server) ready() bool {
+func (s *Server) ready() error {
 	port := strings.TrimPrefix(s.LDAPSURL, "ldaps://")
 	c, err := net.DialTimeout("tcp", port, time.Second)
 	if err != nil {
-		return false
+		return err
 	}
 	c.Close()
 	conn, err := s.dial()
 	if err != nil {
-		return false
+		return err
 	}
 	defer conn.Close()
-	return conn.Bind(AdminDN, AdminPassword) == nil
+	return conn.Bind(AdminDN, AdminPassword)
 }
 
-func (s *Server) kill(p *process) {
-	if p == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+// stopGrace is how long ns-slapd has to exit after SIGTERM before SIGKILL.
+const stopGrace = 10 * time.Second
 
 // Stop stops ns-slapd, waits for it to exit and removes Dir. It may be
 // called more than once.
 func (s *Server) Stop() {
-	s.mu.Lock()
-	p := s.proc
-	s.proc = nil
-	already := s.stopped
-	s.stopped = true
-	s.mu.Unlock()
-	s.kill(p)
-	if !already {
-		unregister(s)
+	if s.proc.Stop(stopGrace) {
+		registry.Remove(s)
 		_ = os.RemoveAll(s.Dir)
 	}
 }
@@ -694,11 +628,9 @@ func (s *Server) Stop() {
 // Restart stops ns-slapd and starts it again with the same data and ports.
 func (s *Server) Restart(tb testing.TB) {
 	tb.Helper()
-	s.mu.Lock()
-	p := s.proc
-	s.proc = nil
-	s.mu.Unlock()
-	s.kill(p)
+	if err := s.proc.StopRun(stopGrace); err != nil {
+		tb.Fatalf("dstest: %v", err)
+	}
 	bins, err := findBinaries()
 	if err == nil {
 		err = s.launch(bins.nsSlapd)
@@ -711,7 +643,7 @@ func (s *Server) Restart(tb testing.TB) {
 // Log returns the end of the instance's errors log.
 func (s *Server) Log() string {
 	data, _ := os.ReadFile(s.errorsLog)
-	return lastLines(string(data), 40)
+	return proctest.LastLines(string(data), 40)
 }
 
 // TLSConfig returns a client TLS configuration that trusts the server's CA
@@ -768,40 +700,5 @@ func GroupDN(cn string) string { return "cn=" + ldap.EscapeDN(cn) + "," + Groups
 // Password returns the password of a seed user or service account.
 func Password(name string) string { return name + "-password" }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-var registry struct {
-	sync.Mutex
-	servers map[*Server]struct{}
-}
-
-func register(s *Server) {
-	registry.Lock()
-	defer registry.Unlock()
-	if registry.servers == nil {
-		registry.servers = map[*Server]struct{}{}
-	}
-	registry.servers[s] = struct{}{}
-}
-
-func unregister(s *Server) {
-	registry.Lock()
-	defer registry.Unlock()
-	delete(registry.servers, s)
-}
-
-func running() []*Server {
-	registry.Lock()
-	defer registry.Unlock()
-	out := make([]*Server, 0, len(registry.servers))
-	for s := range registry.servers {
-		out = append(out, s)
-	}
-	return out
-}
+// registry holds the servers New started and Stop has not stopped, for Run.
+var registry proctest.Registry[*Server]

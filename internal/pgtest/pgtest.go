@@ -18,12 +18,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +32,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
+
+	"github.com/go-ldapauth/ldapauth/internal/proctest"
 )
 
 // RequireEnv turns a missing PostgreSQL from a skipped test into a failed
@@ -51,8 +51,7 @@ type Server struct {
 	Dir  string
 	Port int
 
-	cmd     *exec.Cmd
-	done    chan struct{}
+	proc    *proctest.Process
 	log     *syncBuffer
 	dbs     atomic.Int64
 	once    sync.Once
@@ -186,7 +185,7 @@ func NewWith(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
-	s := &Server{Dir: dir, log: &syncBuffer{}, done: make(chan struct{}), durable: o.Durable}
+	s := &Server{Dir: dir, log: &syncBuffer{}, durable: o.Durable}
 	if cred != nil {
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			os.RemoveAll(dir)
@@ -211,25 +210,15 @@ func NewWith(o Options) (*Server, error) {
 			s.Stop()
 			return nil, err
 		}
-		s.done = make(chan struct{})
 	}
 }
 
 var errAddrInUse = errors.New("pgtest: port in use")
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pgtest: finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 const startTimeout = 30 * time.Second
 
 func (s *Server) launch(bin, data string, cred *syscall.Credential) error {
-	port, err := freePort()
+	port, err := proctest.FreePort()
 	if err != nil {
 		return err
 	}
@@ -240,58 +229,30 @@ func (s *Server) launch(bin, data string, cred *syscall.Credential) error {
 	}
 	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
-	// SIGKILL the server when the test binary dies without stopping it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
-	started := make(chan error, 1)
-	done := s.done
-	go func() {
-		// The parent-death signal fires when the starting thread ends: keep
-		// this goroutine on its thread until the server has exited.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
-		close(done)
-	}()
-	if err := <-started; err != nil {
-		close(done)
+	p, err := proctest.Start(cmd, proctest.Options{Credential: cred, Signal: syscall.SIGINT}) // SIGINT: a fast shutdown
+	if err != nil {
 		return fmt.Errorf("pgtest: starting postgres: %w", err)
 	}
-	s.cmd = cmd
-
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case <-done:
-			if strings.Contains(s.log.String(), "already in use") {
-				return errAddrInUse
-			}
-			return fmt.Errorf("pgtest: postgres exited at start:\n%s", s.log.String())
-		default:
-		}
-		if s.ready() {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("pgtest: postgres did not answer within %v:\n%s", startTimeout, s.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	s.proc = p
+	err = p.Ready(context.Background(), startTimeout, 50*time.Millisecond, s.ready)
+	switch {
+	case errors.Is(err, proctest.ErrExited) && strings.Contains(s.log.String(), "already in use"):
+		return errAddrInUse
+	case err != nil:
+		return fmt.Errorf("pgtest: postgres %v:\n%s", err, s.log.String())
 	}
+	return nil
 }
 
-func (s *Server) ready() bool {
+func (s *Server) ready() error {
 	db, err := sql.Open("pgx", s.DSN("postgres"))
 	if err != nil {
-		return false
+		return err
 	}
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return db.PingContext(ctx) == nil
+	return db.PingContext(ctx)
 }
 
 // DSN returns the URL of the database on the server.
@@ -328,15 +289,7 @@ func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
 // and removes Dir. It may be called more than once.
 func (s *Server) Stop() {
 	s.once.Do(func() {
-		if s.cmd != nil && s.cmd.Process != nil {
-			_ = s.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
-			select {
-			case <-s.done:
-			case <-time.After(10 * time.Second):
-				_ = s.cmd.Process.Kill()
-				<-s.done
-			}
-		}
+		s.proc.Stop(10 * time.Second)
 		os.RemoveAll(s.Dir)
 	})
 }

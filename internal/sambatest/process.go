@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/go-ldapauth/ldapauth/internal/proctest"
 	"github.com/go-ldapauth/ldapauth/internal/testcert"
 )
 
@@ -165,65 +166,25 @@ func (d *DC) run(ctx context.Context) error {
 	cmd := exec.Command("samba", "-s", d.confPath(), "--foreground", "--no-process-group", "--debug-stdout")
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	// Own process group, so Stop can kill samba's forked children too;
-	// Pdeathsig kills the root process if the test binary dies, and samba's
-	// children exit when their parent does.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	// Its own process group, so that Stop kills samba's forked children too.
+	p, err := proctest.Start(cmd, proctest.Options{Group: true})
+	if err != nil {
 		return fmt.Errorf("sambatest: start samba: %w", err)
 	}
-	d.cmd = cmd
-	d.exited = make(chan struct{})
-	go func() { _ = cmd.Wait(); close(d.exited) }()
-
-	deadline := time.Now().Add(readyTimeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		select {
-		case <-d.exited:
-			return fmt.Errorf("sambatest: samba exited during start-up: %v\n%s", cmd.ProcessState, tail(logPath))
-		case <-ctx.Done():
-			return fmt.Errorf("sambatest: waiting for samba: %w", ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
+	d.proc = p
+	err = p.Ready(ctx, readyTimeout, 100*time.Millisecond, func() error {
 		c, err := ldap.DialURL(d.URL, ldap.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}))
 		if err != nil {
-			lastErr = err
-			continue
+			return err
 		}
+		defer c.Close()
 		c.SetTimeout(5 * time.Second)
-		err = c.Bind(d.AdminDN, d.AdminPassword)
-		c.Close()
-		if err == nil {
-			return nil
-		}
-		lastErr = err
+		return c.Bind(d.AdminDN, d.AdminPassword)
+	})
+	if err != nil {
+		return fmt.Errorf("sambatest: samba %w\n%s", err, tail(logPath))
 	}
-	return fmt.Errorf("sambatest: samba not ready after %v: %v\n%s", readyTimeout, lastErr, tail(logPath))
-}
-
-// kill sends SIGTERM to samba's process group, then SIGKILL after
-// stopTimeout, and waits for the root process. It always SIGKILLs the group
-// at the end so no forked child survives.
-func (d *DC) kill() {
-	if d.cmd == nil || d.cmd.Process == nil {
-		return
-	}
-	pgid := d.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(stopTimeout):
-	}
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	<-d.exited
-	// Wait until the group is gone (children are reparented, not reaped by us).
-	for i := 0; i < 100; i++ {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return nil
 }
 
 // tail returns the last few kilobytes of a log file, for error messages.

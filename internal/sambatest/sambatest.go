@@ -53,6 +53,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/go-ldapauth/ldapauth/internal/proctest"
 )
 
 // The domain every DC is provisioned with.
@@ -138,8 +140,7 @@ type DC struct {
 	StartupTime time.Duration
 
 	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
+	proc    *proctest.Process
 	lock    *os.File
 	stopped bool
 }
@@ -275,7 +276,7 @@ func (d *DC) Stop() {
 		return
 	}
 	d.stopped = true
-	d.kill()
+	d.proc.Stop(stopTimeout)
 	if d.Dir != "" {
 		os.RemoveAll(d.Dir)
 	}
@@ -294,7 +295,7 @@ func (d *DC) Restart(tb testing.TB) {
 	if d.stopped {
 		tb.Fatal("sambatest: Restart after Stop")
 	}
-	d.kill()
+	d.proc.Stop(stopTimeout)
 	if err := d.run(context.Background()); err != nil {
 		tb.Fatal(err)
 	}

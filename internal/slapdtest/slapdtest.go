@@ -52,6 +52,7 @@ package slapdtest
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -63,12 +64,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/go-ldapauth/ldapauth/internal/proctest"
 	"github.com/go-ldapauth/ldapauth/internal/testcert"
 )
 
@@ -202,18 +203,9 @@ type Server struct {
 	slapd, confPath, level string
 	ldapPort, ldapsPort    int
 	ca, wrongCA            *testcert.CA
-	log                    *tailBuffer
+	log                    *proctest.TailBuffer
 
-	mu      sync.Mutex // guards proc and stopped
-	proc    *process
-	stopped bool
-}
-
-// process is one run of slapd.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when slapd has exited
-	err  error         // from Wait, valid after done
+	proc proctest.Slot
 }
 
 // Start starts a server with the seed only, or skips tb if slapd is not
@@ -239,7 +231,7 @@ func StartWith(tb testing.TB, opts Options) *Server {
 	}
 	tb.Cleanup(func() {
 		if tb.Failed() {
-			tb.Logf("slapd log (last %d KiB):\n%s", logTail/1024, s.Log())
+			tb.Logf("slapd log (the last 256 KiB):\n%s", s.Log())
 		}
 		s.Stop()
 	})
@@ -281,7 +273,7 @@ func New(opts Options) (s *Server, err error) {
 		slapd:          bins.slapd,
 		confPath:       filepath.Join(dir, "slapd.conf"),
 		level:          level,
-		log:            &tailBuffer{},
+		log:            &proctest.TailBuffer{},
 	}
 	started := s // "return nil, err" sets s to nil before the deferred Stop
 	defer func() {
@@ -298,7 +290,7 @@ func New(opts Options) (s *Server, err error) {
 	if err := s.startOnFreePorts(); err != nil {
 		return nil, err
 	}
-	register(s)
+	registry.Add(s)
 	return s, nil
 }
 
@@ -508,10 +500,10 @@ func writeLDIF(w io.Writer, entries []*entry, generated int, memberOf []string) 
 func (s *Server) startOnFreePorts() error {
 	var err error
 	for range 5 {
-		if s.ldapPort, err = freePort(); err != nil {
+		if s.ldapPort, err = proctest.FreePort(); err != nil {
 			return err
 		}
-		if s.ldapsPort, err = freePort(); err != nil {
+		if s.ldapsPort, err = proctest.FreePort(); err != nil {
 			return err
 		}
 		if s.ldapsPort == s.ldapPort {
@@ -529,15 +521,6 @@ func (s *Server) startOnFreePorts() error {
 
 var errAddrInUse = errors.New("slapdtest: port in use")
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("slapdtest: finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // startTimeout bounds how long slapd may take to answer after it starts.
 const startTimeout = 15 * time.Second
 
@@ -550,96 +533,52 @@ func (s *Server) launch() error {
 		"-h", s.URL+"/ "+s.LDAPSURL+"/",
 		"-d", s.level, // also: stay in the foreground, so Wait and Kill work
 	)
-	runLog := &tailBuffer{} // this run's output alone, to tell why it failed
+	runLog := &proctest.TailBuffer{} // this run's output alone, to tell why it failed
 	out := io.MultiWriter(s.log, runLog)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = sysProcAttr()
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		// The parent-death signal (see sysProcAttr) fires when the thread
-		// that started the child ends, not the process: keep this goroutine
-		// on its thread until slapd has exited, so no other goroutine's
-		// thread exit can kill slapd early.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
+	p, err := proctest.Start(cmd, proctest.Options{})
+	if err != nil {
 		return fmt.Errorf("slapdtest: starting slapd: %w", err)
 	}
-	s.mu.Lock()
-	s.proc = p
-	s.mu.Unlock()
+	s.proc.Set(p)
 
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case <-p.done:
-			log := runLog.String()
-			if strings.Contains(log, "Address already in use") {
-				return fmt.Errorf("%w: %v", errAddrInUse, p.err)
-			}
-			return fmt.Errorf("slapdtest: slapd exited at start (%v):\n%s", p.err, lastLines(log, 20))
-		default:
+	err = p.Ready(context.Background(), startTimeout, 10*time.Millisecond, s.ready)
+	switch {
+	case errors.Is(err, proctest.ErrExited):
+		log := runLog.String()
+		if strings.Contains(log, "Address already in use") {
+			return fmt.Errorf("%w: %v", errAddrInUse, p.Err())
 		}
-		if s.ready() {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			s.kill(p)
-			return fmt.Errorf("slapdtest: slapd did not answer within %v:\n%s", startTimeout, lastLines(runLog.String(), 20))
-		}
-		time.Sleep(10 * time.Millisecond)
+		return fmt.Errorf("slapdtest: slapd %v:\n%s", err, proctest.LastLines(log, 20))
+	case err != nil:
+		p.Stop(stopGrace)
+		return fmt.Errorf("slapdtest: slapd %v:\n%s", err, proctest.LastLines(runLog.String(), 20))
 	}
+	return nil
 }
 
-func (s *Server) ready() bool {
+func (s *Server) ready() error {
 	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(s.ldapsPort), time.Second)
 	if err != nil {
-		return false
+		return err
 	}
 	c.Close()
 	conn, err := s.dial()
 	if err != nil {
-		return false
+		return err
 	}
 	defer conn.Close()
-	return conn.Bind(AdminDN, AdminPassword) == nil
+	return conn.Bind(AdminDN, AdminPassword)
 }
 
-// kill stops one run of slapd: SIGTERM, then SIGKILL after five seconds.
-func (s *Server) kill(p *process) {
-	if p == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(sigTerm)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+// stopGrace is how long slapd has to exit after SIGTERM before SIGKILL.
+const stopGrace = 5 * time.Second
 
 // Stop stops slapd, waits for it to exit and removes Dir. It may be called
 // more than once; Start calls it when the test ends.
 func (s *Server) Stop() {
-	s.mu.Lock()
-	p := s.proc
-	s.proc = nil
-	already := s.stopped
-	s.stopped = true
-	s.mu.Unlock()
-	s.kill(p)
-	if !already {
-		unregister(s)
+	if s.proc.Stop(stopGrace) {
+		registry.Remove(s)
 		_ = os.RemoveAll(s.Dir)
 	}
 }
@@ -654,15 +593,9 @@ func (s *Server) Restart(tb testing.TB) {
 }
 
 func (s *Server) restart() error {
-	s.mu.Lock()
-	if s.stopped {
-		s.mu.Unlock()
-		return errors.New("slapdtest: restart after Stop")
+	if err := s.proc.StopRun(stopGrace); err != nil {
+		return fmt.Errorf("slapdtest: %w", err)
 	}
-	p := s.proc
-	s.proc = nil
-	s.mu.Unlock()
-	s.kill(p)
 	// The ports were ours a moment ago; a port in TIME_WAIT does not stop
 	// slapd (it sets SO_REUSEADDR), another process taking one might.
 	var err error
@@ -883,75 +816,12 @@ func (s *Server) modify(tb testing.TB, what, dn string, op func(*ldap.Conn) erro
 // SIGKILL when its parent exits), but its directory stays behind.
 func Run(m *testing.M) int {
 	code := m.Run()
-	for _, s := range running() {
+	for _, s := range registry.All() {
 		s.Stop()
 	}
 	return code
 }
 
-// The servers that New started and Stop has not stopped, for Run. This is
-// the package's only state.
-var registry struct {
-	sync.Mutex
-	servers map[*Server]struct{}
-}
-
-func register(s *Server) {
-	registry.Lock()
-	defer registry.Unlock()
-	if registry.servers == nil {
-		registry.servers = make(map[*Server]struct{})
-	}
-	registry.servers[s] = struct{}{}
-}
-
-func unregister(s *Server) {
-	registry.Lock()
-	defer registry.Unlock()
-	delete(registry.servers, s)
-}
-
-func running() []*Server {
-	registry.Lock()
-	defer registry.Unlock()
-	out := make([]*Server, 0, len(registry.servers))
-	for s := range registry.servers {
-		out = append(out, s)
-	}
-	return out
-}
-
-// logTail is how much of slapd's output a server keeps.
-const logTail = 256 * 1024
-
-// tailBuffer keeps the last logTail bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - logTail; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) WriteString(s string) { _, _ = b.Write([]byte(s)) }
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+// registry holds the servers that New started and Stop has not stopped,
+// for Run. This is the package's only state.
+var registry proctest.Registry[*Server]

@@ -5,7 +5,6 @@
 package demo
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -78,15 +77,15 @@ func Env(srv *ldaptest.Server) map[string]string {
 	d := ldaptest.DemoDirectory()
 	for _, u := range d.Users {
 		if u.Name == d.ServiceAccount {
-			vars[ldapauth.EnvSyncUsername] = srv.UserDN(u.Name) // its own DN: it lives outside the users' branch
-			vars[ldapauth.EnvSyncPassword] = u.Password
+			vars["LDAP_SYNC_USER_USERNAME"] = srv.UserDN(u.Name) // its own DN: it lives outside the users' branch
+			vars["LDAP_SYNC_USER_PASSWORD"] = u.Password
 		}
 	}
-	vars[ldapauth.EnvFormatUsername] = "django_python3_ldap.utils.format_username_openldap"
-	vars[ldapauth.EnvSearchFilters] = "flagsmith_ldap.ldap.login_group_search_filter"
-	vars[ldapauth.EnvLoginGroup] = srv.GroupDN(LoginGroup)
-	vars[ldapauth.EnvSyncRelations] = "flagsmith_ldap.ldap.sync_user_groups"
-	vars[ldapauth.EnvOrganisationID] = OrganisationID
+	vars["LDAP_AUTH_FORMAT_USERNAME"] = "django_python3_ldap.utils.format_username_openldap"
+	vars["LDAP_AUTH_FORMAT_SEARCH_FILTERS"] = "flagsmith_ldap.ldap.login_group_search_filter"
+	vars["LDAP_LOGIN_GROUP"] = srv.GroupDN(LoginGroup)
+	vars["LDAP_AUTH_SYNC_USER_RELATIONS"] = "flagsmith_ldap.ldap.sync_user_groups"
+	vars["LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID"] = OrganisationID
 	groups := ""
 	for i, g := range SyncedGroups {
 		if i > 0 {
@@ -94,7 +93,7 @@ func Env(srv *ldaptest.Server) map[string]string {
 		}
 		groups += srv.GroupDN(g)
 	}
-	vars[ldapauth.EnvSyncedGroups] = groups
+	vars["LDAP_SYNCED_GROUPS"] = groups
 	return vars
 }
 
@@ -132,10 +131,10 @@ func (a ActiveOnly) SearchFilters(cfg *ldapauth.Config, lookup map[string]string
 // configVariables are the LDAP variables whose presence without
 // LDAP_AUTH_URL means a real configuration with the URL missing.
 var configVariables = []string{
-	ldapauth.EnvUseTLS, ldapauth.EnvSearchBase, ldapauth.EnvObjectClass, ldapauth.EnvUserFields,
-	ldapauth.EnvADDomain, ldapauth.EnvFormatUsername, ldapauth.EnvSearchFilters, ldapauth.EnvSyncRelations,
-	ldapauth.EnvOrganisationID, ldapauth.EnvSyncedGroups, ldapauth.EnvLoginGroup, ldapauth.EnvSyncUsername,
-	ldapauth.EnvSyncPassword, ldapauth.EnvConnectionUsername, ldapauth.EnvConnectionPassword, ldapauth.EnvTLSCAFile,
+	"LDAP_AUTH_USE_TLS", "LDAP_AUTH_SEARCH_BASE", "LDAP_AUTH_OBJECT_CLASS", "LDAP_AUTH_USER_FIELDS",
+	"LDAP_AUTH_ACTIVE_DIRECTORY_DOMAIN", "LDAP_AUTH_FORMAT_USERNAME", "LDAP_AUTH_FORMAT_SEARCH_FILTERS", "LDAP_AUTH_SYNC_USER_RELATIONS",
+	"LDAP_DEFAULT_FLAGSMITH_ORGANISATION_ID", "LDAP_SYNCED_GROUPS", "LDAP_LOGIN_GROUP", "LDAP_SYNC_USER_USERNAME",
+	"LDAP_SYNC_USER_PASSWORD", "LDAP_AUTH_CONNECTION_USERNAME", "LDAP_AUTH_CONNECTION_PASSWORD", "LDAP_AUTH_TLS_CA_FILE",
 }
 
 // Setup reads the configuration from the environment. When LDAP_AUTH_URL is
@@ -158,7 +157,7 @@ func SetupEnv(lookup func(string) (string, bool)) (*ldapauth.Config, *ldaptest.S
 	if err == nil {
 		return cfg, nil, nil
 	}
-	if url, _ := lookup(ldapauth.EnvURL); !errors.Is(err, ldapauth.ErrNotConfigured) || url != "" {
+	if url, _ := lookup("LDAP_AUTH_URL"); url != "" {
 		return nil, nil, err
 	}
 	// LDAP_AUTH_URL is unset. If the rest of an LDAP configuration is there,
@@ -172,11 +171,11 @@ func SetupEnv(lookup func(string) (string, bool)) (*ldapauth.Config, *ldaptest.S
 	}
 	if len(set) > 0 {
 		return nil, nil, fmt.Errorf("%w: %s not set, but %s %s: set it, or unset them to run the demo directory",
-			ldapauth.ErrNotConfigured, ldapauth.EnvURL, strings.Join(set, ", "), map[bool]string{true: "is", false: "are"}[len(set) == 1])
+			ldapauth.ErrConfig, "LDAP_AUTH_URL", strings.Join(set, ", "), map[bool]string{true: "is", false: "are"}[len(set) == 1])
 	}
 	if v, ok := lookup("DATABASE_URL"); ok && v != "" {
 		return nil, nil, fmt.Errorf("%w: %s not set, so this would be the demo directory, whose passwords are public; it does not write into DATABASE_URL: set %s, or unset DATABASE_URL",
-			ldapauth.ErrNotConfigured, ldapauth.EnvURL, ldapauth.EnvURL)
+			ldapauth.ErrConfig, "LDAP_AUTH_URL", "LDAP_AUTH_URL")
 	}
 	srv, err := ldaptest.NewServer(ldaptest.DemoDirectory())
 	if err != nil {

@@ -33,7 +33,7 @@ func TestSetupRefusesTheDemoInPlaceOfARealConfiguration(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg, srv, err := demo.SetupEnv(lookup(env))
-			require.ErrorIs(t, err, ldapauth.ErrNotConfigured)
+			require.ErrorIs(t, err, ldapauth.ErrConfig)
 			assert.Nil(t, cfg)
 			assert.Nil(t, srv, "no demo directory started")
 			assert.NotContains(t, err.Error(), "secret")
