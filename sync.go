@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"maps"
 	"slices"
@@ -197,15 +198,6 @@ type syncedGroup struct {
 	note string
 }
 
-// storeUser is a directory-managed user of the store during a run.
-type storeUser struct {
-	username   string
-	details    StoredUser // what the store holds, until the entry is compared
-	hasDetails bool       // the store gave details
-	present    bool       // the directory returned it
-	dn         string     // the entry's DN, once returned
-}
-
 // confirmRemoval is a membership removal to confirm: the user (DN,
 // username, memberOf and primaryGroupID only) and the synced group.
 type confirmRemoval struct {
@@ -260,6 +252,11 @@ type syncRun struct {
 	related []*User
 
 	report *SyncReport
+
+	// hash, fieldKeys and fieldNames make fingerprints (syncstore.go).
+	hash       maphash.Hash
+	fieldKeys  []string
+	fieldNames []string
 }
 
 func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
@@ -272,6 +269,7 @@ func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
 		ambiguous: map[string]bool{},
 		report:    &SyncReport{DryRun: opts.DryRun, Forced: opts.Force},
 		custom:    !a.cfg.usesGroupSyncer(),
+		hash:      newFingerprintHash(),
 	}
 	for _, ref := range a.synced {
 		if _, dup := r.groupIdx[ref.key]; dup {
@@ -292,51 +290,6 @@ func (r *syncRun) progress(phase SyncPhase) {
 
 func (r *syncRun) abort(phase SyncPhase, err error) error {
 	return &SyncAbortError{Phase: phase, Err: err}
-}
-
-// loadStore takes the store's snapshot.
-func (r *syncRun) loadStore(ctx context.Context) error {
-	snap, err := r.a.cfg.Store.Snapshot(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return r.abort(SyncReadStore, ctxError(ctx))
-		}
-		return r.abort(SyncReadStore, &StoreError{Op: "snapshot", Err: err})
-	}
-	// Details is keyed by username as in Users; a store that spells them
-	// differently is looked up by normUser, as the contract compares them.
-	var folded map[string]StoredUser
-	users := make([]storeUser, len(snap.Users))
-	r.users = make(map[string]*storeUser, len(snap.Users))
-	for i, name := range snap.Users {
-		su := &users[i]
-		su.username = name
-		su.details, su.hasDetails = snap.Details[name]
-		if !su.hasDetails && len(snap.Details) > 0 {
-			if folded == nil {
-				folded = make(map[string]StoredUser, len(snap.Details))
-				for name, d := range snap.Details {
-					folded[normUser(name)] = d
-				}
-			}
-			su.details, su.hasDetails = folded[normUser(name)]
-		}
-		r.users[normUser(name)] = su
-	}
-	r.report.StoreUsers = len(r.users)
-	for _, g := range snap.Groups {
-		i, ok := r.groupIdx[DNKey(g.DN)]
-		if !ok {
-			r.others = append(r.others, g.Group)
-			continue
-		}
-		sg := r.groups[i]
-		sg.inStore, sg.group = true, g.Group
-		for _, m := range g.Members {
-			sg.members[normUser(m)] = struct{}{}
-		}
-	}
-	return nil
 }
 
 // syncBindName is the name the sync account binds as.
@@ -471,7 +424,9 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 	if err != nil {
 		return r.readError(ctx, err)
 	}
-	r.placeUnnamed()
+	if err := r.placeUnnamed(ctx); err != nil {
+		return err
+	}
 	if err := r.admitMissing(ctx, c); err != nil {
 		return err
 	}
@@ -910,7 +865,10 @@ func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool)
 	if su == nil {
 		r.seen[key] = struct{}{}
 	} else {
-		su.present, su.dn = true, e.DN
+		su.present = true
+		if r.inSyncedGroup(key) {
+			su.dn = e.DN // for a membership removal's proof
+		}
 	}
 	r.dirUsers++
 	return su, true
@@ -946,17 +904,14 @@ func (r *syncRun) planUser(e *ldap.Entry, su *storeUser, username string) {
 		}
 		return
 	}
-	update := !su.hasDetails || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields)
+	update := su.username != username || su.fp != r.entryFingerprint(e, e.DN)
 	if update {
 		r.saves = append(r.saves, r.user(e, username))
 		r.report.UsersUpdated = append(r.report.UsersUpdated, username)
 	}
-	if orgID := r.a.cfg.OrganisationID; orgID != "" && (!su.hasDetails || !slices.Contains(su.details.Organisations, orgID)) {
+	if orgID := r.a.cfg.OrganisationID; orgID != "" && !su.joined {
 		r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
 	}
-	// Compared: the run keeps no more of it than the username, and, for an
-	// update, the stored fields (keepUnreadFields).
-	su.details = r.updatedDetails(update, su.details)
 }
 
 // multiValued skips an entry whose username attribute has several values:
@@ -988,15 +943,19 @@ func (r *syncRun) multiValued(dn string, names []string) {
 // access rule may hide it): one whose DN is a stored user's keeps that
 // user, unchanged; when one matches no stored user, any user the read
 // missed may be that entry, so the run holds back its removals.
-func (r *syncRun) placeUnnamed() {
+func (r *syncRun) placeUnnamed(ctx context.Context) error {
 	if len(r.unnamed) == 0 {
-		return
+		return nil
 	}
 	attr := r.a.cfg.usernameAttribute()
+	stored, err := r.storedDetails(ctx, func(su *storeUser) bool { return !su.present })
+	if err != nil {
+		return err
+	}
 	byDN := map[string]*storeUser{}
-	for _, su := range r.users {
-		if !su.present && su.hasDetails && su.details.DN != "" {
-			byDN[DNKey(su.details.DN)] = su
+	for key, d := range stored {
+		if d.DN != "" {
+			byDN[DNKey(d.DN)] = r.users[key]
 		}
 	}
 	unmatched := 0
@@ -1016,6 +975,7 @@ func (r *syncRun) placeUnnamed() {
 		r.hold = fmt.Sprintf("%d entries without the %s attribute match no stored user by DN, so any stored user the read missed may be one of them; fix the entries or the sync account's access, or force", unmatched, attr)
 	}
 	r.unnamed = nil
+	return nil
 }
 
 // indirect reports whether a login could count a membership that the
@@ -1039,23 +999,6 @@ func (r *syncRun) confirmUser(dn, username, pgid string, hasMemberOf bool, membe
 		u.Attributes["primaryGroupID"] = []string{pgid}
 	}
 	return u
-}
-
-// sameFields reports whether the entry's mapped fields equal stored, as a
-// login would map them (a field is present when its attribute has a value).
-func (r *syncRun) sameFields(e *ldap.Entry, stored map[string]string) bool {
-	n := 0
-	for field, attr := range r.a.cfg.UserFields {
-		v := e.GetEqualFoldAttributeValue(attr)
-		if v == "" {
-			continue
-		}
-		n++
-		if old, ok := stored[field]; !ok || old != v {
-			return false
-		}
-	}
-	return n == len(stored)
 }
 
 // user maps the entry as a login does, without the attributes the sync

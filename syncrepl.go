@@ -346,7 +346,9 @@ func (cr *changeRead) read(ctx context.Context) error {
 		cr.gone[id] = true
 	}
 	cr.merge()
-	r.placeUnnamed()
+	if err := r.placeUnnamed(ctx); err != nil {
+		return err
+	}
 	if err := r.admitMissing(ctx, c); err != nil {
 		return err
 	}

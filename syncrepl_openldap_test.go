@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // Change-driven sync (SyncChanges) against real OpenLDAP with the syncprov
@@ -30,7 +31,7 @@ func syncChanges(t *testing.T, a *ldapauth.Authenticator, opts ldapauth.SyncOpti
 
 func members(t *testing.T, store *ldapauth.MemStore, group string) []string {
 	t.Helper()
-	m, _ := store.Members(slapdtest.GroupDN(group))
+	m, _ := storetest.Members(store, slapdtest.GroupDN(group))
 	return m
 }
 
@@ -74,7 +75,7 @@ func TestSyncChangesOpenLDAP(t *testing.T) {
 				assert.Equal(t, 1, rep.ChangeSync.Changed, "only the new entry is read")
 				assert.Equal(t, []string{"frank"}, rep.UsersCreated)
 				assert.Empty(t, rep.UsersRemoved)
-				require.NotNil(t, store.User("frank"))
+				require.NotNil(t, storetest.User(store, "frank"))
 				assert.Equal(t, []string{"alice", "bob", "frank"}, members(t, store, "readers"))
 			})
 			t.Run("modify", func(t *testing.T) {
@@ -84,7 +85,7 @@ func TestSyncChangesOpenLDAP(t *testing.T) {
 				rep := syncChanges(t, a, opts)
 				assert.Equal(t, 1, rep.ChangeSync.Changed)
 				assert.Equal(t, []string{"alice"}, rep.UsersUpdated)
-				assert.Equal(t, "alice@elsewhere.example", store.User("alice").Fields["email"])
+				assert.Equal(t, "alice@elsewhere.example", storetest.User(store, "alice").Fields["email"])
 				assert.Len(t, snapshot(t, store).Users, 8)
 			})
 			t.Run("modrdn", func(t *testing.T) {
@@ -94,9 +95,9 @@ func TestSyncChangesOpenLDAP(t *testing.T) {
 				// gone and bobby is new.
 				assert.Equal(t, []string{"bob"}, rep.UsersRemoved)
 				assert.Equal(t, []string{"bobby"}, rep.UsersCreated)
-				assert.Nil(t, store.User("bob"))
-				require.NotNil(t, store.User("bobby"))
-				assert.Equal(t, slapdtest.UserDN("bobby"), store.User("bobby").DN)
+				assert.Nil(t, storetest.User(store, "bob"))
+				require.NotNil(t, storetest.User(store, "bobby"))
+				assert.Equal(t, slapdtest.UserDN("bobby"), storetest.User(store, "bobby").DN)
 				assert.Contains(t, members(t, store, "marvel"), "bobby")
 			})
 			t.Run("delete", func(t *testing.T) {
@@ -105,7 +106,7 @@ func TestSyncChangesOpenLDAP(t *testing.T) {
 				assert.Equal(t, tc.phase, rep.ChangeSync.Phase)
 				assert.Equal(t, 1, rep.ChangeSync.Deleted)
 				assert.Equal(t, []string{"carol"}, rep.UsersRemoved)
-				assert.Nil(t, store.User("carol"))
+				assert.Nil(t, storetest.User(store, "carol"))
 				assert.NotContains(t, members(t, store, "marvel"), "carol")
 			})
 			t.Run("group join and leave", func(t *testing.T) {
@@ -135,8 +136,8 @@ func TestSyncChangesOpenLDAPLoginGroup(t *testing.T) {
 		"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter"}), store)
 	opts := ldapauth.SyncOptions{CreateUsers: true}
 	syncChanges(t, a, opts)
-	require.NotNil(t, store.User("carol"))
-	require.Nil(t, store.User("bob"), "bob is not in the login group")
+	require.NotNil(t, storetest.User(store, "carol"))
+	require.Nil(t, storetest.User(store, "bob"), "bob is not in the login group")
 
 	srv.RemoveMember(t, "ldapusers", slapdtest.UserDN("carol"))
 	srv.AddMember(t, "ldapusers", slapdtest.UserDN("bob"))
@@ -144,7 +145,7 @@ func TestSyncChangesOpenLDAPLoginGroup(t *testing.T) {
 	assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
 	assert.Equal(t, []string{"carol"}, rep.UsersRemoved, "a user leaving the login group is removed")
 	assert.Equal(t, []string{"bob"}, rep.UsersCreated, "a user joining it is created, as the full sync would")
-	assert.Nil(t, store.User("carol"))
+	assert.Nil(t, storetest.User(store, "carol"))
 	assert.Contains(t, members(t, store, "marvel"), "bob")
 
 	full := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, DryRun: true})
@@ -230,7 +231,7 @@ func TestSyncChangesOpenLDAPCookieRefused(t *testing.T) {
 		assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
 		assert.Contains(t, rep.ChangeSync.Fallback, "consumer state is newer than provider")
 		assert.Equal(t, []string{"carol"}, rep.UsersRemoved)
-		assert.Nil(t, store.User("carol"))
+		assert.Nil(t, storetest.User(store, "carol"))
 	})
 	t.Run("other search settings", func(t *testing.T) {
 		srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, SessionLog: 100})
@@ -308,7 +309,7 @@ func TestSyncChangesOpenLDAPResume(t *testing.T) {
 		assert.Equal(t, "apply batch", storeErr.Op)
 		require.NotNil(t, rep)
 		assert.False(t, rep.ChangeSync.StateSaved)
-		require.NotNil(t, store.User("dave"))
+		require.NotNil(t, storetest.User(store, "dave"))
 		// A new job (a new Authenticator, the same store) resumes: the
 		// changes since the last saved cookie are read again.
 		store.fail = false
@@ -316,8 +317,8 @@ func TestSyncChangesOpenLDAPResume(t *testing.T) {
 		rep = syncChanges(t, b, ldapauth.SyncOptions{CreateUsers: true})
 		assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
 		assert.Equal(t, []string{"dave"}, rep.UsersRemoved)
-		assert.Nil(t, store.User("dave"))
-		require.NotNil(t, store.User("frank"))
+		assert.Nil(t, storetest.User(store, "dave"))
+		require.NotNil(t, storetest.User(store, "frank"))
 		assert.Contains(t, members(t, store.MemStore, "readers"), "frank")
 	})
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/go-ldapauth/ldapauth/internal/faultproxy"
 	"github.com/go-ldapauth/ldapauth/internal/pgtest"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // pg is the PostgreSQL server shared by the tests of this binary.
@@ -64,9 +65,9 @@ func openStore(t *testing.T, dsn string) *sqlstore.Store {
 	return s
 }
 
-func snapshot(t *testing.T, dsn string) *ldapauth.Snapshot {
+func snapshot(t *testing.T, dsn string) *storetest.Contents {
 	t.Helper()
-	snap, err := openStore(t, dsn).Snapshot(t.Context())
+	snap, err := storetest.Read(t.Context(), openStore(t, dsn))
 	require.NoError(t, err)
 	return snap
 }
