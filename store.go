@@ -390,7 +390,9 @@ type BatchStore interface {
 
 // Batch is a bounded set of changes for [BatchStore.ApplyBatch], applied in
 // the order of its fields. The sync makes batches of at most
-// Config.SyncPageSize (or [DefaultSyncPageSize]) changes.
+// Config.SyncPageSize (or [DefaultSyncPageSize]) changes, except the batch
+// of a page of users as it is read: the page's creates and updates with
+// their organisation joins, up to twice the page size.
 type Batch struct {
 	SaveGroups    []Group
 	SaveUsers     []*User
