@@ -201,7 +201,7 @@ func (r *syncRun) confirmUsersGone(ctx context.Context, c *conn) error {
 			missing++
 		}
 	}
-	if missing == 0 || r.refused(missing, len(r.users)) || (r.dirUsers == 0 && !r.opts.Force) {
+	if missing == 0 || r.refused(missing, r.report.StoreUsers) || (r.dirUsers == 0 && !r.opts.Force) {
 		return nil
 	}
 	stored, err := r.storedDetails(ctx, func(su *storeUser) bool { return !su.present })

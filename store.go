@@ -217,6 +217,7 @@ type MemStore struct {
 	groups  map[string]Group             // by DNKey
 	members map[string]map[string]string // DNKey -> normUser -> username
 	state   []byte                       // SyncStateStore (syncstate.go)
+	entries map[string][]byte            // ChangeStore: entry ID -> state
 }
 
 var _ UserStore = (*MemStore)(nil)

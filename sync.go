@@ -276,6 +276,10 @@ type syncRun struct {
 
 	report *SyncReport
 
+	// lookup is set in an incremental SyncChanges run with a ChangeStore:
+	// r.users then holds only the users the changes name.
+	lookup ChangeStore
+
 	// hash, fieldKeys and fieldNames make fingerprints (syncstore.go).
 	hash       maphash.Hash
 	fieldKeys  []string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"iter"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
@@ -321,4 +322,79 @@ func TestSyncChangesOpenLDAPResume(t *testing.T) {
 		require.NotNil(t, storetest.User(store, "frank"))
 		assert.Contains(t, members(t, store.MemStore, "readers"), "frank")
 	})
+}
+
+// lookups is a MemStore that records what a sync reads of it: full reads
+// of the users, the usernames looked up, and the entry states loaded.
+type lookups struct {
+	*ldapauth.MemStore
+	fullReads  int
+	looked     []string
+	entryReads [][]string // nil: every entry
+}
+
+func (s *lookups) Users(ctx context.Context) iter.Seq2[ldapauth.StoredUser, error] {
+	s.fullReads++
+	return s.MemStore.Users(ctx)
+}
+
+func (s *lookups) LookupUsers(ctx context.Context, names []string) iter.Seq2[ldapauth.StoredUser, error] {
+	s.looked = append(s.looked, names...)
+	return s.MemStore.LookupUsers(ctx, names)
+}
+
+func (s *lookups) LoadEntries(ctx context.Context, ids []string) (map[string][]byte, error) {
+	s.entryReads = append(s.entryReads, ids)
+	return s.MemStore.LoadEntries(ctx, ids)
+}
+
+func (s *lookups) reset() { s.fullReads, s.looked, s.entryReads = 0, nil, nil }
+
+// With a ChangeStore, an incremental run costs the change: it never reads
+// the store's users whole, it looks up only the users the changed and
+// deleted entries name, and it loads the state of those entries only.
+func TestSyncChangesOpenLDAPCostOfTheChange(t *testing.T) {
+	srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, SessionLog: 1000, GeneratedUsers: 300})
+	store := &lookups{MemStore: ldapauth.NewMemStore()}
+	a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, nil), store)
+	opts := ldapauth.SyncOptions{CreateUsers: true}
+	rep := syncChanges(t, a, opts)
+	require.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+	require.Len(t, rep.UsersCreated, 307)
+	entries, err := store.MemStore.LoadEntries(t.Context(), nil)
+	require.NoError(t, err)
+	assert.Len(t, entries, 307, "one state per entry, kept by the store")
+
+	store.reset()
+	admin := srv.Admin(t)
+	for _, uid := range []string{slapdtest.GeneratedUID(1), slapdtest.GeneratedUID(2)} {
+		mod := ldap.NewModifyRequest(slapdtest.UserDN(uid), nil)
+		mod.Replace("mail", []string{uid + "@changed.example"})
+		require.NoError(t, admin.Modify(mod))
+	}
+	srv.DeleteUser(t, slapdtest.GeneratedUID(3))
+	rep = syncChanges(t, a, opts)
+	assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+	assert.Equal(t, "delete", rep.ChangeSync.Phase)
+	assert.Equal(t, []string{slapdtest.GeneratedUID(1), slapdtest.GeneratedUID(2)}, rep.UsersUpdated)
+	assert.Equal(t, []string{slapdtest.GeneratedUID(3)}, rep.UsersRemoved)
+	assert.Equal(t, 306, rep.DirectoryUsers, "the unchanged entries count as read")
+	assert.Equal(t, 307, rep.StoreUsers, "the guard weighs removals against the whole store")
+
+	assert.Zero(t, store.fullReads, "the store's users are not read whole")
+	assert.ElementsMatch(t, []string{slapdtest.GeneratedUID(1), slapdtest.GeneratedUID(1), slapdtest.GeneratedUID(2), slapdtest.GeneratedUID(2), slapdtest.GeneratedUID(3)},
+		store.looked, "only the users the changes name (old and new names of each changed entry)")
+	require.Len(t, store.entryReads, 1)
+	assert.Len(t, store.entryReads[0], 3, "only the states of the entries changed or deleted")
+	entries, err = store.MemStore.LoadEntries(t.Context(), nil)
+	require.NoError(t, err)
+	assert.Len(t, entries, 306, "the deleted entry's state is dropped")
+	assert.Equal(t, slapdtest.GeneratedUID(1)+"@changed.example", storetest.User(store, slapdtest.GeneratedUID(1)).Fields["email"])
+	assert.Nil(t, storetest.User(store, slapdtest.GeneratedUID(3)))
+
+	store.reset()
+	again := syncChanges(t, a, opts)
+	assert.Zero(t, again.Counts.Changes())
+	assert.Zero(t, store.fullReads)
+	assert.Empty(t, store.looked, "nothing changed: nobody looked up")
 }

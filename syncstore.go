@@ -3,6 +3,7 @@ package ldapauth
 import (
 	"context"
 	"hash/maphash"
+	"iter"
 	"maps"
 	"slices"
 )
@@ -28,24 +29,45 @@ const storeUserSlab = 1024
 // loadStore streams the store's users into compact per-user state and
 // reads its groups with their members.
 func (r *syncRun) loadStore(ctx context.Context) error {
-	store := r.a.cfg.Store
 	r.users = map[string]*storeUser{}
+	if err := r.addUsers(ctx, r.a.cfg.Store.Users(ctx)); err != nil {
+		return err
+	}
+	r.report.StoreUsers = len(r.users)
+	return r.loadGroups(ctx)
+}
+
+// addUsers keeps the compact state of the users streamed.
+func (r *syncRun) addUsers(ctx context.Context, users iter.Seq2[StoredUser, error]) error {
 	orgID := r.a.cfg.OrganisationID
 	var slab []storeUser
-	for u, err := range store.Users(ctx) {
+	for u, err := range users {
 		if err != nil {
 			return r.storeError(ctx, "read users", err)
 		}
 		if len(slab) == 0 {
-			slab = make([]storeUser, storeUserSlab)
+			slab = make([]storeUser, min(storeUserSlab, max(len(r.users), 16)))
 		}
 		su := &slab[0]
 		slab = slab[1:]
 		*su = storeUser{username: u.Username, fp: r.fingerprint(u.DN, u.Fields), joined: orgID != "" && slices.Contains(u.Organisations, orgID)}
 		r.users[normUser(u.Username)] = su
 	}
-	r.report.StoreUsers = len(r.users)
-	for g, err := range store.Groups(ctx) {
+	return nil
+}
+
+// lookupUsers keeps the compact state of the stored users among names,
+// looked up one by one ([ChangeStore]).
+func (r *syncRun) lookupUsers(ctx context.Context, cs ChangeStore, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	return r.addUsers(ctx, cs.LookupUsers(ctx, names))
+}
+
+// loadGroups reads the store's groups with their members.
+func (r *syncRun) loadGroups(ctx context.Context) error {
+	for g, err := range r.a.cfg.Store.Groups(ctx) {
 		if err != nil {
 			return r.storeError(ctx, "read groups", err)
 		}
@@ -76,7 +98,21 @@ func (r *syncRun) storeError(ctx context.Context, op string, err error) error {
 // costs a read of the store and the memory of the users selected only.
 func (r *syncRun) storedDetails(ctx context.Context, want func(*storeUser) bool) (map[string]StoredUser, error) {
 	out := map[string]StoredUser{}
-	for u, err := range r.a.cfg.Store.Users(ctx) {
+	users := r.a.cfg.Store.Users
+	if r.lookup != nil {
+		// r.users holds only the users looked up: look those up again.
+		var names []string
+		for _, su := range r.users {
+			if want(su) {
+				names = append(names, su.username)
+			}
+		}
+		if len(names) == 0 {
+			return out, nil
+		}
+		users = func(ctx context.Context) iter.Seq2[StoredUser, error] { return r.lookup.LookupUsers(ctx, names) }
+	}
+	for u, err := range users(ctx) {
 		if err != nil {
 			return nil, orCtxError(ctx, &StoreError{Op: "read users", Err: err})
 		}

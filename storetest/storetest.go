@@ -12,8 +12,8 @@
 // The suite observes a store through its streaming reads, Users and Groups
 // (see [Read]); a store that also implements [Reader] has the mapped fields
 // and the organisation join read through it as well. A store that
-// implements [ldapauth.BatchStore] is held to its contract too (the batch
-// subtests skip, saying why, for one that does not).
+// implements [ldapauth.BatchStore] or [ldapauth.ChangeStore] is held to its
+// contract too (those subtests skip, saying why, for one that does not).
 package storetest
 
 import (
@@ -68,6 +68,8 @@ func Run(t *testing.T, newStore func(t *testing.T) ldapauth.UserStore) {
 		{"UnsavedUser", testUnsavedUser},
 		{"StoredUsers", testStoredUsers},
 		{"StreamsEachOnce", testStreamsEachOnce},
+		{"ChangeStoreLookupUsers", testLookupUsers},
+		{"ChangeStoreSaveChanges", testSaveChanges},
 		{"Concurrent", testConcurrent},
 		{"Batch", testBatch},
 		{"BatchRefusedChangesNothing", testBatchRefused},

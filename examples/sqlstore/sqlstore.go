@@ -374,48 +374,59 @@ func (s *Store) SetMember(ctx context.Context, groupDN, username string, member 
 // whatever the number of users.
 func (s *Store) Users(ctx context.Context) iter.Seq2[ldapauth.StoredUser, error] {
 	return func(yield func(ldapauth.StoredUser, error) bool) {
-		rows, err := s.db.QueryContext(ctx, `SELECT u.username_key, u.username, u.dn,
-			(SELECT `+s.dialect.aggregate("o.organisation_id")+` FROM organisation_members o WHERE o.username_key = u.username_key),
-			f.field, f.value
-			FROM ldap_users u LEFT JOIN ldap_user_fields f ON f.username_key = u.username_key
-			ORDER BY u.username_key, f.field`)
-		if err != nil {
+		s.streamUsers(ctx, "", nil, yield)
+	}
+}
+
+// streamUsers runs the users query, restricted by where (a condition on
+// u, with args) when it is not empty, and yields each user; it reports
+// whether the caller should go on.
+func (s *Store) streamUsers(ctx context.Context, where string, args []any, yield func(ldapauth.StoredUser, error) bool) bool {
+	if where != "" {
+		where = " WHERE " + where
+	}
+	rows, err := s.db.QueryContext(ctx, s.dialect.rebind(`SELECT u.username_key, u.username, u.dn,
+		(SELECT `+s.dialect.aggregate("o.organisation_id")+` FROM organisation_members o WHERE o.username_key = u.username_key),
+		f.field, f.value
+		FROM ldap_users u LEFT JOIN ldap_user_fields f ON f.username_key = u.username_key`+where+`
+		ORDER BY u.username_key, f.field`), args...)
+	if err != nil {
+		yield(ldapauth.StoredUser{}, fmt.Errorf("sqlstore: users: %w", err))
+		return false
+	}
+	defer rows.Close()
+	var cur ldapauth.StoredUser
+	curKey, have := "", false
+	for rows.Next() {
+		var key, name, dn string
+		var orgs, field, value sql.NullString
+		if err := rows.Scan(&key, &name, &dn, &orgs, &field, &value); err != nil {
 			yield(ldapauth.StoredUser{}, fmt.Errorf("sqlstore: users: %w", err))
-			return
+			return false
 		}
-		defer rows.Close()
-		var cur ldapauth.StoredUser
-		curKey, have := "", false
-		for rows.Next() {
-			var key, name, dn string
-			var orgs, field, value sql.NullString
-			if err := rows.Scan(&key, &name, &dn, &orgs, &field, &value); err != nil {
-				yield(ldapauth.StoredUser{}, fmt.Errorf("sqlstore: users: %w", err))
-				return
+		if !have || key != curKey {
+			if have && !yield(cur, nil) {
+				return false
 			}
-			if !have || key != curKey {
-				if have && !yield(cur, nil) {
-					return
-				}
-				cur = ldapauth.StoredUser{Username: name, DN: dn, Fields: map[string]string{}}
-				if orgs.Valid && orgs.String != "" {
-					cur.Organisations = strings.Split(orgs.String, orgSeparator)
-					slices.Sort(cur.Organisations)
-				}
-				curKey, have = key, true
+			cur = ldapauth.StoredUser{Username: name, DN: dn, Fields: map[string]string{}}
+			if orgs.Valid && orgs.String != "" {
+				cur.Organisations = strings.Split(orgs.String, orgSeparator)
+				slices.Sort(cur.Organisations)
 			}
-			if field.Valid {
-				cur.Fields[field.String] = value.String
-			}
+			curKey, have = key, true
 		}
-		if err := rows.Err(); err != nil {
-			yield(ldapauth.StoredUser{}, fmt.Errorf("sqlstore: users: %w", err))
-			return
-		}
-		if have {
-			yield(cur, nil)
+		if field.Valid {
+			cur.Fields[field.String] = value.String
 		}
 	}
+	if err := rows.Err(); err != nil {
+		yield(ldapauth.StoredUser{}, fmt.Errorf("sqlstore: users: %w", err))
+		return false
+	}
+	if have {
+		return yield(cur, nil)
+	}
+	return true
 }
 
 // orgSeparator separates the organisation IDs the users query aggregates
