@@ -235,9 +235,10 @@ type syncRun struct {
 	users    map[string]*storeUser
 	others   []Group // store groups outside LDAP_SYNCED_GROUPS
 
-	// seen holds normUser of the directory usernames the store does not
-	// hold (those it holds are marked present); dirUsers counts both.
-	seen     map[string]struct{}
+	// seen holds the directory usernames the store does not hold (those it
+	// holds are marked present), by a 64-bit hash of normUser (seenKey),
+	// not the name: a first sync holds one per user. dirUsers counts both.
+	seen     map[uint64]struct{}
 	dirUsers int
 	// ambiguous holds normUser of the usernames the run leaves unchanged:
 	// on more than one entry, among the values of a multi-valued username
@@ -292,7 +293,7 @@ func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
 		groupIdx:  map[string]int{},
 		dnCache:   map[string]int{},
 		users:     map[string]*storeUser{},
-		seen:      map[string]struct{}{},
+		seen:      map[uint64]struct{}{},
 		ambiguous: map[string]bool{},
 		report:    &SyncReport{DryRun: opts.DryRun, Forced: opts.Force},
 		custom:    !a.cfg.usesGroupSyncer(),
@@ -890,7 +891,7 @@ func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool)
 	su := r.users[key]
 	dup := su != nil && su.present
 	if su == nil {
-		_, dup = r.seen[key]
+		_, dup = r.seen[r.seenKey(key)]
 	}
 	if dup {
 		r.ambiguous[key] = true
@@ -899,7 +900,7 @@ func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool)
 		return nil, false
 	}
 	if su == nil {
-		r.seen[key] = struct{}{}
+		r.seen[r.seenKey(key)] = struct{}{}
 	} else {
 		su.present = true
 		if r.inSyncedGroup(key) {
@@ -972,7 +973,7 @@ func (r *syncRun) multiValued(dn string, names []string) {
 		if su := r.users[key]; su != nil {
 			su.present = true
 		} else {
-			r.seen[key] = struct{}{}
+			r.seen[r.seenKey(key)] = struct{}{}
 		}
 	}
 }

@@ -191,3 +191,10 @@ func newFingerprintHash() maphash.Hash {
 	h.SetSeed(maphash.MakeSeed())
 	return h
 }
+
+// seenKey is the key of a username (normUser) in r.seen: two names collide
+// with a chance of about 2^-64, which would skip the second as on two
+// entries (kept unchanged, reported).
+func (r *syncRun) seenKey(key string) uint64 {
+	return maphash.String(r.hash.Seed(), key)
+}
