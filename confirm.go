@@ -262,12 +262,7 @@ func (r *syncRun) confirmUsersGone(ctx context.Context, c *conn) error {
 // for the first of each group, whose absent member attributes are then
 // known).
 func (r *syncRun) confirmMembershipRemovals(ctx context.Context, c *conn) error {
-	total := 0
-	for _, g := range r.groups {
-		if g.inStore {
-			total += len(g.members)
-		}
-	}
+	total := r.membershipTotal()
 	if len(r.report.MembershipsRemoved) == 0 || r.refused(len(r.report.MembershipsRemoved), total) {
 		return nil
 	}

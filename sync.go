@@ -278,8 +278,11 @@ type syncRun struct {
 	report *SyncReport
 
 	// lookup is set in an incremental SyncChanges run with a ChangeStore:
-	// r.users then holds only the users the changes name.
-	lookup ChangeStore
+	// r.users, and the synced groups' members, then hold only the users
+	// the changes name; memberships is the store's number of memberships
+	// of synced groups (the removal guard's total), from the state.
+	lookup      ChangeStore
+	memberships int
 
 	// hash, fieldKeys and fieldNames make fingerprints (syncstore.go).
 	hash       maphash.Hash
@@ -1139,11 +1142,10 @@ func (r *syncRun) weighRemovals() {
 	count := func(remove, total int) RemovalCount {
 		return RemovalCount{Remove: remove, Total: total, OverLimit: remove > SyncRemovalAllowance && remove*100 > limit*total}
 	}
-	groups, memberships := 0, 0
+	groups, memberships := 0, r.membershipTotal()
 	for _, g := range r.groups {
 		if g.inStore {
 			groups++
-			memberships += len(g.members)
 		}
 	}
 	rep.RemovalGuard = RemovalGuard{

@@ -42,6 +42,8 @@ type SyncStateStore interface {
 //   - LookupUsers streams the stored users among usernames (compared
 //     case-insensitively, each once), as Users would stream them; names
 //     the store does not hold are left out.
+//   - LookupMembers streams every group, each once, with as members only
+//     those among usernames (compared case-insensitively).
 //   - LoadEntries returns the state saved for each of ids that has one
 //     (opaque bytes); ids nil returns every entry's.
 //   - SaveChanges atomically replaces the state (as SaveSyncState) and
@@ -51,6 +53,7 @@ type SyncStateStore interface {
 type ChangeStore interface {
 	SyncStateStore
 	LookupUsers(ctx context.Context, usernames []string) iter.Seq2[StoredUser, error]
+	LookupMembers(ctx context.Context, usernames []string) iter.Seq2[GroupMembers, error]
 	LoadEntries(ctx context.Context, ids []string) (map[string][]byte, error)
 	SaveChanges(ctx context.Context, state []byte, entries map[string][]byte, deleted []string, replace bool) error
 }
@@ -105,10 +108,12 @@ type changeState struct {
 	// keeps them one by one (SaveChanges), and Count says how many.
 	Entries map[string]changeEntry `json:"entries,omitempty"`
 	Count   int                    `json:"count,omitempty"`
-	// StoreUsers is the number of directory-managed users in the store
-	// after the last run: the removal guard's total for a run that looks
-	// up only the users the changes name (ChangeStore).
-	StoreUsers int `json:"store_users,omitempty"`
+	// StoreUsers and Memberships are the numbers of directory-managed
+	// users and of memberships of synced groups in the store after the
+	// last run: the removal guard's totals for a run that looks up only
+	// the users the changes name (ChangeStore).
+	StoreUsers  int `json:"store_users,omitempty"`
+	Memberships int `json:"memberships,omitempty"`
 	// Groups are the synced groups and the login group, by DNKey: their
 	// entryCSN and members when last read. The memberof overlay's writes
 	// to a user's memberOf change no entryCSN, so a join or a leave shows
@@ -278,10 +283,7 @@ func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states 
 		// The cost of the change: only the users the changes name are
 		// looked up (lookupMerge), once the refresh is read.
 		r.lookup = cr.cs
-		r.report.StoreUsers = st.StoreUsers
-		if err := r.loadGroups(ctx); err != nil {
-			return nil, err
-		}
+		r.report.StoreUsers, r.memberships = st.StoreUsers, st.Memberships
 	} else if err := r.loadStore(ctx); err != nil {
 		return nil, err
 	}
@@ -331,6 +333,7 @@ func (cr *changeRead) save(ctx context.Context, states SyncStateStore, fp string
 	}
 	next.Count = cr.count
 	next.StoreUsers = max(0, rep.StoreUsers+len(rep.UsersCreated)-len(rep.UsersRemoved))
+	next.Memberships = cr.r.membershipsAfter()
 	raw, err := json.Marshal(next)
 	if err != nil {
 		return err

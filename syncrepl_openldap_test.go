@@ -329,6 +329,7 @@ func TestSyncChangesOpenLDAPResume(t *testing.T) {
 type lookups struct {
 	*ldapauth.MemStore
 	fullReads  int
+	groupReads int
 	looked     []string
 	entryReads [][]string // nil: every entry
 }
@@ -336,6 +337,11 @@ type lookups struct {
 func (s *lookups) Users(ctx context.Context) iter.Seq2[ldapauth.StoredUser, error] {
 	s.fullReads++
 	return s.MemStore.Users(ctx)
+}
+
+func (s *lookups) Groups(ctx context.Context) iter.Seq2[ldapauth.GroupMembers, error] {
+	s.groupReads++
+	return s.MemStore.Groups(ctx)
 }
 
 func (s *lookups) LookupUsers(ctx context.Context, names []string) iter.Seq2[ldapauth.StoredUser, error] {
@@ -348,13 +354,13 @@ func (s *lookups) LoadEntries(ctx context.Context, ids []string) (map[string][]b
 	return s.MemStore.LoadEntries(ctx, ids)
 }
 
-func (s *lookups) reset() { s.fullReads, s.looked, s.entryReads = 0, nil, nil }
+func (s *lookups) reset() { s.fullReads, s.groupReads, s.looked, s.entryReads = 0, 0, nil, nil }
 
 // With a ChangeStore, an incremental run costs the change: it never reads
 // the store's users whole, it looks up only the users the changed and
 // deleted entries name, and it loads the state of those entries only.
 func TestSyncChangesOpenLDAPCostOfTheChange(t *testing.T) {
-	srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, SessionLog: 1000, GeneratedUsers: 300})
+	srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, SessionLog: 1000, GeneratedUsers: 300, GeneratedUserGroups: []string{"readers"}})
 	store := &lookups{MemStore: ldapauth.NewMemStore()}
 	a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, nil), store)
 	opts := ldapauth.SyncOptions{CreateUsers: true}
@@ -382,6 +388,11 @@ func TestSyncChangesOpenLDAPCostOfTheChange(t *testing.T) {
 	assert.Equal(t, 307, rep.StoreUsers, "the guard weighs removals against the whole store")
 
 	assert.Zero(t, store.fullReads, "the store's users are not read whole")
+	assert.Zero(t, store.groupReads, "nor the groups' members: only those of the users looked up")
+	readers := members(t, store.MemStore, "readers")
+	assert.Contains(t, readers, slapdtest.GeneratedUID(1), "memberships kept")
+	assert.NotContains(t, readers, slapdtest.GeneratedUID(3), "gone with the user")
+	assert.Equal(t, 304, rep.RemovalGuard.Memberships.Total, "the guard's memberships total, from the state: readers (alice, bob, 300 generated) and marvel (2)")
 	assert.ElementsMatch(t, []string{slapdtest.GeneratedUID(1), slapdtest.GeneratedUID(1), slapdtest.GeneratedUID(2), slapdtest.GeneratedUID(2), slapdtest.GeneratedUID(3)},
 		store.looked, "only the users the changes name (old and new names of each changed entry)")
 	require.Len(t, store.entryReads, 1)

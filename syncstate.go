@@ -51,6 +51,37 @@ func (s *MemStore) LookupUsers(ctx context.Context, usernames []string) iter.Seq
 	}
 }
 
+// LookupMembers implements [ChangeStore].
+func (s *MemStore) LookupMembers(ctx context.Context, usernames []string) iter.Seq2[GroupMembers, error] {
+	return func(yield func(GroupMembers, error) bool) {
+		keys := make(map[string]bool, len(usernames))
+		for _, n := range usernames {
+			keys[normUser(n)] = true
+		}
+		s.mu.Lock()
+		groups := make([]GroupMembers, 0, len(s.groups))
+		for key, g := range s.groups {
+			gm := GroupMembers{Group: g}
+			for k := range keys {
+				if name, ok := s.members[key][k]; ok {
+					gm.Members = append(gm.Members, name)
+				}
+			}
+			groups = append(groups, gm)
+		}
+		s.mu.Unlock()
+		for _, g := range groups {
+			if err := ctx.Err(); err != nil {
+				yield(GroupMembers{}, err)
+				return
+			}
+			if !yield(g, nil) {
+				return
+			}
+		}
+	}
+}
+
 // LoadEntries implements [ChangeStore].
 func (s *MemStore) LoadEntries(_ context.Context, ids []string) (map[string][]byte, error) {
 	s.mu.Lock()

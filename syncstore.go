@@ -59,15 +59,67 @@ func (r *syncRun) addUsers(ctx context.Context, users iter.Seq2[StoredUser, erro
 // lookupUsers keeps the compact state of the stored users among names,
 // looked up one by one ([ChangeStore]).
 func (r *syncRun) lookupUsers(ctx context.Context, cs ChangeStore, names []string) error {
+	if err := r.addGroups(ctx, cs.LookupMembers(ctx, names)); err != nil {
+		return err
+	}
 	if len(names) == 0 {
 		return nil
 	}
 	return r.addUsers(ctx, cs.LookupUsers(ctx, names))
 }
 
+// membershipTotal is the number of memberships of synced groups the store
+// holds: counted in loadGroups, or, in lookup mode, kept in the state.
+func (r *syncRun) membershipTotal() int {
+	if r.lookup != nil {
+		return r.memberships
+	}
+	n := 0
+	for _, g := range r.groups {
+		if g.inStore {
+			n += len(g.members)
+		}
+	}
+	return n
+}
+
+// membershipsAfter is the store's number of memberships of synced groups
+// once the run's plan is applied: those a removed user or group held go
+// with it. In lookup mode, the members of a removed group are not all
+// known: the count is then 0, which only makes the guard stricter until a
+// full refresh counts them again.
+func (r *syncRun) membershipsAfter() int {
+	rep := r.report
+	if r.lookup != nil && len(rep.GroupsRemoved) > 0 {
+		return 0
+	}
+	n := r.membershipTotal() + len(rep.MembershipsAdded) - len(rep.MembershipsRemoved)
+	removed := map[string]bool{}
+	for _, g := range rep.GroupsRemoved {
+		removed[DNKey(g.DN)] = true
+	}
+	for _, g := range r.groups {
+		if g.inStore && removed[g.ref.key] {
+			n -= len(g.members)
+			continue
+		}
+		for _, name := range rep.UsersRemoved {
+			if _, ok := g.members[normUser(name)]; ok && g.inStore {
+				n--
+			}
+		}
+	}
+	return max(0, n)
+}
+
 // loadGroups reads the store's groups with their members.
 func (r *syncRun) loadGroups(ctx context.Context) error {
-	for g, err := range r.a.cfg.Store.Groups(ctx) {
+	return r.addGroups(ctx, r.a.cfg.Store.Groups(ctx))
+}
+
+// addGroups keeps the synced groups of those streamed, with their members.
+func (r *syncRun) addGroups(ctx context.Context, groups iter.Seq2[GroupMembers, error]) error {
+	for g, err := range groups {
 		if err != nil {
 			return r.storeError(ctx, "read groups", err)
 		}

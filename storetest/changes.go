@@ -21,7 +21,8 @@ func changeStore(t *testing.T, s ldapauth.UserStore) ldapauth.ChangeStore {
 
 // testLookupUsers: LookupUsers streams the users among the names, compared
 // case-insensitively, each once, with what Users would stream of them;
-// names the store does not hold are left out.
+// names the store does not hold are left out. LookupMembers streams every
+// group with only the members among the names.
 func testLookupUsers(t *testing.T, s ldapauth.UserStore) {
 	cs := changeStore(t, s)
 	ctx := t.Context()
@@ -45,6 +46,22 @@ func testLookupUsers(t *testing.T, s ldapauth.UserStore) {
 		require.NoError(t, err)
 		t.Fatal("no names, no user")
 	}
+
+	require.NoError(t, s.SaveGroup(ctx, group(ReadersDN)))
+	require.NoError(t, s.SaveGroup(ctx, group(MarvelDN)))
+	for _, name := range []string{"alice", "bob", "carol"} {
+		require.NoError(t, s.SetMember(ctx, ReadersDN, name, true))
+	}
+	groups := map[string][]string{}
+	for g, err := range cs.LookupMembers(ctx, []string{"ALICE", "carol", "nobody"}) {
+		require.NoError(t, err)
+		_, dup := groups[ldapauth.DNKey(g.DN)]
+		assert.False(t, dup, "%s streamed twice", g.DN)
+		groups[ldapauth.DNKey(g.DN)] = lower(g.Members)
+	}
+	require.Len(t, groups, 2, "every group, members or not")
+	assert.ElementsMatch(t, []string{"alice", "carol"}, groups[ldapauth.DNKey(ReadersDN)], "only the members among the names")
+	assert.Empty(t, groups[ldapauth.DNKey(MarvelDN)])
 }
 
 // testSaveChanges: SaveChanges replaces the state and updates the entries

@@ -99,3 +99,68 @@ func (s *Store) SaveChanges(ctx context.Context, state []byte, entries map[strin
 		return err
 	})
 }
+
+// LookupMembers implements [ldapauth.ChangeStore]: the groups, then the
+// memberships of the names, a query per 500 names.
+func (s *Store) LookupMembers(ctx context.Context, usernames []string) iter.Seq2[ldapauth.GroupMembers, error] {
+	return func(yield func(ldapauth.GroupMembers, error) bool) {
+		fail := func(err error) { yield(ldapauth.GroupMembers{}, fmt.Errorf("sqlstore: lookup members: %w", err)) }
+		var groups []ldapauth.GroupMembers
+		index := map[string]int{}
+		rows, err := s.db.QueryContext(ctx, `SELECT dn_key, dn, name FROM ldap_groups ORDER BY dn_key`)
+		if err != nil {
+			fail(err)
+			return
+		}
+		for rows.Next() {
+			var key string
+			var g ldapauth.GroupMembers
+			if err := rows.Scan(&key, &g.DN, &g.Name); err != nil {
+				rows.Close()
+				fail(err)
+				return
+			}
+			index[key] = len(groups)
+			groups = append(groups, g)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			fail(err)
+			return
+		}
+		keys := make([]string, 0, len(usernames))
+		for _, n := range usernames {
+			keys = append(keys, userKey(n))
+		}
+		slices.Sort(keys)
+		for chunk := range slices.Chunk(slices.Compact(keys), lookupChunk) {
+			list := strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ")
+			rows, err := s.db.QueryContext(ctx, s.dialect.rebind(`SELECT dn_key, username FROM ldap_group_members WHERE username_key IN (`+list+`)`), anys(chunk)...)
+			if err != nil {
+				fail(err)
+				return
+			}
+			for rows.Next() {
+				var key, name string
+				if err := rows.Scan(&key, &name); err != nil {
+					rows.Close()
+					fail(err)
+					return
+				}
+				if i, ok := index[key]; ok {
+					groups[i].Members = append(groups[i].Members, name)
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				fail(err)
+				return
+			}
+		}
+		for _, g := range groups {
+			if !yield(g, nil) {
+				return
+			}
+		}
+	}
+}
