@@ -332,13 +332,24 @@ func (cr *changeRead) save(ctx context.Context, states SyncStateStore, fp string
 		return states.SaveSyncState(ctx, raw)
 	}
 	next.Count = cr.count
+	entries := make(map[string][]byte, len(cr.changed)+len(cr.membersRead))
+	next.Groups = make(map[string]changeGroup, len(cr.groups))
+	for key, g := range cr.groups {
+		next.Groups[key] = changeGroup{CSN: g.CSN}
+		if cr.membersRead[key] {
+			b, err := json.Marshal(g.Members)
+			if err != nil {
+				return err
+			}
+			entries[groupRowPrefix+key] = b
+		}
+	}
 	next.StoreUsers = max(0, rep.StoreUsers+len(rep.UsersCreated)-len(rep.UsersRemoved))
 	next.Memberships = cr.r.membershipsAfter()
 	raw, err := json.Marshal(next)
 	if err != nil {
 		return err
 	}
-	entries := make(map[string][]byte, len(cr.changed))
 	for id, e := range cr.changed {
 		if entries[id], err = json.Marshal(e); err != nil {
 			return err
@@ -361,6 +372,9 @@ type changeRead struct {
 	// entries known that the run found deleted (ChangeStore).
 	count   int
 	dropped []string
+	// membersRead holds the groups whose members this run read (and a
+	// ChangeStore then saves as the group's row).
+	membersRead map[string]bool
 
 	cookie  []byte
 	changed map[string]changeEntry
@@ -685,6 +699,9 @@ func (cr *changeRead) loadEntries(ctx context.Context, ids []string) (map[string
 	}
 	out := make(map[string]changeEntry, len(raw))
 	for id, b := range raw {
+		if strings.HasPrefix(id, groupRowPrefix) {
+			continue
+		}
 		var e changeEntry
 		if err := json.Unmarshal(b, &e); err != nil {
 			return nil, cr.r.abort(SyncReadStore, fmt.Errorf("the sync state of entry %s does not decode: %w", id, err))
@@ -692,6 +709,25 @@ func (cr *changeRead) loadEntries(ctx context.Context, ids []string) (map[string
 		out[id] = e
 	}
 	return out, nil
+}
+
+// groupRowPrefix starts the ID of a group's row in a ChangeStore (its
+// members, by DNKey): no entryUUID starts so.
+const groupRowPrefix = "group:"
+
+// groupMembers reads the members the store keeps for the group key.
+func (cr *changeRead) groupMembers(ctx context.Context, key string) ([]string, error) {
+	raw, err := cr.cs.LoadEntries(ctx, []string{groupRowPrefix + key})
+	if err != nil {
+		return nil, cr.r.storeError(ctx, "load sync entries", err)
+	}
+	var members []string
+	if b, ok := raw[groupRowPrefix+key]; ok {
+		if err := json.Unmarshal(b, &members); err != nil {
+			return nil, cr.r.abort(SyncReadStore, fmt.Errorf("the sync state of group %s does not decode: %w", key, err))
+		}
+	}
+	return members, nil
 }
 
 // allEntries loads every entry's state into cr.old.Entries, for what needs
@@ -803,6 +839,7 @@ func (cs *ChangeSync) writeText(b *strings.Builder) {
 func (cr *changeRead) groupChanges(ctx context.Context, c *conn) error {
 	r := cr.r
 	cr.groups = map[string]changeGroup{}
+	cr.membersRead = map[string]bool{}
 	cr.gone = map[string]bool{}
 	refs := make([]groupRef, 0, len(r.groups)+1)
 	for _, g := range r.groups {
@@ -832,8 +869,16 @@ func (cr *changeRead) groupChanges(ctx context.Context, c *conn) error {
 			return err
 		}
 		cr.groups[g.key] = changeGroup{CSN: csn, Members: members}
+		cr.membersRead[g.key] = true
 		if cr.old == nil {
 			continue // a full refresh reads every user anyway
+		}
+		if known && cr.cs != nil {
+			// A ChangeStore keeps a group's members as a row of their own,
+			// read only when the group changed.
+			if old.Members, err = cr.groupMembers(ctx, g.key); err != nil {
+				return err
+			}
 		}
 		olds[g.key] = old
 		was := map[string]bool{}
@@ -869,6 +914,7 @@ func (cr *changeRead) groupChanges(ctx context.Context, c *conn) error {
 	// compares it again and reads those members again.
 	for key := range unsettled {
 		cr.groups[key] = olds[key]
+		delete(cr.membersRead, key)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"iter"
+	"strings"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
@@ -367,9 +368,9 @@ func TestSyncChangesOpenLDAPCostOfTheChange(t *testing.T) {
 	rep := syncChanges(t, a, opts)
 	require.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
 	require.Len(t, rep.UsersCreated, 307)
-	entries, err := store.MemStore.LoadEntries(t.Context(), nil)
-	require.NoError(t, err)
+	entries, groupRows := entryRows(t, store.MemStore)
 	assert.Len(t, entries, 307, "one state per entry, kept by the store")
+	assert.Equal(t, 2, groupRows, "and one per group with its members")
 
 	store.reset()
 	admin := srv.Admin(t)
@@ -397,8 +398,7 @@ func TestSyncChangesOpenLDAPCostOfTheChange(t *testing.T) {
 		store.looked, "only the users the changes name (old and new names of each changed entry)")
 	require.Len(t, store.entryReads, 1)
 	assert.Len(t, store.entryReads[0], 3, "only the states of the entries changed or deleted")
-	entries, err = store.MemStore.LoadEntries(t.Context(), nil)
-	require.NoError(t, err)
+	entries, _ = entryRows(t, store.MemStore)
 	assert.Len(t, entries, 306, "the deleted entry's state is dropped")
 	assert.Equal(t, slapdtest.GeneratedUID(1)+"@changed.example", storetest.User(store, slapdtest.GeneratedUID(1)).Fields["email"])
 	assert.Nil(t, storetest.User(store, slapdtest.GeneratedUID(3)))
@@ -408,4 +408,20 @@ func TestSyncChangesOpenLDAPCostOfTheChange(t *testing.T) {
 	assert.Zero(t, again.Counts.Changes())
 	assert.Zero(t, store.fullReads)
 	assert.Empty(t, store.looked, "nothing changed: nobody looked up")
+}
+
+// entryRows returns the rows a ChangeStore keeps for SyncChanges: the
+// entries' (by entryUUID), and the number of groups' ("group:" IDs).
+func entryRows(t *testing.T, s ldapauth.ChangeStore) (map[string][]byte, int) {
+	t.Helper()
+	all, err := s.LoadEntries(t.Context(), nil)
+	require.NoError(t, err)
+	groups := 0
+	for id := range all {
+		if strings.HasPrefix(id, "group:") {
+			delete(all, id)
+			groups++
+		}
+	}
+	return all, groups
 }
