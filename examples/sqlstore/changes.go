@@ -27,8 +27,7 @@ func (s *Store) LookupUsers(ctx context.Context, usernames []string) iter.Seq2[l
 		}
 		slices.Sort(keys)
 		for chunk := range slices.Chunk(slices.Compact(keys), lookupChunk) {
-			where := "u.username_key IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ") + ")"
-			if !s.streamUsers(ctx, where, anys(chunk), yield) {
+			if !s.streamUsers(ctx, chunk, yield) {
 				return
 			}
 		}

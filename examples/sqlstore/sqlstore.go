@@ -374,22 +374,28 @@ func (s *Store) SetMember(ctx context.Context, groupDN, username string, member 
 // whatever the number of users.
 func (s *Store) Users(ctx context.Context) iter.Seq2[ldapauth.StoredUser, error] {
 	return func(yield func(ldapauth.StoredUser, error) bool) {
-		s.streamUsers(ctx, "", nil, yield)
+		s.streamUsers(ctx, nil, yield)
 	}
 }
 
-// streamUsers runs the users query, restricted by where (a condition on
-// u, with args) when it is not empty, and yields each user; it reports
-// whether the caller should go on.
-func (s *Store) streamUsers(ctx context.Context, where string, args []any, yield func(ldapauth.StoredUser, error) bool) bool {
-	if where != "" {
-		where = " WHERE " + where
+// streamUsers reads the users (those of keys, the user keys, or every
+// user for nil) in one query: their rows, their mapped fields' and their
+// organisations' merged in username_key order (each table is read in the
+// order of an index: no sort, no per-row subquery), and yields each user
+// once its rows are read. It reports whether the caller should go on.
+func (s *Store) streamUsers(ctx context.Context, keys []string, yield func(ldapauth.StoredUser, error) bool) bool {
+	cond := ""
+	var args []any
+	if keys != nil {
+		cond = " WHERE username_key IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(keys)), ", ") + ")"
+		for range 3 {
+			args = append(args, anys(keys)...)
+		}
 	}
-	rows, err := s.db.QueryContext(ctx, s.dialect.rebind(`SELECT u.username_key, u.username, u.dn,
-		(SELECT `+s.dialect.aggregate("o.organisation_id")+` FROM organisation_members o WHERE o.username_key = u.username_key),
-		f.field, f.value
-		FROM ldap_users u LEFT JOIN ldap_user_fields f ON f.username_key = u.username_key`+where+`
-		ORDER BY u.username_key, f.field`), args...)
+	rows, err := s.db.QueryContext(ctx, s.dialect.rebind(`SELECT username_key, 0, username, dn FROM ldap_users`+cond+`
+		UNION ALL SELECT username_key, 1, field, value FROM ldap_user_fields`+cond+`
+		UNION ALL SELECT username_key, 2, organisation_id, '' FROM organisation_members`+cond+`
+		ORDER BY 1, 2`), args...)
 	if err != nil {
 		yield(ldapauth.StoredUser{}, fmt.Errorf("sqlstore: users: %w", err))
 		return false
@@ -398,25 +404,25 @@ func (s *Store) streamUsers(ctx context.Context, where string, args []any, yield
 	var cur ldapauth.StoredUser
 	curKey, have := "", false
 	for rows.Next() {
-		var key, name, dn string
-		var orgs, field, value sql.NullString
-		if err := rows.Scan(&key, &name, &dn, &orgs, &field, &value); err != nil {
+		var key, a, b string
+		var kind int
+		if err := rows.Scan(&key, &kind, &a, &b); err != nil {
 			yield(ldapauth.StoredUser{}, fmt.Errorf("sqlstore: users: %w", err))
 			return false
 		}
-		if !have || key != curKey {
+		switch {
+		case kind == 0:
 			if have && !yield(cur, nil) {
 				return false
 			}
-			cur = ldapauth.StoredUser{Username: name, DN: dn, Fields: map[string]string{}}
-			if orgs.Valid && orgs.String != "" {
-				cur.Organisations = strings.Split(orgs.String, orgSeparator)
-				slices.Sort(cur.Organisations)
-			}
-			curKey, have = key, true
-		}
-		if field.Valid {
-			cur.Fields[field.String] = value.String
+			cur, curKey, have = ldapauth.StoredUser{Username: a, DN: b, Fields: map[string]string{}}, key, true
+		case !have || key != curKey:
+			// A field or organisation row of a user the store does not
+			// hold: the foreign keys make it impossible; skip it.
+		case kind == 1:
+			cur.Fields[a] = b
+		default:
+			cur.Organisations = append(cur.Organisations, a)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -424,14 +430,11 @@ func (s *Store) streamUsers(ctx context.Context, where string, args []any, yield
 		return false
 	}
 	if have {
+		slices.Sort(cur.Organisations)
 		return yield(cur, nil)
 	}
 	return true
 }
-
-// orgSeparator separates the organisation IDs the users query aggregates
-// (the ASCII unit separator, which an ID does not hold).
-const orgSeparator = "\x1f"
 
 // Groups implements [ldapauth.UserStore]: the groups with their members,
 // read through a cursor group by group.
