@@ -351,7 +351,9 @@ func (cr *changeRead) dirsyncChanges(ctx context.Context) error {
 	}
 	cr.merge()
 	cr.info.Phase = "dirsync"
-	r.placeUnnamed()
+	if err := r.placeUnnamed(ctx); err != nil {
+		return err
+	}
 	if err := r.admitMissing(ctx, c); err != nil {
 		return err
 	}

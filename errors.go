@@ -130,11 +130,12 @@ func configErr(problem string, vars ...string) *ConfigError {
 // Errors of [Authenticator.Sync], in a [*SyncAbortError]: nothing written.
 // With ErrRemovalGuard the report is the plan ([SyncOptions.Force]).
 var (
-	ErrSyncAborted  = errors.New("ldapauth: sync aborted, nothing written")
+	ErrSyncAborted  = errors.New("ldapauth: sync aborted, nothing removed")
 	ErrRemovalGuard = errors.New("ldapauth: sync refused: too many removals")
 )
 
-// SyncAbortError is a sync stopped before writing anything. It matches
+// SyncAbortError is a sync stopped before removing anything (the pages of
+// users read before it stopped are written: docs/sync.md). It matches
 // ErrSyncAborted and its cause, or only ErrRemovalGuard for the guard's.
 type SyncAbortError struct {
 	Phase     string // a stage of SyncProgress.Phase, or "removal guard"

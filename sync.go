@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"maps"
 	"slices"
@@ -23,8 +24,10 @@ type SyncOptions struct {
 }
 
 // Sync is Flagsmith's sync_ldap_users_and_groups: it reads every user the
-// login search accepts and brings the store in step, writing nothing until
-// the read succeeded and the removal guard agreed (docs/sync.md).
+// login search accepts and brings the store in step. Creates and updates
+// are written page by page as they are read; memberships and removals only
+// once the whole read is confirmed and the removal guard agreed, so a
+// failed run removes nothing (docs/sync.md).
 func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (report *SyncReport, err error) {
 	ctx, obs := a.obs.syncStart(ctx, opts)
 	defer obs.end(&report, &err)
@@ -41,6 +44,7 @@ func (a *Authenticator) runSync(ctx context.Context, opts SyncOptions) (*SyncRep
 		return nil, configErr("the sync writes into Config.Store, which is nil", envSyncRelations)
 	}
 	r := a.newSyncRun(opts)
+	r.stream = !opts.DryRun
 	if err := r.loadStore(ctx); err != nil {
 		return nil, err
 	}
@@ -120,15 +124,6 @@ type syncedGroup struct {
 	note string
 }
 
-// storeUser is a directory-managed user of the store during a run.
-type storeUser struct {
-	username   string
-	details    StoredUser // what the store holds, until the entry is compared
-	hasDetails bool       // the store gave details
-	present    bool       // the directory returned it
-	dn         string     // the entry's DN, once returned
-}
-
 // confirmRemoval is a membership removal to confirm: the user (DN,
 // username, memberOf and primaryGroupID only) and the synced group.
 type confirmRemoval struct {
@@ -152,9 +147,10 @@ type syncRun struct {
 	users    map[string]*storeUser
 	others   []Group // store groups outside LDAP_SYNCED_GROUPS
 
-	// seen holds normUser of the directory usernames the store does not
-	// hold (those it holds are marked present); dirUsers counts both.
-	seen     map[string]struct{}
+	// seen holds the directory usernames the store does not hold (those it
+	// holds are marked present), by a 64-bit hash of normUser (seenKey),
+	// not the name: a first sync holds one per user. dirUsers counts both.
+	seen     map[uint64]struct{}
 	dirUsers int
 	// ambiguous holds normUser of the usernames the run leaves unchanged:
 	// on more than one entry, among the values of a multi-valued username
@@ -167,7 +163,16 @@ type syncRun struct {
 	pending []pendingUser
 	matched []int // scratch: synced groups of the current entry
 
-	saves []*User // users to create or update, in that order of the report
+	saves []*User  // users to create or update, in that order of the report
+	joins []string // users to join the organisation, not yet written
+	// stream: the creates, updates and joins of each page of users are
+	// written once the page is read (flushPage), except deferred: the
+	// updates that keepUnreadFields may revise once the whole read is in.
+	stream   bool
+	deferred []*User
+	// unwritten holds normUser of the users whose planned save or join
+	// the run dropped as ambiguous (the report does not list them).
+	unwritten map[string]bool
 	// fieldsSeen holds the mapped fields some entry of the read carried.
 	fieldsSeen map[string]bool
 
@@ -193,6 +198,17 @@ type syncRun struct {
 	// LDAP_SYNC_PAGE_SIZE says (SyncChanges' refresh), for readError's
 	// hints.
 	unpaged bool
+	// lookup is set in an incremental SyncChanges run with a ChangeStore:
+	// r.users, and the synced groups' members, then hold only the users
+	// the changes name; memberships is the store's number of memberships
+	// of synced groups (the removal guard's total), from the state.
+	lookup      ChangeStore
+	memberships int
+
+	// hash, fieldKeys and fieldNames make fingerprints (syncstore.go).
+	hash       maphash.Hash
+	fieldKeys  []string
+	fieldNames []string
 }
 
 func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
@@ -201,10 +217,11 @@ func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
 		groupIdx:  map[string]int{},
 		dnCache:   map[string]int{},
 		users:     map[string]*storeUser{},
-		seen:      map[string]struct{}{},
+		seen:      map[uint64]struct{}{},
 		ambiguous: map[string]bool{},
 		report:    &SyncReport{DryRun: opts.DryRun, Forced: opts.Force},
 		custom:    !a.cfg.usesGroupSyncer(),
+		hash:      newFingerprintHash(),
 	}
 	for _, ref := range a.synced {
 		if _, dup := r.groupIdx[ref.key]; dup {
@@ -227,51 +244,6 @@ func (r *syncRun) abort(phase string, err error) error {
 	return &SyncAbortError{Phase: phase, Err: err}
 }
 
-// loadStore takes the store's snapshot.
-func (r *syncRun) loadStore(ctx context.Context) error {
-	snap, err := r.a.cfg.Store.Snapshot(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return r.abort(syncReadStore, ctxError(ctx))
-		}
-		return r.abort(syncReadStore, &StoreError{Op: "snapshot", Err: err})
-	}
-	// Details is keyed by username as in Users; a store that spells them
-	// differently is looked up by normUser, as the contract compares them.
-	var folded map[string]StoredUser
-	users := make([]storeUser, len(snap.Users))
-	r.users = make(map[string]*storeUser, len(snap.Users))
-	for i, name := range snap.Users {
-		su := &users[i]
-		su.username = name
-		su.details, su.hasDetails = snap.Details[name]
-		if !su.hasDetails && len(snap.Details) > 0 {
-			if folded == nil {
-				folded = make(map[string]StoredUser, len(snap.Details))
-				for name, d := range snap.Details {
-					folded[normUser(name)] = d
-				}
-			}
-			su.details, su.hasDetails = folded[normUser(name)]
-		}
-		r.users[normUser(name)] = su
-	}
-	r.report.StoreUsers = len(r.users)
-	for _, g := range snap.Groups {
-		i, ok := r.groupIdx[DNKey(g.DN)]
-		if !ok {
-			r.others = append(r.others, g.Group)
-			continue
-		}
-		sg := r.groups[i]
-		sg.inStore, sg.group = true, g.Group
-		for _, m := range g.Members {
-			sg.members[normUser(m)] = struct{}{}
-		}
-	}
-	return nil
-}
-
 // syncBindName is the name the sync account binds as.
 func (a *Authenticator) syncBindName() (string, error) {
 	name := a.cfg.SyncUsername
@@ -292,7 +264,9 @@ func (a *Authenticator) syncBindName() (string, error) {
 
 // read is the read phase: bind, read the users, read the group entries
 // needed, resolve the memberships of users without memberOf, confirm the
-// removals a login might not make. It writes nothing.
+// removals a login might not make. In a streaming run (not a dry run) it
+// writes each page's creates and updates as it reads it (flushPage);
+// nothing else.
 func (r *syncRun) read(ctx context.Context) error {
 	c, err := r.bind(ctx)
 	if err != nil {
@@ -404,13 +378,22 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 		r.prog.Users += len(page.Entries)
 		a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync read a page of users",
 			slog.Int("pages", r.prog.Pages), slog.Int("users", r.prog.Users))
+		if err := r.flushPage(ctx); err != nil {
+			return &errFlush{err}
+		}
 		r.progress(syncReadUsers)
 		return ctx.Err()
 	})
+	if fe := (*errFlush)(nil); errors.As(err, &fe) {
+		return &SyncAbortError{Phase: syncApply, Page: r.prog.Pages, Err: orCtxError(ctx, fe.err)}
+	}
 	if err != nil {
 		return r.readError(ctx, err)
 	}
-	r.placeUnnamed()
+	r.saves, r.deferred = append(r.deferred, r.saves...), nil
+	if err := r.placeUnnamed(ctx); err != nil {
+		return err
+	}
 	if err := r.admitMissing(ctx, c); err != nil {
 		return err
 	}
@@ -844,7 +827,7 @@ func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool)
 	su := r.users[key]
 	dup := su != nil && su.present
 	if su == nil {
-		_, dup = r.seen[key]
+		_, dup = r.seen[r.seenKey(key)]
 	}
 	if dup {
 		r.ambiguous[key] = true
@@ -853,9 +836,12 @@ func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool)
 		return nil, false
 	}
 	if su == nil {
-		r.seen[key] = struct{}{}
+		r.seen[r.seenKey(key)] = struct{}{}
 	} else {
-		su.present, su.dn = true, e.DN
+		su.present = true
+		if r.inSyncedGroup(key) {
+			su.dn = e.DN // for a membership removal's proof
+		}
 	}
 	r.dirUsers++
 	return su, true
@@ -888,20 +874,19 @@ func (r *syncRun) planUser(e *ldap.Entry, su *storeUser, username string) {
 		r.report.UsersCreated = append(r.report.UsersCreated, username)
 		if r.a.cfg.OrganisationID != "" {
 			r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
+			r.joins = append(r.joins, username)
 		}
 		return
 	}
-	update := !su.hasDetails || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields)
+	update := su.username != username || su.fp != r.entryFingerprint(e, e.DN)
 	if update {
 		r.saves = append(r.saves, r.user(e, username))
 		r.report.UsersUpdated = append(r.report.UsersUpdated, username)
 	}
-	if orgID := r.a.cfg.OrganisationID; orgID != "" && (!su.hasDetails || !slices.Contains(su.details.Organisations, orgID)) {
+	if orgID := r.a.cfg.OrganisationID; orgID != "" && !su.joined {
 		r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
+		r.joins = append(r.joins, username)
 	}
-	// Compared: the run keeps no more of it than the username, and, for an
-	// update, the stored fields (keepUnreadFields).
-	su.details = r.updatedDetails(update, su.details)
 }
 
 // multiValued skips an entry whose username attribute has several values:
@@ -924,7 +909,7 @@ func (r *syncRun) multiValued(dn string, names []string) {
 		if su := r.users[key]; su != nil {
 			su.present = true
 		} else {
-			r.seen[key] = struct{}{}
+			r.seen[r.seenKey(key)] = struct{}{}
 		}
 	}
 }
@@ -933,15 +918,19 @@ func (r *syncRun) multiValued(dn string, names []string) {
 // access rule may hide it): one whose DN is a stored user's keeps that
 // user, unchanged; when one matches no stored user, any user the read
 // missed may be that entry, so the run holds back its removals.
-func (r *syncRun) placeUnnamed() {
+func (r *syncRun) placeUnnamed(ctx context.Context) error {
 	if len(r.unnamed) == 0 {
-		return
+		return nil
 	}
 	attr := r.a.cfg.usernameAttribute()
+	stored, err := r.storedDetails(ctx, func(su *storeUser) bool { return !su.present })
+	if err != nil {
+		return err
+	}
 	byDN := map[string]*storeUser{}
-	for _, su := range r.users {
-		if !su.present && su.hasDetails && su.details.DN != "" {
-			byDN[DNKey(su.details.DN)] = su
+	for key, d := range stored {
+		if d.DN != "" {
+			byDN[DNKey(d.DN)] = r.users[key]
 		}
 	}
 	unmatched := 0
@@ -961,6 +950,7 @@ func (r *syncRun) placeUnnamed() {
 		r.hold = fmt.Sprintf("%d entries without the %s attribute match no stored user by DN, so any stored user the read missed may be one of them; fix the entries or the sync account's access, or force", unmatched, attr)
 	}
 	r.unnamed = nil
+	return nil
 }
 
 // indirect reports whether a login could count a membership that the
@@ -984,23 +974,6 @@ func (r *syncRun) confirmUser(dn, username, pgid string, hasMemberOf bool, membe
 		u.Attributes["primaryGroupID"] = []string{pgid}
 	}
 	return u
-}
-
-// sameFields reports whether the entry's mapped fields equal stored, as a
-// login would map them (a field is present when its attribute has a value).
-func (r *syncRun) sameFields(e *ldap.Entry, stored map[string]string) bool {
-	n := 0
-	for field, attr := range r.a.cfg.UserFields {
-		v := e.GetEqualFoldAttributeValue(attr)
-		if v == "" {
-			continue
-		}
-		n++
-		if old, ok := stored[field]; !ok || old != v {
-			return false
-		}
-	}
-	return n == len(stored)
 }
 
 // user maps the entry as a login does, without the attributes the sync
@@ -1054,12 +1027,12 @@ func (r *syncRun) plan() {
 	keep := func(m Membership) bool { return !gone[m.GroupDN] && !r.ambiguous[normUser(m.Username)] }
 	rep.MembershipsAdded = slices.DeleteFunc(rep.MembershipsAdded, func(m Membership) bool { return !keep(m) })
 	rep.MembershipsRemoved = slices.DeleteFunc(rep.MembershipsRemoved, func(m Membership) bool { return !keep(m) })
-	if len(r.ambiguous) > 0 {
-		notAmbiguous := func(name string) bool { return r.ambiguous[normUser(name)] }
-		rep.UsersUpdated = slices.DeleteFunc(rep.UsersUpdated, notAmbiguous)
-		rep.UsersCreated = slices.DeleteFunc(rep.UsersCreated, notAmbiguous)
-		rep.OrganisationJoins = slices.DeleteFunc(rep.OrganisationJoins, notAmbiguous)
-		r.saves = slices.DeleteFunc(r.saves, func(u *User) bool { return r.ambiguous[normUser(u.Username)] })
+	r.dropAmbiguous()
+	if len(r.unwritten) > 0 {
+		unwritten := func(name string) bool { return r.unwritten[normUser(name)] }
+		rep.UsersUpdated = slices.DeleteFunc(rep.UsersUpdated, unwritten)
+		rep.UsersCreated = slices.DeleteFunc(rep.UsersCreated, unwritten)
+		rep.OrganisationJoins = slices.DeleteFunc(rep.OrganisationJoins, unwritten)
 	}
 	for _, g := range r.groups {
 		if g.inStore || gone[g.dn] {
@@ -1104,11 +1077,10 @@ func (r *syncRun) weighRemovals() {
 	count := func(remove, total int) RemovalCount {
 		return RemovalCount{Remove: remove, Total: total, OverLimit: remove > syncRemovalAllowance && remove*100 > limit*total}
 	}
-	groups, memberships := 0, 0
+	groups, memberships := 0, r.membershipTotal()
 	for _, g := range r.groups {
 		if g.inStore {
 			groups++
-			memberships += len(g.members)
 		}
 	}
 	rep.RemovalGuard = RemovalGuard{
@@ -1139,29 +1111,19 @@ func (r *syncRun) guard() error {
 
 // apply writes the plan: additions first, removals last, so that a run
 // stopped part-way has removed as little as possible. A [BatchStore] gets
-// the writes in that order, in batches of at most the page size.
+// the writes in that order, in batches of at most the page size. In a
+// streaming run the creates, updates and joins of the pages read are
+// already written (flushPage): what is left are the deferred updates,
+// those of users admitted after the read, memberships and removals.
 func (r *syncRun) apply(ctx context.Context) error {
 	store := r.a.cfg.Store
 	rep := r.report
-	orgID := r.a.cfg.OrganisationID
-	type write struct {
-		op    string
-		do    func() error
-		batch func(*Batch)
-	}
 	var writes []write
 	for _, g := range rep.GroupsCreated {
 		writes = append(writes, write{"save group", func() error { return store.SaveGroup(ctx, g) },
 			func(b *Batch) { b.SaveGroups = append(b.SaveGroups, g) }})
 	}
-	for _, u := range r.saves {
-		writes = append(writes, write{"save user", func() error { return store.SaveUser(ctx, u) },
-			func(b *Batch) { b.SaveUsers = append(b.SaveUsers, u) }})
-	}
-	for _, name := range rep.OrganisationJoins {
-		writes = append(writes, write{"join organisation", func() error { return store.JoinOrganisation(ctx, name, orgID) },
-			func(b *Batch) { b.Joins = append(b.Joins, OrganisationJoin{name, orgID}) }})
-	}
+	writes = r.userWrites(ctx, writes)
 	for _, m := range rep.MembershipsAdded {
 		writes = append(writes, write{"set member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, true) },
 			func(b *Batch) { b.AddMembers = append(b.AddMembers, m) }})
@@ -1180,7 +1142,36 @@ func (r *syncRun) apply(ctx context.Context) error {
 	}
 	r.prog.Total = len(writes)
 	r.progress(syncApply)
-	if bs, ok := store.(BatchStore); ok {
+	return r.write(ctx, writes, true)
+}
+
+// write is one change to the store: one call, or its part of a Batch.
+type write struct {
+	op    string
+	do    func() error
+	batch func(*Batch)
+}
+
+// userWrites appends the saves and organisation joins planned (r.saves,
+// r.joins) to writes.
+func (r *syncRun) userWrites(ctx context.Context, writes []write) []write {
+	store := r.a.cfg.Store
+	orgID := r.a.cfg.OrganisationID
+	for _, u := range r.saves {
+		writes = append(writes, write{"save user", func() error { return store.SaveUser(ctx, u) },
+			func(b *Batch) { b.SaveUsers = append(b.SaveUsers, u) }})
+	}
+	for _, name := range r.joins {
+		writes = append(writes, write{"join organisation", func() error { return store.JoinOrganisation(ctx, name, orgID) },
+			func(b *Batch) { b.Joins = append(b.Joins, OrganisationJoin{name, orgID}) }})
+	}
+	return writes
+}
+
+// write makes the writes, through ApplyBatch in batches of at most the
+// page size for a [BatchStore]; progress says whether it reports them.
+func (r *syncRun) write(ctx context.Context, writes []write, progress bool) error {
+	if bs, ok := r.a.cfg.Store.(BatchStore); ok {
 		size := r.a.cfg.SyncPageSize
 		if size <= 0 {
 			size = defaultSyncPageSize
@@ -1196,8 +1187,10 @@ func (r *syncRun) apply(ctx context.Context) error {
 			if err := bs.ApplyBatch(ctx, &b); err != nil {
 				return wrap(&StoreError{Op: "apply batch", Err: err}, "sync stopped after %d of %d changes", i, len(writes))
 			}
-			r.prog.Done = i + b.Len()
-			r.progress(syncApply)
+			if progress {
+				r.prog.Done = i + b.Len()
+				r.progress(syncApply)
+			}
 		}
 		return nil
 	}
@@ -1208,10 +1201,93 @@ func (r *syncRun) apply(ctx context.Context) error {
 		if err := w.do(); err != nil {
 			return wrap(&StoreError{Op: w.op, Err: err}, "sync stopped after %d of %d changes", i, len(writes))
 		}
-		r.prog.Done = i + 1
-		if r.prog.Done%500 == 0 {
-			r.progress(syncApply)
+		if progress {
+			r.prog.Done = i + 1
+			if r.prog.Done%500 == 0 {
+				r.progress(syncApply)
+			}
 		}
 	}
 	return nil
 }
+
+// dropAmbiguous drops from the saves and joins not yet written those of
+// the users the run leaves unchanged (r.ambiguous), recording them in
+// r.unwritten.
+func (r *syncRun) dropAmbiguous() {
+	if len(r.ambiguous) == 0 {
+		return
+	}
+	drop := func(name string) bool {
+		key := normUser(name)
+		if !r.ambiguous[key] {
+			return false
+		}
+		if r.unwritten == nil {
+			r.unwritten = map[string]bool{}
+		}
+		r.unwritten[key] = true
+		return true
+	}
+	r.saves = slices.DeleteFunc(r.saves, func(u *User) bool { return drop(u.Username) })
+	r.deferred = slices.DeleteFunc(r.deferred, func(u *User) bool { return drop(u.Username) })
+	r.joins = slices.DeleteFunc(r.joins, drop)
+}
+
+// flushPage writes, in a streaming run, the creates, updates and
+// organisation joins planned from the pages read so far: the directory's
+// truth, whatever the rest of the read brings. An update that may keep a
+// stored field no entry has carried yet (keepUnreadFields) waits in
+// r.deferred for the end of the read. Nothing is removed here.
+func (r *syncRun) flushPage(ctx context.Context) error {
+	if !r.stream {
+		return nil
+	}
+	r.dropAmbiguous()
+	now := r.saves[:0:0]
+	for _, u := range r.saves {
+		if r.mayKeepUnread(u) {
+			r.deferred = append(r.deferred, u)
+		} else {
+			now = append(now, u)
+		}
+	}
+	r.saves = now
+	writes := r.userWrites(ctx, nil)
+	r.saves, r.joins = nil, nil
+	if len(writes) == 0 {
+		return nil
+	}
+	if bs, ok := r.a.cfg.Store.(BatchStore); ok {
+		// The page's users with their joins: one batch, one transaction.
+		var b Batch
+		for _, w := range writes {
+			w.batch(&b)
+		}
+		if err := bs.ApplyBatch(ctx, &b); err != nil {
+			return &StoreError{Op: "apply batch", Err: err}
+		}
+		return nil
+	}
+	return r.write(ctx, writes, false)
+}
+
+// mayKeepUnread reports whether u is an update of a stored user lacking a
+// mapped field that no entry of the read has carried so far.
+func (r *syncRun) mayKeepUnread(u *User) bool {
+	if r.users[normUser(u.Username)] == nil {
+		return false // created: nothing stored to keep
+	}
+	for field := range r.a.cfg.UserFields {
+		if _, ok := u.Fields[field]; !ok && !r.fieldsSeen[field] {
+			return true
+		}
+	}
+	return false
+}
+
+// errFlush is a page's writes failing during the read.
+type errFlush struct{ err error }
+
+func (e *errFlush) Error() string { return e.err.Error() }
+func (e *errFlush) Unwrap() error { return e.err }

@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/sambatest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // -changes and -watch against Active Directory (a Samba DC of its own):
@@ -56,7 +56,7 @@ func TestWatchAD(t *testing.T) {
 		exited <- run(ctx, []string{"-db", db, "-watch", "-create-users", "-poll", "200ms"}, &stdout, &stderr,
 			func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	}()
-	until := func(what string, cond func(*ldapauth.Snapshot) bool) {
+	until := func(what string, cond func(*storetest.Contents) bool) {
 		t.Helper()
 		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			if cond(snapshot(t, db)) {
@@ -67,9 +67,9 @@ func TestWatchAD(t *testing.T) {
 			}
 		}
 	}
-	until("the catch-up run", func(s *ldapauth.Snapshot) bool { return slices.Contains(s.Users, sambatest.UserBob) })
+	until("the catch-up run", func(s *storetest.Contents) bool { return slices.Contains(s.Users, sambatest.UserBob) })
 	require.NoError(t, d.Admin(t).Del(ldap.NewDelRequest(d.UserDN(sambatest.UserBob), nil)))
-	until("bob removed", func(s *ldapauth.Snapshot) bool { return !slices.Contains(s.Users, sambatest.UserBob) })
+	until("bob removed", func(s *storetest.Contents) bool { return !slices.Contains(s.Users, sambatest.UserBob) })
 	stop()
 	select {
 	case code := <-exited:

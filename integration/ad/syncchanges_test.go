@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/sambatest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // SyncChanges on Active Directory uses DirSync (dirsync.go): these tests
@@ -66,7 +67,7 @@ func TestSyncChangesAD(t *testing.T) {
 	store := ldapauth.NewMemStore()
 	a := authWithStore(t, d, changesEnv(d, login, []string{team}, nil), store)
 	opts := ldapauth.SyncOptions{CreateUsers: true}
-	members := func(g string) []string { m, _ := store.Members(g); return m }
+	members := func(g string) []string { m, _ := storetest.Members(store, g); return m }
 
 	rep := adChanges(t, a, opts)
 	assert.Equal(t, "full refresh", rep.ChangeSync.Mode)
@@ -93,11 +94,11 @@ func TestSyncChangesAD(t *testing.T) {
 	var u4 string
 	step("create", func() { u4 = o.user("dsu4"); o.member(login, d.UserDN(u4), true) }, func(rep *ldapauth.SyncReport) {
 		assert.Equal(t, []string{u4}, rep.UsersCreated)
-		assert.NotNil(t, store.User(u4))
+		assert.NotNil(t, storetest.User(store, u4))
 	})
 	step("modify", func() { o.modify(d.UserDN(u1), "mail", "new-"+u1+"@example.com") }, func(rep *ldapauth.SyncReport) {
 		assert.Equal(t, []string{u1}, rep.UsersUpdated)
-		assert.Equal(t, "new-"+u1+"@example.com", store.User(u1).Fields["email"])
+		assert.Equal(t, "new-"+u1+"@example.com", storetest.User(store, u1).Fields["email"])
 	})
 	renamed := "CN=moved-" + u2 + ",CN=Users," + d.BaseDN
 	step("rename", func() {
@@ -106,16 +107,16 @@ func TestSyncChangesAD(t *testing.T) {
 	}, func(rep *ldapauth.SyncReport) {
 		assert.Equal(t, []string{u2}, rep.UsersUpdated)
 		assert.Empty(t, rep.UsersRemoved)
-		assert.Equal(t, ldapauth.DNKey(renamed), ldapauth.DNKey(store.User(u2).DN))
+		assert.Equal(t, ldapauth.DNKey(renamed), ldapauth.DNKey(storetest.User(store, u2).DN))
 	})
 	step("delete", func() { o.delete(d.UserDN(u3)) }, func(rep *ldapauth.SyncReport) {
 		assert.Equal(t, []string{u3}, rep.UsersRemoved)
 		assert.Equal(t, 1, rep.ChangeSync.Deleted)
-		assert.Nil(t, store.User(u3))
+		assert.Nil(t, storetest.User(store, u3))
 	})
 	step("disable", func() { o.modify(d.UserDN(u4), "userAccountControl", "514") }, func(rep *ldapauth.SyncReport) {
 		assert.Equal(t, []string{u4}, rep.UsersRemoved)
-		assert.Nil(t, store.User(u4))
+		assert.Nil(t, storetest.User(store, u4))
 	})
 	step("join a synced group", func() { o.member(team, renamed, true) }, func(rep *ldapauth.SyncReport) {
 		assert.ElementsMatch(t, []string{u1, u2}, members(team))
@@ -127,7 +128,7 @@ func TestSyncChangesAD(t *testing.T) {
 	})
 	step("leave the login group", func() { o.member(login, d.UserDN(u1), false) }, func(rep *ldapauth.SyncReport) {
 		assert.Equal(t, []string{u1}, rep.UsersRemoved)
-		assert.Nil(t, store.User(u1))
+		assert.Nil(t, storetest.User(store, u1))
 	})
 	// A group joining the login group changes only the login group's
 	// member values: DirSync returns the login group with the group's DN
@@ -148,7 +149,7 @@ func TestSyncChangesAD(t *testing.T) {
 	b := authWithStore(t, d, changesEnv(d, login, []string{team}, nil), full)
 	adSync(t, b, opts)
 	assert.Equal(t, usernames(full, t), usernames(store, t))
-	fm, _ := full.Members(team)
+	fm, _ := storetest.Members(full, team)
 	assert.Equal(t, fm, members(team))
 }
 
@@ -369,7 +370,7 @@ func TestWatchChangesAD(t *testing.T) {
 	o.delete(d.UserDN(u1))
 	rep, _ = next("a deletion")
 	assert.Equal(t, []string{u1}, rep.UsersRemoved)
-	assert.Nil(t, store.User(u1))
+	assert.Nil(t, storetest.User(store, u1))
 
 	// The DC restarts under the watcher: the lost connection is
 	// reported, the watcher reconnects, and a change made after the
