@@ -228,9 +228,8 @@ type AttributeRequester interface {
 	RequestedAttributes(cfg *Config) []string
 }
 
-// Directory searches the directory for a RelationSyncer, on the login's
-// connection and identity. It is valid only during the call that receives
-// it and not safe for concurrent use.
+// Directory searches on the login's connection, for a RelationSyncer: valid
+// only during the call that receives it, not safe for concurrent use.
 type Directory interface {
 	Search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error)
 }

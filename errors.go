@@ -94,10 +94,8 @@ func unprefixed(err error) string { return strings.TrimPrefix(err.Error(), "ldap
 
 // TLSError is a TLS failure with a server, never ErrUnavailable.
 type TLSError struct {
-	// URL is the server's, as in LDAP_AUTH_URL.
-	URL string
-	// Err is the TLS or StartTLS failure.
-	Err error
+	URL string // the server's, as in LDAP_AUTH_URL
+	Err error  // the TLS or StartTLS failure
 }
 
 func (e *TLSError) Error() string { return "ldapauth: TLS with " + e.URL + ": " + e.Err.Error() }
@@ -127,7 +125,7 @@ func configErr(problem string, vars ...string) *ConfigError {
 	return &ConfigError{Variables: vars, Problem: problem}
 }
 
-// Errors of [Authenticator.Sync], in a [*SyncAbortError]: nothing written.
+// Errors of [Authenticator.Sync], in a [*SyncAbortError]: nothing removed.
 // With ErrRemovalGuard the report is the plan ([SyncOptions.Force]).
 var (
 	ErrSyncAborted  = errors.New("ldapauth: sync aborted, nothing removed")
@@ -233,10 +231,8 @@ var (
 
 // StoreError reports a failure of the [UserStore].
 type StoreError struct {
-	// Op names the store operation, such as "save user" or "set member".
-	Op string
-	// Err is the store's error.
-	Err error
+	Op  string // the store operation, such as "save user"
+	Err error  // the store's error
 }
 
 func (e *StoreError) Error() string { return "ldapauth: store: " + e.Op + ": " + unprefixed(e.Err) }

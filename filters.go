@@ -19,10 +19,8 @@ func (f SearchFilterBuilderFunc) SearchFilters(cfg *Config, lookup map[string]st
 	return f(cfg, lookup)
 }
 
-// FilterTerms is implemented by a builder whose filters are DefaultFilters'
-// plus the login group's term when LoginGroupTerm says so: ldapauth then
-// checks ExcludeDisabled and LoginGroup against it and gives the login group
-// a second look (docs/login.md). The built-in builders implement it.
+// FilterTerms is a builder whose filters are DefaultFilters', with the login
+// group's term if LoginGroupTerm: ldapauth may then rely on them (docs/login.md).
 type FilterTerms interface {
 	SearchFilterBuilder
 	LoginGroupTerm() bool

@@ -16,10 +16,8 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// User is a user as read from the directory on login: the entry's DN, the
-// directory's spelling of the username, the mapped fields (the first value
-// of each attribute), memberOf, every attribute read, and the password
-// policy's warning if any.
+// User is a user as the directory holds it at login: Fields has the first
+// value of each mapped attribute, Groups the memberOf values (docs/login.md).
 type User struct {
 	DN              string              `json:"dn"`
 	Username        string              `json:"username"`
@@ -178,9 +176,8 @@ func (a *Authenticator) warnInsecure() {
 	}
 }
 
-// Close closes the pooled connections and stops the background probes;
-// logins in flight finish, later ones fail with net.ErrClosed. Close may be
-// called more than once.
+// Close closes the pool and stops the probes; logins in flight finish,
+// later ones fail with net.ErrClosed. It may be called more than once.
 func (a *Authenticator) Close() error {
 	a.closed.Store(true)
 	a.bgMu.Lock()

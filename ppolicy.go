@@ -16,9 +16,8 @@ import (
 // (changeAfterReset: every other operation is then refused), or how long a
 // good password has left (timeBeforeExpiration, graceAuthNsRemaining).
 
-// PasswordWarning is what the directory's password policy said about a
-// password that still logged the user in: the time left before it expires
-// (zero: not said), or the grace logins left (-1: not said).
+// PasswordWarning is the password policy's warning at a login: time before
+// expiry (0: not said), or grace logins left (-1: not said).
 type PasswordWarning struct {
 	ExpiresIn   time.Duration `json:"expires_in,omitempty"`
 	GraceLogins int           `json:"grace_logins"`

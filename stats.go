@@ -8,13 +8,10 @@ import (
 // Stats is a snapshot of an [Authenticator]'s pools (users', and the
 // service account's), servers and logins (docs/observability.md).
 type Stats struct {
-	Users   PoolStats     `json:"users"`
-	Service PoolStats     `json:"service"`
-	Servers []ServerStats `json:"servers"`
-	// Logins counts logins by the ldapauth.login.outcome names: success,
-	// canceled, account_state, unknown_user, not_permitted,
-	// invalid_credentials, unavailable, config_error, error.
-	Logins map[string]uint64 `json:"logins"`
+	Users   PoolStats         `json:"users"`
+	Service PoolStats         `json:"service"`
+	Servers []ServerStats     `json:"servers"`
+	Logins  map[string]uint64 `json:"logins"` // by ldapauth.login.outcome (docs/observability.md)
 }
 
 // PoolStats describes one connection pool; the counters count from New.

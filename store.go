@@ -11,89 +11,40 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// UserStore is where ldapauth writes the users and groups it learns from the
-// directory: the caller's own user database. ldapauth never deletes anything
-// it did not write: every user it saves is directory-managed, and only those
-// are ever removed by the sync job.
-//
-// Contract:
-//   - Usernames are keys compared case-insensitively ([strings.EqualFold]);
-//     group DNs are keys compared as parsed DNs, case-insensitively. The
-//     Authenticator always passes the directory's spelling.
-//   - Every method is idempotent: saving an existing user updates it,
-//     deleting a missing user or group, adding an existing membership and
-//     removing a missing one all succeed and change nothing.
-//   - Methods are called concurrently (one Authenticator serves many logins
-//     at once) and must be safe for concurrent use.
-//   - A method that returns an error must have changed nothing, or have made
-//     a change that a retry completes.
-//   - A user is saved before it joins an organisation or is added to a
-//     group: the Authenticator calls SaveUser first, at a login and in
-//     [Authenticator.Sync] (CreateUsers included). A store may therefore
-//     refuse JoinOrganisation and SetMember(..., true) for a user it does
-//     not hold, as a foreign key would (MemStore and examples/sqlstore
-//     do); one that accepts them must not make the user directory-managed
-//     by it (Users streams saved users only). Removing a membership
-//     of a user it does not hold succeeds.
+// UserStore is the caller's user database, which ldapauth writes the
+// directory's users and groups into. Keys: usernames case-insensitively,
+// group DNs by [DNKey]. Methods are idempotent, safe for concurrent use, and
+// change nothing when they fail. The whole contract: docs/store.md.
 type UserStore interface {
-	// SaveUser creates or updates the directory-managed user u.Username,
-	// overwriting its mapped fields (u.Fields). A new user gets no usable
-	// local password.
-	SaveUser(ctx context.Context, u *User) error
-	// DeleteUser removes a directory-managed user with its memberships.
-	DeleteUser(ctx context.Context, username string) error
-	// JoinOrganisation adds the saved user to the organisation. It may
-	// refuse a user the store does not hold.
-	JoinOrganisation(ctx context.Context, username, organisationID string) error
-	// SaveGroup creates the group g or updates its name.
-	SaveGroup(ctx context.Context, g Group) error
-	// DeleteGroup removes a group with its memberships.
-	DeleteGroup(ctx context.Context, dn string) error
-	// SetMember adds (member true) or removes (false) a user from a group.
-	// Adding to a group that does not exist is an error; adding a user the
-	// store does not hold may be one.
-	SetMember(ctx context.Context, groupDN, username string, member bool) error
-	// Users streams the directory-managed users with what the store holds
-	// of them, for the sync job to compare with the directory. The sync
-	// keeps a few bytes per user, not the users: a store streams them (a
-	// database cursor), in any order, each user once. An error ends the
-	// sequence (the sync then aborts). The sequence is read once per run,
-	// sometimes a second time for the few users about to be removed.
-	Users(ctx context.Context) iter.Seq2[StoredUser, error]
-	// Groups streams the groups with their members, each group once, in
-	// any order; an error ends the sequence.
-	Groups(ctx context.Context) iter.Seq2[GroupMembers, error]
+	SaveUser(ctx context.Context, u *User) error                                 // create or update, fields overwritten
+	DeleteUser(ctx context.Context, username string) error                       // with its memberships
+	JoinOrganisation(ctx context.Context, username, organisationID string) error // may refuse a user not held
+	SaveGroup(ctx context.Context, g Group) error                                // create, or update its name
+	DeleteGroup(ctx context.Context, dn string) error                            // with its memberships
+	SetMember(ctx context.Context, groupDN, username string, member bool) error  // add (true) or remove
+	Users(ctx context.Context) iter.Seq2[StoredUser, error]                      // the directory-managed users, streamed
+	Groups(ctx context.Context) iter.Seq2[GroupMembers, error]                   // the groups with their members, streamed
 }
 
-// Group is a directory group as held by the store. The DN is its identity;
-// the name is the value of the DN's first RDN (CN=Readers,CN=Roles,... gives
-// Readers).
+// Group is a directory group as held by the store: its DN (as in
+// LDAP_SYNCED_GROUPS) and the value of its first RDN.
 type Group struct {
-	// DN identifies the group, as configured in LDAP_SYNCED_GROUPS.
-	DN string `json:"dn"`
-	// Name is the value of the DN's first RDN.
+	DN   string `json:"dn"`
 	Name string `json:"name"`
 }
 
-// StoredUser is what a store holds of a directory-managed user, for the
-// sync to compare with the directory: [Authenticator.Sync] writes and
-// reports only users whose DN or fields changed and organisation joins that
-// are missing, so a second sync is a no-op.
+// StoredUser is what a store holds of a directory-managed user, as last
+// saved, for the sync to compare with the directory.
 type StoredUser struct {
-	// Username is the user's key, as saved.
-	Username string
-	// DN is the user's entry as last saved.
-	DN string
-	// Fields are the mapped fields as last saved.
-	Fields map[string]string
-	// Organisations are the organisation IDs the user joined.
-	Organisations []string
+	Username      string
+	DN            string
+	Fields        map[string]string
+	Organisations []string // the organisation IDs joined
 }
 
 // GroupMembers is a group and the usernames of its members.
 type GroupMembers struct {
 	Group
-	// Members are the usernames of the group's members.
 	Members []string
 }
 
@@ -232,7 +183,6 @@ func NewMemStore() *MemStore {
 	}
 }
 
-// SaveUser implements [UserStore].
 func (s *MemStore) SaveUser(_ context.Context, u *User) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -240,7 +190,6 @@ func (s *MemStore) SaveUser(_ context.Context, u *User) error {
 	return nil
 }
 
-// DeleteUser implements [UserStore].
 func (s *MemStore) DeleteUser(_ context.Context, username string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -253,8 +202,6 @@ func (s *MemStore) DeleteUser(_ context.Context, username string) error {
 	return nil
 }
 
-// JoinOrganisation implements [UserStore]. It refuses a user never saved,
-// as a database with a foreign key would.
 func (s *MemStore) JoinOrganisation(_ context.Context, username, organisationID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -269,7 +216,6 @@ func (s *MemStore) JoinOrganisation(_ context.Context, username, organisationID 
 	return nil
 }
 
-// SaveGroup implements [UserStore].
 func (s *MemStore) SaveGroup(_ context.Context, g Group) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -281,7 +227,6 @@ func (s *MemStore) SaveGroup(_ context.Context, g Group) error {
 	return nil
 }
 
-// DeleteGroup implements [UserStore].
 func (s *MemStore) DeleteGroup(_ context.Context, dn string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -291,8 +236,6 @@ func (s *MemStore) DeleteGroup(_ context.Context, dn string) error {
 	return nil
 }
 
-// SetMember implements [UserStore]. Adding refuses a group or a user never
-// saved, as a database with foreign keys would.
 func (s *MemStore) SetMember(_ context.Context, groupDN, username string, member bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -314,11 +257,6 @@ func (s *MemStore) SetMember(_ context.Context, groupDN, username string, member
 	return nil
 }
 
-// Users implements [UserStore]: a copy of each user, taken under the
-// store's lock user by user, in no particular order. Fields is the store's
-// own map, shared rather than copied: MemStore never modifies a stored
-// user's map (SaveUser stores a clone in place of the old one), and the
-// caller must not modify it either.
 func (s *MemStore) Users(ctx context.Context) iter.Seq2[StoredUser, error] {
 	return func(yield func(StoredUser, error) bool) {
 		s.mu.Lock()
@@ -343,8 +281,6 @@ func (s *MemStore) Users(ctx context.Context) iter.Seq2[StoredUser, error] {
 	}
 }
 
-// Groups implements [UserStore]: the groups sorted by DN, their members
-// sorted.
 func (s *MemStore) Groups(ctx context.Context) iter.Seq2[GroupMembers, error] {
 	return func(yield func(GroupMembers, error) bool) {
 		s.mu.Lock()
@@ -366,34 +302,16 @@ func (s *MemStore) Groups(ctx context.Context) iter.Seq2[GroupMembers, error] {
 	}
 }
 
-// BatchStore is an optional interface of a [UserStore]: a store that
-// implements it has [Authenticator.Sync] apply its changes in batches, each
-// in one call (for a database, one transaction and a few multi-row
-// statements), instead of one call per change. A store without it keeps
-// working one call per change.
-//
-// Contract, beyond the [UserStore]'s:
-//   - ApplyBatch applies the batch's changes as the UserStore methods would,
-//     in the order of the Batch's fields (groups saved, users saved,
-//     organisation joins, memberships added, memberships removed, groups
-//     deleted, users deleted), with the same idempotence and the same
-//     refusals (joining or adding a user the store does not hold and that
-//     the batch does not save, adding to a group neither held nor saved).
-//   - It is atomic: when it returns an error, the store is as before the
-//     call; the sync stops there and the next run completes the work.
-//   - It is called concurrently with the UserStore methods (logins) and must
-//     be safe for that; the sync itself makes one call at a time.
-//   - It must not keep or modify the Batch or anything it points to.
+// BatchStore is an optional interface of a [UserStore]: the sync then
+// applies its changes in batches, each atomically in one call (one
+// transaction), instead of one call per change (docs/store.md).
 type BatchStore interface {
 	UserStore
 	ApplyBatch(ctx context.Context, b *Batch) error
 }
 
 // Batch is a bounded set of changes for [BatchStore.ApplyBatch], applied in
-// the order of its fields. The sync makes batches of at most
-// Config.SyncPageSize (500 by default) changes, except the batch
-// of a page of users as it is read: the page's creates and updates with
-// their organisation joins, up to twice the page size.
+// the order of its fields (docs/store.md).
 type Batch struct {
 	SaveGroups    []Group
 	SaveUsers     []*User
@@ -418,8 +336,6 @@ func (b *Batch) Len() int {
 
 var _ BatchStore = (*MemStore)(nil)
 
-// ApplyBatch implements [BatchStore]: it checks every refusal before it
-// changes anything, so a refused batch changes nothing.
 func (s *MemStore) ApplyBatch(_ context.Context, b *Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

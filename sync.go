@@ -59,7 +59,7 @@ func (a *Authenticator) runSync(ctx context.Context, opts SyncOptions) (*SyncRep
 	}
 	if opts.DryRun {
 		r.progress(syncDone)
-		log.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync dry run planned", slog.Int("changes", rep.Counts.Changes()))
+		log.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync dry run planned", slog.Int("changes", rep.Changes()))
 		return rep, nil
 	}
 	if err := r.apply(ctx); err != nil {
@@ -71,9 +71,9 @@ func (a *Authenticator) runSync(ctx context.Context, opts SyncOptions) (*SyncRep
 	}
 	r.progress(syncDone)
 	log.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync applied",
-		slog.Int("pages", rep.Pages), slog.Int("users", rep.DirectoryUsers), slog.Int("changes", rep.Counts.Changes()),
-		slog.Int("users_removed", rep.Counts.UsersRemoved), slog.Int("groups_removed", rep.Counts.GroupsRemoved),
-		slog.Int("memberships_added", rep.Counts.MembershipsAdded), slog.Int("memberships_removed", rep.Counts.MembershipsRemoved))
+		slog.Int("pages", rep.Pages), slog.Int("users", rep.DirectoryUsers), slog.Int("changes", rep.Changes()),
+		slog.Int("users_removed", len(rep.UsersRemoved)), slog.Int("groups_removed", len(rep.GroupsRemoved)),
+		slog.Int("memberships_added", len(rep.MembershipsAdded)), slog.Int("memberships_removed", len(rep.MembershipsRemoved)))
 	return rep, nil
 }
 
@@ -1066,7 +1066,6 @@ func (r *syncRun) plan() {
 	}
 	r.weighRemovals()
 	rep.RemovalGuard.Held = held
-	rep.count()
 }
 
 // weighRemovals fills the report's RemovalGuard: each kind of removal

@@ -144,7 +144,7 @@ func testSyncSteadyStateIsNoOp(t *testing.T, viaSnapshot bool) {
 	_, store, a := demoSyncVia(t, nil, viaSnapshot)
 	before := snapshot(t, store)
 	rep := runSync(t, a, ldapauth.SyncOptions{})
-	assert.Zero(t, rep.Counts.Changes(), "logins already did everything: %s", rep)
+	assert.Zero(t, rep.Changes(), "logins already did everything: %s", rep)
 	assert.True(t, rep.Applied)
 	assert.Equal(t, 1, rep.Pages)
 	assert.Equal(t, 7, rep.DirectoryUsers, "every posixAccount, svc and those who never logged in included")
@@ -178,7 +178,7 @@ func testSyncDirectoryChanges(t *testing.T, viaSnapshot bool) {
 	assert.Equal(t, []ldapauth.Membership{{GroupDN: marvel, Username: "bob"}}, rep.MembershipsRemoved)
 	assert.Empty(t, rep.GroupsRemoved)
 	assert.Empty(t, rep.UsersCreated)
-	assert.Equal(t, ldapauth.SyncCounts{UsersRemoved: 1, UsersUpdated: 1, MembershipsAdded: 1, MembershipsRemoved: 1}, rep.Counts)
+	assert.Equal(t, 4, rep.Changes())
 
 	assert.Nil(t, storetest.User(store, "jürgen"))
 	assert.Equal(t, "Hargreaves", storetest.User(store, "alice").Fields["last_name"], "fields refreshed as a login would")
@@ -188,7 +188,7 @@ func testSyncDirectoryChanges(t *testing.T, viaSnapshot bool) {
 	assert.Equal(t, []string{"alice", "bob"}, members)
 
 	again := runSync(t, a, ldapauth.SyncOptions{})
-	assert.Zero(t, again.Counts.Changes(), "a second run changes nothing: %s", again)
+	assert.Zero(t, again.Changes(), "a second run changes nothing: %s", again)
 }
 
 func TestSyncUserLeftLoginGroup(t *testing.T) {
@@ -201,7 +201,7 @@ func TestSyncUserLeftLoginGroup(t *testing.T) {
 	login(t, a, "alice", "carol", "jürgen")
 
 	rep := runSync(t, a, ldapauth.SyncOptions{})
-	assert.Zero(t, rep.Counts.Changes(), "%s", rep)
+	assert.Zero(t, rep.Changes(), "%s", rep)
 	assert.Equal(t, 5, rep.DirectoryUsers, "the login group's members only: alice, carol, jürgen, dave(ops, mallory")
 
 	d := ldaptest.DemoDirectory()
@@ -247,7 +247,7 @@ func TestSyncGroupDroppedFromSyncedGroupsIsLeftAlone(t *testing.T) {
 
 	rep := runSync(t, a, ldapauth.SyncOptions{})
 	assert.Equal(t, []ldapauth.Notice{{DN: marvel, Reason: "not in LDAP_SYNCED_GROUPS"}}, rep.GroupsLeftAlone)
-	assert.Zero(t, rep.Counts.Changes(), "%s", rep)
+	assert.Zero(t, rep.Changes(), "%s", rep)
 	members, ok := storetest.Members(store, marvel)
 	require.True(t, ok)
 	assert.Equal(t, []string{"bob", "carol"}, members, "its members are not touched either")
@@ -268,7 +268,7 @@ func TestSyncCreateUsers(t *testing.T) {
 	assert.Equal(t, "Liddell", storetest.User(store, "alice").Fields["last_name"])
 
 	again := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
-	assert.Zero(t, again.Counts.Changes(), "%s", again)
+	assert.Zero(t, again.Changes(), "%s", again)
 }
 
 // A server that ignores the paged results control (GLAuth answers with
@@ -527,7 +527,7 @@ func TestSyncReportAndProgress(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, string(raw), string(again), "the JSON carries the whole report")
 	assert.Equal(t, rep.UsersRemoved, back.UsersRemoved)
-	assert.Equal(t, rep.Counts, back.Counts)
+	assert.Equal(t, rep.Changes(), back.Changes())
 	assert.Contains(t, string(raw), `"users_removed":["bob"]`)
 	assert.Contains(t, string(raw), `"users_created":[]`, "empty lists are [], never null")
 	assert.Contains(t, string(raw), `"counts":{"users_removed":1,`)

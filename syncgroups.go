@@ -36,9 +36,8 @@ var (
 	_ GroupSyncer    = SyncUserGroups{}
 )
 
-// GroupSyncer is implemented by a RelationSyncer that says whether it keeps
-// Config.SyncedGroups and the organisation join, as SyncUserGroups does
-// (then Sync plans the groups itself) or not, as NoRelations (docs/sync.md).
+// GroupSyncer is a RelationSyncer saying whether it keeps the synced groups
+// and organisation join, so that Sync plans them itself (docs/sync.md).
 type GroupSyncer interface {
 	RelationSyncer
 	SyncsGroups() bool

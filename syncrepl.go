@@ -25,24 +25,9 @@ type SyncStateStore interface {
 }
 
 // ChangeStore is an optional interface of a [SyncStateStore]: with it, an
-// incremental run of [Authenticator.SyncChanges] costs the change, not the
-// directory. The sync then keeps what it knows of each directory entry (its
-// DN and username, by entryUUID) as a row of its own instead of inside the
-// state, reads only the rows of the entries that changed or were deleted,
-// and looks up in the store only the users those entries name.
-//
-// Contract, beyond the [SyncStateStore]'s:
-//   - LookupUsers streams the stored users among usernames (compared
-//     case-insensitively, each once), as Users would stream them; names
-//     the store does not hold are left out.
-//   - LookupMembers streams every group, each once, with as members only
-//     those among usernames (compared case-insensitively).
-//   - LoadEntries returns the state saved for each of ids that has one
-//     (opaque bytes); ids nil returns every entry's.
-//   - SaveChanges atomically replaces the state (as SaveSyncState) and
-//     updates the entries: those in deleted are removed, those in entries
-//     set (after the removals); with replace, every entry not in entries
-//     is removed first. When it returns an error, nothing changed.
+// incremental [Authenticator.SyncChanges] run reads and writes only the
+// state of the entries that changed, and looks up only the users they name
+// (docs/store.md).
 type ChangeStore interface {
 	SyncStateStore
 	LookupUsers(ctx context.Context, usernames []string) iter.Seq2[StoredUser, error]
@@ -131,8 +116,8 @@ var errRefreshRequired = errors.New("ldapauth: the directory refused the sync co
 // SyncChanges then runs the full sync, WatchChanges returns it.
 var ErrNoContentSync = errors.New("ldapauth: the directory does not offer content synchronisation (RFC 4533; OpenLDAP's syncprov overlay)")
 
-// SyncChanges is [Authenticator.Sync] reading only what changed since the
-// last run (RFC 4533, the cookie in a [SyncStateStore]), or falling back.
+// SyncChanges is [Authenticator.Sync] reading only what changed since the last
+// run (RFC 4533; DirSync on Active Directory), the cookie in a [SyncStateStore].
 func (a *Authenticator) SyncChanges(ctx context.Context, opts SyncOptions) (*SyncReport, error) {
 	return a.syncChanges(ctx, opts, nil)
 }
@@ -277,7 +262,7 @@ func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states 
 	r.progress(syncDone)
 	a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "ldapauth: change-driven sync applied",
 		slog.String("mode", cr.info.Mode), slog.Int("changed", cr.info.Changed), slog.Int("deleted", cr.info.Deleted),
-		slog.Int("changes", rep.Counts.Changes()))
+		slog.Int("changes", rep.Changes()))
 	return rep, nil
 }
 

@@ -66,7 +66,7 @@ func TestSyncChangesOpenLDAP(t *testing.T) {
 				assert.Empty(t, rep.ChangeSync.Fallback)
 				assert.Zero(t, rep.ChangeSync.Changed)
 				assert.Zero(t, rep.ChangeSync.Deleted)
-				assert.Zero(t, rep.Counts.Changes())
+				assert.Zero(t, rep.Changes())
 				assert.Equal(t, 7, rep.DirectoryUsers)
 				assert.Equal(t, before, snapshot(t, store))
 			})
@@ -124,7 +124,7 @@ func TestSyncChangesOpenLDAP(t *testing.T) {
 			})
 			t.Run("same as a full sync", func(t *testing.T) {
 				rep := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, DryRun: true})
-				assert.Zero(t, rep.Counts.Changes(), "the full sync finds nothing the change-driven runs missed:\n%s", rep)
+				assert.Zero(t, rep.Changes(), "the full sync finds nothing the change-driven runs missed:\n%s", rep)
 			})
 		})
 	}
@@ -151,7 +151,7 @@ func TestSyncChangesOpenLDAPLoginGroup(t *testing.T) {
 	assert.Contains(t, members(t, store, "marvel"), "bob")
 
 	full := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, DryRun: true})
-	assert.Zero(t, full.Counts.Changes(), "%s", full)
+	assert.Zero(t, full.Changes(), "%s", full)
 }
 
 func TestSyncChangesOpenLDAPRemovalGuard(t *testing.T) {
@@ -421,7 +421,7 @@ func TestSyncChangesOpenLDAPCostOfTheChange(t *testing.T) {
 
 	store.reset()
 	again := syncChanges(t, a, opts)
-	assert.Zero(t, again.Counts.Changes())
+	assert.Zero(t, again.Changes())
 	assert.Zero(t, store.fullReads)
 	assert.Empty(t, store.looked, "nothing changed: nobody looked up")
 }

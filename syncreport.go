@@ -65,9 +65,9 @@ func (g RemovalGuard) overLimit() bool {
 	return g.Users.OverLimit || g.Groups.OverLimit || g.Memberships.OverLimit
 }
 
-// SyncCounts are the lengths of a [SyncReport]'s lists of the same names
-// (Held: RemovalGuard.Held).
-type SyncCounts struct {
+// syncCounts are the lengths of a [SyncReport]'s lists of the same names
+// (Held: RemovalGuard.Held), the report's "counts" in JSON.
+type syncCounts struct {
 	UsersRemoved       int `json:"users_removed"`
 	UsersUpdated       int `json:"users_updated"`
 	UsersCreated       int `json:"users_created"`
@@ -82,10 +82,10 @@ type SyncCounts struct {
 	Held               int `json:"held"`
 }
 
-// Changes is the number of store writes the counts stand for.
-func (c SyncCounts) Changes() int {
-	return c.UsersRemoved + c.UsersUpdated + c.UsersCreated + c.OrganisationJoins + c.GroupsCreated +
-		c.GroupsRemoved + c.MembershipsAdded + c.MembershipsRemoved
+// Changes is the number of store writes the report lists.
+func (r *SyncReport) Changes() int {
+	return len(r.UsersRemoved) + len(r.UsersUpdated) + len(r.UsersCreated) + len(r.OrganisationJoins) +
+		len(r.GroupsCreated) + len(r.GroupsRemoved) + len(r.MembershipsAdded) + len(r.MembershipsRemoved)
 }
 
 // SyncReport lists every change of a sync run, made or planned, sorted
@@ -111,7 +111,6 @@ type SyncReport struct {
 	Unconfirmed        []Notice     `json:"unconfirmed"` // removals not proven, kept
 
 	RemovalGuard RemovalGuard `json:"removal_guard"`
-	Counts       SyncCounts   `json:"counts"`
 	ChangeSync   *ChangeSync  `json:"change_sync,omitempty"` // set by SyncChanges
 }
 
@@ -167,7 +166,7 @@ func (r *SyncReport) writeSummary(b *strings.Builder) {
 		forced = ", forced"
 	}
 	fmt.Fprintf(b, "ldapauth sync (%s%s): %d directory users in %d pages, %d directory-managed users in the store, %d changes\n",
-		mode, forced, r.DirectoryUsers, r.Pages, r.StoreUsers, r.Counts.Changes())
+		mode, forced, r.DirectoryUsers, r.Pages, r.StoreUsers, r.Changes())
 	g := r.RemovalGuard
 	fmt.Fprintf(b, "removal guard (%d%% of each, or %d): users %s, synced groups %s, memberships %s\n",
 		g.LimitPercent, g.Allowance, g.Users, g.Groups, g.Memberships)
@@ -221,8 +220,9 @@ func lines[T any](items []T, line func(T) string) []string {
 	return out
 }
 
-func (r *SyncReport) count() {
-	r.Counts = SyncCounts{
+// counts returns the lengths of the report's lists.
+func (r *SyncReport) counts() syncCounts {
+	return syncCounts{
 		UsersRemoved: len(r.UsersRemoved), UsersUpdated: len(r.UsersUpdated), UsersCreated: len(r.UsersCreated),
 		OrganisationJoins: len(r.OrganisationJoins), GroupsCreated: len(r.GroupsCreated), GroupsRemoved: len(r.GroupsRemoved),
 		GroupsLeftAlone: len(r.GroupsLeftAlone), MembershipsAdded: len(r.MembershipsAdded),
@@ -235,6 +235,7 @@ func (r *SyncReport) count() {
 func (r SyncReport) MarshalJSON() ([]byte, error) {
 	type plain SyncReport // without this method
 	p := plain(r)
+	counts := r.counts()
 	p.UsersRemoved = orEmpty(p.UsersRemoved)
 	p.UsersUpdated = orEmpty(p.UsersUpdated)
 	p.UsersCreated = orEmpty(p.UsersCreated)
@@ -247,7 +248,10 @@ func (r SyncReport) MarshalJSON() ([]byte, error) {
 	p.Skipped = orEmpty(p.Skipped)
 	p.Unconfirmed = orEmpty(p.Unconfirmed)
 	p.RemovalGuard.Held = orEmpty(p.RemovalGuard.Held)
-	return json.Marshal(p)
+	return json.Marshal(struct {
+		plain
+		Counts syncCounts `json:"counts"`
+	}{p, counts})
 }
 
 func orEmpty[T any](s []T) []T {

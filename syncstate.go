@@ -12,14 +12,12 @@ var (
 	_ ChangeStore    = (*MemStore)(nil)
 )
 
-// LoadSyncState implements [SyncStateStore].
 func (s *MemStore) LoadSyncState(context.Context) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.state), nil
 }
 
-// SaveSyncState implements [SyncStateStore].
 func (s *MemStore) SaveSyncState(_ context.Context, state []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -27,7 +25,6 @@ func (s *MemStore) SaveSyncState(_ context.Context, state []byte) error {
 	return nil
 }
 
-// LookupUsers implements [ChangeStore].
 func (s *MemStore) LookupUsers(ctx context.Context, usernames []string) iter.Seq2[StoredUser, error] {
 	return func(yield func(StoredUser, error) bool) {
 		seen := map[string]bool{}
@@ -51,7 +48,6 @@ func (s *MemStore) LookupUsers(ctx context.Context, usernames []string) iter.Seq
 	}
 }
 
-// LookupMembers implements [ChangeStore].
 func (s *MemStore) LookupMembers(ctx context.Context, usernames []string) iter.Seq2[GroupMembers, error] {
 	return func(yield func(GroupMembers, error) bool) {
 		keys := make(map[string]bool, len(usernames))
@@ -82,7 +78,6 @@ func (s *MemStore) LookupMembers(ctx context.Context, usernames []string) iter.S
 	}
 }
 
-// LoadEntries implements [ChangeStore].
 func (s *MemStore) LoadEntries(_ context.Context, ids []string) (map[string][]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -102,7 +97,6 @@ func (s *MemStore) LoadEntries(_ context.Context, ids []string) (map[string][]by
 	return out, nil
 }
 
-// SaveChanges implements [ChangeStore].
 func (s *MemStore) SaveChanges(_ context.Context, state []byte, entries map[string][]byte, deleted []string, replace bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

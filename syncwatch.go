@@ -14,23 +14,18 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// WatchOptions changes what [Authenticator.WatchChanges] does: the options
-// of every run (DryRun refused), Report called after each run and each lost
-// connection (it must be quick), and the reconnect back-off bounds (default
-// 1 s and 1 min).
+// WatchOptions: the options of every run, Report called (quick) after each
+// run and lost connection, the reconnect back-off (1 s to 1 min).
 type WatchOptions struct {
 	SyncOptions
 	Report             func(*SyncReport, error)
 	RetryMin, RetryMax time.Duration
-	// PollInterval is how often an Active Directory watcher asks DirSync
-	// whether anything changed (default 5s); a run follows only when
-	// something did. Other directories push their changes and ignore it.
-	PollInterval time.Duration
+	PollInterval       time.Duration // Active Directory: how often DirSync is asked (5 s)
 }
 
-// WatchChanges runs [Authenticator.SyncChanges] whenever RFC 4533
-// refreshAndPersist searches see a change, until ctx ends (then nil). Run
-// errors go to opts.Report; lost connections are retried (docs/sync.md).
+// WatchChanges runs [Authenticator.SyncChanges] at each change (RFC 4533
+// refreshAndPersist; DirSync polled on Active Directory) until ctx ends (then
+// nil). Run errors go to opts.Report; lost connections are retried.
 func (a *Authenticator) WatchChanges(ctx context.Context, opts WatchOptions) error {
 	if err := a.cfg.ValidateSync(); err != nil {
 		return err

@@ -82,7 +82,7 @@ func TestWatchChangesOpenLDAP(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 	full := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, DryRun: true})
-	assert.Zero(t, full.Counts.Changes(), "%s", full)
+	assert.Zero(t, full.Changes(), "%s", full)
 }
 
 func TestWatchChangesOpenLDAPWithoutSyncProv(t *testing.T) {

@@ -547,7 +547,7 @@ func (s syncSpan) end(rep **SyncReport, err *error) {
 		t.syncUsers.Record(s.ctx, int64(r.DirectoryUsers), metric.WithAttributes(attribute.String("ldapauth.sync.source", "directory")))
 		t.syncUsers.Record(s.ctx, int64(r.StoreUsers), metric.WithAttributes(attribute.String("ldapauth.sync.source", "store")))
 		if r.Applied {
-			for _, c := range r.Counts.changes() {
+			for _, c := range r.counts().changes() {
 				if c.n > 0 {
 					t.syncChanges.Add(s.ctx, int64(c.n), metric.WithAttributes(keySyncChange.String(c.name)))
 				}
@@ -555,7 +555,7 @@ func (s syncSpan) end(rep **SyncReport, err *error) {
 		}
 		attrs = append(attrs, attribute.String("ldapauth.sync.guard", guard),
 			attribute.Int("ldapauth.sync.pages", r.Pages), attribute.Int("ldapauth.sync.directory_users", r.DirectoryUsers),
-			attribute.Int("ldapauth.sync.store_users", r.StoreUsers), attribute.Int("ldapauth.sync.changes", r.Counts.Changes()),
+			attribute.Int("ldapauth.sync.store_users", r.StoreUsers), attribute.Int("ldapauth.sync.changes", r.Changes()),
 			attribute.Bool("ldapauth.sync.applied", r.Applied))
 	}
 	if s.span.IsRecording() {
@@ -576,7 +576,7 @@ type syncChange struct {
 
 // changes lists the kinds of store writes, by the JSON names of the
 // fields; Skipped and GroupsLeftAlone are not writes.
-func (c SyncCounts) changes() []syncChange {
+func (c syncCounts) changes() []syncChange {
 	return []syncChange{
 		{"users_removed", c.UsersRemoved}, {"users_updated", c.UsersUpdated}, {"users_created", c.UsersCreated},
 		{"organisation_joins", c.OrganisationJoins}, {"groups_created", c.GroupsCreated},

@@ -328,8 +328,8 @@ func TestTelemetrySyncMetrics(t *testing.T) {
 	}
 	assert.EqualValues(t, 1, get("ldapauth.sync.runs", map[string]string{"ldapauth.sync.outcome": "applied"}))
 	assert.EqualValues(t, 1, get("ldapauth.sync.duration", map[string]string{"ldapauth.sync.outcome": "applied"}))
-	assert.EqualValues(t, rep.Counts.UsersCreated, get("ldapauth.sync.changes", map[string]string{"ldapauth.sync.change": "users_created"}))
-	assert.EqualValues(t, rep.Counts.MembershipsAdded, get("ldapauth.sync.changes", map[string]string{"ldapauth.sync.change": "memberships_added"}))
+	assert.EqualValues(t, len(rep.UsersCreated), get("ldapauth.sync.changes", map[string]string{"ldapauth.sync.change": "users_created"}))
+	assert.EqualValues(t, len(rep.MembershipsAdded), get("ldapauth.sync.changes", map[string]string{"ldapauth.sync.change": "memberships_added"}))
 	assert.EqualValues(t, 41, get("ldapauth.sync.users", map[string]string{"ldapauth.sync.source": "directory"}))
 	assert.EqualValues(t, rep.Pages, get("ldapauth.sync.pages", nil))
 
@@ -338,7 +338,7 @@ func TestTelemetrySyncMetrics(t *testing.T) {
 	assert.Equal(t, map[string]string{
 		"ldapauth.sync.outcome": "applied", "ldapauth.sync.guard": "passed", "ldapauth.sync.pages": strconv.Itoa(rep.Pages),
 		"ldapauth.sync.directory_users": "41", "ldapauth.sync.store_users": "0",
-		"ldapauth.sync.changes": strconv.Itoa(rep.Counts.Changes()), "ldapauth.sync.applied": "true",
+		"ldapauth.sync.changes": strconv.Itoa(rep.Changes()), "ldapauth.sync.applied": "true",
 		"ldapauth.sync.dry_run": "false", "ldapauth.sync.force": "false", "ldapauth.sync.create_users": "true",
 	}, spanAttrs(root))
 	children := childrenOf(rec.Ended(), root)
@@ -362,7 +362,7 @@ func TestTelemetrySyncMetrics(t *testing.T) {
 	assert.Equal(t, "false", spanAttrs(refused)["ldapauth.sync.applied"])
 	m = collect(t, reader)
 	assert.EqualValues(t, 1, get("ldapauth.sync.runs", map[string]string{"ldapauth.sync.outcome": "refused"}))
-	assert.EqualValues(t, rep.Counts.UsersCreated, get("ldapauth.sync.changes", map[string]string{"ldapauth.sync.change": "users_created"}),
+	assert.EqualValues(t, len(rep.UsersCreated), get("ldapauth.sync.changes", map[string]string{"ldapauth.sync.change": "users_created"}),
 		"a refused plan writes nothing and counts no change")
 	_, removed := value(m, "ldapauth.sync.changes", map[string]string{"ldapauth.sync.change": "users_removed"})
 	assert.False(t, removed)
@@ -597,7 +597,7 @@ func TestTelemetrySyncChangesMetrics(t *testing.T) {
 	all, _ := value(m, "ldapauth.sync.runs", nil)
 	assert.EqualValues(t, 1, all, "the fallback's full sync is not counted again")
 	v, _ = value(m, "ldapauth.sync.changes", map[string]string{"ldapauth.sync.change": "users_created"})
-	assert.EqualValues(t, rep.Counts.UsersCreated, v)
+	assert.EqualValues(t, len(rep.UsersCreated), v)
 	root := onlySpan(t, rec.Ended(), "ldapauth.sync")
 	assert.Equal(t, "full sync", spanAttrs(root)["ldapauth.sync.mode"])
 	assert.Equal(t, "applied", spanAttrs(root)["ldapauth.sync.outcome"])

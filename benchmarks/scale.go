@@ -307,8 +307,8 @@ func (s *SyncScale) Prepare(ctx context.Context, c SyncCase) (run func() error, 
 	case SteadySync:
 		return func() error {
 			rep, err := s.steady.Sync(ctx, ldapauth.SyncOptions{})
-			if err == nil && (rep.DirectoryUsers < s.users || rep.Counts.Changes() != 0) {
-				err = fmt.Errorf("benchmarks: not a steady-state sync: %d users, %d changes", rep.DirectoryUsers, rep.Counts.Changes())
+			if err == nil && (rep.DirectoryUsers < s.users || rep.Changes() != 0) {
+				err = fmt.Errorf("benchmarks: not a steady-state sync: %d users, %d changes", rep.DirectoryUsers, rep.Changes())
 			}
 			return err
 		}, func() {}, nil
@@ -327,8 +327,8 @@ func (s *SyncScale) Prepare(ctx context.Context, c SyncCase) (run func() error, 
 		}
 		return func() error {
 				rep, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
-				if err == nil && (rep.DirectoryUsers < s.users || rep.Counts.UsersCreated < s.users) {
-					err = fmt.Errorf("benchmarks: first sync: %d users read, %d created", rep.DirectoryUsers, rep.Counts.UsersCreated)
+				if err == nil && (rep.DirectoryUsers < s.users || len(rep.UsersCreated) < s.users) {
+					err = fmt.Errorf("benchmarks: first sync: %d users read, %d created", rep.DirectoryUsers, len(rep.UsersCreated))
 				}
 				return err
 			}, func() {

@@ -57,7 +57,7 @@ func TestSyncStoppedMidApply(t *testing.T) {
 			again, err := a.Sync(t.Context(), ldapauth.SyncOptions{CreateUsers: true})
 			require.NoError(t, err)
 			assert.True(t, again.Applied)
-			assert.Less(t, again.Counts.Changes(), rep.Counts.Changes(), "the second run writes only what the first did not")
+			assert.Less(t, again.Changes(), rep.Changes(), "the second run writes only what the first did not")
 			got, err := storetest.Read(t.Context(), store)
 			require.NoError(t, err)
 			assert.Equal(t, want, got, "the second run completes the store")

@@ -333,7 +333,7 @@ func TestSyncTwice(t *testing.T) {
 
 			second, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
 			require.NoError(t, err)
-			assert.Zero(t, second.Counts.Changes(), "nothing to do:\n%s", second)
+			assert.Zero(t, second.Changes(), "nothing to do:\n%s", second)
 			assert.Empty(t, second.UsersUpdated)
 			assert.Empty(t, store.take(), "nothing written")
 
@@ -347,7 +347,7 @@ func TestSyncTwice(t *testing.T) {
 			third, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
 			require.NoError(t, err)
 			assert.Equal(t, []string{"carol"}, third.UsersUpdated)
-			assert.Equal(t, 1, third.Counts.Changes(), "%s", third)
+			assert.Equal(t, 1, third.Changes(), "%s", third)
 			assert.Equal(t, []string{"save user carol"}, store.take())
 			acct, err := store.User(ctx, "carol")
 			require.NoError(t, err)
@@ -476,14 +476,14 @@ func TestConcurrentSyncs(t *testing.T) {
 				require.NoError(t, errs[i], "run %d", i)
 				assert.True(t, reports[i].Applied)
 			}
-			assert.Equal(t, reports[0].Counts, reports[1].Counts, "both planned the same changes")
+			assert.Equal(t, reports[0].Changes(), reports[1].Changes(), "both planned the same changes")
 			assert.Equal(t, []string{"jürgen"}, reports[0].UsersRemoved)
 			assert.Equal(t, []string{"bob"}, reports[0].UsersCreated)
 
 			store := open(t, driver, dsn)
 			third, err := syncer(store).Sync(ctx, ldapauth.SyncOptions{CreateUsers: true})
 			require.NoError(t, err)
-			assert.Zero(t, third.Counts.Changes(), "a third run has nothing to do:\n%s", third)
+			assert.Zero(t, third.Changes(), "a third run has nothing to do:\n%s", third)
 
 			snap, err := storetest.Read(ctx, store)
 			require.NoError(t, err)

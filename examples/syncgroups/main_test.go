@@ -149,7 +149,7 @@ func TestRunAppliesDirectoryChange(t *testing.T) {
 
 	r = command(t, vars, "-db", db, "-json")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	assert.Zero(t, decode(t, r.stdout).Counts.Changes(), "the next run has nothing to do")
+	assert.Zero(t, decode(t, r.stdout).Changes(), "the next run has nothing to do")
 }
 
 // TestJSON: with -json, stdout is the report and nothing else; progress
@@ -162,7 +162,7 @@ func TestJSON(t *testing.T) {
 	assert.True(t, rep.DryRun)
 	assert.False(t, rep.Applied)
 	assert.Equal(t, []string{"alice", "carol", "dave(ops", "jürgen", "mallory"}, rep.UsersCreated)
-	assert.Equal(t, 5, rep.Counts.UsersCreated)
+	assert.Equal(t, 5, len(rep.UsersCreated))
 	assert.Equal(t, 5, rep.DirectoryUsers)
 	assert.Contains(t, r.stderr, "syncgroups: read 5 users (1 page)", "plain progress lines when stderr is no terminal")
 }
@@ -385,7 +385,7 @@ func TestConcurrentRuns(t *testing.T) {
 			r := command(t, vars, "-db", db, "-create-users", "-json", "-quiet")
 			require.Equal(t, exitOK, r.code, r.stderr)
 			third := decode(t, r.stdout)
-			assert.Zero(t, third.Counts.Changes(), "a third run has nothing to do: %+v", third.Counts)
+			assert.Zero(t, third.Changes(), "a third run has nothing to do: %v", third)
 
 			alone := sqliteDB(t)
 			require.Equal(t, exitOK, command(t, vars, "-db", alone, "-create-users", "-quiet").code)

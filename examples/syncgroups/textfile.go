@@ -60,19 +60,18 @@ func writeTextfile(path string, rep *ldapauth.SyncReport, code int, start, end t
 		gauge("ldapauth_sync_pages", "Pages of users the last run read.", float64(rep.Pages))
 		gauge("ldapauth_sync_directory_users", "Directory users the last run read.", float64(rep.DirectoryUsers))
 		gauge("ldapauth_sync_store_users", "Directory-managed users in the store before the last run.", float64(rep.StoreUsers))
-		c := rep.Counts
 		for _, ch := range []struct {
 			name string
 			n    int
 		}{
-			{"users_removed", c.UsersRemoved}, {"users_updated", c.UsersUpdated}, {"users_created", c.UsersCreated},
-			{"organisation_joins", c.OrganisationJoins}, {"groups_created", c.GroupsCreated}, {"groups_removed", c.GroupsRemoved},
-			{"memberships_added", c.MembershipsAdded}, {"memberships_removed", c.MembershipsRemoved},
+			{"users_removed", len(rep.UsersRemoved)}, {"users_updated", len(rep.UsersUpdated)}, {"users_created", len(rep.UsersCreated)},
+			{"organisation_joins", len(rep.OrganisationJoins)}, {"groups_created", len(rep.GroupsCreated)}, {"groups_removed", len(rep.GroupsRemoved)},
+			{"memberships_added", len(rep.MembershipsAdded)}, {"memberships_removed", len(rep.MembershipsRemoved)},
 		} {
 			gauge("ldapauth_sync_changes", "Changes of the last run by kind: written when applied, planned otherwise.", float64(ch.n), "change", ch.name)
 		}
-		gauge("ldapauth_sync_groups_left_alone", "Store groups the last run left alone.", float64(c.GroupsLeftAlone))
-		gauge("ldapauth_sync_skipped_entries", "Directory entries the last run could not use.", float64(c.Skipped))
+		gauge("ldapauth_sync_groups_left_alone", "Store groups the last run left alone.", float64(len(rep.GroupsLeftAlone)))
+		gauge("ldapauth_sync_skipped_entries", "Directory entries the last run could not use.", float64(len(rep.Skipped)))
 	}
 
 	dir, base := filepath.Split(path)

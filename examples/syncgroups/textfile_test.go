@@ -70,9 +70,9 @@ func TestTextfile(t *testing.T) {
 	assert.EqualValues(t, rep.Pages, m["ldapauth_sync_pages"])
 	assert.EqualValues(t, rep.DirectoryUsers, m["ldapauth_sync_directory_users"])
 	assert.EqualValues(t, 5, m["ldapauth_sync_changes{change=users_created}"])
-	assert.EqualValues(t, rep.Counts.UsersCreated, m["ldapauth_sync_changes{change=users_created}"])
-	assert.EqualValues(t, rep.Counts.MembershipsAdded, m["ldapauth_sync_changes{change=memberships_added}"])
-	assert.EqualValues(t, rep.Counts.OrganisationJoins, m["ldapauth_sync_changes{change=organisation_joins}"])
+	assert.EqualValues(t, len(rep.UsersCreated), m["ldapauth_sync_changes{change=users_created}"])
+	assert.EqualValues(t, len(rep.MembershipsAdded), m["ldapauth_sync_changes{change=memberships_added}"])
+	assert.EqualValues(t, len(rep.OrganisationJoins), m["ldapauth_sync_changes{change=organisation_joins}"])
 
 	// The login group emptied by mistake: the guard refuses, and the file
 	// says so, with the plan's numbers.

@@ -39,14 +39,14 @@ func watch(ctx context.Context, auth *ldapauth.Authenticator, syncOpts ldapauth.
 			return
 		}
 		runs++
-		if err == nil && rep.Counts.Changes() == 0 && rep.ChangeSync.Fallback == "" {
+		if err == nil && rep.Changes() == 0 && rep.ChangeSync.Fallback == "" {
 			if !o.quiet {
 				fmt.Fprintf(stderr, "syncgroups: %s: run %d: no change to apply\n", now, runs)
 			}
 			return
 		}
 		if !o.quiet {
-			fmt.Fprintf(stderr, "syncgroups: %s: run %d: %d changes\n", now, runs, rep.Counts.Changes())
+			fmt.Fprintf(stderr, "syncgroups: %s: run %d: %d changes\n", now, runs, rep.Changes())
 		}
 		if werr := writeReport(stdout, rep, o.json); werr != nil {
 			fmt.Fprintln(stderr, "syncgroups: write the report:", werr)

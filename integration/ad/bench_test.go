@@ -81,8 +81,8 @@ func BenchmarkSyncChangesAD(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if rep.Counts.UsersUpdated != 10 {
-					b.Fatalf("%d users updated, want 10", rep.Counts.UsersUpdated)
+				if len(rep.UsersUpdated) != 10 {
+					b.Fatalf("%d users updated, want 10", len(rep.UsersUpdated))
 				}
 			}
 		})

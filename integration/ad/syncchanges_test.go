@@ -88,7 +88,7 @@ func TestSyncChangesAD(t *testing.T) {
 		check(rep)
 	}
 	step("nothing changed", func() {}, func(rep *ldapauth.SyncReport) {
-		assert.Zero(t, rep.Counts.Changes())
+		assert.Zero(t, rep.Changes())
 		assert.Zero(t, rep.ChangeSync.Deleted)
 	})
 	var u4 string
@@ -349,7 +349,7 @@ func TestWatchChangesAD(t *testing.T) {
 					errs = append(errs, r.err)
 					continue
 				}
-				if r.rep != nil && r.rep.Counts.Changes() > 0 {
+				if r.rep != nil && r.rep.Changes() > 0 {
 					return r.rep, errs
 				}
 			case <-timeout:

@@ -46,7 +46,7 @@ func BenchmarkSyncNestedLoginGroup(b *testing.B) {
 			a := syncAuthB(b, env(tt.group, tt.nested), store)
 			for b.Loop() {
 				rep, err := a.Sync(context.Background(), ldapauth.SyncOptions{})
-				if err != nil || rep.Counts.Changes() != 0 {
+				if err != nil || rep.Changes() != 0 {
 					b.Fatalf("%v, %v", rep, err)
 				}
 			}
