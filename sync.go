@@ -447,6 +447,17 @@ func (r *syncRun) nestedLoginTerm(ctx context.Context, c *conn, cfg *Config) (*C
 // gone.
 func (r *syncRun) readGroups(ctx context.Context, c *conn) error {
 	needMembers := len(r.pending) > 0
+	probe := false
+	if needMembers && len(r.pending) <= pendingProbeLimit {
+		// Servers whose filters on member values are known to follow the
+		// standard matching rules; any other gets its groups read whole.
+		d, err := r.a.directoryType(ctx, c)
+		if err != nil {
+			return r.abort(syncReadGroups, orCtxError(ctx, err))
+		}
+		probe = d == DirectoryOpenLDAP || d == Directory389 || d == DirectoryActiveDirectory
+	}
+	var err error
 	var wantDNs, wantUIDs map[string]struct{}
 	if needMembers {
 		wantDNs = make(map[string]struct{}, len(r.pending))
@@ -460,12 +471,23 @@ func (r *syncRun) readGroups(ctx context.Context, c *conn) error {
 		if !needMembers && (g.seen || !g.inStore) {
 			continue
 		}
-		entry, state, err := readGroupEntry(ctx, c, g.dn, needMembers)
-		if err != nil {
-			return r.abort(syncReadGroups, orCtxError(ctx, err))
+		var entry *groupEntry
+		var state groupState
+		probed := false
+		if probe {
+			entry, probed, err = probeGroup(ctx, c, g.dn, r.pending)
+			if err != nil {
+				return r.abort(syncReadGroups, orCtxError(ctx, err))
+			}
 		}
-		if entry != nil {
-			entry.index(wantDNs, wantUIDs)
+		if !probed {
+			entry, state, err = readGroupEntry(ctx, c, g.dn, needMembers)
+			if err != nil {
+				return r.abort(syncReadGroups, orCtxError(ctx, err))
+			}
+			if entry != nil {
+				entry.index(wantDNs, wantUIDs)
+			}
 		}
 		g.read, g.state, g.entry = true, state, entry
 		if err := r.weigh(ctx, c, g); err != nil {
@@ -479,6 +501,58 @@ func (r *syncRun) readGroups(ctx context.Context, c *conn) error {
 	}
 	return nil
 }
+
+// pendingProbeLimit is the most entries without memberOf for which the
+// sync asks each synced group's entry whether it lists them (probeGroup)
+// rather than reading all its member values, on OpenLDAP, 389-DS and
+// Active Directory.
+const pendingProbeLimit = 32
+
+// probeGroup asks the entry of the group groupDN, by base searches whose
+// filters the server evaluates, whether it has member values at all and
+// whether it lists each pending user (member or uniqueMember equal to the
+// user's DN, or memberUid to the username): a few small answers instead of
+// every member value, which for a group of a million members is a message
+// go-ldap decodes whole. It returns probed false, for the caller to read
+// the entry whole, when an answer is not a plain yes: any error, or no
+// entry for the presence filter (the entry may be gone, hidden, or have no
+// member values: the whole read tells which).
+func probeGroup(ctx context.Context, c *conn, groupDN string, pending []pendingUser) (entry *groupEntry, probed bool, err error) {
+	has := func(filter string) (bool, error) {
+		res, err := c.Search(ctx, ldap.NewSearchRequest(groupDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+			1, 0, false, filter, []string{"1.1"}, nil))
+		if err != nil {
+			if ctx.Err() != nil || isNetworkError(err) {
+				return false, classifyNetwork(orCtxError(ctx, err))
+			}
+			return false, errProbe
+		}
+		return len(res.Entries) > 0, nil
+	}
+	switch ok, err := has("(|(member=*)(uniqueMember=*)(memberUid=*))"); {
+	case errors.Is(err, errProbe), err == nil && !ok:
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	entry = &groupEntry{dnKeys: map[string]struct{}{}, uidKeys: map[string]struct{}{}}
+	for _, p := range pending {
+		dn := ldap.EscapeFilter(p.dn)
+		ok, err := has("(|(member=" + dn + ")(uniqueMember=" + dn + ")(memberUid=" + ldap.EscapeFilter(p.username) + "))")
+		switch {
+		case errors.Is(err, errProbe):
+			return nil, false, nil
+		case err != nil:
+			return nil, false, err
+		case ok:
+			entry.dnKeys[DNKey(p.dn)] = struct{}{}
+		}
+	}
+	return entry, true, nil
+}
+
+// errProbe: a probe of a group's entry got an answer other than yes or no.
+var errProbe = errors.New("ldapauth: the group probe was not answered")
 
 // resolvePending places the users read without memberOf in the synced
 // groups whose entries list them.

@@ -2,6 +2,7 @@ package ldapauth_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/faultproxy"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // Real OpenLDAP, for what GLAuth cannot show: a paged read interrupted by
@@ -149,4 +151,36 @@ func TestSyncOpenLDAPFailedReadKeepsEarlierPages(t *testing.T) {
 		assert.Len(t, rep.UsersCreated, total)
 		assert.Equal(t, []string{"ghost"}, snapshot(t, store).Users)
 	})
+}
+
+// Entries without memberOf (here hidden from the sync account for alice
+// and dave) get their memberships from the synced groups' entries. For a
+// few such entries the sync asks each group's entry whether it lists them
+// (a filter the server evaluates) instead of reading every member value:
+// the answers must be those of the values. alice is in readers, dave in no
+// group; bob, who keeps his memberOf, leaves readers later.
+func TestSyncOpenLDAPEntriesWithoutMemberOf(t *testing.T) {
+	hide := func(uid string) string {
+		return fmt.Sprintf("access to dn.exact=%q attrs=memberOf\n\tby dn.exact=%q none\n\tby * break\n", slapdtest.UserDN(uid), slapdtest.ServiceDN)
+	}
+	srv := slapdtest.StartWith(t, slapdtest.Options{ACL: hide("alice") + hide("dave"), GeneratedUsers: 500, GeneratedUserGroups: []string{"readers"}})
+	for _, dirType := range []string{"openldap", "other"} { // probed, read whole
+		t.Run(dirType, func(t *testing.T) {
+			store := ldapauth.NewMemStore()
+			a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, map[string]string{"LDAP_AUTH_DIRECTORY_TYPE": dirType}), store)
+			runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
+			readers, _ := storetest.Members(store, slapdtest.GroupDN("readers"))
+			assert.Len(t, readers, 502)
+			assert.Contains(t, readers, "alice", "listed by the group's entry")
+			assert.NotContains(t, readers, "dave")
+			marvel, _ := storetest.Members(store, slapdtest.GroupDN("marvel"))
+			assert.NotContains(t, marvel, "alice")
+
+			srv.RemoveMember(t, "readers", slapdtest.UserDN("alice"))
+			t.Cleanup(func() { srv.AddMember(t, "readers", slapdtest.UserDN("alice")) })
+			rep := runSync(t, a, ldapauth.SyncOptions{})
+			assert.Equal(t, []ldapauth.Membership{{GroupDN: slapdtest.GroupDN("readers"), Username: "alice"}}, rep.MembershipsRemoved, "%s", rep)
+			assert.Empty(t, rep.MembershipsAdded)
+		})
+	}
 }
