@@ -76,6 +76,10 @@ func main() {
 	scaleStores := flag.String("scale-stores", "memstore", "sync at scale: stores, comma-separated (memstore, sqlite, postgres)")
 	scaleChildren := flag.Bool("scale-children", false, "sync at scale: run each sync and paged search in a child process (wall, CPU and peak RSS of that process), with the no-op sync, the sync after 1% changes and the first sync; slapd only")
 	scalePerCall := flag.Bool("scale-per-call", false, "sync at scale: also the first sync written one call per change (no batches)")
+	watch := flag.Int("watch", 0, "watch-mode latency: users in slapd with syncprov (0: not measured); deletes -watch-deletions of them one at a time while WatchChanges runs into a -watch-store")
+	watchDeletions := flag.Int("watch-deletions", 100, "watch-mode latency: users deleted, one at a time")
+	watchStore := flag.String("watch-store", "sqlite", "watch-mode latency: the store (memstore, sqlite, postgres)")
+	watchLog := flag.Int("watch-sessionlog", 0, "watch-mode latency: syncprov-sessionlog (0: none)")
 	failover := flag.Duration("failover", 0, "failover: run each scenario of -failover-scenarios this long in each of -rounds rounds, in each mode of -modes")
 	failoverTimeout := flag.Duration("failover-timeout", 2*time.Second, "failover: the connect and receive timeouts")
 	failoverInterval := flag.Duration("failover-interval", 0, "failover: each worker starts a login this often (0: flat out)")
@@ -96,6 +100,17 @@ func main() {
 			fmt.Fprintln(os.Stderr, "ldapbench:", err)
 			os.Exit(1)
 		}
+	}
+	if *watch > 0 {
+		r, err := benchmarks.MeasureWatchLatency(context.Background(), benchmarks.WatchOptions{
+			Users: *watch, Deletions: *watchDeletions, Store: benchmarks.ScaleStore(*watchStore), SessionLog: *watchLog}, os.Stderr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ldapbench:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("## Watch mode: a user deleted in the directory, until the watcher's run that removed it from the store reported\n\n")
+		benchmarks.WatchTable(os.Stdout, r)
+		fmt.Println()
 	}
 	if *failover > 0 {
 		if err := runFailover(*failover, *failoverTimeout, *failoverInterval, *failoverHedge, *rounds, *workers, *modes, *failoverScenarios); err != nil {
