@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/go-ldapauth/ldapauth"
 )
@@ -45,62 +44,27 @@ func (s *Store) ApplyBatch(ctx context.Context, b *ldapauth.Batch) error {
 	})
 }
 
-// batchSettings opens a batch's transaction on PostgreSQL; both settings
-// last until it ends.
-//
-// plan_cache_mode=force_custom_plan: the driver prepares each statement
-// once per connection, and after five runs PostgreSQL may switch to a
-// generic plan made without the parameters' values, while the tables
-// were still small (a first sync starts from empty ones): its DELETE of
-// the users' fields then scanned the whole table on every batch, and a
-// first sync of 10,000 users took over 1 ms per user instead of about 0.1.
-// A custom plan costs a fraction of a millisecond per statement.
-//
-// synchronous_commit=off: the commit does not wait for the WAL to reach
-// the disk. The batch stays atomic (its rows commit together or not at
-// all) and the database consistent; a crash of the PostgreSQL server can
-// lose the batches of the last fraction of a second (at most three times
-// wal_writer_delay), never a part of one. The sync needs no more: a full
-// sync compares the store with the directory and rewrites what is
-// missing, and the change-driven sync saves its cookie (SaveSyncState)
-// with a durable commit, which flushes every earlier batch first (the WAL
-// is written in order), so a saved cookie never gets ahead of the changes
-// it covers. One fsync per batch was a third of a first sync's time.
-const batchSettings = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('synchronous_commit', 'off', true)`
+// batchSettings opens a batch's transaction on PostgreSQL:
+// synchronous_commit=off, until the transaction ends. The commit then does
+// not wait for the WAL to reach the disk. The batch stays atomic (its rows
+// commit together or not at all) and the database consistent; a crash of
+// the PostgreSQL server can lose the batches of the last fraction of a
+// second (at most three times wal_writer_delay), never a part of one. The
+// sync needs no more: a full sync compares the store with the directory
+// and writes again what is missing, and the change-driven sync saves its
+// cookie (SaveSyncState) with a durable commit, which flushes every
+// earlier batch first (the WAL is written in order), so a saved cookie is
+// never ahead of the changes it covers. Waiting for the disk once per
+// batch was about a third of a first sync's time on a durable server.
+const batchSettings = `SELECT set_config('synchronous_commit', 'off', true)`
 
 // insertRows runs head + " VALUES (...), (...) " + tail for rows, as few
-// statements as maxParams allows; on PostgreSQL, head + " SELECT * FROM
-// unnest(...) " + tail, one array of each column (types are the columns'
-// SQL types): one statement of the same text whatever the number of rows,
-// which the driver prepares once per connection, where a VALUES list of a
-// new length is parsed and planned anew each time.
-func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, head, tail string, types []string, rows [][]any) error {
+// statements as maxParams allows.
+func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, head, tail string, rows [][]any) error {
 	if len(rows) == 0 {
 		return nil
 	}
 	cols := len(rows[0])
-	if s.dialect.numbered {
-		arrays, casts := make([]any, cols), make([]string, cols)
-		for c := range cols {
-			switch types[c] {
-			case "timestamptz":
-				col := make([]time.Time, len(rows))
-				for i, row := range rows {
-					col[i] = row[c].(time.Time)
-				}
-				arrays[c] = col
-			default:
-				col := make([]string, len(rows))
-				for i, row := range rows {
-					col[i] = row[c].(string)
-				}
-				arrays[c] = col
-			}
-			casts[c] = "?::" + types[c] + "[]"
-		}
-		_, err := s.exec(ctx, tx, head+" SELECT * FROM unnest("+strings.Join(casts, ", ")+") "+tail, arrays...)
-		return err
-	}
 	tuple := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
 	for chunk := range slices.Chunk(rows, maxParams/cols) {
 		var q strings.Builder
@@ -124,13 +88,8 @@ func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, head, tail string, t
 }
 
 // inList runs query, whose "IN (*)" is replaced by a list of placeholders,
-// with prefix args and then keys, as few statements as maxParams allows; on
-// PostgreSQL by "= ANY(?)", keys in one array.
+// with prefix args and then keys, as few statements as maxParams allows.
 func (s *Store) inList(ctx context.Context, tx *sql.Tx, query string, prefix []any, keys []string) error {
-	if s.dialect.numbered {
-		_, err := s.exec(ctx, tx, strings.Replace(query, "IN (*)", "= ANY(?::text[])", 1), append(slices.Clone(prefix), keys)...)
-		return err
-	}
 	for chunk := range slices.Chunk(keys, maxParams-len(prefix)) {
 		list := "IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ") + ")"
 		args := append(slices.Clone(prefix), anys(chunk)...)
@@ -144,13 +103,6 @@ func (s *Store) inList(ctx context.Context, tx *sql.Tx, query string, prefix []a
 // present returns which of keys the table holds in column, inside tx.
 func (s *Store) present(ctx context.Context, tx *sql.Tx, table, column string, keys []string) (map[string]bool, error) {
 	found := make(map[string]bool, len(keys))
-	if s.dialect.numbered {
-		got, err := queryStrings(ctx, tx, s.dialect.rebind("SELECT "+column+" FROM "+table+" WHERE "+column+" = ANY(?::text[])"), keys)
-		for _, k := range got {
-			found[k] = true
-		}
-		return found, err
-	}
 	for chunk := range slices.Chunk(keys, maxParams) {
 		list := strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ")
 		got, err := queryStrings(ctx, tx, s.dialect.rebind("SELECT "+column+" FROM "+table+" WHERE "+column+" IN ("+list+")"), anys(chunk)...)
@@ -163,13 +115,6 @@ func (s *Store) present(ctx context.Context, tx *sql.Tx, table, column string, k
 	}
 	return found, nil
 }
-
-// The SQL types of the columns insertRows writes.
-var (
-	userCols = []string{"text", "text", "text", "timestamptz", "timestamptz"} // and ldap_groups'
-	textCols = []string{"text", "text", "text"}
-	joinCols = []string{"text", "text", "timestamptz"}
-)
 
 func anys(keys []string) []any {
 	out := make([]any, len(keys))
@@ -191,7 +136,7 @@ func (s *Store) batchSaveGroups(ctx context.Context, tx *sql.Tx, b *ldapauth.Bat
 		rows = append(rows, []any{key, g.DN, g.Name, now, now})
 	}
 	return s.insertRows(ctx, tx, `INSERT INTO ldap_groups (dn_key, dn, name, created_at, updated_at)`,
-		`ON CONFLICT (dn_key) DO UPDATE SET dn = excluded.dn, name = excluded.name, updated_at = excluded.updated_at`, userCols, rows)
+		`ON CONFLICT (dn_key) DO UPDATE SET dn = excluded.dn, name = excluded.name, updated_at = excluded.updated_at`, rows)
 }
 
 func (s *Store) batchSaveUsers(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) error {
@@ -213,13 +158,13 @@ func (s *Store) batchSaveUsers(ctx context.Context, tx *sql.Tx, b *ldapauth.Batc
 		}
 	}
 	if err := s.insertRows(ctx, tx, `INSERT INTO ldap_users (username_key, username, dn, created_at, updated_at)`,
-		`ON CONFLICT (username_key) DO UPDATE SET username = excluded.username, dn = excluded.dn, updated_at = excluded.updated_at`, userCols, users); err != nil {
+		`ON CONFLICT (username_key) DO UPDATE SET username = excluded.username, dn = excluded.dn, updated_at = excluded.updated_at`, users); err != nil {
 		return err
 	}
 	if err := s.inList(ctx, tx, `DELETE FROM ldap_user_fields WHERE username_key IN (*)`, nil, keys); err != nil {
 		return err
 	}
-	return s.insertRows(ctx, tx, `INSERT INTO ldap_user_fields (username_key, field, value)`, "", textCols, fields)
+	return s.insertRows(ctx, tx, `INSERT INTO ldap_user_fields (username_key, field, value)`, "", fields)
 }
 
 // requireUsers returns ErrNoSuchUser unless the store holds every user
@@ -258,7 +203,7 @@ func (s *Store) batchJoins(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) e
 		rows[i] = []any{j.OrganisationID, userKey(j.Username), now}
 	}
 	return s.insertRows(ctx, tx, `INSERT INTO organisation_members (organisation_id, username_key, joined_at)`,
-		`ON CONFLICT (organisation_id, username_key) DO NOTHING`, joinCols, rows)
+		`ON CONFLICT (organisation_id, username_key) DO NOTHING`, rows)
 }
 
 func (s *Store) batchAddMembers(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) error {
@@ -288,7 +233,7 @@ func (s *Store) batchAddMembers(ctx context.Context, tx *sql.Tx, b *ldapauth.Bat
 		rows[i] = []any{ldapauth.DNKey(m.GroupDN), userKey(m.Username), m.Username}
 	}
 	return s.insertRows(ctx, tx, `INSERT INTO ldap_group_members (dn_key, username_key, username)`,
-		`ON CONFLICT (dn_key, username_key) DO NOTHING`, textCols, rows)
+		`ON CONFLICT (dn_key, username_key) DO NOTHING`, rows)
 }
 
 func (s *Store) batchRemoveMembers(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) error {
