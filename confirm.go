@@ -163,7 +163,9 @@ func (r *syncRun) confirmAbsent(ctx context.Context, c *conn) error {
 	if err := r.confirmMembershipRemovals(ctx, c); err != nil {
 		return r.abort(SyncReadGroups, err)
 	}
-	r.keepUnreadFields()
+	if err := r.keepUnreadFields(ctx); err != nil {
+		return r.abort(SyncReadStore, err)
+	}
 	slices.SortFunc(r.report.Unconfirmed, func(a, b KeptRemoval) int {
 		return cmp.Or(strings.Compare(a.Field, b.Field), strings.Compare(a.GroupDN, b.GroupDN), strings.Compare(a.Username, b.Username))
 	})
@@ -199,15 +201,19 @@ func (r *syncRun) confirmUsersGone(ctx context.Context, c *conn) error {
 			missing++
 		}
 	}
-	if missing == 0 || r.refused(missing, len(r.users)) || (r.dirUsers == 0 && !r.opts.Force) {
+	if missing == 0 || r.refused(missing, r.report.StoreUsers) || (r.dirUsers == 0 && !r.opts.Force) {
 		return nil
 	}
+	stored, err := r.storedDetails(ctx, func(su *storeUser) bool { return !su.present })
+	if err != nil {
+		return err
+	}
 	parents := map[string]bool{}
-	for _, su := range r.users {
-		if su.present || !su.hasDetails || su.details.DN == "" {
+	for _, key := range slices.Sorted(maps.Keys(stored)) {
+		su, dn := r.users[key], stored[key].DN
+		if su.present || dn == "" {
 			continue
 		}
-		dn := su.details.DN
 		res, err := c.Search(ctx, baseSearch(dn))
 		why := ""
 		var lerr *ldap.Error
@@ -330,46 +336,44 @@ func (r *syncRun) sawFields(e *ldap.Entry) {
 	}
 }
 
-// updatedDetails is what the run keeps of a stored user's details once its
-// entry is compared: for an update, the DN and fields (keepUnreadFields may
-// restore some); otherwise nothing.
-func (r *syncRun) updatedDetails(update bool, d StoredUser) StoredUser {
-	if !update {
-		return StoredUser{}
-	}
-	return StoredUser{DN: d.DN, Fields: d.Fields}
-}
-
 // keepUnreadFields keeps the stored values of a mapped field that no entry
 // of the read carried: an access rule hiding the attribute from the sync
 // account (mail, say) would otherwise clear it for every user. A field
 // absent from some entries only is a directory change and clears as
 // before. An update left with nothing to change is dropped. No read.
-func (r *syncRun) keepUnreadFields() {
+func (r *syncRun) keepUnreadFields(ctx context.Context) error {
 	var unread []string
 	for field := range r.a.cfg.UserFields {
 		if !r.fieldsSeen[field] {
 			unread = append(unread, field)
 		}
 	}
-	if len(unread) == 0 || r.dirUsers == 0 {
-		return
+	if len(unread) == 0 || r.dirUsers == 0 || len(r.saves) == 0 {
+		return nil
+	}
+	updated := make(map[string]bool, len(r.saves))
+	for _, u := range r.saves {
+		updated[normUser(u.Username)] = true
+	}
+	stored, err := r.storedDetails(ctx, func(su *storeUser) bool { return updated[normUser(su.username)] })
+	if err != nil {
+		return err
 	}
 	slices.Sort(unread)
 	kept := map[string]int{}
 	dropped := map[string]bool{}
 	r.saves = slices.DeleteFunc(r.saves, func(u *User) bool {
-		su := r.users[normUser(u.Username)]
-		if su == nil || !su.hasDetails || su.details.Fields == nil {
+		d, ok := stored[normUser(u.Username)]
+		if !ok || d.Fields == nil {
 			return false // created, or nothing stored to keep
 		}
 		for _, f := range unread {
-			if v, ok := su.details.Fields[f]; ok {
+			if v, ok := d.Fields[f]; ok {
 				u.Fields[f] = v
 				kept[f]++
 			}
 		}
-		same := su.username == u.Username && su.details.DN == u.DN && maps.Equal(u.Fields, su.details.Fields)
+		same := d.Username == u.Username && d.DN == u.DN && maps.Equal(u.Fields, d.Fields)
 		dropped[u.Username] = same
 		return same
 	})
@@ -381,6 +385,7 @@ func (r *syncRun) keepUnreadFields() {
 				r.a.cfg.UserFields[f], kept[f])})
 		}
 	}
+	return nil
 }
 
 // baseSearch is a base search of dn for no attribute.

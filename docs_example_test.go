@@ -83,7 +83,7 @@ func ExampleAuthenticator_Sync() {
 		rep.WriteText(os.Stderr) // the plan: check it, then run with Force
 		os.Exit(3)
 	case err != nil:
-		log.Fatal(err) // ErrSyncAborted (nothing written), ErrConfig, or a store error mid-apply
+		log.Fatal(err) // ErrSyncAborted (nothing removed), ErrConfig, or a store error mid-apply
 	default:
 		rep.WriteText(os.Stdout) // or json.NewEncoder(os.Stdout).Encode(rep)
 	}

@@ -152,22 +152,28 @@ func configErr(problem string, vars ...string) *ConfigError {
 
 // Errors of [Authenticator.Sync], matched with errors.Is.
 var (
-	// ErrSyncAborted means the sync stopped before writing anything: the
+	// ErrSyncAborted means the sync stopped before removing anything: the
 	// sync account could not bind, a search failed, hit a size or time
 	// limit or was answered with referrals only, the connection was lost,
-	// or ctx ended during the read. The error is a [*SyncAbortError] that
-	// also matches its cause (ErrUnavailable, ErrServiceAccount,
-	// context.Canceled, ...).
-	ErrSyncAborted = errors.New("ldapauth: sync aborted, nothing written")
+	// a page's writes failed, or ctx ended during the read. The creates,
+	// updates and organisation joins of the pages of users read before it
+	// stopped are written (they are the directory's truth; a dry run
+	// writes none); no user, group or membership was removed and no
+	// membership added. The error is a [*SyncAbortError] that also
+	// matches its cause (ErrUnavailable, ErrServiceAccount,
+	// context.Canceled, a [*StoreError], ...).
+	ErrSyncAborted = errors.New("ldapauth: sync aborted, nothing removed")
 	// ErrRemovalGuard means the sync refused to remove as many users,
 	// synced groups or memberships as it planned (see
-	// [Config.SyncMaxRemovalPercent]) and wrote nothing. The error is a
+	// [Config.SyncMaxRemovalPercent]) and removed nothing (the creates and
+	// updates of the users read are written as they are read; memberships
+	// are not changed). The error is a
 	// [*RemovalGuardError]; the report returned with it is the plan. Check
 	// it, then run again with [SyncOptions.Force].
 	ErrRemovalGuard = errors.New("ldapauth: sync refused: too many removals")
 )
 
-// SyncAbortError reports a sync that stopped before writing anything. It
+// SyncAbortError reports a sync that stopped before removing anything. It
 // matches [ErrSyncAborted] and, through Unwrap, its cause.
 type SyncAbortError struct {
 	// Phase is where the run stopped.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // The second attack of issue 11, on real OpenLDAP (no uniqueness overlay):
@@ -82,6 +83,6 @@ func TestUsernameIsTheMatchingValueOpenLDAP(t *testing.T) {
 	assert.Equal(t, "Mallory", u.Username)
 	assert.Equal(t, "Mallory", u.Fields["username"])
 	assert.Equal(t, dn, u.DN)
-	assert.NotNil(t, store.User("Mallory"))
-	assert.Nil(t, store.User("admin"), "the other value's record is not written")
+	assert.NotNil(t, storetest.User(store, "Mallory"))
+	assert.Nil(t, storetest.User(store, "admin"), "the other value's record is not written")
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // upnCollision is the demo directory plus cmallory, whose mail (GLAuth's
@@ -61,7 +62,7 @@ func TestIdentityUPNCollisionRefused(t *testing.T) {
 			assert.Equal(t, "carol@example.com", ierr.BindName)
 			assert.Equal(t, srv.UserDN("carol"), ierr.EntryDN)
 			assert.Contains(t, err.Error(), ldapauth.EnvSearchThenBind, "the error says what to do")
-			assert.Nil(t, store.User("carol"), "nothing stored")
+			assert.Nil(t, storetest.User(store, "carol"), "nothing stored")
 		})
 	}
 }
@@ -82,7 +83,7 @@ func TestIdentitySearchThenBind(t *testing.T) {
 	var lerr *ldapauth.LoginError
 	require.ErrorAs(t, err, &lerr)
 	assert.Equal(t, srv.UserDN("carol"), lerr.BindName, "bound as the entry found")
-	assert.Nil(t, store.User("carol"))
+	assert.Nil(t, storetest.User(store, "carol"))
 
 	u, err := a.Authenticate(ctx, "carol", "carol-password")
 	require.NoError(t, err)

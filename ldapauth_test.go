@@ -20,6 +20,7 @@ import (
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/faultproxy"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // newAuth starts a demo directory and an Authenticator configured through
@@ -55,7 +56,7 @@ func TestAuthenticateSuccess(t *testing.T) {
 	assert.Equal(t, map[string]string{"username": "alice", "first_name": "Alice", "last_name": "Liddell", "email": "alice@example.com"}, u.Fields)
 	assert.ElementsMatch(t, []string{srv.GroupDN("staff"), srv.GroupDN("ldapusers"), srv.GroupDN("readers")}, u.Groups)
 
-	stored := store.User("alice")
+	stored := storetest.User(store, "alice")
 	require.NotNil(t, stored, "the store got the user")
 	assert.Equal(t, u.Fields, stored.Fields)
 	assert.Equal(t, u.DN, stored.DN)
@@ -66,7 +67,7 @@ func TestAuthenticateStoresDirectorySpelling(t *testing.T) {
 	u, err := a.Authenticate(context.Background(), "ALICE", "alice-password")
 	require.NoError(t, err)
 	assert.Equal(t, "alice", u.Username, "the directory's value, not what was typed")
-	snap, err := store.Snapshot(context.Background())
+	snap, err := storetest.Read(context.Background(), store)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"alice"}, snap.Users)
 }
@@ -78,7 +79,7 @@ func TestAuthenticateNonASCIIAndEscapedNames(t *testing.T) {
 			u, err := a.Authenticate(context.Background(), name, name+"-password")
 			require.NoError(t, err)
 			assert.Equal(t, name, u.Username)
-			assert.NotNil(t, store.User(name))
+			assert.NotNil(t, storetest.User(store, name))
 		})
 	}
 }
@@ -95,7 +96,7 @@ func TestAuthenticateWrongPassword(t *testing.T) {
 	assert.Equal(t, srv.UserDN("alice"), lerr.BindName, "the error says which bind name was tried")
 	assert.Equal(t, "django_python3_ldap.utils.format_username_openldap", lerr.Formatter)
 	assert.NotContains(t, err.Error(), password)
-	assert.Nil(t, store.User("alice"), "nothing stored")
+	assert.Nil(t, storetest.User(store, "alice"), "nothing stored")
 }
 
 func TestAuthenticateUnknownUser(t *testing.T) {
@@ -210,7 +211,7 @@ func TestAuthenticateInjectionNeverLogsIn(t *testing.T) {
 			assert.ErrorIs(t, err, ldapauth.ErrInvalidCredentials, "%q", name)
 		}
 	}
-	snap, err := store.Snapshot(context.Background())
+	snap, err := storetest.Read(context.Background(), store)
 	require.NoError(t, err)
 	assert.Empty(t, snap.Users)
 }
@@ -227,7 +228,7 @@ func TestAuthenticateLoginGroup(t *testing.T) {
 	_, err = a.Authenticate(context.Background(), "bob", "bob-password")
 	require.ErrorIs(t, err, ldapauth.ErrNotPermitted, "bob is outside the login group")
 	assert.NotErrorIs(t, err, ldapauth.ErrInvalidCredentials)
-	assert.Nil(t, store.User("bob"))
+	assert.Nil(t, storetest.User(store, "bob"))
 
 	_, err = a.Authenticate(context.Background(), "bob", "wrong")
 	require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials, "a wrong password never says whether the user is in the group")
@@ -245,12 +246,12 @@ func TestAuthenticateSyncedGroupsAcrossLogins(t *testing.T) {
 	ctx := context.Background()
 	_, err := a.Authenticate(ctx, "bob", "bob-password")
 	require.NoError(t, err)
-	members, ok := store.Members(readers)
+	members, ok := storetest.Members(store, readers)
 	require.True(t, ok, "the group was created on login")
 	assert.Equal(t, []string{"bob"}, members)
-	members, _ = store.Members(marvel)
+	members, _ = storetest.Members(store, marvel)
 	assert.Equal(t, []string{"bob"}, members)
-	g, _ := store.GroupOf(marvel)
+	g, _ := storetest.GroupOf(store, marvel)
 	assert.Equal(t, "marvel", g.Name, "the group is named after its first RDN")
 
 	// bob leaves marvel in the directory; his next login removes him there.
@@ -263,9 +264,9 @@ func TestAuthenticateSyncedGroupsAcrossLogins(t *testing.T) {
 	require.NoError(t, srv.SetDirectory(dir))
 	_, err = a.Authenticate(ctx, "bob", "bob-password")
 	require.NoError(t, err)
-	members, _ = store.Members(marvel)
+	members, _ = storetest.Members(store, marvel)
 	assert.Empty(t, members, "removed from the group he left")
-	members, _ = store.Members(readers)
+	members, _ = storetest.Members(store, readers)
 	assert.Equal(t, []string{"bob"}, members)
 
 	// alice is in readers only: marvel is not created for her, and the
@@ -274,10 +275,10 @@ func TestAuthenticateSyncedGroupsAcrossLogins(t *testing.T) {
 		_, err = a.Authenticate(ctx, "alice", "alice-password")
 		require.NoError(t, err)
 	}
-	members, _ = store.Members(readers)
+	members, _ = storetest.Members(store, readers)
 	assert.Equal(t, []string{"alice", "bob"}, members)
-	assert.Equal(t, []string{"1"}, store.Organisations("alice"))
-	assert.Equal(t, []string{"1"}, store.Organisations("bob"))
+	assert.Equal(t, []string{"1"}, storetest.Organisations(store, "alice"))
+	assert.Equal(t, []string{"1"}, storetest.Organisations(store, "bob"))
 }
 
 func TestAuthenticateServiceAccount(t *testing.T) {
@@ -289,7 +290,7 @@ func TestAuthenticateServiceAccount(t *testing.T) {
 	u, err := a.Authenticate(context.Background(), "carol", "carol-password")
 	require.NoError(t, err)
 	assert.Equal(t, "carol", u.Username)
-	assert.NotNil(t, store.User("carol"))
+	assert.NotNil(t, storetest.User(store, "carol"))
 
 	_, err = a.Authenticate(context.Background(), "carol", "wrong")
 	require.ErrorIs(t, err, ldapauth.ErrInvalidCredentials, "the user's password is still checked")
@@ -332,7 +333,7 @@ func TestAuthenticateTLS(t *testing.T) {
 			var tlsErr *ldapauth.TLSError
 			require.ErrorAs(t, err, &tlsErr)
 			assert.NotErrorIs(t, err, ldapauth.ErrInvalidCredentials)
-			assert.Nil(t, store.User("alice"))
+			assert.Nil(t, storetest.User(store, "alice"))
 		})
 		t.Run(mode.name+" system roots do not trust a private CA", func(t *testing.T) {
 			delete(mode.env, "LDAP_AUTH_TLS_CA_FILE")
@@ -430,7 +431,7 @@ func TestAuthenticateConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	members, _ := store.Members(srv.GroupDN("marvel"))
+	members, _ := storetest.Members(store, srv.GroupDN("marvel"))
 	assert.Equal(t, []string{"bob", "carol"}, members)
 }
 
@@ -439,21 +440,21 @@ func TestMemStoreContract(t *testing.T) {
 	s := ldapauth.NewMemStore()
 	require.NoError(t, s.SaveUser(ctx, &ldapauth.User{Username: "Alice", Fields: map[string]string{"email": "a@x"}}))
 	require.NoError(t, s.SaveUser(ctx, &ldapauth.User{Username: "alice", Fields: map[string]string{"email": "b@x"}}))
-	assert.Equal(t, "b@x", s.User("ALICE").Fields["email"], "usernames are case-insensitive keys")
+	assert.Equal(t, "b@x", storetest.User(s, "ALICE").Fields["email"], "usernames are case-insensitive keys")
 	require.Error(t, s.SetMember(ctx, "cn=g,dc=x", "alice", true), "adding to a missing group is an error")
 	require.NoError(t, s.SetMember(ctx, "cn=g,dc=x", "alice", false), "removing from a missing group is not")
 	require.NoError(t, s.SaveGroup(ctx, ldapauth.Group{DN: "CN=G,DC=X", Name: "G"}))
 	require.NoError(t, s.SetMember(ctx, "cn=g, dc=x", "alice", true))
 	require.NoError(t, s.SetMember(ctx, "cn=g,dc=x", "alice", true))
-	members, ok := s.Members("cn=G,dc=X")
+	members, ok := storetest.Members(s, "cn=G,dc=X")
 	require.True(t, ok, "group DNs compare parsed and case-insensitively")
 	assert.Equal(t, []string{"alice"}, members)
 	require.NoError(t, s.DeleteUser(ctx, "ALICE"))
-	members, _ = s.Members("cn=g,dc=x")
+	members, _ = storetest.Members(s, "cn=g,dc=x")
 	assert.Empty(t, members)
 	require.NoError(t, s.DeleteGroup(ctx, "cn=g,dc=x"))
 	require.NoError(t, s.DeleteGroup(ctx, "cn=g,dc=x"))
-	snap, err := s.Snapshot(ctx)
+	snap, err := storetest.Read(ctx, s)
 	require.NoError(t, err)
 	assert.Empty(t, snap.Users)
 	assert.Empty(t, snap.Groups)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // countedFilters wraps a built-in builder by embedding it, as a caller
@@ -111,7 +112,7 @@ func TestWrappedGroupSyncerBehavesAsBuiltIn(t *testing.T) {
 	a := syncAuth(t, syncVars(srv, nil), store, wrapped)
 	login(t, a, "bob")
 	assert.Positive(t, calls.Load(), "the login ran the wrapper")
-	members, ok := store.Members(srv.GroupDN("marvel"))
+	members, ok := storetest.Members(store, srv.GroupDN("marvel"))
 	require.True(t, ok, "the login created the synced group")
 	assert.Equal(t, []string{"bob"}, members)
 
@@ -158,5 +159,5 @@ func TestSyncCallsCustomSyncer(t *testing.T) {
 	called = nil
 	runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
 	assert.Contains(t, called, "mallory", "and for the users it creates")
-	assert.NotNil(t, store.User("mallory"))
+	assert.NotNil(t, storetest.User(store, "mallory"))
 }

@@ -2,6 +2,7 @@ package ldapauth
 
 import (
 	"context"
+	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -32,7 +33,7 @@ import (
 //     refuse JoinOrganisation and SetMember(..., true) for a user it does
 //     not hold, as a foreign key would (MemStore and examples/sqlstore
 //     do); one that accepts them must not make the user directory-managed
-//     by it (Snapshot.Users lists saved users only). Removing a membership
+//     by it (Users streams saved users only). Removing a membership
 //     of a user it does not hold succeeds.
 type UserStore interface {
 	// SaveUser creates or updates the directory-managed user u.Username,
@@ -52,9 +53,16 @@ type UserStore interface {
 	// Adding to a group that does not exist is an error; adding a user the
 	// store does not hold may be one.
 	SetMember(ctx context.Context, groupDN, username string, member bool) error
-	// Snapshot returns the directory-managed users, the groups and their
-	// members, for the sync job to compare with the directory.
-	Snapshot(ctx context.Context) (*Snapshot, error)
+	// Users streams the directory-managed users with what the store holds
+	// of them, for the sync job to compare with the directory. The sync
+	// keeps a few bytes per user, not the users: a store streams them (a
+	// database cursor), in any order, each user once. An error ends the
+	// sequence (the sync then aborts). The sequence is read once per run,
+	// sometimes a second time for the few users about to be removed.
+	Users(ctx context.Context) iter.Seq2[StoredUser, error]
+	// Groups streams the groups with their members, each group once, in
+	// any order; an error ends the sequence.
+	Groups(ctx context.Context) iter.Seq2[GroupMembers, error]
 }
 
 // Group is a directory group as held by the store. The DN is its identity;
@@ -67,24 +75,13 @@ type Group struct {
 	Name string `json:"name"`
 }
 
-// Snapshot is a store's view of what ldapauth manages.
-type Snapshot struct {
-	// Users are the directory-managed usernames.
-	Users []string
-	// Details optionally holds what the store knows of the users in Users,
-	// keyed by username as in Users. With it, [Authenticator.Sync] writes
-	// and reports only users whose fields or DN changed and organisation
-	// joins that are missing, so a second sync is a no-op. A store that
-	// leaves it nil has SaveUser and JoinOrganisation called for every user
-	// on every sync (both are idempotent), each user reported as updated.
-	Details map[string]StoredUser
-	// Groups with their members' usernames.
-	Groups []GroupMembers
-}
-
 // StoredUser is what a store holds of a directory-managed user, for the
-// sync to compare with the directory.
+// sync to compare with the directory: [Authenticator.Sync] writes and
+// reports only users whose DN or fields changed and organisation joins that
+// are missing, so a second sync is a no-op.
 type StoredUser struct {
+	// Username is the user's key, as saved.
+	Username string
 	// DN is the user's entry as last saved.
 	DN string
 	// Fields are the mapped fields as last saved.
@@ -220,6 +217,7 @@ type MemStore struct {
 	groups  map[string]Group             // by DNKey
 	members map[string]map[string]string // DNKey -> normUser -> username
 	state   []byte                       // SyncStateStore (syncstate.go)
+	entries map[string][]byte            // ChangeStore: entry ID -> state
 }
 
 var _ UserStore = (*MemStore)(nil)
@@ -316,59 +314,56 @@ func (s *MemStore) SetMember(_ context.Context, groupDN, username string, member
 	return nil
 }
 
-// Snapshot implements [UserStore], its lists sorted. Each Details' Fields
-// is the store's own map, shared rather than copied (a sync of ten thousand
-// users would otherwise copy ten thousand maps): MemStore never modifies a
-// stored user's map (SaveUser stores a clone in place of the old one), and
-// the caller must not modify it either.
-func (s *MemStore) Snapshot(_ context.Context) (*Snapshot, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	snap := &Snapshot{Details: make(map[string]StoredUser, len(s.users))}
-	for key, u := range s.users {
-		snap.Users = append(snap.Users, u.Username)
-		snap.Details[u.Username] = StoredUser{DN: u.DN, Fields: u.Fields, Organisations: slices.Sorted(maps.Keys(s.orgs[key]))}
+// Users implements [UserStore]: a copy of each user, taken under the
+// store's lock user by user, in no particular order. Fields is the store's
+// own map, shared rather than copied: MemStore never modifies a stored
+// user's map (SaveUser stores a clone in place of the old one), and the
+// caller must not modify it either.
+func (s *MemStore) Users(ctx context.Context) iter.Seq2[StoredUser, error] {
+	return func(yield func(StoredUser, error) bool) {
+		s.mu.Lock()
+		keys := slices.Collect(maps.Keys(s.users))
+		s.mu.Unlock()
+		for _, key := range keys {
+			if err := ctx.Err(); err != nil {
+				yield(StoredUser{}, err)
+				return
+			}
+			s.mu.Lock()
+			u, ok := s.users[key]
+			var su StoredUser
+			if ok {
+				su = StoredUser{Username: u.Username, DN: u.DN, Fields: u.Fields, Organisations: slices.Sorted(maps.Keys(s.orgs[key]))}
+			}
+			s.mu.Unlock()
+			if ok && !yield(su, nil) {
+				return
+			}
+		}
 	}
-	slices.Sort(snap.Users)
-	for key, g := range s.groups {
-		snap.Groups = append(snap.Groups, GroupMembers{Group: g, Members: slices.Sorted(maps.Values(s.members[key]))})
+}
+
+// Groups implements [UserStore]: the groups sorted by DN, their members
+// sorted.
+func (s *MemStore) Groups(ctx context.Context) iter.Seq2[GroupMembers, error] {
+	return func(yield func(GroupMembers, error) bool) {
+		s.mu.Lock()
+		groups := make([]GroupMembers, 0, len(s.groups))
+		for key, g := range s.groups {
+			groups = append(groups, GroupMembers{Group: g, Members: slices.Sorted(maps.Values(s.members[key]))})
+		}
+		s.mu.Unlock()
+		slices.SortFunc(groups, func(a, b GroupMembers) int { return strings.Compare(a.DN, b.DN) })
+		for _, g := range groups {
+			if err := ctx.Err(); err != nil {
+				yield(GroupMembers{}, err)
+				return
+			}
+			if !yield(g, nil) {
+				return
+			}
+		}
 	}
-	slices.SortFunc(snap.Groups, func(a, b GroupMembers) int { return strings.Compare(a.DN, b.DN) })
-	return snap, nil
-}
-
-// User returns a copy of the stored user, or nil.
-func (s *MemStore) User(username string) *User {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if u, ok := s.users[normUser(username)]; ok {
-		return u.clone()
-	}
-	return nil
-}
-
-// Organisations returns the organisations the user joined, sorted.
-func (s *MemStore) Organisations(username string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Sorted(maps.Keys(s.orgs[normUser(username)]))
-}
-
-// Members returns the usernames in the group, sorted, and whether the group
-// exists.
-func (s *MemStore) Members(groupDN string) ([]string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, ok := s.members[DNKey(groupDN)]
-	return slices.Sorted(maps.Values(m)), ok
-}
-
-// GroupOf returns the stored group with the DN, and whether it exists.
-func (s *MemStore) GroupOf(dn string) (Group, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g, ok := s.groups[DNKey(dn)]
-	return g, ok
 }
 
 // BatchStore is an optional interface of a [UserStore]: a store that
@@ -396,7 +391,9 @@ type BatchStore interface {
 
 // Batch is a bounded set of changes for [BatchStore.ApplyBatch], applied in
 // the order of its fields. The sync makes batches of at most
-// Config.SyncPageSize (or [DefaultSyncPageSize]) changes.
+// Config.SyncPageSize (or [DefaultSyncPageSize]) changes, except the batch
+// of a page of users as it is read: the page's creates and updates with
+// their organisation joins, up to twice the page size.
 type Batch struct {
 	SaveGroups    []Group
 	SaveUsers     []*User

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"maps"
 	"slices"
@@ -74,25 +75,38 @@ type SyncOptions struct {
 // without any member values (an access rule may hide them) confirms no
 // membership either way: those memberships are kept, and reported.
 //
-// Nothing is written until the whole directory view has been read: any
-// search error, size or time limit, referral-only answer, lost connection
-// or end of ctx during the read returns a [*SyncAbortError] (ErrSyncAborted)
-// and no report. A run that would remove too many users, synced groups or
-// memberships (each kind weighed against its own total in the store)
-// returns the plan with a [*RemovalGuardError] (ErrRemovalGuard) and writes
-// nothing, unless opts.Force. A dry run returns the plan and writes nothing. Missing
-// settings return the joined [*ConfigError]s, one per variable. If a store
-// write fails or ctx ends while applying, the report (Applied false) lists
-// the whole plan and the error wraps the cause; every store method is
-// idempotent, so the next run completes the work.
+// Writes come in two steps. As each page of users is read, the users it
+// creates or updates are written with their organisation joins (for a
+// [BatchStore], one batch a page): they are the directory's truth,
+// whatever the rest of the read brings. An update that might keep a field
+// no entry has carried so far waits for the end of the read. Memberships
+// and every removal wait until the whole directory view has been read and
+// confirmed. Any search error, size or time limit, referral-only answer,
+// lost connection, failed page write or end of ctx during the read
+// returns a [*SyncAbortError] (ErrSyncAborted) and no report: the pages
+// read before it stay written, and nothing is removed. A run that would
+// remove too many users, synced groups or memberships (each kind weighed
+// against its own total in the store) returns the plan with a
+// [*RemovalGuardError] (ErrRemovalGuard) and removes nothing (the users
+// created or updated page by page are written), unless opts.Force. A dry
+// run returns the plan and writes nothing. Missing settings return the
+// joined [*ConfigError]s, one per variable. If a store write fails or ctx
+// ends while applying, the report (Applied false) lists the whole plan and
+// the error wraps the cause; every store method is idempotent, so the next
+// run completes the work.
 //
-// Memory: entries are handled one page at a time; the run keeps the
-// store's snapshot, dropping a stored user's details once its entry has
-// been compared, the usernames seen that the store does not hold, the
-// planned changes and, for entries without memberOf, their usernames and
-// DNs. With paging off
-// (NoPaging) the directory sends every entry in one response, which go-ldap
-// holds in full.
+// Memory is bounded by a page, not by the directory: entries are handled
+// one page at a time and the page's creates and updates written with it;
+// the store is streamed ([UserStore].Users), and the run keeps of each
+// stored user its username, a 64-bit fingerprint of its DN and fields and
+// two flags (and the entry's DN for a user in a synced group), reading the
+// store again only for the users it must look at closer (about to be
+// removed, an entry without a username to place, an update keeping unread
+// fields). It also keeps the usernames read that the store does not hold,
+// the planned memberships and removals, the usernames the report lists
+// and, for entries without memberOf, their usernames and DNs. With paging
+// off (NoPaging) the directory sends every entry in one response, which
+// go-ldap holds in full.
 //
 // With a relation syncer other than the built-in ones (one that does not
 // implement [GroupSyncer]), Sync plans the users (and the synced groups, if
@@ -114,6 +128,7 @@ func (a *Authenticator) Sync(ctx context.Context, opts SyncOptions) (report *Syn
 		return nil, configErr("the sync writes into Config.Store, which is nil", EnvSyncRelations)
 	}
 	r := a.newSyncRun(opts)
+	r.stream = !opts.DryRun
 	if err := r.loadStore(ctx); err != nil {
 		return nil, err
 	}
@@ -197,15 +212,6 @@ type syncedGroup struct {
 	note string
 }
 
-// storeUser is a directory-managed user of the store during a run.
-type storeUser struct {
-	username   string
-	details    StoredUser // what the store holds, until the entry is compared
-	hasDetails bool       // the store gave details
-	present    bool       // the directory returned it
-	dn         string     // the entry's DN, once returned
-}
-
 // confirmRemoval is a membership removal to confirm: the user (DN,
 // username, memberOf and primaryGroupID only) and the synced group.
 type confirmRemoval struct {
@@ -244,7 +250,16 @@ type syncRun struct {
 	pending []pendingUser
 	matched []int // scratch: synced groups of the current entry
 
-	saves []*User // users to create or update, in that order of the report
+	saves []*User  // users to create or update, in that order of the report
+	joins []string // users to join the organisation, not yet written
+	// stream: the creates, updates and joins of each page of users are
+	// written once the page is read (flushPage), except deferred: the
+	// updates that keepUnreadFields may revise once the whole read is in.
+	stream   bool
+	deferred []*User
+	// unwritten holds normUser of the users whose planned save or join
+	// the run dropped as ambiguous (the report does not list them).
+	unwritten map[string]bool
 	// fieldsSeen holds the mapped fields some entry of the read carried.
 	fieldsSeen map[string]bool
 
@@ -260,6 +275,15 @@ type syncRun struct {
 	related []*User
 
 	report *SyncReport
+
+	// lookup is set in an incremental SyncChanges run with a ChangeStore:
+	// r.users then holds only the users the changes name.
+	lookup ChangeStore
+
+	// hash, fieldKeys and fieldNames make fingerprints (syncstore.go).
+	hash       maphash.Hash
+	fieldKeys  []string
+	fieldNames []string
 }
 
 func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
@@ -272,6 +296,7 @@ func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
 		ambiguous: map[string]bool{},
 		report:    &SyncReport{DryRun: opts.DryRun, Forced: opts.Force},
 		custom:    !a.cfg.usesGroupSyncer(),
+		hash:      newFingerprintHash(),
 	}
 	for _, ref := range a.synced {
 		if _, dup := r.groupIdx[ref.key]; dup {
@@ -294,51 +319,6 @@ func (r *syncRun) abort(phase SyncPhase, err error) error {
 	return &SyncAbortError{Phase: phase, Err: err}
 }
 
-// loadStore takes the store's snapshot.
-func (r *syncRun) loadStore(ctx context.Context) error {
-	snap, err := r.a.cfg.Store.Snapshot(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return r.abort(SyncReadStore, ctxError(ctx))
-		}
-		return r.abort(SyncReadStore, &StoreError{Op: "snapshot", Err: err})
-	}
-	// Details is keyed by username as in Users; a store that spells them
-	// differently is looked up by normUser, as the contract compares them.
-	var folded map[string]StoredUser
-	users := make([]storeUser, len(snap.Users))
-	r.users = make(map[string]*storeUser, len(snap.Users))
-	for i, name := range snap.Users {
-		su := &users[i]
-		su.username = name
-		su.details, su.hasDetails = snap.Details[name]
-		if !su.hasDetails && len(snap.Details) > 0 {
-			if folded == nil {
-				folded = make(map[string]StoredUser, len(snap.Details))
-				for name, d := range snap.Details {
-					folded[normUser(name)] = d
-				}
-			}
-			su.details, su.hasDetails = folded[normUser(name)]
-		}
-		r.users[normUser(name)] = su
-	}
-	r.report.StoreUsers = len(r.users)
-	for _, g := range snap.Groups {
-		i, ok := r.groupIdx[DNKey(g.DN)]
-		if !ok {
-			r.others = append(r.others, g.Group)
-			continue
-		}
-		sg := r.groups[i]
-		sg.inStore, sg.group = true, g.Group
-		for _, m := range g.Members {
-			sg.members[normUser(m)] = struct{}{}
-		}
-	}
-	return nil
-}
-
 // syncBindName is the name the sync account binds as.
 func (a *Authenticator) syncBindName() (string, error) {
 	name := a.cfg.SyncUsername
@@ -359,7 +339,9 @@ func (a *Authenticator) syncBindName() (string, error) {
 
 // read is the read phase: bind, read the users, read the group entries
 // needed, resolve the memberships of users without memberOf, confirm the
-// removals a login might not make. It writes nothing.
+// removals a login might not make. In a streaming run (not a dry run) it
+// writes each page's creates and updates as it reads it (flushPage);
+// nothing else.
 func (r *syncRun) read(ctx context.Context) error {
 	c, err := r.bind(ctx)
 	if err != nil {
@@ -465,13 +447,22 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 		r.prog.Users += len(page.Entries)
 		a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync read a page of users",
 			slog.Int("pages", r.prog.Pages), slog.Int("users", r.prog.Users))
+		if err := r.flushPage(ctx); err != nil {
+			return &errFlush{err}
+		}
 		r.progress(SyncReadUsers)
 		return ctx.Err()
 	})
+	if fe := (*errFlush)(nil); errors.As(err, &fe) {
+		return &SyncAbortError{Phase: SyncApply, Page: r.prog.Pages, Err: orCtxError(ctx, fe.err)}
+	}
 	if err != nil {
 		return r.readError(ctx, err)
 	}
-	r.placeUnnamed()
+	r.saves, r.deferred = append(r.deferred, r.saves...), nil
+	if err := r.placeUnnamed(ctx); err != nil {
+		return err
+	}
 	if err := r.admitMissing(ctx, c); err != nil {
 		return err
 	}
@@ -910,7 +901,10 @@ func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool)
 	if su == nil {
 		r.seen[key] = struct{}{}
 	} else {
-		su.present, su.dn = true, e.DN
+		su.present = true
+		if r.inSyncedGroup(key) {
+			su.dn = e.DN // for a membership removal's proof
+		}
 	}
 	r.dirUsers++
 	return su, true
@@ -943,20 +937,19 @@ func (r *syncRun) planUser(e *ldap.Entry, su *storeUser, username string) {
 		r.report.UsersCreated = append(r.report.UsersCreated, username)
 		if r.a.cfg.OrganisationID != "" {
 			r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
+			r.joins = append(r.joins, username)
 		}
 		return
 	}
-	update := !su.hasDetails || su.username != username || su.details.DN != e.DN || !r.sameFields(e, su.details.Fields)
+	update := su.username != username || su.fp != r.entryFingerprint(e, e.DN)
 	if update {
 		r.saves = append(r.saves, r.user(e, username))
 		r.report.UsersUpdated = append(r.report.UsersUpdated, username)
 	}
-	if orgID := r.a.cfg.OrganisationID; orgID != "" && (!su.hasDetails || !slices.Contains(su.details.Organisations, orgID)) {
+	if orgID := r.a.cfg.OrganisationID; orgID != "" && !su.joined {
 		r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
+		r.joins = append(r.joins, username)
 	}
-	// Compared: the run keeps no more of it than the username, and, for an
-	// update, the stored fields (keepUnreadFields).
-	su.details = r.updatedDetails(update, su.details)
 }
 
 // multiValued skips an entry whose username attribute has several values:
@@ -988,15 +981,19 @@ func (r *syncRun) multiValued(dn string, names []string) {
 // access rule may hide it): one whose DN is a stored user's keeps that
 // user, unchanged; when one matches no stored user, any user the read
 // missed may be that entry, so the run holds back its removals.
-func (r *syncRun) placeUnnamed() {
+func (r *syncRun) placeUnnamed(ctx context.Context) error {
 	if len(r.unnamed) == 0 {
-		return
+		return nil
 	}
 	attr := r.a.cfg.usernameAttribute()
+	stored, err := r.storedDetails(ctx, func(su *storeUser) bool { return !su.present })
+	if err != nil {
+		return err
+	}
 	byDN := map[string]*storeUser{}
-	for _, su := range r.users {
-		if !su.present && su.hasDetails && su.details.DN != "" {
-			byDN[DNKey(su.details.DN)] = su
+	for key, d := range stored {
+		if d.DN != "" {
+			byDN[DNKey(d.DN)] = r.users[key]
 		}
 	}
 	unmatched := 0
@@ -1016,6 +1013,7 @@ func (r *syncRun) placeUnnamed() {
 		r.hold = fmt.Sprintf("%d entries without the %s attribute match no stored user by DN, so any stored user the read missed may be one of them; fix the entries or the sync account's access, or force", unmatched, attr)
 	}
 	r.unnamed = nil
+	return nil
 }
 
 // indirect reports whether a login could count a membership that the
@@ -1039,23 +1037,6 @@ func (r *syncRun) confirmUser(dn, username, pgid string, hasMemberOf bool, membe
 		u.Attributes["primaryGroupID"] = []string{pgid}
 	}
 	return u
-}
-
-// sameFields reports whether the entry's mapped fields equal stored, as a
-// login would map them (a field is present when its attribute has a value).
-func (r *syncRun) sameFields(e *ldap.Entry, stored map[string]string) bool {
-	n := 0
-	for field, attr := range r.a.cfg.UserFields {
-		v := e.GetEqualFoldAttributeValue(attr)
-		if v == "" {
-			continue
-		}
-		n++
-		if old, ok := stored[field]; !ok || old != v {
-			return false
-		}
-	}
-	return n == len(stored)
 }
 
 // user maps the entry as a login does, without the attributes the sync
@@ -1109,12 +1090,12 @@ func (r *syncRun) plan() {
 	keep := func(m Membership) bool { return !gone[m.GroupDN] && !r.ambiguous[normUser(m.Username)] }
 	rep.MembershipsAdded = slices.DeleteFunc(rep.MembershipsAdded, func(m Membership) bool { return !keep(m) })
 	rep.MembershipsRemoved = slices.DeleteFunc(rep.MembershipsRemoved, func(m Membership) bool { return !keep(m) })
-	if len(r.ambiguous) > 0 {
-		notAmbiguous := func(name string) bool { return r.ambiguous[normUser(name)] }
-		rep.UsersUpdated = slices.DeleteFunc(rep.UsersUpdated, notAmbiguous)
-		rep.UsersCreated = slices.DeleteFunc(rep.UsersCreated, notAmbiguous)
-		rep.OrganisationJoins = slices.DeleteFunc(rep.OrganisationJoins, notAmbiguous)
-		r.saves = slices.DeleteFunc(r.saves, func(u *User) bool { return r.ambiguous[normUser(u.Username)] })
+	r.dropAmbiguous()
+	if len(r.unwritten) > 0 {
+		unwritten := func(name string) bool { return r.unwritten[normUser(name)] }
+		rep.UsersUpdated = slices.DeleteFunc(rep.UsersUpdated, unwritten)
+		rep.UsersCreated = slices.DeleteFunc(rep.UsersCreated, unwritten)
+		rep.OrganisationJoins = slices.DeleteFunc(rep.OrganisationJoins, unwritten)
 	}
 	for _, g := range r.groups {
 		if g.inStore || gone[g.dn] {
@@ -1187,29 +1168,19 @@ func (r *syncRun) guard() error {
 
 // apply writes the plan: additions first, removals last, so that a run
 // stopped part-way has removed as little as possible. A [BatchStore] gets
-// the writes in that order, in batches of at most the page size.
+// the writes in that order, in batches of at most the page size. In a
+// streaming run the creates, updates and joins of the pages read are
+// already written (flushPage): what is left are the deferred updates,
+// those of users admitted after the read, memberships and removals.
 func (r *syncRun) apply(ctx context.Context) error {
 	store := r.a.cfg.Store
 	rep := r.report
-	orgID := r.a.cfg.OrganisationID
-	type write struct {
-		op    string
-		do    func() error
-		batch func(*Batch)
-	}
 	var writes []write
 	for _, g := range rep.GroupsCreated {
 		writes = append(writes, write{"save group", func() error { return store.SaveGroup(ctx, g) },
 			func(b *Batch) { b.SaveGroups = append(b.SaveGroups, g) }})
 	}
-	for _, u := range r.saves {
-		writes = append(writes, write{"save user", func() error { return store.SaveUser(ctx, u) },
-			func(b *Batch) { b.SaveUsers = append(b.SaveUsers, u) }})
-	}
-	for _, name := range rep.OrganisationJoins {
-		writes = append(writes, write{"join organisation", func() error { return store.JoinOrganisation(ctx, name, orgID) },
-			func(b *Batch) { b.Joins = append(b.Joins, OrganisationJoin{name, orgID}) }})
-	}
+	writes = r.userWrites(ctx, writes)
 	for _, m := range rep.MembershipsAdded {
 		writes = append(writes, write{"set member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, true) },
 			func(b *Batch) { b.AddMembers = append(b.AddMembers, m) }})
@@ -1228,7 +1199,36 @@ func (r *syncRun) apply(ctx context.Context) error {
 	}
 	r.prog.Total = len(writes)
 	r.progress(SyncApply)
-	if bs, ok := store.(BatchStore); ok {
+	return r.write(ctx, writes, true)
+}
+
+// write is one change to the store: one call, or its part of a Batch.
+type write struct {
+	op    string
+	do    func() error
+	batch func(*Batch)
+}
+
+// userWrites appends the saves and organisation joins planned (r.saves,
+// r.joins) to writes.
+func (r *syncRun) userWrites(ctx context.Context, writes []write) []write {
+	store := r.a.cfg.Store
+	orgID := r.a.cfg.OrganisationID
+	for _, u := range r.saves {
+		writes = append(writes, write{"save user", func() error { return store.SaveUser(ctx, u) },
+			func(b *Batch) { b.SaveUsers = append(b.SaveUsers, u) }})
+	}
+	for _, name := range r.joins {
+		writes = append(writes, write{"join organisation", func() error { return store.JoinOrganisation(ctx, name, orgID) },
+			func(b *Batch) { b.Joins = append(b.Joins, OrganisationJoin{name, orgID}) }})
+	}
+	return writes
+}
+
+// write makes the writes, through ApplyBatch in batches of at most the
+// page size for a [BatchStore]; progress says whether it reports them.
+func (r *syncRun) write(ctx context.Context, writes []write, progress bool) error {
+	if bs, ok := r.a.cfg.Store.(BatchStore); ok {
 		size := r.a.cfg.SyncPageSize
 		if size <= 0 {
 			size = DefaultSyncPageSize
@@ -1244,8 +1244,10 @@ func (r *syncRun) apply(ctx context.Context) error {
 			if err := bs.ApplyBatch(ctx, &b); err != nil {
 				return wrap(&StoreError{Op: "apply batch", Err: err}, "sync stopped after %d of %d changes", i, len(writes))
 			}
-			r.prog.Done = i + b.Len()
-			r.progress(SyncApply)
+			if progress {
+				r.prog.Done = i + b.Len()
+				r.progress(SyncApply)
+			}
 		}
 		return nil
 	}
@@ -1256,10 +1258,93 @@ func (r *syncRun) apply(ctx context.Context) error {
 		if err := w.do(); err != nil {
 			return wrap(&StoreError{Op: w.op, Err: err}, "sync stopped after %d of %d changes", i, len(writes))
 		}
-		r.prog.Done = i + 1
-		if r.prog.Done%500 == 0 {
-			r.progress(SyncApply)
+		if progress {
+			r.prog.Done = i + 1
+			if r.prog.Done%500 == 0 {
+				r.progress(SyncApply)
+			}
 		}
 	}
 	return nil
 }
+
+// dropAmbiguous drops from the saves and joins not yet written those of
+// the users the run leaves unchanged (r.ambiguous), recording them in
+// r.unwritten.
+func (r *syncRun) dropAmbiguous() {
+	if len(r.ambiguous) == 0 {
+		return
+	}
+	drop := func(name string) bool {
+		key := normUser(name)
+		if !r.ambiguous[key] {
+			return false
+		}
+		if r.unwritten == nil {
+			r.unwritten = map[string]bool{}
+		}
+		r.unwritten[key] = true
+		return true
+	}
+	r.saves = slices.DeleteFunc(r.saves, func(u *User) bool { return drop(u.Username) })
+	r.deferred = slices.DeleteFunc(r.deferred, func(u *User) bool { return drop(u.Username) })
+	r.joins = slices.DeleteFunc(r.joins, drop)
+}
+
+// flushPage writes, in a streaming run, the creates, updates and
+// organisation joins planned from the pages read so far: the directory's
+// truth, whatever the rest of the read brings. An update that may keep a
+// stored field no entry has carried yet (keepUnreadFields) waits in
+// r.deferred for the end of the read. Nothing is removed here.
+func (r *syncRun) flushPage(ctx context.Context) error {
+	if !r.stream {
+		return nil
+	}
+	r.dropAmbiguous()
+	now := r.saves[:0:0]
+	for _, u := range r.saves {
+		if r.mayKeepUnread(u) {
+			r.deferred = append(r.deferred, u)
+		} else {
+			now = append(now, u)
+		}
+	}
+	r.saves = now
+	writes := r.userWrites(ctx, nil)
+	r.saves, r.joins = nil, nil
+	if len(writes) == 0 {
+		return nil
+	}
+	if bs, ok := r.a.cfg.Store.(BatchStore); ok {
+		// The page's users with their joins: one batch, one transaction.
+		var b Batch
+		for _, w := range writes {
+			w.batch(&b)
+		}
+		if err := bs.ApplyBatch(ctx, &b); err != nil {
+			return &StoreError{Op: "apply batch", Err: err}
+		}
+		return nil
+	}
+	return r.write(ctx, writes, false)
+}
+
+// mayKeepUnread reports whether u is an update of a stored user lacking a
+// mapped field that no entry of the read has carried so far.
+func (r *syncRun) mayKeepUnread(u *User) bool {
+	if r.users[normUser(u.Username)] == nil {
+		return false // created: nothing stored to keep
+	}
+	for field := range r.a.cfg.UserFields {
+		if _, ok := u.Fields[field]; !ok && !r.fieldsSeen[field] {
+			return true
+		}
+	}
+	return false
+}
+
+// errFlush is a page's writes failing during the read.
+type errFlush struct{ err error }
+
+func (e *errFlush) Error() string { return e.err.Error() }
+func (e *errFlush) Unwrap() error { return e.err }

@@ -30,9 +30,11 @@ func (b *batches) ApplyBatch(ctx context.Context, batch *ldapauth.Batch) error {
 	return b.MemStore.ApplyBatch(ctx, batch)
 }
 
-// TestSyncBatches: a BatchStore gets the plan in batches of at most the page
-// size, every change once; a failed batch stops the run with a StoreError,
-// and the next run writes the rest.
+// TestSyncBatches: a BatchStore gets each page of users as one batch (their
+// creates with their organisation joins, as the page is read; GLAuth sends
+// every entry in one page) and the rest of the plan in batches of at most
+// the page size, every change once; a failed batch stops the run with a
+// StoreError, and the next run writes the rest.
 func TestSyncBatches(t *testing.T) {
 	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
 	store := &batches{MemStore: ldapauth.NewMemStore(), failAt: 2}
@@ -44,7 +46,9 @@ func TestSyncBatches(t *testing.T) {
 	require.ErrorAs(t, err, &serr)
 	assert.Equal(t, "apply batch", serr.Op)
 	assert.False(t, rep.Applied)
-	assert.Equal(t, []int{3, 3}, store.sizes, "the run stopped at the failed batch")
+	require.Len(t, store.sizes, 2, "the run stopped at the failed batch")
+	assert.Equal(t, 2*rep.Counts.UsersCreated, store.sizes[0], "the page of users: each created and joining the organisation")
+	assert.Equal(t, 3, store.sizes[1], "then the memberships, a page size at a time")
 
 	store.sizes, store.failAt = nil, 0
 	again, err := a.Sync(t.Context(), ldapauth.SyncOptions{CreateUsers: true})
@@ -54,6 +58,7 @@ func TestSyncBatches(t *testing.T) {
 		assert.LessOrEqual(t, n, 3, "a batch is at most a page: %v", store.sizes)
 		total += n
 	}
+	assert.Zero(t, again.Counts.UsersCreated, "the users were written with their page")
 	assert.Equal(t, again.Counts.Changes(), total, "every change planned is in one batch")
 	assert.Less(t, again.Counts.Changes(), rep.Counts.Changes(), "the first batch was kept")
 

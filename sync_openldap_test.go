@@ -86,3 +86,67 @@ func TestSyncOpenLDAPInterruptedPagedRead(t *testing.T) {
 		assert.Equal(t, before, snapshot(t, store))
 	})
 }
+
+// A read that fails part-way keeps what the pages read before the failure
+// wrote (each page's creates are the directory's truth, written as the
+// page is read) and removes nothing: a stored user the directory does not
+// hold stays, and the next complete run finishes the work.
+func TestSyncOpenLDAPFailedReadKeepsEarlierPages(t *testing.T) {
+	srv := slapdtest.StartWith(t, slapdtest.Options{GeneratedUsers: 1000})
+	ghost := &ldapauth.User{DN: "uid=ghost," + slapdtest.PeopleDN, Username: "ghost", Fields: map[string]string{"username": "ghost"}}
+	newStore := func(t *testing.T) *ldapauth.MemStore {
+		store := ldapauth.NewMemStore()
+		require.NoError(t, store.SaveUser(t.Context(), ghost))
+		return store
+	}
+	vars := map[string]string{"LDAP_SYNC_PAGE_SIZE": "100"}
+	total := 1007 // the generated users and the seven of slapdtest's own directory
+	t.Run("cancelled after two pages", func(t *testing.T) {
+		store := newStore(t)
+		a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, vars), store)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		rep, err := a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true, Force: true, Progress: func(p ldapauth.SyncProgress) {
+			if p.Pages == 2 {
+				cancel()
+			}
+		}})
+		require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
+		require.ErrorIs(t, err, context.Canceled)
+		assert.Nil(t, rep)
+		got := snapshot(t, store)
+		assert.Len(t, got.Users, 201, "the two pages read, 100 users each, and ghost")
+		assert.Contains(t, got.Users, "ghost", "nothing removed")
+		assert.Equal(t, []string{"1"}, got.Organisations(slapdtest.GeneratedUID(1)), "a page's users are written with their organisation join")
+		members, _ := got.Members(slapdtest.GroupDN("readers"))
+		assert.Empty(t, members, "memberships wait for the whole read")
+
+		rep = runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, Force: true})
+		assert.Len(t, rep.UsersCreated, total-200, "the next run creates the rest")
+		assert.Equal(t, []string{"ghost"}, rep.UsersRemoved)
+		assert.Len(t, snapshot(t, store).Users, total)
+	})
+	t.Run("connection cut in the third page", func(t *testing.T) {
+		store := newStore(t)
+		proxy := faultproxy.Start(t, strings.TrimPrefix(srv.URL, "ldap://"))
+		a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, map[string]string{
+			"LDAP_AUTH_URL": proxy.URL(), "LDAP_SYNC_PAGE_SIZE": "100"}), store)
+		proxy.CutAfter(25_000) // pages of 100 entries are about 10 kB here
+		_, err := a.Sync(context.Background(), ldapauth.SyncOptions{CreateUsers: true, Force: true})
+		require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
+		require.ErrorIs(t, err, ldapauth.ErrUnavailable)
+		var aerr *ldapauth.SyncAbortError
+		require.ErrorAs(t, err, &aerr)
+		require.Greater(t, aerr.Page, 1, "cut after the first page")
+		got := snapshot(t, store)
+		assert.Len(t, got.Users, 100*(aerr.Page-1)+1, "the pages read before the cut, and ghost")
+		assert.Contains(t, got.Users, "ghost", "nothing removed")
+	})
+	t.Run("a dry run writes nothing", func(t *testing.T) {
+		store := newStore(t)
+		a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, vars), store)
+		rep := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, DryRun: true})
+		assert.Len(t, rep.UsersCreated, total)
+		assert.Equal(t, []string{"ghost"}, snapshot(t, store).Users)
+	})
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/faultproxy"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // syncVars are the variables of a Flagsmith deployment that runs the sync
@@ -92,9 +93,9 @@ func dropUsers(d *ldaptest.Directory, names ...string) {
 	d.Users = slices.DeleteFunc(d.Users, func(u ldaptest.User) bool { return slices.Contains(names, u.Name) })
 }
 
-func snapshot(t *testing.T, s ldapauth.UserStore) *ldapauth.Snapshot {
+func snapshot(t *testing.T, s ldapauth.UserStore) *storetest.Contents {
 	t.Helper()
-	snap, err := s.Snapshot(context.Background())
+	snap, err := storetest.Read(context.Background(), s)
 	require.NoError(t, err)
 	return snap
 }
@@ -114,23 +115,9 @@ func demoSync(t *testing.T, extra map[string]string) (*ldaptest.Server, *ldapaut
 }
 
 // snapshotOnly is a MemStore seen through the UserStore interface alone,
-// as any other store: the sync takes its Snapshot, whose Details it keys by
-// the usernames in upper case (the contract compares them folded), instead
-// of MemStore's uncopied view.
+// as any other store: the sync reads it through Users and Groups only, and
+// writes one call per change (no BatchStore).
 type snapshotOnly struct{ ldapauth.UserStore }
-
-func (s snapshotOnly) Snapshot(ctx context.Context) (*ldapauth.Snapshot, error) {
-	snap, err := s.UserStore.Snapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	details := map[string]ldapauth.StoredUser{}
-	for name, d := range snap.Details {
-		details[strings.ToUpper(name)] = d
-	}
-	snap.Details = details
-	return snap, nil
-}
 
 // demoSyncVia is demoSync, the sync reading the store through
 // snapshotOnly when viaSnapshot is set.
@@ -163,7 +150,7 @@ func testSyncSteadyStateIsNoOp(t *testing.T, viaSnapshot bool) {
 	assert.Equal(t, 7, rep.DirectoryUsers, "every posixAccount, svc and those who never logged in included")
 	assert.Equal(t, 4, rep.StoreUsers)
 	assert.Equal(t, before, snapshot(t, store))
-	assert.Nil(t, store.User("mallory"), "users who never logged in are not created by default")
+	assert.Nil(t, storetest.User(store, "mallory"), "users who never logged in are not created by default")
 }
 
 // The directory changes between two syncs: a user removed, a user's
@@ -193,11 +180,11 @@ func testSyncDirectoryChanges(t *testing.T, viaSnapshot bool) {
 	assert.Empty(t, rep.UsersCreated)
 	assert.Equal(t, ldapauth.SyncCounts{UsersRemoved: 1, UsersUpdated: 1, MembershipsAdded: 1, MembershipsRemoved: 1}, rep.Counts)
 
-	assert.Nil(t, store.User("jürgen"))
-	assert.Equal(t, "Hargreaves", store.User("alice").Fields["last_name"], "fields refreshed as a login would")
-	members, _ := store.Members(marvel)
+	assert.Nil(t, storetest.User(store, "jürgen"))
+	assert.Equal(t, "Hargreaves", storetest.User(store, "alice").Fields["last_name"], "fields refreshed as a login would")
+	members, _ := storetest.Members(store, marvel)
 	assert.Equal(t, []string{"alice", "carol"}, members)
-	members, _ = store.Members(readers)
+	members, _ = storetest.Members(store, readers)
 	assert.Equal(t, []string{"alice", "bob"}, members)
 
 	again := runSync(t, a, ldapauth.SyncOptions{})
@@ -222,8 +209,8 @@ func TestSyncUserLeftLoginGroup(t *testing.T) {
 	require.NoError(t, srv.SetDirectory(d))
 	rep = runSync(t, a, ldapauth.SyncOptions{})
 	assert.Equal(t, []string{"carol"}, rep.UsersRemoved, "outside the login group, the login search no longer finds her")
-	assert.Nil(t, store.User("carol"))
-	assert.NotNil(t, store.User("alice"))
+	assert.Nil(t, storetest.User(store, "carol"))
+	assert.NotNil(t, storetest.User(store, "alice"))
 }
 
 // GLAuth answers a base search on a missing group with success and no
@@ -244,7 +231,7 @@ func TestSyncGroupGoneFromGLAuthIsLeftAlone(t *testing.T) {
 	require.Len(t, rep.GroupsLeftAlone, 1)
 	assert.Equal(t, marvel, rep.GroupsLeftAlone[0].DN)
 	assert.Contains(t, rep.GroupsLeftAlone[0].Reason, "not confirmed gone")
-	_, ok := store.GroupOf(marvel)
+	_, ok := storetest.GroupOf(store, marvel)
 	assert.True(t, ok, "the group is kept")
 	assert.Equal(t, []ldapauth.Membership{{GroupDN: marvel, Username: "bob"}, {GroupDN: marvel, Username: "carol"}}, rep.MembershipsRemoved,
 		"memberOf no longer lists it")
@@ -261,7 +248,7 @@ func TestSyncGroupDroppedFromSyncedGroupsIsLeftAlone(t *testing.T) {
 	rep := runSync(t, a, ldapauth.SyncOptions{})
 	assert.Equal(t, []ldapauth.GroupNote{{DN: marvel, Reason: "not in LDAP_SYNCED_GROUPS"}}, rep.GroupsLeftAlone)
 	assert.Zero(t, rep.Counts.Changes(), "%s", rep)
-	members, ok := store.Members(marvel)
+	members, ok := storetest.Members(store, marvel)
 	require.True(t, ok)
 	assert.Equal(t, []string{"bob", "carol"}, members, "its members are not touched either")
 }
@@ -275,10 +262,10 @@ func TestSyncCreateUsers(t *testing.T) {
 	assert.Equal(t, rep.UsersCreated, rep.OrganisationJoins)
 	assert.Equal(t, []ldapauth.Group{{DN: srv.GroupDN("marvel"), Name: "marvel"}, {DN: srv.GroupDN("readers"), Name: "readers"}}, rep.GroupsCreated)
 	assert.Len(t, rep.MembershipsAdded, 4)
-	assert.Equal(t, []string{"1"}, store.Organisations("mallory"))
-	members, _ := store.Members(srv.GroupDN("readers"))
+	assert.Equal(t, []string{"1"}, storetest.Organisations(store, "mallory"))
+	members, _ := storetest.Members(store, srv.GroupDN("readers"))
 	assert.Equal(t, []string{"alice", "bob"}, members)
-	assert.Equal(t, "Liddell", store.User("alice").Fields["last_name"])
+	assert.Equal(t, "Liddell", storetest.User(store, "alice").Fields["last_name"])
 
 	again := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
 	assert.Zero(t, again.Counts.Changes(), "%s", again)
@@ -554,7 +541,7 @@ func TestSyncRemovalGuardMemberships(t *testing.T) {
 	a := syncAuth(t, syncVars(srv, map[string]string{"LDAP_SYNCED_GROUPS": group}), store)
 	runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
 	before := snapshot(t, store)
-	held, _ := store.Members(group)
+	held, _ := storetest.Members(store, group)
 
 	d := ldaptest.Generate(40, 4)
 	var left []string
@@ -587,6 +574,6 @@ func TestSyncRemovalGuardMemberships(t *testing.T) {
 
 	rep = runSync(t, a, ldapauth.SyncOptions{Force: true})
 	assert.Len(t, rep.MembershipsRemoved, len(left))
-	now, _ := store.Members(group)
+	now, _ := storetest.Members(store, group)
 	assert.Len(t, now, len(held)-len(left))
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // A user entry without memberOf (here: a user in no group, which the
@@ -39,8 +40,8 @@ func TestSyncUserGroupsWithoutMemberOfOpenLDAP(t *testing.T) {
 	u, err := a.Authenticate(safetyNet(t), "frank", "frank-password")
 	require.NoError(t, err)
 	require.Empty(t, u.Groups, "precondition: no memberOf")
-	members, _ := store.Members(readers)
+	members, _ := storetest.Members(store, readers)
 	assert.Empty(t, members, "readers' entry does not list frank")
-	members, _ = store.Members(retired)
+	members, _ = storetest.Members(store, retired)
 	assert.Equal(t, []string{"frank"}, members, "noSuchObject confirms nothing about frank")
 }

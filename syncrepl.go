@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"maps"
 	"slices"
@@ -28,6 +29,30 @@ type SyncStateStore interface {
 	LoadSyncState(ctx context.Context) ([]byte, error)
 	// SaveSyncState replaces the state.
 	SaveSyncState(ctx context.Context, state []byte) error
+}
+
+// ChangeStore is an optional interface of a [SyncStateStore]: with it, an
+// incremental run of [Authenticator.SyncChanges] costs the change, not the
+// directory. The sync then keeps what it knows of each directory entry (its
+// DN and username, by entryUUID) as a row of its own instead of inside the
+// state, reads only the rows of the entries that changed or were deleted,
+// and looks up in the store only the users those entries name.
+//
+// Contract, beyond the [SyncStateStore]'s:
+//   - LookupUsers streams the stored users among usernames (compared
+//     case-insensitively, each once), as Users would stream them; names
+//     the store does not hold are left out.
+//   - LoadEntries returns the state saved for each of ids that has one
+//     (opaque bytes); ids nil returns every entry's.
+//   - SaveChanges atomically replaces the state (as SaveSyncState) and
+//     updates the entries: those in deleted are removed, those in entries
+//     set (after the removals); with replace, every entry not in entries
+//     is removed first. When it returns an error, nothing changed.
+type ChangeStore interface {
+	SyncStateStore
+	LookupUsers(ctx context.Context, usernames []string) iter.Seq2[StoredUser, error]
+	LoadEntries(ctx context.Context, ids []string) (map[string][]byte, error)
+	SaveChanges(ctx context.Context, state []byte, entries map[string][]byte, deleted []string, replace bool) error
 }
 
 // The modes of a change-driven run ([ChangeSync.Mode]).
@@ -76,8 +101,14 @@ type changeState struct {
 	Cookie      []byte `json:"cookie"`
 	// Entries are the entries the search returned, by entryUUID: a
 	// deletion carries only the entryUUID, and an unchanged entry is not
-	// sent at all.
-	Entries map[string]changeEntry `json:"entries"`
+	// sent at all. Kept here for a store without [ChangeStore]; one with it
+	// keeps them one by one (SaveChanges), and Count says how many.
+	Entries map[string]changeEntry `json:"entries,omitempty"`
+	Count   int                    `json:"count,omitempty"`
+	// StoreUsers is the number of directory-managed users in the store
+	// after the last run: the removal guard's total for a run that looks
+	// up only the users the changes name (ChangeStore).
+	StoreUsers int `json:"store_users,omitempty"`
 	// Groups are the synced groups and the login group, by DNKey: their
 	// entryCSN and members when last read. The memberof overlay's writes
 	// to a user's memberOf change no entryCSN, so a join or a leave shows
@@ -104,7 +135,7 @@ type changeEntry struct {
 	Names []string `json:"names,omitempty"`
 }
 
-const changeStateVersion = 1
+const changeStateVersion = 2
 
 // ErrRefreshRequired is the directory refusing a sync cookie
 // (e-syncRefreshRequired, or an answer that says the same);
@@ -237,12 +268,21 @@ func (a *Authenticator) changeFingerprint() string {
 func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states SyncStateStore, st *changeState, fp string, deleted map[string]bool) (*SyncReport, error) {
 	r := a.newSyncRun(opts)
 	cr := &changeRead{r: r, old: st, info: &ChangeSync{Mode: ChangeSyncFullRefresh}, seenDeleted: deleted}
+	cr.cs, _ = states.(ChangeStore)
 	if st != nil {
 		cr.info.Mode = ChangeSyncIncremental
 		cr.sawMemberOf = st.MemberOf
 	}
 	r.report.ChangeSync = cr.info
-	if err := r.loadStore(ctx); err != nil {
+	if st != nil && cr.cs != nil {
+		// The cost of the change: only the users the changes name are
+		// looked up (lookupMerge), once the refresh is read.
+		r.lookup = cr.cs
+		r.report.StoreUsers = st.StoreUsers
+		if err := r.loadGroups(ctx); err != nil {
+			return nil, err
+		}
+	} else if err := r.loadStore(ctx); err != nil {
 		return nil, err
 	}
 	if err := cr.read(ctx); err != nil {
@@ -264,11 +304,7 @@ func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states 
 	if err := r.relate(ctx); err != nil {
 		return rep, err
 	}
-	next, err := json.Marshal(&changeState{Version: changeStateVersion, Fingerprint: fp, Cookie: cr.cookie, Entries: cr.live, Groups: cr.groups, MemberOf: cr.sawMemberOf})
-	if err == nil {
-		err = states.SaveSyncState(ctx, next)
-	}
-	if err != nil {
+	if err := cr.save(ctx, states, fp); err != nil {
 		return rep, wrap(&StoreError{Op: "save sync state", Err: err}, "the changes are applied; the next run reads them again")
 	}
 	cr.info.StateSaved = true
@@ -279,11 +315,49 @@ func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states 
 	return rep, nil
 }
 
+// save writes the cookie and state after the run's changes are applied:
+// with a [ChangeStore], the entries changed and deleted one by one, in one
+// call with the state; otherwise the state with every entry, whole.
+func (cr *changeRead) save(ctx context.Context, states SyncStateStore, fp string) error {
+	rep := cr.r.report
+	next := &changeState{Version: changeStateVersion, Fingerprint: fp, Cookie: cr.cookie, Groups: cr.groups, MemberOf: cr.sawMemberOf}
+	if cr.cs == nil {
+		next.Entries = cr.live
+		raw, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
+		return states.SaveSyncState(ctx, raw)
+	}
+	next.Count = cr.count
+	next.StoreUsers = max(0, rep.StoreUsers+len(rep.UsersCreated)-len(rep.UsersRemoved))
+	raw, err := json.Marshal(next)
+	if err != nil {
+		return err
+	}
+	entries := make(map[string][]byte, len(cr.changed))
+	for id, e := range cr.changed {
+		if entries[id], err = json.Marshal(e); err != nil {
+			return err
+		}
+	}
+	return cr.cs.SaveChanges(ctx, raw, entries, cr.dropped, cr.old == nil)
+}
+
 // changeRead is the read phase of a change-driven run.
 type changeRead struct {
 	r    *syncRun
 	old  *changeState // nil: a refresh from nothing
 	info *ChangeSync
+	// cs is the store's ChangeStore, if it is one; with old, the run is
+	// in lookup mode: the changed entries wait in buffer until the users
+	// they name are looked up (lookupMerge).
+	cs     ChangeStore
+	buffer []*ldap.Entry
+	// count is the number of entries known after the run; dropped the
+	// entries known that the run found deleted (ChangeStore).
+	count   int
+	dropped []string
 
 	cookie  []byte
 	changed map[string]changeEntry
@@ -345,8 +419,16 @@ func (cr *changeRead) read(ctx context.Context) error {
 	for id := range cr.seenDeleted {
 		cr.gone[id] = true
 	}
-	cr.merge()
-	r.placeUnnamed()
+	if cr.r.lookup != nil {
+		if err := cr.lookupMerge(ctx); err != nil {
+			return err
+		}
+	} else {
+		cr.merge()
+	}
+	if err := r.placeUnnamed(ctx); err != nil {
+		return err
+	}
 	if err := r.admitMissing(ctx, c); err != nil {
 		return err
 	}
@@ -493,7 +575,7 @@ func (cr *changeRead) entry(e *ldap.Entry, controls []ldap.Control) error {
 		cr.changed[id] = changeEntry{DN: e.DN, Names: names}
 		cr.noteMemberOf(id, e)
 		delete(cr.deleted, id)
-		cr.r.entry(e)
+		cr.handle(e)
 	default:
 		return fmt.Errorf("the entry %q came with an unknown sync state %d", e.DN, state.State)
 	}
@@ -578,6 +660,119 @@ func (cr *changeRead) merge() {
 	}
 	maps.Copy(cr.live, cr.changed)
 	cr.info.Changed = len(cr.changed)
+	cr.count = len(cr.live)
+}
+
+// handle hands a changed entry to the full sync's entry handling, or, in
+// lookup mode, keeps it until the users it names are looked up.
+func (cr *changeRead) handle(e *ldap.Entry) {
+	if cr.r.lookup != nil {
+		cr.buffer = append(cr.buffer, e)
+		return
+	}
+	cr.r.entry(e)
+}
+
+// loadEntries reads what the store keeps of the entries ids (every entry
+// for ids nil).
+func (cr *changeRead) loadEntries(ctx context.Context, ids []string) (map[string]changeEntry, error) {
+	raw, err := cr.cs.LoadEntries(ctx, ids)
+	if err != nil {
+		return nil, cr.r.storeError(ctx, "load sync entries", err)
+	}
+	out := make(map[string]changeEntry, len(raw))
+	for id, b := range raw {
+		var e changeEntry
+		if err := json.Unmarshal(b, &e); err != nil {
+			return nil, cr.r.abort(SyncReadStore, fmt.Errorf("the sync state of entry %s does not decode: %w", id, err))
+		}
+		out[id] = e
+	}
+	return out, nil
+}
+
+// allEntries loads every entry's state into cr.old.Entries, for what needs
+// them all: a refresh with a present phase (the entries not listed are
+// gone) and a group change whose members are known by DN or name.
+func (cr *changeRead) allEntries(ctx context.Context) error {
+	if cr.old.Entries != nil {
+		return nil
+	}
+	all, err := cr.loadEntries(ctx, nil)
+	if err != nil {
+		return err
+	}
+	cr.old.Entries = all
+	return nil
+}
+
+// lookupMerge is merge at the cost of the change ([ChangeStore]): it reads
+// the state of the entries changed or deleted only (every entry's after a
+// present phase), looks up the users they name, then hands the changed
+// entries to the full sync's entry handling. The unchanged entries count
+// as read, unchanged; their users are neither looked up nor touched, which
+// is what a full sync would do with them.
+func (cr *changeRead) lookupMerge(ctx context.Context) error {
+	r := cr.r
+	present := cr.presentPhase || len(cr.present) > 0 || !cr.refreshDeletes
+	cr.info.Phase = "delete"
+	if present {
+		cr.info.Phase = "present"
+		if err := cr.allEntries(ctx); err != nil {
+			return err
+		}
+	}
+	var old map[string]changeEntry
+	count := cr.old.Count
+	if cr.old.Entries != nil {
+		old, count = cr.old.Entries, len(cr.old.Entries)
+	} else {
+		ids := make([]string, 0, len(cr.changed)+len(cr.deleted)+len(cr.gone))
+		for _, set := range []map[string]bool{cr.deleted, cr.gone} {
+			for id := range set {
+				ids = append(ids, id)
+			}
+		}
+		for id := range cr.changed {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		var err error
+		if old, err = cr.loadEntries(ctx, slices.Compact(ids)); err != nil {
+			return err
+		}
+	}
+	var names []string
+	knownChanged := 0
+	for _, id := range slices.Sorted(maps.Keys(old)) {
+		e := old[id]
+		_, changed := cr.changed[id]
+		switch {
+		case changed:
+			knownChanged++
+		case cr.gone[id], present && !cr.present[id], !present && cr.deleted[id]:
+			cr.dropped = append(cr.dropped, id)
+		default:
+			continue
+		}
+		names = append(names, e.Names...)
+	}
+	for _, e := range cr.changed {
+		names = append(names, e.Names...)
+	}
+	if err := r.lookupUsers(ctx, cr.cs, names); err != nil {
+		return err
+	}
+	for _, e := range cr.buffer {
+		r.entry(e)
+	}
+	cr.buffer = nil
+	unchanged := count - len(cr.dropped) - knownChanged
+	r.dirUsers += unchanged
+	cr.count = unchanged + len(cr.changed)
+	cr.info.Deleted = len(cr.dropped)
+	cr.info.Changed = len(cr.changed)
+	return nil
 }
 
 // writeText writes the change-driven run's line of the text report.
@@ -654,6 +849,12 @@ func (cr *changeRead) groupChanges(ctx context.Context, c *conn) error {
 	}
 	if len(affected) == 0 {
 		return nil
+	}
+	if cr.r.lookup != nil {
+		// Members are known by DN or name, not by entryUUID.
+		if err := cr.allEntries(ctx); err != nil {
+			return err
+		}
 	}
 	unsettled, err := cr.reread(ctx, c, affected)
 	if err != nil {
@@ -796,7 +997,7 @@ func (cr *changeRead) reread(ctx context.Context, c *conn, affected map[string][
 		cr.changed[id] = changeEntry{DN: e.DN, Names: names}
 		cr.noteMemberOf(id, e)
 		unsettle(cr.disagree(cr.memberOf[id], m, affected[m]))
-		r.entry(e)
+		cr.handle(e)
 		r.prog.Users++
 	}
 	return unsettled, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"iter"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // Change-driven sync (SyncChanges) against real OpenLDAP with the syncprov
@@ -30,7 +32,7 @@ func syncChanges(t *testing.T, a *ldapauth.Authenticator, opts ldapauth.SyncOpti
 
 func members(t *testing.T, store *ldapauth.MemStore, group string) []string {
 	t.Helper()
-	m, _ := store.Members(slapdtest.GroupDN(group))
+	m, _ := storetest.Members(store, slapdtest.GroupDN(group))
 	return m
 }
 
@@ -74,7 +76,7 @@ func TestSyncChangesOpenLDAP(t *testing.T) {
 				assert.Equal(t, 1, rep.ChangeSync.Changed, "only the new entry is read")
 				assert.Equal(t, []string{"frank"}, rep.UsersCreated)
 				assert.Empty(t, rep.UsersRemoved)
-				require.NotNil(t, store.User("frank"))
+				require.NotNil(t, storetest.User(store, "frank"))
 				assert.Equal(t, []string{"alice", "bob", "frank"}, members(t, store, "readers"))
 			})
 			t.Run("modify", func(t *testing.T) {
@@ -84,7 +86,7 @@ func TestSyncChangesOpenLDAP(t *testing.T) {
 				rep := syncChanges(t, a, opts)
 				assert.Equal(t, 1, rep.ChangeSync.Changed)
 				assert.Equal(t, []string{"alice"}, rep.UsersUpdated)
-				assert.Equal(t, "alice@elsewhere.example", store.User("alice").Fields["email"])
+				assert.Equal(t, "alice@elsewhere.example", storetest.User(store, "alice").Fields["email"])
 				assert.Len(t, snapshot(t, store).Users, 8)
 			})
 			t.Run("modrdn", func(t *testing.T) {
@@ -94,9 +96,9 @@ func TestSyncChangesOpenLDAP(t *testing.T) {
 				// gone and bobby is new.
 				assert.Equal(t, []string{"bob"}, rep.UsersRemoved)
 				assert.Equal(t, []string{"bobby"}, rep.UsersCreated)
-				assert.Nil(t, store.User("bob"))
-				require.NotNil(t, store.User("bobby"))
-				assert.Equal(t, slapdtest.UserDN("bobby"), store.User("bobby").DN)
+				assert.Nil(t, storetest.User(store, "bob"))
+				require.NotNil(t, storetest.User(store, "bobby"))
+				assert.Equal(t, slapdtest.UserDN("bobby"), storetest.User(store, "bobby").DN)
 				assert.Contains(t, members(t, store, "marvel"), "bobby")
 			})
 			t.Run("delete", func(t *testing.T) {
@@ -105,7 +107,7 @@ func TestSyncChangesOpenLDAP(t *testing.T) {
 				assert.Equal(t, tc.phase, rep.ChangeSync.Phase)
 				assert.Equal(t, 1, rep.ChangeSync.Deleted)
 				assert.Equal(t, []string{"carol"}, rep.UsersRemoved)
-				assert.Nil(t, store.User("carol"))
+				assert.Nil(t, storetest.User(store, "carol"))
 				assert.NotContains(t, members(t, store, "marvel"), "carol")
 			})
 			t.Run("group join and leave", func(t *testing.T) {
@@ -135,8 +137,8 @@ func TestSyncChangesOpenLDAPLoginGroup(t *testing.T) {
 		"LDAP_AUTH_FORMAT_SEARCH_FILTERS": "flagsmith_ldap.ldap.login_group_search_filter"}), store)
 	opts := ldapauth.SyncOptions{CreateUsers: true}
 	syncChanges(t, a, opts)
-	require.NotNil(t, store.User("carol"))
-	require.Nil(t, store.User("bob"), "bob is not in the login group")
+	require.NotNil(t, storetest.User(store, "carol"))
+	require.Nil(t, storetest.User(store, "bob"), "bob is not in the login group")
 
 	srv.RemoveMember(t, "ldapusers", slapdtest.UserDN("carol"))
 	srv.AddMember(t, "ldapusers", slapdtest.UserDN("bob"))
@@ -144,7 +146,7 @@ func TestSyncChangesOpenLDAPLoginGroup(t *testing.T) {
 	assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
 	assert.Equal(t, []string{"carol"}, rep.UsersRemoved, "a user leaving the login group is removed")
 	assert.Equal(t, []string{"bob"}, rep.UsersCreated, "a user joining it is created, as the full sync would")
-	assert.Nil(t, store.User("carol"))
+	assert.Nil(t, storetest.User(store, "carol"))
 	assert.Contains(t, members(t, store, "marvel"), "bob")
 
 	full := runSync(t, a, ldapauth.SyncOptions{CreateUsers: true, DryRun: true})
@@ -230,7 +232,7 @@ func TestSyncChangesOpenLDAPCookieRefused(t *testing.T) {
 		assert.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
 		assert.Contains(t, rep.ChangeSync.Fallback, "consumer state is newer than provider")
 		assert.Equal(t, []string{"carol"}, rep.UsersRemoved)
-		assert.Nil(t, store.User("carol"))
+		assert.Nil(t, storetest.User(store, "carol"))
 	})
 	t.Run("other search settings", func(t *testing.T) {
 		srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, SessionLog: 100})
@@ -308,7 +310,7 @@ func TestSyncChangesOpenLDAPResume(t *testing.T) {
 		assert.Equal(t, "apply batch", storeErr.Op)
 		require.NotNil(t, rep)
 		assert.False(t, rep.ChangeSync.StateSaved)
-		require.NotNil(t, store.User("dave"))
+		require.NotNil(t, storetest.User(store, "dave"))
 		// A new job (a new Authenticator, the same store) resumes: the
 		// changes since the last saved cookie are read again.
 		store.fail = false
@@ -316,8 +318,83 @@ func TestSyncChangesOpenLDAPResume(t *testing.T) {
 		rep = syncChanges(t, b, ldapauth.SyncOptions{CreateUsers: true})
 		assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
 		assert.Equal(t, []string{"dave"}, rep.UsersRemoved)
-		assert.Nil(t, store.User("dave"))
-		require.NotNil(t, store.User("frank"))
+		assert.Nil(t, storetest.User(store, "dave"))
+		require.NotNil(t, storetest.User(store, "frank"))
 		assert.Contains(t, members(t, store.MemStore, "readers"), "frank")
 	})
+}
+
+// lookups is a MemStore that records what a sync reads of it: full reads
+// of the users, the usernames looked up, and the entry states loaded.
+type lookups struct {
+	*ldapauth.MemStore
+	fullReads  int
+	looked     []string
+	entryReads [][]string // nil: every entry
+}
+
+func (s *lookups) Users(ctx context.Context) iter.Seq2[ldapauth.StoredUser, error] {
+	s.fullReads++
+	return s.MemStore.Users(ctx)
+}
+
+func (s *lookups) LookupUsers(ctx context.Context, names []string) iter.Seq2[ldapauth.StoredUser, error] {
+	s.looked = append(s.looked, names...)
+	return s.MemStore.LookupUsers(ctx, names)
+}
+
+func (s *lookups) LoadEntries(ctx context.Context, ids []string) (map[string][]byte, error) {
+	s.entryReads = append(s.entryReads, ids)
+	return s.MemStore.LoadEntries(ctx, ids)
+}
+
+func (s *lookups) reset() { s.fullReads, s.looked, s.entryReads = 0, nil, nil }
+
+// With a ChangeStore, an incremental run costs the change: it never reads
+// the store's users whole, it looks up only the users the changed and
+// deleted entries name, and it loads the state of those entries only.
+func TestSyncChangesOpenLDAPCostOfTheChange(t *testing.T) {
+	srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, SessionLog: 1000, GeneratedUsers: 300})
+	store := &lookups{MemStore: ldapauth.NewMemStore()}
+	a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, nil), store)
+	opts := ldapauth.SyncOptions{CreateUsers: true}
+	rep := syncChanges(t, a, opts)
+	require.Equal(t, ldapauth.ChangeSyncFullRefresh, rep.ChangeSync.Mode)
+	require.Len(t, rep.UsersCreated, 307)
+	entries, err := store.MemStore.LoadEntries(t.Context(), nil)
+	require.NoError(t, err)
+	assert.Len(t, entries, 307, "one state per entry, kept by the store")
+
+	store.reset()
+	admin := srv.Admin(t)
+	for _, uid := range []string{slapdtest.GeneratedUID(1), slapdtest.GeneratedUID(2)} {
+		mod := ldap.NewModifyRequest(slapdtest.UserDN(uid), nil)
+		mod.Replace("mail", []string{uid + "@changed.example"})
+		require.NoError(t, admin.Modify(mod))
+	}
+	srv.DeleteUser(t, slapdtest.GeneratedUID(3))
+	rep = syncChanges(t, a, opts)
+	assert.Equal(t, ldapauth.ChangeSyncIncremental, rep.ChangeSync.Mode)
+	assert.Equal(t, "delete", rep.ChangeSync.Phase)
+	assert.Equal(t, []string{slapdtest.GeneratedUID(1), slapdtest.GeneratedUID(2)}, rep.UsersUpdated)
+	assert.Equal(t, []string{slapdtest.GeneratedUID(3)}, rep.UsersRemoved)
+	assert.Equal(t, 306, rep.DirectoryUsers, "the unchanged entries count as read")
+	assert.Equal(t, 307, rep.StoreUsers, "the guard weighs removals against the whole store")
+
+	assert.Zero(t, store.fullReads, "the store's users are not read whole")
+	assert.ElementsMatch(t, []string{slapdtest.GeneratedUID(1), slapdtest.GeneratedUID(1), slapdtest.GeneratedUID(2), slapdtest.GeneratedUID(2), slapdtest.GeneratedUID(3)},
+		store.looked, "only the users the changes name (old and new names of each changed entry)")
+	require.Len(t, store.entryReads, 1)
+	assert.Len(t, store.entryReads[0], 3, "only the states of the entries changed or deleted")
+	entries, err = store.MemStore.LoadEntries(t.Context(), nil)
+	require.NoError(t, err)
+	assert.Len(t, entries, 306, "the deleted entry's state is dropped")
+	assert.Equal(t, slapdtest.GeneratedUID(1)+"@changed.example", storetest.User(store, slapdtest.GeneratedUID(1)).Fields["email"])
+	assert.Nil(t, storetest.User(store, slapdtest.GeneratedUID(3)))
+
+	store.reset()
+	again := syncChanges(t, a, opts)
+	assert.Zero(t, again.Counts.Changes())
+	assert.Zero(t, store.fullReads)
+	assert.Empty(t, store.looked, "nothing changed: nobody looked up")
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // watchReports collects what a watcher reports.
@@ -58,9 +59,9 @@ func TestWatchChangesOpenLDAP(t *testing.T) {
 			Report: w.report, RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond})
 	}()
 
-	w.until(t, "the first run", func() bool { return store.User("carol") != nil })
+	w.until(t, "the first run", func() bool { return storetest.User(store, "carol") != nil })
 	srv.DeleteUser(t, "carol")
-	w.until(t, "carol's deletion", func() bool { return store.User("carol") == nil })
+	w.until(t, "carol's deletion", func() bool { return storetest.User(store, "carol") == nil })
 	srv.AddUser(t, "frank", "frank-password", "readers")
 	w.until(t, "frank's creation", func() bool { return slices.Contains(members(t, store, "readers"), "frank") })
 	srv.AddMember(t, "marvel", slapdtest.UserDN("alice"))
@@ -68,7 +69,7 @@ func TestWatchChangesOpenLDAP(t *testing.T) {
 
 	srv.Restart(t)
 	srv.DeleteUser(t, "erin")
-	w.until(t, "erin's deletion after the restart", func() bool { return store.User("erin") == nil })
+	w.until(t, "erin's deletion after the restart", func() bool { return storetest.User(store, "erin") == nil })
 	select {
 	case err := <-w.lost:
 		assert.Error(t, err)
@@ -76,7 +77,7 @@ func TestWatchChangesOpenLDAP(t *testing.T) {
 		t.Fatal("the lost connection was not reported")
 	}
 	srv.DeleteUser(t, "frank")
-	w.until(t, "frank's deletion on the new connection", func() bool { return store.User("frank") == nil })
+	w.until(t, "frank's deletion on the new connection", func() bool { return storetest.User(store, "frank") == nil })
 
 	cancel()
 	require.NoError(t, <-done)

@@ -54,11 +54,9 @@ func testBatch(t *testing.T, s ldapauth.UserStore) {
 	assert.ElementsMatch(t, []string{"alice", "dave"}, lower(m))
 	m, _ = members(snap, ReadersDN)
 	assert.Equal(t, []string{"dave"}, lower(m), "bob removed, carol deleted with her memberships, dave added")
-	if snap.Details != nil {
-		assert.Equal(t, "alice@example.com", detail(t, snap, "alice").Fields["email"])
-		assert.Equal(t, []string{"1"}, detail(t, snap, "dave").Organisations)
-		assert.Equal(t, []string{"1"}, detail(t, snap, "alice").Organisations)
-	}
+	assert.Equal(t, "alice@example.com", detail(t, snap, "alice").Fields["email"])
+	assert.Equal(t, []string{"1"}, detail(t, snap, "dave").Organisations)
+	assert.Equal(t, []string{"1"}, detail(t, snap, "alice").Organisations)
 	if r, ok := s.(Reader); ok {
 		fields, found, err := r.UserFields(ctx, "alice")
 		require.NoError(t, err)

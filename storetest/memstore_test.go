@@ -12,7 +12,7 @@ import (
 type memStore struct{ *ldapauth.MemStore }
 
 func (s memStore) UserFields(_ context.Context, username string) (map[string]string, bool, error) {
-	u := s.User(username)
+	u := storetest.User(s, username)
 	if u == nil {
 		return nil, false, nil
 	}
@@ -20,7 +20,7 @@ func (s memStore) UserFields(_ context.Context, username string) (map[string]str
 }
 
 func (s memStore) Organisations(_ context.Context, username string) ([]string, error) {
-	return s.MemStore.Organisations(username), nil
+	return storetest.Organisations(s.MemStore, username), nil
 }
 
 func TestMemStore(t *testing.T) {

@@ -9,13 +9,11 @@
 //		})
 //	}
 //
-// The suite observes a store through Snapshot. A store that also implements
-// [Reader] gets the checks of the mapped fields and the organisation join
-// too; for one that does not, those subtests skip and say why. A store that
-// fills Snapshot.Details has them checked against what was saved; for one
-// that leaves them nil, that subtest skips and says why. A store that
-// implements [ldapauth.BatchStore] is held to its contract too (the batch
-// subtests skip, saying why, for one that does not).
+// The suite observes a store through its streaming reads, Users and Groups
+// (see [Read]); a store that also implements [Reader] has the mapped fields
+// and the organisation join read through it as well. A store that
+// implements [ldapauth.BatchStore] or [ldapauth.ChangeStore] is held to its
+// contract too (those subtests skip, saying why, for one that does not).
 package storetest
 
 import (
@@ -31,8 +29,8 @@ import (
 	"github.com/go-ldapauth/ldapauth"
 )
 
-// Reader is implemented by stores whose users the suite can read beyond
-// Snapshot.
+// Reader is implemented by stores whose users the suite can also read one
+// by one, beside Users.
 type Reader interface {
 	// UserFields returns the mapped fields saved for username (compared
 	// case-insensitively), and false when the store has no such user.
@@ -55,7 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) ldapauth.UserStore) {
 		name string
 		fn   func(t *testing.T, s ldapauth.UserStore)
 	}{
-		{"EmptySnapshot", testEmptySnapshot},
+		{"Empty", testEmpty},
 		{"SaveUser", testSaveUser},
 		{"UsernameCaseInsensitive", testUsernameCase},
 		{"SaveUserOverwritesFields", testOverwriteFields},
@@ -68,7 +66,10 @@ func Run(t *testing.T, newStore func(t *testing.T) ldapauth.UserStore) {
 		{"SetMember", testSetMember},
 		{"SetMemberMissingGroup", testSetMemberMissingGroup},
 		{"UnsavedUser", testUnsavedUser},
-		{"SnapshotDetails", testSnapshotDetails},
+		{"StoredUsers", testStoredUsers},
+		{"StreamsEachOnce", testStreamsEachOnce},
+		{"ChangeStoreLookupUsers", testLookupUsers},
+		{"ChangeStoreSaveChanges", testSaveChanges},
 		{"Concurrent", testConcurrent},
 		{"Batch", testBatch},
 		{"BatchRefusedChangesNothing", testBatchRefused},
@@ -91,9 +92,9 @@ func user(name string, fields map[string]string) *ldapauth.User {
 
 func group(dn string) ldapauth.Group { return ldapauth.Group{DN: dn, Name: ldapauth.GroupName(dn)} }
 
-func snapshot(t *testing.T, s ldapauth.UserStore) *ldapauth.Snapshot {
+func snapshot(t *testing.T, s ldapauth.UserStore) *Contents {
 	t.Helper()
-	snap, err := s.Snapshot(t.Context())
+	snap, err := Read(t.Context(), s)
 	require.NoError(t, err)
 	require.NotNil(t, snap)
 	return snap
@@ -101,7 +102,7 @@ func snapshot(t *testing.T, s ldapauth.UserStore) *ldapauth.Snapshot {
 
 // members returns the members of the group dn in snap (compared
 // case-insensitively), and whether the group is there.
-func members(snap *ldapauth.Snapshot, dn string) ([]string, bool) {
+func members(snap *Contents, dn string) ([]string, bool) {
 	for _, g := range snap.Groups {
 		if strings.EqualFold(g.DN, dn) {
 			return g.Members, true
@@ -122,14 +123,81 @@ func lower(names []string) []string {
 
 func reader(t *testing.T, s ldapauth.UserStore) Reader {
 	t.Helper()
-	r, ok := s.(Reader)
-	if !ok {
-		t.Skipf("%T does not implement storetest.Reader: its fields and organisations cannot be checked", s)
+	if r, ok := s.(Reader); ok {
+		return r
 	}
-	return r
+	return streamReader{s}
 }
 
-func testEmptySnapshot(t *testing.T, s ldapauth.UserStore) {
+// streamReader reads a store's fields and organisations through Users.
+type streamReader struct{ s ldapauth.UserStore }
+
+func (r streamReader) UserFields(ctx context.Context, username string) (map[string]string, bool, error) {
+	c, err := Read(ctx, r.s)
+	if err != nil {
+		return nil, false, err
+	}
+	u := c.User(username)
+	if u == nil {
+		return nil, false, nil
+	}
+	return u.Fields, true, nil
+}
+
+func (r streamReader) Organisations(ctx context.Context, username string) ([]string, error) {
+	c, err := Read(ctx, r.s)
+	if err != nil {
+		return nil, err
+	}
+	return c.Organisations(username), nil
+}
+
+// testStreamsEachOnce checks that Users and Groups stream every user and
+// group once, and that a reader stopping early (as a range loop's break)
+// is fine: the store is usable at once afterwards.
+func testStreamsEachOnce(t *testing.T, s ldapauth.UserStore) {
+	ctx := t.Context()
+	const n = 300
+	require.NoError(t, s.SaveGroup(ctx, group(ReadersDN)))
+	require.NoError(t, s.SaveGroup(ctx, group(MarvelDN)))
+	for i := range n {
+		name := fmt.Sprintf("user%03d", i)
+		require.NoError(t, s.SaveUser(ctx, user(name, map[string]string{"email": name + "@example.com"})))
+		require.NoError(t, s.JoinOrganisation(ctx, name, "1"))
+		require.NoError(t, s.SetMember(ctx, ReadersDN, name, true))
+	}
+	seen := map[string]int{}
+	for u, err := range s.Users(ctx) {
+		require.NoError(t, err)
+		seen[strings.ToLower(u.Username)]++
+		assert.Equal(t, u.Username+"@example.com", u.Fields["email"], "each user with its own fields")
+		assert.Equal(t, []string{"1"}, u.Organisations)
+	}
+	assert.Len(t, seen, n)
+	for name, times := range seen {
+		assert.Equal(t, 1, times, "%s streamed once", name)
+	}
+	got := 0
+	for _, err := range s.Users(ctx) {
+		require.NoError(t, err)
+		if got++; got == 3 {
+			break
+		}
+	}
+	for _, err := range s.Groups(ctx) {
+		require.NoError(t, err)
+		break
+	}
+	require.NoError(t, s.SaveUser(ctx, user("late", nil)), "the store works after a stream stopped early")
+	groups := map[string]int{}
+	for g, err := range s.Groups(ctx) {
+		require.NoError(t, err)
+		groups[ldapauth.DNKey(g.DN)] = len(g.Members)
+	}
+	assert.Equal(t, map[string]int{ldapauth.DNKey(ReadersDN): n, ldapauth.DNKey(MarvelDN): 0}, groups)
+}
+
+func testEmpty(t *testing.T, s ldapauth.UserStore) {
 	snap := snapshot(t, s)
 	assert.Empty(t, snap.Users)
 	assert.Empty(t, snap.Groups)
@@ -333,10 +401,10 @@ func testUnsavedUser(t *testing.T, s ldapauth.UserStore) {
 	assert.Equal(t, []string{"nobody"}, lower(m))
 }
 
-// testSnapshotDetails checks Snapshot.Details against what was saved: the
+// testStoredUsers checks what Users streams against what was saved: the
 // sync compares them with the directory to write only real changes, so a
 // wrong detail is a change written on every run, or one never written.
-func testSnapshotDetails(t *testing.T, s ldapauth.UserStore) {
+func testStoredUsers(t *testing.T, s ldapauth.UserStore) {
 	ctx := t.Context()
 	alice := user("Alice", map[string]string{"email": "alice@example.com", "first_name": "Alice"})
 	require.NoError(t, s.SaveUser(ctx, alice))
@@ -348,9 +416,6 @@ func testSnapshotDetails(t *testing.T, s ldapauth.UserStore) {
 	require.NoError(t, s.DeleteUser(ctx, "carol"))
 
 	snap := snapshot(t, s)
-	if snap.Details == nil {
-		t.Skipf("%T leaves Snapshot.Details nil: nothing to check, and Sync re-saves every user on every run", s)
-	}
 	require.Len(t, snap.Details, len(snap.Users), "one detail per user, no more: %v", snap.Details)
 	for _, name := range snap.Users {
 		_, ok := snap.Details[name]
@@ -375,7 +440,7 @@ func testSnapshotDetails(t *testing.T, s ldapauth.UserStore) {
 
 // detail returns the details of the user name (compared
 // case-insensitively) in snap.
-func detail(t *testing.T, snap *ldapauth.Snapshot, name string) ldapauth.StoredUser {
+func detail(t *testing.T, snap *Contents, name string) ldapauth.StoredUser {
 	t.Helper()
 	for k, d := range snap.Details {
 		if strings.EqualFold(k, name) {
@@ -409,7 +474,7 @@ func testConcurrent(t *testing.T, s ldapauth.UserStore) {
 			if err := s.SetMember(ctx, ReadersDN, name, true); err != nil {
 				return err
 			}
-			_, err := s.Snapshot(ctx)
+			_, err := Read(ctx, s)
 			return err
 		}()
 		if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/go-ldapauth/ldapauth/examples/internal/demo"
 	"github.com/go-ldapauth/ldapauth/examples/sqlstore"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // env is a login server over the demo directory and a SQLite database,
@@ -217,7 +218,7 @@ func TestLoginRefused(t *testing.T) {
 	for name, page := range pages {
 		assert.Equal(t, want, page, "%s: the same page as a wrong password", name)
 	}
-	snap, err := e.store.Snapshot(t.Context())
+	snap, err := storetest.Read(t.Context(), e.store)
 	require.NoError(t, err)
 	assert.Empty(t, snap.Users, "no refused user reaches the database")
 }
@@ -399,7 +400,7 @@ func TestConcurrentLogins(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	snap, err := e.store.Snapshot(t.Context())
+	snap, err := storetest.Read(t.Context(), e.store)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, users, snap.Users)
 }

@@ -90,20 +90,28 @@ func run(user, password string) error {
 	}
 
 	fmt.Printf("logged in: %s\n  dn: %s\n", u.Username, u.DN)
-	stored := store.User(u.Username)
-	for _, field := range []string{"first_name", "last_name", "email"} {
-		fmt.Printf("  %s: %s\n", field, stored.Fields[field])
-	}
-	fmt.Printf("  organisations: %s\n", strings.Join(store.Organisations(u.Username), ", "))
-	snap, err := store.Snapshot(ctx)
-	if err != nil {
-		return err
+	for stored, err := range store.Users(ctx) {
+		if err != nil {
+			return err
+		}
+		if !strings.EqualFold(stored.Username, u.Username) {
+			continue
+		}
+		for _, field := range []string{"first_name", "last_name", "email"} {
+			fmt.Printf("  %s: %s\n", field, stored.Fields[field])
+		}
+		fmt.Printf("  organisations: %s\n", strings.Join(stored.Organisations, ", "))
 	}
 	fmt.Println("  synced groups in the store:")
-	for _, g := range snap.Groups {
+	groups := 0
+	for g, err := range store.Groups(ctx) {
+		if err != nil {
+			return err
+		}
+		groups++
 		fmt.Printf("    %s (%s): %s\n", g.Name, g.DN, strings.Join(g.Members, ", "))
 	}
-	if len(snap.Groups) == 0 {
+	if groups == 0 {
 		fmt.Println("    (none)")
 	}
 	return nil

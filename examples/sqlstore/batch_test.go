@@ -10,6 +10,7 @@ import (
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/examples/internal/demo"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // TestSyncStoppedMidApply stops a first sync once its first batch is
@@ -34,7 +35,7 @@ func TestSyncStoppedMidApply(t *testing.T) {
 			clean := b.open(t)
 			rep, err := syncer(clean).Sync(t.Context(), ldapauth.SyncOptions{CreateUsers: true})
 			require.NoError(t, err)
-			want, err := clean.Snapshot(t.Context())
+			want, err := storetest.Read(t.Context(), clean)
 			require.NoError(t, err)
 
 			store := b.open(t)
@@ -49,7 +50,7 @@ func TestSyncStoppedMidApply(t *testing.T) {
 			}})
 			require.ErrorIs(t, err, context.Canceled)
 			require.Less(t, stoppedAt.Done, stoppedAt.Total, "stopped part-way: %+v", stoppedAt)
-			partial, err := store.Snapshot(t.Context())
+			partial, err := storetest.Read(t.Context(), store)
 			require.NoError(t, err)
 			require.NotEqual(t, want, partial, "the stopped run left work undone")
 
@@ -57,7 +58,7 @@ func TestSyncStoppedMidApply(t *testing.T) {
 			require.NoError(t, err)
 			assert.True(t, again.Applied)
 			assert.Less(t, again.Counts.Changes(), rep.Counts.Changes(), "the second run writes only what the first did not")
-			got, err := store.Snapshot(t.Context())
+			got, err := storetest.Read(t.Context(), store)
 			require.NoError(t, err)
 			assert.Equal(t, want, got, "the second run completes the store")
 		})

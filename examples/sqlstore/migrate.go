@@ -27,12 +27,20 @@ type dialect struct {
 	// forUpdate ends a SELECT that locks its rows until the transaction
 	// ends. SQLite needs none: a write transaction locks the database.
 	forUpdate string
+	// agg is the string aggregate function: group_concat or string_agg.
+	agg string
+}
+
+// aggregate is the dialect's aggregate of column's values into one string,
+// separated by orgSeparator.
+func (d dialect) aggregate(column string) string {
+	return d.agg + "(" + column + ", '" + orgSeparator + "')"
 }
 
 var (
-	sqliteDialect = dialect{name: "sqlite"} // _txlock=immediate already serialises writers
+	sqliteDialect = dialect{name: "sqlite", agg: "group_concat"} // _txlock=immediate already serialises writers
 	// The key is an arbitrary constant: "ldapauth" in ASCII.
-	postgresDialect = dialect{name: "postgres", lock: `SELECT pg_advisory_xact_lock(7596496375727657320)`, numbered: true, forUpdate: " FOR UPDATE"}
+	postgresDialect = dialect{name: "postgres", lock: `SELECT pg_advisory_xact_lock(7596496375727657320)`, numbered: true, forUpdate: " FOR UPDATE", agg: "string_agg"}
 )
 
 // rebind turns the ? placeholders of query into the dialect's own. The

@@ -19,6 +19,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"net/url"
 	"slices"
@@ -367,112 +368,111 @@ func (s *Store) SetMember(ctx context.Context, groupDN, username string, member 
 	})
 }
 
-// Snapshot implements [ldapauth.UserStore]: the users with their details
-// (DN, mapped fields, organisations, so that a sync writes only what
-// changed), and the groups with their members, sorted, read in one
-// transaction.
-func (s *Store) Snapshot(ctx context.Context) (*ldapauth.Snapshot, error) {
-	snap := &ldapauth.Snapshot{}
-	err := s.inTx(ctx, "snapshot", func(tx *sql.Tx) error {
-		if err := s.snapshotUsers(ctx, tx, snap); err != nil {
-			return err
+// Users implements [ldapauth.UserStore]: one query, whose rows (a user's
+// row per mapped field, its organisations aggregated) are read through a
+// cursor and merged user by user, so that memory holds one user at a time,
+// whatever the number of users.
+func (s *Store) Users(ctx context.Context) iter.Seq2[ldapauth.StoredUser, error] {
+	return func(yield func(ldapauth.StoredUser, error) bool) {
+		s.streamUsers(ctx, "", nil, yield)
+	}
+}
+
+// streamUsers runs the users query, restricted by where (a condition on
+// u, with args) when it is not empty, and yields each user; it reports
+// whether the caller should go on.
+func (s *Store) streamUsers(ctx context.Context, where string, args []any, yield func(ldapauth.StoredUser, error) bool) bool {
+	if where != "" {
+		where = " WHERE " + where
+	}
+	rows, err := s.db.QueryContext(ctx, s.dialect.rebind(`SELECT u.username_key, u.username, u.dn,
+		(SELECT `+s.dialect.aggregate("o.organisation_id")+` FROM organisation_members o WHERE o.username_key = u.username_key),
+		f.field, f.value
+		FROM ldap_users u LEFT JOIN ldap_user_fields f ON f.username_key = u.username_key`+where+`
+		ORDER BY u.username_key, f.field`), args...)
+	if err != nil {
+		yield(ldapauth.StoredUser{}, fmt.Errorf("sqlstore: users: %w", err))
+		return false
+	}
+	defer rows.Close()
+	var cur ldapauth.StoredUser
+	curKey, have := "", false
+	for rows.Next() {
+		var key, name, dn string
+		var orgs, field, value sql.NullString
+		if err := rows.Scan(&key, &name, &dn, &orgs, &field, &value); err != nil {
+			yield(ldapauth.StoredUser{}, fmt.Errorf("sqlstore: users: %w", err))
+			return false
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT g.dn_key, g.dn, g.name, m.username
+		if !have || key != curKey {
+			if have && !yield(cur, nil) {
+				return false
+			}
+			cur = ldapauth.StoredUser{Username: name, DN: dn, Fields: map[string]string{}}
+			if orgs.Valid && orgs.String != "" {
+				cur.Organisations = strings.Split(orgs.String, orgSeparator)
+				slices.Sort(cur.Organisations)
+			}
+			curKey, have = key, true
+		}
+		if field.Valid {
+			cur.Fields[field.String] = value.String
+		}
+	}
+	if err := rows.Err(); err != nil {
+		yield(ldapauth.StoredUser{}, fmt.Errorf("sqlstore: users: %w", err))
+		return false
+	}
+	if have {
+		return yield(cur, nil)
+	}
+	return true
+}
+
+// orgSeparator separates the organisation IDs the users query aggregates
+// (the ASCII unit separator, which an ID does not hold).
+const orgSeparator = "\x1f"
+
+// Groups implements [ldapauth.UserStore]: the groups with their members,
+// read through a cursor group by group.
+func (s *Store) Groups(ctx context.Context) iter.Seq2[ldapauth.GroupMembers, error] {
+	return func(yield func(ldapauth.GroupMembers, error) bool) {
+		rows, err := s.db.QueryContext(ctx, `SELECT g.dn_key, g.dn, g.name, m.username
 			FROM ldap_groups g LEFT JOIN ldap_group_members m ON m.dn_key = g.dn_key
 			ORDER BY g.dn_key, m.username_key`)
 		if err != nil {
-			return err
+			yield(ldapauth.GroupMembers{}, fmt.Errorf("sqlstore: groups: %w", err))
+			return
 		}
 		defer rows.Close()
-		lastKey := ""
+		var cur ldapauth.GroupMembers
+		curKey, have := "", false
 		for rows.Next() {
 			var key, dn, name string
 			var member sql.NullString
 			if err := rows.Scan(&key, &dn, &name, &member); err != nil {
-				return err
+				yield(ldapauth.GroupMembers{}, fmt.Errorf("sqlstore: groups: %w", err))
+				return
 			}
-			if len(snap.Groups) == 0 || key != lastKey {
-				lastKey = key
-				snap.Groups = append(snap.Groups, ldapauth.GroupMembers{Group: ldapauth.Group{DN: dn, Name: name}})
+			if !have || key != curKey {
+				if have && !yield(cur, nil) {
+					return
+				}
+				cur = ldapauth.GroupMembers{Group: ldapauth.Group{DN: dn, Name: name}}
+				curKey, have = key, true
 			}
 			if member.Valid {
-				g := &snap.Groups[len(snap.Groups)-1]
-				g.Members = append(g.Members, member.String)
+				cur.Members = append(cur.Members, member.String)
 			}
 		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, err
-	}
-	return snap, nil
-}
-
-// snapshotUsers reads the users and their details into snap: three
-// queries, whatever the number of users.
-func (s *Store) snapshotUsers(ctx context.Context, tx *sql.Tx, snap *ldapauth.Snapshot) error {
-	byKey := map[string]*ldapauth.StoredUser{}
-	keys := []string{}
-	rows, err := tx.QueryContext(ctx, `SELECT username_key, username, dn FROM ldap_users ORDER BY username_key`)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var key, name, dn string
-		if err := rows.Scan(&key, &name, &dn); err != nil {
-			return err
+		if err := rows.Err(); err != nil {
+			yield(ldapauth.GroupMembers{}, fmt.Errorf("sqlstore: groups: %w", err))
+			return
 		}
-		snap.Users = append(snap.Users, name)
-		keys = append(keys, key)
-		byKey[key] = &ldapauth.StoredUser{DN: dn, Fields: map[string]string{}}
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	rows.Close()
-
-	fields, err := tx.QueryContext(ctx, `SELECT username_key, field, value FROM ldap_user_fields`)
-	if err != nil {
-		return err
-	}
-	defer fields.Close()
-	for fields.Next() {
-		var key, field, value string
-		if err := fields.Scan(&key, &field, &value); err != nil {
-			return err
-		}
-		if u := byKey[key]; u != nil {
-			u.Fields[field] = value
+		if have {
+			yield(cur, nil)
 		}
 	}
-	if err := fields.Err(); err != nil {
-		return err
-	}
-	fields.Close()
-
-	orgs, err := tx.QueryContext(ctx, `SELECT username_key, organisation_id FROM organisation_members ORDER BY organisation_id`)
-	if err != nil {
-		return err
-	}
-	defer orgs.Close()
-	for orgs.Next() {
-		var key, org string
-		if err := orgs.Scan(&key, &org); err != nil {
-			return err
-		}
-		if u := byKey[key]; u != nil {
-			u.Organisations = append(u.Organisations, org)
-		}
-	}
-	if err := orgs.Err(); err != nil {
-		return err
-	}
-	snap.Details = make(map[string]ldapauth.StoredUser, len(keys))
-	for i, key := range keys {
-		snap.Details[snap.Users[i]] = *byKey[key]
-	}
-	return nil
 }
 
 // User returns the stored user, or an error matching [ErrNoSuchUser].

@@ -32,7 +32,7 @@
 // otherwise) and the reason for a failure go to stderr. Exit status: 0 the
 // sync ran (or planned, with -dry-run); 1 it failed (directory or database
 // unreachable, the sync aborted, a write failed); 2 bad flags or
-// configuration; 3 the removal guard refused, nothing written (the plan is
+// configuration; 3 the removal guard refused, nothing removed (the plan is
 // on stdout: check it, then run once with -force); 4 another sync holds the
 // lease, nothing done (the message says since when and which host and
 // process).
@@ -66,7 +66,7 @@ const (
 	exitOK      = 0 // synced, or planned with -dry-run
 	exitFailure = 1 // the sync or the database failed
 	exitUsage   = 2 // bad flags or configuration
-	exitGuard   = 3 // the removal guard refused: nothing written
+	exitGuard   = 3 // the removal guard refused: nothing removed
 	exitLease   = 4 // another sync holds the lease: nothing done
 )
 

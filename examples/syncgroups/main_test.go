@@ -23,6 +23,7 @@ import (
 	"github.com/go-ldapauth/ldapauth/internal/faultproxy"
 	"github.com/go-ldapauth/ldapauth/internal/pgtest"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // pg is the PostgreSQL server shared by the tests of this binary.
@@ -64,9 +65,9 @@ func openStore(t *testing.T, dsn string) *sqlstore.Store {
 	return s
 }
 
-func snapshot(t *testing.T, dsn string) *ldapauth.Snapshot {
+func snapshot(t *testing.T, dsn string) *storetest.Contents {
 	t.Helper()
-	snap, err := openStore(t, dsn).Snapshot(t.Context())
+	snap, err := storetest.Read(t.Context(), openStore(t, dsn))
 	require.NoError(t, err)
 	return snap
 }
@@ -231,8 +232,8 @@ func TestFailures(t *testing.T) {
 		{"bad variable", with(map[string]string{"LDAP_SYNC_MAX_REMOVAL_PERCENT": "lots"}), nil, exitUsage, "LDAP_SYNC_MAX_REMOVAL_PERCENT"},
 		{"sync variables missing", with(map[string]string{"LDAP_SYNC_USER_USERNAME": "", "LDAP_SYNC_USER_PASSWORD": ""}), nil, exitUsage,
 			"LDAP_SYNC_USER_USERNAME"},
-		{"wrong sync password", with(map[string]string{"LDAP_SYNC_USER_PASSWORD": "wrong"}), nil, exitFailure, "sync aborted, nothing written: bind"},
-		{"directory down", with(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1:1"}), nil, exitFailure, "sync aborted, nothing written"},
+		{"wrong sync password", with(map[string]string{"LDAP_SYNC_USER_PASSWORD": "wrong"}), nil, exitFailure, "sync aborted, nothing removed: bind"},
+		{"directory down", with(map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1:1"}), nil, exitFailure, "sync aborted, nothing removed"},
 		{"database unusable", good, []string{"-db", t.TempDir()}, exitFailure, "sqlstore"},
 		{"URL forgotten: no demo in its place", map[string]string{"LDAP_SYNCED_GROUPS": "cn=a,dc=x"}, nil, exitUsage, "LDAP_AUTH_URL not set, but LDAP_SYNCED_GROUPS is"},
 		{"demo never writes into DATABASE_URL", map[string]string{"DATABASE_URL": "postgres://app@127.0.0.1:1/app"}, nil, exitUsage, "unset DATABASE_URL"},

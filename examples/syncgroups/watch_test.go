@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // slapdEnv is the environment of a deployment syncing srv (readers
@@ -73,7 +74,7 @@ func TestWatch(t *testing.T) {
 		exited <- run(ctx, []string{"-db", db, "-watch", "-create-users"}, &stdout, &stderr, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	}()
 	// until polls the database; the bound only turns a hang into a failure.
-	until := func(what string, cond func(*ldapauth.Snapshot) bool) {
+	until := func(what string, cond func(*storetest.Contents) bool) {
 		t.Helper()
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 			if cond(snapshot(t, db)) {
@@ -84,9 +85,9 @@ func TestWatch(t *testing.T) {
 			}
 		}
 	}
-	until("the first run", func(s *ldapauth.Snapshot) bool { return slices.Contains(s.Users, "carol") })
+	until("the first run", func(s *storetest.Contents) bool { return slices.Contains(s.Users, "carol") })
 	srv.DeleteUser(t, "carol")
-	until("carol removed", func(s *ldapauth.Snapshot) bool { return !slices.Contains(s.Users, "carol") })
+	until("carol removed", func(s *storetest.Contents) bool { return !slices.Contains(s.Users, "carol") })
 	stop()
 	select {
 	case code := <-exited:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/dstest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // What 389-DS 2.3 answers a bind carrying the password policy request
@@ -114,7 +115,7 @@ func TestLockout(t *testing.T) {
 				assertAccountState(t, err, ldapauth.ErrAccountLocked, ldap.LDAPResultConstraintViolation)
 				assert.NotErrorIs(t, err, ldapauth.ErrAccountDisabled)
 			}
-			assert.Nil(t, store.User(uid))
+			assert.Nil(t, storetest.User(store, uid))
 
 			srv.Unlock(t, dn)
 			_, err := login(a, uid, dstest.Password(uid))
@@ -143,7 +144,7 @@ func TestDisabled(t *testing.T) {
 					assertAccountState(t, err, ldapauth.ErrAccountDisabled, ldap.LDAPResultUnwillingToPerform)
 					assert.NotErrorIs(t, err, ldapauth.ErrAccountLocked)
 				}
-				assert.Nil(t, store.User(uid))
+				assert.Nil(t, storetest.User(store, uid))
 			}
 		})
 	}
@@ -166,7 +167,7 @@ func TestMustChangePassword(t *testing.T) {
 			var acct *ldapauth.AccountError
 			require.ErrorAs(t, err, &acct)
 			assert.Equal(t, "changeAfterReset", acct.Code)
-			assert.Nil(t, store.User(uid))
+			assert.Nil(t, storetest.User(store, uid))
 		})
 	}
 }

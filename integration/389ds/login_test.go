@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/dstest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 func TestLogin(t *testing.T) {
@@ -39,7 +40,7 @@ func TestLogin(t *testing.T) {
 					assert.Equal(t, tt.wantFields["username"], u.Username)
 					assertSameDN(t, tt.wantDN, u.DN)
 					assert.Equal(t, tt.wantFields, u.Fields)
-					stored := store.User(tt.wantFields["username"])
+					stored := storetest.User(store, tt.wantFields["username"])
 					require.NotNil(t, stored, "the user is in the store")
 					assert.Equal(t, tt.wantFields, stored.Fields)
 				})
@@ -91,7 +92,7 @@ func TestInvalidCredentials(t *testing.T) {
 					}
 				})
 			}
-			snap, err := store.Snapshot(t.Context())
+			snap, err := storetest.Read(t.Context(), store)
 			require.NoError(t, err)
 			assert.Empty(t, snap.Users, "no refused login reached the store")
 		})
@@ -127,7 +128,7 @@ func TestLoginGroup(t *testing.T) {
 					u, err := login(a, tt.username, tt.password)
 					if tt.wantErr == nil {
 						require.NoError(t, err)
-						assert.NotNil(t, store.User(u.Username))
+						assert.NotNil(t, storetest.User(store, u.Username))
 						return
 					}
 					assert.Nil(t, u)
@@ -151,7 +152,7 @@ func TestServiceAccount(t *testing.T) {
 		assert.ElementsMatch(t, []string{
 			dstest.GroupDN("ldapusers"), dstest.GroupDN("marvel"), dstest.GroupDN("nested-child"), dstest.GroupDN("nested-parent"),
 		}, u.Groups)
-		assert.NotNil(t, store.User("carol"))
+		assert.NotNil(t, storetest.User(store, "carol"))
 	})
 	// A service account of the test's own: wrong passwords count towards
 	// its lockout.
@@ -166,7 +167,7 @@ func TestServiceAccount(t *testing.T) {
 		var lerr *ldap.Error
 		require.ErrorAs(t, err, &lerr)
 		assert.Equal(t, uint16(ldap.LDAPResultInvalidCredentials), lerr.ResultCode)
-		assert.Nil(t, store.User("alice"))
+		assert.Nil(t, storetest.User(store, "alice"))
 	})
 }
 
@@ -215,7 +216,7 @@ func TestTLS(t *testing.T) {
 					require.ErrorAs(t, err, &tlsErr)
 					assert.Equal(t, tt.url, tlsErr.URL)
 					assert.NotErrorIs(t, err, ldapauth.ErrInvalidCredentials)
-					assert.Nil(t, store.User("alice"))
+					assert.Nil(t, storetest.User(store, "alice"))
 				})
 			}
 		})

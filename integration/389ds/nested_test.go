@@ -12,6 +12,7 @@ import (
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/dstest"
 	"github.com/go-ldapauth/ldapauth/internal/faultproxy"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // nestedEnv: the login group and one synced group, with nesting as nested.
@@ -55,7 +56,7 @@ func TestNestedGroups(t *testing.T) {
 						return
 					}
 					require.NoError(t, err)
-					members, _ := store.Members(dstest.GroupDN(tt.synced))
+					members, _ := storetest.Members(store, dstest.GroupDN(tt.synced))
 					assert.Equal(t, tt.inSynced, len(members) == 1 && members[0] == tt.user, "members %v", members)
 				})
 			}
@@ -100,7 +101,7 @@ func TestNestedActiveDirectoryRefused(t *testing.T) {
 					assert.Nil(t, u)
 					assertConfig(t, err)
 				}
-				assert.Nil(t, store.User("carol"))
+				assert.Nil(t, storetest.User(store, "carol"))
 			})
 		}
 	})

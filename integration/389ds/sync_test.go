@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/dstest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // The sync job (Authenticator.Sync) on the shared 389-DS. Each test that
@@ -76,13 +77,13 @@ func runSync(t *testing.T, a *ldapauth.Authenticator, opts ldapauth.SyncOptions)
 
 func snapshotUsers(t *testing.T, s *ldapauth.MemStore) []string {
 	t.Helper()
-	snap, err := s.Snapshot(context.Background())
+	snap, err := storetest.Read(context.Background(), s)
 	require.NoError(t, err)
 	return snap.Users
 }
 
 func members(s *ldapauth.MemStore, dn string) []string {
-	m, _ := s.Members(dn)
+	m, _ := storetest.Members(s, dn)
 	return m
 }
 
@@ -147,7 +148,7 @@ func TestSyncDirectoryChanges(t *testing.T) {
 	srv.DeleteEntry(t, f.unique)
 	rep = runSync(t, a, ldapauth.SyncOptions{})
 	assert.Equal(t, []ldapauth.Group{{DN: f.unique, Name: f.uniqueCN}}, rep.GroupsRemoved)
-	_, ok := store.GroupOf(f.unique)
+	_, ok := storetest.GroupOf(store, f.unique)
 	assert.False(t, ok)
 	again := runSync(t, a, ldapauth.SyncOptions{})
 	assert.Zero(t, again.Counts.Changes(), "a second run changes nothing: %s", again)

@@ -33,6 +33,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/sambatest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 var dc sambatest.Shared
@@ -122,7 +123,7 @@ func TestNameForms(t *testing.T) {
 			assert.Equal(t, "alice", u.Username, "the sAMAccountName")
 			assert.Equal(t, d.UserDN(sambatest.UserAlice), u.DN)
 			assert.Equal(t, map[string]string{"username": "alice", "email": "alice@ldapauth.test", "first_name": "Alice", "last_name": "Liddell"}, u.Fields)
-			stored := store.User("alice")
+			stored := storetest.User(store, "alice")
 			require.NotNil(t, stored)
 			assert.Equal(t, "alice", stored.Username)
 
@@ -130,7 +131,7 @@ func TestNameForms(t *testing.T) {
 			u, err = a.Authenticate(context.Background(), "ALICE", d.Users[sambatest.UserAlice])
 			require.NoError(t, err)
 			assert.Equal(t, "alice", u.Username)
-			snap, err := store.Snapshot(context.Background())
+			snap, err := storetest.Read(context.Background(), store)
 			require.NoError(t, err)
 			assert.Equal(t, []string{"alice"}, snap.Users)
 		})
@@ -200,7 +201,7 @@ func TestAccountStates(t *testing.T) {
 				code, ok := ldapauth.ADBindCode(err)
 				require.True(t, ok)
 				assert.Equal(t, tt.code, code)
-				assert.Nil(t, store.User(tt.user), "nothing stored")
+				assert.Nil(t, storetest.User(store, tt.user), "nothing stored")
 			})
 		}
 	}
@@ -243,7 +244,7 @@ func TestLoginGroup(t *testing.T) {
 			if !tt.ok {
 				require.ErrorIs(t, err, ldapauth.ErrNotPermitted)
 				assert.NotErrorIs(t, err, ldapauth.ErrInvalidCredentials, "the password was right")
-				assert.Nil(t, store.User(tt.user))
+				assert.Nil(t, storetest.User(store, tt.user))
 				return
 			}
 			require.NoError(t, err)
@@ -312,13 +313,13 @@ func TestSyncedGroups(t *testing.T) {
 			require.NoError(t, err)
 			var got []string
 			for _, g := range groups {
-				members, _ := store.Members(d.GroupDN(g))
+				members, _ := storetest.Members(store, d.GroupDN(g))
 				if containsFold(members, tt.user) {
 					got = append(got, g)
 				}
 			}
 			assert.ElementsMatch(t, tt.want, got)
-			assert.Equal(t, []string{"1"}, store.Organisations(tt.user))
+			assert.Equal(t, []string{"1"}, storetest.Organisations(store, tt.user))
 		})
 	}
 }
@@ -414,7 +415,7 @@ func TestLargeGroup(t *testing.T) {
 			u := &ldapauth.User{DN: last, Username: name}
 			require.NoError(t, store.SaveUser(context.Background(), u), "a login saves the user before the syncer runs")
 			require.NoError(t, ldapauth.SyncUserGroups{}.SyncRelations(context.Background(), cfg, u, &rangeLimit{dir: conn, step: step}))
-			got2, _ := store.Members(d.GroupDN(sambatest.GroupBig))
+			got2, _ := storetest.Members(store, d.GroupDN(sambatest.GroupBig))
 			assert.Equal(t, []string{name}, got2)
 		})
 	}

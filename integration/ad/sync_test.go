@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/sambatest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // The sync job (Flagsmith's sync_ldap_users_and_groups) against the DC.
@@ -144,9 +145,9 @@ func adSync(t *testing.T, a *ldapauth.Authenticator, opts ldapauth.SyncOptions) 
 	return rep
 }
 
-func adSnapshot(t *testing.T, s *ldapauth.MemStore) *ldapauth.Snapshot {
+func adSnapshot(t *testing.T, s *ldapauth.MemStore) *storetest.Contents {
 	t.Helper()
-	snap, err := s.Snapshot(context.Background())
+	snap, err := storetest.Read(context.Background(), s)
 	require.NoError(t, err)
 	return snap
 }
@@ -185,7 +186,7 @@ func TestSyncAD(t *testing.T) {
 		require.NoError(t, err, u)
 	}
 	members := func(g string) []string {
-		m, _ := store.Members(g)
+		m, _ := storetest.Members(store, g)
 		return m
 	}
 	require.Equal(t, []string{u1, u2}, members(team))
@@ -217,7 +218,7 @@ func TestSyncAD(t *testing.T) {
 		assert.Empty(t, rep.GroupsRemoved)
 		assert.True(t, rep.Applied)
 
-		assert.Nil(t, store.User(u1))
+		assert.Nil(t, storetest.User(store, u1))
 		assert.Equal(t, []string{u3}, members(team))
 		assert.Equal(t, []string{u3}, members(parent))
 		assert.Equal(t, []string{u2, u3}, members(loginGroup), "u1 went with its user")
@@ -257,12 +258,12 @@ func TestSyncADPrimaryGroupAsLoginGroup(t *testing.T) {
 	}))
 	_, err := a.Authenticate(context.Background(), u, syncPassword)
 	require.NoError(t, err)
-	members, _ := store.Members(d.GroupDN("Domain Users"))
+	members, _ := storetest.Members(store, d.GroupDN("Domain Users"))
 	require.Equal(t, []string{u}, members)
 
 	rep := adSync(t, a, ldapauth.SyncOptions{})
 	assert.Zero(t, rep.Counts.Changes(), "%s", rep)
-	assert.NotNil(t, store.User(u))
+	assert.NotNil(t, storetest.User(store, u))
 }
 
 // Which accounts the recipe's (objectClass=user) search reads, and so what

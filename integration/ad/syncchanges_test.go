@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/go-ldapauth/ldapauth"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // Active Directory has no RFC 4533 content synchronisation: SyncChanges
@@ -26,7 +27,7 @@ func TestSyncChangesAD(t *testing.T) {
 	assert.Equal(t, ldapauth.ChangeSyncFull, rep.ChangeSync.Mode)
 	assert.Contains(t, rep.ChangeSync.Fallback, "content synchronisation")
 	assert.True(t, rep.Applied)
-	m, _ := store.Members(team)
+	m, _ := storetest.Members(store, team)
 	assert.Equal(t, []string{u1}, m)
 
 	err = a.WatchChanges(context.Background(), ldapauth.WatchOptions{})

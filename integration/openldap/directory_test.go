@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // TestSearchRefused covers a directory that accepts the bind and refuses
@@ -50,7 +51,7 @@ func TestSearchRefused(t *testing.T) {
 		for _, sentinel := range []error{ldapauth.ErrInvalidCredentials, ldapauth.ErrNotPermitted, ldapauth.ErrUnavailable} {
 			assert.NotErrorIs(t, err, sentinel)
 		}
-		assert.Nil(t, store.User("alice"))
+		assert.Nil(t, storetest.User(store, "alice"))
 	})
 
 	t.Run("a service account without a password is refused before any bind", func(t *testing.T) {
@@ -115,7 +116,7 @@ func TestSizeLimit(t *testing.T) {
 						"last_name":  "User" + uid[len("user"):],
 						"email":      uid + "@example.com",
 					}, u.Fields)
-					assert.NotNil(t, store.User(uid))
+					assert.NotNil(t, storetest.User(store, uid))
 				})
 			}
 		})

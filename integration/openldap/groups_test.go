@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 const organisationID = "1"
@@ -44,13 +45,13 @@ func TestSyncedGroups(t *testing.T) {
 			// First login: in readers, not in marvel.
 			_, err := login(a, uid, slapdtest.Password(uid))
 			require.NoError(t, err)
-			assert.Equal(t, []string{organisationID}, store.Organisations(uid))
-			got, ok := store.Members(readers)
+			assert.Equal(t, []string{organisationID}, storetest.Organisations(store, uid))
+			got, ok := storetest.Members(store, readers)
 			require.True(t, ok, "readers is created")
 			assert.Equal(t, []string{uid}, got)
-			g, _ := store.GroupOf(readers)
+			g, _ := storetest.GroupOf(store, readers)
 			assert.Equal(t, "readers", g.Name, "named after the first RDN")
-			_, ok = store.Members(marvel)
+			_, ok = storetest.Members(store, marvel)
 			assert.False(t, ok, "marvel is not created: nobody in it logged in")
 
 			// Between the logins, the directory moves the user from
@@ -60,13 +61,13 @@ func TestSyncedGroups(t *testing.T) {
 
 			_, err = login(a, uid, slapdtest.Password(uid))
 			require.NoError(t, err)
-			got, ok = store.Members(readers)
+			got, ok = storetest.Members(store, readers)
 			require.True(t, ok, "readers stays: groups are removed by the sync job only")
 			assert.Empty(t, got, "removed from readers")
-			got, ok = store.Members(marvel)
+			got, ok = storetest.Members(store, marvel)
 			require.True(t, ok, "marvel is created")
 			assert.Equal(t, []string{uid}, got, "added to marvel")
-			assert.Equal(t, []string{organisationID}, store.Organisations(uid), "joining again is harmless")
+			assert.Equal(t, []string{organisationID}, storetest.Organisations(store, uid), "joining again is harmless")
 		})
 	}
 }
@@ -114,9 +115,9 @@ func TestSyncedGroupsWithoutMemberOf(t *testing.T) {
 			u, err := login(a, uid, slapdtest.Password(uid))
 			require.NoError(t, err)
 			require.Empty(t, u.Groups, "precondition: the entry has no memberOf")
-			assert.Equal(t, []string{organisationID}, store.Organisations(uid), "a user in no group still joins the organisation")
+			assert.Equal(t, []string{organisationID}, storetest.Organisations(store, uid), "a user in no group still joins the organisation")
 			for _, g := range []string{readers, unique, posix} {
-				got, _ := store.Members(g)
+				got, _ := storetest.Members(store, g)
 				assert.NotContains(t, got, uid, g)
 			}
 
@@ -126,19 +127,19 @@ func TestSyncedGroupsWithoutMemberOf(t *testing.T) {
 			require.NoError(t, err)
 			require.Empty(t, u.Groups, "precondition: still no memberOf")
 			for _, g := range []string{unique, posix} {
-				got, ok := store.Members(g)
+				got, ok := storetest.Members(store, g)
 				require.True(t, ok, "%s is created", g)
 				assert.Equal(t, []string{uid}, got, g)
 			}
-			got, _ := store.Members(readers)
+			got, _ := storetest.Members(store, readers)
 			assert.NotContains(t, got, uid)
 
 			modify(t, posix, "delete", "memberUid", uid)
 			_, err = login(a, uid, slapdtest.Password(uid))
 			require.NoError(t, err)
-			got, _ = store.Members(posix)
+			got, _ = storetest.Members(store, posix)
 			assert.Empty(t, got, "removed from posix-devs")
-			got, _ = store.Members(unique)
+			got, _ = storetest.Members(store, unique)
 			assert.Equal(t, []string{uid}, got, "still in unique-devs")
 		})
 	}

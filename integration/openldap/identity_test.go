@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // Issue 11 on a Flagsmith deployment's variables (own server: it adds
@@ -51,6 +52,6 @@ func TestIdentityFlagsmithOpenLDAP(t *testing.T) {
 	u, err = login(stb, "mallory", "mallory-password")
 	require.NoError(t, err)
 	assert.Equal(t, "mallory", u.Username)
-	assert.NotNil(t, store.User("mallory"))
-	assert.Nil(t, store.User("admin"), "never stored under the entry's other value")
+	assert.NotNil(t, storetest.User(store, "mallory"))
+	assert.Nil(t, storetest.User(store, "admin"), "never stored under the entry's other value")
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // modes are the two ways the login search runs: as the user after the
@@ -82,7 +83,7 @@ func TestLogin(t *testing.T) {
 					assertSameDN(t, tt.wantDN, u.DN)
 					assert.Equal(t, tt.wantFields, u.Fields)
 
-					stored := store.User(tt.wantFields["username"])
+					stored := storetest.User(store, tt.wantFields["username"])
 					require.NotNil(t, stored, "the user is in the store")
 					assert.Equal(t, tt.wantFields["username"], stored.Username)
 					assert.Equal(t, tt.wantFields, stored.Fields)
@@ -144,7 +145,7 @@ func TestInvalidCredentials(t *testing.T) {
 					assert.Equal(t, tt.username, lerr.Username)
 				})
 			}
-			snap, err := store.Snapshot(t.Context())
+			snap, err := storetest.Read(t.Context(), store)
 			require.NoError(t, err)
 			assert.Empty(t, snap.Users, "no refused login reached the store")
 		})
@@ -192,7 +193,7 @@ func TestLoginGroup(t *testing.T) {
 					u, err := login(a, tt.username, tt.password)
 					if tt.wantErr == nil {
 						require.NoError(t, err)
-						assert.NotNil(t, store.User(u.Username))
+						assert.NotNil(t, storetest.User(store, u.Username))
 						return
 					}
 					assert.Nil(t, u)
@@ -201,7 +202,7 @@ func TestLoginGroup(t *testing.T) {
 					require.ErrorAs(t, err, &lerr)
 					if tt.wantErr == ldapauth.ErrNotPermitted {
 						assert.NotErrorIs(t, err, ldapauth.ErrInvalidCredentials, "a right password is not reported as a wrong one")
-						assert.Nil(t, store.User(tt.username), "a refused user is not stored")
+						assert.Nil(t, storetest.User(store, tt.username), "a refused user is not stored")
 					}
 				})
 			}
@@ -220,7 +221,7 @@ func TestServiceAccount(t *testing.T) {
 		assert.ElementsMatch(t, []string{
 			slapdtest.GroupDN("ldapusers"), slapdtest.GroupDN("marvel"), slapdtest.GroupDN("nested-child"),
 		}, u.Groups)
-		assert.NotNil(t, store.User("carol"))
+		assert.NotNil(t, storetest.User(store, "carol"))
 	})
 
 	// On its own server: three failed binds would lock svc.
@@ -238,7 +239,7 @@ func TestServiceAccount(t *testing.T) {
 		var lerr *ldap.Error
 		require.ErrorAs(t, err, &lerr, "the directory's answer is kept")
 		assert.Equal(t, uint16(ldap.LDAPResultInvalidCredentials), lerr.ResultCode)
-		assert.Nil(t, store.User("alice"))
+		assert.Nil(t, storetest.User(store, "alice"))
 
 		// The user's own bind comes first: a wrong user password is still
 		// the user's invalid credentials, whatever the service account.

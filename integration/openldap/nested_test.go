@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // LDAP_AUTH_NESTED_GROUPS=walk on OpenLDAP, which has no in-chain rule: the
@@ -57,7 +58,7 @@ func TestNestedGroupsWalkOpenLDAP(t *testing.T) {
 					return
 				}
 				require.NoError(t, err)
-				members, _ := store.Members(slapdtest.GroupDN("nested-parent"))
+				members, _ := storetest.Members(store, slapdtest.GroupDN("nested-parent"))
 				assert.Equal(t, tt.synced, len(members) == 1 && members[0] == tt.user, "members %v", members)
 			})
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // What slapd 2.5's ppolicy overlay answers (default policy: pwdLockout,
@@ -111,7 +112,7 @@ func TestMustChangePassword(t *testing.T) {
 			for _, sentinel := range []error{ldapauth.ErrServiceAccount, ldapauth.ErrUnavailable, ldapauth.ErrConfig, ldapauth.ErrNotPermitted, ldapauth.ErrAccountLocked} {
 				assert.NotErrorIs(t, err, sentinel)
 			}
-			assert.Nil(t, store.User(uid))
+			assert.Nil(t, storetest.User(store, uid))
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // Users and memberships the sync account's access rules hide are kept;
@@ -44,8 +45,8 @@ func TestSyncHiddenUserEntryOpenLDAP(t *testing.T) {
 
 	rep := runSync(t, a, ldapauth.SyncOptions{})
 	assert.Equal(t, []string{"bob"}, rep.UsersRemoved, "%s", rep)
-	assert.Nil(t, store.User("bob"))
-	require.NotNil(t, store.User("alice"), "a hidden entry is not proof of absence")
+	assert.Nil(t, storetest.User(store, "bob"))
+	require.NotNil(t, storetest.User(store, "alice"), "a hidden entry is not proof of absence")
 	assert.Equal(t, []string{"alice"}, members(store, "readers"), "alice's memberships stay")
 	notes := unconfirmed(rep)
 	require.Len(t, notes, 1, "%s", rep)
@@ -71,8 +72,8 @@ func TestSyncLoginGroupMemberOfHiddenOpenLDAP(t *testing.T) {
 
 	rep := runSync(t, a, ldapauth.SyncOptions{})
 	assert.Equal(t, []string{"carol"}, rep.UsersRemoved, "%s", rep)
-	assert.Nil(t, store.User("carol"))
-	require.NotNil(t, store.User("alice"), "a hidden memberOf is not proof she left the login group")
+	assert.Nil(t, storetest.User(store, "carol"))
+	require.NotNil(t, storetest.User(store, "alice"), "a hidden memberOf is not proof she left the login group")
 	notes := unconfirmed(rep)
 	require.Len(t, notes, 1, "%s", rep)
 	assert.Contains(t, notes["alice"], "not confirmed outside the login group")
@@ -138,7 +139,7 @@ func TestSyncHiddenMappedFieldOpenLDAP(t *testing.T) {
 		store := ldapauth.NewMemStore()
 		a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword), store)
 		loginAll(t, a, "alice", "bob")
-		aliceBefore := *store.User("alice")
+		aliceBefore := *storetest.User(store, "alice")
 		require.NotEmpty(t, aliceBefore.Fields["email"])
 		modify := ldap.NewModifyRequest(slapdtest.UserDN("bob"), nil)
 		modify.Replace("sn", []string{"Builder-Renamed"})
@@ -146,8 +147,8 @@ func TestSyncHiddenMappedFieldOpenLDAP(t *testing.T) {
 
 		rep := runSync(t, a, ldapauth.SyncOptions{})
 		assert.Equal(t, []string{"bob"}, rep.UsersUpdated, "%s", rep)
-		assert.Equal(t, aliceBefore, *store.User("alice"), "alice's email is kept")
-		bob := store.User("bob")
+		assert.Equal(t, aliceBefore, *storetest.User(store, "alice"), "alice's email is kept")
+		bob := storetest.User(store, "bob")
 		assert.Equal(t, "Builder-Renamed", bob.Fields["last_name"])
 		assert.NotEmpty(t, bob.Fields["email"], "bob's email is kept with his update")
 		require.Len(t, rep.Unconfirmed, 1, "%s", rep)
@@ -166,7 +167,7 @@ func TestSyncHiddenMappedFieldOpenLDAP(t *testing.T) {
 
 		rep := runSync(t, a, ldapauth.SyncOptions{})
 		assert.Equal(t, []string{"carol"}, rep.UsersUpdated, "%s", rep)
-		assert.NotContains(t, store.User("carol").Fields, "email", "a real change clears")
+		assert.NotContains(t, storetest.User(store, "carol").Fields, "email", "a real change clears")
 		assert.Empty(t, rep.Unconfirmed)
 	})
 }

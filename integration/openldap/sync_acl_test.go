@@ -3,6 +3,7 @@ package openldap_test
 import (
 	"context"
 	"fmt"
+	"iter"
 	"strings"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // What a sync account's access rules can hide must never read as "gone".
@@ -65,7 +67,7 @@ func TestSyncHiddenGroupsOpenLDAP(t *testing.T) {
 	rep = runSync(t, a, ldapauth.SyncOptions{})
 	assert.Equal(t, []ldapauth.Group{{DN: ldapusers, Name: "ldapusers"}}, rep.GroupsRemoved, "a group really deleted is proven gone: %s", rep)
 	assert.Empty(t, rep.MembershipsRemoved)
-	_, ok := store.GroupOf(ldapusers)
+	_, ok := storetest.GroupOf(store, ldapusers)
 	assert.False(t, ok)
 	assert.Equal(t, []string{"bob", "carol"}, members(store, "marvel"), "still kept")
 	assert.Equal(t, []string{"alice", "bob"}, members(store, "readers"), "still kept")
@@ -113,15 +115,18 @@ func TestSyncRemovalGuardGroupsOpenLDAP(t *testing.T) {
 }
 
 // noDetails is a store seen through the UserStore interface alone, whose
-// snapshot gives no Details, so the sync cannot place an entry by DN.
+// users stream without their DN, so the sync cannot place an entry by DN.
 type noDetails struct{ ldapauth.UserStore }
 
-func (s noDetails) Snapshot(ctx context.Context) (*ldapauth.Snapshot, error) {
-	snap, err := s.UserStore.Snapshot(ctx)
-	if err == nil {
-		snap.Details = nil
+func (s noDetails) Users(ctx context.Context) iter.Seq2[ldapauth.StoredUser, error] {
+	return func(yield func(ldapauth.StoredUser, error) bool) {
+		for u, err := range s.UserStore.Users(ctx) {
+			u.DN = ""
+			if !yield(u, err) {
+				return
+			}
+		}
 	}
-	return snap, err
 }
 
 // An access rule hides jürgen's uid from the sync account: his entry
@@ -138,7 +143,7 @@ func TestSyncEntryWithoutUsernameOpenLDAP(t *testing.T) {
 	t.Run("placed by DN", func(t *testing.T) {
 		rep := runSync(t, a, ldapauth.SyncOptions{})
 		assert.Empty(t, rep.UsersRemoved, "%s", rep)
-		assert.NotNil(t, store.User("jürgen"))
+		assert.NotNil(t, storetest.User(store, "jürgen"))
 		require.Len(t, rep.Skipped, 1)
 		assert.Equal(t, slapdtest.UserDN("jürgen"), rep.Skipped[0].DN)
 		assert.Contains(t, rep.Skipped[0].Reason, `matched by DN to the stored user "jürgen"`)
@@ -163,13 +168,13 @@ func TestSyncEntryWithoutUsernameOpenLDAP(t *testing.T) {
 		assert.Contains(t, rep.Skipped[0].Reason, "removals are held back")
 		assert.Contains(t, rep.String(), "removals held back (2): ")
 		assert.Contains(t, rep.String(), "\n  user bob\n  user jürgen\n")
-		assert.NotNil(t, store.User("bob"), "held back")
-		assert.NotNil(t, store.User("jürgen"))
+		assert.NotNil(t, storetest.User(store, "bob"), "held back")
+		assert.NotNil(t, storetest.User(store, "jürgen"))
 	})
 	t.Run("forced", func(t *testing.T) {
 		rep := runSync(t, b, ldapauth.SyncOptions{Force: true})
 		assert.Equal(t, []string{"bob", "jürgen"}, rep.UsersRemoved)
-		assert.Nil(t, store.User("bob"))
+		assert.Nil(t, storetest.User(store, "bob"))
 	})
 }
 
@@ -181,7 +186,7 @@ func TestSyncMultiValuedUsernameOpenLDAP(t *testing.T) {
 	store := ldapauth.NewMemStore()
 	a := syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword), store)
 	loginAll(t, a, "alice", "bob")
-	aliceBefore := *store.User("alice")
+	aliceBefore := *storetest.User(store, "alice")
 
 	srv.DeleteUser(t, "alice")
 	admin := srv.Admin(t)
@@ -203,5 +208,5 @@ func TestSyncMultiValuedUsernameOpenLDAP(t *testing.T) {
 	require.Len(t, rep.Skipped, 1)
 	assert.Equal(t, mallory, rep.Skipped[0].DN)
 	assert.Contains(t, rep.Skipped[0].Reason, `2 values of uid ("alice", "mallory")`)
-	assert.Equal(t, aliceBefore, *store.User("alice"))
+	assert.Equal(t, aliceBefore, *storetest.User(store, "alice"))
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 // The sync job (Flagsmith's sync_ldap_users_and_groups, Authenticator.Sync)
@@ -63,16 +64,16 @@ func runSync(t *testing.T, a *ldapauth.Authenticator, opts ldapauth.SyncOptions)
 	return rep
 }
 
-func snapshot(t *testing.T, s *ldapauth.MemStore) *ldapauth.Snapshot {
+func snapshot(t *testing.T, s *ldapauth.MemStore) *storetest.Contents {
 	t.Helper()
-	snap, err := s.Snapshot(context.Background())
+	snap, err := storetest.Read(context.Background(), s)
 	require.NoError(t, err)
 	return snap
 }
 
 // members returns the store's members of the group cn.
 func members(s *ldapauth.MemStore, cn string) []string {
-	m, _ := s.Members(slapdtest.GroupDN(cn))
+	m, _ := storetest.Members(s, slapdtest.GroupDN(cn))
 	return m
 }
 
@@ -123,7 +124,7 @@ func TestSyncPaging(t *testing.T) {
 	fill := func() *ldapauth.MemStore {
 		store := ldapauth.NewMemStore()
 		runSync(t, syncAuth(t, jobEnv(srv, slapdtest.ServiceDN, slapdtest.ServicePassword), store), ldapauth.SyncOptions{CreateUsers: true})
-		require.NotNil(t, store.User(slapdtest.GeneratedUID(1)))
+		require.NotNil(t, storetest.User(store, slapdtest.GeneratedUID(1)))
 		return store
 	}
 	store, unpaged := fill(), fill()
@@ -157,7 +158,7 @@ func TestSyncPaging(t *testing.T) {
 		assert.Equal(t, 1, rep.Pages)
 		assert.Equal(t, users-1, rep.DirectoryUsers)
 		assert.Equal(t, []string{slapdtest.GeneratedUID(1)}, rep.UsersRemoved)
-		assert.Nil(t, unpaged.User(slapdtest.GeneratedUID(1)))
+		assert.Nil(t, storetest.User(unpaged, slapdtest.GeneratedUID(1)))
 	})
 }
 
@@ -189,9 +190,9 @@ func TestSyncDirectoryChanges(t *testing.T) {
 	rep = runSync(t, a, ldapauth.SyncOptions{})
 	assert.Equal(t, []ldapauth.Group{{DN: marvel, Name: "marvel"}}, rep.GroupsRemoved)
 	assert.Empty(t, rep.MembershipsRemoved, "the group goes with its memberships")
-	_, ok := store.GroupOf(marvel)
+	_, ok := storetest.GroupOf(store, marvel)
 	assert.False(t, ok)
-	_, ok = store.GroupOf(readers)
+	_, ok = storetest.GroupOf(store, readers)
 	assert.True(t, ok)
 
 	again := runSync(t, a, ldapauth.SyncOptions{})
@@ -219,7 +220,7 @@ func TestSyncLeftLoginGroup(t *testing.T) {
 	srv.RemoveMember(t, "ldapusers", slapdtest.UserDN("carol"))
 	rep := runSync(t, a, ldapauth.SyncOptions{})
 	assert.Equal(t, []string{"carol"}, rep.UsersRemoved)
-	assert.Nil(t, store.User("carol"))
+	assert.Nil(t, storetest.User(store, "carol"))
 	assert.Empty(t, members(store, "marvel"), "carol's membership went with her user")
 	assert.Equal(t, []string{"alice", "jürgen"}, snapshot(t, store).Users)
 }
@@ -239,7 +240,7 @@ func TestSyncNestedLoginGroup(t *testing.T) {
 
 	rep := runSync(t, a, ldapauth.SyncOptions{})
 	assert.Zero(t, rep.Counts.Changes(), "%s", rep)
-	assert.NotNil(t, store.User("carol"))
+	assert.NotNil(t, storetest.User(store, "carol"))
 
 	srv.AddMember(t, "nested-child", slapdtest.UserDN("alice")) // a groupOfNames keeps one member
 	srv.RemoveMember(t, "nested-child", slapdtest.UserDN("carol"))
@@ -247,7 +248,7 @@ func TestSyncNestedLoginGroup(t *testing.T) {
 	// guard's empty-directory rule, hence Force.
 	rep = runSync(t, a, ldapauth.SyncOptions{Force: true})
 	assert.Equal(t, []string{"carol"}, rep.UsersRemoved)
-	assert.Nil(t, store.User("carol"))
+	assert.Nil(t, storetest.User(store, "carol"))
 }
 
 // With nested groups a login counts carol in nested-parent (through
@@ -285,7 +286,7 @@ func TestSyncEntryWithoutMemberOf(t *testing.T) {
 	rep := runSync(t, a, ldapauth.SyncOptions{Progress: func(p ldapauth.SyncProgress) { groupsRead = max(groupsRead, p.Groups) }})
 	assert.Zero(t, rep.Counts.Changes(), "%s", rep)
 	assert.Equal(t, 2, groupsRead, "each synced group's entry, once")
-	assert.NotNil(t, store.User("loner"))
+	assert.NotNil(t, storetest.User(store, "loner"))
 
 	srv.AddMember(t, "readers", slapdtest.UserDN("loner"))
 	rep = runSync(t, a, ldapauth.SyncOptions{})

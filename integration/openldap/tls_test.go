@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
+	"github.com/go-ldapauth/ldapauth/storetest"
 )
 
 func TestTLS(t *testing.T) {
@@ -58,7 +59,7 @@ func TestTLS(t *testing.T) {
 					assert.Equal(t, tt.url, tlsErr.URL)
 					assert.NotErrorIs(t, err, ldapauth.ErrInvalidCredentials, "a certificate problem is not the user's password")
 					assert.NotErrorIs(t, err, ldapauth.ErrServiceAccount)
-					assert.Nil(t, store.User("alice"))
+					assert.Nil(t, storetest.User(store, "alice"))
 				})
 			}
 		})
