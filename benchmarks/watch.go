@@ -13,6 +13,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/go-ldapauth/ldapauth"
+	"github.com/go-ldapauth/ldapauth/examples/sqlstore"
 	"github.com/go-ldapauth/ldapauth/internal/slapdtest"
 )
 
@@ -45,8 +46,35 @@ type WatchResult struct {
 	Runs     int
 	RunWalls []time.Duration
 	Phases   map[ldapauth.SyncPhase]time.Duration
+	// StateLoads, StateLoadTime and StateBytes are the calls of the SQL
+	// store's LoadSyncState (one a run), their total time and the size of
+	// the last state loaded.
+	StateLoads    int
+	StateLoadTime time.Duration
+	StateBytes    int
 	// Modes counts the runs by ChangeSync.Mode.
 	Modes map[string]int
+}
+
+// stateTimer is the SQL store, every method and optional interface of it
+// kept (embedded), with LoadSyncState timed.
+type stateTimer struct {
+	*sqlstore.Store
+	mu    sync.Mutex
+	loads int
+	took  time.Duration
+	bytes int
+}
+
+func (s *stateTimer) LoadSyncState(ctx context.Context) ([]byte, error) {
+	start := time.Now()
+	b, err := s.Store.LoadSyncState(ctx)
+	s.mu.Lock()
+	s.loads++
+	s.took += time.Since(start)
+	s.bytes = len(b)
+	s.mu.Unlock()
+	return b, err
 }
 
 // MeasureWatchLatency starts slapd with syncprov and o.Users generated
@@ -82,6 +110,11 @@ func MeasureWatchLatency(ctx context.Context, o WatchOptions, progress io.Writer
 		return nil, err
 	}
 	defer closeStore()
+	var states *stateTimer
+	if s, ok := store.(*sqlstore.Store); ok {
+		states = &stateTimer{Store: s}
+		store = states
+	}
 	a, err := NewSyncer(t, store)
 	if err != nil {
 		return nil, err
@@ -215,6 +248,11 @@ func MeasureWatchLatency(ctx context.Context, o WatchOptions, progress io.Writer
 	}
 	cancel()
 	<-watchDone
+	if states != nil {
+		states.mu.Lock()
+		res.StateLoads, res.StateLoadTime, res.StateBytes = states.loads, states.took, states.bytes
+		states.mu.Unlock()
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if runErr != nil {
@@ -249,5 +287,9 @@ func WatchTable(w io.Writer, r *WatchResult) {
 	fmt.Fprintln(w)
 	for _, p := range slices.Sorted(maps.Keys(r.Phases)) {
 		fmt.Fprintf(w, "- %s: %s\n", p, ms(r.Phases[p]/time.Duration(max(1, r.Runs))))
+	}
+	if r.StateLoads > 0 {
+		fmt.Fprintf(w, "\nThe store's LoadSyncState (before a run's first progress report): %d calls, %s each on average; the last state loaded was %.1f MiB.\n",
+			r.StateLoads, ms(r.StateLoadTime/time.Duration(r.StateLoads)), float64(r.StateBytes)/(1<<20))
 	}
 }
