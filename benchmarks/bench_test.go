@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 		}{"slapd", MillionUsers})
 	}
 	ServeIfChild()
+	if code, child := ChildMain(); child { // a run of MeasureScaleInChildren
+		os.Exit(code)
+	}
 	code := m.Run()
 	stopScaleTargets()
 	os.Exit(code)
