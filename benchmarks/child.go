@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -253,6 +254,20 @@ type ChildResult struct {
 // stores' steady database is filled once here; each first sync writes
 // into a new, empty one.
 func MeasureScaleInChildren(ctx context.Context, t *Target, users int, kind ScaleStore, rounds int, progress io.Writer) ([]*ChildResult, error) {
+	return MeasureCasesInChildren(ctx, t, users, kind, ChildCases, rounds, progress)
+}
+
+// MeasureCasesInChildren is MeasureScaleInChildren for some of
+// ChildCases, which must start with PagedSearchCase.
+func MeasureCasesInChildren(ctx context.Context, t *Target, users int, kind ScaleStore, cases []SyncCase, rounds int, progress io.Writer) ([]*ChildResult, error) {
+	if len(cases) == 0 || cases[0] != PagedSearchCase {
+		return nil, fmt.Errorf("benchmarks: the cases %q do not start with %s", cases, PagedSearchCase)
+	}
+	for _, c := range cases {
+		if !slices.Contains(ChildCases, c) {
+			return nil, fmt.Errorf("benchmarks: unknown case %q (want one of %q)", c, ChildCases)
+		}
+	}
 	stores, err := NewStores(kind)
 	if err != nil {
 		return nil, err
@@ -276,8 +291,8 @@ func MeasureScaleInChildren(ctx context.Context, t *Target, users int, kind Scal
 	}
 	runs := map[SyncCase][]*childResult{}
 	for r := range rounds {
-		for i := range ChildCases {
-			c := ChildCases[(i+r)%len(ChildCases)]
+		for i := range cases {
+			c := cases[(i+r)%len(cases)]
 			one := spec
 			one.Case, one.Driver, one.DSN = c, steadyDriver, steadyDSN
 			if c == ChangedSync {
@@ -302,7 +317,7 @@ func MeasureScaleInChildren(ctx context.Context, t *Target, users int, kind Scal
 	}
 	floor := runs[PagedSearchCase]
 	var out []*ChildResult
-	for _, c := range ChildCases {
+	for _, c := range cases {
 		res := &ChildResult{Users: users, Store: kind, Case: c}
 		var walls, cpus, rss, wr, cr, rr []float64
 		for i, x := range runs[c] {

@@ -102,3 +102,13 @@ func TestMeasureWatchLatency(t *testing.T) {
 	assert.GreaterOrEqual(t, r.Runs, 5, "a run removed each")
 	assert.Positive(t, r.StateLoads, "the SQL store's state loads are timed")
 }
+
+// TestMeasureCasesInChildrenRefuses: a case list that does not start with
+// the floor, or names a case that does not exist, is refused before
+// anything runs.
+func TestMeasureCasesInChildrenRefuses(t *testing.T) {
+	for _, cases := range [][]SyncCase{nil, {SteadySync}, {PagedSearchCase, "no-such-case"}} {
+		_, err := MeasureCasesInChildren(t.Context(), &Target{}, 10, StoreMem, cases, 1, nil)
+		assert.Error(t, err, "%q", cases)
+	}
+}

@@ -75,6 +75,7 @@ func main() {
 	scaleRounds := flag.Int("scale-rounds", 3, "interleaved rounds of the sync at scale")
 	scaleStores := flag.String("scale-stores", "memstore", "sync at scale: stores, comma-separated (memstore, sqlite, postgres)")
 	scaleChildren := flag.Bool("scale-children", false, "sync at scale: run each sync and paged search in a child process (wall, CPU and peak RSS of that process), with the no-op sync, the sync after 1% changes and the first sync; slapd only")
+	scaleCases := flag.String("scale-cases", "", "sync at scale, -scale-children: the cases, comma-separated, paged-search first (default all: paged-search,sync,sync-after-1%,first-sync)")
 	scalePerCall := flag.Bool("scale-per-call", false, "sync at scale: also the first sync written one call per change (no batches)")
 	watch := flag.Int("watch", 0, "watch-mode latency: users in slapd with syncprov (0: not measured); deletes -watch-deletions of them one at a time while WatchChanges runs into a -watch-store")
 	watchDeletions := flag.Int("watch-deletions", 100, "watch-mode latency: users deleted, one at a time")
@@ -96,7 +97,7 @@ func main() {
 		}
 	}
 	if *scale != "" {
-		if err := runScale(*scale, *scaleStores, *scaleRounds, *scalePerCall, *scaleChildren); err != nil {
+		if err := runScale(*scale, *scaleStores, *scaleRounds, *scalePerCall, *scaleChildren, *scaleCases); err != nil {
 			fmt.Fprintln(os.Stderr, "ldapbench:", err)
 			os.Exit(1)
 		}
@@ -122,7 +123,7 @@ func main() {
 }
 
 // runScale measures the sync at scale on each server:users pair of list.
-func runScale(list, storeList string, rounds int, perCall, children bool) error {
+func runScale(list, storeList string, rounds int, perCall, children bool, caseList string) error {
 	type size struct {
 		server string
 		users  int
@@ -153,7 +154,14 @@ func runScale(list, storeList string, rounds int, perCall, children bool) error 
 				return err
 			}
 			for _, kind := range kinds {
-				rs, err := benchmarks.MeasureScaleInChildren(ctx, t, sz.users, kind, rounds, os.Stderr)
+				cases := benchmarks.ChildCases
+				if caseList != "" {
+					cases = nil
+					for f := range strings.SplitSeq(caseList, ",") {
+						cases = append(cases, benchmarks.SyncCase(strings.TrimSpace(f)))
+					}
+				}
+				rs, err := benchmarks.MeasureCasesInChildren(ctx, t, sz.users, kind, cases, rounds, os.Stderr)
 				if err != nil {
 					stop()
 					return err
