@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -131,6 +132,10 @@ func runChild(ctx context.Context, spec childSpec) (*childResult, error) {
 	debug.FreeOSMemory()
 	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
 		return nil, fmt.Errorf("resetting the peak resident set: %w", err)
+	}
+	if path := os.Getenv(HeapProfileEnv); path != "" && spec.Case != PagedSearchCase {
+		stop := profileHeapPeak(path)
+		defer stop()
 	}
 	cpu := cpuTime()
 	start := time.Now()
@@ -335,6 +340,42 @@ func MeasureCasesInChildren(ctx context.Context, t *Target, users int, kind Scal
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// HeapProfileEnv names a file: when set, each child run but the paged
+// search writes there the heap profile (pprof) of the highest live heap
+// it reaches, sampled every 20 ms, to see what holds the peak RSS.
+const HeapProfileEnv = "LDAPBENCH_HEAP_PROFILE"
+
+// profileHeapPeak writes the heap profile to path each time the heap in
+// use after a collection reaches a new high, until stop is called.
+func profileHeapPeak(path string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		var high uint64
+		var ms runtime.MemStats
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse <= high+high/20 {
+				continue
+			}
+			high = ms.HeapInuse
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // churnRounds counts the ChangedSync runs of this process: each changes

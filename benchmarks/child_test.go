@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -68,8 +69,11 @@ func TestChurnDirectory(t *testing.T) {
 func TestMeasureScaleInChildren(t *testing.T) {
 	const users = 1000
 	target := startSlapdTarget(t, users)
+	profile := filepath.Join(t.TempDir(), "heap.pprof")
+	t.Setenv(HeapProfileEnv, profile)
 	for _, kind := range []ScaleStore{StoreMem, StoreSQLite} {
 		t.Run(string(kind), func(t *testing.T) {
+			require.NoError(t, os.RemoveAll(profile))
 			rs, err := MeasureScaleInChildren(context.Background(), target, users, kind, 1, nil)
 			require.NoError(t, err)
 			require.Len(t, rs, len(ChildCases))
@@ -86,6 +90,9 @@ func TestMeasureScaleInChildren(t *testing.T) {
 					assert.GreaterOrEqual(t, r.Changes, users/100)
 				}
 			}
+			st, err := os.Stat(profile)
+			require.NoError(t, err, "the children write the heap profile of their peak")
+			assert.Positive(t, st.Size())
 		})
 	}
 }
