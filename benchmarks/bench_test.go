@@ -21,7 +21,16 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(MillionEnv) == "1" {
+		scaleSizes = append(scaleSizes, struct {
+			server string
+			users  int
+		}{"slapd", MillionUsers})
+	}
 	ServeIfChild()
+	if code, child := ChildMain(); child { // a run of MeasureScaleInChildren
+		os.Exit(code)
+	}
 	code := m.Run()
 	stopScaleTargets()
 	os.Exit(code)
@@ -190,6 +199,8 @@ func BenchmarkFirstSync(b *testing.B) { benchSyncCase(b, FirstSync) }
 
 // scaleSizes are the servers and sizes of the sync at scale. GLAuth
 // builds every entry on each search, so it is measured at 10,000 only.
+// LDAPBENCH_MILLION=1 adds slapd with 999,999 generated users (slapdtest's
+// most), which takes minutes to load and to run: CI never sets it.
 var scaleSizes = []struct {
 	server string
 	users  int

@@ -531,3 +531,13 @@ func ScaleTable(w io.Writer, results []*ScaleResult) {
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// MillionEnv, set to 1, adds the sync at MillionUsers users to the Go
+// benchmarks of the sync at scale (BenchmarkPagedSearch, BenchmarkSync,
+// BenchmarkFirstSync). The runner asks for it by name instead:
+// -scale slapd:999999.
+const MillionEnv = "LDAPBENCH_MILLION"
+
+// MillionUsers is the largest directory slapdtest generates: with the
+// seed's users, a million entries.
+const MillionUsers = 999_999

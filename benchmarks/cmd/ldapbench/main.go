@@ -57,6 +57,9 @@ func (v *variants) Set(s string) error {
 }
 
 func main() {
+	if code, child := benchmarks.ChildMain(); child { // one run of -scale-children
+		os.Exit(code)
+	}
 	benchmarks.ServeIfChild()
 
 	var extra variants
@@ -71,7 +74,13 @@ func main() {
 	scale := flag.String("scale", "", "sync at scale: server:users pairs, comma-separated (e.g. slapd:10000,slapd:100000,glauth:10000)")
 	scaleRounds := flag.Int("scale-rounds", 3, "interleaved rounds of the sync at scale")
 	scaleStores := flag.String("scale-stores", "memstore", "sync at scale: stores, comma-separated (memstore, sqlite, postgres)")
+	scaleChildren := flag.Bool("scale-children", false, "sync at scale: run each sync and paged search in a child process (wall, CPU and peak RSS of that process), with the no-op sync, the sync after 1% changes and the first sync; slapd only")
+	scaleCases := flag.String("scale-cases", "", "sync at scale, -scale-children: the cases, comma-separated, paged-search first (default all: paged-search,sync,sync-after-1%,first-sync)")
 	scalePerCall := flag.Bool("scale-per-call", false, "sync at scale: also the first sync written one call per change (no batches)")
+	watch := flag.Int("watch", 0, "watch-mode latency: users in slapd with syncprov (0: not measured); deletes -watch-deletions of them one at a time while WatchChanges runs into a -watch-store")
+	watchDeletions := flag.Int("watch-deletions", 100, "watch-mode latency: users deleted, one at a time")
+	watchStore := flag.String("watch-store", "sqlite", "watch-mode latency: the store (memstore, sqlite, postgres)")
+	watchLog := flag.Int("watch-sessionlog", 0, "watch-mode latency: syncprov-sessionlog (0: none)")
 	failover := flag.Duration("failover", 0, "failover: run each scenario of -failover-scenarios this long in each of -rounds rounds, in each mode of -modes")
 	failoverTimeout := flag.Duration("failover-timeout", 2*time.Second, "failover: the connect and receive timeouts")
 	failoverInterval := flag.Duration("failover-interval", 0, "failover: each worker starts a login this often (0: flat out)")
@@ -88,10 +97,21 @@ func main() {
 		}
 	}
 	if *scale != "" {
-		if err := runScale(*scale, *scaleStores, *scaleRounds, *scalePerCall); err != nil {
+		if err := runScale(*scale, *scaleStores, *scaleRounds, *scalePerCall, *scaleChildren, *scaleCases); err != nil {
 			fmt.Fprintln(os.Stderr, "ldapbench:", err)
 			os.Exit(1)
 		}
+	}
+	if *watch > 0 {
+		r, err := benchmarks.MeasureWatchLatency(context.Background(), benchmarks.WatchOptions{
+			Users: *watch, Deletions: *watchDeletions, Store: benchmarks.ScaleStore(*watchStore), SessionLog: *watchLog}, os.Stderr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ldapbench:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("## Watch mode: a user deleted in the directory, until the watcher's run that removed it from the store reported\n\n")
+		benchmarks.WatchTable(os.Stdout, r)
+		fmt.Println()
 	}
 	if *failover > 0 {
 		if err := runFailover(*failover, *failoverTimeout, *failoverInterval, *failoverHedge, *rounds, *workers, *modes, *failoverScenarios); err != nil {
@@ -103,7 +123,7 @@ func main() {
 }
 
 // runScale measures the sync at scale on each server:users pair of list.
-func runScale(list, storeList string, rounds int, perCall bool) error {
+func runScale(list, storeList string, rounds int, perCall, children bool, caseList string) error {
 	type size struct {
 		server string
 		users  int
@@ -122,6 +142,39 @@ func runScale(list, storeList string, rounds int, perCall bool) error {
 		kinds = append(kinds, benchmarks.ScaleStore(strings.TrimSpace(f)))
 	}
 	ctx := context.Background()
+	if children {
+		var results []*benchmarks.ChildResult
+		for _, sz := range sizes {
+			if sz.server != "slapd" {
+				return fmt.Errorf("-scale-children: %s: slapd only", sz.server)
+			}
+			fmt.Fprintf(os.Stderr, "starting %s with %d users\n", sz.server, sz.users)
+			t, stop, err := benchmarks.StartScaleTarget(sz.server, sz.users)
+			if err != nil {
+				return err
+			}
+			for _, kind := range kinds {
+				cases := benchmarks.ChildCases
+				if caseList != "" {
+					cases = nil
+					for f := range strings.SplitSeq(caseList, ",") {
+						cases = append(cases, benchmarks.SyncCase(strings.TrimSpace(f)))
+					}
+				}
+				rs, err := benchmarks.MeasureCasesInChildren(ctx, t, sz.users, kind, cases, rounds, os.Stderr)
+				if err != nil {
+					stop()
+					return err
+				}
+				results = append(results, rs...)
+			}
+			stop()
+		}
+		fmt.Printf("## Sync at scale, each run in a child process (slapd; %d interleaved rounds; page size %d; ratios to the raw paged search of the same round)\n\n", rounds, benchmarks.ScalePageSize)
+		benchmarks.ChildTable(os.Stdout, results)
+		fmt.Println()
+		return nil
+	}
 	var results []*benchmarks.ScaleResult
 	for _, sz := range sizes {
 		fmt.Fprintf(os.Stderr, "starting %s with %d users\n", sz.server, sz.users)
