@@ -151,7 +151,7 @@ func runChild(ctx context.Context, spec childSpec) (*childResult, error) {
 		var rep *ldapauth.SyncReport
 		rep, err = a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: spec.Case != SteadySync})
 		if rep != nil {
-			res.Entries, res.Changes = rep.DirectoryUsers, rep.Counts.Changes()
+			res.Entries, res.Changes = rep.DirectoryUsers, rep.Changes()
 		}
 		switch {
 		case err != nil:
@@ -161,8 +161,8 @@ func runChild(ctx context.Context, spec childSpec) (*childResult, error) {
 			err = fmt.Errorf("not a no-op sync: %d changes", res.Changes)
 		case spec.Case == ChangedSync && res.Changes < spec.Users/100:
 			err = fmt.Errorf("after 1%% changes, the sync wrote only %d changes", res.Changes)
-		case spec.Case == FirstSync && rep.Counts.UsersCreated < spec.Users:
-			err = fmt.Errorf("first sync: %d users created of %d", rep.Counts.UsersCreated, spec.Users)
+		case spec.Case == FirstSync && len(rep.UsersCreated) < spec.Users:
+			err = fmt.Errorf("first sync: %d users created of %d", len(rep.UsersCreated), spec.Users)
 		}
 	}
 	res.Wall = time.Since(start)

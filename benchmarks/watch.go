@@ -45,7 +45,7 @@ type WatchResult struct {
 	// their report), Phases the time all of them spent in each phase.
 	Runs     int
 	RunWalls []time.Duration
-	Phases   map[ldapauth.SyncPhase]time.Duration
+	Phases   map[string]time.Duration
 	// StateLoads, StateLoadTime and StateBytes are the calls of the SQL
 	// store's LoadSyncState (one a run), their total time and the size of
 	// the last state loaded.
@@ -127,13 +127,13 @@ func MeasureWatchLatency(ctx context.Context, o WatchOptions, progress io.Writer
 		return nil, err
 	}
 
-	res := &WatchResult{Options: o, Modes: map[string]int{}, Phases: map[ldapauth.SyncPhase]time.Duration{}}
+	res := &WatchResult{Options: o, Modes: map[string]int{}, Phases: map[string]time.Duration{}}
 	var (
 		mu       sync.Mutex
 		measure  bool
 		runErr   error
 		removed  = map[string][2]time.Time{} // username -> the first progress and the report of the run that removed it
-		phase    ldapauth.SyncPhase          // of the run under way
+		phase    string                      // of the run under way
 		since    time.Time                   // when it entered phase
 		started  time.Time                   // when the run under way started
 		reported = make(chan struct{}, 1)

@@ -27,11 +27,6 @@ func (s *Store) ApplyBatch(ctx context.Context, b *ldapauth.Batch) error {
 		return nil
 	}
 	return s.inTx(ctx, "apply batch", func(tx *sql.Tx) error {
-		if s.dialect.numbered {
-			if _, err := tx.ExecContext(ctx, batchSettings); err != nil {
-				return err
-			}
-		}
 		for _, step := range []func(context.Context, *sql.Tx, *ldapauth.Batch) error{
 			s.batchSaveGroups, s.batchSaveUsers, s.batchJoins, s.batchAddMembers,
 			s.batchRemoveMembers, s.batchDeleteGroups, s.batchDeleteUsers,
@@ -43,20 +38,6 @@ func (s *Store) ApplyBatch(ctx context.Context, b *ldapauth.Batch) error {
 		return nil
 	})
 }
-
-// batchSettings opens a batch's transaction on PostgreSQL:
-// synchronous_commit=off, until the transaction ends. The commit then does
-// not wait for the WAL to reach the disk. The batch stays atomic (its rows
-// commit together or not at all) and the database consistent; a crash of
-// the PostgreSQL server can lose the batches of the last fraction of a
-// second (at most three times wal_writer_delay), never a part of one. The
-// sync needs no more: a full sync compares the store with the directory
-// and writes again what is missing, and the change-driven sync saves its
-// cookie (SaveSyncState) with a durable commit, which flushes every
-// earlier batch first (the WAL is written in order), so a saved cookie is
-// never ahead of the changes it covers. Waiting for the disk once per
-// batch was about a third of a first sync's time on a durable server.
-const batchSettings = `SELECT set_config('synchronous_commit', 'off', true)`
 
 // insertRows runs head + " VALUES (...), (...) " + tail for rows, as few
 // statements as maxParams allows.

@@ -318,10 +318,10 @@ func (b *syncBuffer) String() string {
 // elsewhere). Other load on the machine inflates wall times far more than
 // this.
 func (s *Server) CPUTime() time.Duration {
-	if s == nil || s.cmd == nil || s.cmd.Process == nil {
+	if s == nil || s.proc == nil {
 		return 0
 	}
-	root := s.cmd.Process.Pid
+	root := s.proc.Pid()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0

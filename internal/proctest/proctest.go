@@ -68,6 +68,9 @@ func Start(cmd *exec.Cmd, opts Options) (*Process, error) {
 	return p, nil
 }
 
+// Pid is the process's ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
