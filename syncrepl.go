@@ -239,6 +239,12 @@ func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states 
 	if err := read(ctx); err != nil {
 		return nil, err
 	}
+	if cr.info.Mode == changeSyncIncremental && cr.info.Phase == "present" {
+		// The server listed every unchanged entry: this run read every
+		// entry's ID and state, the cost of a directory, not of a change.
+		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: the directory answered the sync cookie with every unchanged entry (a present phase); "+
+			"give its syncprov overlay a session log (syncprov-sessionlog, olcSpSessionlog) so that incremental runs read only what changed")
+	}
 	r.plan()
 	rep := r.report
 	if err := r.guard(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"iter"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -440,4 +441,29 @@ func entryRows(t *testing.T, s ldapauth.ChangeStore) (map[string][]byte, int) {
 		}
 	}
 	return all, groups
+}
+
+// An incremental run that the directory answers with a present phase (no
+// syncprov session log) costs every entry's ID: the log says what to set.
+// With a session log the deletion comes as a delete phase, and no warning.
+func TestSyncChangesOpenLDAPPresentPhaseWarns(t *testing.T) {
+	for _, tc := range []struct {
+		sessionLog int
+		phase      string
+		warned     bool
+	}{{0, "present", true}, {100, "delete", false}} {
+		t.Run(tc.phase, func(t *testing.T) {
+			srv := slapdtest.StartWith(t, slapdtest.Options{SyncProv: true, SessionLog: tc.sessionLog})
+			var logs syncBuffer
+			a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, nil), ldapauth.NewMemStore(),
+				func(c *ldapauth.Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+			opts := ldapauth.SyncOptions{CreateUsers: true}
+			syncChanges(t, a, opts)
+			srv.DeleteUser(t, "carol")
+			rep := syncChanges(t, a, opts)
+			require.Equal(t, tc.phase, rep.ChangeSync.Phase)
+			assert.Equal(t, []string{"carol"}, rep.UsersRemoved)
+			assert.Equal(t, tc.warned, strings.Contains(logs.String(), "syncprov-sessionlog"), logs.String())
+		})
+	}
 }
