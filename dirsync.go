@@ -253,32 +253,16 @@ func usernames(e *ldap.Entry, attr string) []string {
 // members changed, the members who joined or left read again (with nested
 // groups, the users under a group that joined or left).
 func (cr *changeRead) dirsyncChanges(ctx context.Context) error {
-	r, a := cr.r, cr.r.a
+	r := cr.r
 	r.progress(syncReadUsers)
 	c, err := r.bind(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	cfg, err := a.searchConfig(ctx, c)
+	base, err := cr.dirsyncPrepare(ctx, c)
 	if err != nil {
-		return r.abort(syncReadUsers, err)
-	}
-	if cfg, err = r.nestedLoginTerm(ctx, c, cfg); err != nil {
-		return r.abort(syncReadUsers, orCtxError(ctx, err))
-	}
-	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
-	if err != nil {
-		return r.abort(syncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
-	}
-	cr.filter = filter
-	cr.attrs = append(slices.Clone(a.syncAttrs), "objectGUID")
-	if r.custom {
-		cr.attrs = append(slices.Clone(a.attrs), "objectGUID")
-	}
-	base, err := a.dirsyncBase(ctx, c)
-	if err != nil {
-		return r.abort(syncReadUsers, err)
+		return err
 	}
 	cr.changed = map[string]changeEntry{}
 	cr.deleted = map[string]bool{}
@@ -290,60 +274,16 @@ func (cr *changeRead) dirsyncChanges(ctx context.Context) error {
 	for id, e := range cr.old.Entries {
 		byDN[DNKey(e.DN)] = id
 	}
-	delta, cookie, err := a.readDelta(ctx, c, c.as.name, base, cr.old.Cookie)
+	delta, err := cr.readDirSyncDelta(ctx, c, base)
 	if err != nil {
-		return cr.abortRead(err)
+		return err
 	}
-	r.prog.Users += delta.entries
-	cr.cookie = cookie
-	maps.Copy(cr.deleted, delta.deleted)
-	maps.Copy(cr.gone, delta.outside)
-	under := a.underSearchBase
-	objects, order, memberDNs := delta.objects, delta.order, delta.members
 	read := map[string]bool{} // DNKey of the entries read again
-	for _, id := range order {
-		dn, ok := objects[id]
-		if !ok {
-			continue
-		}
-		read[DNKey(dn)] = true
-		found, err := cr.rereadDirSync(ctx, c, dn, byDN)
-		if err != nil {
-			return err
-		}
-		if !found && cr.old.Entries[id].DN != "" {
-			cr.gone[id] = true
-		}
+	if err := cr.rereadObjects(ctx, c, delta, byDN, read); err != nil {
+		return err
 	}
-	nested := a.cfg.NestedGroups != nestedGroupsOff
-	for _, dn := range memberDNs {
-		k := DNKey(dn)
-		if read[k] || !under(dn) {
-			continue
-		}
-		read[k] = true
-		found, err := cr.rereadDirSync(ctx, c, dn, byDN)
-		if err != nil {
-			return err
-		}
-		if found || byDN[k] != "" || !nested {
-			continue
-		}
-		// A group that joined or left a group: with nested groups, the
-		// users under it may have gained or lost the login group or a
-		// synced group. The DC resolves the nesting (in-chain rule).
-		users, err := cr.usersUnder(ctx, c, dn)
-		if err != nil {
-			return err
-		}
-		for _, u := range users {
-			if uk := DNKey(u); !read[uk] {
-				read[uk] = true
-				if _, err := cr.rereadDirSync(ctx, c, u, byDN); err != nil {
-					return err
-				}
-			}
-		}
+	if err := cr.rereadMembers(ctx, c, delta.members, byDN, read); err != nil {
+		return err
 	}
 	for id := range cr.changed {
 		delete(cr.gone, id)
@@ -366,6 +306,114 @@ func (cr *changeRead) dirsyncChanges(ctx context.Context) error {
 	}
 	r.resolvePending()
 	return r.confirmRemovals(ctx, c)
+}
+
+// dirsyncPrepare sets the login search's filter and attributes with which
+// the run reads entries again, and returns the DirSync base.
+func (cr *changeRead) dirsyncPrepare(ctx context.Context, c *conn) (string, error) {
+	r, a := cr.r, cr.r.a
+	cfg, err := a.searchConfig(ctx, c)
+	if err != nil {
+		return "", r.abort(syncReadUsers, err)
+	}
+	if cfg, err = r.nestedLoginTerm(ctx, c, cfg); err != nil {
+		return "", r.abort(syncReadUsers, orCtxError(ctx, err))
+	}
+	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
+	if err != nil {
+		return "", r.abort(syncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
+	}
+	cr.filter = filter
+	cr.attrs = append(slices.Clone(a.syncAttrs), "objectGUID")
+	if r.custom {
+		cr.attrs = append(slices.Clone(a.attrs), "objectGUID")
+	}
+	base, err := a.dirsyncBase(ctx, c)
+	if err != nil {
+		return "", r.abort(syncReadUsers, err)
+	}
+	return base, nil
+}
+
+// readDirSyncDelta reads what DirSync returns since the stored cookie,
+// keeps the new cookie and takes the tombstones as deleted and the objects
+// moved out of the search base as gone.
+func (cr *changeRead) readDirSyncDelta(ctx context.Context, c *conn, base string) (*dirsyncDelta, error) {
+	delta, cookie, err := cr.r.a.readDelta(ctx, c, c.as.name, base, cr.old.Cookie)
+	if err != nil {
+		return nil, cr.abortRead(err)
+	}
+	cr.r.prog.Users += delta.entries
+	cr.cookie = cookie
+	maps.Copy(cr.deleted, delta.deleted)
+	maps.Copy(cr.gone, delta.outside)
+	return delta, nil
+}
+
+// rereadObjects reads again, in the order DirSync returned them, the
+// objects of delta; a known entry the login search no longer returns is
+// gone.
+func (cr *changeRead) rereadObjects(ctx context.Context, c *conn, delta *dirsyncDelta, byDN map[string]string, read map[string]bool) error {
+	for _, id := range delta.order {
+		dn, ok := delta.objects[id]
+		if !ok {
+			continue
+		}
+		read[DNKey(dn)] = true
+		found, err := cr.rereadDirSync(ctx, c, dn, byDN)
+		if err != nil {
+			return err
+		}
+		if !found && cr.old.Entries[id].DN != "" {
+			cr.gone[id] = true
+		}
+	}
+	return nil
+}
+
+// rereadMembers reads again the members under the search base who joined
+// or left a group and were not read yet; with nested groups, a member that
+// is not a user (a group) has the users under it read again.
+func (cr *changeRead) rereadMembers(ctx context.Context, c *conn, memberDNs []string, byDN map[string]string, read map[string]bool) error {
+	nested := cr.r.a.cfg.NestedGroups != nestedGroupsOff
+	for _, dn := range memberDNs {
+		k := DNKey(dn)
+		if read[k] || !cr.r.a.underSearchBase(dn) {
+			continue
+		}
+		read[k] = true
+		found, err := cr.rereadDirSync(ctx, c, dn, byDN)
+		if err != nil {
+			return err
+		}
+		if found || byDN[k] != "" || !nested {
+			continue
+		}
+		if err := cr.rereadUsersUnder(ctx, c, dn, byDN, read); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rereadUsersUnder reads again the users under group not read yet: a
+// group that joined or left a group, with nested groups, may have given
+// or taken the login group or a synced group from the users under it. The
+// DC resolves the nesting (in-chain rule).
+func (cr *changeRead) rereadUsersUnder(ctx context.Context, c *conn, group string, byDN map[string]string, read map[string]bool) error {
+	users, err := cr.usersUnder(ctx, c, group)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		if uk := DNKey(u); !read[uk] {
+			read[uk] = true
+			if _, err := cr.rereadDirSync(ctx, c, u, byDN); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // dirsyncDelta is what DirSync returned since a cookie.
@@ -508,40 +556,12 @@ func (a *Authenticator) watchDirSync(ctx context.Context, c *conn, opts WatchOpt
 	if err != nil {
 		return false, err
 	}
-	// seen is the cookie the next poll asks from. After a run that saved
-	// its state it is the stored cookie, so a change made during the run
-	// is seen by the next poll; after a run that saved nothing (the
-	// removal guard refused it) it is the last poll's, so the changes the
-	// run left do not run it again every interval: the next change does.
-	var seen []byte
-	run := func(next []byte) error {
-		rep, err := a.syncChanges(ctx, opts.SyncOptions, nil)
-		if ctx.Err() != nil && (rep == nil || !rep.Applied) {
-			return ctxError(ctx) // stopped mid-run: nothing was written
-		}
-		if opts.Report != nil {
-			opts.Report(rep, err)
-		}
-		seen = next
-		if rep != nil && rep.ChangeSync != nil && rep.ChangeSync.StateSaved {
-			stored, err := a.storedDirSyncCookie(ctx)
-			if err != nil {
-				return err
-			}
-			seen = stored
-		}
-		if seen == nil {
-			if seen, err = a.dirsyncNow(ctx, c, base); err != nil {
-				return watchError(err)
-			}
-		}
-		return nil
-	}
+	w := &dirsyncWatch{a: a, c: c, opts: opts, base: base}
 	stored, err := a.storedDirSyncCookie(ctx)
 	if err != nil {
 		return false, err
 	}
-	if err := run(stored); err != nil { // catch up
+	if err := w.run(ctx, stored); err != nil { // catch up
 		return false, err
 	}
 	t := time.NewTimer(interval)
@@ -552,26 +572,77 @@ func (a *Authenticator) watchDirSync(ctx context.Context, c *conn, opts WatchOpt
 			return held, ctxError(ctx)
 		case <-t.C:
 		}
-		delta, next, err := a.readDelta(ctx, c, c.as.name, base, seen)
-		switch {
-		case ctx.Err() != nil:
-			return held, ctxError(ctx)
-		case errors.Is(err, errRefreshRequired):
-			// The run reads every entry again and saves a new cookie.
-			delta, next = &dirsyncDelta{entries: 1}, nil
-		case err != nil:
-			return held, watchError(err)
+		delta, next, err := w.poll(ctx)
+		if err != nil {
+			return held, err
 		}
 		held = true
 		if delta.entries > 0 {
-			if err := run(next); err != nil {
+			if err := w.run(ctx, next); err != nil {
 				return held, err
 			}
 		} else {
-			seen = next
+			w.seen = next
 		}
 		t.Reset(interval)
 	}
+}
+
+// dirsyncWatch is a watch of Active Directory on the connection c.
+type dirsyncWatch struct {
+	a    *Authenticator
+	c    *conn
+	opts WatchOptions
+	base string // the DirSync base
+	// seen is the cookie the next poll asks from. After a run that saved
+	// its state it is the stored cookie, so a change made during the run
+	// is seen by the next poll; after a run that saved nothing (the
+	// removal guard refused it) it is the last poll's, so the changes the
+	// run left do not run it again every interval: the next change does.
+	seen []byte
+}
+
+// poll asks DirSync what changed since the cookie seen (writing nothing).
+// A refused cookie counts as a change: the run reads every entry again and
+// saves a new cookie.
+func (w *dirsyncWatch) poll(ctx context.Context) (*dirsyncDelta, []byte, error) {
+	delta, next, err := w.a.readDelta(ctx, w.c, w.c.as.name, w.base, w.seen)
+	switch {
+	case ctx.Err() != nil:
+		return nil, nil, ctxError(ctx)
+	case errors.Is(err, errRefreshRequired):
+		return &dirsyncDelta{entries: 1}, nil, nil
+	case err != nil:
+		return nil, nil, watchError(err)
+	}
+	return delta, next, nil
+}
+
+// run runs SyncChanges, reports it, and sets the cookie the next poll asks
+// from: the stored one if the run saved its state, else next (the
+// directory as it is now if next is nil).
+func (w *dirsyncWatch) run(ctx context.Context, next []byte) error {
+	rep, err := w.a.syncChanges(ctx, w.opts.SyncOptions, nil)
+	if ctx.Err() != nil && (rep == nil || !rep.Applied) {
+		return ctxError(ctx) // stopped mid-run: nothing was written
+	}
+	if w.opts.Report != nil {
+		w.opts.Report(rep, err)
+	}
+	w.seen = next
+	if rep != nil && rep.ChangeSync != nil && rep.ChangeSync.StateSaved {
+		stored, err := w.a.storedDirSyncCookie(ctx)
+		if err != nil {
+			return err
+		}
+		w.seen = stored
+	}
+	if w.seen == nil {
+		if w.seen, err = w.a.dirsyncNow(ctx, w.c, w.base); err != nil {
+			return watchError(err)
+		}
+	}
+	return nil
 }
 
 // watchError is err for WatchChanges: a DC that refuses DirSync ends the

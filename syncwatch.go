@@ -94,22 +94,72 @@ func (a *Authenticator) watchOnce(ctx context.Context, opts WatchOptions) (held 
 	} else if d == DirectoryActiveDirectory {
 		return a.watchDirSync(wctx, c, opts) // dirsync.go
 	}
-	cfg, err := a.searchConfig(wctx, c)
+	filter, err := a.watchFilter(wctx, c)
 	if err != nil {
 		return false, err
 	}
+	cookie := a.storedChangeCookie(wctx)
+	searches := a.watchSearches(filter)
+	w := &syncreplWatch{a: a, opts: opts, trigger: make(chan struct{}, 1),
+		ended: make(chan error, len(searches)), deleted: map[string]bool{}}
+	for i, req := range searches {
+		var ck []byte
+		if i == 0 {
+			ck = cookie
+		}
+		resp := c.l.Syncrepl(wctx, req, 64, ldap.SyncRequestModeRefreshAndPersist, ck, false)
+		users := i == 0
+		wg.Go(func() { w.ended <- w.follow(resp, req.BaseDN, users) })
+	}
+	return w.loop(wctx)
+}
+
+// syncreplWatch is a watch on one connection of a directory with content
+// synchronisation: its persistent searches trigger the runs.
+type syncreplWatch struct {
+	a       *Authenticator
+	opts    WatchOptions
+	trigger chan struct{} // a run is due
+	ended   chan error    // a persistent search ended, and why
+	// deleted are the entryUUIDs the users' search reported deleted, for
+	// the runs until one saves its cookie (see syncChanges); mu guards it.
+	mu      sync.Mutex
+	deleted map[string]bool
+}
+
+// watchFilter is the login search's filter, which the users' persistent
+// search watches.
+func (a *Authenticator) watchFilter(ctx context.Context, c *conn) (string, error) {
+	cfg, err := a.searchConfig(ctx, c)
+	if err != nil {
+		return "", err
+	}
 	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
 	if err != nil {
-		return false, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters))
+		return "", wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters))
 	}
-	var cookie []byte
-	if raw, err := a.cfg.Store.(SyncStateStore).LoadSyncState(wctx); err == nil && len(raw) > 0 {
-		var st changeState
-		if json.Unmarshal(raw, &st) == nil && st.Fingerprint == a.changeFingerprint() {
-			cookie = st.Cookie
-		}
+	return filter, nil
+}
+
+// storedChangeCookie is the cookie of the stored state, if it is one of
+// RFC 4533 for the current settings (none: the users' search starts with
+// a full refresh).
+func (a *Authenticator) storedChangeCookie(ctx context.Context) []byte {
+	raw, err := a.cfg.Store.(SyncStateStore).LoadSyncState(ctx)
+	if err != nil || len(raw) == 0 {
+		return nil
 	}
-	// The searches only say when to run: they ask for no attribute.
+	var st changeState
+	if json.Unmarshal(raw, &st) == nil && st.Fingerprint == a.changeFingerprint() {
+		return st.Cookie
+	}
+	return nil
+}
+
+// watchSearches are the persistent searches of a watch: the users (first),
+// then each synced group and the login group, once each. They only say
+// when to run: they ask for no attribute.
+func (a *Authenticator) watchSearches(filter string) []*ldap.SearchRequest {
 	searches := []*ldap.SearchRequest{ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false, filter, []string{"1.1"}, nil)}
 	seen := map[string]bool{}
 	for _, g := range append(slices.Clone(a.synced), a.loginGroup) {
@@ -118,89 +168,92 @@ func (a *Authenticator) watchOnce(ctx context.Context, opts WatchOptions) (held 
 			searches = append(searches, ldap.NewSearchRequest(g.dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", []string{"1.1"}, nil))
 		}
 	}
-	trigger := make(chan struct{}, 1)
-	ended := make(chan error, len(searches))
-	// deleted are the entryUUIDs the users' search reported deleted, for
-	// the runs until one saves its cookie (see syncChanges).
-	var mu sync.Mutex
-	deleted := map[string]bool{}
-	for i, req := range searches {
-		var ck []byte
-		if i == 0 {
-			ck = cookie
+	return searches
+}
+
+// follow reads the persistent search of base until it ends, triggering a
+// run at each message (and noting the deletions the users' search
+// reports), and returns why it ended.
+func (w *syncreplWatch) follow(resp ldap.Response, base string, users bool) error {
+	plain := false
+	for resp.Next() {
+		if resp.Entry() != nil && ldap.FindControl(resp.Controls(), ldap.ControlTypeSyncState) == nil {
+			plain = true // Samba: the control accepted, and ignored
+			break
 		}
-		resp := c.l.Syncrepl(wctx, req, 64, ldap.SyncRequestModeRefreshAndPersist, ck, false)
-		users := i == 0
-		wg.Go(func() {
-			plain := false
-			for resp.Next() {
-				if resp.Entry() != nil && ldap.FindControl(resp.Controls(), ldap.ControlTypeSyncState) == nil {
-					plain = true // Samba: the control accepted, and ignored
-					break
-				}
-				if users {
-					mu.Lock()
-					noteDeleted(deleted, resp.Controls())
-					mu.Unlock()
-				}
-				select {
-				case trigger <- struct{}{}:
-				default: // a run is due already
-				}
-			}
-			err := resp.Err()
-			switch {
-			case plain:
-				err = ErrNoContentSync
-			case err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
-				err = ErrNoContentSync
-			case err != nil && (ldap.IsErrorWithCode(err, ldap.LDAPResultSyncRefreshRequired) || isCookieRefusal(err)):
-				// The run below reads every entry and saves a new
-				// cookie; the next connection uses it.
-				err = fmt.Errorf("%w: %s", errRefreshRequired, ldapMessage(err))
-			case err != nil:
-				err = wrap(classifyNetwork(err), "watch %s", req.BaseDN)
-			default:
-				err = fmt.Errorf("ldapauth: the directory ended the persistent search of %s", req.BaseDN)
-			}
-			ended <- err
-		})
-	}
-	run := func() {
-		mu.Lock()
-		taken := maps.Clone(deleted)
-		mu.Unlock()
-		rep, err := a.syncChanges(wctx, opts.SyncOptions, taken)
-		if wctx.Err() != nil && (rep == nil || !rep.Applied) {
-			// Stopped mid-run: nothing was written. A run that applied
-			// its changes just before the stop is still reported below.
-			return
+		if users {
+			w.mu.Lock()
+			noteDeleted(w.deleted, resp.Controls())
+			w.mu.Unlock()
 		}
-		if rep != nil && rep.ChangeSync != nil && rep.ChangeSync.StateSaved {
-			mu.Lock()
-			for id := range taken {
-				delete(deleted, id)
-			}
-			mu.Unlock()
-		}
-		if opts.Report != nil {
-			opts.Report(rep, err)
+		select {
+		case w.trigger <- struct{}{}:
+		default: // a run is due already
 		}
 	}
-	run() // catch up with what changed while nobody watched
+	return searchEnded(resp.Err(), plain, base)
+}
+
+// searchEnded says why the persistent search of base ended: err, or plain
+// (entries came without the sync state control).
+func searchEnded(err error, plain bool, base string) error {
+	switch {
+	case plain:
+		return ErrNoContentSync
+	case err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
+		return ErrNoContentSync
+	case err != nil && (ldap.IsErrorWithCode(err, ldap.LDAPResultSyncRefreshRequired) || isCookieRefusal(err)):
+		// The run below reads every entry and saves a new
+		// cookie; the next connection uses it.
+		return fmt.Errorf("%w: %s", errRefreshRequired, ldapMessage(err))
+	case err != nil:
+		return wrap(classifyNetwork(err), "watch %s", base)
+	default:
+		return fmt.Errorf("ldapauth: the directory ended the persistent search of %s", base)
+	}
+}
+
+// loop runs once to catch up with what changed while nobody watched, then
+// at each trigger, until a search ends or ctx does.
+func (w *syncreplWatch) loop(ctx context.Context) (held bool, err error) {
+	w.run(ctx)
 	for {
 		select {
-		case <-wctx.Done():
-			return held, ctxError(wctx)
-		case err := <-ended:
+		case <-ctx.Done():
+			return held, ctxError(ctx)
+		case err := <-w.ended:
 			if errors.Is(err, errRefreshRequired) {
-				run()
+				w.run(ctx)
 			}
 			return held, err
-		case <-trigger:
+		case <-w.trigger:
 			held = true
-			run()
+			w.run(ctx)
 		}
+	}
+}
+
+// run runs SyncChanges with the deletions noted so far, forgets them once
+// a run saved its cookie, and reports the run.
+func (w *syncreplWatch) run(ctx context.Context) {
+	w.mu.Lock()
+	taken := maps.Clone(w.deleted)
+	w.mu.Unlock()
+	rep, err := w.a.syncChanges(ctx, w.opts.SyncOptions, taken)
+	if ctx.Err() != nil && (rep == nil || !rep.Applied) {
+		// Stopped mid-run: nothing was written. A run that applied
+		// its changes just before the stop is still reported below.
+		return
+	}
+	if rep != nil && rep.ChangeSync != nil && rep.ChangeSync.StateSaved {
+		w.mu.Lock()
+		for id := range taken {
+			delete(w.deleted, id)
+		}
+		w.mu.Unlock()
+	}
+	if w.opts.Report != nil {
+		w.opts.Report(rep, err)
 	}
 }
 
