@@ -416,31 +416,13 @@ func (cr *changeRead) read(ctx context.Context) error {
 // refresh runs the refreshOnly search and hands each added or modified
 // entry to the full sync's entry handling.
 func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
-	r, a := cr.r, cr.r.a
+	r := cr.r
 	r.progress(syncReadUsers)
-	cfg, err := a.searchConfig(ctx, c)
+	req, err := cr.refreshRequest(ctx, c)
 	if err != nil {
-		return r.abort(syncReadUsers, err)
+		return err
 	}
-	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
-	if err != nil {
-		return r.abort(syncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
-	}
-	attrs := a.syncAttrs
-	if r.custom {
-		attrs = a.attrs
-	}
-	cr.filter, cr.attrs = filter, attrs
-	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
-		0, 0, false, filter, attrs, nil)
-	var cookie []byte
-	if cr.old != nil {
-		cookie = cr.old.Cookie
-		cr.cookie = cookie
-	}
-	cr.changed = map[string]changeEntry{}
-	cr.present = map[string]bool{}
-	cr.deleted = map[string]bool{}
+	cookie := cr.startRefresh()
 
 	// Cancelling ctx, or silence longer than the receive timeout between
 	// two messages, expires the socket: go-ldap then ends the stream.
@@ -454,7 +436,57 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 		defer idle.Stop()
 	}
 	resp := c.l.Syncrepl(sctx, req, 256, ldap.SyncRequestModeRefreshOnly, cookie, false)
-	done := false
+	done, err := cr.receive(c, resp, idle)
+	if err != nil {
+		return err
+	}
+	if err := cr.refreshEnd(ctx, c, resp.Err(), cookie, done); err != nil {
+		return err
+	}
+	r.prog.Pages = 1
+	r.progress(syncReadUsers)
+	return nil
+}
+
+// refreshRequest is the refresh's search: the login search's filter and the
+// sync's attributes, kept for the re-reads of groupChanges.
+func (cr *changeRead) refreshRequest(ctx context.Context, c *conn) (*ldap.SearchRequest, error) {
+	r, a := cr.r, cr.r.a
+	cfg, err := a.searchConfig(ctx, c)
+	if err != nil {
+		return nil, r.abort(syncReadUsers, err)
+	}
+	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
+	if err != nil {
+		return nil, r.abort(syncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
+	}
+	attrs := a.syncAttrs
+	if r.custom {
+		attrs = a.attrs
+	}
+	cr.filter, cr.attrs = filter, attrs
+	return ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		0, 0, false, filter, attrs, nil), nil
+}
+
+// startRefresh empties the refresh's sets and returns the last run's
+// cookie (nil: a refresh from nothing).
+func (cr *changeRead) startRefresh() []byte {
+	var cookie []byte
+	if cr.old != nil {
+		cookie = cr.old.Cookie
+		cr.cookie = cookie
+	}
+	cr.changed = map[string]changeEntry{}
+	cr.present = map[string]bool{}
+	cr.deleted = map[string]bool{}
+	return cookie
+}
+
+// receive takes the refresh's messages until the stream ends, each entry
+// by its sync state, and reports whether the sync done control came.
+func (cr *changeRead) receive(c *conn, resp ldap.Response, idle *time.Timer) (done bool, err error) {
+	r := cr.r
 	for resp.Next() {
 		if idle != nil {
 			idle.Reset(c.receiveTimeout)
@@ -463,9 +495,9 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 			if err := cr.entry(e, resp.Controls()); err != nil {
 				c.broken = true
 				if errors.Is(err, ErrNoContentSync) {
-					return err
+					return false, err
 				}
-				return r.abort(syncReadUsers, err)
+				return false, r.abort(syncReadUsers, err)
 			}
 			r.prog.Users++
 			if r.prog.Users%1000 == 0 {
@@ -478,7 +510,13 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 		}
 		done = cr.control(resp.Controls()) || done
 	}
-	err = resp.Err()
+	return done, nil
+}
+
+// refreshEnd judges how the refresh's stream ended (err, the stream's
+// error): refused for its cookie, unsupported, failed, or cut short.
+func (cr *changeRead) refreshEnd(ctx context.Context, c *conn, err error, cookie []byte, done bool) error {
+	r := cr.r
 	switch {
 	case ctx.Err() != nil:
 		c.broken = true
@@ -497,8 +535,6 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 		c.broken = true
 		return r.abort(syncReadUsers, errors.New("the refresh ended without its sync done control: the read is incomplete"))
 	}
-	r.prog.Pages = 1
-	r.progress(syncReadUsers)
 	return nil
 }
 
