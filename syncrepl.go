@@ -829,62 +829,14 @@ func (cs *ChangeSync) writeText(b *strings.Builder) {
 // returns (it left the login group) as a deleted one. One base search per
 // group (two when it changed), one per user who joined or left.
 func (cr *changeRead) groupChanges(ctx context.Context, c *conn) error {
-	r := cr.r
 	cr.groups = map[string]changeGroup{}
 	cr.membersRead = map[string]bool{}
 	cr.gone = map[string]bool{}
-	refs := make([]groupRef, 0, len(r.groups)+1)
-	for _, g := range r.groups {
-		refs = append(refs, g.ref)
-	}
-	if lg := r.a.loginGroup; lg.dn != "" && !slices.ContainsFunc(refs, func(g groupRef) bool { return g.key == lg.key }) {
-		refs = append(refs, lg)
-	}
 	affected := map[string][]string{} // member key -> the changed groups it joined or left
 	olds := map[string]changeGroup{}
-	for _, g := range refs {
-		var old changeGroup
-		known := false
-		if cr.old != nil {
-			old, known = cr.old.Groups[g.key]
-		}
-		csn, _, err := cr.readGroup(ctx, c, g.dn, false)
-		if err != nil {
+	for _, g := range cr.groupRefs() {
+		if err := cr.groupChange(ctx, c, g, affected, olds); err != nil {
 			return err
-		}
-		if known && csn == old.CSN && csn != "" {
-			cr.groups[g.key] = old
-			continue
-		}
-		csn, members, err := cr.readGroup(ctx, c, g.dn, true)
-		if err != nil {
-			return err
-		}
-		cr.groups[g.key] = changeGroup{CSN: csn, Members: members}
-		cr.membersRead[g.key] = true
-		if cr.old == nil {
-			continue // a full refresh reads every user anyway
-		}
-		if known && cr.cs != nil {
-			// A ChangeStore keeps a group's members as a row of their own,
-			// read only when the group changed.
-			if old.Members, err = cr.groupMembers(ctx, g.key); err != nil {
-				return err
-			}
-		}
-		olds[g.key] = old
-		was := map[string]bool{}
-		for _, m := range old.Members {
-			was[m] = true
-		}
-		for _, m := range members {
-			if !was[m] {
-				affected[m] = append(affected[m], g.key)
-			}
-			delete(was, m)
-		}
-		for m := range was {
-			affected[m] = append(affected[m], g.key)
 		}
 	}
 	if len(affected) == 0 {
@@ -909,6 +861,75 @@ func (cr *changeRead) groupChanges(ctx context.Context, c *conn) error {
 		delete(cr.membersRead, key)
 	}
 	return nil
+}
+
+// groupRefs are the synced groups and the login group, once each.
+func (cr *changeRead) groupRefs() []groupRef {
+	r := cr.r
+	refs := make([]groupRef, 0, len(r.groups)+1)
+	for _, g := range r.groups {
+		refs = append(refs, g.ref)
+	}
+	if lg := r.a.loginGroup; lg.dn != "" && !slices.ContainsFunc(refs, func(g groupRef) bool { return g.key == lg.key }) {
+		refs = append(refs, lg)
+	}
+	return refs
+}
+
+// groupChange reads group g's entryCSN and, when it changed since the last
+// run, its members; it adds to affected the members who joined or left it,
+// and keeps in olds its last state.
+func (cr *changeRead) groupChange(ctx context.Context, c *conn, g groupRef, affected map[string][]string, olds map[string]changeGroup) error {
+	var old changeGroup
+	known := false
+	if cr.old != nil {
+		old, known = cr.old.Groups[g.key]
+	}
+	csn, _, err := cr.readGroup(ctx, c, g.dn, false)
+	if err != nil {
+		return err
+	}
+	if known && csn == old.CSN && csn != "" {
+		cr.groups[g.key] = old
+		return nil
+	}
+	csn, members, err := cr.readGroup(ctx, c, g.dn, true)
+	if err != nil {
+		return err
+	}
+	cr.groups[g.key] = changeGroup{CSN: csn, Members: members}
+	cr.membersRead[g.key] = true
+	if cr.old == nil {
+		return nil // a full refresh reads every user anyway
+	}
+	if known && cr.cs != nil {
+		// A ChangeStore keeps a group's members as a row of their own,
+		// read only when the group changed.
+		if old.Members, err = cr.groupMembers(ctx, g.key); err != nil {
+			return err
+		}
+	}
+	olds[g.key] = old
+	memberMoves(affected, g.key, old.Members, members)
+	return nil
+}
+
+// memberMoves adds group key to affected for each member of was or now
+// that is not in both: those who joined or left it.
+func memberMoves(affected map[string][]string, key string, was, now []string) {
+	left := map[string]bool{}
+	for _, m := range was {
+		left[m] = true
+	}
+	for _, m := range now {
+		if !left[m] {
+			affected[m] = append(affected[m], key)
+		}
+		delete(left, m)
+	}
+	for m := range left {
+		affected[m] = append(affected[m], key)
+	}
 }
 
 // disagree returns the changed groups, of those member m joined or left,
