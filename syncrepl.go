@@ -989,80 +989,112 @@ func (cr *changeRead) readGroup(ctx context.Context, c *conn, dn string, members
 // joined or left a changed group, unless the refresh returned them.
 func (cr *changeRead) reread(ctx context.Context, c *conn, affected map[string][]string) (unsettled map[string]bool, err error) {
 	unsettled = map[string]bool{}
-	unsettle := func(keys []string) {
+	known := cr.knownEntries()
+	attrs := append(slices.Clone(cr.attrs), "entryUUID")
+	for _, m := range slices.Sorted(maps.Keys(affected)) {
+		keys, err := cr.rereadMember(ctx, c, known, attrs, m, affected[m])
+		if err != nil {
+			return nil, err
+		}
 		for _, k := range keys {
 			unsettled[k] = true
 		}
 	}
-	r := cr.r
-	byDN := map[string]string{}   // DNKey -> entryUUID, of the entries known
-	byName := map[string]string{} // normUser -> DNKey
+	return unsettled, nil
+}
+
+// entryIndex finds the entries known, from the last run or this one's
+// refresh, by DN and by username.
+type entryIndex struct {
+	byDN   map[string]string // DNKey -> entryUUID, of the entries known
+	byName map[string]string // normUser -> DNKey
+}
+
+// knownEntries indexes the last run's entries and the refresh's changed
+// ones.
+func (cr *changeRead) knownEntries() entryIndex {
+	known := entryIndex{byDN: map[string]string{}, byName: map[string]string{}}
 	for id, e := range cr.old.Entries {
-		byDN[DNKey(e.DN)] = id
-		for _, n := range e.Names {
-			byName[normUser(n)] = DNKey(e.DN)
-		}
+		known.add(id, e)
 	}
 	for id, e := range cr.changed {
-		byDN[DNKey(e.DN)] = id
-		for _, n := range e.Names {
-			byName[normUser(n)] = DNKey(e.DN)
+		known.add(id, e)
+	}
+	return known
+}
+
+// add indexes entry e, whose entryUUID is id.
+func (x entryIndex) add(id string, e changeEntry) {
+	x.byDN[DNKey(e.DN)] = id
+	for _, n := range e.Names {
+		x.byName[normUser(n)] = DNKey(e.DN)
+	}
+}
+
+// rereadMember reads again member m, who joined or left groups, unless the
+// refresh returned it, and returns those of groups whose member values
+// disagree with its memberOf.
+func (cr *changeRead) rereadMember(ctx context.Context, c *conn, known entryIndex, attrs []string, m string, groups []string) ([]string, error) {
+	dn, ok := strings.CutPrefix(m, "uid:")
+	if ok {
+		if dn = known.byName[dn]; dn == "" {
+			return nil, nil // a name no entry known has: nothing to re-read
 		}
 	}
-	attrs := append(slices.Clone(cr.attrs), "entryUUID")
-	for _, m := range slices.Sorted(maps.Keys(affected)) {
-		dn, ok := strings.CutPrefix(m, "uid:")
-		if ok {
-			if dn = byName[dn]; dn == "" {
-				continue // a name no entry known has: nothing to re-read
-			}
+	if id := known.byDN[dn]; id != "" {
+		if _, changed := cr.changed[id]; changed {
+			return cr.disagree(cr.memberOf[id], m, groups), nil
 		}
-		if id := byDN[dn]; id != "" {
-			if _, changed := cr.changed[id]; changed {
-				unsettle(cr.disagree(cr.memberOf[id], m, affected[m]))
-				continue
-			}
-		}
-		res, err := c.Search(ctx, ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, cr.filter, attrs, nil))
-		if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-			return nil, r.abort(syncReadUsers, orCtxError(ctx, classifyNetwork(err)))
-		}
-		if err != nil || len(res.Entries) == 0 {
-			if id := byDN[dn]; id != "" {
-				cr.gone[id] = true
-			}
-			// Outside the login search, perhaps only until the memberof
-			// overlay writes its memberOf: read that to know.
-			memberOf, exists, err := cr.readMemberOf(ctx, c, dn)
-			if err != nil {
-				return nil, err
-			}
-			if exists {
-				unsettle(cr.disagree(memberOf, m, affected[m]))
-			}
-			continue
-		}
-		e := res.Entries[0]
-		id := e.GetAttributeValue("entryUUID")
-		if id == "" {
-			return nil, r.abort(syncReadUsers, fmt.Errorf("the entry %q came without entryUUID: the sync account must read it", e.DN))
-		}
-		if old := byDN[DNKey(e.DN)]; old != "" && old != id {
-			cr.gone[old] = true
-		}
-		var names []string
-		for _, v := range e.GetEqualFoldAttributeValues(r.a.cfg.usernameAttribute()) {
-			if v != "" {
-				names = append(names, v)
-			}
-		}
-		cr.changed[id] = changeEntry{DN: e.DN, Names: names}
-		cr.noteMemberOf(id, e)
-		unsettle(cr.disagree(cr.memberOf[id], m, affected[m]))
-		cr.handle(e)
-		r.prog.Users++
 	}
-	return unsettled, nil
+	res, err := c.Search(ctx, ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, cr.filter, attrs, nil))
+	if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+		return nil, cr.r.abort(syncReadUsers, orCtxError(ctx, classifyNetwork(err)))
+	}
+	if err != nil || len(res.Entries) == 0 {
+		return cr.outsideSearch(ctx, c, known, dn, m, groups)
+	}
+	return cr.rereadEntry(res.Entries[0], known, m, groups)
+}
+
+// outsideSearch handles member m, whose entry dn the login search no longer
+// returns: a known entry is gone, and the groups that disagree with its
+// memberOf, if it exists, are returned.
+func (cr *changeRead) outsideSearch(ctx context.Context, c *conn, known entryIndex, dn, m string, groups []string) ([]string, error) {
+	if id := known.byDN[dn]; id != "" {
+		cr.gone[id] = true
+	}
+	// Outside the login search, perhaps only until the memberof
+	// overlay writes its memberOf: read that to know.
+	memberOf, exists, err := cr.readMemberOf(ctx, c, dn)
+	if err != nil || !exists {
+		return nil, err
+	}
+	return cr.disagree(memberOf, m, groups), nil
+}
+
+// rereadEntry handles member m's entry e, read again, as a changed entry, and
+// returns the groups that disagree with its memberOf.
+func (cr *changeRead) rereadEntry(e *ldap.Entry, known entryIndex, m string, groups []string) ([]string, error) {
+	r := cr.r
+	id := e.GetAttributeValue("entryUUID")
+	if id == "" {
+		return nil, r.abort(syncReadUsers, fmt.Errorf("the entry %q came without entryUUID: the sync account must read it", e.DN))
+	}
+	if old := known.byDN[DNKey(e.DN)]; old != "" && old != id {
+		cr.gone[old] = true
+	}
+	var names []string
+	for _, v := range e.GetEqualFoldAttributeValues(r.a.cfg.usernameAttribute()) {
+		if v != "" {
+			names = append(names, v)
+		}
+	}
+	cr.changed[id] = changeEntry{DN: e.DN, Names: names}
+	cr.noteMemberOf(id, e)
+	keys := cr.disagree(cr.memberOf[id], m, groups)
+	cr.handle(e)
+	r.prog.Users++
+	return keys, nil
 }
 
 // readMemberOf reads the DNKeys of the entry's memberOf values; exists is
