@@ -834,7 +834,7 @@ func (cr *changeRead) groupChanges(ctx context.Context, c *conn) error {
 	cr.gone = map[string]bool{}
 	affected := map[string][]string{} // member key -> the changed groups it joined or left
 	olds := map[string]changeGroup{}
-	for _, g := range cr.groupRefs() {
+	for _, g := range cr.groupsToRead() {
 		if err := cr.groupChange(ctx, c, g, affected, olds); err != nil {
 			return err
 		}
@@ -863,8 +863,8 @@ func (cr *changeRead) groupChanges(ctx context.Context, c *conn) error {
 	return nil
 }
 
-// groupRefs are the synced groups and the login group, once each.
-func (cr *changeRead) groupRefs() []groupRef {
+// groupsToRead are the synced groups and the login group, once each.
+func (cr *changeRead) groupsToRead() []groupRef {
 	r := cr.r
 	refs := make([]groupRef, 0, len(r.groups)+1)
 	for _, g := range r.groups {
