@@ -195,12 +195,7 @@ func (r *syncRun) refused(remove, total int) bool {
 // to ask. Cost: one read per user about to be removed, three more for one
 // answered noSuchObject with a matched DN, one per parent otherwise.
 func (r *syncRun) confirmUsersGone(ctx context.Context, c *conn) error {
-	missing := 0
-	for _, su := range r.users {
-		if !su.present {
-			missing++
-		}
-	}
+	missing := r.usersMissing()
 	if missing == 0 || r.refused(missing, r.report.StoreUsers) || (r.dirUsers == 0 && !r.opts.Force) {
 		return nil
 	}
@@ -214,45 +209,71 @@ func (r *syncRun) confirmUsersGone(ctx context.Context, c *conn) error {
 		if su.present || dn == "" {
 			continue
 		}
-		res, err := c.Search(ctx, baseSearch(dn))
-		why := ""
-		var lerr *ldap.Error
-		hidden := err == nil && len(res.Entries) == 0 ||
-			ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) && errors.As(err, &lerr) && lerr.MatchedDN == ""
-		switch {
-		case err == nil && len(res.Entries) > 0:
-			continue // readable: filtered out, removed
-		case hidden:
-			// A hidden entry's answer, or a missing one's on a server that
-			// names no matched DN: only the first keeps the user.
-			names, perr := namesMatchedDN(ctx, c, dn, parents)
-			if perr != nil {
-				return perr
-			}
-			if !names {
-				continue
-			}
-			why = "not confirmed gone: the sync account is not shown its entry " + dn + ", while this server names the matched DN for an entry really missing there (an access rule may hide it)"
-		case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
-			why, err = proveGone(ctx, c, dn)
-			if err != nil {
-				return err
-			}
-			if why == "" {
-				continue // proven gone
-			}
-			why = "not confirmed gone: reading " + dn + " answered noSuchObject, which is also the answer for an entry an access rule hides, and " + why
-		case ctx.Err() != nil:
-			return ctxError(ctx)
-		case isNetworkError(err):
-			return wrap(classifyNetwork(err), "read %s", dn)
-		default:
-			why = fmt.Sprintf("reading its entry %s answered %s", dn, resultName(err))
+		why, err := notConfirmedGone(ctx, c, dn, parents)
+		if err != nil {
+			return err
+		}
+		if why == "" {
+			continue
 		}
 		su.present = true
 		r.keep(su.username, "", why+"; kept")
 	}
 	return nil
+}
+
+// usersMissing counts the stored users the read did not return.
+func (r *syncRun) usersMissing() int {
+	missing := 0
+	for _, su := range r.users {
+		if !su.present {
+			missing++
+		}
+	}
+	return missing
+}
+
+// notConfirmedGone reads a missing user's entry dn as the sync account and
+// returns why its removal does not stand, or "" when it does.
+func notConfirmedGone(ctx context.Context, c *conn, dn string, parents map[string]bool) (string, error) {
+	res, err := c.Search(ctx, baseSearch(dn))
+	var lerr *ldap.Error
+	hidden := err == nil && len(res.Entries) == 0 ||
+		ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) && errors.As(err, &lerr) && lerr.MatchedDN == ""
+	switch {
+	case err == nil && len(res.Entries) > 0:
+		return "", nil // readable: filtered out, removed
+	case hidden:
+		return hiddenNotGone(ctx, c, dn, parents)
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
+		return missingNotGone(ctx, c, dn)
+	case ctx.Err() != nil:
+		return "", ctxError(ctx)
+	case isNetworkError(err):
+		return "", wrap(classifyNetwork(err), "read %s", dn)
+	default:
+		return fmt.Sprintf("reading its entry %s answered %s", dn, resultName(err)), nil
+	}
+}
+
+// hiddenNotGone judges a hidden entry's answer, or a missing one's on a
+// server that names no matched DN: only the first keeps the user.
+func hiddenNotGone(ctx context.Context, c *conn, dn string, parents map[string]bool) (string, error) {
+	names, err := namesMatchedDN(ctx, c, dn, parents)
+	if err != nil || !names {
+		return "", err
+	}
+	return "not confirmed gone: the sync account is not shown its entry " + dn + ", while this server names the matched DN for an entry really missing there (an access rule may hide it)", nil
+}
+
+// missingNotGone judges noSuchObject with a matched DN: the user is gone
+// only with proveGone's proof.
+func missingNotGone(ctx context.Context, c *conn, dn string) (string, error) {
+	why, err := proveGone(ctx, c, dn)
+	if err != nil || why == "" {
+		return "", err // proven gone, or the proof failed
+	}
+	return "not confirmed gone: reading " + dn + " answered noSuchObject, which is also the answer for an entry an access rule hides, and " + why, nil
 }
 
 // confirmMembershipRemovals proves each planned membership removal by a

@@ -267,42 +267,11 @@ func (a *Authenticator) dialHedged(ctx context.Context, ord []int, ready int) (_
 	h := &hedge{a: a, results: make(chan attempt, len(ord)), pending: map[int]bool{}, lagging: map[int]bool{}}
 	var detach []func() bool // each connect's link to ctx
 	start := func(i int) bool {
-		// A connect is aborted by ctx until the dial has a winner, and by
-		// Close; not by ctx after it has returned.
-		actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		stopCaller := context.AfterFunc(ctx, cancel)
-		stopClose := context.AfterFunc(a.probe.ctx, cancel)
-		h.mu.Lock()
-		h.pending[i] = true
-		h.mu.Unlock()
-		started := a.probe.goBackground(func() {
-			defer cancel()
-			defer stopClose()
-			defer stopCaller()
-			s := a.servers[i]
-			dctx, op := a.obs.op(actx, opDial, i)
-			c, err := a.dialServer(dctx, s, i)
-			op.done(err)
-			switch {
-			case err == nil:
-				c.server, c.health, c.now = i, &a.health[i], a.now
-				c.obs = a.obs
-			case actx.Err() == nil:
-				a.health[i].down(a.now())
-			}
-			h.report(attempt{server: i, c: c, err: err})
-		})
-		if !started {
-			h.mu.Lock()
-			delete(h.pending, i)
-			h.mu.Unlock()
-			cancel()
-			stopClose()
-			stopCaller()
-			return false
+		stopCaller, ok := h.start(ctx, i)
+		if ok {
+			detach = append(detach, stopCaller)
 		}
-		detach = append(detach, stopCaller)
-		return true
+		return ok
 	}
 	if !start(ord[0]) {
 		return nil, nil, false
@@ -348,6 +317,55 @@ func (a *Authenticator) dialHedged(ctx context.Context, ord []int, ready int) (_
 			return nil, ctxError(ctx), true
 		}
 	}
+}
+
+// start starts the connect to server i in the background and returns its
+// link to ctx; ok is false when the Authenticator is closing and no connect
+// was started. A connect is aborted by ctx until the dial has a winner
+// (the caller then calls stopCaller), and by Close; not by ctx after it has
+// returned.
+func (h *hedge) start(ctx context.Context, i int) (stopCaller func() bool, ok bool) {
+	a := h.a
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stopCaller = context.AfterFunc(ctx, cancel)
+	stopClose := context.AfterFunc(a.probe.ctx, cancel)
+	h.mu.Lock()
+	h.pending[i] = true
+	h.mu.Unlock()
+	started := a.probe.goBackground(func() {
+		defer cancel()
+		defer stopClose()
+		defer stopCaller()
+		h.connect(actx, i)
+	})
+	if !started {
+		h.mu.Lock()
+		delete(h.pending, i)
+		h.mu.Unlock()
+		cancel()
+		stopClose()
+		stopCaller()
+		return nil, false
+	}
+	return stopCaller, true
+}
+
+// connect dials server i and reports the attempt to the dial; a failure
+// not caused by actx ending marks the server down.
+func (h *hedge) connect(actx context.Context, i int) {
+	a := h.a
+	s := a.servers[i]
+	dctx, op := a.obs.op(actx, opDial, i)
+	c, err := a.dialServer(dctx, s, i)
+	op.done(err)
+	switch {
+	case err == nil:
+		c.server, c.health, c.now = i, &a.health[i], a.now
+		c.obs = a.obs
+	case actx.Err() == nil:
+		a.health[i].down(a.now())
+	}
+	h.report(attempt{server: i, c: c, err: err})
 }
 
 // logFailover logs the failures of the servers tried before s, which then

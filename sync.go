@@ -766,20 +766,33 @@ func (r *syncRun) readError(ctx context.Context, err error) error {
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultReferral):
 		e.Hint = "referrals are not chased: set LDAP_AUTH_SEARCH_BASE to a base this server holds"
 		e.Variables = []string{envSearchBase}
-	case r.a.cfg.NestedGroups == NestedGroupsActiveDirectory && r.a.loginGroup.dn != "" && r.a.cfg.usesLoginGroupFilters() &&
-		ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension):
+	case r.inChainRefused(err):
 		// The filter holds the in-chain rule: that is what the server
 		// refused.
 		e.Err = inChainUnsupported(r.a.cfg.DirectoryType, err)
 		e.Hint = "set LDAP_AUTH_NESTED_GROUPS=walk"
 		e.Variables = []string{envNestedGroups}
-	case paging && (ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded) ||
-		ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) ||
-		ldap.IsErrorWithCode(err, ldap.LDAPResultUnwillingToPerform)):
+	case paging && pagingRefused(err):
 		e.Hint = "the server refused the paged search: set LDAP_SYNC_PAGE_SIZE=off to read without paging"
 		e.Variables = []string{envSyncPageSize}
 	}
 	return e
+}
+
+// inChainRefused reports whether err is the server refusing the login
+// filter's in-chain rule (LDAP_AUTH_NESTED_GROUPS=active_directory with a
+// login group).
+func (r *syncRun) inChainRefused(err error) bool {
+	return r.a.cfg.NestedGroups == NestedGroupsActiveDirectory && r.a.loginGroup.dn != "" && r.a.cfg.usesLoginGroupFilters() &&
+		ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension)
+}
+
+// pagingRefused reports whether err is an answer a server gives a paged
+// search it will not page.
+func pagingRefused(err error) bool {
+	return ldap.IsErrorWithCode(err, ldap.LDAPResultAdminLimitExceeded) ||
+		ldap.IsErrorWithCode(err, ldap.LDAPResultUnavailableCriticalExtension) ||
+		ldap.IsErrorWithCode(err, ldap.LDAPResultUnwillingToPerform)
 }
 
 // pagedSearch runs req page by page (RFC 2696, pageSize entries a page) on

@@ -416,31 +416,13 @@ func (cr *changeRead) read(ctx context.Context) error {
 // refresh runs the refreshOnly search and hands each added or modified
 // entry to the full sync's entry handling.
 func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
-	r, a := cr.r, cr.r.a
+	r := cr.r
 	r.progress(syncReadUsers)
-	cfg, err := a.searchConfig(ctx, c)
+	req, err := cr.refreshRequest(ctx, c)
 	if err != nil {
-		return r.abort(syncReadUsers, err)
+		return err
 	}
-	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
-	if err != nil {
-		return r.abort(syncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
-	}
-	attrs := a.syncAttrs
-	if r.custom {
-		attrs = a.attrs
-	}
-	cr.filter, cr.attrs = filter, attrs
-	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
-		0, 0, false, filter, attrs, nil)
-	var cookie []byte
-	if cr.old != nil {
-		cookie = cr.old.Cookie
-		cr.cookie = cookie
-	}
-	cr.changed = map[string]changeEntry{}
-	cr.present = map[string]bool{}
-	cr.deleted = map[string]bool{}
+	cookie := cr.startRefresh()
 
 	// Cancelling ctx, or silence longer than the receive timeout between
 	// two messages, expires the socket: go-ldap then ends the stream.
@@ -454,7 +436,57 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 		defer idle.Stop()
 	}
 	resp := c.l.Syncrepl(sctx, req, 256, ldap.SyncRequestModeRefreshOnly, cookie, false)
-	done := false
+	done, err := cr.receive(c, resp, idle)
+	if err != nil {
+		return err
+	}
+	if err := cr.refreshEnd(ctx, c, resp.Err(), cookie, done); err != nil {
+		return err
+	}
+	r.prog.Pages = 1
+	r.progress(syncReadUsers)
+	return nil
+}
+
+// refreshRequest is the refresh's search: the login search's filter and the
+// sync's attributes, kept for the re-reads of groupChanges.
+func (cr *changeRead) refreshRequest(ctx context.Context, c *conn) (*ldap.SearchRequest, error) {
+	r, a := cr.r, cr.r.a
+	cfg, err := a.searchConfig(ctx, c)
+	if err != nil {
+		return nil, r.abort(syncReadUsers, err)
+	}
+	filter, err := userFilter(cfg, a.cfg.SearchFilters, map[string]string{})
+	if err != nil {
+		return nil, r.abort(syncReadUsers, wrap(err, "search filter builder %s with an empty lookup", formatterName(a.cfg.SearchFilters)))
+	}
+	attrs := a.syncAttrs
+	if r.custom {
+		attrs = a.attrs
+	}
+	cr.filter, cr.attrs = filter, attrs
+	return ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		0, 0, false, filter, attrs, nil), nil
+}
+
+// startRefresh empties the refresh's sets and returns the last run's
+// cookie (nil: a refresh from nothing).
+func (cr *changeRead) startRefresh() []byte {
+	var cookie []byte
+	if cr.old != nil {
+		cookie = cr.old.Cookie
+		cr.cookie = cookie
+	}
+	cr.changed = map[string]changeEntry{}
+	cr.present = map[string]bool{}
+	cr.deleted = map[string]bool{}
+	return cookie
+}
+
+// receive takes the refresh's messages until the stream ends, each entry
+// by its sync state, and reports whether the sync done control came.
+func (cr *changeRead) receive(c *conn, resp ldap.Response, idle *time.Timer) (done bool, err error) {
+	r := cr.r
 	for resp.Next() {
 		if idle != nil {
 			idle.Reset(c.receiveTimeout)
@@ -463,9 +495,9 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 			if err := cr.entry(e, resp.Controls()); err != nil {
 				c.broken = true
 				if errors.Is(err, ErrNoContentSync) {
-					return err
+					return false, err
 				}
-				return r.abort(syncReadUsers, err)
+				return false, r.abort(syncReadUsers, err)
 			}
 			r.prog.Users++
 			if r.prog.Users%1000 == 0 {
@@ -478,7 +510,13 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 		}
 		done = cr.control(resp.Controls()) || done
 	}
-	err = resp.Err()
+	return done, nil
+}
+
+// refreshEnd judges how the refresh's stream ended (err, the stream's
+// error): refused for its cookie, unsupported, failed, or cut short.
+func (cr *changeRead) refreshEnd(ctx context.Context, c *conn, err error, cookie []byte, done bool) error {
+	r := cr.r
 	switch {
 	case ctx.Err() != nil:
 		c.broken = true
@@ -497,8 +535,6 @@ func (cr *changeRead) refresh(ctx context.Context, c *conn) error {
 		c.broken = true
 		return r.abort(syncReadUsers, errors.New("the refresh ended without its sync done control: the read is incomplete"))
 	}
-	r.prog.Pages = 1
-	r.progress(syncReadUsers)
 	return nil
 }
 
@@ -793,62 +829,14 @@ func (cs *ChangeSync) writeText(b *strings.Builder) {
 // returns (it left the login group) as a deleted one. One base search per
 // group (two when it changed), one per user who joined or left.
 func (cr *changeRead) groupChanges(ctx context.Context, c *conn) error {
-	r := cr.r
 	cr.groups = map[string]changeGroup{}
 	cr.membersRead = map[string]bool{}
 	cr.gone = map[string]bool{}
-	refs := make([]groupRef, 0, len(r.groups)+1)
-	for _, g := range r.groups {
-		refs = append(refs, g.ref)
-	}
-	if lg := r.a.loginGroup; lg.dn != "" && !slices.ContainsFunc(refs, func(g groupRef) bool { return g.key == lg.key }) {
-		refs = append(refs, lg)
-	}
 	affected := map[string][]string{} // member key -> the changed groups it joined or left
 	olds := map[string]changeGroup{}
-	for _, g := range refs {
-		var old changeGroup
-		known := false
-		if cr.old != nil {
-			old, known = cr.old.Groups[g.key]
-		}
-		csn, _, err := cr.readGroup(ctx, c, g.dn, false)
-		if err != nil {
+	for _, g := range cr.groupsToRead() {
+		if err := cr.groupChange(ctx, c, g, affected, olds); err != nil {
 			return err
-		}
-		if known && csn == old.CSN && csn != "" {
-			cr.groups[g.key] = old
-			continue
-		}
-		csn, members, err := cr.readGroup(ctx, c, g.dn, true)
-		if err != nil {
-			return err
-		}
-		cr.groups[g.key] = changeGroup{CSN: csn, Members: members}
-		cr.membersRead[g.key] = true
-		if cr.old == nil {
-			continue // a full refresh reads every user anyway
-		}
-		if known && cr.cs != nil {
-			// A ChangeStore keeps a group's members as a row of their own,
-			// read only when the group changed.
-			if old.Members, err = cr.groupMembers(ctx, g.key); err != nil {
-				return err
-			}
-		}
-		olds[g.key] = old
-		was := map[string]bool{}
-		for _, m := range old.Members {
-			was[m] = true
-		}
-		for _, m := range members {
-			if !was[m] {
-				affected[m] = append(affected[m], g.key)
-			}
-			delete(was, m)
-		}
-		for m := range was {
-			affected[m] = append(affected[m], g.key)
 		}
 	}
 	if len(affected) == 0 {
@@ -873,6 +861,75 @@ func (cr *changeRead) groupChanges(ctx context.Context, c *conn) error {
 		delete(cr.membersRead, key)
 	}
 	return nil
+}
+
+// groupsToRead are the synced groups and the login group, once each.
+func (cr *changeRead) groupsToRead() []groupRef {
+	r := cr.r
+	refs := make([]groupRef, 0, len(r.groups)+1)
+	for _, g := range r.groups {
+		refs = append(refs, g.ref)
+	}
+	if lg := r.a.loginGroup; lg.dn != "" && !slices.ContainsFunc(refs, func(g groupRef) bool { return g.key == lg.key }) {
+		refs = append(refs, lg)
+	}
+	return refs
+}
+
+// groupChange reads group g's entryCSN and, when it changed since the last
+// run, its members; it adds to affected the members who joined or left it,
+// and keeps in olds its last state.
+func (cr *changeRead) groupChange(ctx context.Context, c *conn, g groupRef, affected map[string][]string, olds map[string]changeGroup) error {
+	var old changeGroup
+	known := false
+	if cr.old != nil {
+		old, known = cr.old.Groups[g.key]
+	}
+	csn, _, err := cr.readGroup(ctx, c, g.dn, false)
+	if err != nil {
+		return err
+	}
+	if known && csn == old.CSN && csn != "" {
+		cr.groups[g.key] = old
+		return nil
+	}
+	csn, members, err := cr.readGroup(ctx, c, g.dn, true)
+	if err != nil {
+		return err
+	}
+	cr.groups[g.key] = changeGroup{CSN: csn, Members: members}
+	cr.membersRead[g.key] = true
+	if cr.old == nil {
+		return nil // a full refresh reads every user anyway
+	}
+	if known && cr.cs != nil {
+		// A ChangeStore keeps a group's members as a row of their own,
+		// read only when the group changed.
+		if old.Members, err = cr.groupMembers(ctx, g.key); err != nil {
+			return err
+		}
+	}
+	olds[g.key] = old
+	memberMoves(affected, g.key, old.Members, members)
+	return nil
+}
+
+// memberMoves adds group key to affected for each member of was or now
+// that is not in both: those who joined or left it.
+func memberMoves(affected map[string][]string, key string, was, now []string) {
+	left := map[string]bool{}
+	for _, m := range was {
+		left[m] = true
+	}
+	for _, m := range now {
+		if !left[m] {
+			affected[m] = append(affected[m], key)
+		}
+		delete(left, m)
+	}
+	for m := range left {
+		affected[m] = append(affected[m], key)
+	}
 }
 
 // disagree returns the changed groups, of those member m joined or left,
@@ -932,80 +989,112 @@ func (cr *changeRead) readGroup(ctx context.Context, c *conn, dn string, members
 // joined or left a changed group, unless the refresh returned them.
 func (cr *changeRead) reread(ctx context.Context, c *conn, affected map[string][]string) (unsettled map[string]bool, err error) {
 	unsettled = map[string]bool{}
-	unsettle := func(keys []string) {
+	known := cr.knownEntries()
+	attrs := append(slices.Clone(cr.attrs), "entryUUID")
+	for _, m := range slices.Sorted(maps.Keys(affected)) {
+		keys, err := cr.rereadMember(ctx, c, known, attrs, m, affected[m])
+		if err != nil {
+			return nil, err
+		}
 		for _, k := range keys {
 			unsettled[k] = true
 		}
 	}
-	r := cr.r
-	byDN := map[string]string{}   // DNKey -> entryUUID, of the entries known
-	byName := map[string]string{} // normUser -> DNKey
+	return unsettled, nil
+}
+
+// entryIndex finds the entries known, from the last run or this one's
+// refresh, by DN and by username.
+type entryIndex struct {
+	byDN   map[string]string // DNKey -> entryUUID, of the entries known
+	byName map[string]string // normUser -> DNKey
+}
+
+// knownEntries indexes the last run's entries and the refresh's changed
+// ones.
+func (cr *changeRead) knownEntries() entryIndex {
+	known := entryIndex{byDN: map[string]string{}, byName: map[string]string{}}
 	for id, e := range cr.old.Entries {
-		byDN[DNKey(e.DN)] = id
-		for _, n := range e.Names {
-			byName[normUser(n)] = DNKey(e.DN)
-		}
+		known.add(id, e)
 	}
 	for id, e := range cr.changed {
-		byDN[DNKey(e.DN)] = id
-		for _, n := range e.Names {
-			byName[normUser(n)] = DNKey(e.DN)
+		known.add(id, e)
+	}
+	return known
+}
+
+// add indexes entry e, whose entryUUID is id.
+func (x entryIndex) add(id string, e changeEntry) {
+	x.byDN[DNKey(e.DN)] = id
+	for _, n := range e.Names {
+		x.byName[normUser(n)] = DNKey(e.DN)
+	}
+}
+
+// rereadMember reads again member m, who joined or left groups, unless the
+// refresh returned it, and returns those of groups whose member values
+// disagree with its memberOf.
+func (cr *changeRead) rereadMember(ctx context.Context, c *conn, known entryIndex, attrs []string, m string, groups []string) ([]string, error) {
+	dn, ok := strings.CutPrefix(m, "uid:")
+	if ok {
+		if dn = known.byName[dn]; dn == "" {
+			return nil, nil // a name no entry known has: nothing to re-read
 		}
 	}
-	attrs := append(slices.Clone(cr.attrs), "entryUUID")
-	for _, m := range slices.Sorted(maps.Keys(affected)) {
-		dn, ok := strings.CutPrefix(m, "uid:")
-		if ok {
-			if dn = byName[dn]; dn == "" {
-				continue // a name no entry known has: nothing to re-read
-			}
+	if id := known.byDN[dn]; id != "" {
+		if _, changed := cr.changed[id]; changed {
+			return cr.disagree(cr.memberOf[id], m, groups), nil
 		}
-		if id := byDN[dn]; id != "" {
-			if _, changed := cr.changed[id]; changed {
-				unsettle(cr.disagree(cr.memberOf[id], m, affected[m]))
-				continue
-			}
-		}
-		res, err := c.Search(ctx, ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, cr.filter, attrs, nil))
-		if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-			return nil, r.abort(syncReadUsers, orCtxError(ctx, classifyNetwork(err)))
-		}
-		if err != nil || len(res.Entries) == 0 {
-			if id := byDN[dn]; id != "" {
-				cr.gone[id] = true
-			}
-			// Outside the login search, perhaps only until the memberof
-			// overlay writes its memberOf: read that to know.
-			memberOf, exists, err := cr.readMemberOf(ctx, c, dn)
-			if err != nil {
-				return nil, err
-			}
-			if exists {
-				unsettle(cr.disagree(memberOf, m, affected[m]))
-			}
-			continue
-		}
-		e := res.Entries[0]
-		id := e.GetAttributeValue("entryUUID")
-		if id == "" {
-			return nil, r.abort(syncReadUsers, fmt.Errorf("the entry %q came without entryUUID: the sync account must read it", e.DN))
-		}
-		if old := byDN[DNKey(e.DN)]; old != "" && old != id {
-			cr.gone[old] = true
-		}
-		var names []string
-		for _, v := range e.GetEqualFoldAttributeValues(r.a.cfg.usernameAttribute()) {
-			if v != "" {
-				names = append(names, v)
-			}
-		}
-		cr.changed[id] = changeEntry{DN: e.DN, Names: names}
-		cr.noteMemberOf(id, e)
-		unsettle(cr.disagree(cr.memberOf[id], m, affected[m]))
-		cr.handle(e)
-		r.prog.Users++
 	}
-	return unsettled, nil
+	res, err := c.Search(ctx, ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, cr.filter, attrs, nil))
+	if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+		return nil, cr.r.abort(syncReadUsers, orCtxError(ctx, classifyNetwork(err)))
+	}
+	if err != nil || len(res.Entries) == 0 {
+		return cr.outsideSearch(ctx, c, known, dn, m, groups)
+	}
+	return cr.rereadEntry(res.Entries[0], known, m, groups)
+}
+
+// outsideSearch handles member m, whose entry dn the login search no longer
+// returns: a known entry is gone, and the groups that disagree with its
+// memberOf, if it exists, are returned.
+func (cr *changeRead) outsideSearch(ctx context.Context, c *conn, known entryIndex, dn, m string, groups []string) ([]string, error) {
+	if id := known.byDN[dn]; id != "" {
+		cr.gone[id] = true
+	}
+	// Outside the login search, perhaps only until the memberof
+	// overlay writes its memberOf: read that to know.
+	memberOf, exists, err := cr.readMemberOf(ctx, c, dn)
+	if err != nil || !exists {
+		return nil, err
+	}
+	return cr.disagree(memberOf, m, groups), nil
+}
+
+// rereadEntry handles member m's entry e, read again, as a changed entry, and
+// returns the groups that disagree with its memberOf.
+func (cr *changeRead) rereadEntry(e *ldap.Entry, known entryIndex, m string, groups []string) ([]string, error) {
+	r := cr.r
+	id := e.GetAttributeValue("entryUUID")
+	if id == "" {
+		return nil, r.abort(syncReadUsers, fmt.Errorf("the entry %q came without entryUUID: the sync account must read it", e.DN))
+	}
+	if old := known.byDN[DNKey(e.DN)]; old != "" && old != id {
+		cr.gone[old] = true
+	}
+	var names []string
+	for _, v := range e.GetEqualFoldAttributeValues(r.a.cfg.usernameAttribute()) {
+		if v != "" {
+			names = append(names, v)
+		}
+	}
+	cr.changed[id] = changeEntry{DN: e.DN, Names: names}
+	cr.noteMemberOf(id, e)
+	keys := cr.disagree(cr.memberOf[id], m, groups)
+	cr.handle(e)
+	r.prog.Users++
+	return keys, nil
 }
 
 // readMemberOf reads the DNKeys of the entry's memberOf values; exists is
