@@ -167,7 +167,10 @@ func TestResetMidAnswer(t *testing.T) {
 			p.CutAfter(3)
 			_, err := a.Authenticate(safetyNet(t), "alice", "alice-password")
 			require.ErrorIs(t, err, ldapauth.ErrUnavailable)
-			assert.Equal(t, mode.conns, p.Accepted(), "not retried")
+			// The login opens its connections in parallel and returns at the
+			// first cut: the other may be cancelled before the proxy accepts
+			// it, but a retry would be one more.
+			assert.LessOrEqual(t, p.Accepted(), mode.conns, "not retried")
 			p.CutAfter(0)
 			login(t, a, "alice")
 		})
