@@ -155,14 +155,28 @@ func (d Directory) Validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("ldaptest: %w: "+format, append([]any{ErrInvalidDirectory}, args...)...))
 	}
+	d.validateBaseDN(bad)
+	groups := d.validateGroups(bad)
+	users := d.validateUsers(groups, bad)
+	if d.ServiceAccount != "" && !users[strings.ToLower(d.ServiceAccount)] {
+		bad("service account %q is not a user", d.ServiceAccount)
+	}
+	return errors.Join(errs...)
+}
 
+// validateBaseDN reports an empty BaseDN, or one GLAuth would not match.
+func (d Directory) validateBaseDN(bad func(format string, args ...any)) {
 	switch {
 	case d.BaseDN == "":
 		bad("empty BaseDN")
 	case d.BaseDN != strings.ToLower(d.BaseDN) || strings.ContainsAny(d.BaseDN, " \t"):
 		bad("BaseDN %q must be lower case without spaces (GLAuth compares it as a raw string)", d.BaseDN)
 	}
+}
 
+// validateGroups reports unnamed, duplicate and unknown included groups and
+// cycles; it returns the index of each group by lower-case name.
+func (d Directory) validateGroups(bad func(format string, args ...any)) map[string]int {
 	groups := make(map[string]int, len(d.Groups))
 	for i, g := range d.Groups {
 		key := strings.ToLower(g.Name)
@@ -186,7 +200,12 @@ func (d Directory) Validate() error {
 	if cycle := includeCycle(d.Groups, groups); cycle != "" {
 		bad("nested groups form a cycle through %q (GLAuth would recurse forever)", cycle)
 	}
+	return groups
+}
 
+// validateUsers reports unnamed and duplicate users, empty passwords and
+// unknown groups; it returns the set of lower-case user names.
+func (d Directory) validateUsers(groups map[string]int, bad func(format string, args ...any)) map[string]bool {
 	users := make(map[string]bool, len(d.Users))
 	for i, u := range d.Users {
 		if u.Name == "" {
@@ -212,10 +231,7 @@ func (d Directory) Validate() error {
 			}
 		}
 	}
-	if d.ServiceAccount != "" && !users[strings.ToLower(d.ServiceAccount)] {
-		bad("service account %q is not a user", d.ServiceAccount)
-	}
-	return errors.Join(errs...)
+	return users
 }
 
 // includeCycle returns the name of a group on a cycle of Include edges, or "".

@@ -134,19 +134,8 @@ func main() {
 }
 
 func run(ctx context.Context, logger *slog.Logger, st settings) error {
-	o := options{Logger: logger, SessionTTL: st.sessionTTL, MaxSessions: st.maxSessions, DetailedErrors: st.detailedErrors, Throttle: st.throttle}
-	if o.MaxSessions == 0 {
-		o.MaxSessions = -1 // the flag's 0 is "no cap"
-	}
-	if st.publicURL != "" {
-		u, err := url.Parse(st.publicURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("-public-url %q: want http:// or https:// and a host", st.publicURL)
-		}
-		o.PublicURL = u
-	}
-	var err error
-	if o.TrustedProxies, err = parseProxies(st.trustedProxies); err != nil {
+	o, err := st.options(logger)
+	if err != nil {
 		return err
 	}
 	cfg, dir, err := demo.Setup()
@@ -184,19 +173,53 @@ func run(ctx context.Context, logger *slog.Logger, st settings) error {
 	o.Auth, o.Store, o.Demo = auth, store, demoInfo
 	o.MeterProvider = met.Provider
 
+	stopSweep := startSweep(store, st, logger)
+	defer stopSweep()
+
+	ln, err := net.Listen("tcp", st.addr)
+	if err != nil {
+		return err
+	}
+	return serveUntilDone(ctx, logger, st, ln, newHTTPServer(o, met, logger))
+}
+
+// options are the server's options the flags set; run adds the directory,
+// the store and the metrics.
+func (st settings) options(logger *slog.Logger) (options, error) {
+	o := options{Logger: logger, SessionTTL: st.sessionTTL, MaxSessions: st.maxSessions, DetailedErrors: st.detailedErrors, Throttle: st.throttle}
+	if o.MaxSessions == 0 {
+		o.MaxSessions = -1 // the flag's 0 is "no cap"
+	}
+	if st.publicURL != "" {
+		u, err := url.Parse(st.publicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return o, fmt.Errorf("-public-url %q: want http:// or https:// and a host", st.publicURL)
+		}
+		o.PublicURL = u
+	}
+	var err error
+	if o.TrustedProxies, err = parseProxies(st.trustedProxies); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// startSweep deletes expired sessions and stale counters every
+// -sweep-interval until the returned stop, which waits for the sweep to end.
+func startSweep(store *sqlstore.Store, st settings, logger *slog.Logger) (stop func()) {
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	swept := make(chan struct{})
 	go func() {
 		defer close(swept)
 		sweep(sweepCtx, store, st.throttle, st.sweepInterval, func(err error) { logger.Error("sweep", "err", err) })
 	}()
-	defer func() { stopSweep(); <-swept }()
+	return func() { stopSweep(); <-swept }
+}
 
-	ln, err := net.Listen("tcp", st.addr)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{
+// newHTTPServer is the login server's handler, with /metrics, behind the
+// timeouts a server facing the internet needs.
+func newHTTPServer(o options, met *metrics, logger *slog.Logger) *http.Server {
+	return &http.Server{
 		Handler:           withMetrics(newServer(o), met.Handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -204,6 +227,11 @@ func run(ctx context.Context, logger *slog.Logger, st settings) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+}
+
+// serveUntilDone serves HTTP, or HTTPS with -tls-cert, on ln until ctx is done, then
+// shuts srv down once the requests in flight have finished.
+func serveUntilDone(ctx context.Context, logger *slog.Logger, st settings, ln net.Listener, srv *http.Server) error {
 	scheme := "http"
 	if st.certFile != "" {
 		scheme = "https"

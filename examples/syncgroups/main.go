@@ -188,6 +188,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 	if o.watch {
 		return watch(ctx, auth, syncOpts, o, stdout, stderr)
 	}
+	rep, err := syncOnce(ctx, auth, syncOpts, o, stdout, stderr)
+	if err != nil {
+		return fail(exitCode(err), err)
+	}
+	if !o.createUsers && rep.StoreUsers == 0 && rep.DirectoryUsers > 0 {
+		fmt.Fprintln(stderr, "syncgroups: the database holds no directory user yet: users arrive at their first login; -create-users creates them all now")
+	}
+	return exitOK
+}
+
+// syncOnce runs one sync (with -changes, of what changed), showing its
+// progress on stderr, prints its report and writes the -textfile.
+func syncOnce(ctx context.Context, auth *ldapauth.Authenticator, syncOpts ldapauth.SyncOptions, o options, stdout, stderr io.Writer) (*ldapauth.SyncReport, error) {
 	syncRun := auth.Sync
 	if o.changes {
 		syncRun = auth.SyncChanges
@@ -220,13 +233,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup fu
 			err = errors.Join(err, terr)
 		}
 	}
-	if err != nil {
-		return fail(exitCode(err), err)
-	}
-	if !o.createUsers && rep.StoreUsers == 0 && rep.DirectoryUsers > 0 {
-		fmt.Fprintln(stderr, "syncgroups: the database holds no directory user yet: users arrive at their first login; -create-users creates them all now")
-	}
-	return exitOK
+	return rep, err
 }
 
 // writeReport prints rep for people, or as indented JSON.

@@ -342,11 +342,27 @@ func (s *Server) create(bins binaries, ldapPort, ldapsPort int) error {
 			return err
 		}
 	}
-	defaults, err := os.ReadFile(defaultsInf)
-	if err != nil {
-		return fmt.Errorf("dstest: %w", err)
+	if err := writeDefaultsInf(inst, prefix); err != nil {
+		return err
 	}
-	paths := map[string]string{
+	infFile, err := s.writeInstanceInf(ldapPort, ldapsPort)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bins.dscreate, "from-file", infFile)
+	cmd.Env = append(os.Environ(), "PREFIX="+prefix)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("dstest: dscreate from-file: %w\n%s", err, proctest.LastLines(string(out), 30))
+	}
+	s.configDir = filepath.Join(inst, "etc", "dirsrv", "slapd-"+instanceName)
+	s.errorsLog = filepath.Join(inst, "log", "errors")
+	return nil
+}
+
+// instancePaths are the defaults.inf keys that put every file of the
+// instance under inst, and no systemd.
+func instancePaths(inst string) map[string]string {
+	return map[string]string{
 		"with_systemd":    "0",
 		"sysconf_dir":     inst + "/etc",
 		"initconfig_dir":  inst + "/etc/default",
@@ -371,6 +387,16 @@ func (s *Server) create(bins binaries, ldapPort, ldapsPort int) error {
 		"ldif_dir":        inst + "/ldif",
 		"tmp_dir":         inst + "/tmp",
 	}
+}
+
+// writeDefaultsInf writes the prefix's defaults.inf: the system's, with the
+// paths of instancePaths.
+func writeDefaultsInf(inst, prefix string) error {
+	defaults, err := os.ReadFile(defaultsInf)
+	if err != nil {
+		return fmt.Errorf("dstest: %w", err)
+	}
+	paths := instancePaths(inst)
 	lines := strings.Split(string(defaults), "\n")
 	for i, line := range lines {
 		if k, _, ok := strings.Cut(line, " = "); ok {
@@ -386,13 +412,19 @@ func (s *Server) create(bins binaries, ldapPort, ldapsPort int) error {
 	if err := os.WriteFile(filepath.Join(prefix, "share", "dirsrv", "inf", "defaults.inf"), []byte(strings.Join(lines, "\n")), 0o644); err != nil {
 		return fmt.Errorf("dstest: %w", err)
 	}
+	return nil
+}
+
+// writeInstanceInf writes dscreate's instance file, run as the current
+// user and group, and returns its path.
+func (s *Server) writeInstanceInf(ldapPort, ldapsPort int) (string, error) {
 	u, err := user.Current()
 	if err != nil {
-		return fmt.Errorf("dstest: %w", err)
+		return "", fmt.Errorf("dstest: %w", err)
 	}
 	g, err := user.LookupGroupId(u.Gid)
 	if err != nil {
-		return fmt.Errorf("dstest: %w", err)
+		return "", fmt.Errorf("dstest: %w", err)
 	}
 	inf := fmt.Sprintf(`[general]
 full_machine_name = localhost
@@ -418,16 +450,9 @@ create_suffix_entry = True
 `, instanceName, AdminDN, AdminPassword, ldapPort, ldapsPort, u.Username, g.Name, BaseDN)
 	infFile := filepath.Join(s.Dir, "instance.inf")
 	if err := os.WriteFile(infFile, []byte(inf), 0o600); err != nil {
-		return fmt.Errorf("dstest: %w", err)
+		return "", fmt.Errorf("dstest: %w", err)
 	}
-	cmd := exec.Command(bins.dscreate, "from-file", infFile)
-	cmd.Env = append(os.Environ(), "PREFIX="+prefix)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("dstest: dscreate from-file: %w\n%s", err, proctest.LastLines(string(out), 30))
-	}
-	s.configDir = filepath.Join(inst, "etc", "dirsrv", "slapd-"+instanceName)
-	s.errorsLog = filepath.Join(inst, "log", "errors")
-	return nil
+	return infFile, nil
 }
 
 func copyDir(src, dst string) error {

@@ -285,39 +285,19 @@ func (p *Proxy) pipe(dst, src net.Conn, toClient bool, gen int64) {
 			return
 		}
 		if n > 0 {
-			if d := time.Duration(p.delay.Load()); d > 0 {
-				select {
-				case <-time.After(d):
-				case <-p.done:
-					return
-				}
-			}
-			if m := Mode(p.mode.Load()); m == Blackhole || m == Refuse {
+			if !p.delayChunk() {
 				return
 			}
 			chunk := buf[:n]
 			requests.feed(chunk)
-			if stall := p.stallAfter.Load(); toClient && stall >= 0 && sent+int64(n) > stall {
-				head := chunk[:max(0, stall-sent)]
-				p.serverBytes.Add(int64(len(head))) // counted before the client can read it
-				if _, werr := dst.Write(head); werr != nil {
-					return
-				}
-				sent += int64(len(head))
-				chunk = chunk[len(head):]
-				p.noteStall()
-				if !p.hold(dst, src) {
-					return
-				}
-			}
-			if limit := p.cutAfter.Load(); toClient && limit > 0 && sent+int64(len(chunk)) >= limit {
-				chunk = chunk[:max(0, limit-sent)]
-				_, _ = dst.Write(chunk)
-				reset(dst)
-				reset(src)
-				return
-			}
 			if toClient {
+				var ok bool
+				if chunk, sent, ok = p.stallChunk(dst, src, chunk, sent); !ok {
+					return
+				}
+				if p.cutChunk(dst, src, chunk, sent) {
+					return
+				}
 				p.serverBytes.Add(int64(len(chunk))) // counted before the client can read it
 			}
 			if _, werr := dst.Write(chunk); werr != nil {
@@ -332,6 +312,51 @@ func (p *Proxy) pipe(dst, src net.Conn, toClient bool, gen int64) {
 			return
 		}
 	}
+}
+
+// delayChunk waits out SetDelay's delay and reports whether the chunk may
+// go on: not once the proxy is closed or the mode is Blackhole or Refuse.
+func (p *Proxy) delayChunk() bool {
+	if d := time.Duration(p.delay.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-p.done:
+			return false
+		}
+	}
+	m := Mode(p.mode.Load())
+	return m != Blackhole && m != Refuse
+}
+
+// stallChunk, past StallAfter's limit, writes the head of a server chunk
+// up to the limit and holds the rest until stalling is off; it returns the
+// rest, the bytes sent, and false if the connection is to end.
+func (p *Proxy) stallChunk(dst, src net.Conn, chunk []byte, sent int64) ([]byte, int64, bool) {
+	stall := p.stallAfter.Load()
+	if stall < 0 || sent+int64(len(chunk)) <= stall {
+		return chunk, sent, true
+	}
+	head := chunk[:max(0, stall-sent)]
+	p.serverBytes.Add(int64(len(head))) // counted before the client can read it
+	if _, werr := dst.Write(head); werr != nil {
+		return chunk, sent, false
+	}
+	sent += int64(len(head))
+	p.noteStall()
+	return chunk[len(head):], sent, p.hold(dst, src)
+}
+
+// cutChunk, at CutAfter's limit, writes a server chunk up to the limit and
+// resets both sides; it reports whether it did.
+func (p *Proxy) cutChunk(dst, src net.Conn, chunk []byte, sent int64) bool {
+	limit := p.cutAfter.Load()
+	if limit <= 0 || sent+int64(len(chunk)) < limit {
+		return false
+	}
+	_, _ = dst.Write(chunk[:max(0, limit-sent)])
+	reset(dst)
+	reset(src)
+	return true
 }
 
 // hold waits until stalling is turned off (true), or either side of the

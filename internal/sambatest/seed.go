@@ -54,6 +54,33 @@ func (d *DC) seed() error {
 	}
 	defer c.Close()
 
+	if err := d.addSeedUsers(c); err != nil {
+		return err
+	}
+	if err := d.setAccountStates(c); err != nil {
+		return err
+	}
+	if err := d.addSeedGroups(c); err != nil {
+		return err
+	}
+	if err := d.setGracePrimaryGroup(c); err != nil {
+		return err
+	}
+
+	// Fine-grained password policies (PSOs), so that lockout and password
+	// expiry touch only the users meant, not the domain.
+	if err := d.addPSO(c, "sambatest-lockout", 3, 42*24*time.Hour, d.UserDN(UserIvan), d.UserDN(UserLockable)); err != nil {
+		return err
+	}
+	if err := d.agePassword(UserHeidi, 60*24*time.Hour); err != nil {
+		return err
+	}
+	return d.lockIvan()
+}
+
+// addSeedUsers adds the users with a password, recorded in d.Users, and the
+// big group's users.
+func (d *DC) addSeedUsers(c *ldap.Conn) error {
 	d.Users = make(map[string]string, len(seedUsers))
 	for _, u := range seedUsers {
 		if err := d.addUser(c, u); err != nil {
@@ -61,11 +88,12 @@ func (d *DC) seed() error {
 		}
 		d.Users[u.sam] = u.password
 	}
-	if err := d.addBigUsers(); err != nil {
-		return err
-	}
+	return d.addBigUsers()
+}
 
-	// Account states.
+// setAccountStates disables dave, expires erin's account and makes frank
+// change his password at the next login.
+func (d *DC) setAccountStates(c *ldap.Conn) error {
 	past := strconv.FormatInt(FileTime(time.Now().Add(-24*time.Hour)), 10)
 	for _, m := range []struct {
 		sam, attr, value string
@@ -80,8 +108,12 @@ func (d *DC) seed() error {
 			return fmt.Errorf("sambatest: set %s of %s: %w", m.attr, m.sam, err)
 		}
 	}
+	return nil
+}
 
-	// Groups.
+// addSeedGroups adds the groups, big with alice and big0001..., and
+// nested-parent around nested-child.
+func (d *DC) addSeedGroups(c *ldap.Conn) error {
 	big := make([]string, 0, BigGroupSize)
 	big = append(big, d.UserDN(UserAlice))
 	for i := 1; i < BigGroupSize; i++ {
@@ -108,11 +140,12 @@ func (d *DC) seed() error {
 			return err
 		}
 	}
-	if err := d.addGroup(c, GroupNestedParent, []string{d.GroupDN(GroupNestedChild)}); err != nil {
-		return err
-	}
+	return d.addGroup(c, GroupNestedParent, []string{d.GroupDN(GroupNestedChild)})
+}
 
-	// grace's primary group becomes readers; she must be a member first.
+// setGracePrimaryGroup makes readers grace's primary group; she must be a
+// member first.
+func (d *DC) setGracePrimaryGroup(c *ldap.Conn) error {
 	rid, err := d.rid(c, d.GroupDN(GroupReaders))
 	if err != nil {
 		return err
@@ -122,16 +155,7 @@ func (d *DC) seed() error {
 	if err := c.Modify(req); err != nil {
 		return fmt.Errorf("sambatest: set primaryGroupID of grace: %w", err)
 	}
-
-	// Fine-grained password policies (PSOs), so that lockout and password
-	// expiry touch only the users meant, not the domain.
-	if err := d.addPSO(c, "sambatest-lockout", 3, 42*24*time.Hour, d.UserDN(UserIvan), d.UserDN(UserLockable)); err != nil {
-		return err
-	}
-	if err := d.agePassword(UserHeidi, 60*24*time.Hour); err != nil {
-		return err
-	}
-	return d.lockIvan()
+	return nil
 }
 
 func (d *DC) addUser(c *ldap.Conn, u seedUser) error {
