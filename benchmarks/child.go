@@ -134,7 +134,7 @@ func runChild(ctx context.Context, spec childSpec) (*childResult, error) {
 		return nil, fmt.Errorf("resetting the peak resident set: %w", err)
 	}
 	if path := os.Getenv(HeapProfileEnv); path != "" && spec.Case != PagedSearchCase {
-		stop := profileHeapPeak(path)
+		stop := profileHeapPeak(fmt.Sprintf("%s.%s.%s", path, spec.Store, spec.Case))
 		defer stop()
 	}
 	cpu := cpuTime()
@@ -343,8 +343,10 @@ func MeasureCasesInChildren(ctx context.Context, t *Target, users int, kind Scal
 }
 
 // HeapProfileEnv names a file: when set, each child run but the paged
-// search writes there the heap profile (pprof) of the highest live heap
-// it reaches, sampled every 20 ms, to see what holds the peak RSS.
+// search writes the heap profile (pprof) of the highest live heap it
+// reaches, sampled every 20 ms, to see what holds the peak RSS, to that
+// name followed by "." store "." case (file.sqlite.sync), so that one
+// run's cases do not overwrite each other's profile.
 const HeapProfileEnv = "LDAPBENCH_HEAP_PROFILE"
 
 // profileHeapPeak writes the heap profile to path each time the heap in

@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -73,7 +74,6 @@ func TestMeasureScaleInChildren(t *testing.T) {
 	t.Setenv(HeapProfileEnv, profile)
 	for _, kind := range []ScaleStore{StoreMem, StoreSQLite} {
 		t.Run(string(kind), func(t *testing.T) {
-			require.NoError(t, os.RemoveAll(profile))
 			rs, err := MeasureScaleInChildren(context.Background(), target, users, kind, 1, nil)
 			require.NoError(t, err)
 			require.Len(t, rs, len(ChildCases))
@@ -90,9 +90,13 @@ func TestMeasureScaleInChildren(t *testing.T) {
 					assert.GreaterOrEqual(t, r.Changes, users/100)
 				}
 			}
-			st, err := os.Stat(profile)
-			require.NoError(t, err, "the children write the heap profile of their peak")
-			assert.Positive(t, st.Size())
+			for _, c := range ChildCases[1:] {
+				st, err := os.Stat(fmt.Sprintf("%s.%s.%s", profile, kind, c))
+				require.NoError(t, err, "%s: the child writes the heap profile of its peak, its own file", c)
+				assert.Positive(t, st.Size())
+			}
+			_, err = os.Stat(fmt.Sprintf("%s.%s.%s", profile, kind, PagedSearchCase))
+			assert.ErrorIs(t, err, os.ErrNotExist, "the paged search is not profiled")
 		})
 	}
 }
