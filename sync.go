@@ -511,12 +511,12 @@ const pendingProbeLimit = 32
 // probeGroup asks the entry of the group groupDN, by base searches whose
 // filters the server evaluates, whether it has member values at all and
 // whether it lists each pending user (member or uniqueMember equal to the
-// user's DN, or memberUid to the username): a few small answers instead of
-// every member value, which for a group of a million members is a message
-// go-ldap decodes whole. It returns probed false, for the caller to read
-// the entry whole, when an answer is not a plain yes: any error, or no
-// entry for the presence filter (the entry may be gone, hidden, or have no
-// member values: the whole read tells which).
+// user's DN): a few small answers instead of every member value, which for
+// a group of a million members is a message go-ldap decodes whole. It
+// returns probed false, for the caller to read the entry whole, when an
+// answer is not a plain yes: any error, memberUid values, or no entry for
+// the presence filter (the entry may be gone, hidden, or have no member
+// values: the whole read tells which).
 func probeGroup(ctx context.Context, c *conn, groupDN string, pending []pendingUser) (entry *groupEntry, probed bool, err error) {
 	has := func(filter string) (bool, error) {
 		res, err := c.Search(ctx, ldap.NewSearchRequest(groupDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
@@ -529,7 +529,17 @@ func probeGroup(ctx context.Context, c *conn, groupDN string, pending []pendingU
 		}
 		return len(res.Entries) > 0, nil
 	}
-	switch ok, err := has("(|(member=*)(uniqueMember=*)(memberUid=*))"); {
+	// memberUid's matching rule is case-exact (caseExactIA5Match), where
+	// ldapauth compares names case-insensitively: a group with memberUid
+	// values is read whole, so the probe never decides otherwise than a
+	// read would.
+	switch uids, err := has("(memberUid=*)"); {
+	case errors.Is(err, errProbe), err == nil && uids:
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	switch ok, err := has("(|(member=*)(uniqueMember=*))"); {
 	case errors.Is(err, errProbe), err == nil && !ok:
 		return nil, false, nil
 	case err != nil:
@@ -538,7 +548,7 @@ func probeGroup(ctx context.Context, c *conn, groupDN string, pending []pendingU
 	entry = &groupEntry{dnKeys: map[string]struct{}{}, uidKeys: map[string]struct{}{}}
 	for _, p := range pending {
 		dn := ldap.EscapeFilter(p.dn)
-		ok, err := has("(|(member=" + dn + ")(uniqueMember=" + dn + ")(memberUid=" + ldap.EscapeFilter(p.username) + "))")
+		ok, err := has("(|(member=" + dn + ")(uniqueMember=" + dn + "))")
 		switch {
 		case errors.Is(err, errProbe):
 			return nil, false, nil

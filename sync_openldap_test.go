@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-ldap/ldap/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -181,6 +182,33 @@ func TestSyncOpenLDAPEntriesWithoutMemberOf(t *testing.T) {
 			rep := runSync(t, a, ldapauth.SyncOptions{})
 			assert.Equal(t, []ldapauth.Membership{{GroupDN: slapdtest.GroupDN("readers"), Username: "alice"}}, rep.MembershipsRemoved, "%s", rep)
 			assert.Empty(t, rep.MembershipsAdded)
+		})
+	}
+}
+
+// A posixGroup lists a user by memberUid in another case than the entry's
+// uid: ldapauth compares names case-insensitively, the server's memberUid
+// filter does not, so the probe of a group's entry must not decide there:
+// the sync finds the same membership whether it probes (openldap) or reads
+// the group whole (other), as a login does.
+func TestSyncOpenLDAPMemberUidCaseProbed(t *testing.T) {
+	hide := fmt.Sprintf("access to dn.exact=%q attrs=memberOf\n\tby dn.exact=%q none\n\tby * break\n", slapdtest.UserDN("alice"), slapdtest.ServiceDN)
+	srv := slapdtest.StartWith(t, slapdtest.Options{ACL: hide})
+	posix := slapdtest.GroupDN("posix-devs")
+	add := ldap.NewAddRequest(posix, nil)
+	add.Attribute("objectClass", []string{"posixGroup"})
+	add.Attribute("cn", []string{"posix-devs"})
+	add.Attribute("gidNumber", []string{"5000"})
+	add.Attribute("memberUid", []string{"ALICE"})
+	require.NoError(t, srv.Admin(t).Add(add))
+	for _, dirType := range []string{"openldap", "other"} {
+		t.Run(dirType, func(t *testing.T) {
+			store := ldapauth.NewMemStore()
+			a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, map[string]string{
+				"LDAP_AUTH_DIRECTORY_TYPE": dirType, "LDAP_SYNCED_GROUPS": posix}), store)
+			runSync(t, a, ldapauth.SyncOptions{CreateUsers: true})
+			got, _ := storetest.Members(store, posix)
+			assert.Equal(t, []string{"alice"}, got)
 		})
 	}
 }
