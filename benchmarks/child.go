@@ -65,10 +65,10 @@ type childResult struct {
 // sync that fills the store (the SQL stores are filled by the parent);
 // for ChangedSync, the directory changes. Then the child collects its
 // garbage, returns the freed memory to the system and resets its peak
-// resident set (writing 5 to /proc/self/clear_refs), so that the maximum
-// resident set size getrusage reports afterwards is the run's own peak:
-// the store's resting memory (a filled MemStore) included, the setup's
-// garbage not.
+// resident set (writing 5 to /proc/self/clear_refs), so that the peak
+// resident set it reports afterwards (VmHWM, see peakrss_linux.go) is the
+// run's own: the store's resting memory (a filled MemStore) included, the
+// setup's garbage and the runner's memory not.
 func ChildMain() (code int, child bool) {
 	raw := os.Getenv(childEnv)
 	if raw == "" {
@@ -130,8 +130,8 @@ func runChild(ctx context.Context, spec childSpec) (*childResult, error) {
 	}
 	runtime.GC()
 	debug.FreeOSMemory()
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-		return nil, fmt.Errorf("resetting the peak resident set: %w", err)
+	if err := resetPeakRSS(); err != nil {
+		return nil, err
 	}
 	if path := os.Getenv(HeapProfileEnv); path != "" && spec.Case != PagedSearchCase {
 		stop := profileHeapPeak(fmt.Sprintf("%s.%s.%s", path, spec.Store, spec.Case))
@@ -167,7 +167,10 @@ func runChild(ctx context.Context, spec childSpec) (*childResult, error) {
 	}
 	res.Wall = time.Since(start)
 	res.CPU = cpuTime() - cpu
-	res.MaxRSS = maxRSS()
+	var rerr error
+	if res.MaxRSS, rerr = maxRSS(); err == nil {
+		err = rerr
+	}
 	return res, err
 }
 
