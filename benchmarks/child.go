@@ -65,10 +65,10 @@ type childResult struct {
 // sync that fills the store (the SQL stores are filled by the parent);
 // for ChangedSync, the directory changes. Then the child collects its
 // garbage, returns the freed memory to the system and resets its peak
-// resident set (writing 5 to /proc/self/clear_refs), so that the maximum
-// resident set size getrusage reports afterwards is the run's own peak:
-// the store's resting memory (a filled MemStore) included, the setup's
-// garbage not.
+// resident set (writing 5 to /proc/self/clear_refs), so that the peak
+// resident set it reports afterwards (VmHWM, see peakrss_linux.go) is the
+// run's own: the store's resting memory (a filled MemStore) included, the
+// setup's garbage and the runner's memory not.
 func ChildMain() (code int, child bool) {
 	raw := os.Getenv(childEnv)
 	if raw == "" {
@@ -130,8 +130,8 @@ func runChild(ctx context.Context, spec childSpec) (*childResult, error) {
 	}
 	runtime.GC()
 	debug.FreeOSMemory()
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-		return nil, fmt.Errorf("resetting the peak resident set: %w", err)
+	if err := resetPeakRSS(); err != nil {
+		return nil, err
 	}
 	if path := os.Getenv(HeapProfileEnv); path != "" && spec.Case != PagedSearchCase {
 		stop := profileHeapPeak(fmt.Sprintf("%s.%s.%s", path, spec.Store, spec.Case))
@@ -167,7 +167,10 @@ func runChild(ctx context.Context, spec childSpec) (*childResult, error) {
 	}
 	res.Wall = time.Since(start)
 	res.CPU = cpuTime() - cpu
-	res.MaxRSS = maxRSS()
+	var rerr error
+	if res.MaxRSS, rerr = maxRSS(); err == nil {
+		err = rerr
+	}
 	return res, err
 }
 
@@ -179,7 +182,9 @@ func runChild(ctx context.Context, spec childSpec) (*childResult, error) {
 // many new ones past the last, in even rounds it adds the deleted ones
 // back and deletes the new ones. The directory keeps the same number of
 // users; the new and restored users are members of readers, as the
-// generated ones.
+// generated ones. readers changes in two modifies a round, not one for each
+// user added or deleted: at a million members each modify of it takes
+// slapd about a second (README).
 func ChurnDirectory(url string, users, round int) error {
 	c, err := ldap.DialURL(url)
 	if err != nil {
@@ -206,6 +211,21 @@ func ChurnDirectory(url string, users, round int) error {
 	if round%2 == 0 {
 		deleted, added = added, deleted
 	}
+	// The group's membership changes in one modify for all the deleted
+	// users and one for all the added ones: slapd reads every value of a
+	// group it modifies. Deleting the users while still members would cost
+	// one such modify each (memberof-refint removes a deleted entry from
+	// its groups).
+	dns := func(is []int) []string {
+		out := make([]string, len(is))
+		for k, i := range is {
+			out[k] = slapdtest.UserDN(slapdtest.GeneratedUID(i))
+		}
+		return out
+	}
+	if err := modifyMembers(c, dns(deleted), false); err != nil {
+		return err
+	}
 	for _, i := range deleted {
 		if err := c.Del(ldap.NewDelRequest(slapdtest.UserDN(slapdtest.GeneratedUID(i)), nil)); err != nil &&
 			!ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
@@ -225,10 +245,37 @@ func ChurnDirectory(url string, users, round int) error {
 		if err := c.Add(add); err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultEntryAlreadyExists) {
 			return fmt.Errorf("add %s: %w", uid, err)
 		}
+	}
+	return modifyMembers(c, dns(added), true)
+}
+
+// modifyMembers adds dns to readers (add) or removes them from it, in one
+// modify. A run that stopped half-way left some of them as wanted: those
+// are modified one at a time, which the errors of a single value tell.
+func modifyMembers(c *ldap.Conn, dns []string, add bool) error {
+	modify := func(vals []string) error {
 		m := ldap.NewModifyRequest(slapdtest.GroupDN("readers"), nil)
-		m.Add("member", []string{slapdtest.UserDN(uid)})
-		if err := c.Modify(m); err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultAttributeOrValueExists) {
-			return fmt.Errorf("add %s to readers: %w", uid, err)
+		if add {
+			m.Add("member", vals)
+		} else {
+			m.Delete("member", vals)
+		}
+		return c.Modify(m)
+	}
+	done := func(err error) bool {
+		return add && ldap.IsErrorWithCode(err, ldap.LDAPResultAttributeOrValueExists) ||
+			!add && ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchAttribute)
+	}
+	err := modify(dns)
+	if err == nil || !done(err) {
+		if err != nil {
+			err = fmt.Errorf("modify the members of readers: %w", err)
+		}
+		return err
+	}
+	for _, dn := range dns {
+		if err := modify([]string{dn}); err != nil && !done(err) {
+			return fmt.Errorf("modify the members of readers: %s: %w", dn, err)
 		}
 	}
 	return nil

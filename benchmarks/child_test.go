@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/go-ldap/ldap/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -60,6 +61,29 @@ func TestChurnDirectory(t *testing.T) {
 			assert.Contains(t, rep.UsersRemoved, slapdtest.GeneratedUID(users+1), "the added users go")
 		}
 	}
+}
+
+// TestChurnDirectoryRepeats: a round run again (as after a run that
+// stopped half-way) finds its members already removed or added and still
+// leaves readers as the round wants it.
+func TestChurnDirectoryRepeats(t *testing.T) {
+	const users = 2000
+	target := startSlapdTarget(t, users)
+	for range 2 {
+		require.NoError(t, ChurnDirectory(target.URL, users, 1))
+	}
+	c, err := ldap.DialURL(target.URL)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	require.NoError(t, c.Bind(slapdtest.AdminDN, slapdtest.AdminPassword))
+	res, err := c.Search(ldap.NewSearchRequest(slapdtest.GroupDN("readers"), ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+		0, 0, false, "(objectClass=*)", []string{"member"}, nil))
+	require.NoError(t, err)
+	require.Len(t, res.Entries, 1)
+	members := res.Entries[0].GetAttributeValues("member")
+	assert.NotContains(t, members, slapdtest.UserDN(slapdtest.GeneratedUID(500)), "deleted users leave readers")
+	assert.Contains(t, members, slapdtest.UserDN(slapdtest.GeneratedUID(users+1)), "added users join readers")
+	assert.Contains(t, members, slapdtest.UserDN(slapdtest.GeneratedUID(501)))
 }
 
 // TestMeasureScaleInChildren runs every case of the sync at scale in child

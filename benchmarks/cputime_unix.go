@@ -3,6 +3,7 @@
 package benchmarks
 
 import (
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -18,12 +19,16 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// maxRSS returns the peak resident set size of this process, in bytes
-// (Linux reports it in KiB).
-func maxRSS() int64 {
+// rusageMaxRSS returns getrusage's maximum resident set size of this
+// process, in bytes (the kernel reports KiB, macOS bytes). On Linux it is
+// not this process's own peak (see maxRSS in peakrss_linux.go).
+func rusageMaxRSS() int64 {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
+	}
+	if runtime.GOOS == "darwin" {
+		return int64(ru.Maxrss)
 	}
 	return int64(ru.Maxrss) * 1024
 }

@@ -21,6 +21,10 @@ type confData struct {
 	SyncProv   bool
 	SessionLog int
 	ReloadHint bool
+	// LargeGroups configures for groups of many members: the directories
+	// whose generated users are members of groups (Options.GeneratedUsers
+	// and GeneratedUserGroups), up to 999,999 values of member in a group.
+	LargeGroups bool
 }
 
 // slapdConf is the slapd.conf of every test server. It is the classic
@@ -58,7 +62,12 @@ TLSVerifyClient never
 # With the paged results control, the total is capped by the hard limit too
 # (size.prtotal defaults to size.hard), so paging alone does not get past it.
 sizelimit 500
-
+{{if .LargeGroups}}
+# Large groups (Options.GeneratedUserGroups): member values kept sorted, so
+# that a modify finds the values it adds or deletes among a million by
+# binary search rather than by comparing each.
+sortvals member
+{{end}}
 database mdb
 suffix "dc=example,dc=com"
 rootdn "cn=admin,dc=example,dc=com"
@@ -67,7 +76,11 @@ directory "{{.Dir}}/db"
 maxsize 8589934592
 # Test data: no fsync per transaction; slapd syncs on a clean shutdown.
 dbnosync
-
+{{if .LargeGroups}}# Large groups: an attribute of more than 100 values is stored a value a
+# record beside the entry, so that a modify adding or deleting values writes
+# those values rather than the whole group again (back in the entry below 10).
+multival member,uniqueMember 100,10
+{{end}}
 index objectClass eq
 index uid,cn,mail eq
 index member,memberOf eq

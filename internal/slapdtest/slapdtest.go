@@ -400,6 +400,7 @@ func (s *Server) writeFiles(bins openLDAP, opts Options) error {
 		Dir: s.Dir, ModulePath: bins.modulePath, SchemaDir: bins.schemaDir,
 		CAFile: caFile, CertFile: certFile, KeyFile: keyFile, ACL: opts.ACL,
 		SyncProv: opts.SyncProv, SessionLog: opts.SessionLog, ReloadHint: opts.ReloadHint,
+		LargeGroups: opts.GeneratedUsers > 0 && len(opts.GeneratedUserGroups) > 0,
 	})
 	if err != nil {
 		return fmt.Errorf("slapdtest: writing slapd.conf: %w", err)
