@@ -158,9 +158,9 @@ type syncRun struct {
 	others    []Group // store groups outside LDAP_SYNCED_GROUPS
 
 	// seen holds the directory usernames the store does not hold (those it
-	// holds are marked present), by a 64-bit hash of normUser (seenKey),
+	// holds are marked present), by their key (userKey),
 	// not the name: a first sync holds one per user. dirUsers counts both.
-	seen     map[uint64]struct{}
+	seen     keySet
 	dirUsers int
 	// ambiguous holds normUser of the usernames the run leaves unchanged:
 	// on more than one entry, among the values of a multi-valued username
@@ -228,7 +228,6 @@ func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
 		dnCache:   map[string]int{},
 		details:   map[uint64]StoredUser{},
 		memberDNs: map[uint64]string{},
-		seen:      map[uint64]struct{}{},
 		ambiguous: map[string]bool{},
 		report:    &SyncReport{DryRun: opts.DryRun, Forced: opts.Force},
 		custom:    !a.cfg.usesGroupSyncer(),
@@ -947,7 +946,7 @@ func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool)
 	su := r.users.get(key)
 	dup := su != nil && su.present
 	if su == nil {
-		_, dup = r.seen[key]
+		dup = r.seen.has(key)
 	}
 	if dup {
 		r.ambiguous[normUser(username)] = true
@@ -956,7 +955,7 @@ func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool)
 		return nil, false
 	}
 	if su == nil {
-		r.seen[key] = struct{}{}
+		r.seen.add(key)
 	} else {
 		su.present = true
 	}
@@ -1026,7 +1025,7 @@ func (r *syncRun) multiValued(dn string, names []string) {
 		if su := r.users.get(key); su != nil {
 			su.present = true
 		} else {
-			r.seen[key] = struct{}{}
+			r.seen.add(key)
 		}
 	}
 }

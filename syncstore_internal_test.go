@@ -64,3 +64,29 @@ func TestUserTableRefusesSharedKey(t *testing.T) {
 	tab.add(storeUser{key: 7, fp: 2})
 	assert.ErrorIs(t, tab.build(), errKeyCollision)
 }
+
+// The set of directory usernames the store lacks answers as a map would,
+// across its growth, the key 0 included.
+func TestKeySetIsASet(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var s keySet
+	want := map[uint64]bool{}
+	keys := []uint64{0, 1, math.MaxUint64}
+	for range 100000 {
+		keys = append(keys, rng.Uint64(), rng.Uint64()&0xffff) // small keys collide in the low bits
+	}
+	for _, k := range keys {
+		assert.Equal(t, want[k], s.has(k))
+		assert.Equal(t, want[k], s.add(k), "add reports a key already there")
+		want[k] = true
+		assert.True(t, s.has(k))
+	}
+	for k := range want {
+		assert.True(t, s.has(k))
+	}
+	for range 10000 {
+		if k := rng.Uint64(); !want[k] {
+			assert.False(t, s.has(k))
+		}
+	}
+}
