@@ -51,6 +51,7 @@ func (a *Authenticator) runSync(ctx context.Context, opts SyncOptions) (*SyncRep
 	if err := r.read(ctx); err != nil {
 		return nil, err
 	}
+	r.seen = keySet{} // read: a first sync's largest set, not needed to apply
 	if err := r.loadMissing(ctx); err != nil {
 		return nil, r.abort(syncReadStore, err)
 	}
