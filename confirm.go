@@ -199,13 +199,21 @@ func (r *syncRun) confirmUsersGone(ctx context.Context, c *conn) error {
 	if missing == 0 || r.refused(missing, r.report.StoreUsers) || (r.dirUsers == 0 && !r.opts.Force) {
 		return nil
 	}
-	stored, err := r.storedDetails(ctx, func(su *storeUser) bool { return !su.present })
-	if err != nil {
+	if err := r.loadMissing(ctx); err != nil {
 		return err
 	}
+	type stored struct {
+		su *storeUser
+		d  StoredUser
+	}
+	var gone []stored
+	for su, d := range r.missing() {
+		gone = append(gone, stored{su, d})
+	}
+	slices.SortFunc(gone, func(a, b stored) int { return strings.Compare(normUser(a.d.Username), normUser(b.d.Username)) })
 	parents := map[string]bool{}
-	for _, key := range slices.Sorted(maps.Keys(stored)) {
-		su, dn := r.users[key], stored[key].DN
+	for _, g := range gone {
+		su, dn := g.su, g.d.DN
 		if su.present || dn == "" {
 			continue
 		}
@@ -217,7 +225,7 @@ func (r *syncRun) confirmUsersGone(ctx context.Context, c *conn) error {
 			continue
 		}
 		su.present = true
-		r.keep(su.username, "", why+"; kept")
+		r.keep(g.d.Username, "", why+"; kept")
 	}
 	return nil
 }
@@ -225,7 +233,7 @@ func (r *syncRun) confirmUsersGone(ctx context.Context, c *conn) error {
 // usersMissing counts the stored users the read did not return.
 func (r *syncRun) usersMissing() int {
 	missing := 0
-	for _, su := range r.users {
+	for su := range r.users.all() {
 		if !su.present {
 			missing++
 		}
@@ -297,10 +305,10 @@ func (r *syncRun) confirmMembershipRemovals(ctx context.Context, c *conn) error 
 		if ok && r.groups[i].gone || r.ambiguous[normUser(m.Username)] {
 			return false // removed with the group, or dropped by plan
 		}
-		su := r.users[normUser(m.Username)]
+		dn := r.memberDNs[r.userKey(m.Username)]
 		why := "the user's entry DN is not known"
-		if su != nil && su.dn != "" {
-			why, err = proof.notListed(ctx, m.GroupDN, su.dn, m.Username)
+		if dn != "" {
+			why, err = proof.notListed(ctx, m.GroupDN, dn, m.Username)
 			if err != nil || why == "" {
 				return false
 			}
@@ -367,11 +375,11 @@ func (r *syncRun) keepUnreadFields(ctx context.Context) error {
 	if len(unread) == 0 || r.dirUsers == 0 || len(r.saves) == 0 {
 		return nil
 	}
-	updated := make(map[string]bool, len(r.saves))
+	updated := make(map[uint64]bool, len(r.saves))
 	for _, u := range r.saves {
-		updated[normUser(u.Username)] = true
+		updated[r.userKey(u.Username)] = true
 	}
-	stored, err := r.storedDetails(ctx, func(su *storeUser) bool { return updated[normUser(su.username)] })
+	stored, err := r.storedDetails(ctx, func(su *storeUser) bool { return updated[su.key] })
 	if err != nil {
 		return err
 	}
@@ -379,7 +387,7 @@ func (r *syncRun) keepUnreadFields(ctx context.Context) error {
 	kept := map[string]int{}
 	dropped := map[string]bool{}
 	r.saves = slices.DeleteFunc(r.saves, func(u *User) bool {
-		d, ok := stored[normUser(u.Username)]
+		d, ok := stored[r.userKey(u.Username)]
 		if !ok || d.Fields == nil {
 			return false // created, or nothing stored to keep
 		}

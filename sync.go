@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"iter"
 	"log/slog"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +50,10 @@ func (a *Authenticator) runSync(ctx context.Context, opts SyncOptions) (*SyncRep
 	}
 	if err := r.read(ctx); err != nil {
 		return nil, err
+	}
+	r.seen = keySet{} // read: a first sync's largest set, not needed to apply
+	if err := r.loadMissing(ctx); err != nil {
+		return nil, r.abort(syncReadStore, err)
 	}
 	r.plan()
 	rep := r.report
@@ -111,7 +115,7 @@ type syncedGroup struct {
 	dn      string              // as configured
 	inStore bool                // the store holds it
 	group   Group               // the store's group, when inStore
-	members map[string]struct{} // the store's members, by normUser
+	members map[uint64]struct{} // the store's members, by userKey
 	seen    bool                // some user's memberOf lists it
 	read    bool                // its entry was read
 	state   groupState
@@ -144,13 +148,20 @@ type syncRun struct {
 	groups   []*syncedGroup
 	groupIdx map[string]int // DNKey -> index in groups
 	dnCache  map[string]int // raw memberOf value -> index, -1 for other groups
-	users    map[string]*storeUser
-	others   []Group // store groups outside LDAP_SYNCED_GROUPS
+	users    userTable
+	// details holds what the run read again of some stored users, by
+	// key: those the read did not return (loadMissing), and in lookup
+	// mode every user looked up.
+	details map[uint64]StoredUser
+	// memberDNs holds the entry DNs of the users a membership removal is
+	// planned for (its proof reads them), by key.
+	memberDNs map[uint64]string
+	others    []Group // store groups outside LDAP_SYNCED_GROUPS
 
 	// seen holds the directory usernames the store does not hold (those it
-	// holds are marked present), by a 64-bit hash of normUser (seenKey),
+	// holds are marked present), by their key (userKey),
 	// not the name: a first sync holds one per user. dirUsers counts both.
-	seen     map[uint64]struct{}
+	seen     keySet
 	dirUsers int
 	// ambiguous holds normUser of the usernames the run leaves unchanged:
 	// on more than one entry, among the values of a multi-valued username
@@ -216,8 +227,8 @@ func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
 		a: a, opts: opts,
 		groupIdx:  map[string]int{},
 		dnCache:   map[string]int{},
-		users:     map[string]*storeUser{},
-		seen:      map[uint64]struct{}{},
+		details:   map[uint64]StoredUser{},
+		memberDNs: map[uint64]string{},
 		ambiguous: map[string]bool{},
 		report:    &SyncReport{DryRun: opts.DryRun, Forced: opts.Force},
 		custom:    !a.cfg.usesGroupSyncer(),
@@ -228,7 +239,7 @@ func (a *Authenticator) newSyncRun(opts SyncOptions) *syncRun {
 			continue
 		}
 		r.groupIdx[ref.key] = len(r.groups)
-		r.groups = append(r.groups, &syncedGroup{ref: ref, dn: ref.dn, members: map[string]struct{}{}})
+		r.groups = append(r.groups, &syncedGroup{ref: ref, dn: ref.dn})
 	}
 	return r
 }
@@ -575,7 +586,7 @@ func (r *syncRun) resolvePending() {
 			case !member && r.indirect(p.primaryGroupID) && r.isCurrent(i, p.username):
 				r.confirm = append(r.confirm, confirmRemoval{group: i, user: r.confirmUser(p.dn, p.username, p.primaryGroupID, false, nil)})
 			default:
-				r.member(i, p.username, member)
+				r.member(i, p.dn, p.username, member)
 			}
 		}
 	}
@@ -596,7 +607,7 @@ func (r *syncRun) confirmRemovals(ctx context.Context, c *conn) error {
 			return r.abort(syncReadGroups, orCtxError(ctx, err))
 		}
 		if !member {
-			r.member(cr.group, cr.user.Username, false)
+			r.member(cr.group, cr.user.DN, cr.user.Username, false)
 		}
 	}
 	r.confirm = nil
@@ -716,13 +727,25 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 	if !a.cfg.usesLoginGroupFilters() || a.loginGroup.dn == "" {
 		return nil
 	}
+	if err := r.loadMissing(ctx); err != nil {
+		return err
+	}
+	type stored struct {
+		su       *storeUser
+		username string
+	}
+	var missing []stored
+	for su, d := range r.missing() {
+		missing = append(missing, stored{su, d.Username})
+	}
+	slices.SortFunc(missing, func(a, b stored) int { return strings.Compare(normUser(a.username), normUser(b.username)) })
 	proof := newMemberProof(c)
-	for _, key := range slices.Sorted(maps.Keys(r.users)) {
-		su := r.users[key]
+	for _, m := range missing {
+		su := m.su
 		if su.present {
 			continue
 		}
-		adm, err := a.admitLoginGroup(ctx, c, su.username)
+		adm, err := a.admitLoginGroup(ctx, c, m.username)
 		if err != nil {
 			return r.abort(syncReadUsers, orCtxError(ctx, err))
 		}
@@ -730,13 +753,13 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 			r.entry(adm.entry)
 			r.prog.Users++
 		} else if adm.entry != nil {
-			why, err := r.loginGroupUnconfirmed(ctx, proof, adm.entry, su.username)
+			why, err := r.loginGroupUnconfirmed(ctx, proof, adm.entry, m.username)
 			if err != nil {
 				return r.abort(syncReadUsers, err)
 			}
 			if why != "" {
 				su.present = true
-				r.keep(su.username, "", why)
+				r.keep(m.username, "", why)
 			}
 		}
 	}
@@ -890,7 +913,7 @@ func (r *syncRun) entry(e *ldap.Entry) {
 			r.confirm = append(r.confirm, confirmRemoval{group: i, user: r.confirmUser(e.DN, username, pgid, true, e.GetEqualFoldAttributeValues("memberOf"))})
 			continue
 		}
-		r.member(i, username, member)
+		r.member(i, e.DN, username, member)
 	}
 }
 
@@ -920,25 +943,22 @@ func (r *syncRun) username(e *ldap.Entry) (string, bool) {
 // markPresent records that the directory holds username and returns the
 // stored user, if any; a username on more than one entry is skipped.
 func (r *syncRun) markPresent(e *ldap.Entry, username string) (*storeUser, bool) {
-	key := normUser(username)
-	su := r.users[key]
+	key := r.userKey(username)
+	su := r.users.get(key)
 	dup := su != nil && su.present
 	if su == nil {
-		_, dup = r.seen[r.seenKey(key)]
+		dup = r.seen.has(key)
 	}
 	if dup {
-		r.ambiguous[key] = true
+		r.ambiguous[normUser(username)] = true
 		r.report.Skipped = append(r.report.Skipped, Notice{DN: e.DN,
 			Reason: fmt.Sprintf("username %q is on more than one entry: the user is kept, nothing else changes for it", username)})
 		return nil, false
 	}
 	if su == nil {
-		r.seen[r.seenKey(key)] = struct{}{}
+		r.seen.add(key)
 	} else {
 		su.present = true
-		if r.inSyncedGroup(key) {
-			su.dn = e.DN // for a membership removal's proof
-		}
 	}
 	r.dirUsers++
 	return su, true
@@ -975,7 +995,7 @@ func (r *syncRun) planUser(e *ldap.Entry, su *storeUser, username string) {
 		}
 		return
 	}
-	update := su.username != username || su.fp != r.entryFingerprint(e, e.DN)
+	update := su.fp != r.entryFingerprint(e, username, e.DN)
 	if update {
 		r.saves = append(r.saves, r.user(e, username))
 		r.report.UsersUpdated = append(r.report.UsersUpdated, username)
@@ -1001,12 +1021,12 @@ func (r *syncRun) multiValued(dn string, names []string) {
 		Reason: fmt.Sprintf("%d values of %s (%s): which one is the user is ambiguous, so the entry is mapped to no user; the users they name are kept unchanged",
 			len(names), r.a.cfg.usernameAttribute(), strings.Join(quoted, ", "))})
 	for _, n := range names {
-		key := normUser(n)
-		r.ambiguous[key] = true
-		if su := r.users[key]; su != nil {
+		r.ambiguous[normUser(n)] = true
+		key := r.userKey(n)
+		if su := r.users.get(key); su != nil {
 			su.present = true
 		} else {
-			r.seen[r.seenKey(key)] = struct{}{}
+			r.seen.add(key)
 		}
 	}
 }
@@ -1020,23 +1040,26 @@ func (r *syncRun) placeUnnamed(ctx context.Context) error {
 		return nil
 	}
 	attr := r.a.cfg.usernameAttribute()
-	stored, err := r.storedDetails(ctx, func(su *storeUser) bool { return !su.present })
-	if err != nil {
+	if err := r.loadMissing(ctx); err != nil {
 		return err
 	}
-	byDN := map[string]*storeUser{}
-	for key, d := range stored {
+	type stored struct {
+		su       *storeUser
+		username string
+	}
+	byDN := map[string]stored{}
+	for su, d := range r.missing() {
 		if d.DN != "" {
-			byDN[DNKey(d.DN)] = r.users[key]
+			byDN[DNKey(d.DN)] = stored{su, d.Username}
 		}
 	}
 	unmatched := 0
 	for _, dn := range r.unnamed {
-		if su := byDN[DNKey(dn)]; su != nil && !su.present {
-			su.present = true
-			r.ambiguous[normUser(su.username)] = true
+		if s, ok := byDN[DNKey(dn)]; ok && !s.su.present {
+			s.su.present = true
+			r.ambiguous[normUser(s.username)] = true
 			r.report.Skipped = append(r.report.Skipped, Notice{DN: dn,
-				Reason: fmt.Sprintf("no %s attribute (the username field; an access rule may hide it): matched by DN to the stored user %q, kept unchanged", attr, su.username)})
+				Reason: fmt.Sprintf("no %s attribute (the username field; an access rule may hide it): matched by DN to the stored user %q, kept unchanged", attr, s.username)})
 			continue
 		}
 		unmatched++
@@ -1059,7 +1082,7 @@ func (r *syncRun) indirect(primaryGroupID string) bool {
 
 // isCurrent reports whether the store has the user in synced group i.
 func (r *syncRun) isCurrent(i int, username string) bool {
-	_, ok := r.groups[i].members[normUser(username)]
+	_, ok := r.groups[i].members[r.userKey(username)]
 	return ok
 }
 
@@ -1085,25 +1108,25 @@ func (r *syncRun) user(e *ldap.Entry, username string) *User {
 	return u
 }
 
-// member plans the membership of the user in synced group i.
-func (r *syncRun) member(i int, username string, member bool) {
+// member plans the membership of the user (entry dn) in synced group i.
+func (r *syncRun) member(i int, dn, username string, member bool) {
 	g := r.groups[i]
-	_, current := g.members[normUser(username)]
+	key := r.userKey(username)
+	_, current := g.members[key]
 	switch {
 	case member && !current:
 		r.report.MembershipsAdded = append(r.report.MembershipsAdded, Membership{GroupDN: g.dn, Username: username})
 	case !member && current:
 		r.report.MembershipsRemoved = append(r.report.MembershipsRemoved, Membership{GroupDN: g.dn, Username: username})
+		r.memberDNs[key] = dn // for the removal's proof
 	}
 }
 
 // plan completes the report from what was read.
 func (r *syncRun) plan() {
 	rep := r.report
-	for _, su := range r.users {
-		if !su.present {
-			rep.UsersRemoved = append(rep.UsersRemoved, su.username)
-		}
+	for _, d := range r.missing() {
+		rep.UsersRemoved = append(rep.UsersRemoved, d.Username)
 	}
 	gone := map[string]bool{}
 	for _, g := range r.groups {
@@ -1214,31 +1237,32 @@ func (r *syncRun) guard() error {
 func (r *syncRun) apply(ctx context.Context) error {
 	store := r.a.cfg.Store
 	rep := r.report
-	var writes []write
-	for _, g := range rep.GroupsCreated {
-		writes = append(writes, write{"save group", func() error { return store.SaveGroup(ctx, g) },
-			func(b *Batch) { b.SaveGroups = append(b.SaveGroups, g) }})
-	}
-	writes = r.userWrites(ctx, writes)
-	for _, m := range rep.MembershipsAdded {
-		writes = append(writes, write{"set member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, true) },
-			func(b *Batch) { b.AddMembers = append(b.AddMembers, m) }})
-	}
-	for _, m := range rep.MembershipsRemoved {
-		writes = append(writes, write{"remove member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, false) },
-			func(b *Batch) { b.RemoveMembers = append(b.RemoveMembers, m) }})
-	}
-	for _, g := range rep.GroupsRemoved {
-		writes = append(writes, write{"delete group", func() error { return store.DeleteGroup(ctx, g.DN) },
-			func(b *Batch) { b.DeleteGroups = append(b.DeleteGroups, g.DN) }})
-	}
-	for _, name := range rep.UsersRemoved {
-		writes = append(writes, write{"delete user", func() error { return store.DeleteUser(ctx, name) },
-			func(b *Batch) { b.DeleteUsers = append(b.DeleteUsers, name) }})
-	}
-	r.prog.Total = len(writes)
+	runs := []writeRun{{len(rep.GroupsCreated), func(i int) write {
+		g := rep.GroupsCreated[i]
+		return write{"save group", func() error { return store.SaveGroup(ctx, g) },
+			func(b *Batch) { b.SaveGroups = append(b.SaveGroups, g) }}
+	}}}
+	runs = r.userWrites(ctx, runs)
+	runs = append(runs, writeRun{len(rep.MembershipsAdded), func(i int) write {
+		m := rep.MembershipsAdded[i]
+		return write{"set member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, true) },
+			func(b *Batch) { b.AddMembers = append(b.AddMembers, m) }}
+	}}, writeRun{len(rep.MembershipsRemoved), func(i int) write {
+		m := rep.MembershipsRemoved[i]
+		return write{"remove member", func() error { return store.SetMember(ctx, m.GroupDN, m.Username, false) },
+			func(b *Batch) { b.RemoveMembers = append(b.RemoveMembers, m) }}
+	}}, writeRun{len(rep.GroupsRemoved), func(i int) write {
+		dn := rep.GroupsRemoved[i].DN
+		return write{"delete group", func() error { return store.DeleteGroup(ctx, dn) },
+			func(b *Batch) { b.DeleteGroups = append(b.DeleteGroups, dn) }}
+	}}, writeRun{len(rep.UsersRemoved), func(i int) write {
+		name := rep.UsersRemoved[i]
+		return write{"delete user", func() error { return store.DeleteUser(ctx, name) },
+			func(b *Batch) { b.DeleteUsers = append(b.DeleteUsers, name) }}
+	}})
+	r.prog.Total = writeCount(runs)
 	r.progress(syncApply)
-	return r.write(ctx, writes, true)
+	return r.write(ctx, runs, true)
 }
 
 // write is one change to the store: one call, or its part of a Batch.
@@ -1248,57 +1272,101 @@ type write struct {
 	batch func(*Batch)
 }
 
+// writeRun is n writes of one kind, each made when its turn comes (at), so
+// that a plan of a million memberships is not a million closures at once.
+type writeRun struct {
+	n  int
+	at func(i int) write
+}
+
+func writeCount(runs []writeRun) int {
+	n := 0
+	for _, run := range runs {
+		n += run.n
+	}
+	return n
+}
+
+// writes yields the writes of runs in order.
+func writes(runs []writeRun) iter.Seq[write] {
+	return func(yield func(write) bool) {
+		for _, run := range runs {
+			for i := range run.n {
+				if !yield(run.at(i)) {
+					return
+				}
+			}
+		}
+	}
+}
+
 // userWrites appends the saves and organisation joins planned (r.saves,
-// r.joins) to writes.
-func (r *syncRun) userWrites(ctx context.Context, writes []write) []write {
+// r.joins) to runs.
+func (r *syncRun) userWrites(ctx context.Context, runs []writeRun) []writeRun {
 	store := r.a.cfg.Store
 	orgID := r.a.cfg.OrganisationID
-	for _, u := range r.saves {
-		writes = append(writes, write{"save user", func() error { return store.SaveUser(ctx, u) },
-			func(b *Batch) { b.SaveUsers = append(b.SaveUsers, u) }})
-	}
-	for _, name := range r.joins {
-		writes = append(writes, write{"join organisation", func() error { return store.JoinOrganisation(ctx, name, orgID) },
-			func(b *Batch) { b.Joins = append(b.Joins, OrganisationJoin{name, orgID}) }})
-	}
-	return writes
+	saves, joins := r.saves, r.joins
+	return append(runs, writeRun{len(saves), func(i int) write {
+		u := saves[i]
+		return write{"save user", func() error { return store.SaveUser(ctx, u) },
+			func(b *Batch) { b.SaveUsers = append(b.SaveUsers, u) }}
+	}}, writeRun{len(joins), func(i int) write {
+		name := joins[i]
+		return write{"join organisation", func() error { return store.JoinOrganisation(ctx, name, orgID) },
+			func(b *Batch) { b.Joins = append(b.Joins, OrganisationJoin{name, orgID}) }}
+	}})
 }
 
 // write makes the writes, through ApplyBatch in batches of at most the
 // page size for a [BatchStore]; progress says whether it reports them.
-func (r *syncRun) write(ctx context.Context, writes []write, progress bool) error {
+func (r *syncRun) write(ctx context.Context, runs []writeRun, progress bool) error {
+	total := writeCount(runs)
 	if bs, ok := r.a.cfg.Store.(BatchStore); ok {
 		size := r.a.cfg.SyncPageSize
 		if size <= 0 {
 			size = defaultSyncPageSize
 		}
-		for i := 0; i < len(writes); i += size {
+		done := 0
+		var b Batch
+		flush := func() error {
 			if ctx.Err() != nil {
-				return wrap(ctx.Err(), "sync stopped after %d of %d changes", i, len(writes))
-			}
-			var b Batch
-			for _, w := range writes[i:min(i+size, len(writes))] {
-				w.batch(&b)
+				return wrap(ctx.Err(), "sync stopped after %d of %d changes", done, total)
 			}
 			if err := bs.ApplyBatch(ctx, &b); err != nil {
-				return wrap(&StoreError{Op: "apply batch", Err: err}, "sync stopped after %d of %d changes", i, len(writes))
+				return wrap(&StoreError{Op: "apply batch", Err: err}, "sync stopped after %d of %d changes", done, total)
 			}
+			done += b.Len()
+			b = Batch{}
 			if progress {
-				r.prog.Done = i + b.Len()
+				r.prog.Done = done
 				r.progress(syncApply)
 			}
+			return nil
 		}
-		return nil
+		for w := range writes(runs) {
+			w.batch(&b)
+			if b.Len() == size {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if b.Len() == 0 {
+			return nil
+		}
+		return flush()
 	}
-	for i, w := range writes {
+	i := 0
+	for w := range writes(runs) {
 		if ctx.Err() != nil {
-			return wrap(ctx.Err(), "sync stopped after %d of %d changes", i, len(writes))
+			return wrap(ctx.Err(), "sync stopped after %d of %d changes", i, total)
 		}
 		if err := w.do(); err != nil {
-			return wrap(&StoreError{Op: w.op, Err: err}, "sync stopped after %d of %d changes", i, len(writes))
+			return wrap(&StoreError{Op: w.op, Err: err}, "sync stopped after %d of %d changes", i, total)
 		}
+		i++
 		if progress {
-			r.prog.Done = i + 1
+			r.prog.Done = i
 			if r.prog.Done%500 == 0 {
 				r.progress(syncApply)
 			}
@@ -1349,15 +1417,15 @@ func (r *syncRun) flushPage(ctx context.Context) error {
 		}
 	}
 	r.saves = now
-	writes := r.userWrites(ctx, nil)
+	runs := r.userWrites(ctx, nil)
 	r.saves, r.joins = nil, nil
-	if len(writes) == 0 {
+	if writeCount(runs) == 0 {
 		return nil
 	}
 	if bs, ok := r.a.cfg.Store.(BatchStore); ok {
 		// The page's users with their joins: one batch, one transaction.
 		var b Batch
-		for _, w := range writes {
+		for w := range writes(runs) {
 			w.batch(&b)
 		}
 		if err := bs.ApplyBatch(ctx, &b); err != nil {
@@ -1365,13 +1433,13 @@ func (r *syncRun) flushPage(ctx context.Context) error {
 		}
 		return nil
 	}
-	return r.write(ctx, writes, false)
+	return r.write(ctx, runs, false)
 }
 
 // mayKeepUnread reports whether u is an update of a stored user lacking a
 // mapped field that no entry of the read has carried so far.
 func (r *syncRun) mayKeepUnread(u *User) bool {
-	if r.users[normUser(u.Username)] == nil {
+	if r.users.get(r.userKey(u.Username)) == nil {
 		return false // created: nothing stored to keep
 	}
 	for field := range r.a.cfg.UserFields {

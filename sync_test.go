@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"log/slog"
 	"maps"
 	"slices"
@@ -592,4 +593,50 @@ func TestWatchChangesRefusesDryRun(t *testing.T) {
 	require.ErrorAs(t, err, &cerr)
 	assert.Equal(t, []string{"WatchOptions.DryRun"}, cerr.Variables)
 	assert.Contains(t, err.Error(), "a watch cannot be a dry run")
+}
+
+// streamsTwice is a store whose Users yields every user twice, against
+// the UserStore contract.
+type streamsTwice struct{ ldapauth.UserStore }
+
+func (s streamsTwice) Users(ctx context.Context) iter.Seq2[ldapauth.StoredUser, error] {
+	return func(yield func(ldapauth.StoredUser, error) bool) {
+		for u, err := range s.UserStore.Users(ctx) {
+			if !yield(u, err) || err == nil && !yield(u, nil) {
+				return
+			}
+		}
+	}
+}
+
+// A store that streams a user twice gets a clear error and loses
+// nothing: the sync cannot tell which row is the user.
+func TestSyncStoreStreamingAUserTwice(t *testing.T) {
+	srv, store, _ := demoSync(t, nil)
+	a := syncAuth(t, syncVars(srv, nil), streamsTwice{store})
+	before := snapshot(t, store)
+	_, err := a.Sync(context.Background(), ldapauth.SyncOptions{})
+	require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
+	assert.ErrorContains(t, err, "streamed a username twice")
+	var se *ldapauth.StoreError
+	assert.ErrorAs(t, err, &se)
+	assert.Equal(t, before, snapshot(t, store))
+}
+
+// A stored user whose username the store spells otherwise than the
+// directory (ALICE for alice) is updated to the directory's spelling, as
+// a login would: the spelling is part of what the sync compares.
+func TestSyncUpdatesUsernameSpelling(t *testing.T) {
+	_, store, a := demoSync(t, nil)
+	alice := storetest.User(store, "alice")
+	require.NotNil(t, alice)
+	shouting := *alice
+	shouting.Username = "ALICE"
+	require.NoError(t, store.SaveUser(context.Background(), &shouting))
+	require.Equal(t, "ALICE", storetest.User(store, "alice").Username)
+
+	rep := runSync(t, a, ldapauth.SyncOptions{})
+	assert.Equal(t, []string{"alice"}, rep.UsersUpdated)
+	assert.Equal(t, "alice", storetest.User(store, "alice").Username)
+	assert.Zero(t, runSync(t, a, ldapauth.SyncOptions{}).Changes())
 }

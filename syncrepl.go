@@ -245,6 +245,9 @@ func (a *Authenticator) changeRun(ctx context.Context, opts SyncOptions, states 
 		a.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "ldapauth: the directory answered the sync cookie with every unchanged entry (a present phase); "+
 			"give its syncprov overlay a session log (syncprov-sessionlog, olcSpSessionlog) so that incremental runs read only what changed")
 	}
+	if err := r.loadMissing(ctx); err != nil {
+		return nil, r.abort(syncReadStore, err)
+	}
 	r.plan()
 	rep := r.report
 	if err := r.guard(); err != nil {
