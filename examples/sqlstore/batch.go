@@ -128,24 +128,18 @@ func (s *Store) batchSaveUsers(ctx context.Context, tx *sql.Tx, b *ldapauth.Batc
 	if len(byKey) == 0 {
 		return nil
 	}
-	keys := slices.Sorted(maps.Keys(byKey))
 	now := s.now()
-	var users, fields [][]any
-	for _, key := range keys {
+	users := make([][]any, 0, len(byKey))
+	for _, key := range slices.Sorted(maps.Keys(byKey)) {
 		u := byKey[key]
-		users = append(users, []any{key, u.Username, u.DN, now, now})
-		for _, f := range slices.Sorted(maps.Keys(u.Fields)) {
-			fields = append(fields, []any{key, f, u.Fields[f]})
+		fields, err := encodeFields(u.Fields)
+		if err != nil {
+			return err
 		}
+		users = append(users, []any{key, u.Username, u.DN, fields, now, now})
 	}
-	if err := s.insertRows(ctx, tx, `INSERT INTO ldap_users (username_key, username, dn, created_at, updated_at)`,
-		`ON CONFLICT (username_key) DO UPDATE SET username = excluded.username, dn = excluded.dn, updated_at = excluded.updated_at`, users); err != nil {
-		return err
-	}
-	if err := s.inList(ctx, tx, `DELETE FROM ldap_user_fields WHERE username_key IN (*)`, nil, keys); err != nil {
-		return err
-	}
-	return s.insertRows(ctx, tx, `INSERT INTO ldap_user_fields (username_key, field, value)`, "", fields)
+	return s.insertRows(ctx, tx, `INSERT INTO ldap_users (username_key, username, dn, fields, created_at, updated_at)`,
+		`ON CONFLICT (username_key) DO UPDATE SET username = excluded.username, dn = excluded.dn, fields = excluded.fields, updated_at = excluded.updated_at`, users)
 }
 
 // requireUsers returns ErrNoSuchUser unless the store holds every user
@@ -262,7 +256,6 @@ func (s *Store) batchDeleteUsers(ctx context.Context, tx *sql.Tx, b *ldapauth.Ba
 	for _, q := range []string{ // as DeleteUser
 		`DELETE FROM login_sessions WHERE username_key IN (*)`,
 		`DELETE FROM login_known_clients WHERE username_key IN (*)`,
-		`DELETE FROM ldap_user_fields WHERE username_key IN (*)`,
 		`DELETE FROM ldap_group_members WHERE username_key IN (*)`,
 		`DELETE FROM organisation_members WHERE username_key IN (*)`,
 		`DELETE FROM ldap_users WHERE username_key IN (*)`,
