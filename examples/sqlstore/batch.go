@@ -3,10 +3,15 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/go-ldapauth/ldapauth"
 )
@@ -26,7 +31,7 @@ func (s *Store) ApplyBatch(ctx context.Context, b *ldapauth.Batch) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	return s.inTx(ctx, "apply batch", func(tx *sql.Tx) error {
+	err := s.inTx(ctx, "apply batch", func(tx *sql.Tx) error {
 		for _, step := range []func(context.Context, *sql.Tx, *ldapauth.Batch) error{
 			s.batchSaveGroups, s.batchSaveUsers, s.batchJoins, s.batchAddMembers,
 			s.batchRemoveMembers, s.batchDeleteGroups, s.batchDeleteUsers,
@@ -37,6 +42,88 @@ func (s *Store) ApplyBatch(ctx context.Context, b *ldapauth.Batch) error {
 		}
 		return nil
 	})
+	if isForeignKeyViolation(err) {
+		return s.refusal(ctx, b, err)
+	}
+	return err
+}
+
+// isForeignKeyViolation reports whether err is the database refusing a row
+// whose foreign key names no row: a join or membership of a user, or a
+// membership in a group, the store does not hold.
+func isForeignKeyViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "23503" // foreign_key_violation
+	}
+	var liteErr *sqlite.Error
+	return errors.As(err, &liteErr) && liteErr.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+}
+
+// refusal names what a batch refused by a foreign key lacked: the first
+// group or user, in the order the batch names them, that neither the store
+// nor the batch holds, as [ErrNoSuchGroup] or [ErrNoSuchUser]. The batch
+// inserts its joins and memberships without looking first (the foreign
+// keys check every row anyway), so only a refused batch pays for the
+// lookups. The batch is rolled back already: what the store holds is read
+// afresh. If another writer added the missing row meanwhile, err is
+// returned as it was.
+func (s *Store) refusal(ctx context.Context, b *ldapauth.Batch, err error) error {
+	saved := map[string]bool{}
+	for _, u := range b.SaveUsers {
+		saved[userKey(u.Username)] = true
+	}
+	savedGroups := map[string]bool{}
+	for _, g := range b.SaveGroups {
+		savedGroups[ldapauth.DNKey(g.DN)] = true
+	}
+	var missing error
+	lookErr := s.inTx(ctx, "apply batch", func(tx *sql.Tx) error {
+		users := func(names []string) error { // the first of names neither held nor saved
+			keys := make([]string, len(names))
+			for i, n := range names {
+				keys[i] = userKey(n)
+			}
+			held, err := s.present(ctx, tx, "ldap_users", "username_key", keys)
+			for i, key := range keys {
+				if err == nil && !held[key] && !saved[key] {
+					missing = fmt.Errorf("%w: %q", ErrNoSuchUser, names[i])
+					break
+				}
+			}
+			return err
+		}
+		var joined, added, groups []string
+		for _, j := range b.Joins {
+			joined = append(joined, j.Username)
+		}
+		for _, m := range b.AddMembers {
+			added = append(added, m.Username)
+			groups = append(groups, m.GroupDN)
+		}
+		if err := users(joined); err != nil || missing != nil {
+			return err
+		}
+		gkeys := make([]string, len(groups))
+		for i, dn := range groups {
+			gkeys[i] = ldapauth.DNKey(dn)
+		}
+		held, err := s.present(ctx, tx, "ldap_groups", "dn_key", gkeys)
+		if err != nil {
+			return err
+		}
+		for i, key := range gkeys {
+			if !held[key] && !savedGroups[key] {
+				missing = fmt.Errorf("%w: %s", ErrNoSuchGroup, groups[i])
+				return nil
+			}
+		}
+		return users(added)
+	})
+	if lookErr != nil || missing == nil {
+		return err
+	}
+	return missing
 }
 
 // insertRows runs head + " VALUES (...), (...) " + tail for rows, as few
@@ -142,35 +229,9 @@ func (s *Store) batchSaveUsers(ctx context.Context, tx *sql.Tx, b *ldapauth.Batc
 		`ON CONFLICT (username_key) DO UPDATE SET username = excluded.username, dn = excluded.dn, fields = excluded.fields, updated_at = excluded.updated_at`, users)
 }
 
-// requireUsers returns ErrNoSuchUser unless the store holds every user
-// named, inside tx.
-func (s *Store) requireUsers(ctx context.Context, tx *sql.Tx, names []string) error {
-	keys := make([]string, len(names))
-	for i, n := range names {
-		keys[i] = userKey(n)
-	}
-	held, err := s.present(ctx, tx, "ldap_users", "username_key", keys)
-	if err != nil {
-		return err
-	}
-	for i, key := range keys {
-		if !held[key] {
-			return fmt.Errorf("%w: %q", ErrNoSuchUser, names[i])
-		}
-	}
-	return nil
-}
-
 func (s *Store) batchJoins(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) error {
 	if len(b.Joins) == 0 {
 		return nil
-	}
-	names := make([]string, len(b.Joins))
-	for i, j := range b.Joins {
-		names[i] = j.Username
-	}
-	if err := s.requireUsers(ctx, tx, names); err != nil {
-		return err
 	}
 	now := s.now()
 	rows := make([][]any, len(b.Joins))
@@ -184,24 +245,6 @@ func (s *Store) batchJoins(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) e
 func (s *Store) batchAddMembers(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) error {
 	if len(b.AddMembers) == 0 {
 		return nil
-	}
-	names := make([]string, len(b.AddMembers))
-	gkeys := map[string]string{} // DNKey -> DN
-	for i, m := range b.AddMembers {
-		names[i] = m.Username
-		gkeys[ldapauth.DNKey(m.GroupDN)] = m.GroupDN
-	}
-	held, err := s.present(ctx, tx, "ldap_groups", "dn_key", slices.Sorted(maps.Keys(gkeys)))
-	if err != nil {
-		return err
-	}
-	for key, dn := range gkeys {
-		if !held[key] {
-			return fmt.Errorf("%w: %s", ErrNoSuchGroup, dn)
-		}
-	}
-	if err := s.requireUsers(ctx, tx, names); err != nil {
-		return err
 	}
 	rows := make([][]any, len(b.AddMembers))
 	for i, m := range b.AddMembers {
