@@ -3,10 +3,15 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/go-ldapauth/ldapauth"
 )
@@ -26,7 +31,12 @@ func (s *Store) ApplyBatch(ctx context.Context, b *ldapauth.Batch) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	return s.inTx(ctx, "apply batch", func(tx *sql.Tx) error {
+	err := s.inTx(ctx, "apply batch", func(tx *sql.Tx) error {
+		if s.dialect.name == postgresDialect.name && additive(b) {
+			if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+				return err
+			}
+		}
 		for _, step := range []func(context.Context, *sql.Tx, *ldapauth.Batch) error{
 			s.batchSaveGroups, s.batchSaveUsers, s.batchJoins, s.batchAddMembers,
 			s.batchRemoveMembers, s.batchDeleteGroups, s.batchDeleteUsers,
@@ -37,6 +47,104 @@ func (s *Store) ApplyBatch(ctx context.Context, b *ldapauth.Batch) error {
 		}
 		return nil
 	})
+	if isForeignKeyViolation(err) {
+		return s.refusal(ctx, b, err)
+	}
+	return err
+}
+
+// additive reports whether the batch only adds or updates: saves, joins,
+// and memberships added. PostgreSQL commits such a batch without waiting
+// for its WAL to reach the disk (synchronous_commit = off for its
+// transaction, about half a first sync's wall time on a busy disk). A
+// server crash can lose only the last such commits, never a part of one,
+// and never one followed by a durable commit (the WAL is flushed in
+// order, so the change-driven sync's state, saved after its batches,
+// implies them): the store is then as a sync stopped part-way leaves it,
+// which the next run completes. A batch that removes anything (a user, a
+// membership, a group) is durable when ApplyBatch returns: a user removed
+// from the directory stays signed out. SQLite's synchronous=NORMAL in WAL
+// mode (see Open) is the like trade for every commit.
+func additive(b *ldapauth.Batch) bool {
+	return len(b.RemoveMembers) == 0 && len(b.DeleteGroups) == 0 && len(b.DeleteUsers) == 0
+}
+
+// isForeignKeyViolation reports whether err is the database refusing a row
+// whose foreign key names no row: a join or membership of a user, or a
+// membership in a group, the store does not hold.
+func isForeignKeyViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "23503" // foreign_key_violation
+	}
+	var liteErr *sqlite.Error
+	return errors.As(err, &liteErr) && liteErr.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+}
+
+// refusal names what a batch refused by a foreign key lacked: the first
+// group or user, in the order the batch names them, that neither the store
+// nor the batch holds, as [ErrNoSuchGroup] or [ErrNoSuchUser]. The batch
+// inserts its joins and memberships without looking first (the foreign
+// keys check every row anyway), so only a refused batch pays for the
+// lookups. The batch is rolled back already: what the store holds is read
+// afresh. If another writer added the missing row meanwhile, err is
+// returned as it was.
+func (s *Store) refusal(ctx context.Context, b *ldapauth.Batch, err error) error {
+	saved := map[string]bool{}
+	for _, u := range b.SaveUsers {
+		saved[userKey(u.Username)] = true
+	}
+	savedGroups := map[string]bool{}
+	for _, g := range b.SaveGroups {
+		savedGroups[ldapauth.DNKey(g.DN)] = true
+	}
+	var missing error
+	lookErr := s.inTx(ctx, "apply batch", func(tx *sql.Tx) error {
+		users := func(names []string) error { // the first of names neither held nor saved
+			keys := make([]string, len(names))
+			for i, n := range names {
+				keys[i] = userKey(n)
+			}
+			held, err := s.present(ctx, tx, "ldap_users", "username_key", keys)
+			for i, key := range keys {
+				if err == nil && !held[key] && !saved[key] {
+					missing = fmt.Errorf("%w: %q", ErrNoSuchUser, names[i])
+					break
+				}
+			}
+			return err
+		}
+		var joined, added, groups []string
+		for _, j := range b.Joins {
+			joined = append(joined, j.Username)
+		}
+		for _, m := range b.AddMembers {
+			added = append(added, m.Username)
+			groups = append(groups, m.GroupDN)
+		}
+		if err := users(joined); err != nil || missing != nil {
+			return err
+		}
+		gkeys := make([]string, len(groups))
+		for i, dn := range groups {
+			gkeys[i] = ldapauth.DNKey(dn)
+		}
+		held, err := s.present(ctx, tx, "ldap_groups", "dn_key", gkeys)
+		if err != nil {
+			return err
+		}
+		for i, key := range gkeys {
+			if !held[key] && !savedGroups[key] {
+				missing = fmt.Errorf("%w: %s", ErrNoSuchGroup, groups[i])
+				return nil
+			}
+		}
+		return users(added)
+	})
+	if lookErr != nil || missing == nil {
+		return err
+	}
+	return missing
 }
 
 // insertRows runs head + " VALUES (...), (...) " + tail for rows, as few
@@ -128,55 +236,23 @@ func (s *Store) batchSaveUsers(ctx context.Context, tx *sql.Tx, b *ldapauth.Batc
 	if len(byKey) == 0 {
 		return nil
 	}
-	keys := slices.Sorted(maps.Keys(byKey))
 	now := s.now()
-	var users, fields [][]any
-	for _, key := range keys {
+	users := make([][]any, 0, len(byKey))
+	for _, key := range slices.Sorted(maps.Keys(byKey)) {
 		u := byKey[key]
-		users = append(users, []any{key, u.Username, u.DN, now, now})
-		for _, f := range slices.Sorted(maps.Keys(u.Fields)) {
-			fields = append(fields, []any{key, f, u.Fields[f]})
+		fields, err := encodeFields(u.Fields)
+		if err != nil {
+			return err
 		}
+		users = append(users, []any{key, u.Username, u.DN, fields, now, now})
 	}
-	if err := s.insertRows(ctx, tx, `INSERT INTO ldap_users (username_key, username, dn, created_at, updated_at)`,
-		`ON CONFLICT (username_key) DO UPDATE SET username = excluded.username, dn = excluded.dn, updated_at = excluded.updated_at`, users); err != nil {
-		return err
-	}
-	if err := s.inList(ctx, tx, `DELETE FROM ldap_user_fields WHERE username_key IN (*)`, nil, keys); err != nil {
-		return err
-	}
-	return s.insertRows(ctx, tx, `INSERT INTO ldap_user_fields (username_key, field, value)`, "", fields)
-}
-
-// requireUsers returns ErrNoSuchUser unless the store holds every user
-// named, inside tx.
-func (s *Store) requireUsers(ctx context.Context, tx *sql.Tx, names []string) error {
-	keys := make([]string, len(names))
-	for i, n := range names {
-		keys[i] = userKey(n)
-	}
-	held, err := s.present(ctx, tx, "ldap_users", "username_key", keys)
-	if err != nil {
-		return err
-	}
-	for i, key := range keys {
-		if !held[key] {
-			return fmt.Errorf("%w: %q", ErrNoSuchUser, names[i])
-		}
-	}
-	return nil
+	return s.insertRows(ctx, tx, `INSERT INTO ldap_users (username_key, username, dn, fields, created_at, updated_at)`,
+		`ON CONFLICT (username_key) DO UPDATE SET username = excluded.username, dn = excluded.dn, fields = excluded.fields, updated_at = excluded.updated_at`, users)
 }
 
 func (s *Store) batchJoins(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) error {
 	if len(b.Joins) == 0 {
 		return nil
-	}
-	names := make([]string, len(b.Joins))
-	for i, j := range b.Joins {
-		names[i] = j.Username
-	}
-	if err := s.requireUsers(ctx, tx, names); err != nil {
-		return err
 	}
 	now := s.now()
 	rows := make([][]any, len(b.Joins))
@@ -190,24 +266,6 @@ func (s *Store) batchJoins(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) e
 func (s *Store) batchAddMembers(ctx context.Context, tx *sql.Tx, b *ldapauth.Batch) error {
 	if len(b.AddMembers) == 0 {
 		return nil
-	}
-	names := make([]string, len(b.AddMembers))
-	gkeys := map[string]string{} // DNKey -> DN
-	for i, m := range b.AddMembers {
-		names[i] = m.Username
-		gkeys[ldapauth.DNKey(m.GroupDN)] = m.GroupDN
-	}
-	held, err := s.present(ctx, tx, "ldap_groups", "dn_key", slices.Sorted(maps.Keys(gkeys)))
-	if err != nil {
-		return err
-	}
-	for key, dn := range gkeys {
-		if !held[key] {
-			return fmt.Errorf("%w: %s", ErrNoSuchGroup, dn)
-		}
-	}
-	if err := s.requireUsers(ctx, tx, names); err != nil {
-		return err
 	}
 	rows := make([][]any, len(b.AddMembers))
 	for i, m := range b.AddMembers {
@@ -262,7 +320,6 @@ func (s *Store) batchDeleteUsers(ctx context.Context, tx *sql.Tx, b *ldapauth.Ba
 	for _, q := range []string{ // as DeleteUser
 		`DELETE FROM login_sessions WHERE username_key IN (*)`,
 		`DELETE FROM login_known_clients WHERE username_key IN (*)`,
-		`DELETE FROM ldap_user_fields WHERE username_key IN (*)`,
 		`DELETE FROM ldap_group_members WHERE username_key IN (*)`,
 		`DELETE FROM organisation_members WHERE username_key IN (*)`,
 		`DELETE FROM ldap_users WHERE username_key IN (*)`,

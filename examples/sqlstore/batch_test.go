@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-ldapauth/ldapauth"
 	"github.com/go-ldapauth/ldapauth/examples/internal/demo"
+	"github.com/go-ldapauth/ldapauth/examples/sqlstore"
 	"github.com/go-ldapauth/ldapauth/ldaptest"
 	"github.com/go-ldapauth/ldapauth/storetest"
 )
@@ -61,6 +62,55 @@ func TestSyncStoppedMidApply(t *testing.T) {
 			got, err := storetest.Read(t.Context(), store)
 			require.NoError(t, err)
 			assert.Equal(t, want, got, "the second run completes the store")
+		})
+	}
+}
+
+// TestBatchRefusalNamed: a batch whose join or membership names a user or
+// group that neither the store nor the batch holds is refused with
+// ErrNoSuchUser or ErrNoSuchGroup naming it (the database's foreign keys
+// refuse it; the store then names what was missing), while one that saves
+// the user and group it uses is applied.
+func TestBatchRefusalNamed(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			s := b.open(t)
+			require.NoError(t, s.SaveUser(ctx, &ldapauth.User{Username: "alice"}))
+			require.NoError(t, s.SaveGroup(ctx, ldapauth.Group{DN: storetest.ReadersDN, Name: "readers"}))
+			for _, c := range []struct {
+				name  string
+				batch ldapauth.Batch
+				want  error
+				names string
+			}{
+				{"join of an unknown user", ldapauth.Batch{Joins: []ldapauth.OrganisationJoin{{Username: "alice", OrganisationID: "1"}, {Username: "Nobody", OrganisationID: "1"}}},
+					sqlstore.ErrNoSuchUser, `"Nobody"`},
+				{"member of an unknown group", ldapauth.Batch{
+					SaveUsers:  []*ldapauth.User{{Username: "bob"}},
+					AddMembers: []ldapauth.Membership{{GroupDN: storetest.ReadersDN, Username: "bob"}, {GroupDN: storetest.MarvelDN, Username: "alice"}}},
+					sqlstore.ErrNoSuchGroup, storetest.MarvelDN},
+				{"unknown member", ldapauth.Batch{AddMembers: []ldapauth.Membership{{GroupDN: storetest.ReadersDN, Username: "alice"}, {GroupDN: storetest.ReadersDN, Username: "nobody"}}},
+					sqlstore.ErrNoSuchUser, `"nobody"`},
+			} {
+				err := s.ApplyBatch(ctx, &c.batch)
+				require.ErrorIs(t, err, c.want, c.name)
+				assert.ErrorContains(t, err, c.names, c.name)
+			}
+			snap, err := storetest.Read(ctx, s)
+			require.NoError(t, err)
+			assert.Equal(t, []string{"alice"}, snap.Users, "the refused batches wrote nothing")
+
+			require.NoError(t, s.ApplyBatch(ctx, &ldapauth.Batch{
+				SaveGroups: []ldapauth.Group{{DN: storetest.MarvelDN, Name: "marvel"}},
+				SaveUsers:  []*ldapauth.User{{Username: "Carol"}},
+				Joins:      []ldapauth.OrganisationJoin{{Username: "carol", OrganisationID: "1"}},
+				AddMembers: []ldapauth.Membership{{GroupDN: storetest.MarvelDN, Username: "Carol"}},
+			}), "the batch saves the user and the group it uses")
+			carol, err := s.User(ctx, "carol")
+			require.NoError(t, err)
+			assert.Equal(t, []string{"1"}, carol.Organisations)
+			assert.Equal(t, []ldapauth.Group{{DN: storetest.MarvelDN, Name: "marvel"}}, carol.Groups)
 		})
 	}
 }

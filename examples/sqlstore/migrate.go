@@ -116,15 +116,19 @@ func SchemaVersion() int {
 	return len(ms)
 }
 
-// migrate applies the migrations the database lacks. Two processes opening
+// migrate applies the migrations the database lacks, up to version (every
+// one for 0). Two processes opening
 // the same database at once apply each migration once: the second waits for
 // the first's transaction and then finds the version recorded.
-func (s *Store) migrate(ctx context.Context) error {
+func (s *Store) migrate(ctx context.Context, version int) error {
 	ms, err := s.dialect.migrations()
 	if err != nil {
 		return err
 	}
 	for _, m := range ms {
+		if version > 0 && m.version > version {
+			break
+		}
 		err := s.inTx(ctx, "schema "+m.name, func(tx *sql.Tx) error {
 			if s.dialect.lock != "" {
 				if _, err := tx.ExecContext(ctx, s.dialect.lock); err != nil {

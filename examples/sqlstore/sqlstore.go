@@ -17,10 +17,10 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
-	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -89,6 +89,12 @@ func OpenDSN(ctx context.Context, dsn string) (*Store, error) {
 // (foreign keys, a busy timeout, write transactions that lock at BEGIN) and
 // switches a database file to WAL unless dsn sets a journal mode.
 func Open(ctx context.Context, driver, dsn string) (*Store, error) {
+	return open(ctx, driver, dsn, 0)
+}
+
+// open is Open, which migrates the schema up to version (every migration
+// for 0).
+func open(ctx context.Context, driver, dsn string, version int) (*Store, error) {
 	var d dialect
 	wal := false
 	switch driver {
@@ -117,7 +123,7 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 			return nil, err
 		}
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, version); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -236,31 +242,48 @@ func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any)
 }
 
 // SaveUser implements [ldapauth.UserStore]: it creates or updates the user
-// and replaces its mapped fields.
+// with its mapped fields.
 func (s *Store) SaveUser(ctx context.Context, u *ldapauth.User) error {
 	key, now := userKey(u.Username), s.now()
+	fields, err := encodeFields(u.Fields)
+	if err != nil {
+		return err
+	}
 	return s.inTx(ctx, "save user", func(tx *sql.Tx) error {
-		if _, err := s.exec(ctx, tx, `INSERT INTO ldap_users (username_key, username, dn, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (username_key) DO UPDATE SET username = excluded.username, dn = excluded.dn, updated_at = excluded.updated_at`,
-			key, u.Username, u.DN, now, now); err != nil {
-			return err
-		}
-		if _, err := s.exec(ctx, tx, `DELETE FROM ldap_user_fields WHERE username_key = ?`, key); err != nil {
-			return err
-		}
-		for _, field := range slices.Sorted(maps.Keys(u.Fields)) {
-			if _, err := s.exec(ctx, tx, `INSERT INTO ldap_user_fields (username_key, field, value) VALUES (?, ?, ?)`,
-				key, field, u.Fields[field]); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err := s.exec(ctx, tx, `INSERT INTO ldap_users (username_key, username, dn, fields, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (username_key) DO UPDATE SET username = excluded.username, dn = excluded.dn, fields = excluded.fields, updated_at = excluded.updated_at`,
+			key, u.Username, u.DN, fields, now, now)
+		return err
 	})
 }
 
+// encodeFields is the fields column of a user's mapped fields: a JSON
+// object, its keys sorted.
+func encodeFields(fields map[string]string) (string, error) {
+	if len(fields) == 0 {
+		return "{}", nil
+	}
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(fields); err != nil {
+		return "", fmt.Errorf("sqlstore: encode mapped fields: %w", err)
+	}
+	return strings.TrimSuffix(b.String(), "\n"), nil
+}
+
+// decodeFields reads the fields column of a user.
+func decodeFields(username, column string) (map[string]string, error) {
+	fields := map[string]string{}
+	if err := json.Unmarshal([]byte(column), &fields); err != nil {
+		return nil, fmt.Errorf("sqlstore: mapped fields of %q: %w", username, err)
+	}
+	return fields, nil
+}
+
 // DeleteUser implements [ldapauth.UserStore]: it removes the user with its
-// fields, memberships, organisation joins and sessions: a user the sync
+// memberships, organisation joins and sessions: a user the sync
 // job removes is signed out everywhere.
 func (s *Store) DeleteUser(ctx context.Context, username string) error {
 	key := userKey(username)
@@ -268,7 +291,6 @@ func (s *Store) DeleteUser(ctx context.Context, username string) error {
 		for _, q := range []string{
 			`DELETE FROM login_sessions WHERE username_key = ?`,
 			`DELETE FROM login_known_clients WHERE username_key = ?`,
-			`DELETE FROM ldap_user_fields WHERE username_key = ?`,
 			`DELETE FROM ldap_group_members WHERE username_key = ?`,
 			`DELETE FROM organisation_members WHERE username_key = ?`,
 			`DELETE FROM ldap_users WHERE username_key = ?`,
@@ -369,9 +391,9 @@ func (s *Store) SetMember(ctx context.Context, groupDN, username string, member 
 }
 
 // Users implements [ldapauth.UserStore]: one query, whose rows (a user's
-// row per mapped field, its organisations aggregated) are read through a
-// cursor and merged user by user, so that memory holds one user at a time,
-// whatever the number of users.
+// row, its organisations' after it) are read through a cursor and merged
+// user by user, so that memory holds one user at a time, whatever the
+// number of users.
 func (s *Store) Users(ctx context.Context) iter.Seq2[ldapauth.StoredUser, error] {
 	return func(yield func(ldapauth.StoredUser, error) bool) {
 		s.streamUsers(ctx, nil, yield)
@@ -379,22 +401,21 @@ func (s *Store) Users(ctx context.Context) iter.Seq2[ldapauth.StoredUser, error]
 }
 
 // streamUsers reads the users (those of keys, the user keys, or every
-// user for nil) in one query: their rows, their mapped fields' and their
-// organisations' merged in username_key order (each table is read in the
-// order of an index: no sort, no per-row subquery), and yields each user
-// once its rows are read. It reports whether the caller should go on.
+// user for nil) in one query: their rows (with their mapped fields) and
+// their organisations' merged in username_key order (each table is read in
+// the order of an index: no sort, no per-row subquery), and yields each
+// user once its rows are read. It reports whether the caller should go on.
 func (s *Store) streamUsers(ctx context.Context, keys []string, yield func(ldapauth.StoredUser, error) bool) bool {
 	cond := ""
 	var args []any
 	if keys != nil {
 		cond = " WHERE username_key IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(keys)), ", ") + ")"
-		for range 3 {
+		for range 2 {
 			args = append(args, anys(keys)...)
 		}
 	}
-	rows, err := s.db.QueryContext(ctx, s.dialect.rebind(`SELECT username_key, 0, username, dn FROM ldap_users`+cond+`
-		UNION ALL SELECT username_key, 1, field, value FROM ldap_user_fields`+cond+`
-		UNION ALL SELECT username_key, 2, organisation_id, '' FROM organisation_members`+cond+`
+	rows, err := s.db.QueryContext(ctx, s.dialect.rebind(`SELECT username_key, 0, username, dn, fields FROM ldap_users`+cond+`
+		UNION ALL SELECT username_key, 1, organisation_id, '', '' FROM organisation_members`+cond+`
 		ORDER BY 1, 2`), args...)
 	if err != nil {
 		yield(ldapauth.StoredUser{}, fmt.Errorf("sqlstore: users: %w", err))
@@ -404,23 +425,29 @@ func (s *Store) streamUsers(ctx context.Context, keys []string, yield func(ldapa
 	var cur ldapauth.StoredUser
 	curKey, have := "", false
 	for rows.Next() {
-		var key, a, b string
+		var key, a, b, fields string
 		var kind int
-		if err := rows.Scan(&key, &kind, &a, &b); err != nil {
+		if err := rows.Scan(&key, &kind, &a, &b, &fields); err != nil {
 			yield(ldapauth.StoredUser{}, fmt.Errorf("sqlstore: users: %w", err))
 			return false
 		}
 		switch {
 		case kind == 0:
-			if have && !yield(cur, nil) {
+			if have {
+				slices.Sort(cur.Organisations)
+				if !yield(cur, nil) {
+					return false
+				}
+			}
+			f, err := decodeFields(a, fields)
+			if err != nil {
+				yield(ldapauth.StoredUser{}, err)
 				return false
 			}
-			cur, curKey, have = ldapauth.StoredUser{Username: a, DN: b, Fields: map[string]string{}}, key, true
+			cur, curKey, have = ldapauth.StoredUser{Username: a, DN: b, Fields: f}, key, true
 		case !have || key != curKey:
-			// A field or organisation row of a user the store does not
-			// hold: the foreign keys make it impossible; skip it.
-		case kind == 1:
-			cur.Fields[a] = b
+			// An organisation row of a user the store does not hold: the
+			// foreign key makes it impossible; skip it.
 		default:
 			cur.Organisations = append(cur.Organisations, a)
 		}
@@ -483,15 +510,16 @@ func (s *Store) User(ctx context.Context, username string) (*Account, error) {
 	key := userKey(username)
 	a := &Account{Fields: map[string]string{}}
 	err := s.inTx(ctx, "read user", func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, s.dialect.rebind(`SELECT username, dn, created_at, updated_at FROM ldap_users WHERE username_key = ?`), key).
-			Scan(&a.Username, &a.DN, &a.Created, &a.Updated)
+		var fields string
+		err := tx.QueryRowContext(ctx, s.dialect.rebind(`SELECT username, dn, fields, created_at, updated_at FROM ldap_users WHERE username_key = ?`), key).
+			Scan(&a.Username, &a.DN, &fields, &a.Created, &a.Updated)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: %q", ErrNoSuchUser, username)
 		}
 		if err != nil {
 			return err
 		}
-		if a.Fields, err = s.fields(ctx, tx, key); err != nil {
+		if a.Fields, err = decodeFields(a.Username, fields); err != nil {
 			return err
 		}
 		if a.Organisations, err = queryStrings(ctx, tx, s.dialect.rebind(
@@ -546,23 +574,6 @@ func (s *Store) Organisations(ctx context.Context, username string) ([]string, e
 		return nil, err
 	}
 	return a.Organisations, nil
-}
-
-func (s *Store) fields(ctx context.Context, tx *sql.Tx, key string) (map[string]string, error) {
-	rows, err := tx.QueryContext(ctx, s.dialect.rebind(`SELECT field, value FROM ldap_user_fields WHERE username_key = ?`), key)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	fields := map[string]string{}
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			return nil, err
-		}
-		fields[k] = v
-	}
-	return fields, rows.Err()
 }
 
 func queryStrings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {

@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -497,6 +499,75 @@ func TestConcurrentSyncs(t *testing.T) {
 				groups[g.Name] = g.Members
 			}
 			assert.Equal(t, map[string][]string{"marvel": {"alice", "bob", "carol"}, "readers": {"bob"}}, groups)
+		})
+	}
+}
+
+// TestMigrateFieldsColumn opens a database of schema version 5, whose
+// mapped fields are rows of ldap_user_fields, with the current program:
+// version 6 moves them into the users' rows, and every user reads back
+// with the fields it had.
+func TestMigrateFieldsColumn(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			driver, dsn := b.newDB(t)
+			old, err := sqlstore.OpenVersion(ctx, driver, dsn, 5)
+			require.NoError(t, err)
+			exec := func(query string, args ...any) {
+				t.Helper()
+				if driver == sqlstore.DriverPostgres {
+					for i := 1; strings.Contains(query, "?"); i++ {
+						query = strings.Replace(query, "?", fmt.Sprintf("$%d", i), 1)
+					}
+				}
+				_, err := old.DB().ExecContext(ctx, query, args...)
+				require.NoError(t, err)
+			}
+			now := time.Now().UTC().Truncate(time.Second)
+			for _, u := range [][]string{{"alice", "Alice"}, {"bob", "bob"}, {"carol", "Carol"}} {
+				exec(`INSERT INTO ldap_users (username_key, username, dn, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
+					u[0], u[1], "uid="+u[0]+",dc=example,dc=com", now, now)
+			}
+			aliceFields := map[string]string{"first_name": "Alice", "last_name": "O'Hara \"Al\" <&> ü", "email": "alice@example.com"}
+			for k, v := range aliceFields {
+				exec(`INSERT INTO ldap_user_fields (username_key, field, value) VALUES (?, ?, ?)`, "alice", k, v)
+			}
+			exec(`INSERT INTO ldap_user_fields (username_key, field, value) VALUES (?, ?, ?)`, "carol", "email", "")
+			exec(`INSERT INTO organisation_members (organisation_id, username_key, joined_at) VALUES (?, ?, ?)`, "1", "alice", now)
+			require.NoError(t, old.Close())
+
+			s := open(t, driver, dsn)
+			var version int
+			require.NoError(t, s.DB().QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&version))
+			assert.Equal(t, sqlstore.SchemaVersion(), version)
+			alice, err := s.User(ctx, "alice")
+			require.NoError(t, err)
+			assert.Equal(t, aliceFields, alice.Fields)
+			assert.Equal(t, []string{"1"}, alice.Organisations)
+			assert.True(t, alice.Created.Equal(now), "created %v, want %v", alice.Created, now)
+			bob, err := s.User(ctx, "bob")
+			require.NoError(t, err)
+			assert.Empty(t, bob.Fields)
+			carol, err := s.User(ctx, "carol")
+			require.NoError(t, err)
+			assert.Equal(t, map[string]string{"email": ""}, carol.Fields, "an empty value is kept")
+
+			var streamed []ldapauth.StoredUser
+			for u, err := range s.Users(ctx) {
+				require.NoError(t, err)
+				streamed = append(streamed, u)
+			}
+			require.Len(t, streamed, 3)
+			assert.Equal(t, ldapauth.StoredUser{Username: "Alice", DN: "uid=alice,dc=example,dc=com", Fields: aliceFields, Organisations: []string{"1"}}, streamed[0])
+			assert.Empty(t, streamed[1].Fields)
+
+			_, err = s.DB().ExecContext(ctx, `SELECT 1 FROM ldap_user_fields`)
+			assert.Error(t, err, "the old table is gone")
+			require.NoError(t, s.SaveUser(ctx, &ldapauth.User{Username: "bob", DN: "uid=bob,dc=example,dc=com", Fields: map[string]string{"email": "bob@example.com"}}))
+			bob, err = s.User(ctx, "bob")
+			require.NoError(t, err)
+			assert.Equal(t, map[string]string{"email": "bob@example.com"}, bob.Fields)
 		})
 	}
 }
