@@ -45,10 +45,15 @@ func (a *Authenticator) runSync(ctx context.Context, opts SyncOptions) (*SyncRep
 	}
 	r := a.newSyncRun(opts)
 	r.stream = !opts.DryRun
-	if err := r.loadStore(ctx); err != nil {
-		return nil, err
-	}
+	// The store is read while the directory is dialled, bound and asked
+	// for its first page; the entries wait for it (awaitStore).
+	cancelLoad := r.startLoad(ctx)
+	defer cancelLoad()
 	if err := r.read(ctx); err != nil {
+		cancelLoad()
+		if lerr := r.awaitStore(); lerr != nil && !errors.Is(lerr, context.Canceled) {
+			return nil, lerr
+		}
 		return nil, err
 	}
 	r.seen = keySet{} // read: a first sync's largest set, not needed to apply
@@ -149,6 +154,10 @@ type syncRun struct {
 	groupIdx map[string]int // DNKey -> index in groups
 	dnCache  map[string]int // raw memberOf value -> index, -1 for other groups
 	users    userTable
+	// loading delivers loadStore's result when it runs in the background
+	// (startLoad); loadErr keeps it (awaitStore).
+	loading <-chan error
+	loadErr error
 	// details holds what the run read again of some stored users, by
 	// key: those the read did not return (loadMissing), and in lookup
 	// mode every user looked up.
@@ -378,6 +387,9 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 		0, 0, false, filter, attrs, nil)
 	referrals := 0
 	err = pagedSearch(ctx, c, req, a.cfg.SyncPageSize, func(page *ldap.SearchResult) error {
+		if err := r.awaitStore(); err != nil {
+			return err
+		}
 		referrals += len(page.Referrals)
 		for _, e := range page.Entries {
 			if r.onEntry != nil {
@@ -395,6 +407,9 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 		r.progress(syncReadUsers)
 		return ctx.Err()
 	})
+	if lerr := r.awaitStore(); lerr != nil {
+		return lerr
+	}
 	if fe := (*errFlush)(nil); errors.As(err, &fe) {
 		return &SyncAbortError{Phase: syncApply, Page: r.prog.Pages, Err: orCtxError(ctx, fe.err)}
 	}
@@ -829,42 +844,75 @@ func pagingRefused(err error) bool {
 }
 
 // pagedSearch runs req page by page (RFC 2696, pageSize entries a page) on
-// c, handing each page to each and holding no more than one. A pageSize of
-// noPaging (or less than 1) runs one unpaged search. It stops at the first
-// error, of the server or of each.
+// c, handing each page to each. The next page is asked for as soon as a
+// page has come, before each handles it, so that the server produces it
+// while the caller works (writes a page's users to its store): at most two
+// pages are held. A pageSize of noPaging (or less than 1) runs one
+// unpaged search. It stops at the first error, of the server or of each;
+// a page asked for and not handed over is dropped.
 func pagedSearch(ctx context.Context, c Directory, req *ldap.SearchRequest, pageSize int, each func(*ldap.SearchResult) error) error {
-	base := req.Controls
-	var paging *ldap.ControlPaging
-	if pageSize > 0 {
-		paging = ldap.NewControlPaging(uint32(pageSize))
-		req.Controls = append(slices.Clip(base), paging)
-	}
-	for page := 1; ; page++ {
+	if pageSize <= 0 {
 		res, err := c.Search(ctx, req)
 		if err != nil {
 			return err
 		}
-		ctrl, ok := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
-		if paging != nil && !ok && page > 1 {
-			// The server paged, then stopped saying where it is: the read
-			// may be cut short, and a short read must remove nothing.
-			return errPagingLost
+		return each(res)
+	}
+	paging := ldap.NewControlPaging(uint32(pageSize))
+	req.Controls = append(slices.Clip(req.Controls), paging)
+	type page struct {
+		res *ldap.SearchResult
+		err error
+	}
+	pages := make(chan page, 1)
+	stop := make(chan struct{})
+	defer func() {
+		// Wait for the page in flight, if any: the caller may use c
+		// again once this returns.
+		close(stop)
+		for range pages {
 		}
-		if err := each(res); err != nil {
+	}()
+	go func() {
+		defer close(pages)
+		for n := 1; ; n++ {
+			res, err := c.Search(ctx, req)
+			var ctrl *ldap.ControlPaging
+			if err == nil {
+				var ok bool
+				ctrl, ok = ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
+				if !ok && n > 1 {
+					// The server paged, then stopped saying where it is:
+					// the read may be cut short, and a short read must
+					// remove nothing.
+					res, err = nil, errPagingLost
+				}
+			}
+			select {
+			case pages <- page{res, err}:
+			case <-stop:
+				return
+			}
+			if err != nil || ctrl == nil || len(ctrl.Cookie) == 0 {
+				// No control on the first page: the server ignored the
+				// (non-critical) request and sent everything; an empty
+				// cookie: that was the last page.
+				return
+			}
+			paging.SetCookie(ctrl.Cookie)
+		}
+	}()
+	for p := range pages {
+		if p.err != nil {
+			return p.err
+		}
+		if err := each(p.res); err != nil {
 			return err
 		}
-		if paging == nil || !ok || len(ctrl.Cookie) == 0 {
-			// No control on the first page: the server ignored the
-			// (non-critical) request and sent everything; an empty cookie:
-			// that was the last page.
-			return nil
-		}
-		paging.SetCookie(ctrl.Cookie)
 	}
+	return nil
 }
 
-// errPagingLost: a page after the first came back without the paging
-// control, so nothing says whether the read is complete.
 var errPagingLost = errors.New("ldapauth: a page of the paged search came back without the paging control, so the read may be incomplete")
 
 // memberOfIndex returns the index of the synced group the memberOf value

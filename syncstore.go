@@ -113,6 +113,27 @@ func (t *userTable) all() iter.Seq[*storeUser] {
 	}
 }
 
+// startLoad starts loadStore in the background, on a context the
+// returned function cancels; awaitStore waits for it.
+func (r *syncRun) startLoad(ctx context.Context) (cancel func()) {
+	ctx, cancel = context.WithCancel(ctx)
+	done := make(chan error, 1)
+	r.loading = done
+	go func() { done <- r.loadStore(ctx) }()
+	return cancel
+}
+
+// awaitStore waits for the store's users and groups (startLoad) and
+// returns the error loading them, if any. Nothing of the run's store
+// state may be read before it returns.
+func (r *syncRun) awaitStore() error {
+	if r.loading != nil {
+		r.loadErr = <-r.loading
+		r.loading = nil
+	}
+	return r.loadErr
+}
+
 // loadStore streams the store's users into compact per-user state and
 // reads its groups with their members.
 func (r *syncRun) loadStore(ctx context.Context) error {
