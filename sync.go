@@ -864,7 +864,7 @@ func pagedSearch(ctx context.Context, c Directory, req *ldap.SearchRequest, page
 		res *ldap.SearchResult
 		err error
 	}
-	pages := make(chan page, 1)
+	pages := make(chan page) // unbuffered: one page handled, one held
 	stop := make(chan struct{})
 	defer func() {
 		// Wait for the page in flight, if any: the caller may use c

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
@@ -639,4 +640,31 @@ func TestSyncUpdatesUsernameSpelling(t *testing.T) {
 	assert.Equal(t, []string{"alice"}, rep.UsersUpdated)
 	assert.Equal(t, "alice", storetest.User(store, "alice").Username)
 	assert.Zero(t, runSync(t, a, ldapauth.SyncOptions{}).Changes())
+}
+
+// blockingStore is a store whose users stream until the sync gives up on
+// them.
+type blockingStore struct{ ldapauth.UserStore }
+
+func (s blockingStore) Users(ctx context.Context) iter.Seq2[ldapauth.StoredUser, error] {
+	return func(yield func(ldapauth.StoredUser, error) bool) {
+		<-ctx.Done()
+		yield(ldapauth.StoredUser{}, ctx.Err())
+	}
+}
+
+// The store is read while the directory is reached: a directory that
+// cannot be reached ends the run with its own error while the store is
+// still streaming, and the store's read is given up.
+func TestSyncReadsStoreWhileReachingDirectory(t *testing.T) {
+	srv := ldaptest.Start(t, ldaptest.DemoDirectory())
+	vars := syncVars(srv, map[string]string{"LDAP_AUTH_URL": "ldap://127.0.0.1:1"})
+	a := syncAuth(t, vars, blockingStore{ldapauth.NewMemStore()})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := a.Sync(ctx, ldapauth.SyncOptions{})
+	require.ErrorIs(t, err, ldapauth.ErrUnavailable)
+	var se *ldapauth.StoreError
+	assert.False(t, errors.As(err, &se), "the directory's error, not the store's: %v", err)
+	assert.NoError(t, ctx.Err(), "the run ended on the directory's error, not the test's deadline")
 }
