@@ -350,7 +350,9 @@ func TestSyncServerRestartMidway(t *testing.T) {
 	require.ErrorIs(t, err, ldapauth.ErrUnavailable)
 	var aerr *ldapauth.SyncAbortError
 	require.ErrorAs(t, err, &aerr)
-	assert.Equal(t, 3, aerr.Page, "the page after the restart")
+	// Page 3 was asked for as page 2 came, before the restart in its
+	// handling: it may have come, and then page 4 fails.
+	assert.Contains(t, []int{3, 4}, aerr.Page, "a page after the restart")
 	assert.Nil(t, rep)
 	assert.Equal(t, before, snapshot(t, store), "nothing removed")
 
