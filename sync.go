@@ -1038,7 +1038,8 @@ func (r *syncRun) planUser(e *ldap.Entry, su *storeUser, username string) {
 		r.saves = append(r.saves, r.user(e, username))
 		r.report.UsersCreated = append(r.report.UsersCreated, username)
 		if r.a.cfg.OrganisationID != "" {
-			r.report.OrganisationJoins = append(r.report.OrganisationJoins, username)
+			// The report lists it with the joins in plan: a first sync's
+			// largest lists are not held twice during the read.
 			r.joins = append(r.joins, username)
 		}
 		return
@@ -1201,6 +1202,9 @@ func (r *syncRun) plan() {
 		rep.UsersUpdated = slices.DeleteFunc(rep.UsersUpdated, unwritten)
 		rep.UsersCreated = slices.DeleteFunc(rep.UsersCreated, unwritten)
 		rep.OrganisationJoins = slices.DeleteFunc(rep.OrganisationJoins, unwritten)
+	}
+	if r.a.cfg.OrganisationID != "" {
+		rep.OrganisationJoins = append(rep.OrganisationJoins, rep.UsersCreated...) // every user created joins
 	}
 	for _, g := range r.groups {
 		if g.inStore || gone[g.dn] {
