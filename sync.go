@@ -158,6 +158,7 @@ type syncRun struct {
 	// (startLoad); loadErr keeps it (awaitStore).
 	loading <-chan error
 	loadErr error
+	early   []*ldap.SearchResult // pages read before the store (whenStored)
 	// details holds what the run read again of some stored users, by
 	// key: those the read did not return (loadMissing), and in lookup
 	// mode every user looked up.
@@ -386,27 +387,14 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 	req := ldap.NewSearchRequest(a.cfg.SearchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 		0, 0, false, filter, attrs, nil)
 	referrals := 0
-	err = pagedSearch(ctx, c, req, a.cfg.SyncPageSize, func(page *ldap.SearchResult) error {
-		if err := r.awaitStore(); err != nil {
-			return err
-		}
+	handle := func(page *ldap.SearchResult) error {
 		referrals += len(page.Referrals)
-		for _, e := range page.Entries {
-			if r.onEntry != nil {
-				r.onEntry(e)
-			}
-			r.entry(e)
-		}
-		r.prog.Pages++
-		r.prog.Users += len(page.Entries)
-		a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync read a page of users",
-			slog.Int("pages", r.prog.Pages), slog.Int("users", r.prog.Users))
-		if err := r.flushPage(ctx); err != nil {
-			return &errFlush{err}
-		}
-		r.progress(syncReadUsers)
-		return ctx.Err()
-	})
+		return r.usersPage(ctx, page)
+	}
+	err = pagedSearch(ctx, c, req, a.cfg.SyncPageSize, r.whenStored(handle))
+	if err == nil {
+		err = r.drainEarly(handle)
+	}
 	if lerr := r.awaitStore(); lerr != nil {
 		return lerr
 	}
@@ -444,6 +432,64 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 		}
 		return e
 	}
+	return nil
+}
+
+// usersPage handles a page of user entries, then writes what it planned
+// (flushPage).
+func (r *syncRun) usersPage(ctx context.Context, page *ldap.SearchResult) error {
+	for _, e := range page.Entries {
+		if r.onEntry != nil {
+			r.onEntry(e)
+		}
+		r.entry(e)
+	}
+	r.prog.Pages++
+	r.prog.Users += len(page.Entries)
+	r.a.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "ldapauth: sync read a page of users",
+		slog.Int("pages", r.prog.Pages), slog.Int("users", r.prog.Users))
+	if err := r.flushPage(ctx); err != nil {
+		return &errFlush{err}
+	}
+	r.progress(syncReadUsers)
+	return ctx.Err()
+}
+
+// maxEarlyPages is how many pages of users the read holds while the
+// store is still being read (startLoad).
+const maxEarlyPages = 8
+
+// whenStored hands each page to handle once the store is read: the pages
+// that come before are held, up to maxEarlyPages, so that the directory is
+// read while the store is, and a small directory's read is not held up by
+// the store's.
+func (r *syncRun) whenStored(handle func(*ldap.SearchResult) error) func(*ldap.SearchResult) error {
+	return func(page *ldap.SearchResult) error {
+		if !r.storeReady() && len(r.early) < maxEarlyPages {
+			r.early = append(r.early, page)
+			return nil
+		}
+		if err := r.drainEarly(handle); err != nil {
+			return err
+		}
+		return handle(page)
+	}
+}
+
+// drainEarly waits for the store, then hands the pages held to handle, in
+// the order they came.
+func (r *syncRun) drainEarly(handle func(*ldap.SearchResult) error) error {
+	if err := r.awaitStore(); err != nil {
+		return err
+	}
+	for len(r.early) > 0 {
+		page := r.early[0]
+		r.early[0], r.early = nil, r.early[1:]
+		if err := handle(page); err != nil {
+			return err
+		}
+	}
+	r.early = nil
 	return nil
 }
 

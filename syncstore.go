@@ -134,6 +134,21 @@ func (r *syncRun) awaitStore() error {
 	return r.loadErr
 }
 
+// storeReady reports, without waiting, whether startLoad's load is over
+// (awaitStore then returns at once).
+func (r *syncRun) storeReady() bool {
+	if r.loading == nil {
+		return true
+	}
+	select {
+	case err := <-r.loading:
+		r.loadErr, r.loading = err, nil
+		return true
+	default:
+		return false
+	}
+}
+
 // loadStore streams the store's users into compact per-user state and
 // reads its groups with their members.
 func (r *syncRun) loadStore(ctx context.Context) error {
