@@ -202,30 +202,20 @@ func (r *syncRun) confirmUsersGone(ctx context.Context, c *conn) error {
 	if err := r.loadMissing(ctx); err != nil {
 		return err
 	}
-	type stored struct {
-		su *storeUser
-		d  StoredUser
-	}
-	var gone []stored
-	for su, d := range r.missing() {
-		gone = append(gone, stored{su, d})
-	}
-	slices.SortFunc(gone, func(a, b stored) int { return strings.Compare(normUser(a.d.Username), normUser(b.d.Username)) })
 	parents := map[string]bool{}
-	for _, g := range gone {
-		su, dn := g.su, g.d.DN
-		if su.present || dn == "" {
+	for _, m := range r.missing() {
+		if m.present || m.DN == "" {
 			continue
 		}
-		why, err := notConfirmedGone(ctx, c, dn, parents)
+		why, err := notConfirmedGone(ctx, c, m.DN, parents)
 		if err != nil {
 			return err
 		}
 		if why == "" {
 			continue
 		}
-		su.present = true
-		r.keep(g.d.Username, "", why+"; kept")
+		m.present = true
+		r.keep(m.Username, "", why+"; kept")
 	}
 	return nil
 }

@@ -392,8 +392,10 @@ func (r *syncRun) readUsers(ctx context.Context, c *conn) error {
 		return r.usersPage(ctx, page)
 	}
 	err = pagedSearch(ctx, c, req, a.cfg.SyncPageSize, r.whenStored(handle))
-	if err == nil {
-		err = r.drainEarly(handle)
+	// The pages held for the store are handled however the read ended: a
+	// read that fails part-way keeps what its earlier pages wrote.
+	if derr := r.drainEarly(handle); err == nil {
+		err = derr
 	}
 	if lerr := r.awaitStore(); lerr != nil {
 		return lerr
@@ -791,22 +793,12 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 	if err := r.loadMissing(ctx); err != nil {
 		return err
 	}
-	type stored struct {
-		su       *storeUser
-		username string
-	}
-	var missing []stored
-	for su, d := range r.missing() {
-		missing = append(missing, stored{su, d.Username})
-	}
-	slices.SortFunc(missing, func(a, b stored) int { return strings.Compare(normUser(a.username), normUser(b.username)) })
 	proof := newMemberProof(c)
-	for _, m := range missing {
-		su := m.su
-		if su.present {
+	for _, m := range r.missing() {
+		if m.present {
 			continue
 		}
-		adm, err := a.admitLoginGroup(ctx, c, m.username)
+		adm, err := a.admitLoginGroup(ctx, c, m.Username)
 		if err != nil {
 			return r.abort(syncReadUsers, orCtxError(ctx, err))
 		}
@@ -814,13 +806,13 @@ func (r *syncRun) admitMissing(ctx context.Context, c *conn) error {
 			r.entry(adm.entry)
 			r.prog.Users++
 		} else if adm.entry != nil {
-			why, err := r.loginGroupUnconfirmed(ctx, proof, adm.entry, m.username)
+			why, err := r.loginGroupUnconfirmed(ctx, proof, adm.entry, m.Username)
 			if err != nil {
 				return r.abort(syncReadUsers, err)
 			}
 			if why != "" {
-				su.present = true
-				r.keep(m.username, "", why)
+				m.present = true
+				r.keep(m.Username, "", why)
 			}
 		}
 	}
@@ -1138,23 +1130,19 @@ func (r *syncRun) placeUnnamed(ctx context.Context) error {
 	if err := r.loadMissing(ctx); err != nil {
 		return err
 	}
-	type stored struct {
-		su       *storeUser
-		username string
-	}
-	byDN := map[string]stored{}
-	for su, d := range r.missing() {
-		if d.DN != "" {
-			byDN[DNKey(d.DN)] = stored{su, d.Username}
+	byDN := map[string]missingUser{}
+	for _, m := range r.missing() {
+		if m.DN != "" {
+			byDN[DNKey(m.DN)] = m
 		}
 	}
 	unmatched := 0
 	for _, dn := range r.unnamed {
-		if s, ok := byDN[DNKey(dn)]; ok && !s.su.present {
-			s.su.present = true
-			r.ambiguous[normUser(s.username)] = true
+		if m, ok := byDN[DNKey(dn)]; ok && !m.present {
+			m.present = true
+			r.ambiguous[normUser(m.Username)] = true
 			r.report.Skipped = append(r.report.Skipped, Notice{DN: dn,
-				Reason: fmt.Sprintf("no %s attribute (the username field; an access rule may hide it): matched by DN to the stored user %q, kept unchanged", attr, s.username)})
+				Reason: fmt.Sprintf("no %s attribute (the username field; an access rule may hide it): matched by DN to the stored user %q, kept unchanged", attr, m.Username)})
 			continue
 		}
 		unmatched++
@@ -1220,8 +1208,8 @@ func (r *syncRun) member(i int, dn, username string, member bool) {
 // plan completes the report from what was read.
 func (r *syncRun) plan() {
 	rep := r.report
-	for _, d := range r.missing() {
-		rep.UsersRemoved = append(rep.UsersRemoved, d.Username)
+	for _, m := range r.missing() {
+		rep.UsersRemoved = append(rep.UsersRemoved, m.Username)
 	}
 	gone := map[string]bool{}
 	for _, g := range r.groups {

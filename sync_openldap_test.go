@@ -3,8 +3,10 @@ package ldapauth_test
 import (
 	"context"
 	"fmt"
+	"iter"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 	"github.com/stretchr/testify/assert"
@@ -145,6 +147,24 @@ func TestSyncOpenLDAPFailedReadKeepsEarlierPages(t *testing.T) {
 		assert.Len(t, got.Users, 100*(aerr.Page-1)+1, "the pages read before the cut, and ghost")
 		assert.Contains(t, got.Users, "ghost", "nothing removed")
 	})
+	t.Run("connection cut in the third page, the store still being read", func(t *testing.T) {
+		// The first pages wait for the store, which comes in only once the
+		// connection is cut: they are written all the same, and the
+		// failure names the page after them.
+		store := newStore(t)
+		proxy := faultproxy.Start(t, strings.TrimPrefix(srv.URL, "ldap://"))
+		a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, map[string]string{
+			"LDAP_AUTH_URL": proxy.URL(), "LDAP_SYNC_PAGE_SIZE": "100"}), gatedStore{store, func() bool { return proxy.Accepted() > 0 && proxy.Open() == 0 }})
+		proxy.CutAfter(25_000)
+		_, err := a.Sync(context.Background(), ldapauth.SyncOptions{CreateUsers: true, Force: true})
+		require.ErrorIs(t, err, ldapauth.ErrUnavailable)
+		var aerr *ldapauth.SyncAbortError
+		require.ErrorAs(t, err, &aerr)
+		require.Greater(t, aerr.Page, 1, "cut after the first page")
+		got := snapshot(t, store)
+		assert.Len(t, got.Users, 100*(aerr.Page-1)+1, "the pages read before the cut, and ghost")
+		assert.Contains(t, got.Users, "ghost", "nothing removed")
+	})
 	t.Run("a dry run writes nothing", func(t *testing.T) {
 		store := newStore(t)
 		a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, vars), store)
@@ -210,5 +230,30 @@ func TestSyncOpenLDAPMemberUidCaseProbed(t *testing.T) {
 			got, _ := storetest.Members(store, posix)
 			assert.Equal(t, []string{"alice"}, got)
 		})
+	}
+}
+
+// gatedStore is a store whose users stream only once open says so (or
+// the sync gives up on them).
+type gatedStore struct {
+	ldapauth.UserStore
+	open func() bool
+}
+
+func (s gatedStore) Users(ctx context.Context) iter.Seq2[ldapauth.StoredUser, error] {
+	return func(yield func(ldapauth.StoredUser, error) bool) {
+		for !s.open() {
+			select {
+			case <-ctx.Done():
+				yield(ldapauth.StoredUser{}, ctx.Err())
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		for u, err := range s.UserStore.Users(ctx) {
+			if !yield(u, err) {
+				return
+			}
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math/bits"
 	"slices"
+	"strings"
 )
 
 // storeUser is what a run keeps of a directory-managed user of the store:
@@ -339,16 +340,24 @@ func (r *syncRun) loadMissing(ctx context.Context) error {
 	return nil
 }
 
-// missing yields the stored users the read has not returned, in key
-// order, with what loadMissing read of them.
-func (r *syncRun) missing() iter.Seq2[*storeUser, StoredUser] {
-	return func(yield func(*storeUser, StoredUser) bool) {
-		for su := range r.users.all() {
-			if d, ok := r.details[su.key]; ok && !su.present && !yield(su, d) {
-				return
-			}
+// missingUser is a stored user the read has not returned, with what
+// loadMissing read of it.
+type missingUser struct {
+	*storeUser
+	StoredUser
+}
+
+// missing returns the stored users the read has not returned (those
+// loadMissing read), by username.
+func (r *syncRun) missing() []missingUser {
+	var out []missingUser
+	for su := range r.users.all() {
+		if d, ok := r.details[su.key]; ok && !su.present {
+			out = append(out, missingUser{su, d})
 		}
 	}
+	slices.SortFunc(out, func(a, b missingUser) int { return strings.Compare(normUser(a.Username), normUser(b.Username)) })
+	return out
 }
 
 // fingerprint folds a stored user's username (as spelt), DN and mapped
@@ -447,15 +456,23 @@ func (s *keySet) add(key uint64) (had bool) {
 	if (s.n+1)*4 > len(s.slots)*3 {
 		s.grow()
 	}
+	i, found := s.find(key)
+	if !found {
+		s.slots[i] = key
+		s.n++
+	}
+	return found
+}
+
+// find returns the slot of key, or the free slot where it would go.
+func (s *keySet) find(key uint64) (slot uint64, found bool) {
 	mask := uint64(len(s.slots) - 1)
 	for i := key & mask; ; i = (i + 1) & mask {
 		switch s.slots[i] {
 		case key:
-			return true
+			return i, true
 		case 0:
-			s.slots[i] = key
-			s.n++
-			return false
+			return i, false
 		}
 	}
 }
@@ -468,15 +485,8 @@ func (s *keySet) has(key uint64) bool {
 	if len(s.slots) == 0 {
 		return false
 	}
-	mask := uint64(len(s.slots) - 1)
-	for i := key & mask; ; i = (i + 1) & mask {
-		switch s.slots[i] {
-		case key:
-			return true
-		case 0:
-			return false
-		}
-	}
+	_, found := s.find(key)
+	return found
 }
 
 func (s *keySet) grow() {
