@@ -131,40 +131,32 @@ func TestSyncOpenLDAPFailedReadKeepsEarlierPages(t *testing.T) {
 		assert.Equal(t, []string{"ghost"}, rep.UsersRemoved)
 		assert.Len(t, snapshot(t, store).Users, total)
 	})
-	t.Run("connection cut in the third page", func(t *testing.T) {
-		store := newStore(t)
-		proxy := faultproxy.Start(t, strings.TrimPrefix(srv.URL, "ldap://"))
-		a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, map[string]string{
-			"LDAP_AUTH_URL": proxy.URL(), "LDAP_SYNC_PAGE_SIZE": "100"}), store)
-		proxy.CutAfter(25_000) // pages of 100 entries are about 10 kB here
-		_, err := a.Sync(context.Background(), ldapauth.SyncOptions{CreateUsers: true, Force: true})
-		require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
-		require.ErrorIs(t, err, ldapauth.ErrUnavailable)
-		var aerr *ldapauth.SyncAbortError
-		require.ErrorAs(t, err, &aerr)
-		require.Greater(t, aerr.Page, 1, "cut after the first page")
-		got := snapshot(t, store)
-		assert.Len(t, got.Users, 100*(aerr.Page-1)+1, "the pages read before the cut, and ghost")
-		assert.Contains(t, got.Users, "ghost", "nothing removed")
-	})
-	t.Run("connection cut in the third page, the store still being read", func(t *testing.T) {
-		// The first pages wait for the store, which comes in only once the
-		// connection is cut: they are written all the same, and the
-		// failure names the page after them.
-		store := newStore(t)
-		proxy := faultproxy.Start(t, strings.TrimPrefix(srv.URL, "ldap://"))
-		a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, map[string]string{
-			"LDAP_AUTH_URL": proxy.URL(), "LDAP_SYNC_PAGE_SIZE": "100"}), gatedStore{store, func() bool { return proxy.Accepted() > 0 && proxy.Open() == 0 }})
-		proxy.CutAfter(25_000)
-		_, err := a.Sync(context.Background(), ldapauth.SyncOptions{CreateUsers: true, Force: true})
-		require.ErrorIs(t, err, ldapauth.ErrUnavailable)
-		var aerr *ldapauth.SyncAbortError
-		require.ErrorAs(t, err, &aerr)
-		require.Greater(t, aerr.Page, 1, "cut after the first page")
-		got := snapshot(t, store)
-		assert.Len(t, got.Users, 100*(aerr.Page-1)+1, "the pages read before the cut, and ghost")
-		assert.Contains(t, got.Users, "ghost", "nothing removed")
-	})
+	// The cut comes in the second or third page. With the store gated,
+	// the first pages wait for it, which comes in only once the connection
+	// is cut: they are written all the same, and the failure names the
+	// page after them.
+	for _, gated := range []bool{false, true} {
+		t.Run(fmt.Sprintf("connection cut after the first page, store read after the cut=%v", gated), func(t *testing.T) {
+			store := newStore(t)
+			proxy := faultproxy.Start(t, strings.TrimPrefix(srv.URL, "ldap://"))
+			var us ldapauth.UserStore = store
+			if gated {
+				us = gatedStore{store, func() bool { return proxy.Accepted() > 0 && proxy.Open() == 0 }}
+			}
+			a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, map[string]string{
+				"LDAP_AUTH_URL": proxy.URL(), "LDAP_SYNC_PAGE_SIZE": "100"}), us)
+			proxy.CutAfter(25_000) // pages of 100 entries are about 10 kB here
+			_, err := a.Sync(context.Background(), ldapauth.SyncOptions{CreateUsers: true, Force: true})
+			require.ErrorIs(t, err, ldapauth.ErrSyncAborted)
+			require.ErrorIs(t, err, ldapauth.ErrUnavailable)
+			var aerr *ldapauth.SyncAbortError
+			require.ErrorAs(t, err, &aerr)
+			require.Greater(t, aerr.Page, 1, "cut after the first page")
+			got := snapshot(t, store)
+			assert.Len(t, got.Users, 100*(aerr.Page-1)+1, "the pages read before the cut, and ghost")
+			assert.Contains(t, got.Users, "ghost", "nothing removed")
+		})
+	}
 	t.Run("a dry run writes nothing", func(t *testing.T) {
 		store := newStore(t)
 		a := syncAuth(t, slapdSyncVars(srv, slapdtest.ServiceDN, slapdtest.ServicePassword, vars), store)
