@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -367,6 +368,28 @@ type barrier struct {
 	all     <-chan struct{}
 	ctx     context.Context
 	snap    sync.Once
+	// reread and allReread hold removals until both syncs have read the
+	// store's users a second time, as a sync does after its read when the
+	// directory misses a stored user, to name it and confirm its removal.
+	reread    *sync.WaitGroup
+	allReread <-chan struct{}
+	reads     atomic.Int32
+	rereadOne sync.Once
+}
+
+// Users marks the second read of the users, the last a sync makes before
+// it plans its removals.
+func (b *barrier) Users(ctx context.Context) iter.Seq2[ldapauth.StoredUser, error] {
+	return func(yield func(ldapauth.StoredUser, error) bool) {
+		if b.reads.Add(1) == 2 {
+			defer b.rereadOne.Do(b.reread.Done)
+		}
+		for u, err := range b.counting.Users(ctx) {
+			if !yield(u, err) {
+				return
+			}
+		}
+	}
 }
 
 // Groups is the last read of the store a sync makes before it plans.
@@ -415,6 +438,12 @@ func (b *barrier) DeleteGroup(ctx context.Context, dn string) error {
 
 func (b *barrier) ApplyBatch(ctx context.Context, batch *ldapauth.Batch) error {
 	b.wait()
+	if len(batch.DeleteUsers)+len(batch.RemoveMembers)+len(batch.DeleteGroups) > 0 {
+		select {
+		case <-b.allReread:
+		case <-b.ctx.Done():
+		}
+	}
 	return b.counting.ApplyBatch(ctx, batch)
 }
 
@@ -424,8 +453,10 @@ func (b *barrier) SetMember(ctx context.Context, groupDN, username string, membe
 }
 
 // TestConcurrentSyncs runs two syncs at once over one database, each with
-// its own connections as two processes would, held so that both plan
-// before either writes: both write the same changes, interleaved. Both
+// its own connections as two processes would, held so that both read the
+// store before either writes, and both read it again (to name the user the
+// directory dropped) before either removes anything: both write the same
+// changes, interleaved. Both
 // succeed, a third run has nothing to do, and the database is as one run
 // leaves it.
 func TestConcurrentSyncs(t *testing.T) {
@@ -465,11 +496,16 @@ func TestConcurrentSyncs(t *testing.T) {
 			arrived.Add(2)
 			all := make(chan struct{})
 			go func() { arrived.Wait(); close(all) }()
+			var reread sync.WaitGroup
+			reread.Add(2)
+			allReread := make(chan struct{})
+			go func() { reread.Wait(); close(allReread) }()
 			reports := make([]*ldapauth.SyncReport, 2)
 			errs := make([]error, 2)
 			var wg sync.WaitGroup
 			for i := range 2 {
-				store := &barrier{counting: &counting{Store: open(t, driver, dsn)}, arrived: &arrived, all: all, ctx: ctx}
+				store := &barrier{counting: &counting{Store: open(t, driver, dsn)}, arrived: &arrived, all: all, ctx: ctx,
+					reread: &reread, allReread: allReread}
 				a := syncer(store)
 				wg.Go(func() { reports[i], errs[i] = a.Sync(ctx, ldapauth.SyncOptions{CreateUsers: true}) })
 			}
